@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Local infrastructure for development and CI on Debian 12 without Docker:
+# RabbitMQ from Debian's package and FerretDB (embedded, SQLite) built from deploy/ferretdb.
+# Idempotent: every step checks before it acts; running it twice starts nothing twice.
+#
+#   deploy/local.sh install   # Debian packages, Python venv, FerretDB launcher build (cached)
+#   deploy/local.sh start     # install + start RabbitMQ and FerretDB on loopback, write var/local.env
+#   deploy/local.sh stop      # stop both
+#   deploy/local.sh status
+#   deploy/local.sh rabbit-stop | rabbit-start   # used by the broker-restart tests
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VAR="${ENROL_VAR_DIR:-$ROOT/var}"
+VENV="$ROOT/.venv"
+FERRET_BIN="$ROOT/deploy/ferretdb/bin/ferretdb-launcher"
+FERRET_ADDR="${FERRETDB_ADDR:-127.0.0.1:27217}"
+RABBIT_PORT="${RABBIT_PORT:-5672}"
+RABBIT_NODE="enrol@localhost"
+export RABBITMQ_NODENAME="$RABBIT_NODE"
+export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+export RABBITMQ_NODE_PORT="$RABBIT_PORT"
+export RABBITMQ_DIST_PORT=$((RABBIT_PORT + 20000))
+export RABBITMQ_MNESIA_BASE="$VAR/rabbitmq/mnesia"
+export RABBITMQ_LOG_BASE="$VAR/rabbitmq/log"
+export RABBITMQ_PID_FILE="$VAR/rabbitmq/rabbit.pid"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$VAR/rabbitmq/enabled_plugins"
+export RABBITMQ_CONFIG_FILE="$VAR/rabbitmq/rabbitmq"   # .conf is appended by rabbitmq
+
+say() { printf '[local] %s\n' "$*"; }
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    say "installing Debian packages: ${missing[*]}"
+    if [ ! -f "$VAR/.apt-updated" ]; then apt-get update -qq; mkdir -p "$VAR"; touch "$VAR/.apt-updated"; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+install() {
+  mkdir -p "$VAR"
+  # rabbitmq-server: the broker; prometheus: promtool for the alert-rule tests
+  apt_install rabbitmq-server prometheus
+  # the Debian package may have started a default node on 5672; ours is a separate node
+  if [ ! -x "$VENV/bin/python" ]; then say "creating Python venv in .venv"; python3 -m venv "$VENV"; fi
+  local stamp="$VENV/.requirements.sha"
+  local want; want=$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing Python requirements (pinned) into .venv"
+    "$VENV/bin/pip" install -q -r "$ROOT/requirements-dev.txt"
+    echo "$want" >"$stamp"
+  fi
+  build_ferretdb
+}
+
+build_ferretdb() {
+  local src_sha; src_sha=$(cat "$ROOT"/deploy/ferretdb/*.go "$ROOT"/deploy/ferretdb/go.mod "$ROOT"/deploy/ferretdb/go.sum | sha256sum | cut -d' ' -f1)
+  if [ -x "$FERRET_BIN" ] && [ "$(cat "$FERRET_BIN.sha" 2>/dev/null)" = "$src_sha" ]; then return; fi
+  say "building FerretDB v1.24.2 launcher (Go, first time only; cached in deploy/ferretdb/bin)"
+  mkdir -p "$(dirname "$FERRET_BIN")"
+  if ! (cd "$ROOT/deploy/ferretdb" && go build -o "$FERRET_BIN" .); then
+    say "build failed with $(go version); retrying with the toolchain the module names"
+    (cd "$ROOT/deploy/ferretdb" && GOTOOLCHAIN=auto go build -o "$FERRET_BIN" .)
+  fi
+  echo "$src_sha" >"$FERRET_BIN.sha"
+}
+
+secret() {  # secret NAME -> prints a generated secret kept under var/secrets (never in git)
+  local f="$VAR/secrets/$1"
+  mkdir -p "$VAR/secrets"; chmod 700 "$VAR/secrets"
+  [ -s "$f" ] || (umask 077; python3 -c 'import secrets;print(secrets.token_urlsafe(24))' >"$f")
+  cat "$f"
+}
+
+rabbit_running() { rabbitmqctl -q -n "$RABBIT_NODE" status >/dev/null 2>&1; }
+
+rabbit_start() {
+  mkdir -p "$VAR/rabbitmq/mnesia" "$VAR/rabbitmq/log"
+  [ -f "$RABBITMQ_ENABLED_PLUGINS_FILE" ] || echo "[]." >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+  cat >"$RABBITMQ_CONFIG_FILE.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$RABBIT_PORT
+loopback_users = none
+heartbeat = 30
+CONF
+  # Debian's wrapper runs the broker as the rabbitmq user
+  chown -R rabbitmq:rabbitmq "$VAR/rabbitmq"
+  if rabbit_running; then say "RabbitMQ already running ($RABBIT_NODE)"; else
+    say "starting RabbitMQ on 127.0.0.1:$RABBIT_PORT"
+    setsid rabbitmq-server >"$VAR/rabbitmq/log/stdout.log" 2>&1 < /dev/null &
+    local i; for i in $(seq 1 120); do rabbit_running && break; sleep 1; done
+    rabbit_running || { say "RabbitMQ did not start; see $VAR/rabbitmq/log"; tail -20 "$VAR/rabbitmq/log/stdout.log"; exit 1; }
+    rabbitmqctl -q -n "$RABBIT_NODE" await_startup >/dev/null
+  fi
+  local pw; pw=$(secret amqp_password)
+  if ! rabbitmqctl -q -n "$RABBIT_NODE" list_users 2>/dev/null | grep -q '^enrol'; then
+    rabbitmqctl -q -n "$RABBIT_NODE" add_user enrol "$pw" >/dev/null
+    rabbitmqctl -q -n "$RABBIT_NODE" set_user_tags enrol administrator >/dev/null
+    rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / enrol '.*' '.*' '.*' >/dev/null
+  fi
+}
+
+rabbit_stop() {
+  if rabbit_running; then say "stopping RabbitMQ"; rabbitmqctl -q -n "$RABBIT_NODE" stop >/dev/null 2>&1 || true; fi
+  local i; for i in $(seq 1 60); do rabbit_running || break; sleep 0.5; done
+}
+
+ferret_running() { [ -f "$VAR/ferretdb.pid" ] && kill -0 "$(cat "$VAR/ferretdb.pid")" 2>/dev/null; }
+
+ferret_start() {
+  if ferret_running; then say "FerretDB already running on $FERRET_ADDR"; return; fi
+  say "starting FerretDB on $FERRET_ADDR (data in var/ferretdb)"
+  mkdir -p "$VAR/ferretdb"
+  setsid "$FERRET_BIN" -listen "$FERRET_ADDR" -data "$VAR/ferretdb" >"$VAR/ferretdb.log" 2>&1 < /dev/null &
+  echo $! >"$VAR/ferretdb.pid"
+  local host=${FERRET_ADDR%:*} port=${FERRET_ADDR##*:} i
+  for i in $(seq 1 50); do (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return; sleep 0.2; done
+  say "FerretDB did not start; see var/ferretdb.log"; cat "$VAR/ferretdb.log"; exit 1
+}
+
+ferret_stop() {
+  if ferret_running; then say "stopping FerretDB"; kill -TERM "$(cat "$VAR/ferretdb.pid")"; fi
+  local i; for i in $(seq 1 50); do ferret_running || break; sleep 0.1; done
+  rm -f "$VAR/ferretdb.pid"
+}
+
+write_env() {
+  cat >"$VAR/local.env" <<ENV
+# written by deploy/local.sh; the services and tests read these
+MONGO_URL=mongodb://$FERRET_ADDR/
+AMQP_URL=amqp://enrol:$(secret amqp_password)@127.0.0.1:$RABBIT_PORT/%2F
+ENROL_STORE_KIND=ferretdb
+ENV
+  chmod 600 "$VAR/local.env"
+}
+
+case "${1:-start}" in
+  install) install ;;
+  start) install; rabbit_start; ferret_start; write_env; say "ready: env in var/local.env" ;;
+  stop) ferret_stop; rabbit_stop ;;
+  status) rabbit_running && say "RabbitMQ: running" || say "RabbitMQ: stopped"; ferret_running && say "FerretDB: running" || say "FerretDB: stopped" ;;
+  rabbit-stop) rabbit_stop ;;
+  rabbit-start) rabbit_start ;;
+  ferret-stop) ferret_stop ;;
+  ferret-start) ferret_start ;;
+  *) echo "usage: $0 install|start|stop|status|rabbit-stop|rabbit-start|ferret-stop|ferret-start" >&2; exit 2 ;;
+esac
