@@ -1,0 +1,1 @@
+"""The common library every service imports: events, bus, outbox, store, web, metrics, clock."""

@@ -1,0 +1,281 @@
+"""RabbitMQ topology, a confirming publisher and an idempotent consumer (pika).
+
+Topology per namespace (default `enrol`):
+- `<ns>.events`  durable topic exchange; routing key = event type `<service>.<entity>.<event>`.
+- `<ns>.<svc>.events`  durable quorum queue per consuming service, bound to the types it consumes.
+- `<ns>.<svc>.retry`   durable queue holding messages for a backoff delay (per-message TTL), then
+  dead-lettering them straight back to `<ns>.<svc>.events` through the default exchange.
+- `<ns>.dlx` direct exchange and `<ns>.<svc>.dead` quorum queue: messages that failed all attempts
+  or were malformed. A copy with the error also goes to the service's `dead_letters` collection.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import pika
+from marshmallow import ValidationError
+from pika.exceptions import AMQPError
+from pymongo.errors import DuplicateKeyError
+
+from . import metrics
+from .events import Envelope, consumed_by, validate_payload
+from .logs import correlation_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str
+    service: str
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dlx(self) -> str:
+        return f"{self.namespace}.dlx"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.namespace}.{self.service}.events"
+
+    @property
+    def retry_queue(self) -> str:
+        return f"{self.namespace}.{self.service}.retry"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.namespace}.{self.service}.dead"
+
+    def declare(self, ch, consumes: list[str] | None = None) -> None:
+        ch.exchange_declare(self.exchange, "topic", durable=True)
+        ch.exchange_declare(self.dlx, "direct", durable=True)
+        types = consumed_by(self.service) if consumes is None else consumes
+        if not types:
+            return
+        ch.queue_declare(self.queue, durable=True, arguments={"x-queue-type": "quorum"})
+        for t in types:
+            ch.queue_bind(self.queue, self.exchange, routing_key=t)
+        ch.queue_declare(self.retry_queue, durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.queue})
+        ch.queue_declare(self.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        ch.queue_bind(self.dead_queue, self.dlx, routing_key=self.service)
+
+
+def connection_params(url: str) -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    params.heartbeat = 30
+    params.blocked_connection_timeout = 60
+    params.connection_attempts = 1
+    params.socket_timeout = 5
+    return params
+
+
+class Publisher:
+    """Publishes envelopes with publisher confirms; raises on failure so the outbox keeps them."""
+
+    def __init__(self, url: str, topology: Topology):
+        self.url = url
+        self.topology = topology
+        self._conn = None
+        self._ch = None
+
+    def _channel(self):
+        if self._ch is None or not self._ch.is_open:
+            self.close()
+            self._conn = pika.BlockingConnection(connection_params(self.url))
+            self._ch = self._conn.channel()
+            self._ch.confirm_delivery()
+            self.topology.declare(self._ch, consumes=[])
+        return self._ch
+
+    def publish(self, env: dict) -> None:
+        ch = self._channel()
+        try:
+            ch.basic_publish(
+                self.topology.exchange, env["type"], json.dumps(env, ensure_ascii=False).encode(),
+                pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=env["id"],
+                                     type=env["type"], correlation_id=env.get("correlation_id"),
+                                     headers={"producer": env["producer"]}))
+        except Exception:
+            self.close()
+            raise
+        metrics.EVENTS_PUBLISHED.labels(self.topology.service, env["type"]).inc()
+
+    def pump(self) -> None:
+        """Service heartbeats while idle."""
+        if self._conn is not None and self._conn.is_open:
+            try:
+                self._conn.process_data_events(0)
+            except Exception:
+                self.close()
+
+    def close(self) -> None:
+        try:
+            if self._conn is not None and self._conn.is_open:
+                self._conn.close()
+        except Exception:
+            pass
+        self._conn = self._ch = None
+
+
+Handler = Callable[[Envelope], None]
+
+
+class PermanentFailure(Exception):
+    """Raise from a handler when retrying cannot help; the message is dead-lettered at once."""
+
+
+class Consumer:
+    """Manual acks, prefetch, idempotency by processed event id, bounded retries, then dead-letter.
+
+    Idempotency: an event id in `processed_events` is acknowledged without running the handler.
+    The marker is written after the handler succeeds, so handlers themselves must be idempotent
+    for the crash window between the two (they key their effects on natural ids).
+    """
+
+    def __init__(self, url: str, topology: Topology, db, handlers: dict[str, Handler], *,
+                 max_attempts: int = 5, retry_base_ms: int = 500, retry_max_ms: int = 30_000,
+                 prefetch: int = 20, clock=None):
+        self.url = url
+        self.topology = topology
+        self.db = db
+        self.handlers = handlers
+        self.max_attempts = max_attempts
+        self.retry_base_ms = retry_base_ms
+        self.retry_max_ms = retry_max_ms
+        self.prefetch = prefetch
+        self.clock = clock
+        self.stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+
+    def run(self) -> None:
+        """Consume until stop(); reconnect with backoff after a broker restart."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                self._consume()
+                delay = 0.5
+            except (AMQPError, OSError) as e:
+                log.warning("broker connection lost (%s); reconnecting in %.1fs", type(e).__name__, delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 10)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _consume(self) -> None:
+        conn = pika.BlockingConnection(connection_params(self.url))
+        try:
+            ch = conn.channel()
+            ch.confirm_delivery()  # retry and dead-letter copies are confirmed before the original is acked
+            self.topology.declare(ch, consumes=list(self.handlers))
+            ch.basic_qos(prefetch_count=self.prefetch)
+            for method, props, body in ch.consume(self.topology.queue, inactivity_timeout=1):
+                metrics.HEARTBEAT.labels(self.topology.service).set(time.time())
+                if self.stopping.is_set():
+                    break
+                if method is None:
+                    continue
+                self._deliver(conn, ch, method, props, body)
+        finally:
+            try:
+                if conn.is_open:
+                    conn.close()
+            except Exception:
+                pass
+
+    def _deliver(self, conn, ch, method, props, body: bytes) -> None:
+        svc = self.topology.service
+        attempt = int((props.headers or {}).get("x-attempt", 1))
+        try:
+            raw = json.loads(body)
+            env = Envelope.from_dict(raw)
+            validate_payload(env.type, env.payload)
+        except (ValueError, ValidationError, TypeError) as e:
+            self._dead_letter(ch, method, props, body, f"malformed: {e}", attempt, raw_type=props.type)
+            return
+        if env.type not in self.handlers:
+            self._dead_letter(ch, method, props, body, f"no handler for {env.type}", attempt, raw_type=env.type)
+            return
+        if self.db["processed_events"].find_one({"_id": env.id}, {"_id": 1}):
+            metrics.EVENTS_DUPLICATE.labels(svc, env.type).inc()
+            ch.basic_ack(method.delivery_tag)
+            return
+        token = correlation_id.set(env.correlation_id)
+        try:
+            future = self._pool.submit(self.handlers[env.type], env)
+            while not future.done():  # keep heartbeats flowing during a long handler
+                conn.process_data_events(time_limit=0.2)
+                metrics.HEARTBEAT.labels(svc).set(time.time())
+            future.result()
+        except PermanentFailure as e:
+            self._dead_letter(ch, method, props, body, f"permanent: {e}", attempt, raw_type=env.type)
+            return
+        except (AMQPError, OSError):
+            raise
+        except Exception as e:  # noqa: BLE001 — any handler failure is retried, then dead-lettered
+            log.warning("handler failed for %s %s (attempt %d): %s", env.type, env.id, attempt, e,
+                        extra={"event_type": env.type, "event_id": env.id})
+            if attempt >= self.max_attempts:
+                self._dead_letter(ch, method, props, body, f"{type(e).__name__}: {e}", attempt, raw_type=env.type)
+            else:
+                self._retry(ch, method, props, body, attempt, env.type)
+            return
+        finally:
+            correlation_id.reset(token)
+        try:
+            self.db["processed_events"].insert_one({"_id": env.id, "type": env.type,
+                                                    "at": self.clock.now() if self.clock else None})
+        except DuplicateKeyError:
+            pass
+        ch.basic_ack(method.delivery_tag)
+        metrics.EVENTS_CONSUMED.labels(svc, env.type).inc()
+
+    def _retry(self, ch, method, props, body, attempt, etype) -> None:
+        delay = min(self.retry_base_ms * 2 ** (attempt - 1), self.retry_max_ms)
+        headers = dict(props.headers or {})
+        headers["x-attempt"] = attempt + 1
+        ch.basic_publish("", self.topology.retry_queue, body, pika.BasicProperties(
+            content_type=props.content_type, delivery_mode=2, message_id=props.message_id, type=props.type,
+            correlation_id=props.correlation_id, headers=headers, expiration=str(int(delay))))
+        ch.basic_ack(method.delivery_tag)
+        metrics.EVENTS_RETRIED.labels(self.topology.service, etype).inc()
+
+    def _dead_letter(self, ch, method, props, body, reason: str, attempt: int, raw_type: str | None) -> None:
+        headers = dict(props.headers or {})
+        headers.update({"x-attempt": attempt, "x-death-reason": reason[:500]})
+        ch.basic_publish(self.topology.dlx, self.topology.service, body, pika.BasicProperties(
+            content_type=props.content_type, delivery_mode=2, message_id=props.message_id, type=props.type,
+            correlation_id=props.correlation_id, headers=headers))
+        key = props.message_id or f"nomsgid-{time.time_ns()}"
+        try:
+            self.db["dead_letters"].insert_one({
+                "_id": key, "type": raw_type, "reason": reason, "attempts": attempt,
+                "body": body.decode("utf-8", "replace")[:100_000],
+                "at": self.clock.now() if self.clock else None})
+        except DuplicateKeyError:
+            self.db["dead_letters"].update_one({"_id": key}, {"$set": {"reason": reason, "attempts": attempt}})
+        ch.basic_ack(method.delivery_tag)
+        metrics.EVENTS_DEAD.labels(self.topology.service, raw_type or "unknown").inc()
+        log.error("dead-lettered %s %s: %s", raw_type, key, reason, extra={"event_id": key})
+
+
+def queue_depth(url: str, queue: str) -> int | None:
+    """Messages ready in a queue (passive declare), or None when the broker is unreachable."""
+    try:
+        conn = pika.BlockingConnection(connection_params(url))
+        try:
+            return conn.channel().queue_declare(queue, passive=True).method.message_count
+        finally:
+            conn.close()
+    except Exception:
+        return None

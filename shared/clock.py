@@ -1,0 +1,61 @@
+"""An injectable clock: code asks a Clock for "now", tests and simulations set it.
+
+Deadlines in the documents are Asia/Shanghai wall time (e.g. "17:00 on 2016-11-15").
+"""
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+class Clock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def today_shanghai(self) -> date:
+        return self.now().astimezone(SHANGHAI).date()
+
+
+class FixedClock(Clock):
+    """A clock that stands still until moved; safe to share between threads."""
+
+    def __init__(self, at: datetime):
+        if at.tzinfo is None:
+            raise ValueError("FixedClock needs an aware datetime")
+        self._at = at
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._at
+
+    def set(self, at: datetime) -> None:
+        with self._lock:
+            self._at = at
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._at += delta
+
+
+def shanghai_end_of_day(d: date) -> datetime:
+    """The last instant of a Shanghai calendar day (a window that 'closes Dec 31' includes Dec 31)."""
+    return datetime.combine(d + timedelta(days=1), time(0), SHANGHAI) - timedelta(microseconds=1)
+
+
+def shanghai_start_of_day(d: date) -> datetime:
+    return datetime.combine(d, time(0), SHANGHAI)
+
+
+def parse_instant(text: str) -> datetime:
+    """ISO 8601; a naive time is read as Shanghai wall time, as the county documents write it."""
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=SHANGHAI)
+
+
+def clock_from_env(value: str | None) -> Clock:
+    """CLOCK_NOW=2019-10-15T10:00:00+08:00 pins the clock (demo and tests); otherwise real time."""
+    return FixedClock(parse_instant(value)) if value else Clock()

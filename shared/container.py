@@ -1,0 +1,97 @@
+"""The parts every service's composition root builds the same way.
+
+Nothing here connects at import time: a Container is built inside the app factory or the worker
+main (gunicorn forks, so each process builds its own clients).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from .auth import TokenBook
+from .bus import Consumer, Publisher, Topology, connection_params
+from .clock import Clock, clock_from_env
+from .config import Settings, env
+from .outbox import OutboxRelay
+from .policy import PolicyYear, load_policy
+from .store import IndexSpec, OutboxWriter, connect, ensure_indexes
+
+
+@dataclass
+class Container:
+    service: str
+    settings: Settings
+    clock: Clock
+    outbox_collections: tuple[str, ...] = ()
+    indexes: tuple[IndexSpec, ...] = ()
+    _client: object = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, service: str, *, clock: Clock | None = None, outbox_collections=(), indexes=()) -> "Container":
+        settings = Settings.load(service)
+        return cls(service=service, settings=settings, clock=clock or clock_from_env(env("CLOCK_NOW")),
+                   outbox_collections=tuple(outbox_collections), indexes=tuple(indexes))
+
+    @cached_property
+    def client(self):
+        return connect(self.settings.mongo_url, f"{self.settings.namespace}-{self.service}")
+
+    @cached_property
+    def db(self):
+        db = self.client[self.settings.mongo_db]
+        ensure_indexes(db, self.indexes)
+        return db
+
+    @cached_property
+    def outbox(self) -> OutboxWriter:
+        return OutboxWriter(self.db, self.service, self.clock)
+
+    @cached_property
+    def policy(self) -> PolicyYear:
+        return load_policy(self.settings.policy_file)
+
+    @cached_property
+    def tokens(self) -> TokenBook:
+        return TokenBook.load(self.settings.auth_tokens_file)
+
+    @cached_property
+    def topology(self) -> Topology:
+        return Topology(self.settings.namespace, self.service)
+
+    def consumer(self, handlers) -> Consumer:
+        return Consumer(self.settings.amqp_url, self.topology, self.db, handlers,
+                        max_attempts=int(env("CONSUMER_MAX_ATTEMPTS", "5")),
+                        retry_base_ms=int(env("CONSUMER_RETRY_BASE_MS", "500")), clock=self.clock)
+
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(self.db, Publisher(self.settings.amqp_url, self.topology), self.service, self.clock,
+                           self.outbox_collections)
+
+    # readiness checks (used by /readyz and the worker's service_ready gauge)
+    def store_ok(self) -> bool:
+        self.client.admin.command("ping")
+        return True
+
+    def broker_ok(self) -> bool:
+        import pika
+        conn = pika.BlockingConnection(connection_params(self.settings.amqp_url))
+        conn.close()
+        return True
+
+
+def worker_main(container: Container, handlers) -> None:
+    """Shared body of every `python -m services.<svc>.entrypoints.worker`."""
+    from . import logs
+    from .worker import run_worker
+    logs.setup(container.service, env("LOG_LEVEL", "INFO"))
+    consumer = container.consumer(handlers) if handlers else None
+    port = env("WORKER_METRICS_PORT")
+    run_worker(container.service, consumer, container.relay(), container.settings.amqp_url,
+               container.topology.dead_queue if handlers else None, int(port) if port else None,
+               container.store_ok)
+
+
+def drop_multiproc_env() -> None:
+    """Workers serve their own registry; gunicorn's multiprocess directory is for web processes."""
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -1,0 +1,173 @@
+"""The event envelope and the one catalogue of every event on the bus.
+
+Routing key = event type = `<service>.<entity>.<event>`. Each entry names its publisher, its
+consumers and the marshmallow schema of its payload; the bus validates payloads against it on
+publish and on consume, so a malformed message is refused where it is made and dead-lettered
+where it arrives.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+SERVICES = ("registry", "payments", "subsidy", "scoring", "notices")
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a domain records: a type and a JSON-ready payload. The envelope is added on write."""
+
+    type: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class Envelope:
+    id: str
+    type: str
+    version: int
+    occurred_at: str
+    producer: str
+    correlation_id: str
+    causation_id: str | None
+    payload: dict[str, Any]
+    seq: str = field(default="")
+
+    @classmethod
+    def new(cls, event: Event, producer: str, occurred_at: datetime, correlation_id: str | None = None,
+            causation_id: str | None = None) -> "Envelope":
+        eid = uuid.uuid4().hex
+        return cls(id=eid, type=event.type, version=CATALOGUE[event.type].version,
+                   occurred_at=occurred_at.isoformat(), producer=producer,
+                   correlation_id=correlation_id or eid, causation_id=causation_id, payload=event.payload)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "version": self.version, "occurred_at": self.occurred_at,
+                "producer": self.producer, "correlation_id": self.correlation_id,
+                "causation_id": self.causation_id, "payload": self.payload, "seq": self.seq}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Envelope":
+        EnvelopeSchema().load(d)
+        return cls(**{k: d.get(k) for k in ("id", "type", "version", "occurred_at", "producer", "correlation_id",
+                                              "causation_id", "payload")}, seq=d.get("seq") or "")
+
+
+class EnvelopeSchema(Schema):
+    id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    type = fields.String(required=True, validate=validate.Regexp(r"^[a-z]+\.[a-z_]+\.[a-z_]+$"))
+    version = fields.Integer(required=True)
+    occurred_at = fields.String(required=True)
+    producer = fields.String(required=True, validate=validate.OneOf(SERVICES))
+    correlation_id = fields.String(required=True)
+    causation_id = fields.String(allow_none=True, load_default=None)
+    payload = fields.Dict(required=True)
+    seq = fields.String(load_default="")
+
+
+# ---- payload schemas -------------------------------------------------------------------------
+
+class MemberSchema(Schema):
+    person_id = fields.String(required=True, validate=validate.Length(equal=18))  # 身份证号码
+    name = fields.String(required=True)
+    relation = fields.String(load_default="")
+    category = fields.String(load_default="rural")
+
+
+class HouseholdRegisteredSchema(Schema):
+    """registry.household.registered: a household (户) was registered for a policy year."""
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    township = fields.String(required=True)
+    village = fields.String(required=True)
+    head_name = fields.String(required=True)
+    head_phone = fields.String(load_default=None, allow_none=True)
+    members = fields.List(fields.Nested(MemberSchema), required=True, validate=validate.Length(min=1))
+
+
+class PaidMemberSchema(Schema):
+    person_id = fields.String(required=True)
+    name = fields.String(required=True)
+    standard_fen = fields.Integer(required=True)
+    subsidy_fen = fields.Integer(required=True)
+    payable_fen = fields.Integer(required=True)
+
+
+class PaymentConfirmedSchema(Schema):
+    """payments.payment.confirmed: a gateway's signed notification confirmed a household payment."""
+    order_no = fields.String(required=True)
+    receipt_no = fields.String(required=True)
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    township = fields.String(required=True)
+    village = fields.String(required=True)
+    head_name = fields.String(required=True)
+    head_phone = fields.String(load_default=None, allow_none=True)
+    amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
+    channel = fields.String(required=True)
+    gateway = fields.String(required=True)
+    transaction_id = fields.String(required=True)
+    paid_at = fields.String(required=True)
+    members = fields.List(fields.Nested(PaidMemberSchema), required=True, validate=validate.Length(min=1))
+
+
+class EnrolmentChangedSchema(Schema):
+    """registry.enrolment.changed: members of a household moved to a new enrolment status for a year."""
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    township = fields.String(required=True)
+    village = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["registered", "paid", "confirmed", "revoked"]))
+    person_ids = fields.List(fields.String(), required=True)
+    order_no = fields.String(load_default=None, allow_none=True)
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    schema: type[Schema]
+    publisher: str
+    consumers: tuple[str, ...]
+    version: int = 1
+    doc: str = ""
+
+
+CATALOGUE: dict[str, EventSpec] = {
+    spec.type: spec
+    for spec in (
+        EventSpec("registry.household.registered", HouseholdRegisteredSchema, "registry", ("payments",),
+                  doc="A household and its members registered for a policy year; payments keeps a read model."),
+        EventSpec("payments.payment.confirmed", PaymentConfirmedSchema, "payments", ("registry", "notices"),
+                  doc="A household payment was confirmed by a signed gateway notification."),
+        EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring",),
+                  doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
+    )
+}
+
+
+def validate_payload(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Raises ValidationError for unknown types and bad payloads."""
+    spec = CATALOGUE.get(event_type)
+    if spec is None:
+        raise ValidationError({"type": [f"unknown event type {event_type}"]})
+    return spec.schema().load(payload)
+
+
+def consumed_by(service: str) -> list[str]:
+    return [t for t, spec in CATALOGUE.items() if service in spec.consumers]
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as a table for docs/events.md (kept in sync by a test)."""
+    lines = ["| event | publisher | consumers | payload fields | meaning |", "| --- | --- | --- | --- | --- |"]
+    for spec in CATALOGUE.values():
+        names = ", ".join(spec.schema().fields)
+        lines.append(f"| `{spec.type}` v{spec.version} | {spec.publisher} | {', '.join(spec.consumers)} | {names} | {spec.doc} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,30 @@
+"""Masking of ID numbers (居民身份证号码) and phone numbers in logs and responses."""
+from __future__ import annotations
+
+import re
+
+_ID_RE = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[\dXx])(?![0-9A-Za-z])")
+_PHONE_RE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+
+
+def mask_id(number: str | None) -> str | None:
+    """Keep region (6) and the last 4: 431122********123X."""
+    if not number:
+        return number
+    if len(number) == 18:
+        return number[:6] + "*" * 8 + number[-4:]
+    return number[:2] + "*" * max(len(number) - 4, 0) + number[-2:]
+
+
+def mask_phone(phone: str | None) -> str | None:
+    if not phone:
+        return phone
+    if len(phone) >= 11:
+        return phone[:3] + "****" + phone[-4:]
+    return "*" * len(phone)
+
+
+def mask_text(text: str) -> str:
+    """Mask any ID or mobile number found inside free text (log lines, error details)."""
+    text = _ID_RE.sub(lambda m: m.group(1) + "*" * 8 + m.group(2), text)
+    return _PHONE_RE.sub(lambda m: m.group(1) + "****" + m.group(2), text)

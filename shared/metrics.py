@@ -1,0 +1,37 @@
+"""Prometheus metrics, one set for the suite; every series carries the `service` label.
+
+Web processes run under gunicorn in multiprocess mode (PROMETHEUS_MULTIPROC_DIR); workers are one
+process and serve their own registry on WORKER_METRICS_PORT.
+"""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+HTTP_REQUESTS = Counter("http_requests", "HTTP requests", ["service", "method", "endpoint", "status"])
+HTTP_LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["service", "method", "endpoint"],
+                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+EVENTS_PUBLISHED = Counter("events_published", "Events published to the bus", ["service", "type"])
+EVENTS_CONSUMED = Counter("events_consumed", "Events handled successfully", ["service", "type"])
+EVENTS_DUPLICATE = Counter("events_duplicate", "Redelivered or duplicated events skipped", ["service", "type"])
+EVENTS_RETRIED = Counter("events_retried", "Events scheduled for another attempt", ["service", "type"])
+EVENTS_DEAD = Counter("events_dead_lettered", "Events sent to the dead-letter queue", ["service", "type"])
+OUTBOX_BACKLOG = Gauge("outbox_backlog", "Events written but not yet published", ["service"],
+                       multiprocess_mode="max")
+OUTBOX_AGE = Gauge("outbox_oldest_age_seconds", "Age of the oldest unpublished event", ["service"],
+                   multiprocess_mode="max")
+DLQ_DEPTH = Gauge("dead_letter_queue_depth", "Messages in the service's dead-letter queue", ["service"],
+                  multiprocess_mode="max")
+HEARTBEAT = Gauge("consumer_heartbeat_timestamp_seconds", "Last time the consumer loop proved alive", ["service"],
+                  multiprocess_mode="max")
+READY = Gauge("service_ready", "1 when store and broker are reachable", ["service"], multiprocess_mode="min")
+
+
+def exposition() -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()

@@ -1,0 +1,104 @@
+"""The outbox relay: publishes written events in order with confirms, then marks them sent.
+
+Sent = removed from the aggregate's `_outbox` and its pointer deleted. A broker outage leaves
+both in place, so the next round publishes them; a crash after publishing and before marking
+publishes them again (at-least-once; consumers drop the duplicate by event id).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Iterable
+
+from pymongo.errors import DuplicateKeyError
+
+from . import metrics
+from .bus import Publisher
+from .clock import Clock
+from .store import OUTBOX
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(self, db, publisher: Publisher, service: str, clock: Clock, collections: Iterable[str],
+                 batch: int = 200, sweep_every_s: float = 300.0):
+        self.db = db
+        self.publisher = publisher
+        self.service = service
+        self.clock = clock
+        self.collections = tuple(collections)
+        self.batch = batch
+        self.sweep_every_s = sweep_every_s
+        self.stopping = threading.Event()
+
+    def run_once(self) -> int:
+        """Publish up to one batch; returns how many events went out."""
+        pointers = list(self.db[OUTBOX].find({}).sort("seq", 1).limit(self.batch))
+        groups: "OrderedDict[tuple[str, object], list[dict]]" = OrderedDict()
+        for p in pointers:
+            groups.setdefault((p["coll"], p["agg"]), []).append(p)
+        sent = 0
+        for (coll, agg), ptrs in groups.items():
+            doc = self.db[coll].find_one({"_id": agg}, {"_outbox": 1})
+            pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
+            published = []
+            for env in pending:
+                self.publisher.publish(env)  # raises on broker trouble: nothing is marked
+                published.append(env["id"])
+            if published:
+                self.db[coll].update_one({"_id": agg}, {"$unset": {f"_outbox.{i}": "" for i in published}})
+            for eid in {*published, *(p["_id"] for p in ptrs)}:
+                self.db[OUTBOX].delete_one({"_id": eid})
+            sent += len(published)
+        return sent
+
+    def sweep(self) -> int:
+        """Re-point events whose pointer was lost (crash between the aggregate write and the pointer)."""
+        found = 0
+        for coll in self.collections:
+            for doc in self.db[coll].find({"_outbox": {"$exists": True}}, {"_outbox": 1}):
+                for env in (doc.get("_outbox") or {}).values():
+                    try:
+                        self.db[OUTBOX].insert_one({"_id": env["id"], "coll": coll, "agg": doc["_id"],
+                                                    "seq": env.get("seq", ""), "created_at": datetime.now(timezone.utc)})
+                        found += 1
+                    except DuplicateKeyError:
+                        pass
+        if found:
+            log.warning("outbox sweep re-pointed %d events", found)
+        return found
+
+    def observe(self) -> None:
+        """Backlog and oldest age for the gauges (the pointer collection is small by design)."""
+        oldest = self.db[OUTBOX].find_one({}, {"created_at": 1}, sort=[("seq", 1)])
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(self.db[OUTBOX].count_documents({}))
+        age = (datetime.now(timezone.utc) - oldest["created_at"]).total_seconds() if oldest else 0
+        metrics.OUTBOX_AGE.labels(self.service).set(max(age, 0))
+
+    def run(self, idle_s: float = 0.05) -> None:
+        import time
+        last_sweep = 0.0
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                if time.monotonic() - last_sweep > self.sweep_every_s:
+                    self.sweep()
+                    last_sweep = time.monotonic()
+                n = self.run_once()
+                self.observe()
+                delay = 0.5
+                if n == 0:
+                    self.publisher.pump()
+                    self.stopping.wait(idle_s)
+            except Exception as e:  # noqa: BLE001 — broker or store down: keep everything, retry later
+                log.warning("outbox relay paused (%s: %s); retrying in %.1fs", type(e).__name__, e, delay)
+                self.publisher.close()
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 10)
+        self.publisher.close()
+
+    def stop(self) -> None:
+        self.stopping.set()

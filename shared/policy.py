@@ -1,0 +1,81 @@
+"""A county's policy year (政策年度): standard, payment window, townships and their tasks.
+
+Loaded from a JSON file built from the county notice; the figures are checked on load and any
+disagreement (e.g. a printed total the rows do not add up to) is reported, not silently accepted.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from .clock import shanghai_end_of_day, shanghai_start_of_day
+
+
+@dataclass(frozen=True)
+class Township:
+    name: str
+    task: int  # 参保任务（人）
+
+
+@dataclass(frozen=True)
+class PolicyYear:
+    county: str
+    year: int
+    standard_fen: int  # 个人缴费标准, integer fen
+    window_opens: date
+    window_closes: date
+    townships: tuple[Township, ...]
+    declared_task_total: int | None
+    target_rate_percent: int
+    warnings: tuple[str, ...] = field(default=())
+
+    def township(self, name: str) -> Township | None:
+        return next((t for t in self.townships if t.name == name), None)
+
+    @property
+    def task_total(self) -> int:
+        return sum(t.task for t in self.townships)
+
+    def window_open_at(self, at: datetime) -> bool:
+        """集中参保缴费期: both ends inclusive, Asia/Shanghai calendar days."""
+        return shanghai_start_of_day(self.window_opens) <= at <= shanghai_end_of_day(self.window_closes)
+
+
+class PolicyError(ValueError):
+    pass
+
+
+def load_policy(path: Path | str) -> PolicyYear:
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    return parse_policy(raw)
+
+
+def parse_policy(raw: dict) -> PolicyYear:
+    try:
+        standard = raw["standard_fen"]
+        if not isinstance(standard, int) or standard < 0:
+            raise PolicyError("standard_fen must be a non-negative integer (fen)")
+        towns = []
+        for row in raw["townships"]:
+            if not isinstance(row["task"], int) or row["task"] <= 0:
+                raise PolicyError(f"township {row['name']}: task must be a positive integer")
+            towns.append(Township(row["name"], row["task"]))
+        names = [t.name for t in towns]
+        if len(set(names)) != len(names):
+            raise PolicyError("township names must be unique")
+        opens = date.fromisoformat(raw["window"]["opens"])
+        closes = date.fromisoformat(raw["window"]["closes"])
+        if closes < opens:
+            raise PolicyError("payment window closes before it opens")
+    except KeyError as e:
+        raise PolicyError(f"policy file is missing {e}") from e
+    warnings = []
+    declared = raw.get("declared_task_total")
+    total = sum(t.task for t in towns)
+    if declared is not None and declared != total:
+        warnings.append(f"任务合计与各乡镇任务之和不一致：印刷合计 {declared}，各行相加 {total}，差 {total - declared}")
+    return PolicyYear(county=raw["county"], year=raw["year"], standard_fen=standard, window_opens=opens,
+                      window_closes=closes, townships=tuple(towns), declared_task_total=declared,
+                      target_rate_percent=raw.get("target_rate_percent", 95), warnings=tuple(warnings))

@@ -1,0 +1,167 @@
+"""MongoDB access shared by every service: client, indexes, and the two write patterns that stay
+correct without multi-document transactions.
+
+1. Outbox writes: the events of a state change travel *inside the same document write* (field
+   `_outbox`, keyed by event id). A pointer row in the small `outbox` collection tells the relay
+   where to look; a sweep at relay start and every few minutes finds any write whose pointer was
+   lost to a crash between the two writes. See shared/outbox.py for the relay.
+2. Exactly-once effects: an insert of a unique natural `_id` (a payment per household-year, a
+   processed event id, a fact a counter has counted).
+
+FerretDB v1 on SQLite pushes down only `{_id: <string>}` filters, so hot paths use string `_id`s.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from pymongo import ASCENDING, MongoClient
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from .clock import Clock
+from .events import Envelope, Event, validate_payload
+
+OUTBOX = "outbox"          # pointers: {_id: event id, coll, agg, seq, created_at}
+PROCESSED = "processed_events"  # consumer idempotency: {_id: event id, type, at}
+DEAD_LETTERS = "dead_letters"   # inspectable copies of dead-lettered messages
+
+
+def connect(url: str, app_name: str) -> MongoClient:
+    """Nothing connects at import time; callers build the client in their composition root."""
+    return MongoClient(url, appname=app_name, tz_aware=True, retryWrites=True, serverSelectionTimeoutMS=5000,
+                       connectTimeoutMS=5000)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    collection: str
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+    name: str | None = None
+
+
+def ensure_indexes(db: Database, specs: Iterable[IndexSpec]) -> None:
+    """Secondary indexes real MongoDB needs (FerretDB enforces unique ones, scans for the rest)."""
+    for spec in (*specs, IndexSpec(OUTBOX, (("seq", ASCENDING),))):
+        db[spec.collection].create_index(list(spec.keys), unique=spec.unique,
+                                         name=spec.name or "_".join(k for k, _ in spec.keys))
+
+
+class _SeqSource:
+    """Sort keys that grow within a process and follow wall time across processes."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last = 0
+        self._pid = os.getpid()
+        self._n = itertools.count()
+
+    def next(self) -> str:
+        with self._lock:
+            if os.getpid() != self._pid:  # forked (gunicorn): keep keys distinct per process
+                self._pid = os.getpid()
+            now = max(time.time_ns(), self._last + 1)
+            self._last = now
+            return f"{now:020d}.{self._pid:08d}.{next(self._n) % 1_000_000:06d}"
+
+
+_seq = _SeqSource()
+
+
+class OutboxWriter:
+    """Writes a state change and its events in one document write, then points the relay at it."""
+
+    def __init__(self, db: Database, producer: str, clock: Clock):
+        self.db = db
+        self.producer = producer
+        self.clock = clock
+
+    def envelopes(self, events: Iterable[Event], correlation_id: str | None, causation_id: str | None) -> list[Envelope]:
+        out = []
+        for ev in events:
+            validate_payload(ev.type, ev.payload)  # a bad payload is refused where it is made
+            env = Envelope.new(ev, self.producer, self.clock.now(), correlation_id, causation_id)
+            env.seq = _seq.next()
+            out.append(env)
+        return out
+
+    def insert(self, coll: str, doc: dict[str, Any], events: Iterable[Event] = (), *,
+               correlation_id: str | None = None, causation_id: str | None = None) -> list[Envelope]:
+        """Insert a new aggregate with its events; DuplicateKeyError means it already exists."""
+        envs = self.envelopes(events, correlation_id, causation_id)
+        doc = dict(doc)
+        doc["_outbox"] = {e.id: e.to_dict() for e in envs}
+        self.db[coll].insert_one(doc)
+        self._point(coll, doc["_id"], envs)
+        return envs
+
+    def update(self, coll: str, _id: str, update: dict[str, Any], events: Iterable[Event] = (), *,
+               upsert: bool = False, correlation_id: str | None = None,
+               causation_id: str | None = None) -> tuple[bool, list[Envelope]]:
+        """Apply an update by `_id` and add its events to the same document, atomically."""
+        envs = self.envelopes(events, correlation_id, causation_id)
+        update = {k: dict(v) for k, v in update.items()}
+        if envs:
+            update.setdefault("$set", {}).update({f"_outbox.{e.id}": e.to_dict() for e in envs})
+        res = self.db[coll].update_one({"_id": _id}, update, upsert=upsert)
+        matched = bool(res.matched_count or res.upserted_id is not None)
+        if matched:
+            self._point(coll, _id, envs)
+        return matched, envs
+
+    def _point(self, coll: str, agg_id: Any, envs: list[Envelope]) -> None:
+        now = datetime.now(timezone.utc)  # real time: the backlog-age alert measures real delay
+        for e in envs:
+            try:
+                self.db[OUTBOX].insert_one({"_id": e.id, "coll": coll, "agg": agg_id, "seq": e.seq, "created_at": now})
+            except DuplicateKeyError:
+                pass
+
+
+def insert_once(coll: Collection, doc: dict[str, Any]) -> bool:
+    """The exactly-once primitive: True if this call created the document, False if it existed."""
+    try:
+        coll.insert_one(doc)
+        return True
+    except DuplicateKeyError:
+        return False
+
+
+def count_once(db: Database, counters: str, counter_id: str, fact_key: str, inc: dict[str, int],
+               fact: dict[str, Any], on_insert: dict[str, Any] | None = None) -> bool:
+    """Add `inc` to a counter document once per fact, surviving a crash at any step.
+
+    Step 1 adds the increment and marks the fact in flight on the counter document (one atomic
+    write); step 2 records the fact; step 3 clears the in-flight mark. A redelivery after a crash
+    sees either the fact (done) or the in-flight mark (counted, finish steps 2-3). The filter in
+    step 1 names a field beside `_id`; counter collections are small (townships × years), so the
+    scan FerretDB makes of them is cheap.
+    """
+    facts = db[f"{counters}_facts"]
+    if facts.find_one({"_id": fact_key}, {"_id": 1}):
+        db[counters].update_one({"_id": counter_id}, {"$pull": {"inflight": fact_key}})
+        return False
+    db[counters].update_one({"_id": counter_id}, {"$setOnInsert": {"inflight": [], **(on_insert or {})}}, upsert=True)
+    res = db[counters].update_one({"_id": counter_id, "inflight": {"$ne": fact_key}},
+                                  {"$inc": inc, "$push": {"inflight": fact_key}})
+    insert_once(facts, {"_id": fact_key, "counter": counter_id, **fact})
+    db[counters].update_one({"_id": counter_id}, {"$pull": {"inflight": fact_key}})
+    return bool(res.modified_count)
+
+
+def public(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored document without its outbox (never shown to callers)."""
+    if doc is None:
+        return None
+    return {k: v for k, v in doc.items() if k != "_outbox"}
+
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None

@@ -1,0 +1,55 @@
+"""The worker process of a service: the consumer and the outbox relay in threads, plus gauges.
+
+Run as `python -m services.<svc>.entrypoints.worker`. SIGTERM stops both loops cleanly; anything
+unacknowledged is redelivered to the next worker, anything unpublished stays in the outbox.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from prometheus_client import start_http_server
+
+from . import metrics
+from .bus import Consumer, queue_depth
+from .outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(service: str, consumer: Consumer | None, relay: OutboxRelay, amqp_url: str, dead_queue: str | None,
+               metrics_port: int | None, ping_store) -> None:
+    if metrics_port:
+        start_http_server(metrics_port, addr="0.0.0.0")
+    stop = threading.Event()
+
+    def _term(*_):
+        stop.set()
+        relay.stop()
+        if consumer:
+            consumer.stop()
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    threads = [threading.Thread(target=relay.run, name="relay", daemon=True)]
+    if consumer:
+        threads.append(threading.Thread(target=consumer.run, name="consumer", daemon=True))
+    for t in threads:
+        t.start()
+    log.info("worker started")
+    while not stop.wait(5):
+        depth = queue_depth(amqp_url, dead_queue) if dead_queue else 0
+        if depth is not None:
+            metrics.DLQ_DEPTH.labels(service).set(depth)
+        try:
+            store_ok = bool(ping_store())
+        except Exception:  # noqa: BLE001
+            store_ok = False
+        metrics.READY.labels(service).set(1 if (store_ok and depth is not None) else 0)
+        if consumer is None:
+            metrics.HEARTBEAT.labels(service).set(time.time())
+    for t in threads:
+        t.join(timeout=10)
+    log.info("worker stopped")
