@@ -60,11 +60,14 @@ class Api:
 
     def route(self, path: str, method: str, *, summary: str, roles: tuple[str, ...] | None = None,
               body: type[Schema] | None = None, response: type[Schema] | None = None, status: int = 200,
-              security: str = "bearer", query: list[dict] | None = None):
-        """Register an endpoint: parse the body with `body`, authenticate for `roles`, document it.
+              guard: Callable[[], Any] | None = None, query: list[dict] | None = None):
+        """Register an endpoint: authenticate, parse the body with `body`, document it.
 
-        The view receives `principal` (or None) and, when `body` is given, `data` (the loaded body).
+        Authentication comes first: bearer tokens for `roles`, or `guard` (e.g. a gateway signature
+        check) which returns the principal. The view receives `principal` (or None) and, when `body`
+        is given, `data` (the loaded body). A view may return a body or (body, status).
         """
+        security = "gatewaySignature" if guard else "bearer"
         flask_path = path.replace("{", "<").replace("}", ">")
         op: dict[str, Any] = {"summary": summary, "responses": {
             str(status): {"description": "OK", **(_schema_ref(response) or {})},
@@ -76,15 +79,19 @@ class Api:
             op["parameters"] = params
         if body:
             op["requestBody"] = {"required": True, **_schema_ref(body)}
-        if roles:
+        if roles or guard:
             op["security"] = [{security: []}]
         self.doc.operations.append((path, method.lower(), op))
 
         def decorate(fn: Callable):
             @wraps(fn)
             def view(**kwargs):
-                principal = self.tokens.authenticate(request.headers.get("Authorization"), roles) \
-                    if roles and security == "bearer" else None
+                if guard is not None:
+                    principal = guard()
+                elif roles:
+                    principal = self.tokens.authenticate(request.headers.get("Authorization"), roles)
+                else:
+                    principal = None
                 if body is not None:
                     payload = request.get_json(silent=True)
                     if payload is None:
@@ -93,6 +100,8 @@ class Api:
                 out = fn(principal=principal, **kwargs)
                 if isinstance(out, Response):
                     return out
+                if isinstance(out, tuple):
+                    return jsonify(out[0]), out[1]
                 return jsonify(out), status
             self.app.add_url_rule(flask_path, endpoint=fn.__name__, view_func=view, methods=[method.upper()])
             return view

@@ -1,0 +1,30 @@
+"""Notices, one document each (`_id` = natural key such as "receipt:<order_no>": exactly once)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+
+from shared.store import IndexSpec, insert_once
+
+from ..domain.notice import Notice
+
+NOTICES = "notices"
+OUTBOX_COLLECTIONS: tuple[str, ...] = ()
+INDEXES = (IndexSpec(NOTICES, (("household_no", 1), ("year", 1))),)
+
+
+class NoticeRepository:
+    def __init__(self, db):
+        self.db = db
+
+    def add(self, n: Notice, at: datetime) -> bool:
+        doc = asdict(n)
+        doc["_id"] = doc.pop("notice_id")
+        doc["created_at"] = at
+        return insert_once(self.db[NOTICES], doc)
+
+    def get(self, notice_id: str) -> dict | None:
+        return self.db[NOTICES].find_one({"_id": notice_id})
+
+    def for_household(self, household_no: str, year: int) -> list[dict]:
+        return list(self.db[NOTICES].find({"household_no": household_no, "year": year}).sort("created_at", 1))

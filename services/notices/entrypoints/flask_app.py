@@ -1,0 +1,53 @@
+"""HTTP API of notices: what was sent (or queued) to a household."""
+from __future__ import annotations
+
+from flask import Flask
+from marshmallow import Schema, fields
+
+from shared.clock import Clock
+from shared.errors import ValidationFailed
+from shared.logs import setup
+from shared.masking import mask_phone
+from shared.web import create_base_app
+
+from .. import bootstrap as boot
+
+
+class NoticeOut(Schema):
+    notice_id = fields.String()
+    kind = fields.String()
+    household_no = fields.String()
+    recipient_name = fields.String()
+    recipient_phone = fields.String(metadata={"description": "masked"})
+    channel = fields.String()
+    status = fields.String()
+    text = fields.String()
+
+
+class NoticeList(Schema):
+    notices = fields.List(fields.Nested(NoticeOut))
+
+
+def render(d: dict) -> dict:
+    return {"notice_id": d["_id"], "kind": d["kind"], "household_no": d["household_no"],
+            "recipient_name": d["recipient_name"], "recipient_phone": mask_phone(d.get("recipient_phone")),
+            "channel": d["channel"], "status": d["status"], "text": d["text"]}
+
+
+def create_app(clock: Clock | None = None) -> Flask:
+    c = boot.bootstrap(clock)
+    setup(c.service)
+    app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    repo = boot.repository(c)
+
+    @api.route("/v1/households/{year}/{household_no}/notices", "GET", summary="某户的通知记录",
+               roles=("county", "township"), response=NoticeList)
+    def household_notices(principal, year, household_no):
+        if not year.isdigit():
+            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
+        docs = repo.for_household(household_no, int(year))
+        for d in docs:
+            principal.check_township(d["township"])
+        return {"notices": [render(d) for d in docs]}
+
+    return app

@@ -1,0 +1,32 @@
+"""Composition root of payments."""
+from __future__ import annotations
+
+from functools import cached_property
+
+from shared.clock import Clock
+from shared.container import Container
+from shared.signing import Gateway, load_gateways
+
+from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, PaymentsRepository
+from .service_layer import handlers
+
+SERVICE = "payments"
+
+
+class PaymentsContainer(Container):
+    @cached_property
+    def gateways(self) -> dict[str, Gateway]:
+        return load_gateways(self.settings.gateway_keys_file)
+
+
+def bootstrap(clock: Clock | None = None) -> PaymentsContainer:
+    return PaymentsContainer.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS, indexes=INDEXES)
+
+
+def repository(c: Container) -> PaymentsRepository:
+    return PaymentsRepository(c.db, c.outbox)
+
+
+def event_handlers(c: Container):
+    repo = repository(c)
+    return {"registry.household.registered": lambda env: handlers.on_household_registered(repo, env)}

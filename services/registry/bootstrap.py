@@ -1,0 +1,23 @@
+"""Composition root of the registry: the one place that wires adapters to use cases."""
+from __future__ import annotations
+
+from shared.clock import Clock
+from shared.container import Container
+
+from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, HouseholdRepository
+from .service_layer import handlers
+
+SERVICE = "registry"
+
+
+def bootstrap(clock: Clock | None = None) -> Container:
+    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS, indexes=INDEXES)
+
+
+def repository(c: Container) -> HouseholdRepository:
+    return HouseholdRepository(c.db, c.outbox)
+
+
+def event_handlers(c: Container):
+    repo = repository(c)
+    return {"payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env)}

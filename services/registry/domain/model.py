@@ -1,0 +1,102 @@
+"""Households (户) and their members for a policy year, and their enrolment status.
+
+Rules (001_93f5b63ac6b4a653.txt, 五): a registered household enrols and pays as a whole at its
+village (以户为单位…不得拆分参保、不得选择性参保); the receipt names the head (户主).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from shared.errors import Conflict, ValidationFailed
+from shared.events import Event
+from shared.policy import PolicyYear
+
+from .identity import check_declared, parse_resident_id
+
+RELATIONS = ("户主", "配偶", "子女", "父母", "祖父母", "孙子女", "兄弟姐妹", "其他")
+CATEGORIES = ("rural", "urban_non_employed", "student", "resident_non_local")  # 农村居民 城镇非从业 在校学生 常住非户籍
+
+
+@dataclass
+class Member:
+    person_id: str  # 身份证号码, the natural key
+    name: str
+    relation: str
+    category: str
+    birth_date: date
+    sex: str
+    status: str = "registered"  # registered → paid → confirmed
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"person_id": self.person_id, "name": self.name, "relation": self.relation,
+                "category": self.category, "birth_date": self.birth_date.isoformat(), "sex": self.sex}
+
+
+@dataclass
+class Household:
+    household_no: str  # 户编号
+    year: int
+    county: str
+    township: str
+    village: str
+    head_phone: str | None
+    members: list[Member]
+    enrolment: dict[str, Any] = field(default_factory=dict)  # status for the year, set by payments events
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def head(self) -> Member:
+        return next(m for m in self.members if m.relation == "户主")
+
+    @classmethod
+    def register(cls, policy: PolicyYear, data: dict[str, Any]) -> "Household":
+        if data["year"] != policy.year:
+            raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": data["year"]})
+        if policy.township(data["township"]) is None:
+            raise ValidationFailed("UNKNOWN_TOWNSHIP", "乡镇不在本县参保任务表中", {"township": data["township"]})
+        if not (data.get("village") or "").strip():
+            raise ValidationFailed("UNKNOWN_VILLAGE", "村（社区）不能为空", {"field": "village"})
+        members = []
+        seen = set()
+        for i, m in enumerate(data["members"]):
+            fieldname = f"members[{i}].id_number"
+            rid = parse_resident_id(m["id_number"], field=fieldname)
+            check_declared(rid, m.get("birth_date"), m.get("sex"), field=fieldname)
+            if rid.number in seen:
+                raise ValidationFailed("DUPLICATE_IN_HOUSEHOLD", "同一户内身份证号码重复", {"field": fieldname})
+            seen.add(rid.number)
+            members.append(Member(rid.number, m["name"], m["relation"], m.get("category", "rural"),
+                                  rid.birth_date, rid.sex))
+        heads = [m for m in members if m.relation == "户主"]
+        if len(heads) != 1:
+            raise ValidationFailed("HEAD_REQUIRED", "每户必须有且只有一名户主", {"heads": len(heads)})
+        hh = cls(data["household_no"], data["year"], policy.county, data["township"], data["village"].strip(),
+                 data.get("head_phone"), members)
+        hh.events.append(Event("registry.household.registered", {
+            "household_no": hh.household_no, "year": hh.year, "county": hh.county, "township": hh.township,
+            "village": hh.village, "head_name": hh.head.name, "head_phone": hh.head_phone,
+            "members": [{"person_id": m.person_id, "name": m.name, "relation": m.relation, "category": m.category}
+                        for m in members]}))
+        return hh
+
+    def record_payment(self, order_no: str, person_ids: list[str], paid_at: str) -> bool:
+        """Mark the whole household paid for its year. Returns False when already recorded (redelivery)."""
+        current = self.enrolment.get("order_no")
+        if current == order_no:
+            return False
+        if current is not None:
+            raise Conflict("ALREADY_PAID", "该户本年度已缴费", {"order_no": current})
+        ours = {m.person_id for m in self.members}
+        if set(person_ids) != ours:  # 不得拆分参保、不得选择性参保
+            raise ValidationFailed("SPLIT_HOUSEHOLD", "缴费人员与户内成员不一致，不得拆分或选择性参保",
+                                   {"paid": len(person_ids), "members": len(ours)})
+        self.enrolment = {"status": "paid", "order_no": order_no, "paid_at": paid_at}
+        for m in self.members:
+            m.status = "paid"
+        self.events.append(Event("registry.enrolment.changed", {
+            "household_no": self.household_no, "year": self.year, "county": self.county,
+            "township": self.township, "village": self.village, "status": "paid",
+            "person_ids": [m.person_id for m in self.members], "order_no": order_no}))
+        return True

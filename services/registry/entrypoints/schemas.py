@@ -1,0 +1,42 @@
+"""Request and response bodies of the registry API (also the source of its OpenAPI document)."""
+from marshmallow import Schema, fields, validate
+
+from ..domain.model import CATEGORIES, RELATIONS
+
+
+class MemberIn(Schema):
+    id_number = fields.String(required=True, metadata={"description": "18位居民身份证号码"})
+    name = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    relation = fields.String(required=True, validate=validate.OneOf(RELATIONS))
+    category = fields.String(load_default="rural", validate=validate.OneOf(CATEGORIES))
+    birth_date = fields.Date(load_default=None)
+    sex = fields.String(load_default=None, validate=validate.OneOf(["M", "F"]))
+
+
+class HouseholdIn(Schema):
+    household_no = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Za-z-]{4,40}$"))
+    year = fields.Integer(required=True)
+    township = fields.String(required=True)
+    village = fields.String(required=True)
+    head_phone = fields.String(load_default=None, validate=validate.Regexp(r"^1[3-9]\d{9}$"))
+    members = fields.List(fields.Nested(MemberIn), required=True, validate=validate.Length(min=1, max=30))
+
+
+class MemberOut(Schema):
+    id_number = fields.String(metadata={"description": "masked unless the caller's scope needs it"})
+    name = fields.String()
+    relation = fields.String()
+    category = fields.String()
+    status = fields.String()
+
+
+class HouseholdOut(Schema):
+    household_no = fields.String()
+    year = fields.Integer()
+    county = fields.String()
+    township = fields.String()
+    village = fields.String()
+    head_name = fields.String()
+    head_phone = fields.String(metadata={"description": "masked"})
+    status = fields.String()
+    members = fields.List(fields.Nested(MemberOut))

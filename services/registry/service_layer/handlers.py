@@ -1,0 +1,48 @@
+"""Use cases of the registry: commands from the API and events from the bus."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.auth import Principal
+from shared.bus import PermanentFailure
+from shared.errors import DomainError, NotFound
+from shared.events import Envelope
+from shared.policy import PolicyYear
+
+from ..adapters.repository import HouseholdRepository
+from ..domain.model import Household
+
+log = logging.getLogger(__name__)
+
+
+def register_household(repo: HouseholdRepository, policy: PolicyYear, data: dict[str, Any],
+                       principal: Principal | None, correlation_id: str | None = None) -> Household:
+    if principal is not None:
+        principal.check_township(data["township"])
+    hh = Household.register(policy, data)
+    repo.add(hh, correlation_id=correlation_id)
+    return hh
+
+
+def get_household(repo: HouseholdRepository, year: int, household_no: str, principal: Principal | None) -> Household:
+    hh = repo.get(year, household_no)
+    if hh is None:
+        raise NotFound("HOUSEHOLD_NOT_FOUND", "未找到该户", {"household_no": household_no, "year": year})
+    if principal is not None:
+        principal.check_township(hh.township)
+    return hh
+
+
+def on_payment_confirmed(repo: HouseholdRepository, env: Envelope) -> None:
+    """payments.payment.confirmed → the whole household is paid for the year (→ enrolment.changed)."""
+    p = env.payload
+    hh = repo.get(p["year"], p["household_no"])
+    if hh is None:
+        raise LookupError(f"household {p['household_no']} not registered yet")  # retried: may be a race
+    try:
+        changed = hh.record_payment(p["order_no"], [m["person_id"] for m in p["members"]], p["paid_at"])
+    except DomainError as e:
+        raise PermanentFailure(f"{e.code}: {e.message}") from e
+    if changed:
+        repo.save_payment(hh, causation_id=env.id, correlation_id=env.correlation_id)

@@ -1,0 +1,26 @@
+"""Progress counters per township and year (`_id` "<year>:<township>"), counted once per household."""
+from __future__ import annotations
+
+from shared.store import count_once
+
+PROGRESS = "progress"
+OUTBOX_COLLECTIONS: tuple[str, ...] = ()
+INDEXES = ()
+
+
+class ProgressRepository:
+    def __init__(self, db):
+        self.db = db
+
+    def count_paid_household(self, year: int, township: str, household_no: str, persons: int) -> bool:
+        return count_once(self.db, PROGRESS, f"{year}:{township}", f"paid:{year}:{household_no}",
+                          {"persons": persons, "households": 1}, {"township": township, "persons": persons},
+                          on_insert={"year": year, "township": township})
+
+    def counters(self, year: int, townships: list[str]) -> dict[str, dict]:
+        out = {}
+        for t in townships:  # one `_id` lookup each: a county has a few dozen townships
+            doc = self.db[PROGRESS].find_one({"_id": f"{year}:{t}"})
+            if doc:
+                out[t] = doc
+        return out

@@ -1,0 +1,51 @@
+"""HTTP API of scoring: progress tables for county portals (public reads, as villages post them)."""
+from __future__ import annotations
+
+from flask import Flask
+from marshmallow import Schema, fields
+
+from shared.clock import Clock
+from shared.errors import NotFound
+from shared.logs import setup
+from shared.web import create_base_app
+
+from .. import bootstrap as boot
+from ..service_layer import handlers
+
+
+class ProgressRow(Schema):
+    rank = fields.Integer()
+    township = fields.String()
+    task = fields.Integer()
+    enrolled_persons = fields.Integer()
+    enrolled_households = fields.Integer()
+    rate_bp = fields.Integer(metadata={"description": "参保率，万分比（9500 = 95.00%）"})
+    rate_percent = fields.String()
+
+
+class ProgressOut(Schema):
+    county = fields.String()
+    year = fields.Integer()
+    task_total = fields.Integer()
+    enrolled_total = fields.Integer()
+    rows = fields.List(fields.Nested(ProgressRow))
+
+
+def create_app(clock: Clock | None = None) -> Flask:
+    c = boot.bootstrap(clock)
+    setup(c.service)
+    app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    repo = boot.repository(c)
+
+    @api.route("/v1/progress/{year}", "GET", summary="各乡镇参保进度（人数/任务）", response=ProgressOut)
+    def get_progress(principal, year):
+        if not year.isdigit() or int(year) != c.policy.year:
+            raise NotFound("YEAR_UNKNOWN", "没有该年度的参保任务", {"year": year})
+        table = handlers.progress(repo, c.policy, int(year))
+        return {"county": c.policy.county, "year": c.policy.year, "task_total": c.policy.task_total,
+                "enrolled_total": sum(r.enrolled_persons for _, r in table),
+                "rows": [{"rank": rank, "township": r.township, "task": r.task, "enrolled_persons": r.enrolled_persons,
+                          "enrolled_households": r.enrolled_households, "rate_bp": r.rate_bp,
+                          "rate_percent": f"{r.rate_bp // 100}.{r.rate_bp % 100:02d}%"} for rank, r in table]}
+
+    return app

@@ -1,0 +1,18 @@
+"""Use cases of scoring."""
+from __future__ import annotations
+
+from shared.events import Envelope
+from shared.policy import PolicyYear
+
+from ..adapters.repository import ProgressRepository
+from ..domain.progress import progress_table
+
+
+def on_enrolment_changed(repo: ProgressRepository, env: Envelope) -> None:
+    p = env.payload
+    if p["status"] == "paid":
+        repo.count_paid_household(p["year"], p["township"], p["household_no"], len(p["person_ids"]))
+
+
+def progress(repo: ProgressRepository, policy: PolicyYear, year: int):
+    return progress_table(policy, repo.counters(year, [t.name for t in policy.townships]))
