@@ -8,10 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+import re
+
+from stdnum import numdb
 from stdnum.cn import ric
-from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength, ValidationError
+from stdnum.exceptions import InvalidComponent, ValidationError
 
 from shared.errors import ValidationFailed
+
+_FORMAT = re.compile(r"^\d{17}[\dX]$")
 
 
 @dataclass(frozen=True)
@@ -21,20 +26,33 @@ class ResidentId:
     sex: str  # "M" | "F"
 
 
-def parse_resident_id(raw: str, *, field: str = "id_number") -> ResidentId:
+def parse_resident_id(raw: str, *, field: str = "id_number", today: date | None = None) -> ResidentId:
+    """Format, birth date and MOD 11-2 check digit with python-stdnum; the region must be a known code.
+
+    We do not use `ric.validate` whole: it also demands that the region code already existed in
+    the birth year, which refuses real residents (e.g. 431122 东安县 dates from 1995, and people born
+    before then carry it because the code is where the ID was issued, not where they were born).
+    """
     number = (raw or "").strip().upper()
+    if not _FORMAT.match(number):
+        raise ValidationFailed("ID_FORMAT", "身份证号码应为18位（最后一位可为X）", {"field": field})
     try:
-        ric.validate(number)
-    except InvalidChecksum:
-        raise ValidationFailed("ID_CHECKSUM", "身份证号码校验位错误", {"field": field})
-    except InvalidComponent:
+        birth = ric.get_birth_date(number)
+    except (InvalidComponent, ValidationError):
         raise ValidationFailed("ID_BIRTH_DATE", "身份证号码中的出生日期无效", {"field": field})
-    except (InvalidLength, InvalidFormat, ValidationError):
-        raise ValidationFailed("ID_FORMAT", "身份证号码应为18位（最后一位可为X）", {"field": field})
-    if len(number) != 18:  # stdnum also accepts the old 15-digit form; enrolment uses 18 digits
-        raise ValidationFailed("ID_FORMAT", "身份证号码应为18位（最后一位可为X）", {"field": field})
+    if today is not None and birth > today:
+        raise ValidationFailed("ID_BIRTH_DATE", "身份证号码中的出生日期无效", {"field": field})
+    if ric.calc_check_digit(number) != number[-1]:
+        raise ValidationFailed("ID_CHECKSUM", "身份证号码校验位错误", {"field": field})
+    if not _known_region(number[:6]):
+        raise ValidationFailed("ID_REGION", "身份证号码中的地区码无效", {"field": field})
     sex = "M" if int(number[16]) % 2 else "F"
-    return ResidentId(number, ric.get_birth_date(number), sex)
+    return ResidentId(number, birth, sex)
+
+
+def _known_region(code: str) -> bool:
+    """Any county-level code that has ever been assigned (python-stdnum's GB/T 2260 table)."""
+    return any("county" in props for _part, props in numdb.get("cn/loc").info(code))
 
 
 def check_declared(rid: ResidentId, birth_date: date | None, sex: str | None, *, field: str) -> None:

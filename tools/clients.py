@@ -1,0 +1,75 @@
+"""HTTP clients for the demo and the tests: a signing test gateway and a staff client."""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+import requests
+
+from shared import signing
+
+
+class GatewayClient:
+    """Plays a bank / mobile-payment gateway: signs every request as docs/gateway-signing.md says."""
+
+    def __init__(self, base_url: str, gateway_id: str, secret: str, now: Callable[[], datetime] | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.gateway_id = gateway_id
+        self.secret = secret
+        self.now = now or (lambda: datetime.now().astimezone())
+        self.http = requests.Session()
+
+    def headers(self, method: str, path: str, body: bytes, *, timestamp: str | None = None,
+                nonce: str | None = None, secret: str | None = None) -> dict[str, str]:
+        ts = timestamp or str(int(self.now().timestamp()))
+        nonce = nonce or secrets.token_hex(16)
+        sig = signing.sign(secret or self.secret, method, path, ts, nonce, body)
+        return {"X-Gateway-Id": self.gateway_id, "X-Timestamp": ts, "X-Nonce": nonce, "X-Signature": sig,
+                "Content-Type": "application/json"}
+
+    def post(self, path: str, payload: dict[str, Any], extra: dict[str, str] | None = None, **sign_kw) -> requests.Response:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        h = self.headers("POST", path, body, **sign_kw)
+        h.update(extra or {})
+        return self.http.post(self.base_url + path, data=body, headers=h, timeout=10)
+
+    def quote(self, household_no: str, year: int) -> requests.Response:
+        return self.post("/v1/quotes", {"household_no": household_no, "year": year})
+
+    def order(self, household_no: str, year: int, channel: str = "mobile_app", key: str | None = None) -> requests.Response:
+        return self.post("/v1/orders", {"household_no": household_no, "year": year, "channel": channel},
+                         {"Idempotency-Key": key or secrets.token_hex(12)})
+
+    def notify(self, order_no: str, amount_fen: int, transaction_id: str | None = None,
+               paid_at: datetime | None = None, **sign_kw) -> requests.Response:
+        return self.post("/v1/notifications", {
+            "order_no": order_no, "amount_fen": amount_fen, "transaction_id": transaction_id or secrets.token_hex(10),
+            "paid_at": (paid_at or self.now()).isoformat()}, **sign_kw)
+
+
+class StaffClient:
+    def __init__(self, base_url: str, token: str):
+        self.base_url = base_url.rstrip("/")
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return self.http.get(self.base_url + path, timeout=10, **kw)
+
+    def post(self, path: str, payload: dict[str, Any]) -> requests.Response:
+        return self.http.post(self.base_url + path, json=payload, timeout=10)
+
+
+def wait_for(fn: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll until fn() returns something truthy (events are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = fn()
+        if out:
+            return out
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

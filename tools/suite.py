@@ -1,0 +1,192 @@
+"""Start and stop the five services (web under gunicorn + worker each) on this machine.
+
+    python -m tools.suite start|stop|status
+
+Used by the README's demo command and by the end-to-end tests (which start a copy with their own
+bus namespace, databases and ports so they never touch a running demo).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from shared.auth import token_hash
+from shared.config import ROOT, _local_env
+
+SERVICES = ("registry", "payments", "subsidy", "scoring", "notices")
+PYTHON = sys.executable
+
+
+@dataclass
+class Suite:
+    namespace: str = "enrol"
+    web_base_port: int = 8100
+    worker_base_port: int = 9100
+    var: Path = ROOT / "var"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    web_workers: int = 2
+
+    def port(self, svc: str) -> int:
+        return self.web_base_port + SERVICES.index(svc) + 1
+
+    def url(self, svc: str) -> str:
+        return f"http://127.0.0.1:{self.port(svc)}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var / "run" / self.namespace
+
+    # ---- secrets (generated locally, never in git) -------------------------------------
+    def secrets(self) -> dict:
+        """Tokens and gateway keys for this suite; the plain values stay under var/ for the demo and tests."""
+        d = self.var / "secrets"
+        d.mkdir(parents=True, exist_ok=True)
+        plain = d / f"{self.namespace}.plain.json"
+        if not plain.exists():
+            data = {"tokens": {"county": secrets.token_urlsafe(24), "township:白牙市镇": secrets.token_urlsafe(24)},
+                    "gateways": {"test-bank": secrets.token_urlsafe(32)}}
+            plain.write_text(json.dumps(data, ensure_ascii=False))
+            plain.chmod(0o600)
+        data = json.loads(plain.read_text())
+        tokens = []
+        for name, tok in data["tokens"].items():
+            role, _, township = name.partition(":")
+            tokens.append({"sha256": token_hash(tok), "subject": name, "role": role, "county": "东安县",
+                           **({"township": township} if township else {})})
+        (d / f"{self.namespace}.auth_tokens.json").write_text(json.dumps({"tokens": tokens}, ensure_ascii=False))
+        (d / f"{self.namespace}.gateway_keys.json").write_text(json.dumps({"gateways": [
+            {"id": gid, "secret": s, "kind": "bank", "channels": ["mobile_app", "bank_counter", "pos"]}
+            for gid, s in data["gateways"].items()]}))
+        for f in d.iterdir():
+            f.chmod(0o600)
+        return data
+
+    def env(self, svc: str) -> dict[str, str]:
+        e = {**os.environ, **_local_env(), **self.extra_env}
+        e.update({
+            "BUS_NAMESPACE": self.namespace,
+            "MONGO_DB": f"{self.namespace}_{svc}",
+            "AUTH_TOKENS_FILE": str(self.var / "secrets" / f"{self.namespace}.auth_tokens.json"),
+            "GATEWAY_KEYS_FILE": str(self.var / "secrets" / f"{self.namespace}.gateway_keys.json"),
+            "PYTHONPATH": str(ROOT),
+        })
+        return e
+
+    # ---- processes -----------------------------------------------------------------------
+    def start(self, wait: bool = True) -> None:
+        self.secrets()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for svc in SERVICES:
+            self.start_web(svc)
+            self.start_worker(svc)
+        if wait:
+            self.wait_ready()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        pidfile = self.run_dir / f"{name}.pid"
+        if pidfile.exists() and _alive(int(pidfile.read_text())):
+            return
+        log = open(self.run_dir / f"{name}.log", "ab")
+        p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        pidfile.write_text(str(p.pid))
+
+    def start_web(self, svc: str) -> None:
+        env = self.env(svc)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / "prom" / svc)
+        env["WEB_CONCURRENCY"] = str(self.web_workers)
+        self._spawn(f"{svc}-web", [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+                                   "-b", f"127.0.0.1:{self.port(svc)}",
+                                   f"services.{svc}.entrypoints.flask_app:create_app()"], env)
+
+    def start_worker(self, svc: str) -> None:
+        env = self.env(svc)
+        env["WORKER_METRICS_PORT"] = str(self.worker_base_port + SERVICES.index(svc) + 1)
+        self._spawn(f"{svc}-worker", [PYTHON, "-m", f"services.{svc}.entrypoints.worker"], env)
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        pidfile = self.run_dir / f"{name}.pid"
+        if not pidfile.exists():
+            return
+        pid = int(pidfile.read_text())
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        pidfile.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        for svc in SERVICES:
+            self.stop_process(f"{svc}-worker")
+            self.stop_process(f"{svc}-web")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for svc in SERVICES:
+            while True:
+                try:
+                    if requests.get(self.url(svc) + "/readyz", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    log = (self.run_dir / f"{svc}-web.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{svc} not ready after {timeout}s:\n{log}")
+                time.sleep(0.2)
+
+    def status(self) -> dict[str, bool]:
+        out = {}
+        for svc in SERVICES:
+            for kind in ("web", "worker"):
+                pidfile = self.run_dir / f"{svc}-{kind}.pid"
+                out[f"{svc}-{kind}"] = pidfile.exists() and _alive(int(pidfile.read_text()))
+        return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def main(argv: list[str]) -> int:
+    extra = {}
+    if os.environ.get("CLOCK_NOW"):
+        extra["CLOCK_NOW"] = os.environ["CLOCK_NOW"]
+    suite = Suite(extra_env=extra)
+    cmd = argv[1] if len(argv) > 1 else "status"
+    if cmd == "start":
+        suite.start()
+        print("suite ready: " + ", ".join(f"{s} {suite.url(s)}" for s in SERVICES))
+    elif cmd == "stop":
+        suite.stop()
+        print("suite stopped")
+    elif cmd == "status":
+        for name, alive in suite.status().items():
+            print(f"{name:18s} {'running' if alive else 'stopped'}")
+    else:
+        print("usage: python -m tools.suite start|stop|status", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
