@@ -1,0 +1,80 @@
+"""Quotes and orders — 001_93f5b63ac6b4a653.txt 三 (250元/人, 按年度一次性足额缴纳) and 四 (集中参保缴费期
+为2019年9月1日至12月31日), in integer fen."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.payments.domain.model import Order, quote
+from shared.clock import SHANGHAI
+from shared.config import ROOT
+from shared.errors import Conflict, DomainError, ValidationFailed
+from shared.policy import load_policy
+
+POLICY = load_policy(ROOT / "policies" / "dongan-2020.json")
+HH = {"household_no": "H1", "year": 2020, "county": "东安县", "township": "白牙市镇", "village": "五一村",
+      "head_name": "甲", "members": [{"person_id": f"43112219700101{i:03d}X", "name": n} for i, n in enumerate("甲乙丙")]}
+
+
+def at(*args):
+    return datetime(*args, tzinfo=SHANGHAI)
+
+
+def test_a_household_of_three_pays_three_times_the_standard():
+    q = quote(HH, POLICY, at(2019, 10, 1, 9), already_paid=False)
+    assert q.total_fen == 3 * 25000 == 75000
+    assert all(isinstance(l.payable_fen, int) for l in q.lines)
+
+
+@pytest.mark.parametrize("when, open_", [
+    (at(2019, 9, 1, 0, 0), True),           # opens on Sep 1, Shanghai time
+    (at(2019, 12, 31, 23, 59, 59), True),   # closes at the end of Dec 31
+    (at(2020, 1, 1, 0, 0), False),
+    (at(2019, 8, 31, 23, 59), False),
+])
+def test_the_window_is_shanghai_calendar_days_inclusive(when, open_):
+    if open_:
+        assert quote(HH, POLICY, when, False).total_fen == 75000
+    else:
+        with pytest.raises(DomainError) as e:
+            quote(HH, POLICY, when, False)
+        assert e.value.code == "WINDOW_CLOSED"
+
+
+def test_the_window_is_judged_in_shanghai_not_utc():
+    # 2019-12-31 16:30 UTC is already 2020-01-01 00:30 in Dong'an: closed; 15:59 UTC is 23:59: open.
+    with pytest.raises(DomainError):
+        quote(HH, POLICY, datetime(2019, 12, 31, 16, 30, tzinfo=timezone.utc), False)
+    assert quote(HH, POLICY, datetime(2019, 12, 31, 15, 59, tzinfo=timezone.utc), False).total_fen == 75000
+
+
+def test_a_paid_household_cannot_be_quoted_again():
+    with pytest.raises(Conflict) as e:
+        quote(HH, POLICY, at(2019, 10, 1), already_paid=True)
+    assert e.value.code == "HOUSEHOLD_ALREADY_PAID"
+
+
+def test_unknown_household_is_a_404_with_a_reason():
+    with pytest.raises(DomainError) as e:
+        quote(None, POLICY, at(2019, 10, 1), False)
+    assert e.value.status == 404 and e.value.code == "HOUSEHOLD_UNKNOWN"
+
+
+def test_notification_amount_must_equal_the_order_and_the_order_must_be_live():
+    q = quote(HH, POLICY, at(2019, 10, 1, 9), False)
+    o = Order.create(q, "bank-a", "mobile_app", at(2019, 10, 1, 9))
+    o.check_notification("bank-a", 75000, at(2019, 10, 1, 9, 5))
+    with pytest.raises(ValidationFailed) as e:
+        o.check_notification("bank-a", 74999, at(2019, 10, 1, 9, 5))
+    assert e.value.code == "AMOUNT_MISMATCH"
+    with pytest.raises(DomainError) as e:
+        o.check_notification("bank-b", 75000, at(2019, 10, 1, 9, 5))
+    assert e.value.code == "ORDER_GATEWAY_MISMATCH"
+    with pytest.raises(DomainError) as e:
+        o.check_notification("bank-a", 75000, o.expires_at + timedelta(seconds=1))
+    assert e.value.code == "ORDER_EXPIRED"
+
+
+def test_unknown_channel_is_refused():
+    q = quote(HH, POLICY, at(2019, 10, 1, 9), False)
+    with pytest.raises(ValidationFailed):
+        Order.create(q, "bank-a", "carrier_pigeon", at(2019, 10, 1, 9))
