@@ -1,0 +1,145 @@
+"""The outbox and the consumer against the real broker and store.
+
+DEVELOPERS.md "Events": at-least-once delivery through an outbox, idempotent consumers, dead
+letters you can inspect; a broker or store restart loses nothing.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from marshmallow import ValidationError
+
+from services.registry import bootstrap as registry_boot
+from services.scoring import bootstrap as scoring_boot
+from shared.bus import Publisher, Topology
+from shared.clock import FixedClock
+from shared.events import Envelope, Event
+from shared.outbox import OutboxRelay
+from shared.store import OUTBOX, count_once
+from tests.helpers import Probe, declare, publish, queue_messages, running
+from tools.clients import wait_for
+
+NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)
+
+
+def enrolment_event(household_no: str, township: str = "花桥镇", n: int = 3) -> Event:
+    return Event("registry.enrolment.changed", {
+        "household_no": household_no, "year": 2020, "county": "东安县", "township": township, "village": "花桥村",
+        "status": "paid", "person_ids": [f"43112219800506{i:03d}X" for i in range(n)], "order_no": "P" + household_no})
+
+
+@pytest.fixture()
+def registry(namespace):
+    c = registry_boot.bootstrap(FixedClock(NOW))
+    yield c
+
+
+def test_events_written_with_a_state_change_are_published_in_order_and_marked_sent(registry, infra, namespace):
+    probe = Probe(infra.amqp_url, namespace, ["registry.enrolment.changed"])
+    w = registry.outbox
+    w.insert("households", {"_id": "2020:A"}, [enrolment_event("A1")])
+    w.update("households", "2020:A", {"$set": {"x": 1}}, [enrolment_event("A2"), enrolment_event("A3")])
+    w.insert("households", {"_id": "2020:B"}, [enrolment_event("B1")])
+    relay = registry.relay()
+    assert relay.run_once() == 4
+    got = [m["payload"]["household_no"] for m in probe.take(4)]
+    assert got == ["A1", "A2", "A3", "B1"]
+    assert registry.db[OUTBOX].count_documents({}) == 0
+    assert registry.db.households.find_one({"_id": "2020:A"})["_outbox"] == {}
+    assert relay.run_once() == 0  # nothing is published twice
+    probe.close()
+
+
+def test_a_broker_outage_delays_events_but_loses_none(registry, infra, namespace):
+    probe = Probe(infra.amqp_url, namespace, ["registry.enrolment.changed"])
+    registry.outbox.insert("households", {"_id": "2020:C"}, [enrolment_event("C1")])
+    dead = OutboxRelay(registry.db, Publisher("amqp://enrol:x@127.0.0.1:1/%2F", registry.topology), "registry",
+                       registry.clock, ["households"])
+    with pytest.raises(Exception):
+        dead.run_once()
+    assert registry.db[OUTBOX].count_documents({}) == 1  # still waiting
+    assert registry.relay().run_once() == 1
+    assert [m["payload"]["household_no"] for m in probe.take(1)] == ["C1"]
+    probe.close()
+
+
+def test_the_sweep_finds_events_whose_pointer_was_lost_in_a_crash(registry, infra, namespace):
+    probe = Probe(infra.amqp_url, namespace, ["registry.enrolment.changed"])
+    [env] = registry.outbox.envelopes([enrolment_event("D1")], None, None)
+    registry.db.households.insert_one({"_id": "2020:D", "_outbox": {env.id: env.to_dict()}})  # crashed before the pointer
+    relay = registry.relay()
+    assert relay.run_once() == 0
+    assert relay.sweep() == 1
+    assert relay.run_once() == 1
+    assert probe.take(1)[0]["id"] == env.id
+    probe.close()
+
+
+def test_a_bad_payload_is_refused_where_it_is_made_and_nothing_is_written(registry):
+    with pytest.raises(ValidationError):
+        registry.outbox.insert("households", {"_id": "2020:E"}, [Event("registry.enrolment.changed", {"year": 2020})])
+    assert registry.db.households.find_one({"_id": "2020:E"}) is None
+
+
+def test_a_duplicated_event_has_one_effect(namespace, infra):
+    c = scoring_boot.bootstrap(FixedClock(NOW))
+    env = Envelope.new(enrolment_event("F1", "水岭乡", n=3), "registry", NOW)
+    body = json.dumps(env.to_dict()).encode()
+    handlers = scoring_boot.event_handlers(c)
+    declare(c, handlers)
+    consumer = c.consumer(handlers)
+    with running(consumer):
+        for _ in range(3):
+            publish(infra.amqp_url, c.topology.exchange, env.type, body, env.id)
+        wait_for(lambda: c.db.processed_events.find_one({"_id": env.id}), what="event processed")
+        wait_for(lambda: queue_messages(infra.amqp_url, c.topology.queue) == [], what="queue drained")
+    doc = c.db.progress.find_one({"_id": "2020:水岭乡"})
+    assert doc["persons"] == 3 and doc["households"] == 1 and doc["inflight"] == []
+
+
+def test_the_same_household_counted_by_two_events_is_counted_once(namespace):
+    """Two different events for one paid household (e.g. a re-published change) count once."""
+    c = scoring_boot.bootstrap(FixedClock(NOW))
+    repo = scoring_boot.repository(c)
+    assert repo.count_paid_household(2020, "川岩乡", "G1", 4) is True
+    assert repo.count_paid_household(2020, "川岩乡", "G1", 4) is False
+    assert c.db.progress.find_one({"_id": "2020:川岩乡"})["persons"] == 4
+
+
+def test_a_counter_survives_a_crash_between_its_steps(namespace, mongo):
+    db = mongo[f"{namespace}_scoring"]
+    db.progress.insert_one({"_id": "2020:横塘镇", "persons": 3, "households": 1, "inflight": ["paid:2020:H1"]})
+    # the crash came after the increment and before the fact: a redelivery must not add again
+    count_once(db, "progress", "2020:横塘镇", "paid:2020:H1", {"persons": 3, "households": 1}, {})
+    doc = db.progress.find_one({"_id": "2020:横塘镇"})
+    assert (doc["persons"], doc["inflight"]) == (3, [])
+    assert db.progress_facts.find_one({"_id": "paid:2020:H1"})
+
+
+def test_a_poison_message_is_dead_lettered_after_its_retries_and_can_be_inspected(namespace, infra, monkeypatch):
+    monkeypatch.setenv("CONSUMER_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("CONSUMER_RETRY_BASE_MS", "50")
+    c = registry_boot.bootstrap(FixedClock(NOW))
+    payment = Event("payments.payment.confirmed", {
+        "order_no": "PX", "receipt_no": "RX", "household_no": "NO-SUCH-HOUSEHOLD", "year": 2020, "county": "东安县",
+        "township": "花桥镇", "village": "花桥村", "head_name": "某", "amount_fen": 25000, "channel": "mobile_app",
+        "gateway": "g", "transaction_id": "t", "paid_at": NOW.isoformat(),
+        "members": [{"person_id": "43112219800506001X", "name": "某", "standard_fen": 25000, "subsidy_fen": 0,
+                     "payable_fen": 25000}]})
+    env = Envelope.new(payment, "payments", NOW)
+    handlers = registry_boot.event_handlers(c)
+    declare(c, handlers)
+    consumer = c.consumer(handlers)
+    with running(consumer):
+        publish(infra.amqp_url, c.topology.exchange, env.type, json.dumps(env.to_dict()).encode(), env.id)
+        dead = wait_for(lambda: c.db.dead_letters.find_one({"_id": env.id}), timeout=30, what="dead letter")
+        publish(infra.amqp_url, c.topology.exchange, env.type, b"{not json", "garbage-1")
+        garbage = wait_for(lambda: c.db.dead_letters.find_one({"_id": "garbage-1"}), what="malformed dead letter")
+    assert dead["attempts"] == 3 and "not registered" in dead["reason"]
+    assert garbage["attempts"] == 1 and garbage["reason"].startswith("malformed")
+    in_queue = queue_messages(infra.amqp_url, c.topology.dead_queue)
+    assert {h.get("x-attempt") for h, _ in in_queue} == {3, 1}
+    assert not c.db.processed_events.find_one({"_id": env.id})
