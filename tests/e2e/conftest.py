@@ -1,0 +1,35 @@
+"""The whole suite as real processes (gunicorn web + worker per service) on the test's namespace."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tools.clients import GatewayClient, StaffClient
+from tools.suite import Suite
+
+CLOCK_NOW = "2019-11-15T10:00:00+08:00"
+
+
+@pytest.fixture(scope="module")
+def suite(namespace, infra, tmp_path_factory):
+    s = Suite(namespace=namespace, web_base_port=18100, worker_base_port=19100,
+              extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": infra.mongo_url, "AMQP_URL": infra.amqp_url,
+                         "CONSUMER_RETRY_BASE_MS": "200", "LOG_LEVEL": "WARNING"},
+              web_workers=1)
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(suite):
+    from shared.clock import parse_instant
+    gid, secret = next(iter(suite.secrets()["gateways"].items()))
+    now = parse_instant(CLOCK_NOW)
+    return GatewayClient(suite.url("payments"), gid, secret, now=lambda: now)
+
+
+@pytest.fixture(scope="module")
+def staff(suite):
+    return StaffClient(suite.url("registry"), suite.secrets()["tokens"]["county"])
