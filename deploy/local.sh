@@ -98,6 +98,10 @@ CONF
     rabbitmqctl -q -n "$RABBIT_NODE" add_user enrol "$pw" >/dev/null
     rabbitmqctl -q -n "$RABBIT_NODE" set_user_tags enrol administrator >/dev/null
     rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / enrol '.*' '.*' '.*' >/dev/null
+  elif ! rabbitmqctl -q -n "$RABBIT_NODE" authenticate_user enrol "$pw" >/dev/null 2>&1; then
+    # a node started from another checkout: align the password with this checkout's secret
+    say "setting the broker password of user enrol to this checkout's secret"
+    rabbitmqctl -q -n "$RABBIT_NODE" change_password enrol "$pw" >/dev/null
   fi
 }
 

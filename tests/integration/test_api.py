@@ -161,7 +161,7 @@ def test_quote_is_the_whole_household_at_250_yuan_each(payments, pdb):
 
 
 @pytest.mark.parametrize("tamper, code", [
-    (dict(secret="not-the-secret"), "SIGNATURE_INVALID"),
+    (dict(secret=GW_SECRET[::-1]), "SIGNATURE_INVALID"),
     (dict(gateway="bank-unknown"), "SIGNATURE_INVALID"),
     (dict(ts=str(int(NOW.timestamp()) - 301)), "TIMESTAMP_OUT_OF_WINDOW"),
 ])
