@@ -13,13 +13,37 @@ CLOCK_NOW = "2019-11-15T10:00:00+08:00"
 
 @pytest.fixture(scope="module")
 def suite(namespace, infra, tmp_path_factory):
-    s = Suite(namespace=namespace, web_base_port=18100, worker_base_port=19100,
+    base = free_port_block()
+    s = Suite(namespace=namespace, web_base_port=base, worker_base_port=base + 10,
               extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": infra.mongo_url, "AMQP_URL": infra.amqp_url,
                          "CONSUMER_RETRY_BASE_MS": "200", "LOG_LEVEL": "WARNING"},
               web_workers=1)
-    s.start()
-    yield s
-    s.stop()
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def free_port_block(size: int = 20) -> int:
+    """A block of free loopback ports, so a run never collides with a demo or a leftover suite."""
+    import random
+    import socket
+    for _ in range(50):
+        base = random.randrange(20000, 40000, 100)
+        try:
+            socks = []
+            for p in range(base + 1, base + size):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
 
 
 @pytest.fixture(scope="module")
