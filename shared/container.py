@@ -5,7 +5,6 @@ main (gunicorn forks, so each process builds its own clients).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -90,8 +89,3 @@ def worker_main(container: Container, handlers) -> None:
     run_worker(container.service, consumer, container.relay(), container.settings.amqp_url,
                container.topology.dead_queue if handlers else None, int(port) if port else None,
                container.store_ok)
-
-
-def drop_multiproc_env() -> None:
-    """Workers serve their own registry; gunicorn's multiprocess directory is for web processes."""
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

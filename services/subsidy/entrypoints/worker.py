@@ -1,17 +1,5 @@
 """Worker of subsidy: relays its outbox (no consumers yet)."""
-import os
-
-os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # before prometheus_client is imported
-
-from shared.container import worker_main  # noqa: E402
-
-from .. import bootstrap as boot  # noqa: E402
-
-
-def main() -> None:
-    c = boot.bootstrap()
-    worker_main(c, boot.event_handlers(c))
-
+from shared.worker_main import main
 
 if __name__ == "__main__":
-    main()
+    main("subsidy")
