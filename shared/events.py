@@ -129,6 +129,22 @@ class EnrolmentChangedSchema(Schema):
     order_no = fields.String(load_default=None, allow_none=True)
 
 
+class EntitlementChangedSchema(Schema):
+    """subsidy.entitlement.changed: what a person's hardship identity entitles them to for a year.
+
+    Payments charges by the entitlement current at the time of payment (001_93f5b63ac6b4a653.txt 六:
+    税务部门将依据缴费人当前身份进行征收); a change after payment is neither topped up nor refunded.
+    """
+    person_id = fields.String(required=True, validate=validate.Length(equal=18))
+    year = fields.Integer(required=True)
+    category = fields.String(allow_none=True, load_default=None)  # None: no hardship identity any more
+    subsidy_fen = fields.Integer(required=True, validate=validate.Range(min=0))
+    full_coverage = fields.Boolean(load_default=False)
+    department = fields.String(allow_none=True, load_default=None)
+    effective_from = fields.String(required=True)  # ISO date
+    reason = fields.String(load_default="")
+
+
 @dataclass(frozen=True)
 class EventSpec:
     type: str
@@ -142,12 +158,14 @@ class EventSpec:
 CATALOGUE: dict[str, EventSpec] = {
     spec.type: spec
     for spec in (
-        EventSpec("registry.household.registered", HouseholdRegisteredSchema, "registry", ("payments",),
+        EventSpec("registry.household.registered", HouseholdRegisteredSchema, "registry", ("payments", "subsidy"),
                   doc="A household and its members registered for a policy year; payments keeps a read model."),
-        EventSpec("payments.payment.confirmed", PaymentConfirmedSchema, "payments", ("registry", "notices"),
+        EventSpec("payments.payment.confirmed", PaymentConfirmedSchema, "payments", ("registry", "notices", "subsidy"),
                   doc="A household payment was confirmed by a signed gateway notification."),
-        EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring",),
+        EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
+        EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),
+                  doc="A person's subsidy entitlement for a year changed; payments keeps a read model."),
     )
 }
 
