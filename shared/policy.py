@@ -17,6 +17,10 @@ from .clock import shanghai_end_of_day, shanghai_start_of_day
 class Township:
     name: str
     task: int  # 参保任务（人）
+    villages: tuple[str, ...] = ()  # 村（社区）; empty when the county has not loaded its places
+
+    def has_village(self, village: str) -> bool:
+        return village in self.villages
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,23 @@ class PolicyError(ValueError):
 
 
 def load_policy(path: Path | str) -> PolicyYear:
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    return parse_policy(raw)
+    path = Path(path)
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    villages = load_places(path.parent / raw["places_file"]) if raw.get("places_file") else {}
+    return parse_policy(raw, villages)
 
 
-def parse_policy(raw: dict) -> PolicyYear:
+def load_places(path: Path) -> dict[str, list[str]]:
+    """Villages per township from a CSV with the headers 乡镇,村（社区）."""
+    import csv
+    out: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for row in csv.DictReader(f):
+            out.setdefault(row["乡镇"].strip(), []).append(row["村（社区）"].strip())
+    return out
+
+
+def parse_policy(raw: dict, villages: dict[str, list[str]] | None = None) -> PolicyYear:
     try:
         standard = raw["standard_fen"]
         if not isinstance(standard, int) or standard < 0:
@@ -61,7 +77,7 @@ def parse_policy(raw: dict) -> PolicyYear:
         for row in raw["townships"]:
             if not isinstance(row["task"], int) or row["task"] <= 0:
                 raise PolicyError(f"township {row['name']}: task must be a positive integer")
-            towns.append(Township(row["name"], row["task"]))
+            towns.append(Township(row["name"], row["task"], tuple((villages or {}).get(row["name"], ()))))
         names = [t.name for t in towns]
         if len(set(names)) != len(names):
             raise PolicyError("township names must be unique")
@@ -72,6 +88,9 @@ def parse_policy(raw: dict) -> PolicyYear:
     except KeyError as e:
         raise PolicyError(f"policy file is missing {e}") from e
     warnings = []
+    unknown = set(villages or {}) - {t.name for t in towns}
+    if unknown:
+        raise PolicyError(f"places file names townships not in the task table: {sorted(unknown)}")
     declared = raw.get("declared_task_total")
     total = sum(t.task for t in towns)
     if declared is not None and declared != total:

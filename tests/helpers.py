@@ -78,9 +78,16 @@ def queue_messages(amqp_url: str, queue: str) -> list[tuple[dict, bytes]]:
     return out
 
 
+def village_of(township: str) -> str:
+    from shared.config import ROOT
+    from shared.policy import load_policy
+    return load_policy(ROOT / "policies" / "dongan-2020.json").township(township).villages[0]
+
+
 def household_payload(no: str, township: str = "花桥镇", n: int = 3, seed: int = 0) -> dict:
     people = [("户主", "M"), ("配偶", "F"), ("子女", "M"), ("子女", "F"), ("父母", "F")][:n]
-    return {"household_no": no, "year": 2020, "township": township, "village": "花桥村", "head_phone": "13900001111",
+    return {"household_no": no, "year": 2020, "township": township, "village": village_of(township),
+            "head_phone": "13900001111",
             "members": [{"id_number": make_id(date(1960 + i, 1 + i, 1 + seed % 28), seed * 7 + i, s),
                          "name": f"成员{i}", "relation": r, "sex": s} for i, (r, s) in enumerate(people)]}
 

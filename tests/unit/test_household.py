@@ -34,6 +34,7 @@ def test_registering_records_one_event_with_every_member():
 @pytest.mark.parametrize("over, code", [
     ({"township": "不存在镇"}, "UNKNOWN_TOWNSHIP"),
     ({"village": " "}, "UNKNOWN_VILLAGE"),
+    ({"village": "花桥村"}, "UNKNOWN_VILLAGE"),  # a village of another township
     ({"year": 2021}, "YEAR_NOT_OPEN"),
 ])
 def test_bad_places_and_years_are_refused(over, code):

@@ -56,8 +56,11 @@ class Household:
             raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": data["year"]})
         if policy.township(data["township"]) is None:
             raise ValidationFailed("UNKNOWN_TOWNSHIP", "乡镇不在本县参保任务表中", {"township": data["township"]})
-        if not (data.get("village") or "").strip():
-            raise ValidationFailed("UNKNOWN_VILLAGE", "村（社区）不能为空", {"field": "village"})
+        town = policy.township(data["township"])
+        village = (data.get("village") or "").strip()
+        if not village or (town.villages and not town.has_village(village)):
+            raise ValidationFailed("UNKNOWN_VILLAGE", "村（社区）不在该乡镇的村（社区）名单中",
+                                   {"township": data["township"], "village": village})
         members = []
         seen = set()
         for i, m in enumerate(data["members"]):
