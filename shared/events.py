@@ -145,6 +145,60 @@ class EntitlementChangedSchema(Schema):
     reason = fields.String(load_default="")
 
 
+class PaymentAuditedSchema(Schema):
+    """payments.payment.audited: the tax bureau's audit of a confirmed payment is done (001 七(二):
+    3个工作日内完成缴款审核……由县医保局确认完成参保登记和缴费登记); registry confirms the enrolment."""
+    order_no = fields.String(required=True)
+    receipt_no = fields.String(required=True)
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    township = fields.String(required=True)
+    village = fields.String(required=True)
+    amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
+    person_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    audited_at = fields.String(required=True)
+    audited_by = fields.String(required=True)  # "reconciliation:<gateway>:<date>" or a staff subject
+    source = fields.String(required=True, validate=validate.OneOf(["reconciliation", "staff"]))
+
+
+class PaymentReversedSchema(Schema):
+    """payments.payment.reversed: the money of a household payment went back (a gateway reversal or
+    an overpayment refund); registry revokes the enrolment it paid for. Never sent for an identity
+    change after payment (001 六: 缴费后特殊身份标识发生变化的，不再补退)."""
+    order_no = fields.String(required=True)
+    receipt_no = fields.String(required=True)
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    township = fields.String(required=True)
+    village = fields.String(required=True)
+    amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
+    person_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    reason = fields.String(required=True, validate=validate.OneOf(["gateway_reversal", "overpayment"]))
+    reversal_id = fields.String(required=True)
+    reversed_at = fields.String(required=True)
+
+
+class WithholdingFailedSchema(Schema):
+    """payments.withholding.failed: a bank could not withhold a household's contribution (002 六(二)3:
+    不成功的名单进行分类汇总，对余额不足的代扣帐户发回各镇); notices tells the town and the household."""
+    batch_no = fields.String(required=True)
+    order_no = fields.String(required=True)
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    township = fields.String(required=True)
+    village = fields.String(required=True)
+    head_name = fields.String(required=True)
+    head_phone = fields.String(load_default=None, allow_none=True)
+    amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
+    bank = fields.String(required=True)
+    reason = fields.String(required=True)  # INSUFFICIENT_BALANCE, ACCOUNT_CLOSED, AGREEMENT_INVALID, ...
+    reason_text = fields.String(required=True)  # zh-CN
+    retryable = fields.Boolean(required=True)  # True: deposit and the retry batch takes it again
+
+
 @dataclass(frozen=True)
 class EventSpec:
     type: str
@@ -166,6 +220,12 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),
                   doc="A person's subsidy entitlement for a year changed; payments keeps a read model."),
+        EventSpec("payments.payment.audited", PaymentAuditedSchema, "payments", ("registry",),
+                  doc="A confirmed payment passed the tax bureau's audit (reconciled or by staff); registry confirms enrolment."),
+        EventSpec("payments.payment.reversed", PaymentReversedSchema, "payments", ("registry",),
+                  doc="A household payment was reversed (gateway reversal or overpayment refund); registry revokes the enrolment."),
+        EventSpec("payments.withholding.failed", WithholdingFailedSchema, "payments", ("notices",),
+                  doc="A bank withholding failed, classified; insufficient balances go back to their town for a notice and a retry batch."),
     )
 }
 

@@ -1,15 +1,17 @@
 """Quotes, orders and confirmed payments (缴费) of whole households, in integer fen.
 
 Rules: 001_93f5b63ac6b4a653.txt 三 (250 yuan per person, paid once a year in full), 四 (window
-2019-09-01..12-31), 五 (the household pays as a whole; no split or selective payment).
+2019-09-01..12-31), 五 (the household pays as a whole; no split or selective payment; the proof
+of payment per channel), 六 (hardship subsidies by the payer's identity at the time of payment).
 """
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable
 
+from shared.clock import SHANGHAI
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import Event
 from shared.policy import PolicyYear
@@ -17,6 +19,58 @@ from shared.policy import PolicyYear
 ORDER_TTL = timedelta(hours=2)
 CHANNELS = ("mobile_app", "online_banking", "pos", "bank_counter", "self_service", "village_cash", "withholding")
 
+# Proof of payment (缴费依据) per channel, 001 五: the electronic order for app and online payments
+# (order number + the gateway's transaction id, no extra field), the machine slip (机打小票) for POS
+# and self-service terminals, the bank's collection voucher (银行收款凭单) at the counter; village
+# cash collection names the collector and the 湖南省社会保险基金收据 book and sheet; withholding
+# names the three-party agreement and the batch.
+PROOF_FIELDS: dict[str, tuple[str, ...]] = {
+    "mobile_app": (),
+    "online_banking": (),
+    "pos": ("terminal_id", "slip_no"),
+    "self_service": ("terminal_id", "slip_no"),
+    "bank_counter": ("branch", "voucher_no"),
+    "village_cash": ("collector_id", "collector_name", "receipt_book_no", "receipt_sheet_no"),
+    "withholding": ("agreement_no", "batch_no"),
+}
+CHANNEL_NAMES = {"mobile_app": "手机APP", "online_banking": "网上银行", "pos": "银行POS机",
+                 "bank_counter": "银行柜面", "self_service": "银行自助终端", "village_cash": "村（社区）现金代收",
+                 "withholding": "银行代扣"}
+
+
+# ---- subsidy entitlements (read model of subsidy.entitlement.changed) -------------------------
+
+@dataclass(frozen=True)
+class Entitlement:
+    """What the subsidy service last said about a person-year, in effect from `effective_from`."""
+    category: str | None
+    subsidy_fen: int
+    full_coverage: bool
+    effective_from: date
+    occurred_at: str = ""
+    seq: str = ""
+
+
+def current_entitlement(changes: Iterable[Entitlement], on: date) -> Entitlement | None:
+    """The subsidy service's latest word already in effect on `on` (Shanghai date).
+
+    The latest published change wins among those in effect, so a correction (e.g. a category
+    withdrawn with the same effective date) overrides what it corrects.
+    """
+    live = [c for c in changes if c.effective_from <= on]
+    return max(live, key=lambda c: (c.occurred_at, c.seq)) if live else None
+
+
+def subsidy_for(standard_fen: int, ent: Entitlement | None) -> int:
+    """001 六: 特困 fully covered (pays 0); registered poor and 低保 get a fixed subsidy (130 yuan)."""
+    if ent is None or ent.category is None:
+        return 0
+    if ent.full_coverage:
+        return standard_fen
+    return min(ent.subsidy_fen, standard_fen)
+
+
+# ---- quotes -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class QuoteLine:
@@ -24,6 +78,7 @@ class QuoteLine:
     name: str
     standard_fen: int
     subsidy_fen: int
+    category: str | None = None
 
     @property
     def payable_fen(self) -> int:
@@ -40,9 +95,19 @@ class Quote:
     def total_fen(self) -> int:
         return sum(l.payable_fen for l in self.lines)
 
+    @property
+    def standard_total_fen(self) -> int:
+        return sum(l.standard_fen for l in self.lines)
 
-def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, already_paid: bool) -> Quote:
-    """The whole household, every active member, at the standard of the policy year."""
+    @property
+    def subsidy_total_fen(self) -> int:
+        return sum(l.subsidy_fen for l in self.lines)
+
+
+def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, already_paid: bool,
+          entitlements: dict[str, Entitlement | None] | None = None) -> Quote:
+    """The whole household, every active member, at the standard of the policy year less the
+    subsidy of the member's identity current at `at` (001 六: 依据缴费人当前身份进行征收)."""
     if household is None:
         raise DomainError("HOUSEHOLD_UNKNOWN", "未找到该户的登记信息（登记后数据同步可能有延迟，请稍后再试）", status=404)
     if household["year"] != policy.year:
@@ -52,12 +117,41 @@ def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, al
     if not policy.window_open_at(at):
         raise DomainError("WINDOW_CLOSED", "不在集中参保缴费期内（{}至{}）".format(
             policy.window_opens.isoformat(), policy.window_closes.isoformat()), {"at": at.isoformat()})
-    lines = tuple(QuoteLine(m["person_id"], m["name"], policy.standard_fen, 0) for m in household["members"])
-    return Quote(household["household_no"], household["year"], lines)
+    entitlements = entitlements or {}
+    lines = []
+    for m in household["members"]:
+        ent = entitlements.get(m["person_id"])
+        lines.append(QuoteLine(m["person_id"], m["name"], policy.standard_fen, subsidy_for(policy.standard_fen, ent),
+                               ent.category if ent else None))
+    return Quote(household["household_no"], household["year"], tuple(lines))
 
+
+def check_whole_household(q: Quote, person_ids: list[str] | None) -> None:
+    """001 五: 不得拆分参保、不得选择性参保 — an order naming members must name all of them."""
+    if person_ids is None:
+        return
+    wanted, members = set(person_ids), {l.person_id for l in q.lines}
+    if wanted != members or len(person_ids) != len(wanted):
+        raise ValidationFailed("HOUSEHOLD_SPLIT", "须以户为单位整体缴费，不得拆分或选择性缴费",
+                               {"household_members": len(members), "requested": len(wanted),
+                                "missing": len(members - wanted), "unknown": len(wanted - members)})
+
+
+# ---- orders -----------------------------------------------------------------------------------
 
 def new_order_no(at: datetime) -> str:
     return "P" + at.strftime("%Y%m%d%H%M%S") + secrets.token_hex(4).upper()
+
+
+def check_proof(channel: str, proof: dict[str, Any] | None) -> dict[str, str]:
+    """The proof of payment the channel needs (PROOF_FIELDS); unknown keys are dropped."""
+    proof = proof or {}
+    needed = PROOF_FIELDS[channel]
+    missing = [k for k in needed if not str(proof.get(k) or "").strip()]
+    if missing:
+        raise ValidationFailed("PROOF_MISSING", "缺少该缴费渠道要求的缴费凭证信息",
+                               {"channel": channel, "missing": missing})
+    return {k: str(proof[k]).strip() for k in needed}
 
 
 @dataclass
@@ -71,16 +165,21 @@ class Order:
     lines: tuple[QuoteLine, ...]
     created_at: datetime
     expires_at: datetime
-    status: str = "created"  # created → paid | duplicate_payment
+    status: str = "created"  # created → paid | duplicate_payment → reversed
     transaction_id: str | None = None
     paid_at: str | None = None
     receipt_no: str | None = None
 
     @classmethod
-    def create(cls, q: Quote, gateway: str, channel: str, at: datetime) -> "Order":
+    def create(cls, q: Quote, gateway: str, channel: str, at: datetime, ttl: timedelta = ORDER_TTL,
+               allowed_channels: tuple[str, ...] = ()) -> "Order":
+        """The amount and every member's subsidy are frozen here: a later identity change does not
+        alter an order (001 六: 缴费后特殊身份标识发生变化的，不再补退)."""
         if channel not in CHANNELS:
             raise ValidationFailed("UNKNOWN_CHANNEL", "不支持的缴费渠道", {"channel": channel})
-        return cls(new_order_no(at), q.household_no, q.year, gateway, channel, q.total_fen, q.lines, at, at + ORDER_TTL)
+        if allowed_channels and channel not in allowed_channels:
+            raise DomainError("CHANNEL_NOT_ALLOWED", "该支付渠道未开通此缴费方式", {"channel": channel}, status=403)
+        return cls(new_order_no(at), q.household_no, q.year, gateway, channel, q.total_fen, q.lines, at, at + ttl)
 
     def check_notification(self, gateway: str, amount_fen: int, at: datetime) -> None:
         if gateway != self.gateway:
@@ -94,6 +193,10 @@ class Order:
     def receipt(self) -> str:
         return "R" + self.order_no[1:]
 
+    def members_payload(self) -> list[dict[str, Any]]:
+        return [{"person_id": l.person_id, "name": l.name, "standard_fen": l.standard_fen,
+                 "subsidy_fen": l.subsidy_fen, "payable_fen": l.payable_fen} for l in self.lines]
+
     def confirmed_event(self, household: dict[str, Any], transaction_id: str, paid_at: str) -> Event:
         return Event("payments.payment.confirmed", {
             "order_no": self.order_no, "receipt_no": self.receipt(), "household_no": self.household_no,
@@ -101,5 +204,9 @@ class Order:
             "village": household["village"], "head_name": household["head_name"],
             "head_phone": household.get("head_phone"), "amount_fen": self.amount_fen, "channel": self.channel,
             "gateway": self.gateway, "transaction_id": transaction_id, "paid_at": paid_at,
-            "members": [{"person_id": l.person_id, "name": l.name, "standard_fen": l.standard_fen,
-                         "subsidy_fen": l.subsidy_fen, "payable_fen": l.payable_fen} for l in self.lines]})
+            "members": self.members_payload()})
+
+
+def shanghai_day(iso_instant: str) -> str:
+    """The Asia/Shanghai calendar day of an ISO instant (statements and audits count in it)."""
+    return datetime.fromisoformat(iso_instant).astimezone(SHANGHAI).date().isoformat()

@@ -1,0 +1,42 @@
+"""The tax bureau's payment audit (缴款审核): within 3 working days of payment, all before Dec 25
+(001 七(二): 税务局应于3个工作日内完成缴款审核工作……应在12月25日前完成全县缴款审核工作).
+
+Working days follow the State Council's holiday schedule, including the weekend days worked in
+exchange (调休), through `chinese_calendar`.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import chinese_calendar
+
+AUDIT_WORKING_DAYS = 3
+
+
+def is_working_day(d: date) -> bool:
+    try:
+        return chinese_calendar.is_workday(d)
+    except NotImplementedError:  # a year the library does not know yet: Monday to Friday
+        return d.weekday() < 5
+
+
+def add_working_days(start: date, n: int) -> date:
+    """The n-th working day after `start` (the day of payment itself does not count)."""
+    d, left = start, n
+    while left:
+        d += timedelta(days=1)
+        if is_working_day(d):
+            left -= 1
+    return d
+
+
+def audit_due(paid_day: date, year: int) -> date:
+    """The last day the audit may be done: 3 working days after payment, but not after Dec 25 of
+    the collection year unless the payment itself came later."""
+    due = add_working_days(paid_day, AUDIT_WORKING_DAYS)
+    county_deadline = date(year - 1, 12, 25)
+    return min(due, county_deadline) if paid_day <= county_deadline else due
+
+
+def overdue(paid_day: date, year: int, today: date) -> bool:
+    return today > audit_due(paid_day, year)
