@@ -5,11 +5,17 @@ so it is dropped before prometheus_client is first imported.
 """
 import importlib
 import os
+import threading
+from typing import Callable
 
 
-def main(service: str) -> None:
+def main(service: str, background: tuple[Callable, ...] = ()) -> None:
+    """`background`: loops of the service's own (e.g. the registry's import runner), each given the
+    container and run in a daemon thread beside the consumer and the outbox relay."""
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from .container import worker_main
     boot = importlib.import_module(f"services.{service}.bootstrap")
     c = boot.bootstrap()
+    for loop in background:
+        threading.Thread(target=loop, args=(c,), name=loop.__name__, daemon=True).start()
     worker_main(c, boot.event_handlers(c))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from shared.clock import Clock
 from shared.container import Container
 
+from .adapters import imports as import_store
 from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, HouseholdRepository
 from .service_layer import handlers
 
@@ -11,11 +12,16 @@ SERVICE = "registry"
 
 
 def bootstrap(clock: Clock | None = None) -> Container:
-    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS, indexes=INDEXES)
+    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS,
+                           indexes=INDEXES + import_store.INDEXES)
 
 
 def repository(c: Container) -> HouseholdRepository:
     return HouseholdRepository(c.db, c.outbox)
+
+
+def imports(c: Container) -> import_store.ImportStore:
+    return import_store.ImportStore(c.db)
 
 
 def event_handlers(c: Container):

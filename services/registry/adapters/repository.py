@@ -49,6 +49,13 @@ class HouseholdRepository:
         doc = self.db[HOUSEHOLDS].find_one({"_id": household_key(year, household_no)}, {"_outbox": 0})
         return from_doc(doc) if doc else None
 
+    def in_village(self, year: int, township: str, village: str):
+        """Households of a village in household-number order (a scan on FerretDB; an index on MongoDB)."""
+        cur = self.db[HOUSEHOLDS].find({"year": year, "township": township, "village": village},
+                                       {"_outbox": 0}).sort("household_no", 1)
+        for doc in cur:
+            yield from_doc(doc)
+
     def household_of(self, year: int, person_id: str) -> str | None:
         doc = self.db[PERSONS].find_one({"_id": f"{year}:{person_id}"})
         return doc["household"] if doc else None
@@ -89,3 +96,128 @@ class HouseholdRepository:
         self.outbox.update(HOUSEHOLDS, doc["_id"], {"$set": {"enrolment": doc["enrolment"], "members": doc["members"]}},
                            hh.events, causation_id=causation_id, correlation_id=correlation_id)
         hh.events.clear()
+
+
+def _same_registration(doc: dict[str, Any], hh: Household) -> bool:
+    keys = ("person_id", "name", "relation", "category", "birth_date", "sex")
+    mine = [{k: m[k] for k in keys} for m in to_doc(hh)["members"]]
+    theirs = [{k: m.get(k) for k in keys} for m in doc.get("members", [])]
+    return (doc.get("township"), doc.get("village"), mine) == (hh.township, hh.village, theirs)
+
+
+class BatchOutcome(dict):
+    """household_no → ("created" | "unchanged" | "rejected", DomainError | None)."""
+
+
+def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_id: str | None = None) -> BatchOutcome:
+    """Register many households with a few bulk writes; each household stays all-or-nothing.
+
+    1. claims of every member (insert_many, unordered); 2. households with their events
+    (insert_many); 3. outbox pointers. A claim that exists already is resolved one by one: ours
+    from an earlier import of the same file (unchanged), an orphan left by a failed write (taken
+    over), or another household's (多地重复参保: the household is refused and its new claims removed).
+    """
+    db = repo.db
+    out = BatchOutcome()
+    owner_in_batch: dict[str, Household] = {}
+    todo: list[Household] = []
+    for hh in batch:  # the same person twice in one batch
+        clash = next((owner_in_batch[m.person_id] for m in hh.members if m.person_id in owner_in_batch), None)
+        if clash is not None:
+            out[hh.household_no] = ("rejected", Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保",
+                                                          {"township": clash.township, "village": clash.village,
+                                                           "household_no": clash.household_no}))
+            continue
+        owner_in_batch.update({m.person_id: hh for m in hh.members})
+        todo.append(hh)
+
+    claims = [{"_id": f"{hh.year}:{m.person_id}", "household": household_key(hh.year, hh.household_no),
+               "township": hh.township, "village": hh.village} for hh in todo for m in hh.members]
+    failed = _insert_many(db[PERSONS], claims)
+    inserted_claims = {c["_id"]: c["household"] for c in claims if c["_id"] not in failed}
+    ready: list[Household] = []
+    for hh in todo:
+        key = household_key(hh.year, hh.household_no)
+        mine = [f"{hh.year}:{m.person_id}" for m in hh.members]
+        clashing = [pid for pid in mine if pid in failed]
+        if not clashing:
+            ready.append(hh)
+            continue
+        if len(clashing) == len(mine):  # likely the same file again: one lookup settles it
+            existing = db[HOUSEHOLDS].find_one({"_id": key}, {"_outbox": 0})
+            if existing is not None:
+                out[hh.household_no] = ("unchanged", None) if _same_registration(existing, hh) else (
+                    "rejected", Conflict("HOUSEHOLD_EXISTS", "该户本年度已登记，且与文件内容不一致（请走变更或更正流程）",
+                                         {"household_no": hh.household_no}))
+                continue
+        refusal = None
+        for pid in clashing:
+            claim = db[PERSONS].find_one({"_id": pid})
+            if claim is None or claim["household"] == key:
+                continue
+            owner = db[HOUSEHOLDS].find_one({"_id": claim["household"]}, {"township": 1, "village": 1})
+            if owner is None:  # orphan from a write that failed half-way
+                db[PERSONS].replace_one({"_id": pid}, {"_id": pid, "household": key, "township": hh.township,
+                                                       "village": hh.village})
+                continue
+            refusal = Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {
+                "person_id": pid.split(":", 1)[1], "township": owner["township"], "village": owner["village"],
+                "household_no": claim["household"].split(":", 1)[1]})
+            break
+        if refusal:
+            out[hh.household_no] = ("rejected", refusal)
+        else:
+            ready.append(hh)
+
+    docs, envs_by_key = [], {}
+    for hh in ready:
+        envs = repo.outbox.envelopes(hh.events, correlation_id, None)
+        doc = to_doc(hh)
+        doc["_outbox"] = {e.id: e.to_dict() for e in envs}
+        docs.append(doc)
+        envs_by_key[doc["_id"]] = (hh, envs)
+    dup_households = _insert_many(db[HOUSEHOLDS], docs)
+    pointers = []
+    for key, (hh, envs) in envs_by_key.items():
+        if key in dup_households:
+            existing = db[HOUSEHOLDS].find_one({"_id": key}, {"_outbox": 0})
+            same = existing is not None and _same_registration(existing, hh)
+            out[hh.household_no] = ("unchanged", None) if same else ("rejected", Conflict(
+                "HOUSEHOLD_EXISTS", "该户本年度已登记，且与文件内容不一致（请走变更或更正流程）", {"household_no": hh.household_no}))
+            continue
+        out[hh.household_no] = ("created", None)
+        hh.events.clear()
+        pointers += [{"_id": e.id, "coll": HOUSEHOLDS, "agg": key, "seq": e.seq, "created_at": _utcnow()} for e in envs]
+    _insert_many(db["outbox"], pointers)
+
+    # a refused household keeps nothing: remove the claims this batch made for it (and only those)
+    for hh in batch:
+        status, _err = out.get(hh.household_no, ("created", None))
+        if status == "rejected":
+            key = household_key(hh.year, hh.household_no)
+            for m in hh.members:
+                pid = f"{hh.year}:{m.person_id}"
+                if inserted_claims.get(pid) == key:
+                    db[PERSONS].delete_one({"_id": pid})
+    return out
+
+
+def _insert_many(coll, docs: list[dict]) -> set:
+    """Unordered bulk insert; returns the `_id`s that already existed."""
+    from pymongo.errors import BulkWriteError
+    if not docs:
+        return set()
+    try:
+        coll.insert_many(docs, ordered=False)
+        return set()
+    except BulkWriteError as e:
+        errors = e.details.get("writeErrors", [])
+        other = [w for w in errors if w.get("code") != 11000]
+        if other:
+            raise
+        return {docs[w["index"]]["_id"] for w in errors}
+
+
+def _utcnow():
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc)

@@ -1,10 +1,13 @@
 """HTTP API of the registry (thin: parse, call a use case, render)."""
 from __future__ import annotations
 
-from flask import Flask
+import io
+import uuid
+
+from flask import Flask, Response, request
 
 from shared.clock import Clock
-from shared.errors import ValidationFailed
+from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_phone
 from shared.web import create_base_app
@@ -12,7 +15,8 @@ from shared.web import create_base_app
 from .. import bootstrap as boot
 from ..domain.model import Household
 from ..service_layer import handlers
-from .schemas import HouseholdIn, HouseholdOut
+from ..adapters.roster_files import write_csv, write_xlsx
+from .schemas import HouseholdIn, HouseholdOut, ImportOut, ProblemsOut
 
 STAFF = ("county", "township")
 
@@ -42,5 +46,76 @@ def create_app(clock: Clock | None = None) -> Flask:
         if not year.isdigit():
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
         return render(handlers.get_household(repo, int(year), household_no, principal))
+
+    imports = boot.imports(c)
+
+    def render_import(doc: dict) -> dict:
+        return {"import_id": doc["_id"], "status": doc["status"], "file_name": doc["file_name"], "year": doc["year"],
+                "fraction": doc.get("fraction", 0.0), "counts": doc.get("counts", {}), "error": doc.get("error"),
+                "problems_url": f"/v1/imports/{doc['_id']}/problems?page=0"}
+
+    @api.route("/v1/imports", "POST", summary="上传花名册（CSV/XLSX），后台导入", roles=STAFF, response=ImportOut,
+               status=202, query=[{"name": "year", "in": "query", "schema": {"type": "integer"}},
+                                  {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["csv", "xlsx"]}}])
+    def upload_import(principal):
+        upload = request.files.get("file")
+        name = upload.filename if upload else request.args.get("name", "roster")
+        kind = (request.args.get("kind") or name.rsplit(".", 1)[-1]).lower()
+        if kind not in ("csv", "xlsx"):
+            raise ValidationFailed("ROSTER_FORMAT", "花名册文件格式应为 CSV 或 XLSX", {"kind": kind})
+        year = request.args.get("year", str(c.policy.year))
+        if not year.isdigit() or int(year) != c.policy.year:
+            raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": year})
+        stream = upload.stream if upload else request.stream
+        who = {"subject": principal.subject, "role": principal.role, "county": principal.county,
+               "township": principal.township}
+        doc = imports.create("I" + uuid.uuid4().hex[:16], stream, kind=kind, file_name=name, year=int(year),
+                             principal=who, at=c.clock.now())
+        if doc["size"] == 0:
+            raise ValidationFailed("ROSTER_EMPTY", "花名册为空")
+        return render_import(doc)
+
+    def own_import(principal, import_id):
+        doc = imports.get(import_id)
+        if doc is None:
+            raise NotFound("IMPORT_NOT_FOUND", "导入任务不存在", {"import_id": import_id})
+        if principal.role == "township" and (doc.get("principal") or {}).get("township") != principal.township:
+            raise NotFound("IMPORT_NOT_FOUND", "导入任务不存在", {"import_id": import_id})
+        return doc
+
+    @api.route("/v1/imports/{import_id}", "GET", summary="导入进度与结果", roles=STAFF, response=ImportOut)
+    def get_import(principal, import_id):
+        return render_import(own_import(principal, import_id))
+
+    @api.route("/v1/imports/{import_id}/problems", "GET", summary="导入问题行（分页，每页500条）", roles=STAFF,
+               response=ProblemsOut, query=[{"name": "page", "in": "query", "schema": {"type": "integer"}}])
+    def import_problems(principal, import_id):
+        own_import(principal, import_id)
+        page = request.args.get("page", "0")
+        if not page.isdigit():
+            raise ValidationFailed("BAD_PAGE", "页码必须是非负整数", {"page": page})
+        problems = imports.problems(import_id, int(page)) or []
+        return {"import_id": import_id, "page": int(page), "problems": problems}
+
+    @api.route("/v1/exports/{year}/{township}/{village}", "GET", summary="按村（社区）导出参保缴费名册（CSV 或 XLSX）",
+               roles=STAFF, query=[{"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "xlsx"]}}])
+    def export_village(principal, year, township, village):
+        principal.check_township(township)
+        if not year.isdigit():
+            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
+        fmt = request.args.get("format", "csv")
+        rows = handlers.village_roster(repo, int(year), township, village)
+        filename = f"{year}-{township}-{village}-参保缴费名册.{fmt}"
+        from urllib.parse import quote
+        disposition = f"attachment; filename*=UTF-8''{quote(filename)}"
+        if fmt == "xlsx":
+            buf = io.BytesIO()
+            write_xlsx(rows, buf, f"{township}{village}")
+            return Response(buf.getvalue(), headers={"Content-Disposition": disposition},
+                            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        out = io.StringIO()
+        out.write("\ufeff")  # Excel opens UTF-8 CSV correctly with a BOM
+        write_csv(rows, out)
+        return Response(out.getvalue(), headers={"Content-Disposition": disposition}, mimetype="text/csv")
 
     return app

@@ -40,3 +40,28 @@ class HouseholdOut(Schema):
     head_phone = fields.String(metadata={"description": "masked"})
     status = fields.String()
     members = fields.List(fields.Nested(MemberOut))
+
+
+class ImportOut(Schema):
+    import_id = fields.String()
+    status = fields.String(metadata={"description": "queued | running | done | failed"})
+    file_name = fields.String()
+    year = fields.Integer()
+    fraction = fields.Float(metadata={"description": "0..1 of the file read"})
+    counts = fields.Dict(metadata={"description": "rows, households_created/unchanged/rejected, persons_created, problems"})
+    error = fields.Dict(allow_none=True)
+    problems_url = fields.String()
+
+
+class ProblemOut(Schema):
+    row = fields.Integer()
+    household_no = fields.String(allow_none=True)
+    field = fields.String(allow_none=True)
+    code = fields.String()
+    message = fields.String()
+
+
+class ProblemsOut(Schema):
+    import_id = fields.String()
+    page = fields.Integer()
+    problems = fields.List(fields.Nested(ProblemOut))

@@ -12,6 +12,7 @@ from shared.policy import PolicyYear
 
 from ..adapters.repository import HouseholdRepository
 from ..domain.model import Household
+from ..domain.roster import CATEGORY_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +47,14 @@ def on_payment_confirmed(repo: HouseholdRepository, env: Envelope) -> None:
         raise PermanentFailure(f"{e.code}: {e.message}") from e
     if changed:
         repo.save_payment(hh, causation_id=env.id, correlation_id=env.correlation_id)
+
+
+def village_roster(repo: HouseholdRepository, year: int, township: str, village: str):
+    """Rows of the printed roster (参保缴费名册) of one village, household by household, IDs in full:
+    the village checks them against the hukou books (逐户逐人核对)."""
+    sexes = {"M": "男", "F": "女"}
+    for hh in repo.in_village(year, township, village):
+        for m in hh.members:
+            yield [hh.household_no, hh.township, hh.village, m.name, m.person_id, sexes[m.sex],
+                   m.birth_date.isoformat(), m.relation, CATEGORY_LABELS.get(m.category, m.category),
+                   hh.head_phone if m.relation == "户主" else ""]
