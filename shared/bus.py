@@ -7,6 +7,10 @@ Topology per namespace (default `enrol`):
   dead-lettering them straight back to `<ns>.<svc>.events` through the default exchange.
 - `<ns>.dlx` direct exchange and `<ns>.<svc>.dead` quorum queue: messages that failed all attempts
   or were malformed. A copy with the error also goes to the service's `dead_letters` collection.
+
+Outside publishers (e.g. civil-affairs systems) do not speak our envelope: an InboundTopology gives
+them an exchange of their own (`<ns>.<feed>.in`) and the service a queue for it, with the same retry
+and dead-letter handling; a Consumer with a `decode` hook turns their messages into envelopes.
 """
 from __future__ import annotations
 
@@ -64,6 +68,43 @@ class Topology:
         ch.queue_declare(self.queue, durable=True, arguments={"x-queue-type": "quorum"})
         for t in types:
             ch.queue_bind(self.queue, self.exchange, routing_key=t)
+        ch.queue_declare(self.retry_queue, durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.queue})
+        ch.queue_declare(self.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        ch.queue_bind(self.dead_queue, self.dlx, routing_key=self.service)
+
+
+@dataclass(frozen=True)
+class InboundTopology(Topology):
+    """A feed from outside publishers: `<ns>.<feed>.in` (durable topic exchange) → quorum queue
+    `<ns>.<svc>.<feed>` bound with `binding`, retry queue `<ns>.<svc>.<feed>.retry`; dead letters join
+    the service's own `<ns>.<svc>.dead`. With `single_active` only one consumer at a time takes
+    the queue (others stand by), so updates are applied one by one, in arrival order."""
+
+    feed: str = "feed"
+    binding: str = "#"
+    single_active: bool = True
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.namespace}.{self.feed}.in"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.namespace}.{self.service}.{self.feed}"
+
+    @property
+    def retry_queue(self) -> str:
+        return f"{self.namespace}.{self.service}.{self.feed}.retry"
+
+    def declare(self, ch, consumes: list[str] | None = None) -> None:
+        ch.exchange_declare(self.exchange, "topic", durable=True)
+        ch.exchange_declare(self.dlx, "direct", durable=True)
+        args = {"x-queue-type": "quorum"}
+        if self.single_active:
+            args["x-single-active-consumer"] = True
+        ch.queue_declare(self.queue, durable=True, arguments=args)
+        ch.queue_bind(self.queue, self.exchange, routing_key=self.binding)
         ch.queue_declare(self.retry_queue, durable=True, arguments={
             "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.queue})
         ch.queue_declare(self.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
@@ -128,6 +169,7 @@ class Publisher:
 
 
 Handler = Callable[[Envelope], None]
+Decoder = Callable[[object, bytes], Envelope]  # (pika properties, body) → envelope; ValueError = malformed
 
 
 class PermanentFailure(Exception):
@@ -140,11 +182,16 @@ class Consumer:
     Idempotency: an event id in `processed_events` is acknowledged without running the handler.
     The marker is written after the handler succeeds, so handlers themselves must be idempotent
     for the crash window between the two (they key their effects on natural ids).
+
+    `decode` replaces the envelope parsing for messages that are not our envelopes (outside
+    publishers); `dedupe=False` leaves duplicates to the handler (which reports them);
+    `executor` lets several consumers of one process run their handlers one at a time.
     """
 
     def __init__(self, url: str, topology: Topology, db, handlers: dict[str, Handler], *,
                  max_attempts: int = 5, retry_base_ms: int = 500, retry_max_ms: int = 30_000,
-                 prefetch: int = 20, clock=None):
+                 prefetch: int = 20, clock=None, decode: Decoder | None = None, dedupe: bool = True,
+                 executor: ThreadPoolExecutor | None = None):
         self.url = url
         self.topology = topology
         self.db = db
@@ -154,8 +201,10 @@ class Consumer:
         self.retry_max_ms = retry_max_ms
         self.prefetch = prefetch
         self.clock = clock
+        self.decode = decode
+        self.dedupe = dedupe
         self.stopping = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+        self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
 
     def run(self) -> None:
         """Consume until stop(); reconnect with backoff after a broker restart."""
@@ -197,16 +246,19 @@ class Consumer:
         svc = self.topology.service
         attempt = int((props.headers or {}).get("x-attempt", 1))
         try:
-            raw = json.loads(body)
-            env = Envelope.from_dict(raw)
-            validate_payload(env.type, env.payload)
+            if self.decode is not None:
+                env = self.decode(props, body)
+            else:
+                raw = json.loads(body)
+                env = Envelope.from_dict(raw)
+                validate_payload(env.type, env.payload)
         except (ValueError, ValidationError, TypeError) as e:
             self._dead_letter(ch, method, props, body, f"malformed: {e}", attempt, raw_type=props.type)
             return
         if env.type not in self.handlers:
             self._dead_letter(ch, method, props, body, f"no handler for {env.type}", attempt, raw_type=env.type)
             return
-        if self.db["processed_events"].find_one({"_id": env.id}, {"_id": 1}):
+        if self.dedupe and self.db["processed_events"].find_one({"_id": env.id}, {"_id": 1}):
             metrics.EVENTS_DUPLICATE.labels(svc, env.type).inc()
             ch.basic_ack(method.delivery_tag)
             return
@@ -233,8 +285,9 @@ class Consumer:
         finally:
             correlation_id.reset(token)
         try:
-            self.db["processed_events"].insert_one({"_id": env.id, "type": env.type,
-                                                    "at": self.clock.now() if self.clock else None})
+            if self.dedupe:
+                self.db["processed_events"].insert_one({"_id": env.id, "type": env.type,
+                                                        "at": self.clock.now() if self.clock else None})
         except DuplicateKeyError:
             pass
         ch.basic_ack(method.delivery_tag)

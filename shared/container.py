@@ -58,10 +58,16 @@ class Container:
     def topology(self) -> Topology:
         return Topology(self.settings.namespace, self.service)
 
-    def consumer(self, handlers) -> Consumer:
-        return Consumer(self.settings.amqp_url, self.topology, self.db, handlers,
+    def consumer(self, handlers, topology: Topology | None = None, **options) -> Consumer:
+        """The service's event consumer; `topology` and `options` (decode, dedupe, executor) serve
+        other feeds of the same service."""
+        return Consumer(self.settings.amqp_url, topology or self.topology, self.db, handlers,
                         max_attempts=int(env("CONSUMER_MAX_ATTEMPTS", "5")),
-                        retry_base_ms=int(env("CONSUMER_RETRY_BASE_MS", "500")), clock=self.clock)
+                        retry_base_ms=int(env("CONSUMER_RETRY_BASE_MS", "500")), clock=self.clock, **options)
+
+    def extra_consumers(self) -> list[Consumer]:
+        """Consumers beyond the event queue that the worker runs too (none unless a service adds some)."""
+        return []
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.db, Publisher(self.settings.amqp_url, self.topology), self.service, self.clock,
@@ -85,7 +91,8 @@ def worker_main(container: Container, handlers) -> None:
     from .worker import run_worker
     logs.setup(container.service, env("LOG_LEVEL", "INFO"))
     consumer = container.consumer(handlers) if handlers else None
+    extra = container.extra_consumers()
     port = env("WORKER_METRICS_PORT")
     run_worker(container.service, consumer, container.relay(), container.settings.amqp_url,
-               container.topology.dead_queue if handlers else None, int(port) if port else None,
-               container.store_ok)
+               container.topology.dead_queue if (handlers or extra) else None, int(port) if port else None,
+               container.store_ok, extra_consumers=extra)

@@ -1,4 +1,4 @@
-"""The worker process of a service: the consumer and the outbox relay in threads, plus gauges.
+"""The worker process of a service: the consumer(s) and the outbox relay in threads, plus gauges.
 
 Run as `python -m services.<svc>.entrypoints.worker`. SIGTERM stops both loops cleanly; anything
 unacknowledged is redelivered to the next worker, anything unpublished stays in the outbox.
@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 import time
+from typing import Sequence
 
 from prometheus_client import start_http_server
 
@@ -20,7 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(service: str, consumer: Consumer | None, relay: OutboxRelay, amqp_url: str, dead_queue: str | None,
-               metrics_port: int | None, ping_store) -> None:
+               metrics_port: int | None, ping_store, extra_consumers: Sequence[Consumer] = ()) -> None:
+    """`extra_consumers`: feeds of the service beyond its event queue (e.g. outside publishers)."""
+    consumers = [c for c in (consumer, *extra_consumers) if c is not None]
     if metrics_port:
         start_http_server(metrics_port, addr="0.0.0.0")
     stop = threading.Event()
@@ -28,14 +31,14 @@ def run_worker(service: str, consumer: Consumer | None, relay: OutboxRelay, amqp
     def _term(*_):
         stop.set()
         relay.stop()
-        if consumer:
-            consumer.stop()
+        for c in consumers:
+            c.stop()
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
     threads = [threading.Thread(target=relay.run, name="relay", daemon=True)]
-    if consumer:
-        threads.append(threading.Thread(target=consumer.run, name="consumer", daemon=True))
+    for i, c in enumerate(consumers):
+        threads.append(threading.Thread(target=c.run, name="consumer" if i == 0 else f"consumer-{i}", daemon=True))
     for t in threads:
         t.start()
     log.info("worker started")
@@ -48,7 +51,7 @@ def run_worker(service: str, consumer: Consumer | None, relay: OutboxRelay, amqp
         except Exception:  # noqa: BLE001
             store_ok = False
         metrics.READY.labels(service).set(1 if (store_ok and depth is not None) else 0)
-        if consumer is None:
+        if not consumers:
             metrics.HEARTBEAT.labels(service).set(time.time())
     for t in threads:
         t.join(timeout=10)
