@@ -199,6 +199,55 @@ class WithholdingFailedSchema(Schema):
     retryable = fields.Boolean(required=True)  # True: deposit and the retry batch takes it again
 
 
+class ClaimCreatedSchema(Schema):
+    """subsidy.claim.created: a reimbursement claim (先缴后补) for a person who paid in full and became a
+    hardship case after the cutoff (001_93f5b63ac6b4a653.txt 六: 2019年10月1日之后新增的困难群众……
+    全额缴费、先缴后补); notices announces it to the household."""
+    claim_id = fields.String(required=True)  # "<year>:<person_id>"
+    person_id = fields.String(required=True, validate=validate.Length(equal=18))
+    name = fields.String(load_default="")
+    year = fields.Integer(required=True)
+    category = fields.String(required=True)
+    amount_fen = fields.Integer(required=True, validate=validate.Range(min=1))
+    department = fields.String(required=True)
+    effective_date = fields.String(required=True)  # ISO date the identity took effect
+    household_no = fields.String(allow_none=True, load_default=None)
+    county = fields.String(allow_none=True, load_default=None)
+    township = fields.String(allow_none=True, load_default=None)
+    village = fields.String(allow_none=True, load_default=None)
+    order_no = fields.String(allow_none=True, load_default=None)
+
+
+class ClaimPaidSchema(Schema):
+    """subsidy.claim.paid: the department paid a reimbursement claim back to the person."""
+    claim_id = fields.String(required=True)
+    person_id = fields.String(required=True, validate=validate.Length(equal=18))
+    name = fields.String(load_default="")
+    year = fields.Integer(required=True)
+    amount_fen = fields.Integer(required=True, validate=validate.Range(min=1))
+    department = fields.String(required=True)
+    payment_ref = fields.String(required=True)
+    paid_on = fields.String(required=True)  # ISO date
+    household_no = fields.String(allow_none=True, load_default=None)
+    county = fields.String(allow_none=True, load_default=None)
+    township = fields.String(allow_none=True, load_default=None)
+    village = fields.String(allow_none=True, load_default=None)
+
+
+class CoverageChangedSchema(Schema):
+    """subsidy.coverage.changed: hardship persons of a township and category, and how many enrolled
+    (001 六: 以上所有困难群众必须确保100%参保; 附件2 2.3 registered poor 100 %). The latest `as_of` wins."""
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    township = fields.String(required=True)  # "" = hardship persons in no registered household yet
+    category = fields.String(required=True)
+    hardship_persons = fields.Integer(required=True, validate=validate.Range(min=0))
+    enrolled_persons = fields.Integer(required=True, validate=validate.Range(min=0))
+    not_enrolled_persons = fields.Integer(required=True, validate=validate.Range(min=0))
+    rate_bp = fields.Integer(required=True)  # basis points, rounded down; the target is 10000
+    as_of = fields.String(required=True)
+
+
 @dataclass(frozen=True)
 class EventSpec:
     type: str
@@ -220,6 +269,12 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),
                   doc="A person's subsidy entitlement for a year changed; payments keeps a read model."),
+        EventSpec("subsidy.claim.created", ClaimCreatedSchema, "subsidy", ("notices",),
+                  doc="A 先缴后补 reimbursement claim was created for a person who paid in full; notices announces it."),
+        EventSpec("subsidy.claim.paid", ClaimPaidSchema, "subsidy", ("notices",),
+                  doc="A reimbursement claim was paid by its department; notices announces it."),
+        EventSpec("subsidy.coverage.changed", CoverageChangedSchema, "subsidy", ("scoring", "notices"),
+                  doc="Hardship persons and enrolled hardship persons of a township and category changed (target 100 %)."),
         EventSpec("payments.payment.audited", PaymentAuditedSchema, "payments", ("registry",),
                   doc="A confirmed payment passed the tax bureau's audit (reconciled or by staff); registry confirms enrolment."),
         EventSpec("payments.payment.reversed", PaymentReversedSchema, "payments", ("registry",),
