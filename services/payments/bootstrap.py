@@ -29,4 +29,5 @@ def repository(c: Container) -> PaymentsRepository:
 
 def event_handlers(c: Container):
     repo = repository(c)
-    return {"registry.household.registered": lambda env: handlers.on_household_registered(repo, env)}
+    return {"registry.household.registered": lambda env: handlers.on_household_registered(repo, env),
+            "subsidy.entitlement.changed": lambda env: handlers.on_entitlement_changed(repo, env)}

@@ -1,29 +1,48 @@
 """Payments storage. Every hot path is an `_id` lookup or a unique `_id` insert:
 
-- `households`  read model fed by registry events, `_id` "<year>:<household_no>"
-- `orders`      `_id` order number
-- `idempotency` `_id` "<gateway>:<Idempotency-Key>" → order number and body hash
-- `nonces`      `_id` "<gateway>:<nonce>" (replay protection)
-- `payments`    `_id` "<year>:<household_no>": at most one confirmed payment per household-year,
-                 written with its payments.payment.confirmed event (the exactly-once step)
+- `households`   read model fed by registry events, `_id` "<year>:<household_no>"
+- `entitlements` read model fed by subsidy events, `_id` "<year>:<person_id>", changes keyed by event id
+- `orders`       `_id` order number
+- `idempotency`  `_id` "<gateway>:<Idempotency-Key>" → order number and body hash
+- `nonces`       `_id` "<gateway>:<nonce>" (replay protection)
+- `payments`     `_id` "<year>:<household_no>": at most one confirmed payment per household-year,
+                  written with its payments.payment.confirmed event (the exactly-once step); later
+                  audited or reversed by `_id` updates carrying their events
+- `receipts`     `_id` receipt number (one per household payment)
+- `money_log`    audit log of every state change of money, `_id` "<ref>:<action>" (written once)
+- `transitions`  claims: `_id` "<aggregate>:<transition>", so a transition and its event happen once
+- `agreements`   three-party withholding agreements, `_id` household number
+- `withholding_batches` `_id` batch number, lines inside; failures' events ride in it
+- `reconciliations` `_id` "<gateway>:<date>": the last report of a gateway's daily statement
+- `reversals`    `_id` order number: the money of that order went back
+- `settings`     `_id` "receipt_check_key": the key of receipt check codes, made once per database
 """
 from __future__ import annotations
 
-from datetime import datetime
+import secrets
+from datetime import date, datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from shared.store import IndexSpec, OutboxWriter, insert_once
 
-from ..domain.model import Order, QuoteLine
+from ..domain.model import Entitlement, Order, QuoteLine
 
 HOUSEHOLDS, ORDERS, IDEMPOTENCY, NONCES, PAYMENTS = "households", "orders", "idempotency", "nonces", "payments"
-OUTBOX_COLLECTIONS = (PAYMENTS,)
+ENTITLEMENTS, RECEIPTS, MONEY_LOG, TRANSITIONS = "entitlements", "receipts", "money_log", "transitions"
+AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
+    "agreements", "withholding_batches", "reconciliations", "reversals", "settings")
+OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES)
 INDEXES = (
     IndexSpec(ORDERS, (("household_key", 1),)),
+    IndexSpec(ORDERS, (("gateway", 1), ("paid_day", 1))),
     IndexSpec(PAYMENTS, (("order_no", 1),), unique=True),
+    IndexSpec(PAYMENTS, (("status", 1), ("paid_day", 1))),
     IndexSpec(NONCES, (("at", 1),)),
+    IndexSpec(MONEY_LOG, (("day", 1),)),
+    IndexSpec(MONEY_LOG, (("ref", 1),)),
+    IndexSpec(AGREEMENTS, (("bank", 1), ("status", 1))),
 )
 
 
@@ -31,18 +50,23 @@ def hh_key(year: int, household_no: str) -> str:
     return f"{year}:{household_no}"
 
 
+def line_to_doc(l: QuoteLine) -> dict[str, Any]:
+    return {"person_id": l.person_id, "name": l.name, "standard_fen": l.standard_fen, "subsidy_fen": l.subsidy_fen,
+            "category": l.category}
+
+
 def order_to_doc(o: Order) -> dict[str, Any]:
     return {"_id": o.order_no, "household_no": o.household_no, "household_key": hh_key(o.year, o.household_no),
             "year": o.year, "gateway": o.gateway, "channel": o.channel, "amount_fen": o.amount_fen,
-            "lines": [{"person_id": l.person_id, "name": l.name, "standard_fen": l.standard_fen,
-                       "subsidy_fen": l.subsidy_fen} for l in o.lines],
+            "lines": [line_to_doc(l) for l in o.lines],
             "created_at": o.created_at, "expires_at": o.expires_at, "status": o.status,
             "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no}
 
 
 def order_from_doc(d: dict[str, Any]) -> Order:
     return Order(d["_id"], d["household_no"], d["year"], d["gateway"], d["channel"], d["amount_fen"],
-                 tuple(QuoteLine(l["person_id"], l["name"], l["standard_fen"], l["subsidy_fen"]) for l in d["lines"]),
+                 tuple(QuoteLine(l["person_id"], l["name"], l["standard_fen"], l["subsidy_fen"], l.get("category"))
+                       for l in d["lines"]),
                  d["created_at"], d["expires_at"], d["status"], d.get("transaction_id"), d.get("paid_at"),
                  d.get("receipt_no"))
 
@@ -51,8 +75,9 @@ class PaymentsRepository:
     def __init__(self, db, outbox: OutboxWriter):
         self.db = db
         self.outbox = outbox
+        self._receipt_key: bytes | None = None
 
-    # read model
+    # ---- read models -----------------------------------------------------------------------
     def upsert_household(self, payload: dict[str, Any]) -> None:
         key = hh_key(payload["year"], payload["household_no"])
         self.db[HOUSEHOLDS].replace_one({"_id": key}, {"_id": key, **payload}, upsert=True)
@@ -60,13 +85,47 @@ class PaymentsRepository:
     def household(self, year: int, household_no: str) -> dict[str, Any] | None:
         return self.db[HOUSEHOLDS].find_one({"_id": hh_key(year, household_no)})
 
+    def add_entitlement_change(self, event_id: str, seq: str, occurred_at: str, p: dict[str, Any]) -> None:
+        """Idempotent by event id: a redelivery sets the same field to the same value."""
+        key = f"{p['year']}:{p['person_id']}"
+        self.db[ENTITLEMENTS].update_one({"_id": key}, {"$set": {f"changes.{event_id}": {
+            "category": p.get("category"), "subsidy_fen": p["subsidy_fen"], "full_coverage": p.get("full_coverage", False),
+            "department": p.get("department"), "effective_from": p["effective_from"], "reason": p.get("reason", ""),
+            "occurred_at": occurred_at, "seq": seq}}}, upsert=True)
+
+    def entitlement_changes(self, year: int, person_id: str) -> list[Entitlement]:
+        d = self.db[ENTITLEMENTS].find_one({"_id": f"{year}:{person_id}"}) or {}
+        return [Entitlement(c["category"], c["subsidy_fen"], c["full_coverage"], date.fromisoformat(c["effective_from"][:10]),
+                            c.get("occurred_at", ""), c.get("seq", "")) for c in (d.get("changes") or {}).values()]
+
+    # ---- payments --------------------------------------------------------------------------
     def payment(self, year: int, household_no: str) -> dict[str, Any] | None:
         return self.db[PAYMENTS].find_one({"_id": hh_key(year, household_no)}, {"_outbox": 0})
 
-    # orders
+    def payments_where(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
+        """Staff reports only (a scan on FerretDB; indexed on MongoDB)."""
+        return list(self.db[PAYMENTS].find(flt, {"_outbox": 0}))
+
+    def record_payment(self, doc: dict[str, Any], event, correlation_id: str | None) -> bool:
+        """The exactly-once step: one payment per household-year, written with its event."""
+        try:
+            self.outbox.insert(PAYMENTS, doc, [event], correlation_id=correlation_id)
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def update_payment(self, year: int, household_no: str, set_: dict[str, Any], history: dict[str, Any], event,
+                       correlation_id: str | None = None) -> None:
+        self.outbox.update(PAYMENTS, hh_key(year, household_no), {"$set": set_, "$push": {"history": history}},
+                           [event], correlation_id=correlation_id)
+
+    # ---- orders ----------------------------------------------------------------------------
     def order(self, order_no: str) -> Order | None:
         d = self.db[ORDERS].find_one({"_id": order_no})
         return order_from_doc(d) if d else None
+
+    def order_doc(self, order_no: str) -> dict[str, Any] | None:
+        return self.db[ORDERS].find_one({"_id": order_no})
 
     def add_order(self, o: Order) -> None:
         self.db[ORDERS].insert_one(order_to_doc(o))
@@ -74,9 +133,15 @@ class PaymentsRepository:
     def drop_order(self, order_no: str) -> None:
         self.db[ORDERS].delete_one({"_id": order_no, "status": "created"})
 
-    def mark_order(self, o: Order) -> None:
+    def mark_order(self, o: Order, **extra: Any) -> None:
         self.db[ORDERS].update_one({"_id": o.order_no}, {"$set": {
-            "status": o.status, "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no}})
+            "status": o.status, "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no,
+            **extra}})
+
+    def paid_orders(self, gateway: str, day: str) -> list[dict[str, Any]]:
+        """Reconciliation only, once per gateway and day (a scan on FerretDB; indexed on MongoDB)."""
+        return list(self.db[ORDERS].find({"gateway": gateway, "paid_day": day,
+                                          "status": {"$in": ["paid", "duplicate_payment", "reversed"]}}))
 
     def idempotent(self, gateway: str, key: str) -> dict[str, Any] | None:
         return self.db[IDEMPOTENCY].find_one({"_id": f"{gateway}:{key}"})
@@ -88,13 +153,80 @@ class PaymentsRepository:
     def use_nonce(self, gateway: str, nonce: str, at: datetime) -> bool:
         return insert_once(self.db[NONCES], {"_id": f"{gateway}:{nonce}", "at": at})
 
-    def record_payment(self, o: Order, event, at: datetime, correlation_id: str | None) -> bool:
-        """The exactly-once step: one payment per household-year, written with its event."""
-        doc = {"_id": hh_key(o.year, o.household_no), "order_no": o.order_no, "receipt_no": o.receipt(),
-               "transaction_id": o.transaction_id, "amount_fen": o.amount_fen, "gateway": o.gateway,
-               "channel": o.channel, "paid_at": o.paid_at, "recorded_at": at}
-        try:
-            self.outbox.insert(PAYMENTS, doc, [event], correlation_id=correlation_id)
-            return True
-        except DuplicateKeyError:
-            return False
+    # ---- receipts, the money log and claims ------------------------------------------------
+    def receipt_key(self) -> bytes:
+        """Made once per database and kept there (never in the repository or the image)."""
+        if self._receipt_key is None:
+            insert_once(self.db[SETTINGS], {"_id": "receipt_check_key", "key": secrets.token_hex(32)})
+            self._receipt_key = bytes.fromhex(self.db[SETTINGS].find_one({"_id": "receipt_check_key"})["key"])
+        return self._receipt_key
+
+    def add_receipt(self, doc: dict[str, Any]) -> None:
+        insert_once(self.db[RECEIPTS], doc)
+
+    def receipt(self, receipt_no: str) -> dict[str, Any] | None:
+        return self.db[RECEIPTS].find_one({"_id": receipt_no})
+
+    def set_receipt_status(self, receipt_no: str, status: str) -> None:
+        self.db[RECEIPTS].update_one({"_id": receipt_no}, {"$set": {"status": status}})
+
+    def log_money(self, ref: str, action: str, at: datetime, actor: str, amount_fen: int, **details: Any) -> None:
+        """One row per state change of money; written once per (ref, action)."""
+        from shared.clock import SHANGHAI
+        insert_once(self.db[MONEY_LOG], {"_id": f"{ref}:{action}", "ref": ref, "action": action, "at": at,
+                                         "day": at.astimezone(SHANGHAI).date().isoformat(), "actor": actor,
+                                         "amount_fen": amount_fen, **details})
+
+    def money_log(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self.db[MONEY_LOG].find(flt).sort("at", 1).limit(5000))
+
+    def claim(self, key: str, at: datetime, **fields: Any) -> bool:
+        return insert_once(self.db[TRANSITIONS], {"_id": key, "at": at, **fields})
+
+    def claimed(self, key: str) -> dict[str, Any] | None:
+        return self.db[TRANSITIONS].find_one({"_id": key})
+
+    # ---- withholding -----------------------------------------------------------------------
+    def agreement(self, household_no: str) -> dict[str, Any] | None:
+        return self.db[AGREEMENTS].find_one({"_id": household_no})
+
+    def save_agreement(self, doc: dict[str, Any]) -> None:
+        self.db[AGREEMENTS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    def invalidate_agreement(self, household_no: str, reason: str, at: datetime) -> None:
+        self.db[AGREEMENTS].update_one({"_id": household_no}, {"$set": {"status": "invalid", "invalid_reason": reason,
+                                                                       "invalid_at": at}})
+
+    def hold_agreement(self, household_no: str, batch_no: str) -> None:
+        self.db[AGREEMENTS].update_one({"_id": household_no}, {"$set": {"pending_batch": batch_no}})
+
+    def release_agreement(self, household_no: str, batch_no: str) -> None:
+        a = self.agreement(household_no)
+        if a and a.get("pending_batch") == batch_no:
+            self.db[AGREEMENTS].update_one({"_id": household_no}, {"$set": {"pending_batch": None}})
+
+    def active_agreements(self, bank: str) -> list[dict[str, Any]]:
+        """Batch creation only, a few times a season (a scan on FerretDB; indexed on MongoDB)."""
+        return list(self.db[AGREEMENTS].find({"bank": bank, "status": "active"}).sort("_id", 1))
+
+    def batch(self, batch_no: str) -> dict[str, Any] | None:
+        return self.db[BATCHES].find_one({"_id": batch_no}, {"_outbox": 0})
+
+    def add_batch(self, doc: dict[str, Any]) -> None:
+        self.outbox.insert(BATCHES, doc)
+
+    def update_batch(self, batch_no: str, set_: dict[str, Any], events, correlation_id: str | None) -> None:
+        self.outbox.update(BATCHES, batch_no, {"$set": set_}, events, correlation_id=correlation_id)
+
+    # ---- reconciliation and reversals ------------------------------------------------------
+    def save_reconciliation(self, doc: dict[str, Any]) -> None:
+        self.db[RECONCILIATIONS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    def reconciliation(self, key: str) -> dict[str, Any] | None:
+        return self.db[RECONCILIATIONS].find_one({"_id": key})
+
+    def reversal(self, order_no: str) -> dict[str, Any] | None:
+        return self.db[REVERSALS].find_one({"_id": order_no})
+
+    def add_reversal(self, doc: dict[str, Any]) -> bool:
+        return insert_once(self.db[REVERSALS], doc)

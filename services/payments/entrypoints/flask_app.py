@@ -1,37 +1,81 @@
-"""HTTP API of payments: signed gateway calls (quotes, orders, notifications) and staff reads."""
+"""HTTP API of payments: signed gateway calls (quotes, orders, notifications, reversals, withholding
+results, daily statements), staff calls (receipts, audits, withholding, reports) and the public
+receipt check."""
 from __future__ import annotations
 
-from flask import Flask, request
+import secrets
+from datetime import date
+
+from flask import Flask, Response, request
 
 from shared import signing
 from shared.clock import Clock
-from shared.errors import DomainError, NotFound, Unauthorized
+from shared.config import env
+from shared.errors import DomainError, NotFound, Unauthorized, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id
-from shared.web import create_base_app
+from shared.store import insert_once
 
 from .. import bootstrap as boot
-from ..domain.model import Order, Quote
+from ..domain import withholding as wh
+from ..domain.model import Order, Quote, QuoteLine
+from ..domain.receipts import verification
+from ..domain.reconciliation import REMITTANCE_INTERVAL_DAYS
 from ..service_layer import handlers
-from .schemas import AckOut, NotificationIn, OrderIn, OrderOut, QuoteIn, QuoteOut
+from .schemas import (AckOut, AgreementIn, AgreementOut, BatchIn, BatchOut, BatchResultOut, MoneyLogOut,
+                      NotificationIn, OrderIn, OrderOut, OverdueOut, PaymentOut, QuoteIn, QuoteOut, ReceiptOut,
+                      ReceiptVerificationOut, ReconciliationOut, RemittancesOut, ReversalIn, ReversalOut, StatementIn)
+
+MAX_RESULT_FILE = 20 * 1024 * 1024
+STAFF = ("county", "township")
+
+
+def render_line(l: QuoteLine) -> dict:
+    return {"id_number": mask_id(l.person_id), "name": l.name, "category": l.category,
+            "standard_fen": l.standard_fen, "subsidy_fen": l.subsidy_fen, "payable_fen": l.payable_fen}
 
 
 def render_quote(q: Quote) -> dict:
-    return {"household_no": q.household_no, "year": q.year, "total_fen": q.total_fen,
-            "lines": [{"id_number": mask_id(l.person_id), "name": l.name, "standard_fen": l.standard_fen,
-                       "subsidy_fen": l.subsidy_fen, "payable_fen": l.payable_fen} for l in q.lines]}
+    return {"household_no": q.household_no, "year": q.year, "standard_fen": q.standard_total_fen,
+            "subsidy_fen": q.subsidy_total_fen, "total_fen": q.total_fen, "lines": [render_line(l) for l in q.lines]}
 
 
 def render_order(o: Order) -> dict:
     return {"order_no": o.order_no, "household_no": o.household_no, "year": o.year, "amount_fen": o.amount_fen,
             "channel": o.channel, "status": o.status, "expires_at": o.expires_at.isoformat(),
-            "receipt_no": o.receipt_no}
+            "receipt_no": o.receipt_no, "lines": [render_line(l) for l in o.lines]}
+
+
+def render_receipt(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k not in ("_id", "gateway", "transaction_id", "county")}
+
+
+def render_payment(p: dict) -> dict:
+    return {"household_no": p["household_no"], "year": p["year"], "order_no": p["order_no"],
+            "receipt_no": p["receipt_no"], "status": p["status"], "amount_fen": p["amount_fen"],
+            "subsidy_fen": p.get("subsidy_fen", 0), "channel": p["channel"], "paid_at": p["paid_at"],
+            "township": p["township"],
+            "history": [{**h, "at": h["at"].isoformat()} for h in p.get("history", [])]}
+
+
+def render_batch(b: dict) -> dict:
+    return {"batch_no": b["_id"], "bank": b["bank"], "year": b["year"], "retry_of": b.get("retry_of"),
+            "status": b["status"], "count": b["count"], "total_fen": b["total_fen"], "skipped": b.get("skipped", []),
+            "summary": b.get("summary"),
+            "lines": [{**{k: v for k, v in l.items() if k not in ("account_no", "account_name")},
+                       "account_no": wh.mask_account(l["account_no"])} for l in b["lines"]]}
+
+
+def _year(text: str) -> int:
+    if not text.isdigit() or len(text) != 4:
+        raise ValidationFailed("BAD_YEAR", "年度应为4位数字", {"year": text})
+    return int(text)
 
 
 def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
-    app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    app, api = create_base_app_for(c)
     repo = boot.repository(c)
 
     def gateway() -> str:
@@ -53,24 +97,47 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     sig = dict(guard=gateway)
 
-    @api.route("/v1/quotes", "POST", summary="按户试算应缴金额（整户）", body=QuoteIn, response=QuoteOut, **sig)
+    # ---- gateways (signed) ----------------------------------------------------------------
+    @api.route("/v1/quotes", "POST", summary="按户试算应缴金额（整户，含困难群众资助）", body=QuoteIn, response=QuoteOut, **sig)
     def create_quote(principal, data):
         return render_quote(handlers.make_quote(repo, c.policy, c.clock, data["year"], data["household_no"]))
 
-    @api.route("/v1/orders", "POST", summary="创建缴费订单（需 Idempotency-Key）", body=OrderIn, response=OrderOut,
-               status=201, **sig)
+    @api.route("/v1/orders", "POST", summary="创建缴费订单（需 Idempotency-Key；金额创建时固定）", body=OrderIn,
+               response=OrderOut, status=201, **sig)
     def create_order(principal, data):
-        gw = principal
         key = request.headers.get("Idempotency-Key", "")
         if not (8 <= len(key) <= 64):
             raise DomainError("IDEMPOTENCY_KEY_REQUIRED", "缺少或无效的幂等键（Idempotency-Key，8至64位）", status=400)
-        order, created = handlers.create_order(repo, c.policy, c.clock, gw, key, data)
+        order, created = handlers.create_order(repo, c.policy, c.clock, principal, key, data,
+                                               c.gateways[principal].channels)
         return render_order(order), 201 if created else 200
 
-    @api.route("/v1/notifications", "POST", summary="支付结果异步通知（签名）", body=NotificationIn, response=AckOut, **sig)
+    @api.route("/v1/notifications", "POST", summary="支付结果异步通知（签名；重复通知再次确认、无二次效果）",
+               body=NotificationIn, response=AckOut, **sig)
     def notify(principal, data):
         return handlers.confirm_payment(repo, c.clock, principal, data, correlation_id.get())
 
+    @api.route("/v1/reversals", "POST", summary="冲正或多缴退款通知（签名）", body=ReversalIn, response=ReversalOut, **sig)
+    def reverse(principal, data):
+        return handlers.reverse_payment(repo, c.clock, principal, data, correlation_id.get())
+
+    @api.route("/v1/withholding/batches/{batch_no}/results", "POST",
+               summary="银行代扣回盘文件（text/csv，签名；格式见 docs/withholding.md）", response=BatchResultOut, **sig)
+    def batch_results(principal, batch_no):
+        if request.content_length and request.content_length > MAX_RESULT_FILE:
+            raise ValidationFailed("RESULT_FILE_TOO_LARGE", "回盘文件过大")
+        try:
+            text = request.get_data().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationFailed("RESULT_FILE_ENCODING", "回盘文件须为 UTF-8 编码") from None
+        return handlers.import_results(repo, c.clock, principal, batch_no, text, correlation_id.get())
+
+    @api.route("/v1/reconciliation/statements", "POST", summary="渠道日对账单（签名；格式见 docs/reconciliation.md）",
+               body=StatementIn, response=ReconciliationOut, **sig)
+    def statement(principal, data):
+        return handlers.import_statement(repo, c.clock, principal, data, correlation_id.get())
+
+    # ---- staff ------------------------------------------------------------------------------
     @api.route("/v1/orders/{order_no}", "GET", summary="查询订单", roles=("county",), response=OrderOut)
     def get_order(principal, order_no):
         o = repo.order(order_no)
@@ -78,4 +145,119 @@ def create_app(clock: Clock | None = None) -> Flask:
             raise NotFound("ORDER_NOT_FOUND", "订单不存在", {"order_no": order_no})
         return render_order(o)
 
+    @api.route("/v1/payments/{year}/{household_no}", "GET", summary="查询某户缴费及资金状态变更记录", roles=STAFF,
+               response=PaymentOut)
+    def get_payment(principal, year, household_no):
+        p = repo.payment(_year(year), household_no)
+        if p is None:
+            raise NotFound("PAYMENT_NOT_FOUND", "该户本年度无缴费记录", {"household_no": household_no})
+        principal.check_township(p["township"])
+        return render_payment(p)
+
+    @api.route("/v1/payments/{year}/{household_no}/audit", "POST", summary="缴款审核（税务部门）",
+               roles=("county", "system"), response=PaymentOut)
+    def audit(principal, year, household_no):
+        return render_payment(handlers.audit_payment(repo, c.clock, _year(year), household_no, principal.subject,
+                                                     "staff", correlation_id.get()))
+
+    @api.route("/v1/audits/overdue", "GET", summary="超过3个工作日未审核的缴费", roles=STAFF, response=OverdueOut,
+               query=[{"name": "year", "in": "query", "required": True, "schema": {"type": "integer"}}])
+    def overdue(principal):
+        year = _year(request.args.get("year", ""))
+        return {"year": year, "overdue": handlers.overdue_audits(repo, c.clock, principal, year)}
+
+    @api.route("/v1/receipts/{receipt_no}", "GET", summary="查询电子收据", roles=STAFF, response=ReceiptOut)
+    def get_receipt(principal, receipt_no):
+        return render_receipt(handlers.receipt_for_staff(repo, principal, receipt_no))
+
+    @api.route("/v1/receipts/{receipt_no}/verification", "GET", summary="按收据号和校验码核验收据（公开）",
+               response=ReceiptVerificationOut,
+               query=[{"name": "check_code", "in": "query", "required": True, "schema": {"type": "string"}}])
+    def verify_receipt(principal, receipt_no):
+        return verification(handlers.verify_receipt(repo, receipt_no, request.args.get("check_code", "")))
+
+    @api.route("/v1/withholding/agreements", "POST", summary="登记三方代扣协议", roles=STAFF, body=AgreementIn,
+               response=AgreementOut, status=201)
+    def agreement(principal, data):
+        banks = {g.id for g in c.gateways.values() if g.kind == "bank"}
+        return wh.render_agreement(handlers.sign_agreement(repo, c.clock, principal, banks, data))
+
+    @api.route("/v1/withholding/agreements/{household_no}", "GET", summary="查询三方代扣协议", roles=STAFF,
+               response=AgreementOut)
+    def get_agreement(principal, household_no):
+        a = repo.agreement(household_no)
+        if a is None:
+            raise NotFound("AGREEMENT_NOT_FOUND", "该户未签订代扣协议", {"household_no": household_no})
+        principal.check_township(a["township"])
+        return wh.render_agreement(a)
+
+    @api.route("/v1/withholding/batches", "POST", summary="生成代扣批次（或对余额不足者重扣）", roles=("county",),
+               body=BatchIn, response=BatchOut, status=201)
+    def batch(principal, data):
+        if data["bank"] not in c.gateways:
+            raise ValidationFailed("BANK_UNKNOWN", "该银行未接入代扣", {"bank": data["bank"]})
+        return render_batch(handlers.create_batch(repo, c.policy, c.clock, principal, data,
+                                                  secrets.token_hex(3).upper()))
+
+    @api.route("/v1/withholding/batches/{batch_no}", "GET", summary="查询代扣批次", roles=("county",), response=BatchOut)
+    def get_batch(principal, batch_no):
+        b = repo.batch(batch_no)
+        if b is None:
+            raise NotFound("BATCH_NOT_FOUND", "代扣批次不存在", {"batch_no": batch_no})
+        return render_batch(b)
+
+    @api.route("/v1/withholding/batches/{batch_no}/file", "GET", summary="下载给银行的代扣文件（text/csv）",
+               roles=("county",))
+    def batch_file(principal, batch_no):
+        b = repo.batch(batch_no)
+        if b is None:
+            raise NotFound("BATCH_NOT_FOUND", "代扣批次不存在", {"batch_no": batch_no})
+        return Response(wh.export_csv(b), mimetype="text/csv",
+                        headers={"Content-Disposition": f"attachment; filename={batch_no}.csv"})
+
+    @api.route("/v1/reconciliation/{gateway_id}/{day}", "GET", summary="查询某渠道某日对账结果", roles=("county",),
+               response=ReconciliationOut)
+    def get_reconciliation(principal, gateway_id, day):
+        r = repo.reconciliation(f"{gateway_id}:{day}")
+        if r is None:
+            raise NotFound("RECONCILIATION_NOT_FOUND", "该渠道当日尚未对账", {"gateway": gateway_id, "date": day})
+        return {"gateway": gateway_id, "date": day, **r["report"]}
+
+    @api.route("/v1/remittances", "GET", summary="解款汇总（每3天一期）", roles=STAFF, response=RemittancesOut,
+               query=[{"name": "year", "in": "query", "required": True, "schema": {"type": "integer"}}])
+    def remittances(principal):
+        year = _year(request.args.get("year", ""))
+        return {"year": year, "interval_days": REMITTANCE_INTERVAL_DAYS,
+                "periods": handlers.remittances(repo, c.policy, c.clock, principal, year)}
+
+    @api.route("/v1/money-log", "GET", summary="资金状态变更审计日志（按对象或日期）", roles=("county",),
+               response=MoneyLogOut,
+               query=[{"name": "ref", "in": "query", "schema": {"type": "string"}},
+                      {"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}}])
+    def money_log(principal):
+        flt = {}
+        if request.args.get("ref"):
+            flt["ref"] = request.args["ref"]
+        if request.args.get("day"):
+            try:
+                flt["day"] = date.fromisoformat(request.args["day"]).isoformat()
+            except ValueError:
+                raise ValidationFailed("BAD_DAY", "日期格式应为 YYYY-MM-DD") from None
+        if not flt:
+            raise ValidationFailed("FILTER_REQUIRED", "请按对象（ref）或日期（day）查询")
+        return {"entries": [{**{k: v for k, v in e.items() if k != "_id"}, "at": e["at"].isoformat()}
+                            for e in repo.money_log(flt)]}
+
+    if env("PAYMENTS_BENCH_BASELINE") == "1":
+        @app.post("/bench/baseline")
+        def bench_baseline():
+            """The benchmark's baseline: the same stack writing one document, nothing else."""
+            insert_once(c.db["bench_baseline"], {"_id": secrets.token_hex(12), "body": request.get_json(silent=True)})
+            return {"code": "SUCCESS"}
+
     return app
+
+
+def create_base_app_for(c):
+    from shared.web import create_base_app
+    return create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})

@@ -11,6 +11,7 @@ class QuoteIn(Schema):
 class QuoteLineOut(Schema):
     id_number = fields.String(metadata={"description": "masked"})
     name = fields.String()
+    category = fields.String(allow_none=True, metadata={"description": "hardship identity used for the subsidy"})
     standard_fen = fields.Integer()
     subsidy_fen = fields.Integer()
     payable_fen = fields.Integer()
@@ -19,7 +20,9 @@ class QuoteLineOut(Schema):
 class QuoteOut(Schema):
     household_no = fields.String()
     year = fields.Integer()
-    total_fen = fields.Integer()
+    standard_fen = fields.Integer()
+    subsidy_fen = fields.Integer()
+    total_fen = fields.Integer(metadata={"description": "what the household pays, in fen"})
     lines = fields.List(fields.Nested(QuoteLineOut))
 
 
@@ -27,6 +30,8 @@ class OrderIn(Schema):
     household_no = fields.String(required=True)
     year = fields.Integer(required=True)
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    person_ids = fields.List(fields.String(), load_default=None, metadata={
+        "description": "optional; when given it must name every member (no split, no selective payment)"})
 
 
 class OrderOut(Schema):
@@ -38,6 +43,7 @@ class OrderOut(Schema):
     status = fields.String()
     expires_at = fields.String()
     receipt_no = fields.String(allow_none=True)
+    lines = fields.List(fields.Nested(QuoteLineOut))
 
 
 class NotificationIn(Schema):
@@ -45,6 +51,8 @@ class NotificationIn(Schema):
     transaction_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     amount_fen = fields.Integer(required=True, strict=True)
     paid_at = fields.AwareDateTime(required=True)
+    proof = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(max=64)), load_default=None,
+                        metadata={"description": "proof of payment per channel, see docs/gateway-signing.md"})
 
 
 class AckOut(Schema):
@@ -52,5 +60,184 @@ class AckOut(Schema):
     message = fields.String()
     order_no = fields.String()
     status = fields.String()
-    receipt_no = fields.String()
+    receipt_no = fields.String(allow_none=True)
     duplicate = fields.Boolean()
+
+
+class ReversalIn(Schema):
+    reversal_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    order_no = fields.String(required=True)
+    transaction_id = fields.String(required=True)
+    amount_fen = fields.Integer(required=True, strict=True)
+    reason = fields.String(load_default="gateway_reversal", validate=validate.OneOf(["gateway_reversal", "overpayment"]))
+
+
+class ReversalOut(Schema):
+    code = fields.String()
+    message = fields.String()
+    order_no = fields.String()
+    reason = fields.String()
+    revokes_enrolment = fields.Boolean()
+    duplicate = fields.Boolean()
+
+
+class ReceiptMemberOut(Schema):
+    name = fields.String()
+    id_number = fields.String(metadata={"description": "masked"})
+    category = fields.String(allow_none=True)
+    standard_fen = fields.Integer()
+    subsidy_fen = fields.Integer()
+    payable_fen = fields.Integer()
+
+
+class ReceiptOut(Schema):
+    receipt_no = fields.String()
+    order_no = fields.String()
+    household_no = fields.String()
+    year = fields.Integer()
+    township = fields.String()
+    village = fields.String()
+    head_name = fields.String()
+    members = fields.List(fields.Nested(ReceiptMemberOut))
+    standard_fen = fields.Integer()
+    subsidy_fen = fields.Integer()
+    amount_fen = fields.Integer()
+    paid_at = fields.String()
+    channel = fields.String()
+    channel_name = fields.String()
+    proof = fields.Dict()
+    status = fields.String(metadata={"description": "valid | reversed"})
+    check_code = fields.String(metadata={"description": "printed on the receipt; verifies it by number"})
+
+
+class ReceiptVerificationOut(Schema):
+    receipt_no = fields.String()
+    valid = fields.Boolean()
+    status = fields.String()
+    year = fields.Integer()
+    head_name = fields.String(metadata={"description": "masked"})
+    member_count = fields.Integer()
+    amount_fen = fields.Integer()
+    paid_at = fields.String()
+    channel = fields.String()
+    channel_name = fields.String()
+
+
+class PaymentOut(Schema):
+    household_no = fields.String()
+    year = fields.Integer()
+    order_no = fields.String()
+    receipt_no = fields.String()
+    status = fields.String(metadata={"description": "confirmed → audited, or reversed"})
+    amount_fen = fields.Integer()
+    subsidy_fen = fields.Integer()
+    channel = fields.String()
+    paid_at = fields.String()
+    township = fields.String()
+    history = fields.List(fields.Dict())
+
+
+class AgreementIn(Schema):
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    bank = fields.String(required=True)
+    account_no = fields.String(required=True)
+    account_name = fields.String(required=True)
+    signed_on = fields.Date(required=True)
+
+
+class AgreementOut(Schema):
+    agreement_no = fields.String()
+    household_no = fields.String()
+    bank = fields.String()
+    account_no = fields.String(metadata={"description": "masked"})
+    account_name = fields.String(metadata={"description": "masked"})
+    signed_on = fields.String()
+    status = fields.String()
+    invalid_reason = fields.String(allow_none=True)
+    township = fields.String()
+    village = fields.String()
+    head_id = fields.String(metadata={"description": "masked"})
+
+
+class BatchIn(Schema):
+    bank = fields.String(required=True)
+    year = fields.Integer(required=True)
+    retry_of = fields.String(load_default=None, allow_none=True)
+
+
+class BatchOut(Schema):
+    batch_no = fields.String()
+    bank = fields.String()
+    year = fields.Integer()
+    retry_of = fields.String(allow_none=True)
+    status = fields.String()
+    count = fields.Integer()
+    total_fen = fields.Integer()
+    skipped = fields.List(fields.Dict())
+    summary = fields.Dict(allow_none=True)
+    lines = fields.List(fields.Dict(), metadata={"description": "account numbers masked"})
+
+
+class BatchResultOut(Schema):
+    batch_no = fields.String()
+    count = fields.Integer()
+    paid = fields.Integer()
+    paid_fen = fields.Integer()
+    failed = fields.Integer()
+    failed_by_reason = fields.Dict()
+    retryable = fields.Integer()
+
+
+class StatementLineIn(Schema):
+    order_no = fields.String(required=True)
+    transaction_id = fields.String(required=True)
+    amount_fen = fields.Integer(required=True, strict=True)
+    paid_at = fields.AwareDateTime(load_default=None)
+
+
+class StatementIn(Schema):
+    date = fields.Date(required=True, metadata={"description": "the statement's Asia/Shanghai day"})
+    lines = fields.List(fields.Nested(StatementLineIn), required=True)
+
+
+class ReconciliationOut(Schema):
+    gateway = fields.String()
+    date = fields.String()
+    balanced = fields.Boolean()
+    matched = fields.List(fields.String())
+    missing_on_platform = fields.List(fields.Dict())
+    missing_on_statement = fields.List(fields.Dict())
+    amount_mismatch = fields.List(fields.Dict())
+    transaction_mismatch = fields.List(fields.Dict())
+    duplicates_on_statement = fields.List(fields.String())
+    statement_total_fen = fields.Integer()
+    platform_total_fen = fields.Integer()
+    difference_fen = fields.Integer()
+    audited = fields.Integer()
+
+
+class RemittanceOut(Schema):
+    period_start = fields.String()
+    period_end = fields.String()
+    remit_by = fields.String()
+    households = fields.Integer()
+    amount_fen = fields.Integer()
+    subsidy_fen = fields.Integer()
+    by_channel = fields.Dict()
+    by_gateway = fields.Dict()
+
+
+class RemittancesOut(Schema):
+    year = fields.Integer()
+    interval_days = fields.Integer()
+    periods = fields.List(fields.Nested(RemittanceOut))
+
+
+class OverdueOut(Schema):
+    year = fields.Integer()
+    overdue = fields.List(fields.Dict())
+
+
+class MoneyLogOut(Schema):
+    entries = fields.List(fields.Dict())

@@ -1,4 +1,4 @@
-"""Worker of payments: keeps the household read model, relays its outbox."""
+"""Worker of payments: keeps the household and entitlement read models, relays its outbox."""
 from shared.worker_main import main
 
 if __name__ == "__main__":

@@ -1,43 +1,82 @@
-"""Use cases of payments: quotes, orders from gateways, signed notifications, and the read model."""
+"""Use cases of payments: quotes, orders, signed notifications, receipts, audits, reversals, bank
+withholding and reconciliation, and the read models fed by registry and subsidy events.
+
+No multi-document transactions: each state change of money is one document write carrying its
+event (outbox); side records (receipt, money log, order status) are written after it with
+idempotent writes, so a redelivered notification or a re-imported file completes them.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from datetime import date, datetime, timezone
 from typing import Any
 
-from shared.clock import Clock
-from shared.errors import Conflict, NotFound
-from shared.events import Envelope
+from shared.auth import Principal
+from shared.clock import SHANGHAI, Clock
+from shared.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from shared.events import Envelope, Event
 from shared.policy import PolicyYear
 
-from ..adapters.repository import PaymentsRepository
-from ..domain.model import Order, Quote, quote
+from ..adapters.repository import PaymentsRepository, hh_key
+from ..domain import audit as audit_rules
+from ..domain import withholding as wh
+from ..domain.model import Order, Quote, check_proof, check_whole_household, current_entitlement, quote, shanghai_day
+from ..domain.reconciliation import reconcile, remittance_summary
+from ..domain.receipts import build_receipt
 
 log = logging.getLogger(__name__)
+CLAIM_GRACE_S = 60  # a claim younger than this is a concurrent request still at work, not a crash
 
+
+# ---- read models -------------------------------------------------------------------------------
 
 def on_household_registered(repo: PaymentsRepository, env: Envelope) -> None:
     repo.upsert_household(env.payload)
 
 
+def on_entitlement_changed(repo: PaymentsRepository, env: Envelope) -> None:
+    """Only the read model changes: a quote uses it, an order or a payment never does again
+    (001 六: 缴费后特殊身份标识发生变化的，不再补退)."""
+    repo.add_entitlement_change(env.id, env.seq, env.occurred_at, env.payload)
+
+
+# ---- quotes and orders -------------------------------------------------------------------------
+
 def make_quote(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, year: int, household_no: str) -> Quote:
-    return quote(repo.household(year, household_no), policy, clock.now(), repo.payment(year, household_no) is not None)
+    at = clock.now()
+    household = repo.household(year, household_no)
+    payment = repo.payment(year, household_no)
+    if payment is not None and payment.get("status") == "reversed":
+        raise Conflict("HOUSEHOLD_PAYMENT_REVERSED", "该户本年度缴费已冲正，请到乡镇医保经办机构办理",
+                       {"household_no": household_no})
+    ents = {}
+    if household is not None:
+        on = at.astimezone(SHANGHAI).date()
+        ents = {m["person_id"]: current_entitlement(repo.entitlement_changes(year, m["person_id"]), on)
+                for m in household["members"]}
+    return quote(household, policy, at, payment is not None, ents)
 
 
 def create_order(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, gateway: str, idem_key: str,
-                 data: dict[str, Any]) -> tuple[Order, bool]:
+                 data: dict[str, Any], allowed_channels: tuple[str, ...] = ()) -> tuple[Order, bool]:
     """Returns (order, created). The same key and body return the same order; another body is refused."""
     body_hash = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     prior = repo.idempotent(gateway, idem_key)
     if prior:
         return _replay(repo, prior, body_hash), False
+    if data["channel"] == "withholding":
+        raise DomainError("CHANNEL_NOT_ALLOWED", "代扣订单只由代扣批次生成", {"channel": "withholding"}, status=403)
     q = make_quote(repo, policy, clock, data["year"], data["household_no"])
-    order = Order.create(q, gateway, data["channel"], clock.now())
+    check_whole_household(q, data.get("person_ids"))
+    order = Order.create(q, gateway, data["channel"], clock.now(), allowed_channels=allowed_channels)
     repo.add_order(order)
     if not repo.claim_idempotency(gateway, idem_key, order.order_no, body_hash, clock.now()):
         repo.drop_order(order.order_no)  # lost a race with the same key: answer with the winner's order
         return _replay(repo, repo.idempotent(gateway, idem_key), body_hash), False
+    repo.log_money(order.order_no, "order_created", clock.now(), gateway, order.amount_fen,
+                   household_key=hh_key(order.year, order.household_no), channel=order.channel)
     return order, True
 
 
@@ -50,35 +89,372 @@ def _replay(repo: PaymentsRepository, prior: dict[str, Any], body_hash: str) -> 
     return order
 
 
+# ---- confirmation ------------------------------------------------------------------------------
+
 def confirm_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: dict[str, Any],
                     correlation_id: str | None) -> dict[str, Any]:
     """A signed payment notification. Duplicates are acknowledged again with no second effect."""
     order = repo.order(data["order_no"])
     if order is None:
         raise NotFound("ORDER_NOT_FOUND", "订单不存在", {"order_no": data["order_no"]})
-    now = clock.now()
-    order.check_notification(gateway, data["amount_fen"], now)
+    order.check_notification(gateway, data["amount_fen"], clock.now())
+    proof = check_proof(order.channel, data.get("proof"))
+    return settle(repo, clock, order, data["transaction_id"], data["paid_at"].isoformat(), proof, correlation_id,
+                  actor=gateway)
+
+
+def payment_doc(order: Order, household: dict[str, Any], proof: dict[str, str], at: datetime,
+                actor: str) -> dict[str, Any]:
+    return {"_id": hh_key(order.year, order.household_no), "order_no": order.order_no,
+            "receipt_no": order.receipt(), "household_no": order.household_no, "year": order.year,
+            "county": household["county"], "township": household["township"], "village": household["village"],
+            "transaction_id": order.transaction_id, "amount_fen": order.amount_fen,
+            "standard_fen": sum(l.standard_fen for l in order.lines),
+            "subsidy_fen": sum(l.subsidy_fen for l in order.lines),
+            "person_ids": [l.person_id for l in order.lines], "gateway": order.gateway, "channel": order.channel,
+            "proof": proof, "paid_at": order.paid_at, "paid_day": shanghai_day(order.paid_at), "recorded_at": at,
+            "status": "confirmed",
+            "history": [{"at": at, "status": "confirmed", "by": actor, "amount_fen": order.amount_fen}]}
+
+
+def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id: str, paid_at: str,
+           proof: dict[str, str], correlation_id: str | None, actor: str) -> dict[str, Any]:
+    """Record the money of an order once: the household's payment (with its event), or, when the
+    household was already paid by another order, an overpayment to refund. Then the receipt, the
+    money log and the order status, each idempotent, so a redelivery completes a crashed run."""
     if order.status != "created":
         return _ack(order, duplicate=True)
+    now = clock.now()
     household = repo.household(order.year, order.household_no)
-    order.transaction_id = data["transaction_id"]
-    order.paid_at = data["paid_at"].isoformat()
+    if household is None:
+        raise NotFound("HOUSEHOLD_UNKNOWN", "未找到该户的登记信息", {"household_no": order.household_no})
+    order.transaction_id = transaction_id
+    order.paid_at = paid_at
     order.receipt_no = order.receipt()
-    event = order.confirmed_event(household, order.transaction_id, order.paid_at)
-    if repo.record_payment(order, event, now, correlation_id):
-        order.status = "paid"
+    event = order.confirmed_event(household, transaction_id, paid_at)
+    won = repo.record_payment(payment_doc(order, household, proof, now, actor), event, correlation_id)
+    existing = None if won else repo.payment(order.year, order.household_no)
+    if won or (existing and existing["order_no"] == order.order_no):
+        order.status = "paid"  # (or a concurrent copy of this notification won: same effect)
+        repo.add_receipt(build_receipt(order, household, proof, repo.receipt_key()))
+        repo.log_money(hh_key(order.year, order.household_no), "confirmed", now, actor, order.amount_fen,
+                       order_no=order.order_no, receipt_no=order.receipt_no, channel=order.channel,
+                       transaction_id=transaction_id)
     else:
-        existing = repo.payment(order.year, order.household_no)
-        if existing and existing["order_no"] == order.order_no:
-            order.status = "paid"  # a concurrent copy of this notification won; same effect
-        else:
-            order.status = "duplicate_payment"  # the household was already paid by another order: refund case
-            log.warning("household paid twice; order %s needs a refund", order.order_no,
-                        extra={"order_no": order.order_no})
-    repo.mark_order(order)
+        order.status = "duplicate_payment"  # the household was already paid by another order: refund case
+        order.receipt_no = None
+        repo.log_money(order.order_no, "overpaid", now, actor, order.amount_fen,
+                       household_key=hh_key(order.year, order.household_no), transaction_id=transaction_id)
+        log.warning("household paid twice; order %s needs a refund", order.order_no, extra={"order_no": order.order_no})
+    repo.mark_order(order, paid_day=shanghai_day(paid_at), proof=proof)
     return _ack(order, duplicate=False)
 
 
 def _ack(order: Order, duplicate: bool) -> dict[str, Any]:
     return {"code": "SUCCESS", "message": "成功", "order_no": order.order_no, "status": order.status,
             "receipt_no": order.receipt_no, "duplicate": duplicate}
+
+
+# ---- receipts ----------------------------------------------------------------------------------
+
+def receipt_for_staff(repo: PaymentsRepository, principal: Principal, receipt_no: str) -> dict[str, Any]:
+    r = repo.receipt(receipt_no)
+    if r is None:
+        raise NotFound("RECEIPT_NOT_FOUND", "收据不存在", {"receipt_no": receipt_no})
+    principal.check_township(r["township"])
+    return r
+
+
+def verify_receipt(repo: PaymentsRepository, receipt_no: str, check_code: str) -> dict[str, Any]:
+    """Public check of a receipt by number and check code; an unknown number and a wrong code get
+    the same answer, so numbers cannot be enumerated."""
+    r = repo.receipt(receipt_no)
+    if r is None or not check_code or r["check_code"] != check_code.strip().upper():
+        raise NotFound("RECEIPT_NOT_VERIFIED", "收据号或校验码不正确，无法核验", {"receipt_no": receipt_no})
+    return r
+
+
+# ---- audit (缴款审核) -----------------------------------------------------------------------------
+
+def _claim_or_repair(repo: PaymentsRepository, key: str, at: datetime, **fields: Any) -> bool:
+    """True when this caller should make the transition: it claimed it, or an older claim was left
+    by a crash before the transition was written."""
+    if repo.claim(key, at, real_at=datetime.now(timezone.utc), **fields):
+        return True
+    c = repo.claimed(key) or {}
+    real_at = c.get("real_at")
+    return real_at is not None and (datetime.now(timezone.utc) - real_at).total_seconds() > CLAIM_GRACE_S
+
+
+def audit_payment(repo: PaymentsRepository, clock: Clock, year: int, household_no: str, actor: str, source: str,
+                  correlation_id: str | None = None) -> dict[str, Any]:
+    """confirmed → audited with payments.payment.audited (registry then confirms the enrolment).
+    Auditing an audited payment again is a no-op; a reversed one cannot be audited."""
+    p = repo.payment(year, household_no)
+    if p is None:
+        raise NotFound("PAYMENT_NOT_FOUND", "该户本年度无缴费记录", {"household_no": household_no, "year": year})
+    if p["status"] == "audited":
+        return p
+    if p["status"] == "reversed":
+        raise Conflict("PAYMENT_REVERSED", "该笔缴费已冲正，不能审核", {"order_no": p["order_no"]})
+    now = clock.now()
+    key = hh_key(year, household_no)
+    if not _claim_or_repair(repo, f"{key}:audited", now, by=actor):
+        return repo.payment(year, household_no)
+    event = Event("payments.payment.audited", {
+        "order_no": p["order_no"], "receipt_no": p["receipt_no"], "household_no": household_no, "year": year,
+        "county": p["county"], "township": p["township"], "village": p["village"], "amount_fen": p["amount_fen"],
+        "person_ids": p["person_ids"], "audited_at": now.isoformat(), "audited_by": actor, "source": source})
+    repo.update_payment(year, household_no, {"status": "audited", "audited_at": now, "audited_by": actor},
+                        {"at": now, "status": "audited", "by": actor, "amount_fen": p["amount_fen"]}, event,
+                        correlation_id)
+    repo.log_money(key, "audited", now, actor, p["amount_fen"], order_no=p["order_no"], source=source)
+    return repo.payment(year, household_no)
+
+
+def overdue_audits(repo: PaymentsRepository, clock: Clock, principal: Principal, year: int) -> list[dict[str, Any]]:
+    """Confirmed payments not audited within 3 working days (001 七(二))."""
+    today = clock.today_shanghai()
+    out = []
+    for p in repo.payments_where({"status": "confirmed", "year": year}):
+        if principal.role == "township" and p["township"] != principal.township:
+            continue
+        paid = date.fromisoformat(p["paid_day"])
+        if audit_rules.overdue(paid, year, today):
+            out.append({"household_no": p["household_no"], "order_no": p["order_no"], "township": p["township"],
+                        "village": p["village"], "amount_fen": p["amount_fen"], "paid_day": p["paid_day"],
+                        "audit_due": audit_rules.audit_due(paid, year).isoformat()})
+    return sorted(out, key=lambda r: (r["audit_due"], r["household_no"]))
+
+
+# ---- reversals ---------------------------------------------------------------------------------
+
+def reverse_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: dict[str, Any],
+                    correlation_id: str | None) -> dict[str, Any]:
+    """A gateway gave the money of an order back (reversal, or refund of an overpayment). If that
+    order paid the household's enrolment, the payment is reversed with payments.payment.reversed
+    and registry revokes the enrolment; an overpaid order's refund revokes nothing."""
+    order = repo.order(data["order_no"])
+    if order is None:
+        raise NotFound("ORDER_NOT_FOUND", "订单不存在", {"order_no": data["order_no"]})
+    if order.gateway != gateway:
+        raise Forbidden("ORDER_GATEWAY_MISMATCH", "订单不属于该支付渠道")
+    if order.status == "created":
+        raise Conflict("ORDER_NOT_PAID", "订单尚未支付，无需冲正", {"order_no": order.order_no})
+    if data["amount_fen"] != order.amount_fen:
+        raise ValidationFailed("AMOUNT_MISMATCH", "冲正金额须等于订单金额（整户缴费不做部分冲正）",
+                               {"order_fen": order.amount_fen, "reversal_fen": data["amount_fen"]})
+    if data["transaction_id"] != order.transaction_id:
+        raise ValidationFailed("TRANSACTION_MISMATCH", "交易流水号与订单的支付流水不符", {"order_no": order.order_no})
+    now = clock.now()
+    payment = repo.payment(order.year, order.household_no)
+    revokes = bool(payment and payment["order_no"] == order.order_no)
+    reason = data.get("reason") or "gateway_reversal"
+    if not revokes:
+        reason = "overpayment"
+    first = repo.add_reversal({"_id": order.order_no, "reversal_id": data["reversal_id"], "reason": reason,
+                               "amount_fen": order.amount_fen, "gateway": gateway, "revokes_enrolment": revokes,
+                               "at": now, "household_key": hh_key(order.year, order.household_no)})
+    prior = repo.reversal(order.order_no)
+    if not first and prior["reversal_id"] != data["reversal_id"]:
+        raise Conflict("ORDER_ALREADY_REVERSED", "该订单已冲正", {"order_no": order.order_no})
+    if revokes and payment["status"] != "reversed" and _claim_or_repair(
+            repo, f"{hh_key(order.year, order.household_no)}:reversed", now, by=gateway):
+        event = Event("payments.payment.reversed", {
+            "order_no": order.order_no, "receipt_no": payment["receipt_no"], "household_no": order.household_no,
+            "year": order.year, "county": payment["county"], "township": payment["township"],
+            "village": payment["village"], "amount_fen": order.amount_fen, "person_ids": payment["person_ids"],
+            "reason": reason, "reversal_id": data["reversal_id"], "reversed_at": now.isoformat()})
+        repo.update_payment(order.year, order.household_no, {"status": "reversed", "reversed_at": now},
+                            {"at": now, "status": "reversed", "by": gateway, "amount_fen": -order.amount_fen,
+                             "reason": reason}, event, correlation_id)
+        repo.set_receipt_status(payment["receipt_no"], "reversed")
+    repo.log_money(order.order_no, "reversed", now, gateway, -order.amount_fen, reason=reason,
+                   revokes_enrolment=revokes, household_key=hh_key(order.year, order.household_no))
+    order.status = "reversed"
+    repo.mark_order(order)
+    return {"code": "SUCCESS", "message": "成功", "order_no": order.order_no, "reason": reason,
+            "revokes_enrolment": revokes, "duplicate": not first}
+
+
+# ---- bank withholding (代扣) -----------------------------------------------------------------------
+
+def sign_agreement(repo: PaymentsRepository, clock: Clock, principal: Principal, banks: set[str],
+                   data: dict[str, Any]) -> dict[str, Any]:
+    household = repo.household(data["year"], data["household_no"])
+    if household is None:
+        raise NotFound("HOUSEHOLD_UNKNOWN", "未找到该户的登记信息", {"household_no": data["household_no"]})
+    principal.check_township(household["township"])
+    if data["bank"] not in banks:
+        raise ValidationFailed("BANK_UNKNOWN", "该银行未接入代扣", {"bank": data["bank"]})
+    wh.check_account(data["account_no"], data["account_name"])
+    head = next((m for m in household["members"] if m["name"] == household["head_name"]), household["members"][0])
+    doc = {"_id": data["household_no"], "agreement_no": "WA" + data["household_no"],
+           "household_no": data["household_no"], "bank": data["bank"], "account_no": data["account_no"],
+           "account_name": data["account_name"].strip(), "signed_on": data["signed_on"].isoformat(),
+           "status": "active", "county": household["county"], "township": household["township"],
+           "village": household["village"], "head_id": head["person_id"], "pending_batch": None,
+           "created_by": principal.subject, "created_at": clock.now()}
+    repo.save_agreement(doc)
+    return doc
+
+
+def create_batch(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, principal: Principal,
+                 data: dict[str, Any], batch_seq: str) -> dict[str, Any]:
+    """A withholding batch for one bank: every household with an active agreement that is not paid
+    and not in a batch awaiting its result; a retry batch takes the retryable failures of a batch
+    (insufficient balance, bank error) again."""
+    bank, year, now = data["bank"], data["year"], clock.now()
+    if data.get("retry_of"):
+        src = repo.batch(data["retry_of"])
+        if src is None:
+            raise NotFound("BATCH_NOT_FOUND", "代扣批次不存在", {"batch_no": data["retry_of"]})
+        if src["bank"] != bank or src["status"] != "result_imported":
+            raise Conflict("BATCH_NOT_RETRYABLE", "只能对已回盘的同一银行批次发起重扣", {"batch_no": src["_id"]})
+        candidates = [repo.agreement(l["household_no"]) for l in src["lines"] if l.get("retryable")]
+        candidates = [a for a in candidates if a and a["status"] == "active" and a["bank"] == bank]
+    else:
+        candidates = repo.active_agreements(bank)
+    batch_no = wh.new_batch_no(now.astimezone(SHANGHAI), batch_seq)
+    planned, skipped = [], []
+    for a in candidates:
+        if a.get("pending_batch"):
+            skipped.append({"household_no": a["household_no"], "code": "IN_PENDING_BATCH"})
+            continue
+        try:
+            q = make_quote(repo, policy, clock, year, a["household_no"])
+        except DomainError as e:
+            skipped.append({"household_no": a["household_no"], "code": e.code})
+            continue
+        if q.total_fen == 0:
+            skipped.append({"household_no": a["household_no"], "code": "ZERO_PAYABLE"})
+            continue
+        planned.append((a, Order.create(q, bank, "withholding", now, ttl=wh.WITHHOLDING_ORDER_TTL)))
+    if not planned:
+        raise DomainError("BATCH_EMPTY", "没有可代扣的参保户", {"skipped": skipped[:50]})
+    lines = []
+    for n, (a, order) in enumerate(planned, start=1):
+        repo.add_order(order)
+        household = repo.household(year, a["household_no"])
+        lines.append({"line_no": n, "order_no": order.order_no, "household_no": a["household_no"],
+                      "agreement_no": a["agreement_no"], "account_no": a["account_no"],
+                      "account_name": a["account_name"], "amount_fen": order.amount_fen,
+                      "township": household["township"], "status": "sent"})
+    doc = {"_id": batch_no, "bank": bank, "year": year, "retry_of": data.get("retry_of"), "status": "sent",
+           "created_at": now, "created_by": principal.subject, "lines": lines, "skipped": skipped,
+           "count": len(lines), "total_fen": sum(l["amount_fen"] for l in lines)}
+    repo.add_batch(doc)
+    for a, _ in planned:
+        repo.hold_agreement(a["_id"], batch_no)
+    repo.log_money(batch_no, "withholding_batch_created", now, principal.subject, doc["total_fen"], bank=bank,
+                   count=len(lines))
+    return doc
+
+
+def import_results(repo: PaymentsRepository, clock: Clock, gateway: str, batch_no: str, text: str,
+                   correlation_id: str | None) -> dict[str, Any]:
+    """The bank's result file (回盘): validated whole before anything is written; then the batch's
+    line results and a payments.withholding.failed per failure in one write; then each success is
+    settled like a notification. Importing the same file again completes a crashed import."""
+    batch = repo.batch(batch_no)
+    if batch is None:
+        raise NotFound("BATCH_NOT_FOUND", "代扣批次不存在", {"batch_no": batch_no})
+    if batch["bank"] != gateway:
+        raise Forbidden("BATCH_BANK_MISMATCH", "该批次不属于此银行")
+    file_hash = hashlib.sha256(text.encode()).hexdigest()
+    if batch["status"] == "result_imported":
+        if batch["result_hash"] != file_hash:
+            raise Conflict("RESULT_ALREADY_IMPORTED", "该批次已回盘，不能以不同内容再次回盘", {"batch_no": batch_no})
+    else:
+        results = wh.parse_results(text, batch)
+        now = clock.now()
+        if not _claim_or_repair(repo, f"{batch_no}:result", now, hash=file_hash):
+            raise Conflict("RESULT_IMPORT_IN_PROGRESS", "该批次回盘正在处理，请稍后查询", {"batch_no": batch_no})
+        by_line = {r.line_no: r for r in results}
+        lines, events = [], []
+        for l in batch["lines"]:
+            r = by_line[l["line_no"]]
+            lines.append({**l, "status": "paid" if r.ok else "failed", "result_code": r.code, "reason": r.reason,
+                          "reason_text": r.reason_text, "retryable": r.retryable, "bank_txn_id": r.bank_txn_id,
+                          "debited_at": r.debited_at, "message": r.message})
+            if not r.ok:
+                hh = repo.household(batch["year"], l["household_no"])
+                events.append(Event("payments.withholding.failed", {
+                    "batch_no": batch_no, "order_no": l["order_no"], "household_no": l["household_no"],
+                    "year": batch["year"], "county": hh["county"], "township": hh["township"],
+                    "village": hh["village"], "head_name": hh["head_name"], "head_phone": hh.get("head_phone"),
+                    "amount_fen": l["amount_fen"], "bank": gateway, "reason": r.reason,
+                    "reason_text": r.reason_text, "retryable": r.retryable}))
+        summary = _batch_summary(lines)
+        repo.update_batch(batch_no, {"lines": lines, "status": "result_imported", "result_hash": file_hash,
+                                     "result_at": now, "summary": summary}, events, correlation_id)
+        batch = repo.batch(batch_no)
+    _finish_batch(repo, clock, batch, correlation_id)
+    return {"batch_no": batch_no, **batch["summary"]}
+
+
+def _batch_summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    failed: dict[str, int] = {}
+    for l in lines:
+        if l["status"] == "failed":
+            failed[l["reason"]] = failed.get(l["reason"], 0) + 1
+    paid = [l for l in lines if l["status"] == "paid"]
+    return {"count": len(lines), "paid": len(paid), "paid_fen": sum(l["amount_fen"] for l in paid),
+            "failed": len(lines) - len(paid), "failed_by_reason": failed,
+            "retryable": sum(1 for l in lines if l.get("retryable"))}
+
+
+def _finish_batch(repo: PaymentsRepository, clock: Clock, batch: dict[str, Any], correlation_id: str | None) -> None:
+    """Idempotent: settle the successes, invalidate dead agreements, release the agreements."""
+    now = clock.now()
+    for l in batch["lines"]:
+        if l["status"] == "paid":
+            order = repo.order(l["order_no"])
+            proof = {"agreement_no": l["agreement_no"], "batch_no": batch["_id"]}
+            settle(repo, clock, order, l["bank_txn_id"], l["debited_at"], proof, correlation_id, actor=batch["bank"])
+        else:
+            _, _, _, agreement_valid = wh.classify(l["result_code"])
+            if not agreement_valid:
+                repo.invalidate_agreement(l["household_no"], l["reason"], now)
+            repo.log_money(l["order_no"], "withholding_failed", now, batch["bank"], 0, reason=l["reason"],
+                           batch_no=batch["_id"], household_key=hh_key(batch["year"], l["household_no"]))
+        repo.release_agreement(l["household_no"], batch["_id"])
+
+
+# ---- reconciliation (对账) and remittances (解款) -------------------------------------------------
+
+def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data: dict[str, Any],
+                     correlation_id: str | None) -> dict[str, Any]:
+    """A gateway's statement of one Shanghai day against the orders it was paid for here. Matched
+    household payments are audited at once (the reconciliation is the verification)."""
+    day = data["date"].isoformat()
+    now = clock.now()
+    orders = {o["_id"]: o for o in repo.paid_orders(gateway, day)}
+    platform = [{"order_no": no, "transaction_id": o["transaction_id"], "amount_fen": o["amount_fen"]}
+                for no, o in orders.items()]
+    report = reconcile(data["lines"], platform)
+    actor = f"reconciliation:{gateway}:{day}"
+    audited = 0
+    for no in report["matched"]:
+        o = orders[no]
+        if o["status"] != "paid":
+            continue
+        p = repo.payment(o["year"], o["household_no"])
+        if p and p["order_no"] == no and p["status"] == "confirmed":
+            audit_payment(repo, clock, o["year"], o["household_no"], actor, "reconciliation", correlation_id)
+            audited += 1
+    report["audited"] = audited
+    repo.save_reconciliation({"_id": f"{gateway}:{day}", "gateway": gateway, "date": day, "imported_at": now,
+                              "statement_lines": len(data["lines"]), "report": report})
+    repo.log_money(f"{gateway}:{day}:{now.isoformat()}", "reconciled", now, gateway, report["statement_total_fen"],
+                   balanced=report["balanced"], difference_fen=report["difference_fen"])
+    return {"gateway": gateway, "date": day, **report}
+
+
+def remittances(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, principal: Principal,
+                year: int) -> list[dict[str, Any]]:
+    flt: dict[str, Any] = {"year": year}
+    if principal.role == "township":
+        flt["township"] = principal.township
+    until = min(clock.today_shanghai(), policy.window_closes)
+    return remittance_summary(repo.payments_where(flt), policy.window_opens, until)
