@@ -1,16 +1,69 @@
-"""Composition root of subsidy. Identity feeds, rules and entitlements arrive with the subsidy issue;
-until then the service runs its web and worker processes (health, readiness, metrics, outbox)."""
+"""Composition root of subsidy: the event consumer (registry, payments), the identity feed from
+outside publishers, the outbox relay, and the rules of the policy year."""
 from __future__ import annotations
 
+import json
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+
+from shared.bus import Consumer, InboundTopology
 from shared.clock import Clock
 from shared.container import Container
+
+from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, SubsidyRepository
+from .domain.rules import SubsidyRules, parse_subsidy_rules
+from .entrypoints import identity_feed
+from .service_layer import handlers
 
 SERVICE = "subsidy"
 
 
-def bootstrap(clock: Clock | None = None) -> Container:
-    return Container.build(SERVICE, clock=clock)
+class SubsidyContainer(Container):
+    @cached_property
+    def rules(self) -> SubsidyRules:
+        return parse_subsidy_rules(json.loads(self.settings.policy_file.read_text(encoding="utf-8")))
+
+    @cached_property
+    def identity_topology(self) -> InboundTopology:
+        return identity_feed.topology(self.settings.namespace, SERVICE)
+
+    @cached_property
+    def handler_pool(self) -> ThreadPoolExecutor:
+        """One handler thread for both consumers: a person's documents have one writer."""
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+
+    def consumer(self, handlers_, topology=None, **options) -> Consumer:
+        options.setdefault("executor", self.handler_pool)
+        return super().consumer(handlers_, topology, **options)
+
+    def identity_consumer(self) -> Consumer:
+        ctx = context(self)
+        return self.consumer({identity_feed.IDENTITY_UPDATE: lambda env: handlers.receive_identity_update(
+            ctx, env.payload["body"], via="amqp", message_id=env.id, correlation_id=env.correlation_id)},
+            self.identity_topology, decode=identity_feed.decode, dedupe=False)
+
+    def extra_consumers(self) -> list[Consumer]:
+        return [self.identity_consumer()]
 
 
-def event_handlers(c: Container):
-    return {}
+def bootstrap(clock: Clock | None = None) -> SubsidyContainer:
+    c = SubsidyContainer.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS, indexes=INDEXES)
+    c.rules  # refuse to start on a bad subsidy section
+    return c
+
+
+def repository(c: Container) -> SubsidyRepository:
+    return SubsidyRepository(c.db, c.outbox)
+
+
+def context(c: SubsidyContainer) -> handlers.Ctx:
+    return handlers.Ctx(repository(c), c.rules, c.clock, c.policy.county)
+
+
+def event_handlers(c: SubsidyContainer):
+    ctx = context(c)
+    return {
+        "registry.household.registered": lambda env: handlers.on_household_registered(ctx, env),
+        "registry.enrolment.changed": lambda env: handlers.on_enrolment_changed(ctx, env),
+        "payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(ctx, env),
+    }

@@ -1,0 +1,163 @@
+"""Subsidy storage. Every hot path is an `_id` lookup or a unique `_id` insert (FerretDB pushes
+down only `{_id: <string>}`):
+
+- `identities`       `_id` ID number: the person's applied identity updates (the aggregate) and the
+                     entitlement last published per year; entitlement events ride in its `_outbox`
+- `identity_updates` `_id` "<source_system>:<source_ref>" (applied/unchanged: one effect per update)
+                     or "rejected:<message id>": the report of every update received
+- `residents`        `_id` "<year>:<ID number>": township, village and household (registry events)
+- `freezes`          `_id` "<year>:<ID number>": what was charged at payment (缴费后不再补退), once
+- `claims`           `_id` "<year>:<ID number>": 先缴后补 reimbursement claims, with their events
+- `ledger`           `_id` "<year>:<department>": persons and fen owed (直接代缴), counted once per person
+- `cover` / `coverage` `_id` "<year>:<ID number>" / "<year>:<township>": each hardship person's
+                     contribution and the per-township counters it feeds (crash-safe deltas)
+- `batches`          `_id` batch id: HTTP batch submissions and their items
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from shared.store import IndexSpec, OutboxWriter, count_once, insert_once
+
+from ..domain.identity import PersonIdentities
+
+IDENTITIES, UPDATES, RESIDENTS, FREEZES, CLAIMS = "identities", "identity_updates", "residents", "freezes", "claims"
+LEDGER, COVER, COVERAGE, BATCHES = "ledger", "cover", "coverage", "batches"
+OUTBOX_COLLECTIONS = (IDENTITIES, CLAIMS, COVER)
+INDEXES = (
+    IndexSpec(UPDATES, (("outcome", 1), ("source_system", 1), ("received_at", 1))),
+    IndexSpec(CLAIMS, (("year", 1), ("status", 1), ("department", 1))),
+    IndexSpec(f"{LEDGER}_facts", (("counter", 1),)),
+    IndexSpec(COVERAGE, (("year", 1),)),
+)
+
+
+def pkey(year: int, id_number: str) -> str:
+    return f"{year}:{id_number}"
+
+
+def _history_to_doc(h: dict[str, Any]) -> dict[str, Any]:
+    return {**h, "effective_date": h["effective_date"].isoformat()}
+
+
+def _history_from_doc(h: dict[str, Any]) -> dict[str, Any]:
+    return {**h, "effective_date": date.fromisoformat(h["effective_date"])}
+
+
+class SubsidyRepository:
+    def __init__(self, db, outbox: OutboxWriter):
+        self.db = db
+        self.outbox = outbox
+
+    # ---- identities --------------------------------------------------------------------------
+    def person(self, id_number: str) -> tuple[PersonIdentities, dict[str, Any]] | None:
+        """The aggregate and the entitlements last published for it (year → event key)."""
+        d = self.db[IDENTITIES].find_one({"_id": id_number}, {"_outbox": 0})
+        if d is None:
+            return None
+        return (PersonIdentities(id_number, [_history_from_doc(h) for h in d.get("history", [])]),
+                d.get("published") or {})
+
+    def save_person(self, p: PersonIdentities, published: dict[str, Any], events, *, correlation_id=None,
+                    causation_id=None) -> None:
+        self.outbox.update(IDENTITIES, p.id_number, {"$set": {
+            "history": [_history_to_doc(h) for h in p.history], "published": published}}, events, upsert=True,
+            correlation_id=correlation_id, causation_id=causation_id)
+
+    def update_log(self, key: str) -> dict[str, Any] | None:
+        return self.db[UPDATES].find_one({"_id": key})
+
+    def log_update(self, doc: dict[str, Any]) -> bool:
+        return insert_once(self.db[UPDATES], doc)
+
+    def count_duplicate(self, key: str, at: datetime) -> None:
+        self.db[UPDATES].update_one({"_id": key}, {"$inc": {"duplicates": 1}, "$set": {"last_duplicate_at": at}})
+
+    def updates(self, outcome: str | None, source: str | None, limit: int) -> list[dict[str, Any]]:
+        """The report (a scan: an inspection query, not a hot path)."""
+        flt = {k: v for k, v in (("outcome", outcome), ("source_system", source)) if v}
+        return list(self.db[UPDATES].find(flt).sort("received_at", -1).limit(limit))
+
+    # ---- residents (registry read model) -----------------------------------------------------
+    def resident(self, year: int, id_number: str) -> dict[str, Any] | None:
+        return self.db[RESIDENTS].find_one({"_id": pkey(year, id_number)})
+
+    def upsert_resident(self, year: int, id_number: str, fields: dict[str, Any]) -> None:
+        self.db[RESIDENTS].update_one({"_id": pkey(year, id_number)},
+                                      {"$set": fields, "$setOnInsert": {"year": year, "id_number": id_number}},
+                                      upsert=True)
+
+    # ---- freezes, claims, ledger -------------------------------------------------------------
+    def freeze(self, year: int, id_number: str) -> dict[str, Any] | None:
+        return self.db[FREEZES].find_one({"_id": pkey(year, id_number)})
+
+    def add_freeze(self, doc: dict[str, Any]) -> bool:
+        return insert_once(self.db[FREEZES], doc)
+
+    def claim(self, year: int, id_number: str) -> dict[str, Any] | None:
+        return self.db[CLAIMS].find_one({"_id": pkey(year, id_number)}, {"_outbox": 0})
+
+    def add_claim(self, doc: dict[str, Any], event, *, correlation_id=None, causation_id=None) -> bool:
+        try:
+            self.outbox.insert(CLAIMS, doc, [event], correlation_id=correlation_id, causation_id=causation_id)
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def mark_claim_paid(self, claim_id: str, fields: dict[str, Any], event, *, correlation_id=None) -> None:
+        self.outbox.update(CLAIMS, claim_id, {"$set": fields}, [event], correlation_id=correlation_id)
+
+    def claims(self, year: int, status: str | None, department: str | None, limit: int) -> list[dict[str, Any]]:
+        flt = {"year": year, **{k: v for k, v in (("status", status), ("department", department)) if v}}
+        return list(self.db[CLAIMS].find(flt, {"_outbox": 0}).sort("created_at", 1).limit(limit))
+
+    def count_ledger(self, year: int, department: str, id_number: str, subsidy_fen: int, fact: dict[str, Any]) -> bool:
+        return count_once(self.db, LEDGER, f"{year}:{department}", pkey(year, id_number),
+                          {"persons": 1, "owed_fen": subsidy_fen}, fact,
+                          on_insert={"year": year, "department": department})
+
+    def ledger(self, year: int, departments: list[str]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for d in departments:  # one `_id` lookup each
+            doc = self.db[LEDGER].find_one({"_id": f"{year}:{d}"})
+            if doc:
+                out[d] = doc
+        return out
+
+    def ledger_rows(self, year: int, department: str) -> list[dict[str, Any]]:
+        """The statement's lines (a scan of the facts: an export, not a hot path)."""
+        return list(self.db[f"{LEDGER}_facts"].find({"counter": f"{year}:{department}"}).sort("_id", 1))
+
+    # ---- coverage ----------------------------------------------------------------------------
+    def cover(self, year: int, id_number: str) -> dict[str, Any] | None:
+        return self.db[COVER].find_one({"_id": pkey(year, id_number)}, {"_outbox": 0})
+
+    def set_cover(self, year: int, id_number: str, state: dict | None, v: int, pending: dict) -> None:
+        self.db[COVER].update_one({"_id": pkey(year, id_number)},
+                                  {"$set": {"state": state, "v": v, "pending": pending}}, upsert=True)
+
+    def finish_cover(self, year: int, id_number: str, events, *, correlation_id=None, causation_id=None) -> None:
+        self.outbox.update(COVER, pkey(year, id_number), {"$unset": {"pending": ""}}, events,
+                           correlation_id=correlation_id, causation_id=causation_id)
+
+    def count_coverage(self, year: int, township: str, fact_key: str, inc: dict[str, int]) -> None:
+        count_once(self.db, COVERAGE, f"{year}:{township}", fact_key, inc, {},
+                   on_insert={"year": year, "township": township})
+
+    def coverage(self, year: int, townships: list[str]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for t in townships:
+            doc = self.db[COVERAGE].find_one({"_id": f"{year}:{t}"})
+            if doc:
+                out[t] = doc
+        return out
+
+    # ---- batches -----------------------------------------------------------------------------
+    def add_batch(self, doc: dict[str, Any]) -> None:
+        self.db[BATCHES].insert_one(doc)
+
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        return self.db[BATCHES].find_one({"_id": batch_id})

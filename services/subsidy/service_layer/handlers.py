@@ -1,0 +1,280 @@
+"""Use cases of subsidy: identity updates (bus feed and HTTP batch), registry and payment events,
+entitlement queries, claims, the funding ledger and coverage.
+
+Identity updates are applied one at a time (the feed's queue has a single active consumer and the
+worker runs every handler on one thread), so a person's aggregate has one writer.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from shared.clock import SHANGHAI, Clock, parse_instant
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.events import Envelope, Event
+from shared.masking import mask_id
+
+from ..adapters.repository import SubsidyRepository, pkey
+from ..domain.coverage import Contribution
+from ..domain.entitlement import Entitlement, entitlement_from, frozen_entitlement, reimbursement_due
+from ..domain.identity import PersonIdentities, Rejected, parse_update
+from ..domain.rules import SubsidyRules
+from . import metrics
+
+log = logging.getLogger(__name__)
+UNATTRIBUTED = "unattributed"  # subsidy charged by payments that no identity of ours explains
+
+
+@dataclass
+class Ctx:
+    repo: SubsidyRepository
+    rules: SubsidyRules
+    clock: Clock
+    county: str
+
+
+# ---- identity updates ---------------------------------------------------------------------------
+
+def receive_identity_update(ctx: Ctx, raw: Any, *, via: str, message_id: str,
+                            correlation_id: str | None = None) -> dict[str, Any]:
+    """Judge one update; returns its outcome (applied | unchanged | duplicate | rejected)."""
+    now = ctx.clock.now()
+    base = {"received_at": now, "via": via, "message_id": message_id}
+    try:
+        u = parse_update(raw, ctx.rules)
+    except Rejected as e:
+        return _reject(ctx, raw, e, base)
+    logged = ctx.repo.update_log(u.key)
+    if logged is not None:
+        if not u.same_as(logged):
+            return _reject(ctx, raw, Rejected("SOURCE_REF_REUSED", "该来源业务编号已用于另一条内容不同的变更",
+                                              {"source_ref": u.source_ref}), base)
+        ctx.repo.count_duplicate(u.key, now)
+        metrics.IDENTITY_UPDATES.labels(u.source_system, "duplicate").inc()
+        return {"status": "duplicate", "key": u.key, "code": "DUPLICATE",
+                "message": "重复的身份变更（同一来源业务编号），只生效一次", "first_outcome": logged["outcome"]}
+    loaded = ctx.repo.person(u.id_number)
+    person, published = loaded or (PersonIdentities(u.id_number), {})
+    try:
+        outcome = person.apply(u, now)
+    except Rejected as e:
+        return _reject(ctx, raw, e, base)
+    if outcome == "duplicate":  # applied before a crash lost its report: report it now
+        outcome = "applied"
+    elif outcome == "applied":
+        events = _entitlement_events(ctx, person, published, u.effective_date)
+        ctx.repo.save_person(person, published, events, correlation_id=correlation_id)
+    code = "ALREADY_GRANTED" if outcome == "unchanged" else None
+    message = "该人员已有此身份，未作变更" if outcome == "unchanged" else "已生效"
+    ctx.repo.log_update({"_id": u.key, **u.to_doc(), "outcome": outcome, "code": code, "message": message, **base})
+    metrics.IDENTITY_UPDATES.labels(u.source_system, outcome).inc()
+    if outcome == "applied":
+        _after_identity_change(ctx, person, correlation_id)
+    return {"status": outcome, "key": u.key, "code": code, "message": message}
+
+
+def _reject(ctx: Ctx, raw: Any, e: Rejected, base: dict[str, Any]) -> dict[str, Any]:
+    src = raw.get("source_system") if isinstance(raw, dict) else None
+    src = src if isinstance(src, str) else None
+    doc = {"_id": f"rejected:{base['message_id']}", "outcome": "rejected", "code": e.code, "message": e.message,
+           "details": e.details, "source_system": src, **base}
+    if isinstance(raw, dict):
+        doc.update({k: str(raw.get(k))[:80] for k in ("category", "action", "effective_date", "source_ref")
+                    if raw.get(k) is not None})
+        if isinstance(raw.get("id_number"), str):
+            doc["id_number_masked"] = mask_id(raw["id_number"][:18])
+    if not ctx.repo.log_update(doc):
+        ctx.repo.count_duplicate(doc["_id"], base["received_at"])
+    metrics.IDENTITY_UPDATES.labels(src or "unknown", "rejected").inc()
+    log.info("identity update rejected: %s %s", e.code, e.message)
+    return {"status": "rejected", "key": doc["_id"], "code": e.code, "message": e.message, "details": e.details}
+
+
+def _entitlement_events(ctx: Ctx, person: PersonIdentities, published: dict[str, Any], since: date) -> list[Event]:
+    """subsidy.entitlement.changed when the open year's best entitlement changes, in effect from the
+    update's date; nothing once the year is paid (frozen: 缴费后不再补退)."""
+    year = ctx.rules.year
+    if since > date(year, 12, 31) or ctx.repo.freeze(year, person.id_number) is not None:
+        return []
+    day = max(ctx.clock.today_shanghai(), since)
+    ent = entitlement_from(ctx.rules, person.id_number, person.granted_on(day))
+    before = published.get(str(year), [None, 0, False, None])
+    if list(ent.event_key()) == list(before):
+        return []
+    published[str(year)] = list(ent.event_key())
+    payload = ent.event_payload()
+    payload["effective_from"] = since.isoformat()
+    return [Event("subsidy.entitlement.changed", payload)]
+
+
+def _after_identity_change(ctx: Ctx, person: PersonIdentities, correlation_id: str | None) -> None:
+    year = ctx.rules.year
+    freeze = ctx.repo.freeze(year, person.id_number)
+    if freeze is not None:
+        _claim_if_due(ctx, freeze, person, correlation_id, None)
+    refresh_cover(ctx, year, person.id_number, correlation_id)
+
+
+# ---- registry and payment events ------------------------------------------------------------------
+
+def on_household_registered(ctx: Ctx, env: Envelope) -> None:
+    """Where hardship persons live (township, village, household) for coverage and claims."""
+    p = env.payload
+    for m in p["members"]:
+        ctx.repo.upsert_resident(p["year"], m["person_id"], {
+            "household_no": p["household_no"], "county": p["county"], "township": p["township"],
+            "village": p["village"], "name": m["name"]})
+        if p["year"] == ctx.rules.year:
+            refresh_cover(ctx, p["year"], m["person_id"], env.correlation_id, env.id)
+
+
+def on_enrolment_changed(ctx: Ctx, env: Envelope) -> None:
+    p = env.payload
+    enrolled = p["status"] in ("paid", "confirmed")
+    for pid in p["person_ids"]:
+        ctx.repo.upsert_resident(p["year"], pid, {"household_no": p["household_no"], "county": p["county"],
+                                                  "township": p["township"], "village": p["village"],
+                                                  "enrolled": enrolled})
+        if p["year"] == ctx.rules.year:
+            refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id)
+
+
+def on_payment_confirmed(ctx: Ctx, env: Envelope) -> None:
+    """Freeze each member's year as charged (依据缴费人当前身份进行征收; 缴费后不再补退), count the
+    subsidy into its department's ledger (直接代缴), and open a 先缴后补 claim when one is due."""
+    p = env.payload
+    if p["year"] != ctx.rules.year:
+        log.warning("payment for year %s ignored: no subsidy rules for it", p["year"])
+        return
+    paid_at = parse_instant(p["paid_at"])
+    for m in p["members"]:
+        pid = m["person_id"]
+        loaded = ctx.repo.person(pid)
+        ours = entitlement_from(ctx.rules, pid, loaded[0].granted_at(paid_at) if loaded else {})
+        department = None
+        if m["subsidy_fen"] > 0:
+            department = ours.department if ours.subsidy_fen > 0 and ours.department else UNATTRIBUTED
+        ctx.repo.add_freeze({
+            "_id": pkey(p["year"], pid), "id_number": pid, "year": p["year"], "name": m["name"],
+            "household_no": p["household_no"], "county": p["county"], "township": p["township"],
+            "village": p["village"], "order_no": p["order_no"], "receipt_no": p["receipt_no"], "paid_at": paid_at,
+            "standard_fen": m["standard_fen"], "subsidy_fen": m["subsidy_fen"], "payable_fen": m["payable_fen"],
+            "category": ours.category, "department": department, "our_subsidy_fen": ours.subsidy_fen,
+            "mismatch": ours.subsidy_fen != m["subsidy_fen"], "frozen_at": ctx.clock.now()})
+        freeze = ctx.repo.freeze(p["year"], pid)
+        if freeze["subsidy_fen"] > 0:
+            ctx.repo.count_ledger(p["year"], freeze["department"], pid, freeze["subsidy_fen"], {
+                "id_number": pid, "name": m["name"], "household_no": p["household_no"], "township": p["township"],
+                "village": p["village"], "order_no": p["order_no"], "receipt_no": p["receipt_no"],
+                "category": freeze["category"], "subsidy_fen": freeze["subsidy_fen"], "paid_at": paid_at})
+        if loaded:
+            _claim_if_due(ctx, freeze, loaded[0], env.correlation_id, env.id)
+        refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id)
+
+
+def _claim_if_due(ctx: Ctx, freeze: dict, person: PersonIdentities, correlation_id, causation_id) -> None:
+    due = reimbursement_due(ctx.rules, person.granted_at(ctx.clock.now()), freeze["subsidy_fen"])
+    if due is None or ctx.repo.claim(freeze["year"], freeze["id_number"]) is not None:
+        return
+    claim = {"_id": freeze["_id"], "id_number": freeze["id_number"], "name": freeze.get("name", ""),
+             "year": freeze["year"], "category": due.category.code, "amount_fen": due.amount_fen,
+             "department": due.category.department, "effective_date": due.effective_date.isoformat(),
+             "household_no": freeze.get("household_no"), "county": freeze.get("county"),
+             "township": freeze.get("township"), "village": freeze.get("village"), "order_no": freeze.get("order_no"),
+             "status": "pending", "created_at": ctx.clock.now()}
+    event = Event("subsidy.claim.created", {"claim_id": claim["_id"], **{k: claim[k] for k in (
+        "name", "year", "category", "amount_fen", "department", "effective_date", "household_no", "county",
+        "township", "village", "order_no")}, "person_id": claim["id_number"]})
+    if ctx.repo.add_claim(claim, event, correlation_id=correlation_id, causation_id=causation_id):
+        metrics.CLAIMS.labels(claim["department"], "created").inc()
+
+
+# ---- coverage -----------------------------------------------------------------------------------
+
+def refresh_cover(ctx: Ctx, year: int, id_number: str, correlation_id: str | None = None,
+                  causation_id: str | None = None) -> None:
+    """Move a person's contribution to the coverage counters when it changes, crash-safely: the new
+    state and the pending delta are written first, each counter step is counted once per version."""
+    doc = ctx.repo.cover(year, id_number)
+    if doc and doc.get("pending"):
+        events = _apply_cover_delta(ctx, year, id_number, doc["pending"])
+        ctx.repo.finish_cover(year, id_number, events, correlation_id=correlation_id, causation_id=causation_id)
+    loaded = ctx.repo.person(id_number)
+    best = ctx.rules.best(loaded[0].granted_at(ctx.clock.now())) if loaded else None
+    new = None
+    if best is not None:
+        res = ctx.repo.resident(year, id_number)
+        enrolled = bool(res and res.get("enrolled")) or ctx.repo.freeze(year, id_number) is not None
+        new = {"township": (res or {}).get("township", ""), "category": best.code, "enrolled": enrolled}
+    old = doc.get("state") if doc else None
+    if new == old:
+        return
+    pending = {"old": old, "new": new, "v": (doc or {}).get("v", 0) + 1}
+    ctx.repo.set_cover(year, id_number, new, pending["v"], pending)
+    events = _apply_cover_delta(ctx, year, id_number, pending)
+    ctx.repo.finish_cover(year, id_number, events, correlation_id=correlation_id, causation_id=causation_id)
+
+
+def _apply_cover_delta(ctx: Ctx, year: int, id_number: str, pending: dict) -> list[Event]:
+    touched: dict[tuple[str, str], None] = {}
+    key = f"{pkey(year, id_number)}:{pending['v']}"
+    for side, sign in (("old", -1), ("new", 1)):
+        state = pending.get(side)
+        if state:
+            c = Contribution(**state)
+            ctx.repo.count_coverage(year, c.township, f"{key}:{side}", c.increments(sign))
+            touched[(c.township, c.category)] = None
+    counters = ctx.repo.coverage(year, sorted({t for t, _ in touched}))
+    events = []
+    for township, cat in touched:
+        row = counters.get(township, {})
+        h, e = row.get(f"h_{cat}", 0), row.get(f"e_{cat}", 0)
+        events.append(Event("subsidy.coverage.changed", {
+            "year": year, "county": ctx.county, "township": township, "category": cat, "hardship_persons": h,
+            "enrolled_persons": e, "not_enrolled_persons": h - e,
+            "rate_bp": 10000 if h == 0 else e * 10000 // h, "as_of": ctx.clock.now().isoformat()}))
+    return events
+
+
+# ---- queries and staff actions ----------------------------------------------------------------------
+
+def check_year(ctx: Ctx, year: int) -> None:
+    if year != ctx.rules.year:
+        raise NotFound("YEAR_UNKNOWN", "没有该年度的资助政策", {"year": year, "open_year": ctx.rules.year})
+
+
+def entitlement_of(ctx: Ctx, year: int, id_number: str, at: datetime | None = None) -> Entitlement:
+    """For a person, year and instant; a paid year answers what was charged (frozen)."""
+    check_year(ctx, year)
+    at = at or ctx.clock.now()
+    freeze = ctx.repo.freeze(year, id_number)
+    if freeze is not None and freeze["paid_at"] <= at:
+        return frozen_entitlement(ctx.rules, freeze, ctx.repo.claim(year, id_number))
+    loaded = ctx.repo.person(id_number)
+    return entitlement_from(ctx.rules, id_number, loaded[0].granted_at(at) if loaded else {})
+
+
+def pay_claim(ctx: Ctx, year: int, id_number: str, payment_ref: str, paid_on: date,
+              correlation_id: str | None = None) -> dict[str, Any]:
+    """A department reports the reimbursement paid back (→ subsidy.claim.paid, announced by notices)."""
+    check_year(ctx, year)
+    claim = ctx.repo.claim(year, id_number)
+    if claim is None:
+        raise NotFound("CLAIM_NOT_FOUND", "没有该人员本年度的先缴后补报销申请", {"id_number": mask_id(id_number)})
+    if claim["status"] == "paid":
+        if claim["payment_ref"] == payment_ref:
+            return claim
+        raise Conflict("CLAIM_ALREADY_PAID", "该报销申请已支付（支付凭证号不同）", {"payment_ref": claim["payment_ref"]})
+    if paid_on < claim["created_at"].astimezone(SHANGHAI).date():
+        raise ValidationFailed("PAID_BEFORE_CLAIM", "支付日期早于报销申请生成日期", {"paid_on": paid_on.isoformat()})
+    fields = {"status": "paid", "payment_ref": payment_ref, "paid_on": paid_on.isoformat(), "paid_recorded_at": ctx.clock.now()}
+    event = Event("subsidy.claim.paid", {
+        "claim_id": claim["_id"], "person_id": id_number, "name": claim.get("name", ""), "year": year,
+        "amount_fen": claim["amount_fen"], "department": claim["department"], "payment_ref": payment_ref,
+        "paid_on": paid_on.isoformat(), "household_no": claim.get("household_no"), "county": claim.get("county"),
+        "township": claim.get("township"), "village": claim.get("village")})
+    ctx.repo.mark_claim_paid(claim["_id"], fields, event, correlation_id=correlation_id)
+    metrics.CLAIMS.labels(claim["department"], "paid").inc()
+    return {**claim, **fields}
