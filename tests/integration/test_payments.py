@@ -1,0 +1,495 @@
+"""Payments on the real store and broker: subsidies from the subsidy service's events, amounts frozen
+in orders, receipts, channels and their proof, bank withholding, reconciliation, audit, reversals.
+
+Rules quoted: 001_93f5b63ac6b4a653.txt (Dong'an 2020) 三 (250 yuan), 四 (window), 五 (whole household,
+proof per channel, receipt per household), 六 (hardship subsidies by current identity, no top-up or
+refund after payment), 七(二) (audit within 3 working days), 七(四) (remit every 3 days);
+002_9137bd928f251374.txt 六(二) (three-party withholding, failures classified, insufficient balances
+back to the towns and withheld again).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from services.payments import bootstrap as payments_boot
+from services.payments.entrypoints.flask_app import create_app as payments_app
+from services.payments.service_layer.handlers import on_household_registered
+from shared import signing
+from shared.auth import token_hash
+from shared.clock import SHANGHAI, FixedClock
+from shared.events import Envelope, Event
+from tests.helpers import declare, household_payload, publish, running
+
+NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # a Friday inside the 2020 window
+COUNTY, HUAQIAO, BAIYA, TAX = (secrets.token_hex(8) for _ in range(4))
+BANK_SECRET, VILLAGE_SECRET = secrets.token_hex(16), secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def secrets_files(namespace, tmp_path_factory):
+    d = tmp_path_factory.mktemp("secrets")
+    (d / "tokens.json").write_text(json.dumps({"tokens": [
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
+        {"sha256": token_hash(HUAQIAO), "subject": "huaqiao", "role": "township", "county": "东安县", "township": "花桥镇"},
+        {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县", "township": "白牙市镇"},
+        {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "county": "东安县"}]}))
+    (d / "gw.json").write_text(json.dumps({"gateways": [
+        {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank",
+         "channels": ["mobile_app", "online_banking", "pos", "bank_counter", "self_service", "withholding"]},
+        {"id": "village-a", "secret": VILLAGE_SECRET, "kind": "village", "channels": ["village_cash"]}]}))
+    old = {k: os.environ.get(k) for k in ("AUTH_TOKENS_FILE", "GATEWAY_KEYS_FILE")}
+    os.environ["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
+    os.environ["GATEWAY_KEYS_FILE"] = str(d / "gw.json")
+    yield
+    for k, v in old.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture()
+def clock():
+    return FixedClock(NOW)
+
+
+@pytest.fixture()
+def api(secrets_files, clock):
+    return payments_app(clock).test_client()
+
+
+@pytest.fixture(scope="module")
+def pc(secrets_files):
+    """The payments container (its store, its outbox, its event handlers)."""
+    return payments_boot.bootstrap(FixedClock(NOW))
+
+
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def signed(client, path, payload=None, *, raw: bytes | None = None, clock=None, nonce=None, secret=BANK_SECRET,
+           gateway="bank-a", extra=None, content_type="application/json"):
+    body = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
+    ts = str(int((clock.now() if clock else NOW).timestamp()))
+    nonce = nonce or secrets.token_hex(16)
+    h = {"X-Gateway-Id": gateway, "X-Timestamp": ts, "X-Nonce": nonce,
+         "X-Signature": signing.sign(secret, "POST", path, ts, nonce, body), "Content-Type": content_type}
+    h.update(extra or {})
+    return client.post(path, data=body, headers=h)
+
+
+def village(client, path, payload, **kw):
+    return signed(client, path, payload, secret=VILLAGE_SECRET, gateway="village-a", **kw)
+
+
+def register(pc, no, n=3, township="花桥镇", seed=None):
+    """Feed payments' household read model as registry's event would."""
+    p = household_payload(no, township, n=n, seed=seed if seed is not None else abs(hash(no)) % 97)
+    payload = {"household_no": no, "year": 2020, "county": "东安县", "township": township, "village": "花桥村",
+               "head_name": "成员0", "head_phone": "13900001111",
+               "members": [{"person_id": m["id_number"], "name": m["name"], "relation": m["relation"],
+                            "category": "rural"} for m in p["members"]]}
+    on_household_registered(payments_boot.repository(pc), Envelope.new(
+        Event("registry.household.registered", payload), "registry", NOW))
+    return [m["person_id"] for m in payload["members"]]
+
+
+def order(api, no, channel="mobile_app", *, clock=None, client_kw=None, **body):
+    call = village if channel == "village_cash" else signed
+    r = call(api, "/v1/orders", {"household_no": no, "year": 2020, "channel": channel, **body}, clock=clock,
+             extra={"Idempotency-Key": secrets.token_hex(8)})
+    assert r.status_code == 201, r.json
+    return r.json
+
+
+def pay(api, o, *, clock=None, txn=None, proof=None, paid_at=None, gateway="bank-a"):
+    body = {"order_no": o["order_no"], "transaction_id": txn or ("T" + secrets.token_hex(6)),
+            "amount_fen": o["amount_fen"], "paid_at": (paid_at or (clock.now() if clock else NOW)).isoformat()}
+    if proof is not None:
+        body["proof"] = proof
+    call = village if gateway == "village-a" else signed
+    r = call(api, "/v1/notifications", body, clock=clock)
+    assert r.status_code == 200, r.json
+    return {**r.json, "transaction_id": body["transaction_id"]}
+
+
+def outbox_events(doc, etype):
+    return [e for e in (doc or {}).get("_outbox", {}).values() if e["type"] == etype]
+
+
+def entitlement(pc, person_id, category, subsidy_fen, full=False, effective="2019-09-01"):
+    return Envelope.new(Event("subsidy.entitlement.changed", {
+        "person_id": person_id, "year": 2020, "category": category, "subsidy_fen": subsidy_fen,
+        "full_coverage": full, "department": "县民政局" if full else "县扶贫办", "effective_from": effective,
+        "reason": "测试"}), "subsidy", NOW)
+
+
+def deliver(pc, amqp_url, namespace, envs, until):
+    """Publish subsidy events on the real bus and let payments' own consumer take them."""
+    handlers = payments_boot.event_handlers(pc)
+    declare(pc, handlers)
+    for env in envs:
+        env.seq = f"{time.time_ns():020d}"
+        publish(amqp_url, f"{namespace}.events", env.type, json.dumps(env.to_dict()).encode(), env.id)
+        time.sleep(0.002)
+    with running(pc.consumer(handlers)):
+        deadline = time.monotonic() + 20
+        while not until():
+            assert time.monotonic() < deadline, "payments did not consume the subsidy events"
+            time.sleep(0.05)
+
+
+# ---- (a) subsidies in quotes, frozen in orders ----------------------------------------------------
+
+def test_dongan_2020_household_with_a_registered_poor_and_a_tekun_member(api, pc, infra, namespace):
+    """001 三/六: 250 yuan each; registered poor pays 120 (subsidy 130); 特困 fully subsidised."""
+    ids = register(pc, "SUB-0001", n=4)
+    poor, tekun = ids[2], ids[3]
+    db = pc.db
+    deliver(pc, infra.amqp_url, namespace,
+            [entitlement(pc, poor, "建档立卡贫困人口", 13000), entitlement(pc, tekun, "特困供养人员", 0, full=True)],
+            until=lambda: all(db.entitlements.find_one({"_id": f"2020:{p}"}) for p in (poor, tekun)))
+    q = signed(api, "/v1/quotes", {"household_no": "SUB-0001", "year": 2020}).json
+    assert [(l["standard_fen"], l["subsidy_fen"], l["payable_fen"]) for l in q["lines"]] == [
+        (25000, 0, 25000), (25000, 0, 25000), (25000, 13000, 12000), (25000, 25000, 0)]
+    assert (q["standard_fen"], q["subsidy_fen"], q["total_fen"]) == (100000, 38000, 62000)
+    assert q["lines"][2]["category"] == "建档立卡贫困人口" and "*" in q["lines"][2]["id_number"]
+
+    o = order(api, "SUB-0001")
+    assert o["amount_fen"] == 62000
+    # the poor member's identity is withdrawn after the order: the order keeps its amount (fixed at creation)
+    deliver(pc, infra.amqp_url, namespace, [entitlement(pc, poor, None, 0)],
+            until=lambda: len(db.entitlements.find_one({"_id": f"2020:{poor}"})["changes"]) == 2)
+    assert signed(api, "/v1/quotes", {"household_no": "SUB-0001", "year": 2020}).json["total_fen"] == 75000
+    ack = pay(api, o)
+    payment = db.payments.find_one({"_id": "2020:SUB-0001"})
+    confirmed = outbox_events(payment, "payments.payment.confirmed")[0]["payload"]
+    assert confirmed["amount_fen"] == 62000
+    assert [m["payable_fen"] for m in confirmed["members"]] == [25000, 25000, 12000, 0]
+    r = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
+    assert (r["standard_fen"], r["subsidy_fen"], r["amount_fen"]) == (100000, 38000, 62000)
+
+
+def test_an_identity_change_after_payment_is_neither_topped_up_nor_refunded(api, pc, infra, namespace):
+    """001 六: 参保人员缴费后，特殊身份标识发生变化的，不再补退."""
+    ids = register(pc, "SUB-0002", n=2)
+    ack = pay(api, order(api, "SUB-0002"))
+    deliver(pc, infra.amqp_url, namespace, [entitlement(pc, ids[1], "农村低保对象", 13000)],
+            until=lambda: pc.db.entitlements.find_one({"_id": f"2020:{ids[1]}"}))
+    p = pc.db.payments.find_one({"_id": "2020:SUB-0002"})
+    assert p["status"] == "confirmed" and p["amount_fen"] == 50000
+    assert not outbox_events(p, "payments.payment.reversed") and pc.db.reversals.find_one({"_id": ack["order_no"]}) is None
+    assert signed(api, "/v1/quotes", {"household_no": "SUB-0002", "year": 2020}).json["code"] == "HOUSEHOLD_ALREADY_PAID"
+
+
+def test_a_future_entitlement_does_not_apply_before_its_date(api, pc, infra, namespace):
+    ids = register(pc, "SUB-0003", n=1)
+    deliver(pc, infra.amqp_url, namespace, [entitlement(pc, ids[0], "建档立卡贫困人口", 13000, effective="2019-12-01")],
+            until=lambda: pc.db.entitlements.find_one({"_id": f"2020:{ids[0]}"}))
+    assert signed(api, "/v1/quotes", {"household_no": "SUB-0003", "year": 2020}).json["total_fen"] == 25000
+
+
+# ---- whole household, window: refused and nothing written ------------------------------------------
+
+def test_a_split_household_order_is_refused_and_nothing_is_written(api, pc):
+    """001 五: 同一户籍家庭人员不得拆分参保、不得选择性参保."""
+    ids = register(pc, "SPL-0001", n=3)
+    key = "split-key-0001"
+    r = signed(api, "/v1/orders", {"household_no": "SPL-0001", "year": 2020, "channel": "mobile_app",
+                                   "person_ids": ids[:2]}, extra={"Idempotency-Key": key})
+    assert (r.status_code, r.json["code"]) == (400, "HOUSEHOLD_SPLIT")
+    assert r.json["details"]["missing"] == 1 and ids[0] not in json.dumps(r.json)
+    assert pc.db.orders.find_one({"household_key": "2020:SPL-0001"}) is None
+    assert pc.db.idempotency.find_one({"_id": f"bank-a:{key}"}) is None
+    whole = signed(api, "/v1/orders", {"household_no": "SPL-0001", "year": 2020, "channel": "mobile_app",
+                                       "person_ids": ids}, extra={"Idempotency-Key": key})
+    assert whole.status_code == 201 and whole.json["amount_fen"] == 75000
+
+
+def test_an_order_outside_the_window_is_refused_and_nothing_is_written(secrets_files, pc):
+    """001 四: 集中参保缴费期为2019年9月1日至12月31日; mid-year enrolment is not offered here."""
+    register(pc, "WIN-0001")
+    late = FixedClock(datetime(2020, 1, 2, 9, 0, tzinfo=SHANGHAI))
+    r = signed(payments_app(late).test_client(), "/v1/orders",
+               {"household_no": "WIN-0001", "year": 2020, "channel": "mobile_app"}, clock=late,
+               extra={"Idempotency-Key": "late-key-0001"})
+    assert (r.status_code, r.json["code"]) == (422, "WINDOW_CLOSED")
+    assert pc.db.orders.find_one({"household_key": "2020:WIN-0001"}) is None
+
+
+# ---- (b) receipts and the money log -------------------------------------------------------------
+
+def test_one_receipt_per_household_retrievable_and_verifiable_by_number(api, pc):
+    """001 五: 以户为单位开具收据（注明户主、家庭成员姓名、缴费金额、缴费时间）."""
+    register(pc, "RCP-0001", n=3)
+    o = order(api, "RCP-0001", channel="pos")
+    ack = pay(api, o, proof={"terminal_id": "POS-07", "slip_no": "000123"})
+    r = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(HUAQIAO))
+    assert r.status_code == 200
+    rc = r.json
+    assert (rc["head_name"], rc["amount_fen"], rc["channel_name"]) == ("成员0", 75000, "银行POS机")
+    assert [m["name"] for m in rc["members"]] == ["成员0", "成员1", "成员2"]
+    assert all(m["id_number"].count("*") == 8 for m in rc["members"])
+    assert rc["paid_at"] == NOW.isoformat() and rc["proof"] == {"terminal_id": "POS-07", "slip_no": "000123"}
+    assert api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(BAIYA)).json["code"] == "SCOPE_TOWNSHIP"
+    # anyone holding the paper can verify it by number and check code; a wrong code learns nothing
+    v = api.get(f"/v1/receipts/{ack['receipt_no']}/verification?check_code={rc['check_code'].lower()}")
+    assert v.status_code == 200 and v.json["valid"] and v.json["amount_fen"] == 75000
+    assert v.json["head_name"] == "成**" and "members" not in v.json
+    bad = api.get(f"/v1/receipts/{ack['receipt_no']}/verification?check_code=000000000000")
+    unknown = api.get(f"/v1/receipts/RNOPE/verification?check_code={rc['check_code']}")
+    assert bad.status_code == unknown.status_code == 404 and bad.json["code"] == unknown.json["code"]
+    # a second delivery of the notification makes no second receipt or log row
+    pay(api, o, txn=ack["transaction_id"], proof={"terminal_id": "POS-07", "slip_no": "000123"})
+    log = api.get("/v1/money-log?ref=2020:RCP-0001", headers=auth(COUNTY)).json["entries"]
+    assert [(e["action"], e["amount_fen"], e["actor"]) for e in log] == [("confirmed", 75000, "bank-a")]
+    assert api.get(f"/v1/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"][0]["action"] == "order_created"
+    assert api.get("/v1/money-log?ref=x", headers=auth(HUAQIAO)).json["code"] == "ROLE_FORBIDDEN"
+
+
+# ---- (c) channels and their proof ---------------------------------------------------------------
+
+def test_village_cash_collection_names_the_collector_and_the_receipt_book(api, pc):
+    """001 五 / 七(四): 村（社区）收缴, 《湖南省社会保险基金收据》; the proof travels to the receipt."""
+    register(pc, "VIL-0001", n=2)
+    r = signed(api, "/v1/orders", {"household_no": "VIL-0001", "year": 2020, "channel": "village_cash"},
+               extra={"Idempotency-Key": "bank-cash-0001"})
+    assert (r.status_code, r.json["code"]) == (403, "CHANNEL_NOT_ALLOWED")  # a bank is not a village collector
+    o = order(api, "VIL-0001", channel="village_cash")
+    body = {"order_no": o["order_no"], "transaction_id": "C-0001", "amount_fen": 50000, "paid_at": NOW.isoformat(),
+            "proof": {"collector_id": "HQ-C03", "collector_name": "李收款"}}
+    r = village(api, "/v1/notifications", body)
+    assert (r.status_code, r.json["code"]) == (400, "PROOF_MISSING")
+    assert set(r.json["details"]["missing"]) == {"receipt_book_no", "receipt_sheet_no"}
+    assert pc.db.payments.find_one({"_id": "2020:VIL-0001"}) is None
+    body["proof"].update({"receipt_book_no": "湘0012345", "receipt_sheet_no": "07"})
+    ack = village(api, "/v1/notifications", body).json
+    rc = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
+    assert rc["channel"] == "village_cash" and rc["proof"]["receipt_book_no"] == "湘0012345"
+    assert rc["proof"]["collector_name"] == "李收款"
+
+
+@pytest.mark.parametrize("channel, proof", [("bank_counter", {"branch": "东安支行", "voucher_no": "V88"}),
+                                            ("self_service", {"terminal_id": "ATM-2", "slip_no": "S9"}),
+                                            ("online_banking", None)])
+def test_each_channel_keeps_its_proof_of_payment(api, pc, channel, proof):
+    """001 五: 手机APP/网上 → 电子订单; POS/自助终端 → 机打小票; 柜面 → 银行收款凭单."""
+    no = f"CH-{channel}"
+    register(pc, no, n=1)
+    ack = pay(api, order(api, no, channel=channel), proof=proof)
+    assert pc.db.payments.find_one({"_id": f"2020:{no}"})["proof"] == (proof or {})
+    assert ack["status"] == "paid"
+
+
+# ---- (d) bank withholding -------------------------------------------------------------------------
+
+def agree(api, no, account, token=HUAQIAO):
+    return api.post("/v1/withholding/agreements", json={
+        "household_no": no, "year": 2020, "bank": "bank-a", "account_no": account, "account_name": "成员零",
+        "signed_on": "2019-09-10"}, headers=auth(token))
+
+
+def result_file(batch_no, rows):
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["batch_no", "line_no", "order_no", "amount_fen", "result_code", "bank_txn_id", "debited_at", "message"])
+    for r in rows:
+        w.writerow([batch_no, *r])
+    return out.getvalue().encode()
+
+
+def test_withholding_batch_failure_classification_and_retry(api, pc):
+    """002 六(二)1-3: 三方协议; 代扣不成功的名单分类汇总，余额不足的发回各镇，再次代扣."""
+    for i in range(3):
+        register(pc, f"WH-000{i}", n=2, seed=60 + i)
+    for i in range(3):
+        r = agree(api, f"WH-000{i}", f"62220000000000{i:04d}")
+        assert r.status_code == 201 and r.json["account_no"] == f"6222******{i:04d}"[:4] + "*" * 10 + f"{i:04d}"
+    assert agree(api, "WH-0000", "62220000000000999", token=BAIYA).json["code"] == "SCOPE_TOWNSHIP"
+    assert agree(api, "WH-0000", "12ab").json["code"] == "ACCOUNT_NO_INVALID"
+    # other agreements of this module's bank (from other tests) must not leak in: only WH-* are active here
+    b = api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2020}, headers=auth(COUNTY))
+    assert b.status_code == 201, b.json
+    batch = b.json
+    assert batch["count"] == 3 and batch["total_fen"] == 150000
+    assert all("*" in l["account_no"] for l in batch["lines"])
+    f = api.get(f"/v1/withholding/batches/{batch['batch_no']}/file", headers=auth(COUNTY))
+    rows = list(csv.reader(io.StringIO(f.get_data(as_text=True))))
+    assert rows[0] == ["batch_no", "line_no", "order_no", "agreement_no", "account_no", "account_name", "amount_fen"]
+    assert rows[1][4] == "622200000000000000" and rows[-1] == ["TOTAL", batch["batch_no"], "3", "150000"]
+    by_hh = {l["household_no"]: l for l in batch["lines"]}
+    # a household in a batch awaiting its result is not put in a second batch (no double withholding)
+    assert api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2020},
+                    headers=auth(COUNTY)).json["code"] == "BATCH_EMPTY"
+
+    path = f"/v1/withholding/batches/{batch['batch_no']}/results"
+    l0, l1, l2 = by_hh["WH-0000"], by_hh["WH-0001"], by_hh["WH-0002"]
+    # a file whose amount disagrees with the batch is refused whole: nothing is written
+    wrong = result_file(batch["batch_no"], [(l0["line_no"], l0["order_no"], 1, "00", "B1", NOW.isoformat(), ""),
+                                            (l1["line_no"], l1["order_no"], 50000, "51", "", "", "余额不足"),
+                                            (l2["line_no"], l2["order_no"], 50000, "62", "", "", "销户")])
+    r = signed(api, path, raw=wrong, content_type="text/csv")
+    assert (r.status_code, r.json["code"]) == (400, "RESULT_FILE_MISMATCH")
+    assert pc.db.withholding_batches.find_one({"_id": batch["batch_no"]})["status"] == "sent"
+    assert pc.db.payments.find_one({"_id": "2020:WH-0000"}) is None
+
+    good = result_file(batch["batch_no"], [(l0["line_no"], l0["order_no"], 50000, "00", "B1", NOW.isoformat(), ""),
+                                           (l1["line_no"], l1["order_no"], 50000, "51", "", "", "余额不足"),
+                                           (l2["line_no"], l2["order_no"], 50000, "62", "", "", "销户")])
+    r = signed(api, path, raw=good, content_type="text/csv")
+    assert r.status_code == 200, r.json
+    assert (r.json["paid"], r.json["paid_fen"], r.json["failed_by_reason"]) == (
+        1, 50000, {"INSUFFICIENT_BALANCE": 1, "ACCOUNT_CLOSED": 1})
+    paid = pc.db.payments.find_one({"_id": "2020:WH-0000"})
+    assert paid["channel"] == "withholding" and paid["proof"] == {"agreement_no": "WAWH-0000", "batch_no": batch["batch_no"]}
+    failed = [e["payload"] for e in outbox_events(pc.db.withholding_batches.find_one({"_id": batch["batch_no"]}),
+                                                  "payments.withholding.failed")]
+    assert sorted((e["household_no"], e["reason"], e["retryable"], e["township"]) for e in failed) == [
+        ("WH-0001", "INSUFFICIENT_BALANCE", True, "花桥镇"), ("WH-0002", "ACCOUNT_CLOSED", False, "花桥镇")]
+    assert api.get("/v1/withholding/agreements/WH-0002", headers=auth(COUNTY)).json["status"] == "invalid"
+    # the same file again: acknowledged, no second effect; another file: refused
+    again = signed(api, path, raw=good, content_type="text/csv")
+    assert again.status_code == 200 and again.json["paid"] == 1
+    assert len(outbox_events(pc.db.withholding_batches.find_one({"_id": batch["batch_no"]}),
+                             "payments.withholding.failed")) == 2
+    assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:WH-0000"}), "payments.payment.confirmed")) == 1
+    assert signed(api, path, raw=wrong, content_type="text/csv").json["code"] == "RESULT_ALREADY_IMPORTED"
+
+    # the town urged a deposit; the retry batch takes only the insufficient balance again
+    retry = api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2020, "retry_of": batch["batch_no"]},
+                     headers=auth(COUNTY)).json
+    assert [l["household_no"] for l in retry["lines"]] == ["WH-0001"] and retry["retry_of"] == batch["batch_no"]
+    l = retry["lines"][0]
+    r = signed(api, f"/v1/withholding/batches/{retry['batch_no']}/results", content_type="text/csv",
+               raw=result_file(retry["batch_no"], [(l["line_no"], l["order_no"], 50000, "00", "B2", NOW.isoformat(), "")]))
+    assert r.json["paid"] == 1
+    assert pc.db.payments.find_one({"_id": "2020:WH-0001"})["amount_fen"] == 50000
+
+
+# ---- (e, f) reconciliation, audit, remittances -----------------------------------------------------
+
+def test_a_day_reconciled_with_one_missing_and_one_mismatched_transaction(secrets_files, pc):
+    """对账: match by order and transaction; what is missing on either side and amount differences.
+    A reconciled payment is audited at once (001 七(二) 缴款审核) and registry is told."""
+    day = FixedClock(datetime(2019, 11, 18, 9, 0, tzinfo=SHANGHAI))
+    api = payments_app(day).test_client()
+    acks = []
+    for i in range(3):
+        register(pc, f"REC-000{i}", n=1)
+        acks.append(pay(api, order(api, f"REC-000{i}", clock=day), clock=day))
+    stmt = {"date": "2019-11-18", "lines": [
+        {"order_no": acks[0]["order_no"], "transaction_id": acks[0]["transaction_id"], "amount_fen": 25000},
+        {"order_no": acks[1]["order_no"], "transaction_id": acks[1]["transaction_id"], "amount_fen": 24900},
+        {"order_no": "P-UNKNOWN-1", "transaction_id": "TX-9", "amount_fen": 25000}]}
+    r = signed(api, "/v1/reconciliation/statements", stmt, clock=day)
+    assert r.status_code == 200, r.json
+    rep = r.json
+    assert rep["matched"] == [acks[0]["order_no"]] and not rep["balanced"]
+    assert rep["amount_mismatch"] == [{"order_no": acks[1]["order_no"], "platform_fen": 25000,
+                                       "statement_fen": 24900, "difference_fen": -100}]
+    assert [m["order_no"] for m in rep["missing_on_platform"]] == ["P-UNKNOWN-1"]
+    assert [m["order_no"] for m in rep["missing_on_statement"]] == [acks[2]["order_no"]]
+    assert (rep["statement_total_fen"], rep["platform_total_fen"], rep["audited"]) == (74900, 75000, 1)
+    p0 = pc.db.payments.find_one({"_id": "2020:REC-0000"})
+    assert p0["status"] == "audited"
+    audited = outbox_events(p0, "payments.payment.audited")[0]["payload"]
+    assert audited["source"] == "reconciliation" and audited["audited_by"] == "reconciliation:bank-a:2019-11-18"
+    assert pc.db.payments.find_one({"_id": "2020:REC-0001"})["status"] == "confirmed"
+    stored = api.get("/v1/reconciliation/bank-a/2019-11-18", headers=auth(COUNTY)).json
+    assert stored["difference_fen"] == -100
+    # the same statement again audits nothing twice
+    again = signed(api, "/v1/reconciliation/statements", stmt, clock=day).json
+    assert again["audited"] == 0
+    assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:REC-0000"}), "payments.payment.audited")) == 1
+
+
+def test_audits_overdue_after_three_chinese_working_days_and_audit_by_api(secrets_files, pc):
+    """001 七(二): 税务局应于3个工作日内完成缴款审核. Paid Friday 2019-09-27: Sunday 09-29 is a working day
+    (调休), 10-01..07 are the National Day holidays, so the third working day is Tuesday 10-08."""
+    paid_clock = FixedClock(datetime(2019, 9, 27, 15, 0, tzinfo=SHANGHAI))
+    api = payments_app(paid_clock).test_client()
+    register(pc, "AUD-0001", n=2)
+    pay(api, order(api, "AUD-0001", clock=paid_clock), clock=paid_clock)
+
+    def overdue_on(d, token=COUNTY):
+        c = FixedClock(datetime(2019, 10, d, 12, 0, tzinfo=SHANGHAI))
+        return payments_app(c).test_client().get("/v1/audits/overdue?year=2020", headers=auth(token)).json["overdue"]
+
+    assert "AUD-0001" not in [o["household_no"] for o in overdue_on(8)]
+    late = [o for o in overdue_on(9) if o["household_no"] == "AUD-0001"]
+    assert late and late[0]["audit_due"] == "2019-10-08"
+    assert "AUD-0001" not in [o["household_no"] for o in overdue_on(9, BAIYA)]  # other township's staff
+    r = api.post("/v1/payments/2020/AUD-0001/audit", headers=auth(HUAQIAO))
+    assert (r.status_code, r.json["code"]) == (403, "ROLE_FORBIDDEN")
+    r = api.post("/v1/payments/2020/AUD-0001/audit", headers=auth(TAX))
+    assert r.status_code == 200 and r.json["status"] == "audited"
+    assert [h["status"] for h in r.json["history"]] == ["confirmed", "audited"]
+    assert api.post("/v1/payments/2020/AUD-0001/audit", headers=auth(TAX)).json["status"] == "audited"
+    assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:AUD-0001"}), "payments.payment.audited")) == 1
+    assert "AUD-0001" not in [o["household_no"] for o in overdue_on(9)]
+
+
+def test_remittance_summaries_every_three_days(secrets_files, pc):
+    """001 七(四): 要求3天进行一次解款 — periods of 3 days from the window's opening (2019-09-01)."""
+    c = FixedClock(datetime(2019, 9, 3, 11, 0, tzinfo=SHANGHAI))  # period 09-01..09-03
+    api = payments_app(c).test_client()
+    register(pc, "REM-0001", n=2)
+    pay(api, order(api, "REM-0001", clock=c), clock=c)
+    c.set(datetime(2019, 9, 4, 8, 0, tzinfo=SHANGHAI))  # period 09-04..09-06
+    register(pc, "REM-0002", n=1)
+    pay(api, order(api, "REM-0002", clock=c), clock=c)
+    r = api.get("/v1/remittances?year=2020", headers=auth(COUNTY)).json
+    assert r["interval_days"] == 3
+    first, second = r["periods"][0], r["periods"][1]
+    assert (first["period_start"], first["period_end"], first["remit_by"]) == ("2019-09-01", "2019-09-03", "2019-09-04")
+    assert (first["households"], first["amount_fen"], first["by_channel"]) == (1, 50000, {"mobile_app": 50000})
+    assert (second["households"], second["amount_fen"]) == (1, 25000)
+    assert api.get("/v1/remittances?year=2020", headers=auth(BAIYA)).json["periods"][0]["households"] == 0
+
+
+# ---- (f) reversals ----------------------------------------------------------------------------
+
+def test_a_gateway_reversal_revokes_the_enrolment_through_an_event(api, pc):
+    register(pc, "REV-0001", n=2)
+    o = order(api, "REV-0001")
+    ack = pay(api, o)
+    body = {"reversal_id": "RV-1", "order_no": o["order_no"], "transaction_id": ack["transaction_id"],
+            "amount_fen": 49999}
+    r = signed(api, "/v1/reversals", body)
+    assert (r.status_code, r.json["code"]) == (400, "AMOUNT_MISMATCH")
+    assert pc.db.reversals.find_one({"_id": o["order_no"]}) is None
+    body["amount_fen"] = 50000
+    r = signed(api, "/v1/reversals", body)
+    assert r.status_code == 200 and r.json["revokes_enrolment"] and not r.json["duplicate"]
+    assert signed(api, "/v1/reversals", body).json["duplicate"]
+    p = pc.db.payments.find_one({"_id": "2020:REV-0001"})
+    assert p["status"] == "reversed"
+    ev = outbox_events(p, "payments.payment.reversed")
+    assert len(ev) == 1 and ev[0]["payload"]["reason"] == "gateway_reversal" and len(ev[0]["payload"]["person_ids"]) == 2
+    rc = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
+    assert rc["status"] == "reversed"
+    assert not api.get(f"/v1/receipts/{ack['receipt_no']}/verification?check_code={rc['check_code']}").json["valid"]
+    log = api.get(f"/v1/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"]
+    assert ("reversed", -50000) in [(e["action"], e["amount_fen"]) for e in log]
+    assert api.post("/v1/payments/2020/REV-0001/audit", headers=auth(TAX)).json["code"] == "PAYMENT_REVERSED"
+
+
+def test_an_overpayment_is_refunded_without_touching_the_enrolment(api, pc):
+    """A household paid twice (two orders): the second order's money goes back; the household stays paid."""
+    register(pc, "REV-0002", n=1)
+    first, second = order(api, "REV-0002"), order(api, "REV-0002")
+    pay(api, first)
+    dup = pay(api, second)
+    assert dup["status"] == "duplicate_payment"
+    r = signed(api, "/v1/reversals", {"reversal_id": "RV-2", "order_no": second["order_no"],
+                                      "transaction_id": dup["transaction_id"], "amount_fen": 25000})
+    assert r.json["reason"] == "overpayment" and not r.json["revokes_enrolment"]
+    p = pc.db.payments.find_one({"_id": "2020:REV-0002"})
+    assert p["status"] == "confirmed" and p["order_no"] == first["order_no"]
+    assert not outbox_events(p, "payments.payment.reversed")
