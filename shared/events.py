@@ -285,12 +285,19 @@ CATALOGUE: dict[str, EventSpec] = {
 }
 
 
+_SCHEMAS: dict[str, Schema] = {}
+
+
 def validate_payload(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Raises ValidationError for unknown types and bad payloads."""
+    """Raises ValidationError for unknown types and bad payloads (schemas are built once: loading
+    is stateless, and building one costs more than the load itself)."""
     spec = CATALOGUE.get(event_type)
     if spec is None:
         raise ValidationError({"type": [f"unknown event type {event_type}"]})
-    return spec.schema().load(payload)
+    schema = _SCHEMAS.get(event_type)
+    if schema is None:
+        schema = _SCHEMAS[event_type] = spec.schema()
+    return schema.load(payload)
 
 
 def consumed_by(service: str) -> list[str]:

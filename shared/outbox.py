@@ -35,24 +35,28 @@ class OutboxRelay:
         self.stopping = threading.Event()
 
     def run_once(self) -> int:
-        """Publish up to one batch; returns how many events went out."""
+        """Publish up to one batch; returns how many events went out.
+
+        A pointer names one aggregate (`agg`) or, for bulk writes such as a roster import, many
+        (`aggs`, in write order). It is deleted once every aggregate it names has been published.
+        """
         pointers = list(self.db[OUTBOX].find({}).sort("seq", 1).limit(self.batch))
-        groups: "OrderedDict[tuple[str, object], list[dict]]" = OrderedDict()
-        for p in pointers:
-            groups.setdefault((p["coll"], p["agg"]), []).append(p)
+        done: set = set()
         sent = 0
-        for (coll, agg), ptrs in groups.items():
-            doc = self.db[coll].find_one({"_id": agg}, {"_outbox": 1})
-            pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
-            published = []
-            for env in pending:
-                self.publisher.publish(env)  # raises on broker trouble: nothing is marked
-                published.append(env["id"])
-            if published:
-                self.db[coll].update_one({"_id": agg}, {"$unset": {f"_outbox.{i}": "" for i in published}})
-            for eid in {*published, *(p["_id"] for p in ptrs)}:
-                self.db[OUTBOX].delete_one({"_id": eid})
-            sent += len(published)
+        for p in pointers:
+            coll = p["coll"]
+            for agg in p.get("aggs") or [p["agg"]]:
+                if (coll, agg) in done:
+                    continue
+                done.add((coll, agg))
+                doc = self.db[coll].find_one({"_id": agg}, {"_outbox": 1})
+                pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
+                for env in pending:
+                    self.publisher.publish(env)  # raises on broker trouble: nothing is marked
+                if pending:
+                    self.db[coll].update_one({"_id": agg}, {"$unset": {f"_outbox.{e['id']}": "" for e in pending}})
+                sent += len(pending)
+            self.db[OUTBOX].delete_one({"_id": p["_id"]})
         return sent
 
     def sweep(self) -> int:

@@ -26,4 +26,6 @@ def imports(c: Container) -> import_store.ImportStore:
 
 def event_handlers(c: Container):
     repo = repository(c)
-    return {"payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env)}
+    return {"payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env),
+            "payments.payment.audited": lambda env: handlers.on_payment_audited(repo, env),
+            "payments.payment.reversed": lambda env: handlers.on_payment_reversed(repo, env)}

@@ -104,8 +104,8 @@ def test_the_same_household_counted_by_two_events_is_counted_once(namespace):
     """Two different events for one paid household (e.g. a re-published change) count once."""
     c = scoring_boot.bootstrap(FixedClock(NOW))
     repo = scoring_boot.repository(c)
-    assert repo.count_paid_household(2020, "川岩乡", "G1", 4) is True
-    assert repo.count_paid_household(2020, "川岩乡", "G1", 4) is False
+    assert repo.count_paid_household(2020, "川岩乡", "G1", "PG1", 4) is True
+    assert repo.count_paid_household(2020, "川岩乡", "G1", "PG1", 4) is False
     assert c.db.progress.find_one({"_id": "2020:川岩乡"})["persons"] == 4
 
 

@@ -8,6 +8,7 @@ from services.registry.domain.model import Household
 from shared.errors import Conflict, ValidationFailed
 from shared.policy import load_policy
 from shared.config import ROOT
+from shared.events import validate_payload
 from tools.ids import make_id
 
 POLICY = load_policy(ROOT / "policies" / "dongan-2020.json")
@@ -29,6 +30,7 @@ def test_registering_records_one_event_with_every_member():
     [ev] = hh.events
     assert ev.type == "registry.household.registered"
     assert len(ev.payload["members"]) == 3 and ev.payload["county"] == "东安县"
+    validate_payload(ev.type, ev.payload)  # the bulk import relies on this (it skips re-validation)
 
 
 @pytest.mark.parametrize("over, code", [

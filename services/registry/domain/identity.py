@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import re
+from functools import lru_cache
 
 from stdnum import numdb
 from stdnum.cn import ric
@@ -50,6 +51,7 @@ def parse_resident_id(raw: str, *, field: str = "id_number", today: date | None 
     return ResidentId(number, birth, sex)
 
 
+@lru_cache(maxsize=4096)
 def _known_region(code: str) -> bool:
     """Any county-level code that has ever been assigned (python-stdnum's GB/T 2260 table)."""
     return any("county" in props for _part, props in numdb.get("cn/loc").info(code))

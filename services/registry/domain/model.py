@@ -84,22 +84,51 @@ class Household:
                         for m in members]}))
         return hh
 
+    @property
+    def locked(self) -> bool:
+        """After payment registration (缴费登记) no change (异动) may touch this year's record."""
+        return self.enrolment.get("status") in ("paid", "confirmed")
+
     def record_payment(self, order_no: str, person_ids: list[str], paid_at: str) -> bool:
         """Mark the whole household paid for its year. Returns False when already recorded (redelivery)."""
         current = self.enrolment.get("order_no")
-        if current == order_no:
+        if current == order_no and self.enrolment.get("status") != "revoked":
             return False
-        if current is not None:
+        if current is not None and self.enrolment.get("status") != "revoked":
             raise Conflict("ALREADY_PAID", "该户本年度已缴费", {"order_no": current})
+        if current == order_no:  # a reversed order does not come back
+            return False
         ours = {m.person_id for m in self.members}
         if set(person_ids) != ours:  # 不得拆分参保、不得选择性参保
             raise ValidationFailed("SPLIT_HOUSEHOLD", "缴费人员与户内成员不一致，不得拆分或选择性参保",
                                    {"paid": len(person_ids), "members": len(ours)})
         self.enrolment = {"status": "paid", "order_no": order_no, "paid_at": paid_at}
+        self._set_status("paid", order_no)
+        return True
+
+    def record_audit(self, order_no: str, audited_at: str) -> bool:
+        """paid → confirmed once the tax bureau's audit is done (001 七(二): 县医保局确认完成参保登记和缴费登记)."""
+        if self.enrolment.get("order_no") != order_no:
+            raise Conflict("ORDER_MISMATCH", "审核的订单不是该户本年度的缴费订单",
+                           {"order_no": order_no, "current": self.enrolment.get("order_no")})
+        if self.enrolment.get("status") != "paid":
+            return False  # already confirmed, or revoked meanwhile
+        self.enrolment = {**self.enrolment, "status": "confirmed", "audited_at": audited_at}
+        self._set_status("confirmed", order_no)
+        return True
+
+    def record_reversal(self, order_no: str, reason: str, reversed_at: str) -> bool:
+        """The money went back (gateway reversal, overpayment): the enrolment it paid for is revoked."""
+        if self.enrolment.get("order_no") != order_no or self.enrolment.get("status") == "revoked":
+            return False
+        self.enrolment = {**self.enrolment, "status": "revoked", "reversal_reason": reason, "reversed_at": reversed_at}
+        self._set_status("revoked", order_no)
+        return True
+
+    def _set_status(self, status: str, order_no: str) -> None:
         for m in self.members:
-            m.status = "paid"
+            m.status = "registered" if status == "revoked" else status
         self.events.append(Event("registry.enrolment.changed", {
             "household_no": self.household_no, "year": self.year, "county": self.county,
-            "township": self.township, "village": self.village, "status": "paid",
+            "township": self.township, "village": self.village, "status": status,
             "person_ids": [m.person_id for m in self.members], "order_no": order_no}))
-        return True

@@ -38,15 +38,32 @@ def get_household(repo: HouseholdRepository, year: int, household_no: str, princ
 def on_payment_confirmed(repo: HouseholdRepository, env: Envelope) -> None:
     """payments.payment.confirmed → the whole household is paid for the year (→ enrolment.changed)."""
     p = env.payload
+    _apply(repo, env, lambda hh: hh.record_payment(p["order_no"], [m["person_id"] for m in p["members"]], p["paid_at"]))
+
+
+def on_payment_audited(repo: HouseholdRepository, env: Envelope) -> None:
+    """payments.payment.audited → enrolment confirmed (paid → confirmed)."""
+    p = env.payload
+    _apply(repo, env, lambda hh: hh.record_audit(p["order_no"], p["audited_at"]))
+
+
+def on_payment_reversed(repo: HouseholdRepository, env: Envelope) -> None:
+    """payments.payment.reversed → the enrolment that payment bought is revoked."""
+    p = env.payload
+    _apply(repo, env, lambda hh: hh.record_reversal(p["order_no"], p["reason"], p["reversed_at"]))
+
+
+def _apply(repo: HouseholdRepository, env: Envelope, change) -> None:
+    p = env.payload
     hh = repo.get(p["year"], p["household_no"])
     if hh is None:
         raise LookupError(f"household {p['household_no']} not registered yet")  # retried: may be a race
     try:
-        changed = hh.record_payment(p["order_no"], [m["person_id"] for m in p["members"]], p["paid_at"])
+        changed = change(hh)
     except DomainError as e:
         raise PermanentFailure(f"{e.code}: {e.message}") from e
     if changed:
-        repo.save_payment(hh, causation_id=env.id, correlation_id=env.correlation_id)
+        repo.save_enrolment(hh, causation_id=env.id, correlation_id=env.correlation_id)
 
 
 def village_roster(repo: HouseholdRepository, year: int, township: str, village: str):

@@ -55,40 +55,64 @@ class ProblemSink:
 
 def run_import(repo, policy: PolicyYear, year: int, rows: Iterable[tuple[int, dict[str, str]]], *,
                principal: Principal | None, sink: ProblemSink, batch_size: int = 500,
-               on_batch: Callable[[ImportReport], None] | None = None, correlation_id: str | None = None) -> ImportReport:
+               on_batch: Callable[[ImportReport], None] | None = None,
+               correlation_id: str | None = None) -> ImportReport:
+    """Validation of batch N+1 overlaps the store writes of batch N (one batch in flight, in order,
+    so duplicate checks across batches still see every earlier write)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     report = ImportReport()
     households = group_households(_count(rows, report))
-    while True:
-        batch = list(islice(households, batch_size))
-        if not batch:
-            break
-        valid: list[tuple[HouseholdRows, Household]] = []
-        for hr in batch:
-            problems = list(hr.problems)
-            if not problems and principal is not None and principal.role == "township" and hr.township != principal.township:
-                problems.append(RowProblem(hr.first_row, "township", "SCOPE_TOWNSHIP", "无权导入其他乡镇的人员", hr.household_no))
-            if not problems:
-                try:
-                    valid.append((hr, Household.register(policy, hr.as_registration(year))))
-                    continue
-                except DomainError as e:
-                    problems.append(domain_problem(hr, e))
-            _reject(report, problems)
-        outcome = add_batch(repo, [hh for _, hh in valid], correlation_id) if valid else {}
-        for hr, hh in valid:
-            status, err = outcome[hh.household_no]
-            if status == "created":
-                report.households_created += 1
-                report.persons_created += len(hh.members)
-            elif status == "unchanged":
-                report.households_unchanged += 1
-            else:
-                _reject(report, [domain_problem(hr, err)])
-        sink.flush(report)
-        if on_batch:
-            on_batch(report)
+    in_flight = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
+        while True:
+            batch = list(islice(households, batch_size))
+            valid = _validate(batch, policy, year, principal, report) if batch else []
+            if in_flight is not None:
+                _record(report, *in_flight[0], in_flight[1].result())
+                sink.flush(report)
+                if on_batch:
+                    on_batch(report)
+                in_flight = None
+            if not batch:
+                break
+            future = writer.submit(add_batch, repo, [hh for _, hh in valid], correlation_id, True) if valid else None
+            in_flight = ((valid,), future) if future else None
+            if future is None:
+                sink.flush(report)
+                if on_batch:
+                    on_batch(report)
     sink.flush(report, final=True)
     return report
+
+
+def _validate(batch: list[HouseholdRows], policy: PolicyYear, year: int, principal: Principal | None,
+              report: ImportReport) -> list[tuple[HouseholdRows, Household]]:
+    valid = []
+    for hr in batch:
+        problems = list(hr.problems)
+        if not problems and principal is not None and principal.role == "township" and hr.township != principal.township:
+            problems.append(RowProblem(hr.first_row, "township", "SCOPE_TOWNSHIP", "无权导入其他乡镇的人员", hr.household_no))
+        if not problems:
+            try:
+                valid.append((hr, Household.register(policy, hr.as_registration(year))))
+                continue
+            except DomainError as e:
+                problems.append(domain_problem(hr, e))
+        _reject(report, problems)
+    return valid
+
+
+def _record(report: ImportReport, valid: list[tuple[HouseholdRows, Household]], outcome) -> None:
+    for hr, hh in valid:
+        status, err = outcome[hh.household_no]
+        if status == "created":
+            report.households_created += 1
+            report.persons_created += len(hh.members)
+        elif status == "unchanged":
+            report.households_unchanged += 1
+        else:
+            _reject(report, [domain_problem(hr, err)])
 
 
 def _reject(report: ImportReport, problems: list[RowProblem]) -> None:

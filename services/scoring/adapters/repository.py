@@ -12,10 +12,19 @@ class ProgressRepository:
     def __init__(self, db):
         self.db = db
 
-    def count_paid_household(self, year: int, township: str, household_no: str, persons: int) -> bool:
-        return count_once(self.db, PROGRESS, f"{year}:{township}", f"paid:{year}:{household_no}",
+    def count_paid_household(self, year: int, township: str, household_no: str, order_no: str, persons: int) -> bool:
+        """Once per household payment (keyed by its order): a redelivery never counts twice."""
+        return count_once(self.db, PROGRESS, f"{year}:{township}", f"paid:{year}:{household_no}:{order_no}",
                           {"persons": persons, "households": 1}, {"township": township, "persons": persons},
                           on_insert={"year": year, "township": township})
+
+    def uncount_revoked_household(self, year: int, township: str, household_no: str, order_no: str,
+                                  persons: int) -> bool:
+        """A reversed payment takes its persons back out, once, and only if they were counted."""
+        if not self.db[f"{PROGRESS}_facts"].find_one({"_id": f"paid:{year}:{household_no}:{order_no}"}):
+            return False
+        return count_once(self.db, PROGRESS, f"{year}:{township}", f"revoked:{year}:{household_no}:{order_no}",
+                          {"persons": -persons, "households": -1}, {"township": township, "persons": -persons})
 
     def counters(self, year: int, townships: list[str]) -> dict[str, dict]:
         out = {}

@@ -11,7 +11,10 @@ from ..domain.progress import progress_table
 def on_enrolment_changed(repo: ProgressRepository, env: Envelope) -> None:
     p = env.payload
     if p["status"] == "paid":
-        repo.count_paid_household(p["year"], p["township"], p["household_no"], len(p["person_ids"]))
+        repo.count_paid_household(p["year"], p["township"], p["household_no"], p["order_no"], len(p["person_ids"]))
+    elif p["status"] == "revoked":
+        repo.uncount_revoked_household(p["year"], p["township"], p["household_no"], p["order_no"],
+                                       len(p["person_ids"]))
 
 
 def progress(repo: ProgressRepository, policy: PolicyYear, year: int):

@@ -1,0 +1,86 @@
+"""Corrections and enrolment status.
+
+- 001_93f5b63ac6b4a653.txt 七(一): 县医保局要在3个工作日内完成医保系统信息修改 (3 working days, counting the
+  National Day holiday and the make-up workdays 调休).
+- 001 七(二): 税务局3个工作日内完成缴款审核……由县医保局确认完成参保登记和缴费登记 (paid → confirmed);
+  在办理了缴费登记后，不允许办理异动 (locked after payment registration).
+"""
+from datetime import date, datetime
+
+import pytest
+
+from services.registry.domain.corrections import Correction, due
+from services.registry.domain.model import Household
+from shared.clock import SHANGHAI
+from shared.config import ROOT
+from shared.errors import Conflict, ValidationFailed
+from shared.policy import load_policy
+from shared.workdays import add_working_days
+from tests.unit.test_household import household
+
+POLICY = load_policy(ROOT / "policies" / "dongan-2020.json")
+
+
+def at(*a):
+    return datetime(*a, tzinfo=SHANGHAI)
+
+
+def test_three_working_days_skip_the_national_day_holiday():
+    # filed Monday 2019-09-30; Oct 1-7 is the holiday; Oct 8, 9, 10 are the three working days
+    assert due(at(2019, 9, 30, 16, 0)) == at(2019, 10, 10, 23, 59, 59, 999999)
+
+
+def test_make_up_workdays_count_as_working_days():
+    # Saturday 2019-10-12 was a make-up workday (调休): filed Thursday Oct 10 → Oct 11, 12, 14
+    assert add_working_days(date(2019, 10, 10), 3) == date(2019, 10, 14)
+    # an ordinary weekend does not count: filed Thursday Nov 14 → Nov 15, 18, 19
+    assert add_working_days(date(2019, 11, 14), 3) == date(2019, 11, 19)
+
+
+def test_a_correction_is_overdue_only_after_its_third_working_day():
+    hh = Household.register(POLICY, household())
+    c = Correction.file("C1", hh, hh.members[1].person_id, {"name": "乙改"}, "姓名错字", "baiya", at(2019, 9, 30, 16))
+    assert not c.is_overdue(at(2019, 10, 10, 23, 0))
+    assert c.is_overdue(at(2019, 10, 11, 0, 1))
+    c.decide(True, "county", at(2019, 10, 11, 9), None)
+    assert not c.is_overdue(at(2019, 10, 20))
+    with pytest.raises(Conflict):
+        c.decide(False, "county", at(2019, 10, 12), None)
+
+
+def test_corrections_name_allowed_fields_of_a_member_of_the_household():
+    hh = Household.register(POLICY, household())
+    with pytest.raises(ValidationFailed) as e:
+        Correction.file("C2", hh, None, {"salary": 1}, "x", "baiya", at(2019, 10, 8))
+    assert e.value.code == "CORRECTION_FIELDS"
+    with pytest.raises(ValidationFailed) as e:
+        Correction.file("C3", hh, "43112219990101001X", {"name": "x"}, "x", "baiya", at(2019, 10, 8))
+    assert e.value.code == "PERSON_NOT_IN_HOUSEHOLD"
+
+
+def paid_household():
+    hh = Household.register(POLICY, household())
+    hh.events.clear()
+    hh.record_payment("P1", [m.person_id for m in hh.members], "2019-11-01T10:00:00+08:00")
+    return hh
+
+
+def test_audit_confirms_a_paid_household_once():
+    hh = paid_household()
+    assert hh.record_audit("P1", "2019-11-04T10:00:00+08:00") is True
+    assert {m.status for m in hh.members} == {"confirmed"} and hh.enrolment["status"] == "confirmed"
+    assert hh.record_audit("P1", "2019-11-04T10:00:00+08:00") is False
+    assert [e.payload["status"] for e in hh.events] == ["paid", "confirmed"]
+    with pytest.raises(Conflict):
+        hh.record_audit("P-OTHER", "2019-11-04T10:00:00+08:00")
+
+
+def test_a_reversal_revokes_the_enrolment_and_the_household_may_pay_again():
+    hh = paid_household()
+    assert hh.locked
+    assert hh.record_reversal("P1", "gateway_reversal", "2019-11-02T10:00:00+08:00") is True
+    assert not hh.locked and {m.status for m in hh.members} == {"registered"}
+    assert hh.record_reversal("P1", "gateway_reversal", "2019-11-02T10:00:00+08:00") is False
+    assert hh.record_payment("P1", [m.person_id for m in hh.members], "2019-11-03T10:00:00+08:00") is False
+    assert hh.record_payment("P2", [m.person_id for m in hh.members], "2019-11-03T10:00:00+08:00") is True
+    assert [e.payload["status"] for e in hh.events] == ["paid", "revoked", "paid"]
