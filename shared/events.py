@@ -90,6 +90,25 @@ class HouseholdRegisteredSchema(Schema):
     members = fields.List(fields.Nested(MemberSchema), required=True, validate=validate.Length(min=1))
 
 
+class HouseholdChangedSchema(HouseholdRegisteredSchema):
+    """registry.household.changed: a household's members or place changed (异动 or an approved
+    correction); the payload is the whole new snapshot, so a consumer simply replaces its copy."""
+    change = fields.String(required=True, validate=validate.OneOf(
+        ["birth", "death", "move_in", "move_out", "correction"]))
+    reason = fields.String(load_default="")
+
+
+class CorrectionOverdueSchema(Schema):
+    """registry.correction.overdue: a correction was not handled within 3 working days (001 七(一))."""
+    correction_id = fields.String(required=True)
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    township = fields.String(required=True)
+    village = fields.String(required=True)
+    filed_at = fields.String(required=True)
+    due_at = fields.String(required=True)
+
+
 class PaidMemberSchema(Schema):
     person_id = fields.String(required=True)
     name = fields.String(required=True)
@@ -265,6 +284,10 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="A household and its members registered for a policy year; payments keeps a read model."),
         EventSpec("payments.payment.confirmed", PaymentConfirmedSchema, "payments", ("registry", "notices", "subsidy"),
                   doc="A household payment was confirmed by a signed gateway notification."),
+        EventSpec("registry.household.changed", HouseholdChangedSchema, "registry", ("payments", "subsidy"),
+                  doc="A household changed (birth, death, move in/out, approved correction): the new snapshot."),
+        EventSpec("registry.correction.overdue", CorrectionOverdueSchema, "registry", ("notices",),
+                  doc="A roster correction passed its 3-working-day limit unhandled."),
         EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),

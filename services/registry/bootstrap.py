@@ -4,6 +4,7 @@ from __future__ import annotations
 from shared.clock import Clock
 from shared.container import Container
 
+from .adapters import corrections as correction_store
 from .adapters import imports as import_store
 from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, HouseholdRepository
 from .service_layer import handlers
@@ -12,12 +13,16 @@ SERVICE = "registry"
 
 
 def bootstrap(clock: Clock | None = None) -> Container:
-    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS,
-                           indexes=INDEXES + import_store.INDEXES)
+    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (correction_store.CORRECTIONS,),
+                           indexes=INDEXES + import_store.INDEXES + correction_store.INDEXES)
 
 
 def repository(c: Container) -> HouseholdRepository:
     return HouseholdRepository(c.db, c.outbox)
+
+
+def corrections(c: Container) -> correction_store.CorrectionRepository:
+    return correction_store.CorrectionRepository(c.db, c.outbox)
 
 
 def imports(c: Container) -> import_store.ImportStore:

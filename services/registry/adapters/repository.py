@@ -90,6 +90,38 @@ class HouseholdRepository:
             raise
         hh.events.clear()
 
+    def save_change(self, hh: Household, added: list[Member] = (), removed: list[Member] = (),
+                    moved: tuple[str, str] | None = None, correlation_id: str | None = None) -> None:
+        """Members in and out (claims follow them), then the household with its changed event.
+
+        `moved`: (old, new) ID number of a corrected person, whose claim moves to the new number.
+        """
+        key = household_key(hh.year, hh.household_no)
+        claimed = []
+        try:
+            for pid in [m.person_id for m in added] + ([moved[1]] if moved else []):
+                claim = {"_id": f"{hh.year}:{pid}", "household": key, "township": hh.township, "village": hh.village}
+                if not insert_once(self.db[PERSONS], claim):
+                    other = self.db[PERSONS].find_one({"_id": claim["_id"]})
+                    if other["household"] != key:
+                        owner = self.db[HOUSEHOLDS].find_one({"_id": other["household"]}, {"township": 1, "village": 1})
+                        if owner is not None:
+                            raise Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {
+                                "person_id": pid, "township": owner["township"], "village": owner["village"]})
+                        self.db[PERSONS].replace_one({"_id": claim["_id"]}, claim)
+                claimed.append(claim["_id"])
+            doc = to_doc(hh)
+            self.outbox.update(HOUSEHOLDS, key, {"$set": {"members": doc["members"], "village": hh.village,
+                                                         "head_phone": hh.head_phone}},
+                               hh.events, correlation_id=correlation_id)
+        except Exception:
+            for pid in claimed:
+                self.db[PERSONS].delete_one({"_id": pid})
+            raise
+        for pid in [m.person_id for m in removed] + ([moved[0]] if moved else []):
+            self.db[PERSONS].delete_one({"_id": f"{hh.year}:{pid}"})
+        hh.events.clear()
+
     def save_enrolment(self, hh: Household, causation_id: str, correlation_id: str) -> None:
         doc = to_doc(hh)
         self.outbox.update(HOUSEHOLDS, doc["_id"], {"$set": {"enrolment": doc["enrolment"], "members": doc["members"]}},

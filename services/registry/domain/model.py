@@ -84,6 +84,66 @@ class Household:
                         for m in members]}))
         return hh
 
+    def _snapshot(self) -> dict[str, Any]:
+        return {"household_no": self.household_no, "year": self.year, "county": self.county,
+                "township": self.township, "village": self.village, "head_name": self.head.name,
+                "head_phone": self.head_phone,
+                "members": [{"person_id": m.person_id, "name": m.name, "relation": m.relation, "category": m.category}
+                            for m in self.members]}
+
+    def _check_unlocked(self) -> None:
+        if self.locked:  # 001 七(二): 在办理了缴费登记后，不允许办理异动
+            raise Conflict("LOCKED_AFTER_PAYMENT", "该户本年度已办理缴费登记，不允许办理异动",
+                           {"household_no": self.household_no, "year": self.year})
+
+    def add_member(self, m: dict[str, Any], kind: str, reason: str = "") -> Member:
+        """A birth or a move into the household (异动), before payment registration only."""
+        self._check_unlocked()
+        rid = parse_resident_id(m["id_number"], field="member.id_number")
+        check_declared(rid, m.get("birth_date"), m.get("sex"), field="member.id_number")
+        if any(x.person_id == rid.number for x in self.members):
+            raise ValidationFailed("DUPLICATE_IN_HOUSEHOLD", "同一户内身份证号码重复", {"field": "member.id_number"})
+        if m["relation"] == "户主":
+            raise ValidationFailed("HEAD_REQUIRED", "每户必须有且只有一名户主", {"heads": 2})
+        member = Member(rid.number, m["name"], m["relation"], m.get("category", "rural"), rid.birth_date, rid.sex)
+        self.members.append(member)
+        self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": kind, "reason": reason}))
+        return member
+
+    def remove_member(self, person_id: str, kind: str, reason: str = "") -> Member:
+        """A death or a move out (异动), before payment registration only; the head cannot leave
+        without a new head (that is a household split or merge)."""
+        self._check_unlocked()
+        member = next((m for m in self.members if m.person_id == person_id), None)
+        if member is None:
+            raise ValidationFailed("PERSON_NOT_IN_HOUSEHOLD", "该人员不在此户", {"household_no": self.household_no})
+        if member.relation == "户主":
+            raise ValidationFailed("HEAD_REQUIRED", "户主不能直接移出，请先变更户主", {"heads": 0})
+        self.members.remove(member)
+        self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": kind, "reason": reason}))
+        return member
+
+    def apply_correction(self, person_id: str | None, changes: dict[str, Any], reason: str) -> None:
+        """An approved correction (信息更正) of registration errors; the ID number itself is corrected
+        through the repository, which moves the person's claim."""
+        target = next((m for m in self.members if m.person_id == person_id), None) if person_id else None
+        for k, v in changes.items():
+            if k == "village":
+                self.village = v
+            elif k == "head_phone":
+                self.head_phone = v
+            elif target is None:
+                raise ValidationFailed("CORRECTION_FIELDS", "更正人员信息时须指明人员", {"field": k})
+            elif k == "id_number":
+                rid = parse_resident_id(v, field="changes.id_number")
+                target.person_id, target.birth_date, target.sex = rid.number, rid.birth_date, rid.sex
+            elif k == "birth_date":
+                target.birth_date = date.fromisoformat(v) if isinstance(v, str) else v
+            else:
+                setattr(target, k, v)
+        self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": "correction",
+                                                                "reason": reason}))
+
     @property
     def locked(self) -> bool:
         """After payment registration (缴费登记) no change (异动) may touch this year's record."""

@@ -16,7 +16,8 @@ from .. import bootstrap as boot
 from ..domain.model import Household
 from ..service_layer import handlers
 from ..adapters.roster_files import write_csv, write_xlsx
-from .schemas import HouseholdIn, HouseholdOut, ImportOut, ProblemsOut
+from .schemas import (ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, HouseholdIn, HouseholdOut,
+                      ImportOut, ProblemsOut)
 
 STAFF = ("county", "township")
 
@@ -48,6 +49,45 @@ def create_app(clock: Clock | None = None) -> Flask:
         return render(handlers.get_household(repo, int(year), household_no, principal))
 
     imports = boot.imports(c)
+    corrections = boot.corrections(c)
+
+    def year_of(text: str) -> int:
+        if not text.isdigit():
+            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": text})
+        return int(text)
+
+    @api.route("/v1/households/{year}/{household_no}/changes", "POST", summary="办理异动（出生、死亡、迁入、迁出）",
+               roles=STAFF, body=ChangeIn, response=HouseholdOut)
+    def change(principal, data, year, household_no):
+        return render(handlers.change_household(repo, year_of(year), household_no, data, principal, correlation_id.get()))
+
+    def render_correction(x) -> dict:
+        return {"correction_id": x.correction_id, "household_no": x.household_no, "year": x.year,
+                "township": x.township, "village": x.village, "id_number": mask_id(x.person_id),
+                "changes": {k: (mask_id(v) if k == "id_number" else mask_phone(v) if k == "head_phone" else v)
+                            for k, v in x.changes.items()},
+                "reason": x.reason, "status": x.status, "filed_at": x.filed_at.isoformat(),
+                "due_at": x.due_at.isoformat(), "overdue": x.is_overdue(c.clock.now())}
+
+    @api.route("/v1/corrections", "POST", summary="提交信息更正申请（乡镇报县医保局，3个工作日内办结）", roles=STAFF,
+               body=CorrectionIn, response=CorrectionOut, status=201)
+    def file_correction(principal, data):
+        return render_correction(handlers.file_correction(repo, corrections, c.clock, data, principal))
+
+    @api.route("/v1/corrections", "GET", summary="更正申请列表（可筛选未办结、已逾期）", roles=STAFF, response=CorrectionList,
+               query=[{"name": "status", "in": "query", "schema": {"type": "string"}},
+                      {"name": "overdue", "in": "query", "schema": {"type": "boolean"}}])
+    def list_corrections(principal):
+        items = corrections.listing(request.args.get("status"), principal.township if principal.role == "township" else None)
+        if request.args.get("overdue") in ("1", "true"):
+            items = [x for x in items if x.is_overdue(c.clock.now())]
+        return {"corrections": [render_correction(x) for x in items]}
+
+    @api.route("/v1/corrections/{correction_id}/decision", "POST", summary="县医保局审批更正申请", roles=("county",),
+               body=DecisionIn, response=CorrectionOut)
+    def decide(principal, data, correction_id):
+        return render_correction(handlers.decide_correction(repo, corrections, c.clock, correction_id, data["approve"],
+                                                            data["note"], principal, correlation_id.get()))
 
     def render_import(doc: dict) -> dict:
         return {"import_id": doc["_id"], "status": doc["status"], "file_name": doc["file_name"], "year": doc["year"],

@@ -65,3 +65,43 @@ class ProblemsOut(Schema):
     import_id = fields.String()
     page = fields.Integer()
     problems = fields.List(fields.Nested(ProblemOut))
+
+
+class ChangeIn(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(["birth", "death", "move_in", "move_out"]),
+                         metadata={"description": "异动类型：出生、死亡、迁入、迁出"})
+    member = fields.Nested(MemberIn, load_default=None)
+    id_number = fields.String(load_default=None, metadata={"description": "移出人员的身份证号码"})
+    reason = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+class CorrectionIn(Schema):
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    id_number = fields.String(load_default=None, metadata={"description": "被更正人员（人员信息更正时必填）"})
+    changes = fields.Dict(required=True, metadata={"description": "name, id_number, relation, category, birth_date, sex, village, head_phone"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class DecisionIn(Schema):
+    approve = fields.Boolean(required=True)
+    note = fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+class CorrectionOut(Schema):
+    correction_id = fields.String()
+    household_no = fields.String()
+    year = fields.Integer()
+    township = fields.String()
+    village = fields.String()
+    id_number = fields.String(allow_none=True, metadata={"description": "masked"})
+    changes = fields.Dict()
+    reason = fields.String()
+    status = fields.String()
+    filed_at = fields.String()
+    due_at = fields.String()
+    overdue = fields.Boolean()
+
+
+class CorrectionList(Schema):
+    corrections = fields.List(fields.Nested(CorrectionOut))

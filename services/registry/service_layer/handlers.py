@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from shared.auth import Principal
 from shared.bus import PermanentFailure
-from shared.errors import DomainError, NotFound
+from shared.errors import Conflict, DomainError, NotFound, ValidationFailed
 from shared.events import Envelope
 from shared.policy import PolicyYear
 
 from ..adapters.repository import HouseholdRepository
+from ..domain.corrections import Correction
 from ..domain.model import Household
 from ..domain.roster import CATEGORY_LABELS
 
@@ -75,3 +77,62 @@ def village_roster(repo: HouseholdRepository, year: int, township: str, village:
             yield [hh.household_no, hh.township, hh.village, m.name, m.person_id, sexes[m.sex],
                    m.birth_date.isoformat(), m.relation, CATEGORY_LABELS.get(m.category, m.category),
                    hh.head_phone if m.relation == "户主" else ""]
+
+
+# ---- changes (异动) and corrections (信息更正) ------------------------------------------------
+
+def change_household(repo: HouseholdRepository, year: int, household_no: str, data: dict,
+                     principal: Principal | None, correlation_id: str | None = None) -> Household:
+    hh = get_household(repo, year, household_no, principal)
+    kind = data["kind"]
+    if kind in ("birth", "move_in"):
+        if not data.get("member"):
+            raise ValidationFailed("MEMBER_REQUIRED", "新增人员须提供人员信息", {"kind": kind})
+        added = hh.add_member(data["member"], kind, data.get("reason", ""))
+        repo.save_change(hh, added=[added], correlation_id=correlation_id)
+    else:
+        if not data.get("id_number"):
+            raise ValidationFailed("MEMBER_REQUIRED", "移出人员须提供身份证号码", {"kind": kind})
+        removed = hh.remove_member(data["id_number"], kind, data.get("reason", ""))
+        repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
+    return hh
+
+
+def file_correction(repo: HouseholdRepository, corrections, clock, data: dict, principal: Principal) -> Correction:
+    hh = get_household(repo, data["year"], data["household_no"], principal)
+    c = Correction.file("C" + uuid.uuid4().hex[:16], hh, data.get("id_number"), data["changes"], data["reason"],
+                        principal.subject, clock.now())
+    corrections.add(c)
+    return c
+
+
+def decide_correction(repo: HouseholdRepository, corrections, clock, correction_id: str, approve: bool,
+                      note: str | None, principal: Principal, correlation_id: str | None = None) -> Correction:
+    """County staff approve (the change is applied to the household) or reject a correction."""
+    c = corrections.get(correction_id)
+    if c is None:
+        raise NotFound("CORRECTION_NOT_FOUND", "更正申请不存在", {"correction_id": correction_id})
+    c.decide(approve, principal.subject, clock.now(), note)
+    if approve:
+        hh = get_household(repo, c.year, c.household_no, None)
+        old = c.person_id
+        hh.apply_correction(c.person_id, c.changes, c.reason)
+        new = c.changes.get("id_number")
+        repo.save_change(hh, moved=(old, hh_member_id(hh, new)) if new else None, correlation_id=correlation_id)
+    if not corrections.decide(c):
+        raise Conflict("CORRECTION_DECIDED", "该更正申请已处理", {"correction_id": correction_id})
+    return c
+
+
+def hh_member_id(hh: Household, raw: str) -> str:
+    return next(m.person_id for m in hh.members if m.person_id == raw.strip().upper())
+
+
+def report_overdue_corrections(corrections, clock) -> int:
+    """Publish each overdue correction once (the flag and the event are one write)."""
+    n = 0
+    for c in corrections.listing("open", None):
+        if c.is_overdue(clock.now()) and not c.overdue_reported:
+            corrections.report_overdue(c)
+            n += 1
+    return n

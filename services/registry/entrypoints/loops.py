@@ -1,4 +1,4 @@
-"""The worker loop that runs uploaded roster imports one at a time."""
+"""Background loops of the registry worker: roster imports, overdue corrections."""
 from __future__ import annotations
 
 import logging
@@ -23,3 +23,15 @@ def import_loop(c, poll_s: float = 1.0) -> None:
         except Exception:  # noqa: BLE001 — a failed job is marked failed; the loop goes on
             log.exception("roster import failed")
             time.sleep(poll_s)
+
+
+def overdue_loop(c, every_s: float = 60.0) -> None:
+    """Publishes corrections that passed their 3-working-day limit (once each)."""
+    from ..service_layer.handlers import report_overdue_corrections
+    corrections = boot.corrections(c)
+    while True:
+        try:
+            report_overdue_corrections(corrections, c.clock)
+        except Exception:  # noqa: BLE001
+            log.exception("overdue corrections check failed")
+        time.sleep(every_s)

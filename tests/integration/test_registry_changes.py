@@ -1,0 +1,145 @@
+"""Changes (异动) and corrections on the real store.
+
+- 001_93f5b63ac6b4a653.txt 七(二): 在办理了缴费登记后，不允许办理异动 — after payment registration for the
+  year, changes are refused.
+- 001 七(一): 县医保局要在3个工作日内完成医保系统信息修改 — corrections are tracked against 3 working days,
+  overdue ones are published once.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from services.registry import bootstrap as boot
+from services.registry.entrypoints.flask_app import create_app
+from services.registry.service_layer.handlers import on_payment_confirmed, report_overdue_corrections
+from shared.auth import token_hash
+from shared.clock import SHANGHAI, FixedClock
+from shared.events import Envelope, Event
+from tests.helpers import household_payload
+from tools.ids import make_id
+
+NOW = datetime(2019, 9, 30, 16, 0, tzinfo=SHANGHAI)  # the Monday before the National Day holiday
+COUNTY, BAIYA = secrets.token_hex(8), secrets.token_hex(8)
+
+
+@pytest.fixture(scope="module")
+def clock():
+    return FixedClock(NOW)
+
+
+@pytest.fixture(scope="module")
+def client(namespace, tmp_path_factory, clock):
+    import os
+    d = tmp_path_factory.mktemp("tok")
+    (d / "t.json").write_text(json.dumps({"tokens": [
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
+        {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县", "township": "白牙市镇"}]}))
+    os.environ["AUTH_TOKENS_FILE"] = str(d / "t.json")
+    yield create_app(clock).test_client()
+    os.environ.pop("AUTH_TOKENS_FILE")
+
+
+def county():
+    return {"Authorization": f"Bearer {COUNTY}"}
+
+
+def baiya():
+    return {"Authorization": f"Bearer {BAIYA}"}
+
+
+def register(client, no, township="白牙市镇", seed=0):
+    body = household_payload(no, township, seed=seed)
+    r = client.post("/v1/households", json=body, headers=county())
+    assert r.status_code == 201, r.json
+    return body
+
+
+def pay(c, body, order_no):
+    env = Envelope.new(Event("payments.payment.confirmed", {
+        "order_no": order_no, "receipt_no": "R" + order_no, "household_no": body["household_no"], "year": 2020,
+        "county": "东安县", "township": body["township"], "village": body["village"], "head_name": "成员0",
+        "amount_fen": 75000, "channel": "mobile_app", "gateway": "g", "transaction_id": "t", "paid_at": NOW.isoformat(),
+        "members": [{"person_id": m["id_number"], "name": m["name"], "standard_fen": 25000, "subsidy_fen": 0,
+                     "payable_fen": 25000} for m in body["members"]]}), "payments", NOW)
+    on_payment_confirmed(boot.repository(c), env)
+
+
+def test_a_birth_is_recorded_before_payment_and_refused_after(client, clock):
+    body = register(client, "CHG-0001", seed=41)
+    baby = {"id_number": make_id(date(2019, 9, 20), 5, "F"), "name": "新生儿", "relation": "子女"}
+    r = client.post("/v1/households/2020/CHG-0001/changes", json={"kind": "birth", "member": baby}, headers=baiya())
+    assert r.status_code == 200 and len(r.json["members"]) == 4
+    c = boot.bootstrap(clock)
+    hh = c.db.households.find_one({"_id": "2020:CHG-0001"})
+    assert [e["payload"]["change"] for e in hh["_outbox"].values() if e["type"] == "registry.household.changed"] == ["birth"]
+    body["members"].append(baby)
+    pay(c, body, "P-CHG-0001")
+    r = client.post("/v1/households/2020/CHG-0001/changes",
+                    json={"kind": "death", "id_number": body["members"][1]["id_number"]}, headers=baiya())
+    assert (r.status_code, r.json["code"]) == (409, "LOCKED_AFTER_PAYMENT")
+    assert len(c.db.households.find_one({"_id": "2020:CHG-0001"})["members"]) == 4
+
+
+def test_a_person_moving_out_frees_their_claim_for_another_household(client):
+    first = register(client, "CHG-0002", seed=42)
+    leaving = first["members"][2]
+    r = client.post("/v1/households/2020/CHG-0002/changes",
+                    json={"kind": "move_out", "id_number": leaving["id_number"], "reason": "迁往花桥镇"}, headers=county())
+    assert r.status_code == 200 and len(r.json["members"]) == 2
+    second = household_payload("CHG-0003", "花桥镇", seed=43)
+    second["members"][1] = {**leaving, "relation": "配偶"}
+    assert client.post("/v1/households", json=second, headers=county()).status_code == 201
+
+
+def test_the_head_cannot_simply_leave(client):
+    body = register(client, "CHG-0004", seed=44)
+    r = client.post("/v1/households/2020/CHG-0004/changes",
+                    json={"kind": "death", "id_number": body["members"][0]["id_number"]}, headers=county())
+    assert (r.status_code, r.json["code"]) == (400, "HEAD_REQUIRED")
+
+
+def test_a_correction_is_tracked_against_three_working_days_and_overdue_ones_are_published_once(client, clock):
+    body = register(client, "CHG-0005", seed=45)
+    r = client.post("/v1/corrections", json={"household_no": "CHG-0005", "year": 2020,
+                                             "id_number": body["members"][1]["id_number"],
+                                             "changes": {"name": "成员一"}, "reason": "姓名错字"}, headers=baiya())
+    assert r.status_code == 201
+    assert r.json["due_at"].startswith("2019-10-10T23:59:59")  # Oct 1-7 are holidays
+    cid = r.json["correction_id"]
+    c = boot.bootstrap(clock)
+    corrections = boot.corrections(c)
+    clock.set(datetime(2019, 10, 10, 18, 0, tzinfo=SHANGHAI))
+    assert report_overdue_corrections(corrections, clock) == 0
+    clock.set(datetime(2019, 10, 11, 9, 0, tzinfo=SHANGHAI))
+    listed = client.get("/v1/corrections?overdue=1", headers=baiya()).json["corrections"]
+    assert [x["correction_id"] for x in listed] == [cid] and listed[0]["id_number"].count("*") == 8
+    assert report_overdue_corrections(corrections, clock) == 1
+    assert report_overdue_corrections(corrections, clock) == 0  # once
+    doc = c.db.corrections.find_one({"_id": cid})
+    assert [e["type"] for e in doc["_outbox"].values()] == ["registry.correction.overdue"]
+    # county staff approve: the household changes and publishes its new snapshot
+    assert client.post(f"/v1/corrections/{cid}/decision", json={"approve": True}, headers=baiya()).status_code == 403
+    r = client.post(f"/v1/corrections/{cid}/decision", json={"approve": True}, headers=county())
+    assert r.status_code == 200 and r.json["status"] == "approved" and r.json["overdue"] is False
+    hh = client.get("/v1/households/2020/CHG-0005", headers=county()).json
+    assert hh["members"][1]["name"] == "成员一"
+    r = client.post(f"/v1/corrections/{cid}/decision", json={"approve": False}, headers=county())
+    assert (r.status_code, r.json["code"]) == (409, "CORRECTION_DECIDED")
+    clock.set(NOW)
+
+
+def test_a_corrected_id_number_moves_the_persons_claim(client, clock):
+    body = register(client, "CHG-0006", seed=46)
+    wrong = body["members"][2]["id_number"]
+    right = make_id(date(2001, 7, 7), 9, "M")
+    r = client.post("/v1/corrections", json={"household_no": "CHG-0006", "year": 2020, "id_number": wrong,
+                                             "changes": {"id_number": right}, "reason": "身份证号录入错误"}, headers=county())
+    cid = r.json["correction_id"]
+    assert client.post(f"/v1/corrections/{cid}/decision", json={"approve": True}, headers=county()).status_code == 200
+    c = boot.bootstrap(clock)
+    assert c.db.persons.find_one({"_id": f"2020:{wrong}"}) is None
+    assert c.db.persons.find_one({"_id": f"2020:{right}"})["household"] == "2020:CHG-0006"
