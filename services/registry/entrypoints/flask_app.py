@@ -16,7 +16,8 @@ from .. import bootstrap as boot
 from ..domain.model import Household
 from ..service_layer import handlers
 from ..adapters.roster_files import write_csv, write_xlsx
-from .schemas import (ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, HouseholdIn, HouseholdOut,
+from ..domain import midyear
+from .schemas import (MidYearIn, MidYearOut, ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, HouseholdIn, HouseholdOut,
                       ImportOut, ProblemsOut)
 
 STAFF = ("county", "township")
@@ -60,6 +61,14 @@ def create_app(clock: Clock | None = None) -> Flask:
                roles=STAFF, body=ChangeIn, response=HouseholdOut)
     def change(principal, data, year, household_no):
         return render(handlers.change_household(repo, year_of(year), household_no, data, principal, correlation_id.get()))
+
+    @api.route("/v1/mid-year/decisions", "POST", summary="中途参保资格判定（附理由）", roles=STAFF, body=MidYearIn,
+               response=MidYearOut)
+    def mid_year(principal, data):
+        d = midyear.decide(c.policy.county, data["on"] or c.clock.today_shanghai(), data["birth_date"],
+                           data["special_case"], data["hardship"])
+        return {"allowed": d.allowed, "code": d.code, "reason": d.reason, "pays": d.pays,
+                "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None}
 
     def render_correction(x) -> dict:
         return {"correction_id": x.correction_id, "household_no": x.household_no, "year": x.year,

@@ -105,3 +105,19 @@ class CorrectionOut(Schema):
 
 class CorrectionList(Schema):
     corrections = fields.List(fields.Nested(CorrectionOut))
+
+
+class MidYearIn(Schema):
+    on = fields.Date(load_default=None, metadata={"description": "办理日期（默认今天，上海时间）"})
+    birth_date = fields.Date(load_default=None)
+    special_case = fields.String(load_default=None, metadata={"description": "moved_in, demobilised, graduate, "
+                                 "newborn_late, welfare_infant, released_prisoner, employee_ended, new_registered_poor"})
+    hardship = fields.Boolean(load_default=False)
+
+
+class MidYearOut(Schema):
+    allowed = fields.Boolean()
+    code = fields.String()
+    reason = fields.String()
+    pays = fields.String(allow_none=True, metadata={"description": "individual | full_financing"})
+    benefits_from = fields.String(allow_none=True)
