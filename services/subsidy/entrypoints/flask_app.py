@@ -1,17 +1,263 @@
-"""HTTP API of subsidy (health, readiness, metrics and OpenAPI for now)."""
+"""HTTP API of subsidy (thin: parse, call a use case, render): the identity batch feed for systems
+that cannot publish to RabbitMQ, identities with history, entitlements (single and batch, for
+payments and gateways), coverage, claims and the funding ledger."""
 from __future__ import annotations
 
-from flask import Flask
+import csv
+import io
+import secrets
+from datetime import datetime
 
-from shared.clock import Clock
-from shared.logs import setup
+from flask import Flask, Response, request
+
+from services.registry.domain.identity import parse_resident_id
+from shared.clock import Clock, parse_instant
+from shared.errors import DomainError, NotFound, ValidationFailed
+from shared.logs import correlation_id, setup
+from shared.masking import mask_id
+from shared.money import yuan
 from shared.web import create_base_app
 
 from .. import bootstrap as boot
+from ..domain.coverage import UNREGISTERED_NAME, rows_of
+from ..domain.entitlement import Entitlement
+from ..domain.identity import Rejected, parse_update
+from ..domain.rules import CATEGORY_NAMES
+from ..service_layer import handlers
+from ..service_layer.handlers import UNATTRIBUTED
+from . import identity_feed
+from .schemas import (BatchOut, ClaimListOut, ClaimOut, ClaimPaidIn, CoverageOut, EntitlementListOut, EntitlementOut,
+                      EntitlementQueryIn, IdentitiesOut, IdentityBatchIn, LedgerOut, UpdateReportOut)
+
+READERS = ("county", "township", "system")
+
+
+def _year(text: str) -> int:
+    if not text.isdigit():
+        raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": text})
+    return int(text)
+
+
+def _instant(text: str | None, clock: Clock) -> datetime:
+    if not text:
+        return clock.now()
+    try:
+        return parse_instant(text)
+    except ValueError:
+        raise ValidationFailed("BAD_INSTANT", "时间格式应为 ISO 8601（如 2019-11-15T10:00:00+08:00）", {"at": text[:40]})
 
 
 def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
-    app, _api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    ctx = boot.context(c)
+    repo, rules = ctx.repo, c.rules
+
+    def render_ent(e: Entitlement, at: datetime) -> dict:
+        return {"id_number": mask_id(e.id_number), "year": e.year, "at": at.isoformat(), "category": e.category,
+                "category_name": CATEGORY_NAMES.get(e.category) if e.category else None,
+                "standard_fen": e.standard_fen, "subsidy_fen": e.subsidy_fen, "payable_fen": e.payable_fen,
+                "full_coverage": e.full_coverage, "department": e.department,
+                "department_name": rules.department_name(e.department), "reimbursable_fen": e.reimbursable_fen,
+                "configured": e.configured, "frozen": e.frozen,
+                "effective_from": e.effective_from.isoformat() if e.effective_from else None,
+                "categories": list(e.categories), "reason": e.reason}
+
+    # ---- identity feed (HTTP batch) ------------------------------------------------------------
+    @api.route("/v1/identity-batches", "POST", summary="批量提交困难群众身份变更（无法接入消息队列的系统）",
+               roles=("system", "county"), body=IdentityBatchIn, response=BatchOut, status=202)
+    def submit_batch(principal, data):
+        batch_id = "B" + c.clock.now().strftime("%Y%m%d%H%M%S") + secrets.token_hex(4).upper()
+        items, messages = [], []
+        for i, raw in enumerate(data["updates"]):
+            item = {"index": i, "source_system": raw.get("source_system") if isinstance(raw.get("source_system"), str) else None,
+                    "source_ref": str(raw.get("source_ref"))[:80] if raw.get("source_ref") is not None else None,
+                    "message_id": f"{batch_id}:{i}", "status": "queued", "code": None, "message": None}
+            try:
+                u = parse_update(raw, rules)
+                if principal.role == "system" and principal.subject != u.source_system:
+                    raise Rejected("SOURCE_NOT_ALLOWED", "只能提交本系统（来源）的身份变更",
+                                   {"source_system": u.source_system})
+                messages.append((item["message_id"], f"identity.{u.source_system}", raw))
+            except Rejected as e:
+                item.update(status="rejected", code=e.code, message=e.message)
+            items.append(item)
+        repo.add_batch({"_id": batch_id, "submitted_by": principal.subject, "at": c.clock.now(), "state": "publishing",
+                        "items": items})
+        try:
+            identity_feed.publish(c.settings.amqp_url, c.identity_topology, messages)
+        except Exception:  # noqa: BLE001 — broker down: say so; resubmitting the batch is safe
+            repo.db["batches"].update_one({"_id": batch_id}, {"$set": {"state": "broker_failed"}})
+            raise DomainError("BROKER_UNAVAILABLE", "消息服务暂不可用，请稍后重新提交整批（重复提交不会重复生效）",
+                              {"batch_id": batch_id}, status=503)
+        repo.db["batches"].update_one({"_id": batch_id}, {"$set": {"state": "queued"}})
+        return {"batch_id": batch_id, "received": len(items), "queued": len(messages),
+                "rejected": len(items) - len(messages), "items": [_public_item(x) for x in items]}
+
+    def _public_item(x: dict) -> dict:
+        return {k: x[k] for k in ("index", "source_system", "source_ref", "status", "code", "message")}
+
+    @api.route("/v1/identity-batches/{batch_id}", "GET", summary="查询批次处理结果", roles=("system", "county"),
+               response=BatchOut)
+    def get_batch(principal, batch_id):
+        b = repo.batch(batch_id)
+        if b is None or (principal.role == "system" and b["submitted_by"] != principal.subject):
+            raise NotFound("BATCH_NOT_FOUND", "批次不存在", {"batch_id": batch_id})
+        items = []
+        for x in b["items"]:
+            if x["status"] == "queued":
+                done = repo.update_log(f"{x['source_system']}:{x['source_ref']}")
+                rejected = repo.update_log(f"rejected:{x['message_id']}")
+                if rejected is not None:
+                    x = {**x, "status": "rejected", "code": rejected["code"], "message": rejected["message"]}
+                elif done is not None and done.get("message_id") == x["message_id"]:
+                    x = {**x, "status": done["outcome"], "code": done.get("code"), "message": done.get("message")}
+                elif done is not None:
+                    x = {**x, "status": "duplicate", "code": "DUPLICATE", "message": "重复的身份变更，只生效一次"}
+            items.append(_public_item(x))
+        return {"batch_id": batch_id, "received": len(items), "queued": sum(1 for x in b["items"] if x["status"] == "queued"),
+                "rejected": sum(1 for x in items if x["status"] == "rejected"), "items": items}
+
+    @api.route("/v1/identity-updates", "GET", summary="身份变更处理报告（可按结果、来源筛选）", roles=("county",),
+               response=UpdateReportOut, query=[
+                   {"name": "outcome", "in": "query", "schema": {"type": "string"}},
+                   {"name": "source", "in": "query", "schema": {"type": "string"}},
+                   {"name": "limit", "in": "query", "schema": {"type": "integer"}}])
+    def update_report(principal):
+        limit = request.args.get("limit", "100")
+        limit = int(limit) if limit.isdigit() else 100
+        docs = repo.updates(request.args.get("outcome"), request.args.get("source"), min(limit, 1000))
+        out = []
+        for d in docs:
+            row = {k: v for k, v in d.items() if k not in ("id_number",)}
+            if d.get("id_number"):
+                row["id_number_masked"] = mask_id(d["id_number"])
+            row["key"] = row.pop("_id")
+            row["received_at"] = d["received_at"].isoformat()
+            row.pop("last_duplicate_at", None)
+            out.append(row)
+        return {"updates": out}
+
+    # ---- identities and entitlements --------------------------------------------------------------
+    @api.route("/v1/persons/{id_number}/identities", "GET", summary="某人的困难群众身份及变更历史", roles=READERS,
+               response=IdentitiesOut)
+    def identities(principal, id_number):
+        pid = parse_resident_id(id_number).number
+        loaded = repo.person(pid)
+        if loaded is None:
+            raise NotFound("NO_IDENTITY", "该人员没有困难群众身份记录", {"id_number": mask_id(pid)})
+        person, _ = loaded
+        current = person.granted_at(c.clock.now())
+        return {"id_number": mask_id(pid),
+                "current": [{"category": k, "category_name": CATEGORY_NAMES.get(k, k), "effective_date": v.isoformat()}
+                            for k, v in sorted(current.items())],
+                "history": [{"category": h["category"], "category_name": CATEGORY_NAMES.get(h["category"], h["category"]),
+                             "action": h["action"], "effective_date": h["effective_date"].isoformat(),
+                             "source_system": h["source_system"], "source_ref": h["source_ref"],
+                             "recorded_at": h["recorded_at"].isoformat()} for h in person.history]}
+
+    @api.route("/v1/entitlements/{year}/{id_number}", "GET", summary="某人某年度在某时刻的资助待遇", roles=READERS,
+               response=EntitlementOut, query=[{"name": "at", "in": "query", "schema": {"type": "string"}}])
+    def entitlement(principal, year, id_number):
+        at = _instant(request.args.get("at"), c.clock)
+        pid = parse_resident_id(id_number).number
+        return render_ent(handlers.entitlement_of(ctx, _year(year), pid, at), at)
+
+    @api.route("/v1/entitlements/{year}/query", "POST", summary="批量查询资助待遇（供缴费与支付渠道使用）",
+               roles=READERS, body=EntitlementQueryIn, response=EntitlementListOut)
+    def entitlements(principal, year, data):
+        at = _instant(data.get("at"), c.clock)
+        y = _year(year)
+        handlers.check_year(ctx, y)
+        pids = [parse_resident_id(x, field=f"id_numbers[{i}]").number for i, x in enumerate(data["id_numbers"])]
+        return {"year": y, "at": at.isoformat(),
+                "results": [render_ent(handlers.entitlement_of(ctx, y, pid, at), at) for pid in pids]}
+
+    # ---- coverage --------------------------------------------------------------------------------
+    @api.route("/v1/coverage/{year}", "GET", summary="困难群众参保情况（按乡镇、身份类别；目标100%）", roles=READERS,
+               response=CoverageOut)
+    def coverage(principal, year):
+        y = _year(year)
+        handlers.check_year(ctx, y)
+        towns = [t.name for t in c.policy.townships] + [""]
+        if principal.role == "township":
+            towns = [principal.township]
+        counters = repo.coverage(y, towns)
+        rows = [r for t in towns for r in rows_of(t, counters.get(t, {}))]
+        return {"county": c.policy.county, "year": y, "target_bp": 10000,
+                "hardship_persons": sum(r.hardship_persons for r in rows),
+                "enrolled_persons": sum(r.enrolled_persons for r in rows),
+                "rows": [{"township": r.township, "township_name": r.township or UNREGISTERED_NAME,
+                          "category": r.category, "category_name": CATEGORY_NAMES.get(r.category, r.category),
+                          "hardship_persons": r.hardship_persons, "enrolled_persons": r.enrolled_persons,
+                          "not_enrolled_persons": r.not_enrolled, "rate_bp": r.rate_bp} for r in rows]}
+
+    # ---- claims (先缴后补) -------------------------------------------------------------------------
+    def render_claim(d: dict) -> dict:
+        return {"claim_id": d["_id"], "id_number": mask_id(d["id_number"]), "name": d.get("name", ""),
+                "year": d["year"], "category": d["category"], "amount_fen": d["amount_fen"],
+                "department": d["department"], "effective_date": d["effective_date"],
+                "household_no": d.get("household_no"), "township": d.get("township"), "village": d.get("village"),
+                "status": d["status"], "payment_ref": d.get("payment_ref"), "paid_on": d.get("paid_on")}
+
+    @api.route("/v1/claims/{year}", "GET", summary="先缴后补报销申请（可按状态、部门筛选）", roles=("county", "township"),
+               response=ClaimListOut, query=[{"name": "status", "in": "query", "schema": {"type": "string"}},
+                                             {"name": "department", "in": "query", "schema": {"type": "string"}}])
+    def claims(principal, year):
+        y = _year(year)
+        handlers.check_year(ctx, y)
+        docs = repo.claims(y, request.args.get("status"), request.args.get("department"), 5000)
+        if principal.role == "township":
+            docs = [d for d in docs if d.get("township") == principal.township]
+        return {"claims": [render_claim(d) for d in docs], "total_fen": sum(d["amount_fen"] for d in docs)}
+
+    @api.route("/v1/claims/{year}/{id_number}/paid", "POST", summary="登记先缴后补报销已支付", roles=("county",),
+               body=ClaimPaidIn, response=ClaimOut)
+    def claim_paid(principal, year, id_number, data):
+        pid = parse_resident_id(id_number).number
+        return render_claim(handlers.pay_claim(ctx, _year(year), pid, data["payment_ref"], data["paid_on"],
+                                               correlation_id.get()))
+
+    # ---- funding ledger (直接代缴) ------------------------------------------------------------------
+    departments = list(rules.departments) + [UNATTRIBUTED]
+
+    @api.route("/v1/ledger/{year}", "GET", summary="各资助部门应划入县财政专户的代缴金额", roles=("county",),
+               response=LedgerOut)
+    def ledger(principal, year):
+        y = _year(year)
+        handlers.check_year(ctx, y)
+        counters = repo.ledger(y, departments)
+        pending, paid = {}, {}
+        for d in repo.claims(y, None, None, 100_000):
+            target = paid if d["status"] == "paid" else pending
+            target[d["department"]] = target.get(d["department"], 0) + d["amount_fen"]
+        rows = [{"department": d, "department_name": rules.departments.get(d, "未能归属部门（缴费时无对应身份）"),
+                 "persons": counters.get(d, {}).get("persons", 0), "owed_fen": counters.get(d, {}).get("owed_fen", 0),
+                 "claims_pending_fen": pending.get(d, 0), "claims_paid_fen": paid.get(d, 0)}
+                for d in departments if d != UNATTRIBUTED or d in counters]
+        return {"county": c.policy.county, "year": y, "rows": rows, "total_owed_fen": sum(r["owed_fen"] for r in rows)}
+
+    @api.route("/v1/ledger/{year}/{department}/statement.csv", "GET", summary="资助部门代缴对账单（CSV）",
+               roles=("county",))
+    def statement(principal, year, department):
+        y = _year(year)
+        handlers.check_year(ctx, y)
+        if department not in departments:
+            raise NotFound("DEPARTMENT_UNKNOWN", "没有该资助部门", {"department": department})
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["序号", "身份证号码", "姓名", "乡镇", "村（社区）", "户编号", "身份类别", "资助金额（元）", "订单号", "收据号", "缴费时间"])
+        total = 0
+        rows = repo.ledger_rows(y, department)
+        for i, r in enumerate(rows, start=1):
+            total += r["subsidy_fen"]
+            w.writerow([i, mask_id(r["id_number"]), r["name"], r["township"], r["village"], r["household_no"],
+                        CATEGORY_NAMES.get(r.get("category") or "", "无"), yuan(r["subsidy_fen"]), r["order_no"],
+                        r["receipt_no"], r["paid_at"].isoformat()])
+        w.writerow(["合计", "", "", "", "", "", "", yuan(total), "", "", f"{len(rows)}人"])
+        name = f"statement-{y}-{department}.csv"
+        return Response("\ufeff" + buf.getvalue(), mimetype="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f"attachment; filename={name}"})
+
     return app

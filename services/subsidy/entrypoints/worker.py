@@ -1,4 +1,4 @@
-"""Worker of subsidy: relays its outbox (no consumers yet)."""
+"""Worker of subsidy: consumes registry and payment events and the identity feed, relays its outbox."""
 from shared.worker_main import main
 
 if __name__ == "__main__":

@@ -1,0 +1,287 @@
+"""Subsidy through its HTTP API and its event handlers, on the real store and broker.
+
+Rules: 001_93f5b63ac6b4a653.txt 六 — Dong'an 2020: standard 250 yuan, 建档立卡/低保 pay 120 (subsidy
+130), 特困 pay 0; 依据缴费人当前身份进行征收, 缴费后特殊身份标识发生变化的不再补退; 2019年10月1日之后新增
+的困难群众 全额缴费、先缴后补; 资助部分由相关部门直接代缴，并划归县财政专户; 以上所有困难群众必须确保100%参保.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import date, datetime, timedelta
+
+import pika
+import pytest
+
+from services.subsidy import bootstrap as subsidy_boot
+from services.subsidy.entrypoints.flask_app import create_app
+from services.subsidy.service_layer import handlers
+from shared.auth import token_hash
+from shared.clock import SHANGHAI, FixedClock
+from shared.events import Envelope, Event
+from tests.helpers import Probe, declare, publish, running
+from tools.clients import wait_for
+from tools.ids import make_id
+
+T_IDENT = datetime(2019, 10, 20, 9, 0, tzinfo=SHANGHAI)
+T_PAID = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)
+COUNTY, HUAQIAO, CIVIL = secrets.token_hex(8), secrets.token_hex(8), secrets.token_hex(8)
+
+
+@pytest.fixture(scope="module")
+def tokens(namespace, tmp_path_factory):
+    import os
+    d = tmp_path_factory.mktemp("subsidy-secrets")
+    (d / "tokens.json").write_text(json.dumps({"tokens": [
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
+        {"sha256": token_hash(HUAQIAO), "subject": "hq", "role": "township", "county": "东安县", "township": "花桥镇"},
+        {"sha256": token_hash(CIVIL), "subject": "civil_affairs", "role": "system"}]}))
+    os.environ["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
+    yield
+    os.environ.pop("AUTH_TOKENS_FILE")
+
+
+@pytest.fixture(scope="module")
+def clock():
+    return FixedClock(T_IDENT)
+
+
+@pytest.fixture(scope="module")
+def c(tokens, clock, infra):
+    c = subsidy_boot.bootstrap(clock)
+    yield c
+    conn = pika.BlockingConnection(pika.URLParameters(infra.amqp_url))
+    ch = conn.channel()
+    t = c.identity_topology
+    for q in (t.queue, t.retry_queue):
+        ch.queue_delete(q)
+    ch.exchange_delete(t.exchange)
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def ctx(c):
+    return subsidy_boot.context(c)
+
+
+@pytest.fixture(scope="module")
+def api(c, clock):
+    return create_app(clock).test_client()
+
+
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def grant(ctx, pid, category="dibao_rural", eff="2019-09-01", ref=None, action="grant", source=None):
+    source = source or {"registered_poor": "poverty_office", "certified_disabled": "disabled_federation"}.get(
+        category, "civil_affairs")
+    ref = ref or secrets.token_hex(4)
+    out = handlers.receive_identity_update(ctx, {
+        "id_number": pid, "category": category, "action": action, "effective_date": eff,
+        "source_system": source, "source_ref": ref}, via="test", message_id=f"test:{ref}")
+    assert out["status"] == "applied", out
+    return out
+
+
+def env(etype, payload, producer):
+    return Envelope.new(Event(etype, payload), producer, T_PAID)
+
+
+def register(ctx, no, people, township="花桥镇"):
+    handlers.on_household_registered(ctx, env("registry.household.registered", {
+        "household_no": no, "year": 2020, "county": "东安县", "township": township, "village": "花桥村",
+        "head_name": people[0][1], "members": [{"person_id": p, "name": n} for p, n in people]}, "registry"))
+
+
+def payment(no, lines, township="花桥镇", paid_at=T_PAID):
+    return env("payments.payment.confirmed", {
+        "order_no": f"P{no}", "receipt_no": f"R{no}", "household_no": no, "year": 2020, "county": "东安县",
+        "township": township, "village": "花桥村", "head_name": lines[0][1], "amount_fen": sum(25000 - s for *_, s in lines),
+        "channel": "mobile_app", "gateway": "bank-a", "transaction_id": f"T{no}", "paid_at": paid_at.isoformat(),
+        "members": [{"person_id": p, "name": n, "standard_fen": 25000, "subsidy_fen": s, "payable_fen": 25000 - s}
+                    for p, n, s in lines]}, "payments")
+
+
+def ent(api, pid, at=None, token=COUNTY):
+    q = f"?at={at.isoformat().replace('+', '%2B')}" if at else ""
+    return api.get(f"/v1/entitlements/2020/{pid}{q}", headers=auth(token))
+
+
+def test_dongan_2020_amounts_through_the_batch_query(api, ctx):
+    poor, dibao, tekun, nobody, disabled = (make_id(date(1960 + i, 2, 3), 40 + i) for i in range(5))
+    grant(ctx, poor, "registered_poor")
+    grant(ctx, dibao, "dibao_urban")
+    grant(ctx, tekun, "extreme_poverty")
+    grant(ctx, disabled, "certified_disabled")
+    r = api.post("/v1/entitlements/2020/query", json={"id_numbers": [poor, dibao, tekun, nobody, disabled]},
+                 headers=auth(COUNTY))
+    assert r.status_code == 200, r.json
+    got = [(x["category"], x["subsidy_fen"], x["payable_fen"], x["configured"]) for x in r.json["results"]]
+    assert got == [("registered_poor", 13000, 12000, True), ("dibao_urban", 13000, 12000, True),
+                   ("extreme_poverty", 25000, 0, True), (None, 0, 25000, True), ("certified_disabled", 0, 25000, False)]
+    assert r.json["results"][0]["id_number"].count("*") == 8  # masked in responses
+
+
+def test_the_identity_at_payment_time_counts_and_later_changes_neither_top_up_nor_refund(api, ctx, clock, c):
+    a, b = make_id(date(1971, 1, 1), 60), make_id(date(1972, 2, 2), 61, "F")
+    grant(ctx, a, "dibao_rural", "2019-09-01", ref="MZ-A1")
+    register(ctx, "HH-FRZ", [(a, "甲"), (b, "乙")])
+    clock.set(T_PAID)
+    handlers.on_payment_confirmed(ctx, payment("HH-FRZ", [(a, "甲", 13000), (b, "乙", 0)]))
+    # after payment: a loses 低保, b becomes 低保 with an effective date before the cutoff (known too late)
+    clock.set(T_PAID + timedelta(days=10))
+    grant(ctx, a, "dibao_rural", "2019-11-20", ref="MZ-A2", action="revoke")
+    grant(ctx, b, "dibao_rural", "2019-09-15", ref="MZ-B1")
+    ra, rb = ent(api, a).json, ent(api, b).json
+    assert (ra["frozen"], ra["subsidy_fen"], ra["payable_fen"], ra["category"]) == (True, 13000, 12000, "dibao_rural")
+    assert (rb["frozen"], rb["subsidy_fen"], rb["payable_fen"], rb["reimbursable_fen"]) == (True, 0, 25000, 0)
+    assert "不再补退" in ra["reason"] and "不再补退" in rb["reason"]
+    before = ent(api, b, at=T_PAID - timedelta(hours=1)).json  # before paying, b had no identity on record
+    assert (before["frozen"], before["category"]) == (False, None)
+    assert c.db.claims.find_one({"_id": f"2020:{a}"}) is None and c.db.claims.find_one({"_id": f"2020:{b}"}) is None
+    hist = api.get(f"/v1/persons/{a}/identities", headers=auth(COUNTY)).json
+    assert [h["action"] for h in hist["history"]] == ["grant", "revoke"] and hist["current"] == []
+
+
+def test_pay_first_reimburse_later_for_hardship_cases_after_the_cutoff(api, ctx, clock, c, infra, namespace):
+    """001 六: 对于2019年10月1日之后新增的困难群众……全额缴费、先缴后补."""
+    probe = Probe(infra.amqp_url, namespace, ["subsidy.claim.created", "subsidy.claim.paid"])
+    new, on_cutoff, late = (make_id(date(1980, 3, 3), 70 + i) for i in range(3))
+    clock.set(T_IDENT)
+    grant(ctx, new, "dibao_rural", "2019-10-02", ref="MZ-N1")
+    grant(ctx, on_cutoff, "dibao_rural", "2019-10-01", ref="MZ-N2")
+    at_counter = ent(api, new).json
+    assert (at_counter["subsidy_fen"], at_counter["payable_fen"], at_counter["reimbursable_fen"]) == (0, 25000, 13000)
+    assert ent(api, on_cutoff).json["subsidy_fen"] == 13000  # the cutoff day itself is not "after"
+    register(ctx, "HH-NEW", [(new, "丙"), (on_cutoff, "丁"), (late, "戊")])
+    clock.set(T_PAID)
+    handlers.on_payment_confirmed(ctx, payment("HH-NEW", [(new, "丙", 0), (on_cutoff, "丁", 13000), (late, "戊", 0)]))
+    # `late` becomes a hardship case after paying in full: its identity took effect after the cutoff
+    clock.set(T_PAID + timedelta(days=5))
+    grant(ctx, late, "registered_poor", "2019-11-18", ref="FP-L1")
+    claims = {x["name"]: x for x in api.get("/v1/claims/2020", headers=auth(COUNTY)).json["claims"]}
+    assert {n: (x["amount_fen"], x["department"], x["status"]) for n, x in claims.items() if n in "丙丁戊"} == {
+        "丙": (13000, "medical_assistance", "pending"), "戊": (13000, "poverty_office", "pending")}
+    assert ent(api, new).json["reimbursable_fen"] == 13000
+    r = api.post(f"/v1/claims/2020/{new}/paid", json={"payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
+    assert (r.status_code, r.json["status"]) == (200, "paid")
+    again = api.post(f"/v1/claims/2020/{new}/paid", json={"payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
+    assert again.status_code == 200
+    other = api.post(f"/v1/claims/2020/{new}/paid", json={"payment_ref": "MZ-PAY-2", "paid_on": "2019-12-21"}, headers=auth(COUNTY))
+    assert (other.status_code, other.json["code"]) == (409, "CLAIM_ALREADY_PAID")
+    none = api.post(f"/v1/claims/2020/{on_cutoff}/paid", json={"payment_ref": "X1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
+    assert (none.status_code, none.json["code"]) == (404, "CLAIM_NOT_FOUND")
+    while c.relay().run_once():
+        pass
+    got = [(m["type"], m["payload"]["name"]) for m in probe.take(3)]
+    assert sorted(got) == [("subsidy.claim.created", "丙"), ("subsidy.claim.created", "戊"), ("subsidy.claim.paid", "丙")]
+    probe.close()
+
+
+def test_the_ledger_counts_what_each_department_owes_once(api, ctx, clock):
+    """资助部分由相关部门直接代缴，并划归县财政专户."""
+    d1, t1 = make_id(date(1950, 5, 1), 80), make_id(date(1951, 5, 1), 81)
+    clock.set(T_IDENT)
+    grant(ctx, d1, "dibao_urban", ref="MZ-L1")
+    grant(ctx, t1, "extreme_poverty", ref="MZ-L2")
+    before = {r["department"]: r for r in api.get("/v1/ledger/2020", headers=auth(COUNTY)).json["rows"]}
+    register(ctx, "HH-LED", [(d1, "己"), (t1, "庚")], township="水岭乡")
+    clock.set(T_PAID)
+    pay = payment("HH-LED", [(d1, "己", 13000), (t1, "庚", 25000)], township="水岭乡")
+    handlers.on_payment_confirmed(ctx, pay)
+    handlers.on_payment_confirmed(ctx, pay)  # redelivered
+    after = {r["department"]: r for r in api.get("/v1/ledger/2020", headers=auth(COUNTY)).json["rows"]}
+    ma = "medical_assistance"
+    assert after[ma]["persons"] - before[ma]["persons"] == 2
+    assert after[ma]["owed_fen"] - before[ma]["owed_fen"] == 38000
+    csv_r = api.get(f"/v1/ledger/2020/{ma}/statement.csv", headers=auth(COUNTY))
+    text = csv_r.get_data(as_text=True)
+    assert csv_r.status_code == 200 and "己" in text and "250.00" in text and "130.00" in text
+    assert d1 not in text and d1[:6] + "********" + d1[-4:] in text  # masked
+    assert api.get("/v1/ledger/2020", headers=auth(HUAQIAO)).status_code == 403
+
+
+def test_coverage_of_hardship_persons_per_township_and_category(api, ctx, clock, c, infra, namespace):
+    """以上所有困难群众必须确保100%参保: who is not enrolled yet, per township and category."""
+    probe = Probe(infra.amqp_url, namespace, ["subsidy.coverage.changed"])
+    p1, p2 = make_id(date(1940, 4, 4), 90), make_id(date(1941, 4, 4), 91)
+    clock.set(T_IDENT)
+    grant(ctx, p1, "registered_poor", ref="FP-C1")
+    grant(ctx, p2, "registered_poor", ref="FP-C2")
+
+    def row(township):
+        rows = api.get("/v1/coverage/2020", headers=auth(COUNTY)).json["rows"]
+        return next((r for r in rows if r["township"] == township and r["category"] == "registered_poor"), None)
+
+    assert row("")["hardship_persons"] >= 2  # in no registered household yet
+    register(ctx, "HH-COV", [(p1, "辛"), (p2, "壬")], township="川岩乡")
+    r = row("川岩乡")
+    assert (r["hardship_persons"], r["enrolled_persons"], r["not_enrolled_persons"], r["rate_bp"]) == (2, 0, 2, 0)
+    handlers.on_enrolment_changed(ctx, env("registry.enrolment.changed", {
+        "household_no": "HH-COV", "year": 2020, "county": "东安县", "township": "川岩乡", "village": "花桥村",
+        "status": "paid", "person_ids": [p1, p2], "order_no": "PHH-COV"}, "registry"))
+    r = row("川岩乡")
+    assert (r["hardship_persons"], r["enrolled_persons"], r["rate_bp"]) == (2, 2, 10000)
+    while c.relay().run_once():
+        pass
+    last = [m["payload"] for m in probe.take(20, timeout=3) if m["payload"]["township"] == "川岩乡"][-1]
+    assert (last["hardship_persons"], last["enrolled_persons"], last["rate_bp"]) == (2, 2, 10000)
+    township_view = api.get("/v1/coverage/2020", headers=auth(HUAQIAO)).json["rows"]
+    assert all(x["township"] == "花桥镇" for x in township_view)
+    probe.close()
+
+
+def test_systems_without_a_broker_submit_batches_over_http(api, c, clock):
+    pid = make_id(date(1977, 7, 7), 95)
+    good = {"id_number": pid, "category": "dibao_rural", "action": "grant", "effective_date": "2019-09-01",
+            "source_system": "civil_affairs", "source_ref": "MZ-HTTP-1"}
+    bad_id = {**good, "id_number": pid[:-1] + ("1" if pid[-1] != "1" else "2"), "source_ref": "MZ-HTTP-2"}
+    not_ours = {**good, "category": "registered_poor", "source_system": "poverty_office", "source_ref": "FP-HTTP-3"}
+    r = api.post("/v1/identity-batches", json={"updates": [good, bad_id, not_ours]}, headers=auth(CIVIL))
+    assert r.status_code == 202, r.json
+    assert [(x["status"], x["code"]) for x in r.json["items"]] == [
+        ("queued", None), ("rejected", "ID_CHECKSUM"), ("rejected", "SOURCE_NOT_ALLOWED")]
+    batch = r.json["batch_id"]
+    with running(c.identity_consumer()):
+        wait_for(lambda: api.get(f"/v1/identity-batches/{batch}", headers=auth(CIVIL)).json["items"][0]["status"]
+                 == "applied", timeout=15, what="batch applied")
+        r2 = api.post("/v1/identity-batches", json={"updates": [good]}, headers=auth(CIVIL))  # resubmitted
+        b2 = r2.json["batch_id"]
+        wait_for(lambda: api.get(f"/v1/identity-batches/{b2}", headers=auth(CIVIL)).json["items"][0]["status"]
+                 == "duplicate", timeout=15, what="resubmission reported as duplicate")
+    assert len(c.db.identities.find_one({"_id": pid})["history"]) == 1
+    assert ent(api, pid).json["subsidy_fen"] == 13000
+
+
+def test_clear_errors(api):
+    pid = make_id(date(1990, 1, 1), 99)
+    assert api.get(f"/v1/entitlements/2020/{pid}").json["code"] == "AUTH_REQUIRED"
+    r = api.get(f"/v1/entitlements/2020/{pid[:-1]}{'1' if pid[-1] != '1' else '2'}", headers=auth(COUNTY))
+    assert (r.status_code, r.json["code"]) == (400, "ID_CHECKSUM")
+    r = api.get(f"/v1/entitlements/2021/{pid}", headers=auth(COUNTY))
+    assert (r.status_code, r.json["code"]) == (404, "YEAR_UNKNOWN")
+    r = api.get(f"/v1/entitlements/2020/{pid}?at=yesterday", headers=auth(COUNTY))
+    assert (r.status_code, r.json["code"]) == (400, "BAD_INSTANT")
+    r = api.post("/v1/identity-batches", json={"updates": []}, headers=auth(CIVIL))
+    assert (r.status_code, r.json["code"]) == (400, "VALIDATION_FAILED")
+    assert api.post("/v1/identity-batches", json={"updates": [{}]}, headers=auth(HUAQIAO)).status_code == 403
+    spec = api.get("/openapi.json").json
+    assert "/v1/entitlements/{year}/{id_number}" in spec["paths"] and "/v1/ledger/{year}" in spec["paths"]
+
+
+def test_payment_events_over_the_real_bus_freeze_once(c, ctx, clock, infra):
+    pid = make_id(date(1962, 6, 2), 97)
+    clock.set(T_IDENT)
+    grant(ctx, pid, "registered_poor", ref="FP-BUS-1")
+    handlers_ = subsidy_boot.event_handlers(c)
+    declare(c, handlers_)
+    e = payment("HH-BUS", [(pid, "癸", 13000)])
+    body = json.dumps(e.to_dict()).encode()
+    with running(c.consumer(handlers_)):
+        for _ in range(2):
+            publish(infra.amqp_url, c.topology.exchange, e.type, body, e.id)
+        wait_for(lambda: c.db.processed_events.find_one({"_id": e.id}), timeout=15, what="payment processed")
+    frozen = c.db.freezes.find_one({"_id": f"2020:{pid}"})
+    assert (frozen["subsidy_fen"], frozen["category"], frozen["department"]) == (13000, "registered_poor", "poverty_office")
+    assert c.db.ledger_facts.count_documents({"_id": f"2020:{pid}"}) == 1
