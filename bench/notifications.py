@@ -1,0 +1,278 @@
+"""Benchmark: signed payment notifications → confirmations → registry's enrolment event.
+
+    .venv/bin/python -m bench.notifications --households 1000 --concurrency 16
+
+Starts the whole suite (tools.suite.Suite) on a namespace, databases and ports of its own, registers
+households through registry, waits until payments knows them, creates one order each beforehand,
+then a separate sender process fires the signed notifications concurrently. Measured:
+
+- confirmations/s: notifications acknowledged per second (first send → last acknowledgement);
+- latency from sending a notification to registry's `registry.enrolment.changed` (status paid)
+  for that order, p50/p99, seen on a queue of the benchmark's own bound to the suite's exchange;
+- the baseline in the same run: the same sender against a bare endpoint on the same stack
+  (payments' gunicorn + Flask + store) that writes one document (`POST /bench/baseline`, present only
+  with PAYMENTS_BENCH_BASELINE=1).
+
+Everything it started is stopped and its databases and queues are removed at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import secrets
+import socket
+import statistics
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pika
+import requests
+from pymongo import MongoClient
+
+from shared import signing
+from shared.clock import parse_instant
+from shared.config import ROOT, _local_env
+from tools.clients import GatewayClient, StaffClient
+from tools.ids import make_id
+from tools.suite import SERVICES, Suite
+
+CLOCK_NOW = "2019-11-15T10:00:00+08:00"
+
+
+def free_port_block(size: int = 20) -> int:
+    for _ in range(50):
+        base = random.randrange(41000, 60000, 100)
+        socks = []
+        try:
+            for p in range(base + 1, base + size):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+def household(i: int) -> dict:
+    """Two members with IDs unique by birth date (one person per day from 1950)."""
+    members = []
+    for k, (rel, sex) in enumerate((("户主", "M"), ("配偶", "F"))):
+        birth = date(1950, 1, 1) + timedelta(days=2 * i + k)
+        members.append({"id_number": make_id(birth, 1, sex), "name": f"户{i}成员{k}", "relation": rel, "sex": sex})
+    return {"household_no": f"BENCH-{i:06d}", "year": 2020, "township": "花桥镇", "village": "花桥村",
+            "head_phone": "13900001111", "members": members}
+
+
+def percentile(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+# ---- the sender (a separate process) ----------------------------------------------------------
+
+def _sender(url: str, gateway_id: str, secret: str, ts: str, jobs: list[dict], concurrency: int, out) -> None:
+    local = threading.local()
+
+    def session() -> requests.Session:
+        if not hasattr(local, "s"):
+            local.s = requests.Session()
+        return local.s
+
+    def one(job: dict) -> tuple:
+        body = json.dumps(job["body"], ensure_ascii=False).encode()
+        nonce = secrets.token_hex(16)
+        h = {"Content-Type": "application/json"}
+        if job["signed"]:
+            h.update({"X-Gateway-Id": gateway_id, "X-Timestamp": ts, "X-Nonce": nonce,
+                      "X-Signature": signing.sign(secret, "POST", job["path"], ts, nonce, body)})
+        t0 = time.time()
+        try:
+            r = session().post(url + job["path"], data=body, headers=h, timeout=30)
+            code = r.status_code
+        except requests.RequestException:
+            code = 0
+        return job.get("key"), t0, time.time(), code
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, jobs))
+    out.send(results)
+    out.close()
+
+
+def send(url, gateway_id, secret, ts, jobs, concurrency) -> list[tuple]:
+    parent, child = mp.Pipe(duplex=False)
+    p = mp.get_context("fork").Process(target=_sender, args=(url, gateway_id, secret, ts, jobs, concurrency, child))
+    p.start()
+    results = parent.recv()
+    p.join()
+    return results
+
+
+# ---- the watcher (registry's enrolment events) -------------------------------------------------
+
+class Watcher(threading.Thread):
+    def __init__(self, amqp_url: str, ns: str):
+        super().__init__(daemon=True)
+        self.amqp_url, self.ns = amqp_url, ns
+        self.seen: dict[str, float] = {}
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        conn = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
+        ch = conn.channel()
+        ch.exchange_declare(f"{self.ns}.events", "topic", durable=True)
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(q, f"{self.ns}.events", routing_key="registry.enrolment.changed")
+        self.ready.set()
+        for method, _props, body in ch.consume(q, auto_ack=True, inactivity_timeout=0.2):
+            if self.stopping.is_set():
+                break
+            if method is None:
+                continue
+            env = json.loads(body)
+            p = env["payload"]
+            if p["status"] == "paid" and p.get("order_no"):
+                self.seen.setdefault(p["order_no"], time.time())
+        conn.close()
+
+
+def cleanup(suite: Suite, mongo_url: str, amqp_url: str) -> None:
+    suite.stop()
+    client = MongoClient(mongo_url)
+    for name in client.list_database_names():
+        if name.startswith(suite.namespace + "_"):
+            client.drop_database(name)
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        for svc in SERVICES:
+            for q in ("events", "retry", "dead"):
+                ch = conn.channel()
+                try:
+                    ch.queue_delete(f"{suite.namespace}.{svc}.{q}")
+                except Exception:  # noqa: BLE001
+                    pass
+        for ex in ("events", "dlx"):
+            ch = conn.channel()
+            try:
+                ch.exchange_delete(f"{suite.namespace}.{ex}")
+            except Exception:  # noqa: BLE001
+                pass
+        conn.close()
+    except Exception:  # noqa: BLE001
+        pass
+    for f in (suite.var / "secrets").glob(f"{suite.namespace}.*"):
+        f.unlink()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--households", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--web-workers", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results.jsonl"))
+    args = ap.parse_args()
+
+    local = _local_env()
+    mongo_url = os.environ.get("MONGO_URL") or local["MONGO_URL"]
+    amqp_url = os.environ.get("AMQP_URL") or local["AMQP_URL"]
+    ns = "bench" + uuid.uuid4().hex[:8]
+    base = free_port_block()
+    suite = Suite(namespace=ns, web_base_port=base, worker_base_port=base + 10, web_workers=args.web_workers,
+                  extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": mongo_url, "AMQP_URL": amqp_url,
+                             "LOG_LEVEL": "WARNING", "PAYMENTS_BENCH_BASELINE": "1"})
+    try:
+        suite.start()
+        sec = suite.secrets()
+        gid, gsecret = next(iter(sec["gateways"].items()))
+        now = parse_instant(CLOCK_NOW)
+        gw = GatewayClient(suite.url("payments"), gid, gsecret, now=lambda: now)
+        staff = StaffClient(suite.url("registry"), sec["tokens"]["county"])
+        n = args.households
+        t = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda i: staff.post("/v1/households", household(i)).status_code, range(n)))
+        assert all(c == 201 for c in codes), f"registration failed: {sorted(set(codes))}"
+        pdb = MongoClient(mongo_url)[f"{ns}_payments"]
+        deadline = time.monotonic() + 300
+        while pdb.households.find_one({"_id": f"2020:BENCH-{n - 1:06d}"}) is None or \
+                pdb.households.find_one({"_id": "2020:BENCH-000000"}) is None:
+            assert time.monotonic() < deadline, "payments did not learn the households"
+            time.sleep(0.2)
+        time.sleep(2)  # the read model fills in order; the last one seen means (nearly) all are there
+        print(f"registered {n} households in {time.monotonic() - t:.1f}s")
+
+        def make_order(i):
+            for _ in range(50):
+                r = gw.order(f"BENCH-{i:06d}", 2020)
+                if r.status_code == 201:
+                    return r.json()
+                time.sleep(0.2)
+            raise RuntimeError(r.text)
+        with ThreadPoolExecutor(8) as pool:
+            orders = list(pool.map(make_order, range(n)))
+        print(f"created {n} orders")
+
+        ts = str(int(now.timestamp()))
+        watcher = Watcher(amqp_url, ns)
+        watcher.start()
+        watcher.ready.wait(10)
+        jobs = [{"key": o["order_no"], "signed": True, "path": "/v1/notifications",
+                 "body": {"order_no": o["order_no"], "transaction_id": "T" + secrets.token_hex(8),
+                          "amount_fen": o["amount_fen"], "paid_at": CLOCK_NOW}} for o in orders]
+        results = send(suite.url("payments"), gid, gsecret, ts, jobs, args.concurrency)
+        bad = [r for r in results if r[3] != 200]
+        deadline = time.monotonic() + 300
+        while len(watcher.seen) < n - len(bad) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        watcher.stopping.set()
+        first = min(r[1] for r in results)
+        http_s = max(r[2] for r in results) - first
+        conf_rate = (n - len(bad)) / http_s
+        ack_lat = [(r[2] - r[1]) * 1000 for r in results if r[3] == 200]
+        e2e = [(watcher.seen[r[0]] - r[1]) * 1000 for r in results if r[0] in watcher.seen]
+        e2e_s = (max(watcher.seen.values()) - first) if watcher.seen else float("nan")
+        confirmed_in_store = pdb.payments.estimated_document_count()
+
+        base_jobs = [{"key": str(i), "signed": False, "path": "/bench/baseline", "body": {"i": i}} for i in range(n)]
+        base_results = send(suite.url("payments"), gid, gsecret, ts, base_jobs, args.concurrency)
+        base_ok = [r for r in base_results if r[3] == 200]
+        base_s = max(r[2] for r in base_results) - min(r[1] for r in base_results)
+        base_rate = len(base_ok) / base_s
+        base_lat = [(r[2] - r[1]) * 1000 for r in base_ok]
+
+        report = {
+            "at": datetime.now().astimezone().isoformat(timespec="seconds"), "households": n,
+            "concurrency": args.concurrency, "web_workers": args.web_workers, "cpus": os.cpu_count(),
+            "notifications_failed": len(bad), "payments_in_store": confirmed_in_store,
+            "enrolment_events_seen": len(watcher.seen),
+            "confirmations_per_s": round(conf_rate, 1),
+            "ack_ms_p50": round(percentile(ack_lat, 50), 1), "ack_ms_p99": round(percentile(ack_lat, 99), 1),
+            "enrolled_per_s": round(len(watcher.seen) / e2e_s, 1) if watcher.seen else None,
+            "notification_to_enrolment_ms_p50": round(percentile(e2e, 50), 1),
+            "notification_to_enrolment_ms_p99": round(percentile(e2e, 99), 1),
+            "baseline_per_s": round(base_rate, 1),
+            "baseline_ms_p50": round(percentile(base_lat, 50), 1), "baseline_ms_p99": round(percentile(base_lat, 99), 1),
+            "ratio_to_baseline": round(conf_rate / base_rate, 3),
+        }
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(report, ensure_ascii=False) + "\n")
+        return 0
+    finally:
+        cleanup(suite, mongo_url, amqp_url)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
