@@ -49,6 +49,29 @@ class GatewayClient:
             "order_no": order_no, "amount_fen": amount_fen, "transaction_id": transaction_id or secrets.token_hex(10),
             "paid_at": (paid_at or self.now()).isoformat()}, **sign_kw)
 
+    def notify_with_proof(self, order_no: str, amount_fen: int, proof: dict[str, str],
+                          transaction_id: str | None = None, paid_at: datetime | None = None) -> requests.Response:
+        """A notification carrying the channel's proof of payment (docs/gateway-signing.md)."""
+        return self.post("/v1/notifications", {
+            "order_no": order_no, "amount_fen": amount_fen, "transaction_id": transaction_id or secrets.token_hex(10),
+            "paid_at": (paid_at or self.now()).isoformat(), "proof": proof})
+
+    def reverse(self, order_no: str, transaction_id: str, amount_fen: int, reason: str = "gateway_reversal",
+                reversal_id: str | None = None) -> requests.Response:
+        return self.post("/v1/reversals", {"reversal_id": reversal_id or secrets.token_hex(8), "order_no": order_no,
+                                           "transaction_id": transaction_id, "amount_fen": amount_fen, "reason": reason})
+
+    def statement(self, day: str, lines: list[dict[str, Any]]) -> requests.Response:
+        return self.post("/v1/reconciliation/statements", {"date": day, "lines": lines})
+
+    def withholding_results(self, batch_no: str, csv_text: str) -> requests.Response:
+        """The bank's result file (docs/withholding.md), signed over its raw bytes."""
+        path = f"/v1/withholding/batches/{batch_no}/results"
+        body = csv_text.encode("utf-8")
+        h = self.headers("POST", path, body)
+        h["Content-Type"] = "text/csv"
+        return self.http.post(self.base_url + path, data=body, headers=h, timeout=30)
+
 
 class StaffClient:
     def __init__(self, base_url: str, token: str):
