@@ -5,6 +5,7 @@ from shared.clock import Clock
 from shared.container import Container
 
 from .adapters import corrections as correction_store
+from .adapters import duplicates as duplicate_store
 from .adapters import imports as import_store
 from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, HouseholdRepository
 from .service_layer import handlers
@@ -14,11 +15,16 @@ SERVICE = "registry"
 
 def bootstrap(clock: Clock | None = None) -> Container:
     return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (correction_store.CORRECTIONS,),
-                           indexes=INDEXES + import_store.INDEXES + correction_store.INDEXES)
+                           indexes=INDEXES + import_store.INDEXES + correction_store.INDEXES
+                           + duplicate_store.INDEXES)
 
 
 def repository(c: Container) -> HouseholdRepository:
     return HouseholdRepository(c.db, c.outbox)
+
+
+def duplicates(c: Container) -> duplicate_store.DuplicateRepository:
+    return duplicate_store.DuplicateRepository(c.db)
 
 
 def corrections(c: Container) -> correction_store.CorrectionRepository:

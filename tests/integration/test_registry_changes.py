@@ -143,3 +143,40 @@ def test_a_corrected_id_number_moves_the_persons_claim(client, clock):
     c = boot.bootstrap(clock)
     assert c.db.persons.find_one({"_id": f"2020:{wrong}"}) is None
     assert c.db.persons.find_one({"_id": f"2020:{right}"})["household"] == "2020:CHG-0006"
+
+
+def test_a_duplicate_is_listed_with_both_places_and_resolved_by_county_staff(client):
+    first = register(client, "DUP-0001", "白牙市镇", seed=51)
+    second = household_payload("DUP-0002", "花桥镇", seed=52)
+    shared_person = first["members"][2]
+    second["members"][2] = dict(shared_person)
+    r = client.post("/v1/households", json=second, headers=county())
+    assert r.json["code"] == "DUPLICATE_PERSON"
+    assert client.get("/v1/duplicates?status=open", headers=baiya()).status_code == 403  # county staff only
+    cases = client.get("/v1/duplicates?status=open", headers=county()).json["duplicates"]
+    case = next(x for x in cases if x["kept"]["household_no"] == "DUP-0001")
+    assert case["kept"]["township"] == "白牙市镇" and case["refused"][0]["township"] == "花桥镇"
+    assert case["id_number"].count("*") == 8
+    # county staff decide the person belongs to the second household: they leave the first
+    r = client.post(f"/v1/duplicates/2020/{shared_person['id_number']}/resolution", json={"keep": "other"},
+                    headers=county())
+    assert r.status_code == 200 and r.json["status"] == "resolved"
+    assert len(client.get("/v1/households/2020/DUP-0001", headers=county()).json["members"]) == 2
+    assert client.post("/v1/households", json=second, headers=county()).status_code == 201
+    r = client.post(f"/v1/duplicates/2020/{shared_person['id_number']}/resolution", json={"keep": "other"},
+                    headers=county())
+    assert r.json["code"] == "DUPLICATE_RESOLVED"
+
+
+def test_people_with_employee_insurance_are_left_out_and_reported(client):
+    # 001 二: residents other than those already in employee insurance (城镇职工医保) enrol
+    body = household_payload("EXC-0001", "白牙市镇", seed=53)
+    employee = body["members"][1]["id_number"]
+    assert client.post("/v1/exclusions", json={"year": 2020, "id_numbers": [employee]}, headers=baiya()).status_code == 403
+    r = client.post("/v1/exclusions", json={"year": 2020, "id_numbers": [employee]}, headers=county())
+    assert r.json == {"received": 1, "added": 1}
+    r = client.post("/v1/households", json=body, headers=county())
+    assert r.status_code == 201 and len(r.json["members"]) == 2
+    assert [x["code"] for x in r.json["excluded"]] == ["EMPLOYEE_INSURED"]
+    r = client.post("/v1/exclusions", json={"year": 2020, "id_numbers": ["123"]}, headers=county())
+    assert (r.status_code, r.json["code"]) == (400, "ID_FORMAT")

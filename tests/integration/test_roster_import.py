@@ -71,7 +71,8 @@ def c(namespace):
 def do_import(c, data: bytes, kind="csv", principal=None):
     problems = []
     report = run_import(boot.repository(c), c.policy, 2020, RosterReader(io.BytesIO(data), kind, len(data)),
-                        principal=principal, sink=ProblemSink(lambda _p, page: problems.extend(page)), batch_size=3)
+                        principal=principal, sink=ProblemSink(lambda _p, page: problems.extend(page)), batch_size=3,
+                        duplicates=boot.duplicates(c), at=NOW)
     return report, problems
 
 
@@ -115,6 +116,19 @@ def test_the_same_person_in_two_townships_is_a_duplicate_with_both_places(c):
     # a later file with the same person in a third household is caught too
     report, problems = do_import(c, csv_bytes([["R3C", "川岩乡", "川岩一村", "甲", pid, "男", "", "户主", "", ""]]))
     assert report.households_created == 0 and problems[0]["code"] == "DUPLICATE_PERSON"
+    # county staff find one case for the person, with the household that has them and both refusals
+    case = boot.duplicates(c).get(2020, pid)
+    assert case["kept"]["household_no"] == "R3A" and case["kept"]["township"] == "花桥镇"
+    assert {r["household_no"] for r in case["refused"]} == {"R3B", "R3C"}
+
+
+def test_an_employee_insured_member_is_left_out_and_the_rest_of_the_household_imported(c):
+    rows = roster_rows("R8")
+    boot.duplicates(c).exclude(2020, [rows[1][4]], "职工医保名单", NOW)  # G1's spouse
+    report, problems = do_import(c, csv_bytes(rows))
+    assert report.households_created == 3 and report.persons_excluded == 1
+    assert [p["code"] for p in problems if p["household_no"] == "R8G1"] == ["EMPLOYEE_INSURED"]
+    assert len(c.db.households.find_one({"_id": "2020:R8G1"})["members"]) == 2
 
 
 def test_township_staff_import_only_their_own_township(c):

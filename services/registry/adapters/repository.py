@@ -78,7 +78,8 @@ class HouseholdRepository:
                     owner = self.db[HOUSEHOLDS].find_one({"_id": other["household"]}, {"township": 1, "village": 1})
                     if owner is not None:  # 多地重复参保: the same person in another household
                         raise Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {
-                            "person_id": m.person_id, "township": owner["township"], "village": owner["village"]})
+                            "person_id": m.person_id, "township": owner["township"], "village": owner["village"],
+                            "household_no": other["household"].split(":", 1)[1]})
                     self.db[PERSONS].replace_one({"_id": pid}, claim)
             try:
                 self.outbox.insert(HOUSEHOLDS, to_doc(hh), hh.events, correlation_id=correlation_id)
@@ -156,9 +157,10 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
     for hh in batch:  # the same person twice in one batch
         clash = next((owner_in_batch[m.person_id] for m in hh.members if m.person_id in owner_in_batch), None)
         if clash is not None:
+            pid = next(m.person_id for m in hh.members if owner_in_batch.get(m.person_id) is clash)
             out[hh.household_no] = ("rejected", Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保",
-                                                          {"township": clash.township, "village": clash.village,
-                                                           "household_no": clash.household_no}))
+                                                          {"person_id": pid, "township": clash.township,
+                                                           "village": clash.village, "household_no": clash.household_no}))
             continue
         owner_in_batch.update({m.person_id: hh for m in hh.members})
         todo.append(hh)

@@ -45,13 +45,16 @@ class Household:
     members: list[Member]
     enrolment: dict[str, Any] = field(default_factory=dict)  # status for the year, set by payments events
     events: list[Event] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)  # members left out: employee insurance
 
     @property
     def head(self) -> Member:
         return next(m for m in self.members if m.relation == "户主")
 
     @classmethod
-    def register(cls, policy: PolicyYear, data: dict[str, Any]) -> "Household":
+    def register(cls, policy: PolicyYear, data: dict[str, Any], employee_insured: frozenset | set = frozenset()) -> "Household":
+        """`employee_insured`: ID numbers on the county's employee-insurance list (城镇职工医保); they
+        are left out of resident enrolment and reported (001 二: 除已参加城镇职工基本医疗保险以外)."""
         if data["year"] != policy.year:
             raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": data["year"]})
         if policy.township(data["township"]) is None:
@@ -61,7 +64,7 @@ class Household:
         if not village or (town.villages and not town.has_village(village)):
             raise ValidationFailed("UNKNOWN_VILLAGE", "村（社区）不在该乡镇的村（社区）名单中",
                                    {"township": data["township"], "village": village})
-        members = []
+        members, excluded = [], []
         seen = set()
         for i, m in enumerate(data["members"]):
             fieldname = f"members[{i}].id_number"
@@ -70,13 +73,19 @@ class Household:
             if rid.number in seen:
                 raise ValidationFailed("DUPLICATE_IN_HOUSEHOLD", "同一户内身份证号码重复", {"field": fieldname})
             seen.add(rid.number)
+            if rid.number in employee_insured:
+                if m["relation"] == "户主":
+                    raise ValidationFailed("HEAD_EMPLOYEE_INSURED", "户主已参加城镇职工医保，请县医保局核实后处理",
+                                           {"field": fieldname})
+                excluded.append({"id_number": rid.number, "name": m["name"], "field": fieldname})
+                continue
             members.append(Member(rid.number, m["name"], m["relation"], m.get("category", "rural"),
                                   rid.birth_date, rid.sex))
         heads = [m for m in members if m.relation == "户主"]
         if len(heads) != 1:
             raise ValidationFailed("HEAD_REQUIRED", "每户必须有且只有一名户主", {"heads": len(heads)})
         hh = cls(data["household_no"], data["year"], policy.county, data["township"], data["village"].strip(),
-                 data.get("head_phone"), members)
+                 data.get("head_phone"), members, excluded=excluded)
         hh.events.append(Event("registry.household.registered", {
             "household_no": hh.household_no, "year": hh.year, "county": hh.county, "township": hh.township,
             "village": hh.village, "head_name": hh.head.name, "head_phone": hh.head_phone,

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{report.households_unchanged} 户，退回 {report.households_rejected} 户")
 
         report = run_import(boot.repository(c), c.policy, args.year or c.policy.year, reader, principal=None,
-                            sink=sink, batch_size=args.batch, on_batch=tick)
+                            sink=sink, batch_size=args.batch, on_batch=tick, duplicates=boot.duplicates(c),
+                            at=c.clock.now())
         bar.update(100 - last[0])
         bar.close()
     r = report.counts()

@@ -17,7 +17,8 @@ from ..domain.model import Household
 from ..service_layer import handlers
 from ..adapters.roster_files import write_csv, write_xlsx
 from ..domain import midyear
-from .schemas import (MidYearIn, MidYearOut, ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, HouseholdIn, HouseholdOut,
+from .schemas import (DuplicateList, DuplicateOut, ExclusionIn, ExclusionOut, ResolutionIn, MidYearIn, MidYearOut,
+                      ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, HouseholdIn, HouseholdOut,
                       ImportOut, ProblemsOut)
 
 STAFF = ("county", "township")
@@ -36,12 +37,16 @@ def create_app(clock: Clock | None = None) -> Flask:
     setup(c.service)
     app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
     repo = boot.repository(c)
+    duplicates = boot.duplicates(c)
 
     @api.route("/v1/households", "POST", summary="登记一户（户主及家庭成员）", roles=STAFF, body=HouseholdIn,
                response=HouseholdOut, status=201)
     def register_household(principal, data):
-        hh = handlers.register_household(repo, c.policy, data, principal, correlation_id.get())
-        return render(hh)
+        hh = handlers.register_household(repo, c.policy, data, principal, correlation_id.get(), duplicates, c.clock)
+        out = render(hh)
+        out["excluded"] = [{"id_number": mask_id(x["id_number"]), "name": x["name"], "code": "EMPLOYEE_INSURED",
+                            "message": "已参加城镇职工医保，不纳入城乡居民医保"} for x in hh.excluded]
+        return out
 
     @api.route("/v1/households/{year}/{household_no}", "GET", summary="查询一户", roles=STAFF, response=HouseholdOut)
     def get_household(principal, year, household_no):
@@ -69,6 +74,31 @@ def create_app(clock: Clock | None = None) -> Flask:
                            data["special_case"], data["hardship"])
         return {"allowed": d.allowed, "code": d.code, "reason": d.reason, "pays": d.pays,
                 "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None}
+
+    def render_case(d: dict) -> dict:
+        return {"year": d["year"], "id_number": mask_id(d["person_id"]), "status": d["status"], "kept": d["kept"],
+                "refused": d.get("refused", []), "resolution": {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                                                                for k, v in (d.get("resolution") or {}).items()}}
+
+    @api.route("/v1/duplicates", "GET", summary="多地重复参保记录（县医保局处理）", roles=("county",), response=DuplicateList,
+               query=[{"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "resolved"]}}])
+    def list_duplicates(principal):
+        return {"duplicates": [render_case(d) for d in duplicates.listing(request.args.get("status"))]}
+
+    @api.route("/v1/duplicates/{year}/{id_number}/resolution", "POST", summary="处理重复参保（保留在现户或移往他户）",
+               roles=("county",), body=ResolutionIn, response=DuplicateOut)
+    def resolve_duplicate(principal, data, year, id_number):
+        return render_case(handlers.resolve_duplicate(repo, duplicates, year_of(year), id_number.strip().upper(),
+                                                      data["keep"], data["note"], principal, c.clock.now(),
+                                                      correlation_id.get()))
+
+    @api.route("/v1/exclusions", "POST", summary="导入已参加城镇职工医保人员名单（不纳入居民医保）", roles=("county",),
+               body=ExclusionIn, response=ExclusionOut)
+    def add_exclusions(principal, data):
+        from ..domain.identity import parse_resident_id
+        ids = [parse_resident_id(x, field=f"id_numbers[{i}]").number for i, x in enumerate(data["id_numbers"])]
+        added = duplicates.exclude(data["year"], ids, data["source"], c.clock.now())
+        return {"received": len(ids), "added": added}
 
     def render_correction(x) -> dict:
         return {"correction_id": x.correction_id, "household_no": x.household_no, "year": x.year,

@@ -121,3 +121,32 @@ class MidYearOut(Schema):
     reason = fields.String()
     pays = fields.String(allow_none=True, metadata={"description": "individual | full_financing"})
     benefits_from = fields.String(allow_none=True)
+
+
+class DuplicateOut(Schema):
+    year = fields.Integer()
+    id_number = fields.String(metadata={"description": "masked"})
+    status = fields.String()
+    kept = fields.Dict(metadata={"description": "the household that has the person"})
+    refused = fields.List(fields.Dict(), metadata={"description": "households refused for this person"})
+    resolution = fields.Dict()
+
+
+class DuplicateList(Schema):
+    duplicates = fields.List(fields.Nested(DuplicateOut))
+
+
+class ResolutionIn(Schema):
+    keep = fields.String(required=True, validate=validate.OneOf(["current", "other"]))
+    note = fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+class ExclusionIn(Schema):
+    year = fields.Integer(required=True)
+    id_numbers = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=10000))
+    source = fields.String(load_default="职工医保参保名单")
+
+
+class ExclusionOut(Schema):
+    received = fields.Integer()
+    added = fields.Integer()

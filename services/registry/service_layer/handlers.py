@@ -20,12 +20,51 @@ log = logging.getLogger(__name__)
 
 
 def register_household(repo: HouseholdRepository, policy: PolicyYear, data: dict[str, Any],
-                       principal: Principal | None, correlation_id: str | None = None) -> Household:
+                       principal: Principal | None, correlation_id: str | None = None,
+                       duplicates=None, clock=None) -> Household:
     if principal is not None:
         principal.check_township(data["township"])
-    hh = Household.register(policy, data)
-    repo.add(hh, correlation_id=correlation_id)
+    insured = {m["id_number"].strip().upper() for m in data["members"]
+               if duplicates is not None and duplicates.excluded(data["year"], m["id_number"].strip().upper())}
+    hh = Household.register(policy, data, insured)
+    try:
+        repo.add(hh, correlation_id=correlation_id)
+    except Conflict as e:
+        if e.code == "DUPLICATE_PERSON" and duplicates is not None:
+            record_duplicate(duplicates, hh, e, clock.now(), source="api")
+        raise
     return hh
+
+
+def record_duplicate(duplicates, hh: Household, err: Conflict, at, source: str) -> None:
+    """Open a case for county staff with both places (多地重复参保)."""
+    d = err.details or {}
+    duplicates.record(hh.year, d["person_id"], {"household_no": d.get("household_no"), "township": d.get("township"),
+                                                 "village": d.get("village")},
+                      {"household_no": hh.household_no, "township": hh.township, "village": hh.village,
+                       "source": source}, at)
+
+
+def resolve_duplicate(repo: HouseholdRepository, duplicates, year: int, person_id: str, keep: str, note: str | None,
+                      principal: Principal, at, correlation_id: str | None = None) -> dict:
+    """County staff decide where the person belongs. `keep="current"`: the household that has the
+    person keeps them; `keep="other"`: the person leaves it (a move out, refused once that household
+    has paid) so the other household can register them."""
+    case = duplicates.get(year, person_id)
+    if case is None:
+        raise NotFound("DUPLICATE_NOT_FOUND", "重复参保记录不存在", {"person_id": person_id})
+    if case["status"] != "open":
+        raise Conflict("DUPLICATE_RESOLVED", "该重复参保记录已处理")
+    if keep == "other":
+        owner_key = repo.household_of(year, person_id)
+        if owner_key is not None:
+            hh = get_household(repo, year, owner_key.split(":", 1)[1], None)
+            removed = hh.remove_member(person_id, "move_out", "重复参保处理：保留在其他户")
+            repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
+    decision = {"keep": keep, "note": note, "by": principal.subject, "at": at}
+    if not duplicates.resolve(year, person_id, decision):
+        raise Conflict("DUPLICATE_RESOLVED", "该重复参保记录已处理")
+    return {**case, "status": "resolved", "resolution": decision}
 
 
 def get_household(repo: HouseholdRepository, year: int, household_no: str, principal: Principal | None) -> Household:

@@ -31,6 +31,7 @@ class ImportReport:
     households_unchanged: int = 0
     households_rejected: int = 0
     persons_created: int = 0
+    persons_excluded: int = 0
     problems: int = 0
     pages: int = 0
     _page: list[dict] = field(default_factory=list)
@@ -56,20 +57,21 @@ class ProblemSink:
 def run_import(repo, policy: PolicyYear, year: int, rows: Iterable[tuple[int, dict[str, str]]], *,
                principal: Principal | None, sink: ProblemSink, batch_size: int = 500,
                on_batch: Callable[[ImportReport], None] | None = None,
-               correlation_id: str | None = None) -> ImportReport:
+               correlation_id: str | None = None, duplicates=None, at=None) -> ImportReport:
     """Validation of batch N+1 overlaps the store writes of batch N (one batch in flight, in order,
     so duplicate checks across batches still see every earlier write)."""
     from concurrent.futures import ThreadPoolExecutor
 
     report = ImportReport()
+    insured = duplicates.excluded_set(year) if duplicates is not None else set()
     households = group_households(_count(rows, report))
     in_flight = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
         while True:
             batch = list(islice(households, batch_size))
-            valid = _validate(batch, policy, year, principal, report) if batch else []
+            valid = _validate(batch, policy, year, principal, report, insured) if batch else []
             if in_flight is not None:
-                _record(report, *in_flight[0], in_flight[1].result())
+                _record(report, *in_flight[0], in_flight[1].result(), duplicates, at)
                 sink.flush(report)
                 if on_batch:
                     on_batch(report)
@@ -87,7 +89,7 @@ def run_import(repo, policy: PolicyYear, year: int, rows: Iterable[tuple[int, di
 
 
 def _validate(batch: list[HouseholdRows], policy: PolicyYear, year: int, principal: Principal | None,
-              report: ImportReport) -> list[tuple[HouseholdRows, Household]]:
+              report: ImportReport, insured: set[str]) -> list[tuple[HouseholdRows, Household]]:
     valid = []
     for hr in batch:
         problems = list(hr.problems)
@@ -95,7 +97,8 @@ def _validate(batch: list[HouseholdRows], policy: PolicyYear, year: int, princip
             problems.append(RowProblem(hr.first_row, "township", "SCOPE_TOWNSHIP", "无权导入其他乡镇的人员", hr.household_no))
         if not problems:
             try:
-                valid.append((hr, Household.register(policy, hr.as_registration(year))))
+                hh = Household.register(policy, hr.as_registration(year), insured)
+                valid.append((hr, hh))
                 continue
             except DomainError as e:
                 problems.append(domain_problem(hr, e))
@@ -103,16 +106,25 @@ def _validate(batch: list[HouseholdRows], policy: PolicyYear, year: int, princip
     return valid
 
 
-def _record(report: ImportReport, valid: list[tuple[HouseholdRows, Household]], outcome) -> None:
+def _record(report: ImportReport, valid: list[tuple[HouseholdRows, Household]], outcome, duplicates, at) -> None:
+    from .handlers import record_duplicate
     for hr, hh in valid:
         status, err = outcome[hh.household_no]
         if status == "created":
             report.households_created += 1
             report.persons_created += len(hh.members)
+            for x in hh.excluded:  # imported without them, and told
+                report.persons_excluded += 1
+                report.problems += 1
+                report._page.append(domain_problem(hr, DomainError(
+                    "EMPLOYEE_INSURED", "已参加城镇职工医保，不纳入城乡居民医保（该户其他成员已导入）",
+                    {"field": x["field"]})).to_doc())
         elif status == "unchanged":
             report.households_unchanged += 1
         else:
             _reject(report, [domain_problem(hr, err)])
+            if err.code == "DUPLICATE_PERSON" and duplicates is not None:
+                record_duplicate(duplicates, hh, err, at, source="import")
 
 
 def _reject(report: ImportReport, problems: list[RowProblem]) -> None:
@@ -127,7 +139,7 @@ def _count(rows, report: ImportReport):
         yield r
 
 
-def run_job(repo, imports, policy: PolicyYear, clock, job: dict[str, Any]) -> ImportReport:
+def run_job(repo, imports, policy: PolicyYear, clock, job: dict[str, Any], duplicates=None) -> ImportReport:
     """Run one stored import job to the end, recording progress (the worker's import loop)."""
     import tempfile
 
@@ -146,7 +158,7 @@ def run_job(repo, imports, policy: PolicyYear, clock, job: dict[str, Any]) -> Im
     try:
         report = run_import(repo, policy, job["year"], reader, principal=principal, sink=sink,
                             on_batch=lambda r: imports.progress(job["_id"], reader.fraction, r.counts(), clock.now()),
-                            correlation_id=job["_id"])
+                            correlation_id=job["_id"], duplicates=duplicates, at=clock.now())
     except DomainError as e:
         imports.finish(job["_id"], "failed", {}, clock.now(), e.to_json())
         raise
