@@ -94,7 +94,9 @@ CONF
     rabbitmqctl -q -n "$RABBIT_NODE" await_startup >/dev/null
   fi
   local pw; pw=$(secret amqp_password)
-  if ! rabbitmqctl -q -n "$RABBIT_NODE" list_users 2>/dev/null | grep -q '^enrol'; then
+  # list once: `list_users | grep -q` under pipefail fails when grep exits before the listing ends
+  local users; users=$(rabbitmqctl -q -n "$RABBIT_NODE" list_users 2>/dev/null || true)
+  if ! grep -qE '^enrol[[:space:]]' <<<"$users"; then
     rabbitmqctl -q -n "$RABBIT_NODE" add_user enrol "$pw" >/dev/null
     rabbitmqctl -q -n "$RABBIT_NODE" set_user_tags enrol administrator >/dev/null
     rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / enrol '.*' '.*' '.*' >/dev/null
@@ -103,6 +105,15 @@ CONF
     say "setting the broker password of user enrol to this checkout's secret"
     rabbitmqctl -q -n "$RABBIT_NODE" change_password enrol "$pw" >/dev/null
   fi
+  # the outside publisher of hardship identities (docs/identity-feed.md): may write to the identity
+  # exchanges `<ns>.identity.in` and nothing else (no configure, no read, no management)
+  local ca; ca=$(secret civil_affairs_amqp_password)
+  if ! grep -qE '^civil_affairs[[:space:]]' <<<"$users"; then
+    rabbitmqctl -q -n "$RABBIT_NODE" add_user civil_affairs "$ca" >/dev/null
+  elif ! rabbitmqctl -q -n "$RABBIT_NODE" authenticate_user civil_affairs "$ca" >/dev/null 2>&1; then
+    rabbitmqctl -q -n "$RABBIT_NODE" change_password civil_affairs "$ca" >/dev/null
+  fi
+  rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / civil_affairs '^$' '^[A-Za-z0-9_-]+\.identity\.in$' '^$' >/dev/null
 }
 
 rabbit_stop() {
