@@ -141,3 +141,26 @@ def test_an_unreadable_message_is_dead_lettered(sub, feed, infra):
 def test_a_json_value_that_is_not_an_update_is_reported(sub, feed, infra):
     send(sub, infra, {}, "list-1", body=b"[1, 2]")
     assert report(sub, "rejected:list-1")["code"] == "NOT_AN_OBJECT"
+
+
+def test_the_civil_affairs_account_may_publish_identities_and_nothing_else(sub, feed, infra, namespace):
+    """deploy/local.sh gives outside publishers their own broker account (docs/identity-feed.md)."""
+    from urllib.parse import urlsplit
+
+    from shared.config import ROOT
+    secret = ROOT / "var" / "secrets" / "civil_affairs_amqp_password"
+    if infra.kind != "local" or not secret.is_file():
+        pytest.skip("the civil_affairs account is made by deploy/local.sh on the local broker")
+    u = urlsplit(infra.amqp_url)
+    url = f"amqp://civil_affairs:{secret.read_text().strip()}@{u.hostname}:{u.port}/%2F"
+    pid = make_id(date(1959, 9, 9), 13, "M")
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish(sub.identity_topology.exchange, "identity.civil_affairs",
+                     json.dumps(upd(pid, "MZ-ACCT-1")).encode(), pika.BasicProperties(delivery_mode=2, message_id="acct-1"))
+    assert report(sub, "civil_affairs:MZ-ACCT-1")["outcome"] == "applied"
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:  # our own event exchange is out of reach
+        ch.basic_publish(f"{namespace}.events", "subsidy.entitlement.changed", b"{}")
+    assert e.value.reply_code == 403
+    conn.close()
