@@ -252,6 +252,11 @@ def test_systems_without_a_broker_submit_batches_over_http(api, c, clock):
                  == "duplicate", timeout=15, what="resubmission reported as duplicate")
     assert len(c.db.identities.find_one({"_id": pid})["history"]) == 1
     assert ent(api, pid).json["subsidy_fen"] == 13000
+    report = api.get("/v1/identity-updates?outcome=rejected", headers=auth(COUNTY)).json["updates"]
+    mine = {r["key"]: r for r in report if r["key"].startswith(f"rejected:{batch}:")}
+    assert {r["code"] for r in mine.values()} == {"ID_CHECKSUM", "SOURCE_NOT_ALLOWED"}
+    assert all(r["via"] == "http" and r["message"] for r in mine.values())
+    assert all(pid[6:14] not in json.dumps(r, ensure_ascii=False) for r in report)  # no full ID numbers
 
 
 def test_clear_errors(api):
@@ -285,3 +290,33 @@ def test_payment_events_over_the_real_bus_freeze_once(c, ctx, clock, infra):
     frozen = c.db.freezes.find_one({"_id": f"2020:{pid}"})
     assert (frozen["subsidy_fen"], frozen["category"], frozen["department"]) == (13000, "registered_poor", "poverty_office")
     assert c.db.ledger_facts.count_documents({"_id": f"2020:{pid}"}) == 1
+
+
+def test_entitlement_events_follow_the_best_identity_until_the_year_is_paid(api, ctx, clock, c, infra, namespace):
+    """Payments keeps a read model of subsidy.entitlement.changed; a paid year is frozen (不再补退)."""
+    probe = Probe(infra.amqp_url, namespace, ["subsidy.entitlement.changed"])
+    pid = make_id(date(1958, 8, 1), 55)
+    clock.set(T_IDENT)
+    grant(ctx, pid, "dibao_urban", "2019-09-01", ref="MZ-E1")
+    grant(ctx, pid, "extreme_poverty", "2019-09-10", ref="MZ-E2")
+    grant(ctx, pid, "extreme_poverty", "2019-10-15", ref="MZ-E3", action="revoke")
+    grant(ctx, pid, "dibao_urban", "2019-10-18", ref="MZ-E4", action="revoke")
+    register(ctx, "HH-EV", [(pid, "子")], township="大盛镇")
+    rows = {r["township"]: r for r in api.get("/v1/coverage/2020", headers=auth(COUNTY)).json["rows"]}
+    assert "大盛镇" not in rows  # no identity any more: not a hardship person
+    grant(ctx, pid, "dibao_urban", "2019-10-19", ref="MZ-E5")  # granted again after the cutoff: 先缴后补
+    clock.set(T_PAID)
+    handlers.on_payment_confirmed(ctx, payment("HH-EV", [(pid, "子", 0)], township="大盛镇"))
+    clock.set(T_PAID + timedelta(days=10))
+    grant(ctx, pid, "dibao_urban", "2019-11-20", ref="MZ-E6", action="revoke")  # after payment: no event
+    while c.relay().run_once():
+        pass
+    got = [(m["payload"]["category"], m["payload"]["subsidy_fen"], m["payload"]["full_coverage"],
+            m["payload"]["effective_from"]) for m in probe.take(10, timeout=3) if m["payload"]["person_id"] == pid]
+    assert got == [("dibao_urban", 13000, False, "2019-09-01"), ("extreme_poverty", 25000, True, "2019-09-10"),
+                   ("dibao_urban", 13000, False, "2019-10-15"), (None, 0, False, "2019-10-18"),
+                   ("dibao_urban", 0, False, "2019-10-19")]
+    assert c.db.claims.find_one({"_id": f"2020:{pid}"})["amount_fen"] == 13000
+    rows = api.get("/v1/coverage/2020", headers=auth(COUNTY)).json["rows"]
+    assert not [r for r in rows if r["township"] == "大盛镇"]  # identity revoked: no longer counted
+    probe.close()

@@ -159,5 +159,8 @@ class SubsidyRepository:
     def add_batch(self, doc: dict[str, Any]) -> None:
         self.db[BATCHES].insert_one(doc)
 
+    def set_batch_state(self, batch_id: str, state: str) -> None:
+        self.db[BATCHES].update_one({"_id": batch_id}, {"$set": {"state": state}})
+
     def batch(self, batch_id: str) -> dict[str, Any] | None:
         return self.db[BATCHES].find_one({"_id": batch_id})

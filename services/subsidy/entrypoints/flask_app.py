@@ -82,16 +82,17 @@ def create_app(clock: Clock | None = None) -> Flask:
                 messages.append((item["message_id"], f"identity.{u.source_system}", raw))
             except Rejected as e:
                 item.update(status="rejected", code=e.code, message=e.message)
+                handlers.report_rejection(ctx, raw, e, via="http", message_id=item["message_id"])
             items.append(item)
         repo.add_batch({"_id": batch_id, "submitted_by": principal.subject, "at": c.clock.now(), "state": "publishing",
                         "items": items})
         try:
             identity_feed.publish(c.settings.amqp_url, c.identity_topology, messages)
         except Exception:  # noqa: BLE001 — broker down: say so; resubmitting the batch is safe
-            repo.db["batches"].update_one({"_id": batch_id}, {"$set": {"state": "broker_failed"}})
+            repo.set_batch_state(batch_id, "broker_failed")
             raise DomainError("BROKER_UNAVAILABLE", "消息服务暂不可用，请稍后重新提交整批（重复提交不会重复生效）",
                               {"batch_id": batch_id}, status=503)
-        repo.db["batches"].update_one({"_id": batch_id}, {"$set": {"state": "queued"}})
+        repo.set_batch_state(batch_id, "queued")
         return {"batch_id": batch_id, "received": len(items), "queued": len(messages),
                 "rejected": len(items) - len(messages), "items": [_public_item(x) for x in items]}
 

@@ -2,12 +2,6 @@
 from marshmallow import Schema, fields, validate
 
 
-class IdentityUpdateIn(Schema):
-    """One update as docs/identity-feed.md describes it; checked item by item, not here."""
-    class Meta:
-        unknown = "include"
-
-
 class IdentityBatchIn(Schema):
     updates = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1, max=1000),
                           metadata={"description": "见 docs/identity-feed.md 的消息格式，每批最多1000条"})

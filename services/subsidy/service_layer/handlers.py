@@ -75,6 +75,11 @@ def receive_identity_update(ctx: Ctx, raw: Any, *, via: str, message_id: str,
     return {"status": outcome, "key": u.key, "code": code, "message": message}
 
 
+def report_rejection(ctx: Ctx, raw: Any, e: Rejected, *, via: str, message_id: str) -> dict[str, Any]:
+    """A refusal made before the queue (HTTP batch checks) goes into the same report."""
+    return _reject(ctx, raw, e, {"received_at": ctx.clock.now(), "via": via, "message_id": message_id})
+
+
 def _reject(ctx: Ctx, raw: Any, e: Rejected, base: dict[str, Any]) -> dict[str, Any]:
     src = raw.get("source_system") if isinstance(raw, dict) else None
     src = src if isinstance(src, str) else None
