@@ -24,13 +24,15 @@ class Container:
     clock: Clock
     outbox_collections: tuple[str, ...] = ()
     indexes: tuple[IndexSpec, ...] = ()
+    snapshots: dict = field(default_factory=dict)  # event type → builder of its payload from the document
     _client: object = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, service: str, *, clock: Clock | None = None, outbox_collections=(), indexes=()) -> "Container":
+    def build(cls, service: str, *, clock: Clock | None = None, outbox_collections=(), indexes=(),
+              snapshots=None) -> "Container":
         settings = Settings.load(service)
         return cls(service=service, settings=settings, clock=clock or clock_from_env(env("CLOCK_NOW")),
-                   outbox_collections=tuple(outbox_collections), indexes=tuple(indexes))
+                   outbox_collections=tuple(outbox_collections), indexes=tuple(indexes), snapshots=dict(snapshots or {}))
 
     @cached_property
     def client(self):
@@ -71,7 +73,7 @@ class Container:
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.db, Publisher(self.settings.amqp_url, self.topology), self.service, self.clock,
-                           self.outbox_collections)
+                           self.outbox_collections, snapshots=self.snapshots)
 
     # readiness checks (used by /readyz and the worker's service_ready gauge)
     def store_ok(self) -> bool:

@@ -17,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 from . import metrics
 from .bus import Publisher
 from .clock import Clock
+from .events import validate_payload
 from .store import OUTBOX
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class OutboxRelay:
     def __init__(self, db, publisher: Publisher, service: str, clock: Clock, collections: Iterable[str],
-                 batch: int = 200, sweep_every_s: float = 300.0):
+                 batch: int = 200, sweep_every_s: float = 300.0, snapshots: dict | None = None):
         self.db = db
         self.publisher = publisher
         self.service = service
@@ -32,6 +33,7 @@ class OutboxRelay:
         self.collections = tuple(collections)
         self.batch = batch
         self.sweep_every_s = sweep_every_s
+        self.snapshots = snapshots or {}
         self.stopping = threading.Event()
 
     def run_once(self) -> int:
@@ -49,15 +51,24 @@ class OutboxRelay:
                 if (coll, agg) in done:
                     continue
                 done.add((coll, agg))
-                doc = self.db[coll].find_one({"_id": agg}, {"_outbox": 1})
+                doc = self.db[coll].find_one({"_id": agg}, None if self.snapshots else {"_outbox": 1})
                 pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
                 for env in pending:
+                    if env.get("snapshot"):
+                        env = self._materialise(env, doc)
                     self.publisher.publish(env)  # raises on broker trouble: nothing is marked
                 if pending:
                     self.db[coll].update_one({"_id": agg}, {"$unset": {f"_outbox.{e['id']}": "" for e in pending}})
                 sent += len(pending)
             self.db[OUTBOX].delete_one({"_id": p["_id"]})
         return sent
+
+    def _materialise(self, env: dict, doc: dict) -> dict:
+        """A snapshot event's payload is the document as written (the same write that recorded the
+        event), built at publish time instead of being stored twice: bulk imports write half as much."""
+        payload = self.snapshots[env["type"]](doc)
+        validate_payload(env["type"], payload)
+        return {**{k: v for k, v in env.items() if k != "snapshot"}, "payload": payload}
 
     def sweep(self) -> int:
         """Re-point events whose pointer was lost (crash between the aggregate write and the pointer)."""

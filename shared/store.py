@@ -85,6 +85,7 @@ class OutboxWriter:
 
     def envelopes(self, events: Iterable[Event], correlation_id: str | None, causation_id: str | None,
                   validate: bool = True) -> list[Envelope]:
+        """`validate=False` is for events built by a domain factory whose unit test checks them."""
         out = []
         for ev in events:
             if validate:

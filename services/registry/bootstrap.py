@@ -7,7 +7,7 @@ from shared.container import Container
 from .adapters import corrections as correction_store
 from .adapters import duplicates as duplicate_store
 from .adapters import imports as import_store
-from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, HouseholdRepository
+from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, SNAPSHOTS, HouseholdRepository
 from .service_layer import handlers
 
 SERVICE = "registry"
@@ -16,7 +16,7 @@ SERVICE = "registry"
 def bootstrap(clock: Clock | None = None) -> Container:
     return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (correction_store.CORRECTIONS,),
                            indexes=INDEXES + import_store.INDEXES + correction_store.INDEXES
-                           + duplicate_store.INDEXES)
+                           + duplicate_store.INDEXES, snapshots=SNAPSHOTS)
 
 
 def repository(c: Container) -> HouseholdRepository:

@@ -96,6 +96,20 @@ def test_bad_rows_get_their_own_codes_and_their_households_are_not_half_written(
     assert [e["type"] for e in g1["_outbox"].values()] == ["registry.household.registered"]
 
 
+def test_imported_households_are_published_with_their_members(c, infra, namespace):
+    from tests.helpers import Probe
+    probe = Probe(infra.amqp_url, namespace, ["registry.household.registered"])
+    c.relay().run_once()  # drain what earlier tests wrote
+    probe.take(100, timeout=1)
+    do_import(c, csv_bytes(roster_rows("R9")))
+    assert c.relay().run_once() == 3
+    got = {m["payload"]["household_no"]: m["payload"] for m in probe.take(3)}
+    assert sorted(got) == ["R9G1", "R9G2", "R9G3"]
+    assert [x["relation"] for x in got["R9G1"]["members"]] == ["户主", "配偶", "子女"]
+    assert got["R9G2"]["head_name"] == "人0" and got["R9G2"]["village"] == "五一村"
+    probe.close()
+
+
 def test_importing_the_same_file_twice_changes_nothing(c):
     data = csv_bytes(roster_rows("R2"))
     first, _ = do_import(c, data)

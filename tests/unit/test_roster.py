@@ -54,3 +54,25 @@ def test_each_bad_field_gets_its_own_code(values, code, field):
     assert member is None
     assert [(p.row, p.field, p.code) for p in problems] == [(7, field, code)]
     assert problems[0].message
+
+
+def test_seen_households_confirm_a_maybe_exactly_so_a_false_positive_never_refuses_a_household():
+    from services.registry.service_layer.importer import SeenHouseholds
+    created_in_this_run = {"A"}
+    seen = SeenHouseholds(lambda no: no in created_in_this_run, bits=8, hashes=1)  # a tiny filter: all maybes
+    seen.add("A")
+    seen.batch_written(); seen.batch_written(); seen.batch_written()  # "A" left the recent batches
+    assert "A" in seen  # the store confirms it
+    seen.add("B")
+    assert "B" in seen  # still recent
+    assert "Z" not in seen  # a maybe the store denies: a household never seen
+    seen.rejected.add("R")
+    assert "R" in seen
+
+
+def test_split_households_are_caught_with_the_fixed_memory_structure():
+    from services.registry.service_layer.importer import SeenHouseholds
+    seen = SeenHouseholds(lambda no: False)
+    got = list(group_households(rows(("A", "花桥镇", "花桥村", "户主"), ("B", "花桥镇", "花桥村", "户主"),
+                                     ("A", "花桥镇", "花桥村", "子女")), seen))
+    assert [p.code for p in got[2].problems] == ["HOUSEHOLD_NOT_CONTIGUOUS"]

@@ -55,6 +55,10 @@ class HouseholdRepository:
         for doc in cur:
             yield from_doc(doc)
 
+    def created_in_run(self, year: int, household_no: str, run: str) -> bool:
+        doc = self.db[HOUSEHOLDS].find_one({"_id": household_key(year, household_no)}, {"import_run": 1})
+        return bool(doc) and doc.get("import_run") == run
+
     def household_of(self, year: int, person_id: str) -> str | None:
         doc = self.db[PERSONS].find_one({"_id": f"{year}:{person_id}"})
         return doc["household"] if doc else None
@@ -165,8 +169,8 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
         owner_in_batch.update({m.person_id: hh for m in hh.members})
         todo.append(hh)
 
-    claims = [{"_id": f"{hh.year}:{m.person_id}", "household": household_key(hh.year, hh.household_no),
-               "township": hh.township, "village": hh.village} for hh in todo for m in hh.members]
+    claims = [{"_id": f"{hh.year}:{m.person_id}", "household": household_key(hh.year, hh.household_no)}
+              for hh in todo for m in hh.members]
     failed = _insert_many(db[PERSONS], claims)
     inserted_claims = {c["_id"]: c["household"] for c in claims if c["_id"] not in failed}
     ready: list[Household] = []
@@ -191,8 +195,7 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
                 continue
             owner = db[HOUSEHOLDS].find_one({"_id": claim["household"]}, {"township": 1, "village": 1})
             if owner is None:  # orphan from a write that failed half-way
-                db[PERSONS].replace_one({"_id": pid}, {"_id": pid, "household": key, "township": hh.township,
-                                                       "village": hh.village})
+                db[PERSONS].replace_one({"_id": pid}, {"_id": pid, "household": key})
                 continue
             refusal = Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {
                 "person_id": pid.split(":", 1)[1], "township": owner["township"], "village": owner["village"],
@@ -207,7 +210,8 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
     for hh in ready:
         envs = repo.outbox.envelopes(hh.events, correlation_id, None, validate=not trusted_events)
         doc = to_doc(hh)
-        doc["_outbox"] = {e.id: e.to_dict() for e in envs}
+        doc["import_run"] = correlation_id
+        doc["_outbox"] = {e.id: _as_snapshot(e) for e in envs}
         docs.append(doc)
         envs_by_key[doc["_id"]] = (hh, envs)
     dup_households = _insert_many(db[HOUSEHOLDS], docs)
@@ -237,6 +241,27 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
                 if inserted_claims.get(pid) == key:
                     db[PERSONS].delete_one({"_id": pid})
     return out
+
+
+def registered_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    """registry.household.registered built from the household document (see OutboxRelay snapshots)."""
+    head = next(m for m in doc["members"] if m["relation"] == "户主")
+    return {"household_no": doc["household_no"], "year": doc["year"], "county": doc["county"],
+            "township": doc["township"], "village": doc["village"], "head_name": head["name"],
+            "head_phone": doc.get("head_phone"),
+            "members": [{"person_id": m["person_id"], "name": m["name"], "relation": m["relation"],
+                         "category": m["category"]} for m in doc["members"]]}
+
+
+SNAPSHOTS = {"registry.household.registered": registered_payload}
+
+
+def _as_snapshot(env) -> dict[str, Any]:
+    d = env.to_dict()
+    if d["type"] in SNAPSHOTS:
+        d["payload"] = None
+        d["snapshot"] = True
+    return d
 
 
 def _insert_many(coll, docs: list[dict]) -> set:

@@ -131,14 +131,15 @@ def parse_row(row_no: int, values: dict[str, str]) -> tuple[dict[str, Any] | Non
     return (None if problems else member), problems
 
 
-def group_households(rows: Iterable[tuple[int, dict[str, str]]]) -> Iterator[HouseholdRows]:
+def group_households(rows: Iterable[tuple[int, dict[str, str]]], closed=None) -> Iterator[HouseholdRows]:
     """Stream households from person rows; a household's rows must stand together (as printed).
 
-    Holds one household in memory at a time, plus the set of household numbers already closed
-    (to report a household whose rows are split across the file).
+    Holds one household in memory at a time. `closed` remembers the household numbers already seen
+    (`add`, `__contains__`) to report a household whose rows are split across the file; a plain set
+    by default, a fixed-size structure for county files (services.registry.service_layer.importer).
     """
     current: HouseholdRows | None = None
-    closed: set[str] = set()
+    closed = set() if closed is None else closed
     for row_no, values in rows:
         no = values.get("household_no", "")
         if current is not None and no != current.household_no:

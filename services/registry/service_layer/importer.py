@@ -7,6 +7,7 @@ household comes back "unchanged").
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -22,6 +23,47 @@ from ..domain.roster import HouseholdRows, RowProblem, domain_problem, group_hou
 
 log = logging.getLogger(__name__)
 PAGE = 500
+
+
+class SeenHouseholds:
+    """Household numbers already closed in this run, in fixed memory.
+
+    A Bloom filter (2 MiB) answers "maybe seen"; a maybe is confirmed exactly: against the recent
+    batches still being written (an exact set bounded by two batches), the refused households (an
+    exact set: refusals are few), or the store (a household created by this run carries its run id).
+    """
+
+    def __init__(self, was_created_in_run: Callable[[str], bool], bits: int = 1 << 24, hashes: int = 4):
+        self.bits = bytearray(bits // 8)
+        self.nbits = bits
+        self.k = hashes
+        self.recent: list[set[str]] = [set()]
+        self.rejected: set[str] = set()
+        self.was_created_in_run = was_created_in_run
+
+    def _positions(self, no: str):
+        import hashlib
+        h = hashlib.blake2b(no.encode(), digest_size=16).digest()
+        for i in range(self.k):
+            yield int.from_bytes(h[i * 4:(i + 1) * 4], "little") % self.nbits
+
+    def add(self, no: str) -> None:
+        for p in self._positions(no):
+            self.bits[p >> 3] |= 1 << (p & 7)
+        self.recent[-1].add(no)
+
+    def __contains__(self, no: str) -> bool:
+        if any(no in r for r in self.recent) or no in self.rejected:
+            return True
+        if not all(self.bits[p >> 3] & (1 << (p & 7)) for p in self._positions(no)):
+            return False
+        return self.was_created_in_run(no)
+
+    def batch_written(self) -> None:
+        """The oldest recent batch is in the store now: forget it (the Bloom filter and store remember)."""
+        self.recent.append(set())
+        if len(self.recent) > 3:
+            self.recent.pop(0)
 
 
 @dataclass
@@ -64,21 +106,26 @@ def run_import(repo, policy: PolicyYear, year: int, rows: Iterable[tuple[int, di
 
     report = ImportReport()
     insured = duplicates.excluded_set(year) if duplicates is not None else set()
-    households = group_households(_count(rows, report))
+    run = correlation_id or uuid.uuid4().hex
+    seen = SeenHouseholds(lambda no: repo.created_in_run(year, no, run))
+    households = group_households(_count(rows, report), seen)
     in_flight = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as writer:
         while True:
             batch = list(islice(households, batch_size))
             valid = _validate(batch, policy, year, principal, report, insured) if batch else []
             if in_flight is not None:
-                _record(report, *in_flight[0], in_flight[1].result(), duplicates, at)
+                _record(report, *in_flight[0], in_flight[1].result(), duplicates, at, seen)
+                seen.batch_written()
                 sink.flush(report)
                 if on_batch:
                     on_batch(report)
                 in_flight = None
             if not batch:
                 break
-            future = writer.submit(add_batch, repo, [hh for _, hh in valid], correlation_id, True) if valid else None
+            accepted = {h.household_no for _, h in valid}
+            seen.rejected.update(hr.household_no for hr in batch if hr.household_no not in accepted)
+            future = writer.submit(add_batch, repo, [hh for _, hh in valid], run, True) if valid else None
             in_flight = ((valid,), future) if future else None
             if future is None:
                 sink.flush(report)
@@ -106,7 +153,8 @@ def _validate(batch: list[HouseholdRows], policy: PolicyYear, year: int, princip
     return valid
 
 
-def _record(report: ImportReport, valid: list[tuple[HouseholdRows, Household]], outcome, duplicates, at) -> None:
+def _record(report: ImportReport, valid: list[tuple[HouseholdRows, Household]], outcome, duplicates, at,
+            seen: SeenHouseholds) -> None:
     from .handlers import record_duplicate
     for hr, hh in valid:
         status, err = outcome[hh.household_no]
@@ -122,6 +170,7 @@ def _record(report: ImportReport, valid: list[tuple[HouseholdRows, Household]], 
         elif status == "unchanged":
             report.households_unchanged += 1
         else:
+            seen.rejected.add(hh.household_no)
             _reject(report, [domain_problem(hr, err)])
             if err.code == "DUPLICATE_PERSON" and duplicates is not None:
                 record_duplicate(duplicates, hh, err, at, source="import")
