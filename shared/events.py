@@ -109,6 +109,21 @@ class CorrectionOverdueSchema(Schema):
     due_at = fields.String(required=True)
 
 
+class AccuracyRowSchema(Schema):
+    township = fields.String(required=True)
+    registered_persons = fields.Integer(required=True, validate=validate.Range(min=0))
+    persons_with_open_problems = fields.Integer(required=True, validate=validate.Range(min=0))
+    rate_bp = fields.Integer(required=True, validate=validate.Range(min=0, max=10000))
+
+
+class AccuracyPublishedSchema(Schema):
+    """registry.accuracy.published: information accuracy per township (001 附件2 2.2), docs/accuracy.md."""
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    as_of = fields.String(required=True)
+    rows = fields.List(fields.Nested(AccuracyRowSchema), required=True)
+
+
 class PaidMemberSchema(Schema):
     person_id = fields.String(required=True)
     name = fields.String(required=True)
@@ -288,6 +303,8 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="A household changed (birth, death, move in/out, approved correction): the new snapshot."),
         EventSpec("registry.correction.overdue", CorrectionOverdueSchema, "registry", ("notices",),
                   doc="A roster correction passed its 3-working-day limit unhandled."),
+        EventSpec("registry.accuracy.published", AccuracyPublishedSchema, "registry", ("scoring",),
+                  doc="Information accuracy per township as of a moment (scoring's 2.2 item)."),
         EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),

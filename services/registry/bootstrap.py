@@ -14,7 +14,7 @@ SERVICE = "registry"
 
 
 def bootstrap(clock: Clock | None = None) -> Container:
-    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (correction_store.CORRECTIONS,),
+    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (correction_store.CORRECTIONS, "accuracy_reports"),
                            indexes=INDEXES + import_store.INDEXES + correction_store.INDEXES
                            + duplicate_store.INDEXES, snapshots=SNAPSHOTS)
 

@@ -180,3 +180,32 @@ def test_people_with_employee_insurance_are_left_out_and_reported(client):
     assert [x["code"] for x in r.json["excluded"]] == ["EMPLOYEE_INSURED"]
     r = client.post("/v1/exclusions", json={"year": 2020, "id_numbers": ["123"]}, headers=county())
     assert (r.status_code, r.json["code"]) == (400, "ID_FORMAT")
+
+
+def test_accuracy_counts_people_with_open_corrections_or_duplicates_and_is_published(client, clock):
+    # 001 附件2 2.2: 参保信息录入准确率 — definition in docs/accuracy.md
+    c = boot.bootstrap(clock)
+    before = {r["township"]: r for r in client.get("/v1/accuracy/2020", headers=county()).json["rows"]}
+    body = register(client, "ACC-0001", "水岭乡", seed=61)
+    client.post("/v1/corrections", json={"household_no": "ACC-0001", "year": 2020,
+                                         "id_number": body["members"][0]["id_number"],
+                                         "changes": {"name": "改名"}, "reason": "错字"}, headers=county())
+    rows = {r["township"]: r for r in client.get("/v1/accuracy/2020", headers=county()).json["rows"]}
+    sl = rows["水岭乡"]
+    assert sl["registered_persons"] == before["水岭乡"]["registered_persons"] + 3
+    assert sl["persons_with_open_problems"] == before["水岭乡"]["persons_with_open_problems"] + 1
+    assert sl["rate_bp"] < 10000 and rows["舜管局"]["rate_bp"] == 10000  # nobody registered: nothing wrong
+    r = client.post("/v1/accuracy/2020/publish", headers=county())
+    assert r.status_code == 201
+    reports = list(c.db.accuracy_reports.find({}))
+    assert [e["type"] for e in reports[-1]["_outbox"].values()] == ["registry.accuracy.published"]
+
+
+def test_a_person_is_found_by_id_number_within_the_callers_scope(client):
+    body = register(client, "FIND-0001", "花桥镇", seed=62)
+    pid = body["members"][1]["id_number"]
+    r = client.get(f"/v1/persons/{pid}", headers=county())
+    assert r.status_code == 200 and r.json["household_no"] == "FIND-0001"
+    assert client.get(f"/v1/persons/{pid}", headers=baiya()).json["code"] == "SCOPE_TOWNSHIP"
+    other = make_id(date(1955, 5, 5), 77, "F")
+    assert client.get(f"/v1/persons/{other}", headers=county()).json["code"] == "PERSON_NOT_FOUND"

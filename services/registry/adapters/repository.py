@@ -55,6 +55,13 @@ class HouseholdRepository:
         for doc in cur:
             yield from_doc(doc)
 
+    def registered_persons(self, year: int) -> dict[str, int]:
+        """Members per township for a year (a scan of households on FerretDB; indexed on MongoDB)."""
+        out: dict[str, int] = {}
+        for doc in self.db[HOUSEHOLDS].find({"year": year}, {"township": 1, "members.person_id": 1}):
+            out[doc["township"]] = out.get(doc["township"], 0) + len(doc.get("members", []))
+        return out
+
     def created_in_run(self, year: int, household_no: str, run: str) -> bool:
         doc = self.db[HOUSEHOLDS].find_one({"_id": household_key(year, household_no)}, {"import_run": 1})
         return bool(doc) and doc.get("import_run") == run

@@ -75,6 +75,33 @@ def create_app(clock: Clock | None = None) -> Flask:
         return {"allowed": d.allowed, "code": d.code, "reason": d.reason, "pays": d.pays,
                 "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None}
 
+    def render_accuracy(rows) -> dict:
+        return {"county": c.policy.county, "rows": [
+            {"township": r.township, "registered_persons": r.registered_persons,
+             "persons_with_open_problems": r.persons_with_open_problems, "rate_bp": r.rate_bp,
+             "rate_percent": f"{r.rate_bp // 100}.{r.rate_bp % 100:02d}%"} for r in rows]}
+
+    @api.route("/v1/accuracy/{year}", "GET", summary="各乡镇信息录入准确率（定义见 docs/accuracy.md）", roles=STAFF)
+    def get_accuracy(principal, year):
+        return render_accuracy(handlers.accuracy(repo, corrections, duplicates, c.policy, year_of(year)))
+
+    @api.route("/v1/accuracy/{year}/publish", "POST", summary="发布信息录入准确率（供考核 2.2 项）", roles=("county",),
+               status=201)
+    def publish_accuracy(principal, year):
+        rows = handlers.publish_accuracy(c.outbox, repo, corrections, duplicates, c.policy, year_of(year), c.clock.now())
+        return render_accuracy(rows)
+
+    @api.route("/v1/persons/{id_number}", "GET", summary="按身份证号码查询所在户", roles=STAFF, response=HouseholdOut,
+               query=[{"name": "year", "in": "query", "schema": {"type": "integer"}}])
+    def find_person(principal, id_number):
+        from ..domain.identity import parse_resident_id
+        number = parse_resident_id(id_number).number
+        year = year_of(request.args.get("year", str(c.policy.year)))
+        key = repo.household_of(year, number)
+        if key is None:
+            raise NotFound("PERSON_NOT_FOUND", "未找到该人员的登记信息", {"id_number": mask_id(number)})
+        return render(handlers.get_household(repo, year, key.split(":", 1)[1], principal))
+
     def render_case(d: dict) -> dict:
         return {"year": d["year"], "id_number": mask_id(d["person_id"]), "status": d["status"], "kept": d["kept"],
                 "refused": d.get("refused", []), "resolution": {k: (v.isoformat() if hasattr(v, "isoformat") else v)

@@ -175,3 +175,33 @@ def report_overdue_corrections(corrections, clock) -> int:
             corrections.report_overdue(c)
             n += 1
     return n
+
+
+def accuracy(repo: HouseholdRepository, corrections, duplicates, policy: PolicyYear, year: int):
+    """Per-township information accuracy (see domain/accuracy.py for the definition)."""
+    from ..domain.accuracy import accuracy_table
+    open_people: dict[str, set[str]] = {}
+    for c in corrections.listing("open", None):
+        if c.year != year:
+            continue
+        if c.person_id:
+            open_people.setdefault(c.township, set()).add(c.person_id)
+        else:
+            hh = repo.get(year, c.household_no)
+            open_people.setdefault(c.township, set()).update(m.person_id for m in (hh.members if hh else []))
+    for d in duplicates.listing("open"):
+        if d["year"] == year and d["kept"].get("township"):
+            open_people.setdefault(d["kept"]["township"], set()).add(d["person_id"])
+    return accuracy_table(repo.registered_persons(year), open_people, [t.name for t in policy.townships])
+
+
+def publish_accuracy(db_outbox, repo, corrections, duplicates, policy: PolicyYear, year: int, at) -> list:
+    """Record the table and its event in one write (collection `accuracy_reports`)."""
+    from shared.events import Event
+    rows = accuracy(repo, corrections, duplicates, policy, year)
+    payload = {"year": year, "county": policy.county, "as_of": at.isoformat(),
+               "rows": [{"township": r.township, "registered_persons": r.registered_persons,
+                         "persons_with_open_problems": r.persons_with_open_problems, "rate_bp": r.rate_bp} for r in rows]}
+    db_outbox.insert("accuracy_reports", {"_id": f"{year}:{at.isoformat()}", **payload},
+                     [Event("registry.accuracy.published", payload)])
+    return rows

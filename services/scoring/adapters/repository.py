@@ -26,6 +26,22 @@ class ProgressRepository:
         return count_once(self.db, PROGRESS, f"{year}:{township}", f"revoked:{year}:{household_no}:{order_no}",
                           {"persons": -persons, "households": -1}, {"township": township, "persons": -persons})
 
+    def store_accuracy(self, year: int, as_of: str, rows: list[dict]) -> None:
+        """Keep the latest published figure per township (an older report arriving late loses)."""
+        for r in rows:
+            key = f"{year}:{r['township']}"
+            doc = self.db["accuracy"].find_one({"_id": key})
+            if doc is None or doc["as_of"] < as_of:
+                self.db["accuracy"].replace_one({"_id": key}, {"_id": key, "as_of": as_of, **r}, upsert=True)
+
+    def accuracy(self, year: int, townships: list[str]) -> dict[str, dict]:
+        out = {}
+        for t in townships:
+            doc = self.db["accuracy"].find_one({"_id": f"{year}:{t}"})
+            if doc:
+                out[t] = doc
+        return out
+
     def counters(self, year: int, townships: list[str]) -> dict[str, dict]:
         out = {}
         for t in townships:  # one `_id` lookup each: a county has a few dozen townships

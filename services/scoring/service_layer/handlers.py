@@ -19,3 +19,8 @@ def on_enrolment_changed(repo: ProgressRepository, env: Envelope) -> None:
 
 def progress(repo: ProgressRepository, policy: PolicyYear, year: int):
     return progress_table(policy, repo.counters(year, [t.name for t in policy.townships]))
+
+
+def on_accuracy_published(repo: ProgressRepository, env: Envelope) -> None:
+    p = env.payload
+    repo.store_accuracy(p["year"], p["as_of"], p["rows"])
