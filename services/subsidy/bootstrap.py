@@ -64,6 +64,7 @@ def event_handlers(c: SubsidyContainer):
     ctx = context(c)
     return {
         "registry.household.registered": lambda env: handlers.on_household_registered(ctx, env),
+        "registry.household.changed": lambda env: handlers.on_household_registered(ctx, env),
         "registry.enrolment.changed": lambda env: handlers.on_enrolment_changed(ctx, env),
         "payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(ctx, env),
     }

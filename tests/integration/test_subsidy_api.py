@@ -320,3 +320,23 @@ def test_entitlement_events_follow_the_best_identity_until_the_year_is_paid(api,
     rows = api.get("/v1/coverage/2020", headers=auth(COUNTY)).json["rows"]
     assert not [r for r in rows if r["township"] == "大盛镇"]  # identity revoked: no longer counted
     probe.close()
+
+
+def test_a_member_who_moves_out_no_longer_counts_in_the_township(api, ctx, clock):
+    """registry.household.changed carries the whole new snapshot (异动): coverage follows the person."""
+    stay, leave = make_id(date(1945, 1, 9), 57), make_id(date(1946, 1, 9), 58)
+    clock.set(T_IDENT)
+    grant(ctx, stay, "registered_poor", ref="FP-MV1")
+    grant(ctx, leave, "registered_poor", ref="FP-MV2")
+    register(ctx, "HH-MOVE", [(stay, "丑"), (leave, "寅")], township="南桥镇")
+
+    def hardship(township):
+        rows = api.get("/v1/coverage/2020", headers=auth(COUNTY)).json["rows"]
+        return sum(r["hardship_persons"] for r in rows if r["township"] == township and r["category"] == "registered_poor")
+
+    assert hardship("南桥镇") == 2
+    unregistered = hardship("")
+    handlers.on_household_registered(ctx, env("registry.household.changed", {
+        "household_no": "HH-MOVE", "year": 2020, "county": "东安县", "township": "南桥镇", "village": "花桥村",
+        "head_name": "丑", "members": [{"person_id": stay, "name": "丑"}], "change": "move_out"}, "registry"))
+    assert hardship("南桥镇") == 1 and hardship("") == unregistered + 1

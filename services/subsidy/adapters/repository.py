@@ -6,6 +6,7 @@ down only `{_id: <string>}`):
 - `identity_updates` `_id` "<source_system>:<source_ref>" (applied/unchanged: one effect per update)
                      or "rejected:<message id>": the report of every update received
 - `residents`        `_id` "<year>:<ID number>": township, village and household (registry events)
+- `households`       `_id` "<year>:<household_no>": its members' ID numbers (to see who left on a change)
 - `freezes`          `_id` "<year>:<ID number>": what was charged at payment (缴费后不再补退), once
 - `claims`           `_id` "<year>:<ID number>": 先缴后补 reimbursement claims, with their events
 - `ledger`           `_id` "<year>:<department>": persons and fen owed (直接代缴), counted once per person
@@ -25,7 +26,7 @@ from shared.store import IndexSpec, OutboxWriter, count_once, insert_once
 from ..domain.identity import PersonIdentities
 
 IDENTITIES, UPDATES, RESIDENTS, FREEZES, CLAIMS = "identities", "identity_updates", "residents", "freezes", "claims"
-LEDGER, COVER, COVERAGE, BATCHES = "ledger", "cover", "coverage", "batches"
+LEDGER, COVER, COVERAGE, BATCHES, HOUSEHOLDS = "ledger", "cover", "coverage", "batches", "households"
 OUTBOX_COLLECTIONS = (IDENTITIES, CLAIMS, COVER)
 INDEXES = (
     IndexSpec(UPDATES, (("outcome", 1), ("source_system", 1), ("received_at", 1))),
@@ -89,6 +90,14 @@ class SubsidyRepository:
         self.db[RESIDENTS].update_one({"_id": pkey(year, id_number)},
                                       {"$set": fields, "$setOnInsert": {"year": year, "id_number": id_number}},
                                       upsert=True)
+
+    def household_members(self, year: int, household_no: str) -> list[str]:
+        d = self.db[HOUSEHOLDS].find_one({"_id": f"{year}:{household_no}"})
+        return d["members"] if d else []
+
+    def set_household_members(self, year: int, household_no: str, members: list[str]) -> None:
+        self.db[HOUSEHOLDS].replace_one({"_id": f"{year}:{household_no}"},
+                                        {"_id": f"{year}:{household_no}", "members": members}, upsert=True)
 
     # ---- freezes, claims, ledger -------------------------------------------------------------
     def freeze(self, year: int, id_number: str) -> dict[str, Any] | None:

@@ -125,8 +125,21 @@ def _after_identity_change(ctx: Ctx, person: PersonIdentities, correlation_id: s
 # ---- registry and payment events ------------------------------------------------------------------
 
 def on_household_registered(ctx: Ctx, env: Envelope) -> None:
-    """Where hardship persons live (township, village, household) for coverage and claims."""
+    """Where hardship persons live (township, village, household) for coverage and claims; a
+    registry.household.changed snapshot (异动) replaces the copy, and members who left it no longer
+    count in its township."""
     p = env.payload
+    current = [m["person_id"] for m in p["members"]]
+    for pid in ctx.repo.household_members(p["year"], p["household_no"]):
+        if pid in current:
+            continue
+        res = ctx.repo.resident(p["year"], pid)
+        if res and res.get("household_no") == p["household_no"]:
+            ctx.repo.upsert_resident(p["year"], pid, {"household_no": None, "township": "", "village": "",
+                                                      "left": p.get("change", "")})
+            if p["year"] == ctx.rules.year:
+                refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id)
+    ctx.repo.set_household_members(p["year"], p["household_no"], current)
     for m in p["members"]:
         ctx.repo.upsert_resident(p["year"], m["person_id"], {
             "household_no": p["household_no"], "county": p["county"], "township": p["township"],
