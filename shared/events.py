@@ -295,11 +295,11 @@ class EventSpec:
 CATALOGUE: dict[str, EventSpec] = {
     spec.type: spec
     for spec in (
-        EventSpec("registry.household.registered", HouseholdRegisteredSchema, "registry", ("payments", "subsidy"),
+        EventSpec("registry.household.registered", HouseholdRegisteredSchema, "registry", ("payments", "subsidy", "notices"),
                   doc="A household and its members registered for a policy year; payments keeps a read model."),
         EventSpec("payments.payment.confirmed", PaymentConfirmedSchema, "payments", ("registry", "notices", "subsidy"),
                   doc="A household payment was confirmed by a signed gateway notification."),
-        EventSpec("registry.household.changed", HouseholdChangedSchema, "registry", ("payments", "subsidy"),
+        EventSpec("registry.household.changed", HouseholdChangedSchema, "registry", ("payments", "subsidy", "notices"),
                   doc="A household changed (birth, death, move in/out, approved correction): the new snapshot."),
         EventSpec("registry.correction.overdue", CorrectionOverdueSchema, "registry", ("notices",),
                   doc="A roster correction passed its 3-working-day limit unhandled."),

@@ -20,4 +20,13 @@ def repository(c: Container) -> NoticeRepository:
 
 def event_handlers(c: Container):
     repo = repository(c)
-    return {"payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, c.clock, env)}
+    def h(fn):
+        return lambda env: fn(repo, c.clock, env)
+    return {"payments.payment.confirmed": h(handlers.on_payment_confirmed),
+            "registry.household.registered": h(handlers.on_household_snapshot),
+            "registry.household.changed": h(handlers.on_household_snapshot),
+            "payments.withholding.failed": h(handlers.on_withholding_failed),
+            "registry.correction.overdue": h(handlers.on_correction_overdue),
+            "subsidy.claim.created": h(handlers.on_claim_created),
+            "subsidy.claim.paid": h(handlers.on_claim_paid),
+            "subsidy.coverage.changed": h(handlers.on_coverage_changed)}

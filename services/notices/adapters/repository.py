@@ -10,7 +10,8 @@ from ..domain.notice import Notice
 
 NOTICES = "notices"
 OUTBOX_COLLECTIONS: tuple[str, ...] = ()
-INDEXES = (IndexSpec(NOTICES, (("household_no", 1), ("year", 1))),)
+INDEXES = (IndexSpec(NOTICES, (("household_no", 1), ("year", 1))),
+           IndexSpec(NOTICES, (("year", 1), ("township", 1), ("kind", 1))))
 
 
 class NoticeRepository:
@@ -25,6 +26,20 @@ class NoticeRepository:
 
     def get(self, notice_id: str) -> dict | None:
         return self.db[NOTICES].find_one({"_id": notice_id})
+
+    def save_contact(self, p: dict) -> None:
+        """The household head's name and phone, from registry snapshots (for claim notices)."""
+        key = f"{p['year']}:{p['household_no']}"
+        self.db["contacts"].replace_one({"_id": key}, {"_id": key, "head_name": p["head_name"],
+                                                       "head_phone": p.get("head_phone"), "township": p["township"]},
+                                        upsert=True)
+
+    def contact(self, year: int, household_no: str | None) -> dict | None:
+        return self.db["contacts"].find_one({"_id": f"{year}:{household_no}"}) if household_no else None
+
+    def listing(self, year: int, township: str, kind: str | None) -> list[dict]:
+        q = {"year": year, "township": township, **({"kind": kind} if kind else {})}
+        return list(self.db[NOTICES].find(q).sort("created_at", 1))
 
     def for_household(self, household_no: str, year: int) -> list[dict]:
         return list(self.db[NOTICES].find({"household_no": household_no, "year": year}).sort("created_at", 1))

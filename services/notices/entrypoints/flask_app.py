@@ -50,4 +50,14 @@ def create_app(clock: Clock | None = None) -> Flask:
             principal.check_township(d["township"])
         return {"notices": [render(d) for d in docs]}
 
+    @api.route("/v1/townships/{township}/notices/{year}", "GET", summary="乡镇工作清单（代扣失败、困难群众未参保等）",
+               roles=("county", "township"), response=NoticeList,
+               query=[{"name": "kind", "in": "query", "schema": {"type": "string"}}])
+    def township_notices(principal, township, year):
+        from flask import request
+        principal.check_township(township)
+        if not year.isdigit():
+            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
+        return {"notices": [render(d) for d in repo.listing(int(year), township, request.args.get("kind"))]}
+
     return app
