@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from services.registry.domain.identity import check_declared, parse_resident_id
+from shared.resident_id import check_declared, parse_resident_id
 from shared.errors import ValidationFailed
 from tools.ids import make_id
 

@@ -13,7 +13,7 @@ from shared.errors import Conflict, ValidationFailed
 from shared.events import Event
 from shared.policy import PolicyYear
 
-from .identity import check_declared, parse_resident_id
+from shared.resident_id import check_declared, parse_resident_id
 
 RELATIONS = ("户主", "配偶", "子女", "父母", "祖父母", "孙子女", "兄弟姐妹", "其他")
 CATEGORIES = ("rural", "urban_non_employed", "student", "resident_non_local")  # 农村居民 城镇非从业 在校学生 常住非户籍

@@ -10,6 +10,7 @@ from shared.clock import Clock
 from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_phone
+from shared.resident_id import parse_resident_id
 from shared.web import create_base_app
 
 from .. import bootstrap as boot
@@ -94,7 +95,6 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/persons/{id_number}", "GET", summary="按身份证号码查询所在户", roles=STAFF, response=HouseholdOut,
                query=[{"name": "year", "in": "query", "schema": {"type": "integer"}}])
     def find_person(principal, id_number):
-        from ..domain.identity import parse_resident_id
         number = parse_resident_id(id_number).number
         year = year_of(request.args.get("year", str(c.policy.year)))
         key = repo.household_of(year, number)
@@ -122,7 +122,6 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/exclusions", "POST", summary="导入已参加城镇职工医保人员名单（不纳入居民医保）", roles=("county",),
                body=ExclusionIn, response=ExclusionOut)
     def add_exclusions(principal, data):
-        from ..domain.identity import parse_resident_id
         ids = [parse_resident_id(x, field=f"id_numbers[{i}]").number for i, x in enumerate(data["id_numbers"])]
         added = duplicates.exclude(data["year"], ids, data["source"], c.clock.now())
         return {"received": len(ids), "added": added}

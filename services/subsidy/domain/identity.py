@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from services.registry.domain.identity import parse_resident_id  # one GB 11643 check for the suite
+from shared.resident_id import parse_resident_id
 from shared.clock import SHANGHAI
 from shared.errors import ValidationFailed
 

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from flask import Flask, Response, request
 
-from services.registry.domain.identity import parse_resident_id
+from shared.resident_id import parse_resident_id
 from shared.clock import Clock, parse_instant
 from shared.errors import DomainError, NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
