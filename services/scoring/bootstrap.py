@@ -21,4 +21,5 @@ def repository(c: Container) -> ProgressRepository:
 def event_handlers(c: Container):
     repo = repository(c)
     return {"registry.enrolment.changed": lambda env: handlers.on_enrolment_changed(repo, env),
-            "registry.accuracy.published": lambda env: handlers.on_accuracy_published(repo, env)}
+            "registry.accuracy.published": lambda env: handlers.on_accuracy_published(repo, env),
+            "subsidy.coverage.changed": lambda env: handlers.on_coverage_changed(repo, env)}

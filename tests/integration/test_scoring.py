@@ -34,3 +34,18 @@ def test_the_latest_accuracy_report_wins_even_when_an_older_one_arrives_late(nam
     repo.store_accuracy(2020, "2019-12-01T00:00:00+08:00", [row])
     repo.store_accuracy(2020, "2019-11-01T00:00:00+08:00", [dict(row, rate_bp=9000)])
     assert repo.accuracy(2020, ["紫溪市镇"])["紫溪市镇"]["rate_bp"] == 9700
+
+
+def test_registered_poor_coverage_is_shown_beside_progress(namespace):
+    # 001 附件2 2.3: 建档立卡贫困户参保率100%
+    from services.scoring.entrypoints.flask_app import create_app
+    c = scoring_boot.bootstrap(FixedClock(NOW))
+    repo = scoring_boot.repository(c)
+    cov = {"year": 2020, "county": "东安县", "township": "紫溪市镇", "category": "registered_poor", "hardship_persons": 40,
+           "enrolled_persons": 39, "not_enrolled_persons": 1, "rate_bp": 9750, "as_of": "2019-12-01T00:00:00+08:00"}
+    repo.store_coverage(cov)
+    repo.store_coverage(dict(cov, enrolled_persons=30, rate_bp=7500, as_of="2019-11-01T00:00:00+08:00"))  # late, older
+    rows = create_app(FixedClock(NOW)).test_client().get("/v1/progress/2020").json["rows"]
+    zx = next(r for r in rows if r["township"] == "紫溪市镇")
+    assert zx["registered_poor"] == {"hardship_persons": 40, "enrolled_persons": 39, "rate_bp": 9750}
+    assert next(r for r in rows if r["township"] == "花桥镇")["registered_poor"] is None

@@ -34,6 +34,21 @@ class ProgressRepository:
             if doc is None or doc["as_of"] < as_of:
                 self.db["accuracy"].replace_one({"_id": key}, {"_id": key, "as_of": as_of, **r}, upsert=True)
 
+    def store_coverage(self, p: dict) -> None:
+        """Hardship coverage per township and category (subsidy's figures; the latest as_of wins)."""
+        key = f"{p['year']}:{p['township']}:{p['category']}"
+        doc = self.db["coverage"].find_one({"_id": key})
+        if doc is None or doc["as_of"] < p["as_of"]:
+            self.db["coverage"].replace_one({"_id": key}, {"_id": key, **p}, upsert=True)
+
+    def coverage(self, year: int, townships: list[str], category: str) -> dict[str, dict]:
+        out = {}
+        for t in townships:
+            doc = self.db["coverage"].find_one({"_id": f"{year}:{t}:{category}"})
+            if doc:
+                out[t] = doc
+        return out
+
     def accuracy(self, year: int, townships: list[str]) -> dict[str, dict]:
         out = {}
         for t in townships:

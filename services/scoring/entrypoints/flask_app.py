@@ -22,6 +22,7 @@ class ProgressRow(Schema):
     rate_bp = fields.Integer(metadata={"description": "参保率，万分比（9500 = 95.00%）"})
     rate_percent = fields.String()
     accuracy_bp = fields.Integer(allow_none=True, metadata={"description": "信息录入准确率（万分比），最近一次发布"})
+    registered_poor = fields.Dict(allow_none=True, metadata={"description": "建档立卡贫困人口：人数、已参保、参保率（万分比）"})
 
 
 class ProgressOut(Schema):
@@ -44,11 +45,15 @@ def create_app(clock: Clock | None = None) -> Flask:
             raise NotFound("YEAR_UNKNOWN", "没有该年度的参保任务", {"year": year})
         table = handlers.progress(repo, c.policy, int(year))
         acc = repo.accuracy(int(year), [t.name for t in c.policy.townships])
+        poor = repo.coverage(int(year), [t.name for t in c.policy.townships], "registered_poor")
         return {"county": c.policy.county, "year": c.policy.year, "task_total": c.policy.task_total,
                 "enrolled_total": sum(r.enrolled_persons for _, r in table),
                 "rows": [{"rank": rank, "township": r.township, "task": r.task, "enrolled_persons": r.enrolled_persons,
                           "enrolled_households": r.enrolled_households, "rate_bp": r.rate_bp,
                           "rate_percent": f"{r.rate_bp // 100}.{r.rate_bp % 100:02d}%",
-                          "accuracy_bp": acc.get(r.township, {}).get("rate_bp")} for rank, r in table]}
+                          "accuracy_bp": acc.get(r.township, {}).get("rate_bp"),
+                          "registered_poor": ({k: poor[r.township][k] for k in ("hardship_persons", "enrolled_persons",
+                                                                                "rate_bp")}
+                                              if r.township in poor else None)} for rank, r in table]}
 
     return app

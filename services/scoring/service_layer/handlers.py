@@ -24,3 +24,7 @@ def progress(repo: ProgressRepository, policy: PolicyYear, year: int):
 def on_accuracy_published(repo: ProgressRepository, env: Envelope) -> None:
     p = env.payload
     repo.store_accuracy(p["year"], p["as_of"], p["rows"])
+
+
+def on_coverage_changed(repo: ProgressRepository, env: Envelope) -> None:
+    repo.store_coverage(env.payload)
