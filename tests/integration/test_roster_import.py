@@ -213,3 +213,21 @@ def test_village_roster_export_for_printing(c, tmp_path, monkeypatch):
     x = client.get("/v1/exports/2020/白牙市镇/五一村?format=xlsx", headers=auth)
     ws = load_workbook(io.BytesIO(x.data), read_only=True).worksheets[0]
     assert [c.value for c in next(ws.iter_rows(max_row=1))] == HEAD
+
+
+def test_the_command_line_import_shows_progress_and_writes_the_problem_rows(c, namespace, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from shared.config import ROOT
+    f = tmp_path / "花桥镇花名册.csv"
+    f.write_bytes(csv_bytes(roster_rows("R10")))
+    env = {**os.environ, "BUS_NAMESPACE": namespace, "MONGO_DB": c.settings.mongo_db, "CLOCK_NOW": NOW.isoformat()}
+    p = subprocess.run([sys.executable, "-m", "services.registry.entrypoints.cli", "import", str(f)],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert p.returncode == 1  # some households were refused
+    assert "新增 3 户 6 人" in p.stdout and "退回 4 户" in p.stdout
+    assert "100%" in p.stderr  # the progress bar ran to the end
+    problems = list(csv.reader(io.StringIO((tmp_path / "花桥镇花名册.csv.problems.csv").read_text(encoding="utf-8-sig"))))
+    assert problems[0] == ["行号", "户编号", "字段", "错误代码", "说明"]
+    assert {r[3] for r in problems[1:]} == {"ID_CHECKSUM", "ID_BIRTH_MISMATCH", "HEAD_REQUIRED", "UNKNOWN_VILLAGE"}
