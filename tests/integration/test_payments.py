@@ -493,3 +493,14 @@ def test_an_overpayment_is_refunded_without_touching_the_enrolment(api, pc):
     p = pc.db.payments.find_one({"_id": "2020:REV-0002"})
     assert p["status"] == "confirmed" and p["order_no"] == first["order_no"]
     assert not outbox_events(p, "payments.payment.reversed")
+
+
+def test_the_openapi_document_describes_gateway_and_staff_endpoints(api):
+    doc = api.get("/openapi.json").json
+    paths = doc["paths"]
+    for p in ("/v1/reversals", "/v1/withholding/batches/{batch_no}/results", "/v1/reconciliation/statements",
+              "/v1/receipts/{receipt_no}/verification", "/v1/audits/overdue", "/v1/remittances", "/v1/money-log"):
+        assert p in paths, p
+    assert paths["/v1/notifications"]["post"]["security"] == [{"gatewaySignature": []}]
+    assert paths["/v1/withholding/batches"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in paths["/v1/receipts/{receipt_no}/verification"]["get"]
