@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import random
 import secrets
+import shutil
 import socket
 import statistics
 import threading
@@ -174,6 +175,7 @@ def cleanup(suite: Suite, mongo_url: str, amqp_url: str) -> None:
         pass
     for f in (suite.var / "secrets").glob(f"{suite.namespace}.*"):
         f.unlink()
+    shutil.rmtree(suite.run_dir, ignore_errors=True)
 
 
 def main() -> int:
