@@ -15,10 +15,11 @@ and dead-letter handling; a Consumer with a `decode` hook turns their messages i
 from __future__ import annotations
 
 import json
+import os
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable
 
@@ -113,7 +114,7 @@ class InboundTopology(Topology):
 
 def connection_params(url: str) -> pika.URLParameters:
     params = pika.URLParameters(url)
-    params.heartbeat = 30
+    params.heartbeat = int(os.environ.get("AMQP_HEARTBEAT_S", "30"))
     params.blocked_connection_timeout = 60
     params.connection_attempts = 1
     params.socket_timeout = 5
@@ -265,8 +266,10 @@ class Consumer:
         token = correlation_id.set(env.correlation_id)
         try:
             future = self._pool.submit(self.handlers[env.type], env)
-            while not future.done():  # keep heartbeats flowing during a long handler
-                conn.process_data_events(time_limit=0.2)
+            # wait for the handler, servicing heartbeats only while it is slow: a handler that
+            # finishes in a millisecond must not wait for a broker poll (that capped a consumer at 5/s)
+            while not wait([future], timeout=0.5).done:
+                conn.process_data_events(time_limit=0)
                 metrics.HEARTBEAT.labels(svc).set(time.time())
             future.result()
         except PermanentFailure as e:

@@ -143,3 +143,30 @@ def test_a_poison_message_is_dead_lettered_after_its_retries_and_can_be_inspecte
     in_queue = queue_messages(infra.amqp_url, c.topology.dead_queue)
     assert {h.get("x-attempt") for h, _ in in_queue} == {3, 1}
     assert not c.db.processed_events.find_one({"_id": env.id})
+
+
+def test_a_handler_slower_than_the_heartbeat_keeps_its_connection_and_runs_once(namespace, infra, monkeypatch):
+    """DEVELOPERS.md: heartbeats kept alive during long handlers (else the broker drops the connection
+    and redelivers: the handler would run twice)."""
+    import time as _time
+    monkeypatch.setenv("AMQP_HEARTBEAT_S", "1")
+    c = scoring_boot.bootstrap(FixedClock(NOW))
+    runs = []
+
+    def slow(env):
+        runs.append(env.id)
+        _time.sleep(6)  # several heartbeat intervals
+
+    handlers = {"registry.enrolment.changed": slow}
+    declare(c, handlers)
+    env = Envelope.new(enrolment_event("SLOW1"), "registry", NOW)
+    from shared import metrics
+    dup = metrics.EVENTS_DUPLICATE.labels("scoring", env.type)
+    dups_before = dup._value.get()
+    with running(c.consumer(handlers)):
+        publish(infra.amqp_url, c.topology.exchange, env.type, json.dumps(env.to_dict()).encode(), env.id)
+        wait_for(lambda: c.db.processed_events.find_one({"_id": env.id}), timeout=30, what="slow handler done")
+        _time.sleep(1.5)
+    assert runs == [env.id]
+    assert dup._value.get() == dups_before  # not dropped by the broker and redelivered meanwhile
+    assert queue_messages(infra.amqp_url, c.topology.queue) == []
