@@ -504,3 +504,30 @@ def test_the_openapi_document_describes_gateway_and_staff_endpoints(api):
     assert paths["/v1/notifications"]["post"]["security"] == [{"gatewaySignature": []}]
     assert paths["/v1/withholding/batches"]["post"]["security"] == [{"bearer": []}]
     assert "security" not in paths["/v1/receipts/{receipt_no}/verification"]["get"]
+
+
+def test_a_retry_after_a_crash_mid_confirmation_completes_it_even_past_expiry(secrets_files, pc):
+    """Not losing a fen: the payment was recorded (with its event) but the process died before the
+    receipt and the order status; the gateway's retry after the order's expiry completes the job."""
+    from services.payments.service_layer.handlers import payment_doc
+    c = FixedClock(NOW)
+    api = payments_app(c).test_client()
+    register(pc, "CRS-0001", n=2)
+    o = order(api, "CRS-0001", clock=c)
+    repo = payments_boot.repository(pc)
+    live = repo.order(o["order_no"])
+    live.transaction_id, live.paid_at = "T-CRASH", NOW.isoformat()
+    assert repo.record_payment(payment_doc(live, repo.household(2020, "CRS-0001"), {}, NOW, "bank-a"),
+                               live.confirmed_event(repo.household(2020, "CRS-0001"), "T-CRASH", NOW.isoformat()), None)
+    c.advance(timedelta(hours=3))
+    ack = pay(api, o, clock=c, txn="T-CRASH", paid_at=NOW)
+    assert ack["status"] == "paid" and ack["receipt_no"]
+    assert api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).status_code == 200
+    assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:CRS-0001"}), "payments.payment.confirmed")) == 1
+    # an expired order that was never paid is still refused
+    register(pc, "CRS-0002", n=1)
+    o2 = order(api, "CRS-0002", clock=c)
+    c.advance(timedelta(hours=3))
+    r = signed(api, "/v1/notifications", {"order_no": o2["order_no"], "transaction_id": "T2", "amount_fen": 25000,
+                                          "paid_at": c.now().isoformat()}, clock=c)
+    assert r.json["code"] == "ORDER_EXPIRED" and pc.db.payments.find_one({"_id": "2020:CRS-0002"}) is None
