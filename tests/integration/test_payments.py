@@ -353,6 +353,11 @@ def test_withholding_batch_failure_classification_and_retry(api, pc):
     assert sorted((e["household_no"], e["reason"], e["retryable"], e["township"]) for e in failed) == [
         ("WH-0001", "INSUFFICIENT_BALANCE", True, "花桥镇"), ("WH-0002", "ACCOUNT_CLOSED", False, "花桥镇")]
     assert api.get("/v1/withholding/agreements/WH-0002", headers=auth(COUNTY)).json["status"] == "invalid"
+    back = api.get(f"/v1/withholding/batches/{batch['batch_no']}/returns", headers=auth(HUAQIAO)).json["lines"]
+    assert [(l["household_no"], l["reason_text"], l["retryable"]) for l in back] == [
+        ("WH-0001", "账户余额不足", True), ("WH-0002", "账户已销户", False)]
+    assert all("*" in l["account_no"] for l in back)
+    assert api.get(f"/v1/withholding/batches/{batch['batch_no']}/returns", headers=auth(BAIYA)).json["lines"] == []
     # the same file again: acknowledged, no second effect; another file: refused
     again = signed(api, path, raw=good, content_type="text/csv")
     assert again.status_code == 200 and again.json["paid"] == 1

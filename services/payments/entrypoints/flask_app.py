@@ -24,7 +24,7 @@ from ..domain.reconciliation import REMITTANCE_INTERVAL_DAYS
 from ..service_layer import handlers
 from .schemas import (AckOut, AgreementIn, AgreementOut, BatchIn, BatchOut, BatchResultOut, MoneyLogOut,
                       NotificationIn, OrderIn, OrderOut, OverdueOut, PaymentOut, QuoteIn, QuoteOut, ReceiptOut,
-                      ReceiptVerificationOut, ReconciliationOut, RemittancesOut, ReversalIn, ReversalOut, StatementIn)
+                      ReceiptVerificationOut, ReconciliationOut, RemittancesOut, ReturnsOut, ReversalIn, ReversalOut, StatementIn)
 
 MAX_RESULT_FILE = 20 * 1024 * 1024
 STAFF = ("county", "township")
@@ -214,6 +214,11 @@ def create_app(clock: Clock | None = None) -> Flask:
             raise NotFound("BATCH_NOT_FOUND", "代扣批次不存在", {"batch_no": batch_no})
         return Response(wh.export_csv(b), mimetype="text/csv",
                         headers={"Content-Disposition": f"attachment; filename={batch_no}.csv"})
+
+    @api.route("/v1/withholding/batches/{batch_no}/returns", "GET",
+               summary="代扣失败发回乡镇的名单（余额不足等，按乡镇）", roles=STAFF, response=ReturnsOut)
+    def batch_returns(principal, batch_no):
+        return {"batch_no": batch_no, "lines": handlers.returned_to_town(repo, principal, batch_no)}
 
     @api.route("/v1/reconciliation/{gateway_id}/{day}", "GET", summary="查询某渠道某日对账结果", roles=("county",),
                response=ReconciliationOut)

@@ -189,6 +189,11 @@ class BatchResultOut(Schema):
     retryable = fields.Integer()
 
 
+class ReturnsOut(Schema):
+    batch_no = fields.String()
+    lines = fields.List(fields.Dict(), metadata={"description": "failed lines; account numbers masked"})
+
+
 class StatementLineIn(Schema):
     order_no = fields.String(required=True)
     transaction_id = fields.String(required=True)

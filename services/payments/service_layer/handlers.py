@@ -400,6 +400,24 @@ def import_results(repo: PaymentsRepository, clock: Clock, gateway: str, batch_n
     return {"batch_no": batch_no, **batch["summary"]}
 
 
+def returned_to_town(repo: PaymentsRepository, principal: Principal, batch_no: str) -> list[dict[str, Any]]:
+    """The failed lines of a batch that go back to the towns (002 六(二)3: 对余额不足的代扣帐户发回各镇),
+    with the reason, for the town to urge a deposit or a new agreement; a township sees its own."""
+    batch = repo.batch(batch_no)
+    if batch is None:
+        raise NotFound("BATCH_NOT_FOUND", "代扣批次不存在", {"batch_no": batch_no})
+    if batch["status"] != "result_imported":
+        raise Conflict("BATCH_RESULT_PENDING", "该批次尚未回盘", {"batch_no": batch_no})
+    out = []
+    for l in batch["lines"]:
+        if l["status"] != "failed" or (principal.role == "township" and l["township"] != principal.township):
+            continue
+        out.append({"household_no": l["household_no"], "township": l["township"], "order_no": l["order_no"],
+                    "amount_fen": l["amount_fen"], "account_no": wh.mask_account(l["account_no"]),
+                    "reason": l["reason"], "reason_text": l["reason_text"], "retryable": l["retryable"]})
+    return out
+
+
 def _batch_summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
     failed: dict[str, int] = {}
     for l in lines:
