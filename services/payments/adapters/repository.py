@@ -60,7 +60,8 @@ def order_to_doc(o: Order) -> dict[str, Any]:
             "year": o.year, "gateway": o.gateway, "channel": o.channel, "amount_fen": o.amount_fen,
             "lines": [line_to_doc(l) for l in o.lines],
             "created_at": o.created_at, "expires_at": o.expires_at, "status": o.status,
-            "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no}
+            "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no,
+            "payer": o.payer}
 
 
 def order_from_doc(d: dict[str, Any]) -> Order:
@@ -68,7 +69,7 @@ def order_from_doc(d: dict[str, Any]) -> Order:
                  tuple(QuoteLine(l["person_id"], l["name"], l["standard_fen"], l["subsidy_fen"], l.get("category"))
                        for l in d["lines"]),
                  d["created_at"], d["expires_at"], d["status"], d.get("transaction_id"), d.get("paid_at"),
-                 d.get("receipt_no"))
+                 d.get("receipt_no"), d.get("payer"))
 
 
 class PaymentsRepository:

@@ -33,6 +33,7 @@ PROOF_FIELDS: dict[str, tuple[str, ...]] = {
     "village_cash": ("collector_id", "collector_name", "receipt_book_no", "receipt_sheet_no"),
     "withholding": ("agreement_no", "batch_no"),
 }
+PAYER_FIELDS = ("county", "township", "village", "head_name", "head_phone")
 CHANNEL_NAMES = {"mobile_app": "手机APP", "online_banking": "网上银行", "pos": "银行POS机",
                  "bank_counter": "银行柜面", "self_service": "银行自助终端", "village_cash": "村（社区）现金代收",
                  "withholding": "银行代扣"}
@@ -169,17 +170,20 @@ class Order:
     transaction_id: str | None = None
     paid_at: str | None = None
     receipt_no: str | None = None
+    payer: dict[str, Any] | None = None  # the household's places, head and phone as at the order
 
     @classmethod
     def create(cls, q: Quote, gateway: str, channel: str, at: datetime, ttl: timedelta = ORDER_TTL,
-               allowed_channels: tuple[str, ...] = ()) -> "Order":
+               allowed_channels: tuple[str, ...] = (), household: dict[str, Any] | None = None) -> "Order":
         """The amount and every member's subsidy are frozen here: a later identity change does not
         alter an order (001 六: 缴费后特殊身份标识发生变化的，不再补退)."""
         if channel not in CHANNELS:
             raise ValidationFailed("UNKNOWN_CHANNEL", "不支持的缴费渠道", {"channel": channel})
         if allowed_channels and channel not in allowed_channels:
             raise DomainError("CHANNEL_NOT_ALLOWED", "该支付渠道未开通此缴费方式", {"channel": channel}, status=403)
-        return cls(new_order_no(at), q.household_no, q.year, gateway, channel, q.total_fen, q.lines, at, at + ttl)
+        payer = {k: household.get(k) for k in PAYER_FIELDS} if household else None
+        return cls(new_order_no(at), q.household_no, q.year, gateway, channel, q.total_fen, q.lines, at, at + ttl,
+                   payer=payer)
 
     def check_notification(self, gateway: str, amount_fen: int, at: datetime) -> None:
         if gateway != self.gateway:

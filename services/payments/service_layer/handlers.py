@@ -70,7 +70,8 @@ def create_order(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, gat
         raise DomainError("CHANNEL_NOT_ALLOWED", "代扣订单只由代扣批次生成", {"channel": "withholding"}, status=403)
     q = make_quote(repo, policy, clock, data["year"], data["household_no"])
     check_whole_household(q, data.get("person_ids"))
-    order = Order.create(q, gateway, data["channel"], clock.now(), allowed_channels=allowed_channels)
+    order = Order.create(q, gateway, data["channel"], clock.now(), allowed_channels=allowed_channels,
+                         household=repo.household(data["year"], data["household_no"]))
     repo.add_order(order)
     if not repo.claim_idempotency(gateway, idem_key, order.order_no, body_hash, clock.now()):
         repo.drop_order(order.order_no)  # lost a race with the same key: answer with the winner's order
@@ -132,7 +133,7 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
     if order.status != "created":
         return _ack(order, duplicate=True)
     now = clock.now()
-    household = repo.household(order.year, order.household_no)
+    household = order.payer or repo.household(order.year, order.household_no)  # frozen at the order: one read less
     if household is None:
         raise NotFound("HOUSEHOLD_UNKNOWN", "未找到该户的登记信息", {"household_no": order.household_no})
     order.transaction_id = transaction_id
@@ -336,7 +337,8 @@ def create_batch(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, pri
         if q.total_fen == 0:
             skipped.append({"household_no": a["household_no"], "code": "ZERO_PAYABLE"})
             continue
-        planned.append((a, Order.create(q, bank, "withholding", now, ttl=wh.WITHHOLDING_ORDER_TTL)))
+        planned.append((a, Order.create(q, bank, "withholding", now, ttl=wh.WITHHOLDING_ORDER_TTL,
+                                        household=repo.household(year, a["household_no"]))))
     if not planned:
         raise DomainError("BATCH_EMPTY", "没有可代扣的参保户", {"skipped": skipped[:50]})
     lines = []
