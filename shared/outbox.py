@@ -60,7 +60,8 @@ class OutboxRelay:
                 if pending:
                     self.db[coll].update_one({"_id": agg}, {"$unset": {f"_outbox.{e['id']}": "" for e in pending}})
                 sent += len(pending)
-            self.db[OUTBOX].delete_one({"_id": p["_id"]})
+        if pointers:  # the pointer collection holds only what is pending: a small delete
+            self.db[OUTBOX].delete_many({"_id": {"$in": [p["_id"] for p in pointers]}})
         return sent
 
     def _materialise(self, env: dict, doc: dict) -> dict:
