@@ -536,3 +536,19 @@ def test_a_retry_after_a_crash_mid_confirmation_completes_it_even_past_expiry(se
     r = signed(api, "/v1/notifications", {"order_no": o2["order_no"], "transaction_id": "T2", "amount_fen": 25000,
                                           "paid_at": c.now().isoformat()}, clock=c)
     assert r.json["code"] == "ORDER_EXPIRED" and pc.db.payments.find_one({"_id": "2020:CRS-0002"}) is None
+
+
+def test_a_second_transaction_for_a_paid_order_is_acknowledged_once_and_logged_for_refund(api, pc):
+    """Not doubling a fen: the same order reported paid by another transaction confirms nothing more,
+    and the second transaction is in the money log for a refund check."""
+    register(pc, "TWC-0001", n=1)
+    o = order(api, "TWC-0001")
+    first = pay(api, o, txn="T-FIRST")
+    r = signed(api, "/v1/notifications", {"order_no": o["order_no"], "transaction_id": "T-SECOND",
+                                          "amount_fen": 25000, "paid_at": NOW.isoformat()})
+    assert r.status_code == 200 and r.json["duplicate"] and r.json["receipt_no"] == first["receipt_no"]
+    p = pc.db.payments.find_one({"_id": "2020:TWC-0001"})
+    assert p["transaction_id"] == "T-FIRST" and len(outbox_events(p, "payments.payment.confirmed")) == 1
+    log = api.get(f"/v1/money-log?ref={o['order_no']}:T-SECOND", headers=auth(COUNTY)).json["entries"]
+    assert [(e["action"], e["amount_fen"]) for e in log] == [("paid_twice", 25000)]
+    assert api.get(f"/v1/money-log?ref={o['order_no']}:T-FIRST", headers=auth(COUNTY)).json["entries"] == []

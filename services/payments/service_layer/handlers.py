@@ -131,6 +131,8 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
     household was already paid by another order, an overpayment to refund. Then the receipt, the
     money log and the order status, each idempotent, so a redelivery completes a crashed run."""
     if order.status != "created":
+        if transaction_id != order.transaction_id:
+            _paid_twice(repo, clock, order, transaction_id, actor)
         return _ack(order, duplicate=True)
     now = clock.now()
     household = order.payer or repo.household(order.year, order.household_no)  # frozen at the order: one read less
@@ -142,6 +144,8 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
     event = order.confirmed_event(household, transaction_id, paid_at)
     won = repo.record_payment(payment_doc(order, household, proof, now, actor), event, correlation_id)
     existing = None if won else repo.payment(order.year, order.household_no)
+    if existing and existing["order_no"] == order.order_no and existing["transaction_id"] != transaction_id:
+        _paid_twice(repo, clock, order, transaction_id, actor)
     if won or (existing and existing["order_no"] == order.order_no):
         order.status = "paid"  # (or a concurrent copy of this notification won: same effect)
         repo.add_receipt(build_receipt(order, household, proof, repo.receipt_key()))
@@ -156,6 +160,17 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
         log.warning("household paid twice; order %s needs a refund", order.order_no, extra={"order_no": order.order_no})
     repo.mark_order(order, paid_day=shanghai_day(paid_at), proof=proof)
     return _ack(order, duplicate=False)
+
+
+def _paid_twice(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id: str, actor: str) -> None:
+    """The gateway reports another transaction for an order already paid. Still acknowledged (the
+    gateway must stop retrying, and a retry may carry a new id), but logged, so that a real second
+    charge is refunded; the day's reconciliation shows it as a transaction mismatch too."""
+    repo.log_money(f"{order.order_no}:{transaction_id}", "paid_twice", clock.now(), actor, order.amount_fen,
+                   order_no=order.order_no, transaction_id=transaction_id,
+                   household_key=hh_key(order.year, order.household_no))
+    log.warning("order %s reported paid by a second transaction; check for a refund", order.order_no,
+                extra={"order_no": order.order_no})
 
 
 def _ack(order: Order, duplicate: bool) -> dict[str, Any]:
