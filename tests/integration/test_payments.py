@@ -552,3 +552,88 @@ def test_a_second_transaction_for_a_paid_order_is_acknowledged_once_and_logged_f
     log = api.get(f"/v1/money-log?ref={o['order_no']}:T-SECOND", headers=auth(COUNTY)).json["entries"]
     assert [(e["action"], e["amount_fen"]) for e in log] == [("paid_twice", 25000)]
     assert api.get(f"/v1/money-log?ref={o['order_no']}:T-FIRST", headers=auth(COUNTY)).json["entries"] == []
+
+
+# ---- every rejection leaves nothing written -----------------------------------------------------
+
+MONEY_COLLECTIONS = ("payments", "receipts", "money_log", "orders", "idempotency", "transitions", "reversals")
+
+
+def snapshot(pc):
+    """Everything a payment could have touched (nonces excepted: a used nonce stays used, by design)."""
+    db = pc.db
+    return {c: sorted(str(d) for d in db[c].find({}, {"_outbox": 0})) for c in MONEY_COLLECTIONS}
+
+
+@pytest.mark.parametrize("case", ["bad_signature", "stale_timestamp", "replayed_nonce", "amount_mismatch",
+                                  "unknown_order", "expired_order", "split_household", "closed_window"])
+def test_every_rejection_leaves_nothing_written(secrets_files, pc, case):
+    c = FixedClock(NOW)
+    api = payments_app(c).test_client()
+    no = f"REJ-{case}"
+    ids = register(pc, no, n=2)
+    o = order(api, no, clock=c)
+    body = {"order_no": o["order_no"], "transaction_id": "T-" + case, "amount_fen": o["amount_fen"],
+            "paid_at": NOW.isoformat()}
+    kw: dict = {"clock": c}
+    path = "/v1/notifications"
+    if case == "replayed_nonce":
+        signed(api, "/v1/quotes", {"household_no": no, "year": 2020}, nonce="r" * 24, clock=c)
+        kw["nonce"] = "r" * 24
+    before = snapshot(pc)
+    if case == "bad_signature":
+        kw["secret"] = VILLAGE_SECRET
+    elif case == "stale_timestamp":
+        c.advance(timedelta(seconds=301))
+        r = api.post(path, data=json.dumps(body).encode(), headers={
+            "X-Gateway-Id": "bank-a", "X-Timestamp": str(int(NOW.timestamp())), "X-Nonce": "s" * 20,
+            "Content-Type": "application/json",
+            "X-Signature": signing.sign(BANK_SECRET, "POST", path, str(int(NOW.timestamp())), "s" * 20,
+                                        json.dumps(body).encode())})
+    elif case == "amount_mismatch":
+        body["amount_fen"] += 1
+    elif case == "unknown_order":
+        body["order_no"] = "P-NO-SUCH-ORDER"
+    elif case == "expired_order":
+        c.advance(timedelta(hours=2, seconds=1))
+    elif case == "split_household":
+        path, body = "/v1/orders", {"household_no": no, "year": 2020, "channel": "mobile_app", "person_ids": ids[:1]}
+        kw["extra"] = {"Idempotency-Key": "split-" + secrets.token_hex(4)}
+    elif case == "closed_window":
+        c.set(datetime(2020, 1, 1, 0, 0, 1, tzinfo=SHANGHAI))
+        path, body = "/v1/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"}
+        kw["extra"] = {"Idempotency-Key": "late-" + secrets.token_hex(4)}
+    if case != "stale_timestamp":
+        r = signed(api, path, body, **kw)
+    expected = {"bad_signature": "SIGNATURE_INVALID", "stale_timestamp": "TIMESTAMP_OUT_OF_WINDOW",
+                "replayed_nonce": "NONCE_REPLAYED", "amount_mismatch": "AMOUNT_MISMATCH",
+                "unknown_order": "ORDER_NOT_FOUND", "expired_order": "ORDER_EXPIRED",
+                "split_household": "HOUSEHOLD_SPLIT", "closed_window": "WINDOW_CLOSED"}[case]
+    assert 400 <= r.status_code < 500 and r.json["code"] == expected and r.json["message"]
+    assert snapshot(pc) == before
+
+
+def test_audited_and_reversed_events_reach_the_bus(secrets_files, pc, infra, namespace):
+    """The relay publishes what the payment documents carry: audited (registry confirms), reversed
+    (registry revokes), each once, valid against the catalogue."""
+    from tests.helpers import Probe
+    api = payments_app(FixedClock(NOW)).test_client()
+    register(pc, "BUS-0001", n=2)
+    o = order(api, "BUS-0001")
+    ack = pay(api, o)
+    api.post("/v1/payments/2020/BUS-0001/audit", headers=auth(TAX))
+    signed(api, "/v1/reversals", {"reversal_id": "RV-BUS", "order_no": o["order_no"],
+                                  "transaction_id": ack["transaction_id"], "amount_fen": o["amount_fen"]})
+    probe = Probe(infra.amqp_url, namespace, ["payments.payment.audited", "payments.payment.reversed"])
+    try:
+        with running(pc.relay()):
+            got = []
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not {"payments.payment.audited", "payments.payment.reversed"} <= {
+                    e["type"] for e in got if e["payload"]["household_no"] == "BUS-0001"}:
+                got += probe.take(1, timeout=1)
+        mine = [e for e in got if e["payload"]["household_no"] == "BUS-0001"]
+        assert sorted(e["type"] for e in mine) == ["payments.payment.audited", "payments.payment.reversed"]
+        assert all(e["producer"] == "payments" and len(e["payload"]["person_ids"]) == 2 for e in mine)
+    finally:
+        probe.close()
