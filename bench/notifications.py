@@ -25,13 +25,11 @@ import random
 import secrets
 import shutil
 import socket
-import statistics
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pika
 import requests
