@@ -637,3 +637,26 @@ def test_audited_and_reversed_events_reach_the_bus(secrets_files, pc, infra, nam
         assert all(e["producer"] == "payments" and len(e["payload"]["person_ids"]) == 2 for e in mine)
     finally:
         probe.close()
+
+
+def test_concurrent_notifications_with_different_transactions_confirm_once_and_keep_the_first(secrets_files, pc):
+    """Two copies racing for one order with different transaction ids: one payment, the order keeps
+    the recorded transaction, the other is logged for a refund check."""
+    import threading
+    register(pc, "RACE-0001", n=1)
+    o = order(payments_app(FixedClock(NOW)).test_client(), "RACE-0001")
+    results = []
+
+    def send(txn):
+        results.append(pay(payments_app(FixedClock(NOW)).test_client(), o, txn=txn))
+    threads = [threading.Thread(target=send, args=(f"T-RACE-{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {r["code"] for r in results} == {"SUCCESS"} and len(results) == 3
+    p = pc.db.payments.find_one({"_id": "2020:RACE-0001"})
+    assert len(outbox_events(p, "payments.payment.confirmed")) == 1
+    assert pc.db.orders.find_one({"_id": o["order_no"]})["transaction_id"] == p["transaction_id"]
+    twice = [pc.db.money_log.find_one({"_id": f"{o['order_no']}:T-RACE-{i}:paid_twice"}) for i in range(3)]
+    assert sum(1 for t in twice if t) == 2

@@ -144,8 +144,10 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
     event = order.confirmed_event(household, transaction_id, paid_at)
     won = repo.record_payment(payment_doc(order, household, proof, now, actor), event, correlation_id)
     existing = None if won else repo.payment(order.year, order.household_no)
-    if existing and existing["order_no"] == order.order_no and existing["transaction_id"] != transaction_id:
-        _paid_twice(repo, clock, order, transaction_id, actor)
+    if existing and existing["order_no"] == order.order_no:
+        if existing["transaction_id"] != transaction_id:
+            _paid_twice(repo, clock, order, transaction_id, actor)
+        order.transaction_id, order.paid_at = existing["transaction_id"], existing["paid_at"]  # the recorded one
     if won or (existing and existing["order_no"] == order.order_no):
         order.status = "paid"  # (or a concurrent copy of this notification won: same effect)
         repo.add_receipt(build_receipt(order, household, proof, repo.receipt_key()))
@@ -158,7 +160,7 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
         repo.log_money(order.order_no, "overpaid", now, actor, order.amount_fen,
                        household_key=hh_key(order.year, order.household_no), transaction_id=transaction_id)
         log.warning("household paid twice; order %s needs a refund", order.order_no, extra={"order_no": order.order_no})
-    repo.mark_order(order, paid_day=shanghai_day(paid_at), proof=proof)
+    repo.mark_order(order, paid_day=shanghai_day(order.paid_at), proof=proof)
     return _ack(order, duplicate=False)
 
 
