@@ -212,10 +212,11 @@ def _claim_or_repair(repo: PaymentsRepository, key: str, at: datetime, **fields:
 
 
 def audit_payment(repo: PaymentsRepository, clock: Clock, year: int, household_no: str, actor: str, source: str,
-                  correlation_id: str | None = None) -> dict[str, Any]:
+                  correlation_id: str | None = None, payment: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """confirmed → audited with payments.payment.audited (registry then confirms the enrolment).
-    Auditing an audited payment again is a no-op; a reversed one cannot be audited."""
-    p = repo.payment(year, household_no)
+    Auditing an audited payment again is a no-op; a reversed one cannot be audited. With `payment`
+    (already read, as a reconciliation does) it saves two reads and returns None."""
+    p = payment or repo.payment(year, household_no)
     if p is None:
         raise NotFound("PAYMENT_NOT_FOUND", "该户本年度无缴费记录", {"household_no": household_no, "year": year})
     if p["status"] == "audited":
@@ -234,7 +235,7 @@ def audit_payment(repo: PaymentsRepository, clock: Clock, year: int, household_n
                         {"at": now, "status": "audited", "by": actor, "amount_fen": p["amount_fen"]}, event,
                         correlation_id)
     repo.log_money(key, "audited", now, actor, p["amount_fen"], order_no=p["order_no"], source=source)
-    return repo.payment(year, household_no)
+    return None if payment else repo.payment(year, household_no)
 
 
 def overdue_audits(repo: PaymentsRepository, clock: Clock, principal: Principal, year: int) -> list[dict[str, Any]]:
@@ -485,7 +486,7 @@ def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data:
             continue
         p = repo.payment(o["year"], o["household_no"])
         if p and p["order_no"] == no and p["status"] == "confirmed":
-            audit_payment(repo, clock, o["year"], o["household_no"], actor, "reconciliation", correlation_id)
+            audit_payment(repo, clock, o["year"], o["household_no"], actor, "reconciliation", correlation_id, p)
             audited += 1
     report["audited"] = audited
     repo.save_reconciliation({"_id": f"{gateway}:{day}", "gateway": gateway, "date": day, "imported_at": now,
