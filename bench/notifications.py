@@ -21,10 +21,8 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import random
 import secrets
 import shutil
-import socket
 import threading
 import time
 import uuid
@@ -40,27 +38,9 @@ from shared.clock import parse_instant
 from shared.config import ROOT, _local_env
 from tools.clients import GatewayClient, StaffClient
 from tools.ids import make_id
-from tools.suite import SERVICES, Suite
+from tools.suite import SERVICES, Suite, free_port_block
 
 CLOCK_NOW = "2019-11-15T10:00:00+08:00"
-
-
-def free_port_block(size: int = 20) -> int:
-    for _ in range(50):
-        base = random.randrange(41000, 60000, 100)
-        socks = []
-        try:
-            for p in range(base + 1, base + size):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 def household(i: int) -> dict:

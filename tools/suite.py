@@ -156,6 +156,28 @@ class Suite:
         return out
 
 
+def free_port_block(size: int = 20) -> int:
+    """A block of free loopback ports, so a test or benchmark suite never collides with a demo or
+    a leftover suite."""
+    import random
+    import socket
+    for _ in range(50):
+        base = random.randrange(20000, 60000, 100)
+        socks = []
+        try:
+            for p in range(base + 1, base + size):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

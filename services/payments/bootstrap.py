@@ -29,5 +29,6 @@ def repository(c: Container) -> PaymentsRepository:
 
 def event_handlers(c: Container):
     repo = repository(c)
-    return {"registry.household.registered": lambda env: handlers.on_household_registered(repo, env),
+    return {"registry.household.registered": lambda env: handlers.on_household_snapshot(repo, env),
+            "registry.household.changed": lambda env: handlers.on_household_snapshot(repo, env),
             "subsidy.entitlement.changed": lambda env: handlers.on_entitlement_changed(repo, env)}

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tools.clients import GatewayClient, StaffClient
-from tools.suite import Suite
+from tools.suite import Suite, free_port_block
 
 CLOCK_NOW = "2019-11-15T10:00:00+08:00"
 
@@ -23,27 +23,6 @@ def suite(namespace, infra, tmp_path_factory):
         yield s
     finally:
         s.stop()
-
-
-def free_port_block(size: int = 20) -> int:
-    """A block of free loopback ports, so a run never collides with a demo or a leftover suite."""
-    import random
-    import socket
-    for _ in range(50):
-        base = random.randrange(20000, 40000, 100)
-        try:
-            socks = []
-            for p in range(base + 1, base + size):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 @pytest.fixture(scope="module")

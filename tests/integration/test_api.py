@@ -14,7 +14,7 @@ import pytest
 
 from services.payments import bootstrap as payments_boot
 from services.payments.entrypoints.flask_app import create_app as payments_app
-from services.payments.service_layer.handlers import on_household_registered
+from services.payments.service_layer.handlers import on_household_snapshot
 from services.registry.entrypoints.flask_app import create_app as registry_app
 from shared import signing
 from shared.auth import token_hash
@@ -139,7 +139,7 @@ def known_household(pdb, no, n=3, township="花桥镇"):
                "head_name": "成员0", "head_phone": None,
                "members": [{"person_id": m["id_number"], "name": m["name"], "relation": m["relation"],
                             "category": "rural"} for m in p["members"]]}
-    on_household_registered(payments_boot.repository(pdb), Envelope.new(
+    on_household_snapshot(payments_boot.repository(pdb), Envelope.new(
         Event("registry.household.registered", payload), "registry", NOW))
 
 
@@ -252,3 +252,21 @@ def test_outside_the_window_no_quote_is_given(payments, pdb, clock):
     clock.set(datetime(2020, 1, 1, 0, 0, tzinfo=SHANGHAI))
     r = signed(payments, "/v1/quotes", {"household_no": "PAY-0008", "year": 2020}, ts=str(int(clock.now().timestamp())))
     assert (r.status_code, r.json["code"]) == (422, "WINDOW_CLOSED")
+
+
+def test_a_household_change_reaches_quotes_and_an_older_snapshot_never_wins(payments, pdb):
+    # a birth after registration (异动, 001 七(二)) adds a member the household must pay for
+    known_household(pdb, "PAY-0009", n=2)
+    repo = payments_boot.repository(pdb)
+    base = repo.household(2020, "PAY-0009")
+    grown = {k: base[k] for k in ("household_no", "year", "county", "township", "village", "head_name", "head_phone")}
+    grown["members"] = base["members"] + [{"person_id": "431122201909200028", "name": "新生儿", "relation": "子女",
+                                           "category": "rural"}]
+    newer = Envelope.new(Event("registry.household.changed", {**grown, "change": "birth", "reason": ""}), "registry", NOW)
+    newer.seq = "00000000000000000009"
+    on_household_snapshot(repo, newer)
+    older = Envelope.new(Event("registry.household.registered", {**grown, "members": base["members"]}), "registry", NOW)
+    older.seq = "00000000000000000001"
+    on_household_snapshot(repo, older)  # redelivered late
+    r = signed(payments, "/v1/quotes", {"household_no": "PAY-0009", "year": 2020})
+    assert r.status_code == 200 and len(r.json["lines"]) == 3 and r.json["total_fen"] == 75000

@@ -21,7 +21,7 @@ import pytest
 
 from services.payments import bootstrap as payments_boot
 from services.payments.entrypoints.flask_app import create_app as payments_app
-from services.payments.service_layer.handlers import on_household_registered
+from services.payments.service_layer.handlers import on_household_snapshot
 from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
@@ -95,7 +95,7 @@ def register(pc, no, n=3, township="花桥镇", seed=None):
                "head_name": "成员0", "head_phone": "13900001111",
                "members": [{"person_id": m["id_number"], "name": m["name"], "relation": m["relation"],
                             "category": "rural"} for m in p["members"]]}
-    on_household_registered(payments_boot.repository(pc), Envelope.new(
+    on_household_snapshot(payments_boot.repository(pc), Envelope.new(
         Event("registry.household.registered", payload), "registry", NOW))
     return [m["person_id"] for m in payload["members"]]
 

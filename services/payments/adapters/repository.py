@@ -79,9 +79,15 @@ class PaymentsRepository:
         self._receipt_key: bytes | None = None
 
     # ---- read models -----------------------------------------------------------------------
-    def upsert_household(self, payload: dict[str, Any]) -> None:
+    def upsert_household(self, payload: dict[str, Any], seq: str = "") -> None:
+        """Keep the newest household snapshot (registered, then changed): an older one redelivered
+        late never overwrites a newer one."""
         key = hh_key(payload["year"], payload["household_no"])
-        self.db[HOUSEHOLDS].replace_one({"_id": key}, {"_id": key, **payload}, upsert=True)
+        current = self.db[HOUSEHOLDS].find_one({"_id": key}, {"snapshot_seq": 1})
+        if current is not None and current.get("snapshot_seq", "") > seq:
+            return
+        fields = {k: v for k, v in payload.items() if k not in ("change", "reason")}
+        self.db[HOUSEHOLDS].replace_one({"_id": key}, {"_id": key, **fields, "snapshot_seq": seq}, upsert=True)
 
     def household(self, year: int, household_no: str) -> dict[str, Any] | None:
         return self.db[HOUSEHOLDS].find_one({"_id": hh_key(year, household_no)})

@@ -2,32 +2,15 @@
 (001 七(二): 税务局应于3个工作日内完成缴款审核工作……应在12月25日前完成全县缴款审核工作).
 
 Working days follow the State Council's holiday schedule, including the weekend days worked in
-exchange (调休), through `chinese_calendar`.
+exchange (调休), through shared.workdays.
 """
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
-import chinese_calendar
+from shared.workdays import add_working_days
 
 AUDIT_WORKING_DAYS = 3
-
-
-def is_working_day(d: date) -> bool:
-    try:
-        return chinese_calendar.is_workday(d)
-    except NotImplementedError:  # a year the library does not know yet: Monday to Friday
-        return d.weekday() < 5
-
-
-def add_working_days(start: date, n: int) -> date:
-    """The n-th working day after `start` (the day of payment itself does not count)."""
-    d, left = start, n
-    while left:
-        d += timedelta(days=1)
-        if is_working_day(d):
-            left -= 1
-    return d
 
 
 def audit_due(paid_day: date, year: int) -> date:

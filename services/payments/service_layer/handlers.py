@@ -32,8 +32,9 @@ CLAIM_GRACE_S = 60  # a claim younger than this is a concurrent request still at
 
 # ---- read models -------------------------------------------------------------------------------
 
-def on_household_registered(repo: PaymentsRepository, env: Envelope) -> None:
-    repo.upsert_household(env.payload)
+def on_household_snapshot(repo: PaymentsRepository, env: Envelope) -> None:
+    """registry.household.registered / .changed: the members a quote charges for."""
+    repo.upsert_household(env.payload, env.seq)
 
 
 def on_entitlement_changed(repo: PaymentsRepository, env: Envelope) -> None:
