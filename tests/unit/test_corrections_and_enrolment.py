@@ -17,6 +17,7 @@ from shared.errors import Conflict, ValidationFailed
 from shared.policy import load_policy
 from shared.workdays import add_working_days
 from tests.unit.test_household import household
+from tools.ids import make_id
 
 POLICY = load_policy(ROOT / "policies" / "dongan-2020.json")
 
@@ -84,3 +85,20 @@ def test_a_reversal_revokes_the_enrolment_and_the_household_may_pay_again():
     assert hh.record_payment("P1", [m.person_id for m in hh.members], "2019-11-03T10:00:00+08:00") is False
     assert hh.record_payment("P2", [m.person_id for m in hh.members], "2019-11-03T10:00:00+08:00") is True
     assert [e.payload["status"] for e in hh.events] == ["paid", "revoked", "paid"]
+
+
+def test_the_lock_is_per_policy_year_so_the_next_year_still_changes():
+    # 001 七(二): after payment registration for 2020 no 异动 touches 2020; the 2021 record is its own
+    import json
+    from shared.policy import parse_policy
+    raw = json.loads((ROOT / "policies" / "dongan-2020.json").read_text(encoding="utf-8"))
+    villages = {t.name: list(t.villages) for t in POLICY.townships}
+    next_year = parse_policy(dict(raw, year=2021, window={"opens": "2020-09-01", "closes": "2020-12-31"}), villages)
+    this = paid_household()
+    following = Household.register(next_year, household(year=2021))
+    baby = {"id_number": make_id(date(2020, 10, 1), 5, "F"), "name": "新生儿", "relation": "子女"}
+    with pytest.raises(Conflict) as e:
+        this.add_member(baby, "birth")
+    assert e.value.code == "LOCKED_AFTER_PAYMENT"
+    following.add_member(baby, "birth")
+    assert len(following.members) == 4
