@@ -124,6 +124,21 @@ class AccuracyPublishedSchema(Schema):
     rows = fields.List(fields.Nested(AccuracyRowSchema), required=True)
 
 
+class HouseholdPlaceSchema(Schema):
+    """The fields naming a household and its place, shared by the events about one household."""
+    household_no = fields.String(required=True)
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    township = fields.String(required=True)
+    village = fields.String(required=True)
+
+
+class PaymentRefSchema(HouseholdPlaceSchema):
+    """A household payment: its order and receipt."""
+    order_no = fields.String(required=True)
+    receipt_no = fields.String(required=True)
+
+
 class PaidMemberSchema(Schema):
     person_id = fields.String(required=True)
     name = fields.String(required=True)
@@ -132,15 +147,8 @@ class PaidMemberSchema(Schema):
     payable_fen = fields.Integer(required=True)
 
 
-class PaymentConfirmedSchema(Schema):
+class PaymentConfirmedSchema(PaymentRefSchema):
     """payments.payment.confirmed: a gateway's signed notification confirmed a household payment."""
-    order_no = fields.String(required=True)
-    receipt_no = fields.String(required=True)
-    household_no = fields.String(required=True)
-    year = fields.Integer(required=True)
-    county = fields.String(required=True)
-    township = fields.String(required=True)
-    village = fields.String(required=True)
     head_name = fields.String(required=True)
     head_phone = fields.String(load_default=None, allow_none=True)
     amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
@@ -151,13 +159,8 @@ class PaymentConfirmedSchema(Schema):
     members = fields.List(fields.Nested(PaidMemberSchema), required=True, validate=validate.Length(min=1))
 
 
-class EnrolmentChangedSchema(Schema):
+class EnrolmentChangedSchema(HouseholdPlaceSchema):
     """registry.enrolment.changed: members of a household moved to a new enrolment status for a year."""
-    household_no = fields.String(required=True)
-    year = fields.Integer(required=True)
-    county = fields.String(required=True)
-    township = fields.String(required=True)
-    village = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(["registered", "paid", "confirmed", "revoked"]))
     person_ids = fields.List(fields.String(), required=True)
     order_no = fields.String(load_default=None, allow_none=True)
@@ -179,16 +182,9 @@ class EntitlementChangedSchema(Schema):
     reason = fields.String(load_default="")
 
 
-class PaymentAuditedSchema(Schema):
+class PaymentAuditedSchema(PaymentRefSchema):
     """payments.payment.audited: the tax bureau's audit of a confirmed payment is done (001 七(二):
     3个工作日内完成缴款审核……由县医保局确认完成参保登记和缴费登记); registry confirms the enrolment."""
-    order_no = fields.String(required=True)
-    receipt_no = fields.String(required=True)
-    household_no = fields.String(required=True)
-    year = fields.Integer(required=True)
-    county = fields.String(required=True)
-    township = fields.String(required=True)
-    village = fields.String(required=True)
     amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
     person_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
     audited_at = fields.String(required=True)
@@ -196,17 +192,10 @@ class PaymentAuditedSchema(Schema):
     source = fields.String(required=True, validate=validate.OneOf(["reconciliation", "staff"]))
 
 
-class PaymentReversedSchema(Schema):
+class PaymentReversedSchema(PaymentRefSchema):
     """payments.payment.reversed: the money of a household payment went back (a gateway reversal or
     an overpayment refund); registry revokes the enrolment it paid for. Never sent for an identity
     change after payment (001 六: 缴费后特殊身份标识发生变化的，不再补退)."""
-    order_no = fields.String(required=True)
-    receipt_no = fields.String(required=True)
-    household_no = fields.String(required=True)
-    year = fields.Integer(required=True)
-    county = fields.String(required=True)
-    township = fields.String(required=True)
-    village = fields.String(required=True)
     amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
     person_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
     reason = fields.String(required=True, validate=validate.OneOf(["gateway_reversal", "overpayment"]))
@@ -214,16 +203,11 @@ class PaymentReversedSchema(Schema):
     reversed_at = fields.String(required=True)
 
 
-class WithholdingFailedSchema(Schema):
+class WithholdingFailedSchema(HouseholdPlaceSchema):
     """payments.withholding.failed: a bank could not withhold a household's contribution (002 六(二)3:
     不成功的名单进行分类汇总，对余额不足的代扣帐户发回各镇); notices tells the town and the household."""
     batch_no = fields.String(required=True)
     order_no = fields.String(required=True)
-    household_no = fields.String(required=True)
-    year = fields.Integer(required=True)
-    county = fields.String(required=True)
-    township = fields.String(required=True)
-    village = fields.String(required=True)
     head_name = fields.String(required=True)
     head_phone = fields.String(load_default=None, allow_none=True)
     amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
