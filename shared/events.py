@@ -94,7 +94,7 @@ class HouseholdChangedSchema(HouseholdRegisteredSchema):
     """registry.household.changed: a household's members or place changed (异动 or an approved
     correction); the payload is the whole new snapshot, so a consumer simply replaces its copy."""
     change = fields.String(required=True, validate=validate.OneOf(
-        ["birth", "death", "move_in", "move_out", "correction"]))
+        ["birth", "death", "move_in", "move_out", "correction", "split", "merge"]))
     reason = fields.String(load_default="")
 
 
@@ -137,6 +137,13 @@ class PaymentRefSchema(HouseholdPlaceSchema):
     """A household payment: its order and receipt."""
     order_no = fields.String(required=True)
     receipt_no = fields.String(required=True)
+
+
+class HouseholdDissolvedSchema(HouseholdPlaceSchema):
+    """registry.household.dissolved: a household merged into another (合户) and no longer exists for
+    the year; its members are in `merged_into`'s next snapshot. Payments stops quoting it."""
+    merged_into = fields.String(required=True)
+    reason = fields.String(load_default="")
 
 
 class PaidMemberSchema(Schema):
@@ -285,6 +292,8 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="A household payment was confirmed by a signed gateway notification."),
         EventSpec("registry.household.changed", HouseholdChangedSchema, "registry", ("payments", "subsidy", "notices"),
                   doc="A household changed (birth, death, move in/out, approved correction): the new snapshot."),
+        EventSpec("registry.household.dissolved", HouseholdDissolvedSchema, "registry", ("payments",),
+                  doc="A household merged into another and ended for the year."),
         EventSpec("registry.correction.overdue", CorrectionOverdueSchema, "registry", ("notices",),
                   doc="A roster correction passed its 3-working-day limit unhandled."),
         EventSpec("registry.accuracy.published", AccuracyPublishedSchema, "registry", ("scoring",),

@@ -270,3 +270,15 @@ def test_a_household_change_reaches_quotes_and_an_older_snapshot_never_wins(paym
     on_household_snapshot(repo, older)  # redelivered late
     r = signed(payments, "/v1/quotes", {"household_no": "PAY-0009", "year": 2020})
     assert r.status_code == 200 and len(r.json["lines"]) == 3 and r.json["total_fen"] == 75000
+
+
+def test_a_household_merged_into_another_is_not_quoted(payments, pdb):
+    known_household(pdb, "PAY-0010")
+    repo = payments_boot.repository(pdb)
+    env = Envelope.new(Event("registry.household.dissolved", {
+        "household_no": "PAY-0010", "year": 2020, "county": "东安县", "township": "花桥镇", "village": "花桥村",
+        "merged_into": "PAY-0011", "reason": "合户"}), "registry", NOW)
+    from services.payments.service_layer.handlers import on_household_dissolved
+    on_household_dissolved(repo, env)
+    r = signed(payments, "/v1/quotes", {"household_no": "PAY-0010", "year": 2020})
+    assert (r.status_code, r.json["code"]) == (409, "HOUSEHOLD_MERGED") and r.json["details"]["merged_into"] == "PAY-0011"

@@ -209,3 +209,39 @@ def test_a_person_is_found_by_id_number_within_the_callers_scope(client):
     assert client.get(f"/v1/persons/{pid}", headers=baiya()).json["code"] == "SCOPE_TOWNSHIP"
     other = make_id(date(1955, 5, 5), 77, "F")
     assert client.get(f"/v1/persons/{other}", headers=county()).json["code"] == "PERSON_NOT_FOUND"
+
+
+def test_a_split_forms_a_new_household_and_a_merge_ends_one(client, clock):
+    # 分户/合户 are changes (异动): allowed before payment registration only (001 七(二))
+    body = register(client, "SPL-0001", "白牙市镇", seed=71)
+    child = body["members"][2]["id_number"]
+    r = client.post("/v1/households/2020/SPL-0001/split", headers=county(), json={
+        "id_numbers": [child], "new_household_no": "SPL-0002", "new_head": child, "reason": "子女成年分户"})
+    assert r.status_code == 201, r.json
+    assert len(r.json["source"]["members"]) == 2 and r.json["new"]["head_name"] == body["members"][2]["name"]
+    c = boot.bootstrap(clock)
+    assert c.db.persons.find_one({"_id": f"2020:{child}"})["household"] == "2020:SPL-0002"
+    new_doc = c.db.households.find_one({"_id": "2020:SPL-0002"})
+    assert [e["type"] for e in new_doc["_outbox"].values()] == ["registry.household.registered"]
+    # and back together
+    r = client.post("/v1/households/2020/SPL-0001/merge", headers=county(),
+                    json={"other_household_no": "SPL-0002", "reason": "合户"})
+    assert r.status_code == 200 and len(r.json["members"]) == 3
+    assert c.db.persons.find_one({"_id": f"2020:{child}"})["household"] == "2020:SPL-0001"
+    gone = client.get("/v1/households/2020/SPL-0002", headers=county())
+    assert (gone.status_code, gone.json["code"]) == (404, "HOUSEHOLD_MERGED")
+    ended = c.db.households.find_one({"_id": "2020:SPL-0002"})
+    assert "registry.household.dissolved" in [e["type"] for e in ended["_outbox"].values()]
+
+
+def test_a_split_needs_a_new_head_among_those_leaving_and_a_paid_household_cannot_split(client, clock):
+    body = register(client, "SPL-0003", "白牙市镇", seed=72)
+    r = client.post("/v1/households/2020/SPL-0003/split", headers=county(), json={
+        "id_numbers": [body["members"][2]["id_number"]], "new_household_no": "SPL-0004",
+        "new_head": body["members"][1]["id_number"]})
+    assert (r.status_code, r.json["code"]) == (400, "HEAD_REQUIRED")
+    pay(boot.bootstrap(clock), body, "P-SPL-0003")
+    r = client.post("/v1/households/2020/SPL-0003/split", headers=county(), json={
+        "id_numbers": [body["members"][2]["id_number"]], "new_household_no": "SPL-0004",
+        "new_head": body["members"][2]["id_number"]})
+    assert (r.status_code, r.json["code"]) == (409, "LOCKED_AFTER_PAYMENT")

@@ -89,6 +89,12 @@ class PaymentsRepository:
         fields = {k: v for k, v in payload.items() if k not in ("change", "reason")}
         self.db[HOUSEHOLDS].replace_one({"_id": key}, {"_id": key, **fields, "snapshot_seq": seq}, upsert=True)
 
+    def end_household(self, payload: dict[str, Any], seq: str = "") -> None:
+        """registry.household.dissolved: keep the record, marked, so a quote says why it is refused."""
+        key = hh_key(payload["year"], payload["household_no"])
+        self.db[HOUSEHOLDS].update_one({"_id": key}, {"$set": {"merged_into": payload["merged_into"],
+                                                              "snapshot_seq": seq}}, upsert=True)
+
     def household(self, year: int, household_no: str) -> dict[str, Any] | None:
         return self.db[HOUSEHOLDS].find_one({"_id": hh_key(year, household_no)})
 

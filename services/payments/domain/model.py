@@ -113,6 +113,9 @@ def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, al
         raise DomainError("HOUSEHOLD_UNKNOWN", "未找到该户的登记信息（登记后数据同步可能有延迟，请稍后再试）", status=404)
     if household["year"] != policy.year:
         raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放缴费", {"year": household["year"]})
+    if household.get("merged_into"):  # 合户: the household ended; its members pay with the other one
+        raise DomainError("HOUSEHOLD_MERGED", "该户已合并到其他户，请按合并后的户缴费",
+                          {"merged_into": household["merged_into"]}, status=409)
     if already_paid:
         raise Conflict("HOUSEHOLD_ALREADY_PAID", "该户本年度已缴费", {"household_no": household["household_no"]})
     if not policy.window_open_at(at):

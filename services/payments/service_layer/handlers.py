@@ -37,6 +37,10 @@ def on_household_snapshot(repo: PaymentsRepository, env: Envelope) -> None:
     repo.upsert_household(env.payload, env.seq)
 
 
+def on_household_dissolved(repo: PaymentsRepository, env: Envelope) -> None:
+    repo.end_household(env.payload, env.seq)
+
+
 def on_entitlement_changed(repo: PaymentsRepository, env: Envelope) -> None:
     """Only the read model changes: a quote uses it, an order or a payment never does again
     (001 六: 缴费后特殊身份标识发生变化的，不再补退)."""

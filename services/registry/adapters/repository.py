@@ -29,14 +29,15 @@ def household_key(year: int, household_no: str) -> str:
 def to_doc(hh: Household) -> dict[str, Any]:
     return {"_id": household_key(hh.year, hh.household_no), "household_no": hh.household_no, "year": hh.year,
             "county": hh.county, "township": hh.township, "village": hh.village, "head_phone": hh.head_phone,
-            "members": [{**m.to_doc(), "status": m.status} for m in hh.members], "enrolment": hh.enrolment}
+            "members": [{**m.to_doc(), "status": m.status} for m in hh.members], "enrolment": hh.enrolment,
+            **({"merged_into": hh.merged_into} if hh.merged_into else {})}
 
 
 def from_doc(doc: dict[str, Any]) -> Household:
     members = [Member(m["person_id"], m["name"], m["relation"], m["category"], date.fromisoformat(m["birth_date"]),
                       m["sex"], m.get("status", "registered")) for m in doc["members"]]
     return Household(doc["household_no"], doc["year"], doc["county"], doc["township"], doc["village"],
-                     doc.get("head_phone"), members, doc.get("enrolment") or {})
+                     doc.get("head_phone"), members, doc.get("enrolment") or {}, merged_into=doc.get("merged_into"))
 
 
 class HouseholdRepository:
@@ -133,6 +134,36 @@ class HouseholdRepository:
         for pid in [m.person_id for m in removed] + ([moved[0]] if moved else []):
             self.db[PERSONS].delete_one({"_id": f"{hh.year}:{pid}"})
         hh.events.clear()
+
+    def save_split(self, source: Household, new: Household, correlation_id: str | None = None) -> None:
+        """New household first (a retry of the same split finds it and goes on), then the moved
+        members' claims, then the source household with its changed event."""
+        new_key = household_key(new.year, new.household_no)
+        doc = to_doc(new)
+        try:
+            self.outbox.insert(HOUSEHOLDS, doc, new.events, correlation_id=correlation_id)
+        except DuplicateKeyError:
+            existing = self.db[HOUSEHOLDS].find_one({"_id": new_key}, {"_outbox": 0})
+            if not _same_registration(existing, new):
+                raise Conflict("HOUSEHOLD_EXISTS", "新户编号本年度已登记", {"household_no": new.household_no})
+        for m in new.members:
+            self.db[PERSONS].replace_one({"_id": f"{new.year}:{m.person_id}"},
+                                         {"_id": f"{new.year}:{m.person_id}", "household": new_key}, upsert=True)
+        new.events.clear()
+        self.save_change(source, correlation_id=correlation_id)
+
+    def save_merge(self, target: Household, other: Household, correlation_id: str | None = None) -> None:
+        """Target with every member first, then their claims, then the ended household."""
+        key = household_key(target.year, target.household_no)
+        dissolved = [e for e in other.events]
+        other.events.clear()
+        self.save_change(target, correlation_id=correlation_id)
+        for m in target.members:
+            self.db[PERSONS].replace_one({"_id": f"{target.year}:{m.person_id}"},
+                                         {"_id": f"{target.year}:{m.person_id}", "household": key}, upsert=True)
+        self.outbox.update(HOUSEHOLDS, household_key(other.year, other.household_no),
+                           {"$set": {"members": [], "merged_into": other.merged_into}}, dissolved,
+                           correlation_id=correlation_id)
 
     def save_enrolment(self, hh: Household, causation_id: str, correlation_id: str) -> None:
         doc = to_doc(hh)

@@ -46,6 +46,7 @@ class Household:
     enrolment: dict[str, Any] = field(default_factory=dict)  # status for the year, set by payments events
     events: list[Event] = field(default_factory=list)
     excluded: list[dict[str, Any]] = field(default_factory=list)  # members left out: employee insurance
+    merged_into: str | None = None  # set when this household merged into another (合户) and ended
 
     @property
     def head(self) -> Member:
@@ -86,11 +87,7 @@ class Household:
             raise ValidationFailed("HEAD_REQUIRED", "每户必须有且只有一名户主", {"heads": len(heads)})
         hh = cls(data["household_no"], data["year"], policy.county, data["township"], data["village"].strip(),
                  data.get("head_phone"), members, excluded=excluded)
-        hh.events.append(Event("registry.household.registered", {
-            "household_no": hh.household_no, "year": hh.year, "county": hh.county, "township": hh.township,
-            "village": hh.village, "head_name": hh.head.name, "head_phone": hh.head_phone,
-            "members": [{"person_id": m.person_id, "name": m.name, "relation": m.relation, "category": m.category}
-                        for m in members]}))
+        hh.events.append(Event("registry.household.registered", hh._snapshot()))
         return hh
 
     def _snapshot(self) -> dict[str, Any]:
@@ -152,6 +149,47 @@ class Household:
                 setattr(target, k, v)
         self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": "correction",
                                                                 "reason": reason}))
+
+    def split(self, person_ids: list[str], new_household_no: str, new_head: str, reason: str = "") -> "Household":
+        """分户: members leave to form a new household with its own head; the head stays."""
+        self._check_unlocked()
+        ids = set(person_ids)
+        moving = [m for m in self.members if m.person_id in ids]
+        if not moving or len(moving) != len(ids):
+            raise ValidationFailed("PERSON_NOT_IN_HOUSEHOLD", "分户人员不在此户", {"household_no": self.household_no})
+        if self.head in moving:
+            raise ValidationFailed("HEAD_REQUIRED", "户主不能分出，请先变更户主", {"heads": 0})
+        if new_head not in ids:
+            raise ValidationFailed("HEAD_REQUIRED", "新户户主须为分出人员之一", {"heads": 0})
+        if new_household_no == self.household_no:
+            raise ValidationFailed("HOUSEHOLD_NO_TAKEN", "新户编号不能与原户相同", {"household_no": new_household_no})
+        for m in moving:
+            self.members.remove(m)
+            m.relation = "户主" if m.person_id == new_head else "其他"  # staff correct relations afterwards
+        new = Household(new_household_no, self.year, self.county, self.township, self.village, None, moving)
+        new.events.append(Event("registry.household.registered", new._snapshot()))
+        self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": "split", "reason": reason}))
+        return new
+
+    def merge(self, other: "Household", reason: str = "") -> None:
+        """合户: every member of `other` joins this household, which keeps its head; `other` ends."""
+        self._check_unlocked()
+        other._check_unlocked()
+        if other.household_no == self.household_no or other.year != self.year:
+            raise ValidationFailed("MERGE_INVALID", "只能合并同一年度的另一户", {"household_no": other.household_no})
+        if (other.township, other.village) != (self.township, self.village):
+            raise ValidationFailed("MERGE_PLACES", "合户的两户应在同一村（社区）",
+                                   {"village": self.village, "other_village": other.village})
+        for m in other.members:
+            m.relation = "其他"  # relations to the new head are set by a correction afterwards
+        self.members.extend(other.members)
+        other.members = []
+        other.merged_into = self.household_no
+        self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": "merge", "reason": reason}))
+        other.events.append(Event("registry.household.dissolved", {
+            "household_no": other.household_no, "year": other.year, "county": other.county,
+            "township": other.township, "village": other.village, "merged_into": self.household_no,
+            "reason": reason}))
 
     @property
     def locked(self) -> bool:

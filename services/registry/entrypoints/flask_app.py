@@ -18,7 +18,7 @@ from ..domain.model import Household
 from ..service_layer import handlers
 from ..adapters.roster_files import write_csv, write_xlsx
 from ..domain import midyear
-from .schemas import (DuplicateList, DuplicateOut, ExclusionIn, ExclusionOut, ResolutionIn, MidYearIn, MidYearOut,
+from .schemas import (MergeIn, SplitIn, SplitOut, DuplicateList, DuplicateOut, ExclusionIn, ExclusionOut, ResolutionIn, MidYearIn, MidYearOut,
                       ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, HouseholdIn, HouseholdOut,
                       ImportOut, ProblemsOut)
 
@@ -125,6 +125,17 @@ def create_app(clock: Clock | None = None) -> Flask:
         ids = [parse_resident_id(x, field=f"id_numbers[{i}]").number for i, x in enumerate(data["id_numbers"])]
         added = duplicates.exclude(data["year"], ids, data["source"], c.clock.now())
         return {"received": len(ids), "added": added}
+
+    @api.route("/v1/households/{year}/{household_no}/split", "POST", summary="分户（缴费登记前）", roles=STAFF,
+               body=SplitIn, response=SplitOut, status=201)
+    def split(principal, data, year, household_no):
+        source, new = handlers.split_household(repo, year_of(year), household_no, data, principal, correlation_id.get())
+        return {"source": render(source), "new": render(new)}
+
+    @api.route("/v1/households/{year}/{household_no}/merge", "POST", summary="合户（缴费登记前）", roles=STAFF,
+               body=MergeIn, response=HouseholdOut)
+    def merge(principal, data, year, household_no):
+        return render(handlers.merge_households(repo, year_of(year), household_no, data, principal, correlation_id.get()))
 
     def render_correction(x) -> dict:
         return {"correction_id": x.correction_id, "household_no": x.household_no, "year": x.year,

@@ -150,3 +150,21 @@ class ExclusionIn(Schema):
 class ExclusionOut(Schema):
     received = fields.Integer()
     added = fields.Integer()
+
+
+class SplitIn(Schema):
+    id_numbers = fields.List(fields.String(), required=True, validate=validate.Length(min=1),
+                             metadata={"description": "分出人员的身份证号码"})
+    new_household_no = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Za-z-]{4,40}$"))
+    new_head = fields.String(required=True, metadata={"description": "新户户主的身份证号码（须为分出人员之一）"})
+    reason = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+class SplitOut(Schema):
+    source = fields.Nested(HouseholdOut)
+    new = fields.Nested(HouseholdOut)
+
+
+class MergeIn(Schema):
+    other_household_no = fields.String(required=True, metadata={"description": "并入本户的另一户"})
+    reason = fields.String(load_default="", validate=validate.Length(max=200))

@@ -71,6 +71,8 @@ def get_household(repo: HouseholdRepository, year: int, household_no: str, princ
     hh = repo.get(year, household_no)
     if hh is None:
         raise NotFound("HOUSEHOLD_NOT_FOUND", "未找到该户", {"household_no": household_no, "year": year})
+    if hh.merged_into:
+        raise NotFound("HOUSEHOLD_MERGED", "该户已合并到其他户", {"household_no": household_no, "merged_into": hh.merged_into})
     if principal is not None:
         principal.check_township(hh.township)
     return hh
@@ -135,6 +137,24 @@ def change_household(repo: HouseholdRepository, year: int, household_no: str, da
         removed = hh.remove_member(data["id_number"], kind, data.get("reason", ""))
         repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
     return hh
+
+
+def split_household(repo: HouseholdRepository, year: int, household_no: str, data: dict, principal: Principal | None,
+                    correlation_id: str | None = None) -> tuple[Household, Household]:
+    source = get_household(repo, year, household_no, principal)
+    ids = [x.strip().upper() for x in data["id_numbers"]]
+    new = source.split(ids, data["new_household_no"], data["new_head"].strip().upper(), data.get("reason", ""))
+    repo.save_split(source, new, correlation_id)
+    return source, new
+
+
+def merge_households(repo: HouseholdRepository, year: int, household_no: str, data: dict, principal: Principal | None,
+                     correlation_id: str | None = None) -> Household:
+    target = get_household(repo, year, household_no, principal)
+    other = get_household(repo, year, data["other_household_no"], principal)
+    target.merge(other, data.get("reason", ""))
+    repo.save_merge(target, other, correlation_id)
+    return target
 
 
 def file_correction(repo: HouseholdRepository, corrections, clock, data: dict, principal: Principal) -> Correction:
