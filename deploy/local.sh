@@ -86,6 +86,12 @@ heartbeat = 30
 CONF
   # Debian's wrapper runs the broker as the rabbitmq user
   chown -R rabbitmq:rabbitmq "$VAR/rabbitmq"
+  if ! rabbit_running && rabbitmqctl -q -n "$RABBIT_NODE" ping >/dev/null 2>&1; then
+    # the Erlang node answers but the broker does not (e.g. its data folder was removed): restart it
+    say "RabbitMQ node $RABBIT_NODE is up but unhealthy; stopping it"
+    rabbitmqctl -q -n "$RABBIT_NODE" stop >/dev/null 2>&1 || true
+    local j; for j in $(seq 1 30); do rabbitmqctl -q -n "$RABBIT_NODE" ping >/dev/null 2>&1 || break; sleep 1; done
+  fi
   if rabbit_running; then say "RabbitMQ already running ($RABBIT_NODE)"; else
     say "starting RabbitMQ on 127.0.0.1:$RABBIT_PORT"
     setsid rabbitmq-server >"$VAR/rabbitmq/log/stdout.log" 2>&1 < /dev/null &
