@@ -23,6 +23,7 @@ func main() {
 	listen := flag.String("listen", envOr("FERRETDB_LISTEN_ADDR", "127.0.0.1:27017"), "TCP listen address")
 	dataDir := flag.String("data", envOr("FERRETDB_DATA_DIR", "./var/ferretdb"), "SQLite data directory")
 	logLevel := flag.String("log-level", envOr("FERRETDB_LOG_LEVEL", "warn"), "debug|info|warn|error")
+	syncMode := flag.String("sync", envOr("FERRETDB_SQLITE_SYNC", "normal"), "SQLite synchronous pragma: full|normal")
 	flag.Parse()
 
 	var level slog.Level
@@ -42,11 +43,19 @@ func main() {
 		os.Exit(1)
 	}
 
+	if *syncMode != "full" && *syncMode != "normal" {
+		fmt.Fprintf(os.Stderr, "bad -sync %q: full or normal\n", *syncMode)
+		os.Exit(2)
+	}
+
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
+		// WAL with synchronous=normal: a commit survives a crash of this process (a store restart
+		// loses nothing) and only an OS crash or power cut can drop the last commits, much like
+		// MongoDB's default journal commit interval. synchronous=full fsyncs every commit.
+		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(" + *syncMode + ")",
 	})
 	if err != nil {
 		logger.Error("start", "err", err)
