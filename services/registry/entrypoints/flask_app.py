@@ -14,13 +14,13 @@ from shared.resident_id import parse_resident_id
 from shared.web import create_base_app
 
 from .. import bootstrap as boot
-from ..domain.model import Household
-from ..service_layer import handlers
 from ..adapters.roster_files import write_csv, write_xlsx
 from ..domain import midyear
-from .schemas import (MergeIn, SplitIn, SplitOut, DuplicateList, DuplicateOut, ExclusionIn, ExclusionOut, ResolutionIn, MidYearIn, MidYearOut,
-                      ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, HouseholdIn, HouseholdOut,
-                      ImportOut, ProblemsOut)
+from ..domain.model import Household
+from ..service_layer import handlers
+from .schemas import (ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, DuplicateList, DuplicateOut,
+                      ExclusionIn, ExclusionOut, HouseholdIn, HouseholdOut, ImportOut, MergeIn, MidYearIn, MidYearOut,
+                      ProblemsOut, ResolutionIn, SplitIn, SplitOut)
 
 STAFF = ("county", "township")
 
