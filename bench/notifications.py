@@ -38,7 +38,7 @@ from shared.clock import parse_instant
 from shared.config import ROOT, _local_env
 from tools.clients import GatewayClient, StaffClient
 from tools.ids import make_id
-from tools.suite import SERVICES, Suite, free_port_block
+from tools.suite import Suite, delete_bus, free_port_block
 
 CLOCK_NOW = "2019-11-15T10:00:00+08:00"
 
@@ -133,24 +133,7 @@ def cleanup(suite: Suite, mongo_url: str, amqp_url: str) -> None:
     for name in client.list_database_names():
         if name.startswith(suite.namespace + "_"):
             client.drop_database(name)
-    try:
-        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-        for svc in SERVICES:
-            for q in ("events", "retry", "dead"):
-                ch = conn.channel()
-                try:
-                    ch.queue_delete(f"{suite.namespace}.{svc}.{q}")
-                except Exception:  # noqa: BLE001
-                    pass
-        for ex in ("events", "dlx"):
-            ch = conn.channel()
-            try:
-                ch.exchange_delete(f"{suite.namespace}.{ex}")
-            except Exception:  # noqa: BLE001
-                pass
-        conn.close()
-    except Exception:  # noqa: BLE001
-        pass
+    delete_bus(amqp_url, suite.namespace)
     for f in (suite.var / "secrets").glob(f"{suite.namespace}.*"):
         f.unlink()
     shutil.rmtree(suite.run_dir, ignore_errors=True)

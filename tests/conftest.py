@@ -14,11 +14,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-import pika
 import pytest
 from pymongo import MongoClient
 
 from shared.config import ROOT, _local_env
+from tools.suite import delete_bus
 
 
 @dataclass
@@ -81,27 +81,7 @@ def namespace(infra):
     for name in client.list_database_names():
         if name.startswith(ns + "_"):
             client.drop_database(name)
-    _delete_bus(infra.amqp_url, ns)
-
-
-def _delete_bus(url: str, ns: str) -> None:
-    try:
-        conn = pika.BlockingConnection(pika.URLParameters(url))
-    except Exception:  # noqa: BLE001
-        return
-    ch = conn.channel()
-    for svc in ("registry", "payments", "subsidy", "scoring", "notices", "probe"):
-        for q in ("events", "retry", "dead"):
-            try:
-                ch.queue_delete(f"{ns}.{svc}.{q}")
-            except Exception:  # noqa: BLE001
-                ch = conn.channel()
-    for ex in ("events", "dlx"):
-        try:
-            ch.exchange_delete(f"{ns}.{ex}")
-        except Exception:  # noqa: BLE001
-            ch = conn.channel()
-    conn.close()
+    delete_bus(infra.amqp_url, ns)
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,29 @@ class Suite:
         return out
 
 
+def delete_bus(amqp_url: str, ns: str) -> None:
+    """Remove a namespace's queues and exchanges (a test module's or a benchmark's own bus)."""
+    import pika
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    except Exception:  # noqa: BLE001 — nothing to clean when the broker is gone
+        return
+    ch = conn.channel()
+    queues = [f"{ns}.{svc}.{q}" for svc in (*SERVICES, "probe") for q in ("events", "retry", "dead")]
+    queues += [f"{ns}.subsidy.identity", f"{ns}.subsidy.identity.retry"]  # the civil-affairs identity feed
+    for name in queues:
+        try:
+            ch.queue_delete(name)
+        except Exception:  # noqa: BLE001 — a failed delete closes the channel
+            ch = conn.channel()
+    for ex in ("events", "dlx", "identity.in"):
+        try:
+            ch.exchange_delete(f"{ns}.{ex}")
+        except Exception:  # noqa: BLE001
+            ch = conn.channel()
+    conn.close()
+
+
 def free_port_block(size: int = 20) -> int:
     """A block of free loopback ports, so a test or benchmark suite never collides with a demo or
     a leftover suite."""

@@ -10,7 +10,6 @@ import json
 import secrets
 from datetime import date, datetime, timedelta
 
-import pika
 import pytest
 
 from services.subsidy import bootstrap as subsidy_boot
@@ -47,16 +46,8 @@ def clock():
 
 
 @pytest.fixture(scope="module")
-def c(tokens, clock, infra):
-    c = subsidy_boot.bootstrap(clock)
-    yield c
-    conn = pika.BlockingConnection(pika.URLParameters(infra.amqp_url))
-    ch = conn.channel()
-    t = c.identity_topology
-    for q in (t.queue, t.retry_queue):
-        ch.queue_delete(q)
-    ch.exchange_delete(t.exchange)
-    conn.close()
+def c(tokens, clock):
+    return subsidy_boot.bootstrap(clock)  # its bus is removed with the module's namespace (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -31,14 +31,7 @@ def sub(namespace, infra):
     conn = pika.BlockingConnection(pika.URLParameters(infra.amqp_url))
     c.identity_topology.declare(conn.channel())
     conn.close()
-    yield c
-    conn = pika.BlockingConnection(pika.URLParameters(infra.amqp_url))
-    ch = conn.channel()
-    t = c.identity_topology
-    for q in (t.queue, t.retry_queue):
-        ch.queue_delete(q)
-    ch.exchange_delete(t.exchange)
-    conn.close()
+    return c  # its bus is removed with the module's namespace (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
