@@ -40,7 +40,8 @@ class OutboxRelay:
         """Publish up to one batch; returns how many events went out.
 
         A pointer names one aggregate (`agg`) or, for bulk writes such as a roster import, many
-        (`aggs`, in write order). It is deleted once every aggregate it names has been published.
+        (`aggs`, in write order), and says `snapshots: true` when their events carry no payload of
+        their own. It is deleted once every aggregate it names has been published.
         """
         pointers = list(self.db[OUTBOX].find({}).sort("seq", 1).limit(self.batch))
         done: set = set()
@@ -51,7 +52,8 @@ class OutboxRelay:
                 if (coll, agg) in done:
                     continue
                 done.add((coll, agg))
-                doc = self.db[coll].find_one({"_id": agg}, None if self.snapshots else {"_outbox": 1})
+                # the whole document only where a pointer says snapshot events wait in it
+                doc = self.db[coll].find_one({"_id": agg}, None if p.get("snapshots") else {"_outbox": 1})
                 pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
                 for env in pending:
                     if env.get("snapshot"):
@@ -79,6 +81,7 @@ class OutboxRelay:
                 for env in (doc.get("_outbox") or {}).values():
                     try:
                         self.db[OUTBOX].insert_one({"_id": env["id"], "coll": coll, "agg": doc["_id"],
+                                                    "snapshots": bool(env.get("snapshot")),
                                                     "seq": env.get("seq", ""), "created_at": datetime.now(timezone.utc)})
                         found += 1
                     except DuplicateKeyError:

@@ -231,3 +231,18 @@ def test_the_command_line_import_shows_progress_and_writes_the_problem_rows(c, n
     problems = list(csv.reader(io.StringIO((tmp_path / "花桥镇花名册.csv.problems.csv").read_text(encoding="utf-8-sig"))))
     assert problems[0] == ["行号", "户编号", "字段", "错误代码", "说明"]
     assert {r[3] for r in problems[1:]} == {"ID_CHECKSUM", "ID_BIRTH_MISMATCH", "HEAD_REQUIRED", "UNKNOWN_VILLAGE"}
+
+
+def test_a_lost_pointer_of_an_imported_household_is_found_and_published_with_its_members(c, infra, namespace):
+    from tests.helpers import Probe
+    probe = Probe(infra.amqp_url, namespace, ["registry.household.registered"])
+    c.relay().run_once()
+    probe.take(100, timeout=1)
+    do_import(c, csv_bytes(roster_rows("R11")))
+    c.db.outbox.delete_many({})  # as if the process died before writing the batch's pointer
+    relay = c.relay()
+    assert relay.run_once() == 0 and relay.sweep() == 3
+    assert relay.run_once() == 3
+    got = {m["payload"]["household_no"]: m["payload"] for m in probe.take(3)}
+    assert len(got["R11G1"]["members"]) == 3
+    probe.close()

@@ -266,7 +266,7 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
         created.append((key, envs))
     if created:  # one pointer for the whole batch, in write order (see shared/outbox.py)
         first = created[0][1][0]
-        db["outbox"].insert_one({"_id": first.id, "coll": HOUSEHOLDS, "aggs": [k for k, _ in created],
+        db["outbox"].insert_one({"_id": first.id, "coll": HOUSEHOLDS, "aggs": [k for k, _ in created], "snapshots": True,
                                  "seq": first.seq, "created_at": _utcnow()})
 
     # a refused household keeps nothing: remove the claims this batch made for it (and only those)
