@@ -23,16 +23,20 @@ import multiprocessing as mp
 import os
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pika
 import requests
 from pymongo import MongoClient
 
+from bench import cpu
 from shared import signing
 from shared.clock import parse_instant
 from shared.config import ROOT, _local_env
@@ -127,6 +131,21 @@ class Watcher(threading.Thread):
         conn.close()
 
 
+def trace_summary(path: Path, offset: int, n: int) -> dict[str, float]:
+    """Store commands per confirmation by service/command/collection/filter keys (largest first)."""
+    counts: Counter[str] = Counter()
+    with open(path, encoding="utf-8") as f:
+        f.seek(offset)
+        for line in f:
+            app, cmd, coll, shape = (line.rstrip("\n").split("\t") + ["", "", "", ""])[:4]
+            if app.endswith("-bench") or cmd in ("hello", "isMaster", "ismaster", "ping", "endSessions"):
+                continue
+            counts[f"{app} {cmd} {coll} {shape}".strip()] += 1
+    out = {k: round(v / n, 2) for k, v in counts.most_common() if v / n >= 0.01}
+    out["TOTAL"] = round(sum(counts.values()) / n, 2)
+    return out
+
+
 def cleanup(suite: Suite, mongo_url: str, amqp_url: str) -> None:
     suite.stop()
     client = MongoClient(mongo_url)
@@ -144,6 +163,8 @@ def main() -> int:
     ap.add_argument("--households", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--web-workers", type=int, default=2)
+    ap.add_argument("--trace", action="store_true",
+                    help="count the store commands per confirmation across the suite (STORE_TRACE)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.jsonl"))
     args = ap.parse_args()
 
@@ -155,6 +176,10 @@ def main() -> int:
     suite = Suite(namespace=ns, web_base_port=base, worker_base_port=base + 10, web_workers=args.web_workers,
                   extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": mongo_url, "AMQP_URL": amqp_url,
                              "LOG_LEVEL": "WARNING", "PAYMENTS_BENCH_BASELINE": "1"})
+    trace = None
+    if args.trace:
+        trace = Path(tempfile.mkstemp(prefix="store-trace-", suffix=".tsv")[1])
+        suite.extra_env["STORE_TRACE"] = str(trace)
     try:
         suite.start()
         sec = suite.secrets()
@@ -194,12 +219,18 @@ def main() -> int:
         jobs = [{"key": o["order_no"], "signed": True, "path": "/v1/notifications",
                  "body": {"order_no": o["order_no"], "transaction_id": "T" + secrets.token_hex(8),
                           "amount_fen": o["amount_fen"], "paid_at": CLOCK_NOW}} for o in orders]
+        cpu0 = cpu.snapshot(suite.run_dir)
+        trace_from = trace.stat().st_size if trace else 0
         results = send(suite.url("payments"), gid, gsecret, ts, jobs, args.concurrency)
+        cpu_acks = cpu.delta(cpu0, cpu.snapshot(suite.run_dir))
         bad = [r for r in results if r[3] != 200]
         deadline = time.monotonic() + 300
         while len(watcher.seen) < n - len(bad) and time.monotonic() < deadline:
             time.sleep(0.1)
         watcher.stopping.set()
+        cpu_all = cpu.delta(cpu0, cpu.snapshot(suite.run_dir))
+        time.sleep(1 if trace else 0)  # the last consumers' writes after the last enrolment event
+        store_ops = trace_summary(trace, trace_from, n) if trace else None
         first = min(r[1] for r in results)
         http_s = max(r[2] for r in results) - first
         conf_rate = (n - len(bad)) / http_s
@@ -209,7 +240,9 @@ def main() -> int:
         confirmed_in_store = pdb.payments.estimated_document_count()
 
         base_jobs = [{"key": str(i), "signed": False, "path": "/bench/baseline", "body": {"i": i}} for i in range(n)]
+        cpu1 = cpu.snapshot(suite.run_dir)
         base_results = send(suite.url("payments"), gid, gsecret, ts, base_jobs, args.concurrency)
+        cpu_base = cpu.delta(cpu1, cpu.snapshot(suite.run_dir))
         base_ok = [r for r in base_results if r[3] == 200]
         base_s = max(r[2] for r in base_results) - min(r[1] for r in base_results)
         base_rate = len(base_ok) / base_s
@@ -228,6 +261,8 @@ def main() -> int:
             "baseline_per_s": round(base_rate, 1),
             "baseline_ms_p50": round(percentile(base_lat, 50), 1), "baseline_ms_p99": round(percentile(base_lat, 99), 1),
             "ratio_to_baseline": round(conf_rate / base_rate, 3),
+            **({"store_ops_per_confirmation": store_ops} if store_ops else {}),
+            "cpu_s_until_last_ack": cpu_acks, "cpu_s_until_last_enrolment": cpu_all, "cpu_s_baseline": cpu_base,
         }
         print(json.dumps(report, ensure_ascii=False, indent=2))
         with open(args.out, "a", encoding="utf-8") as f:

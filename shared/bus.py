@@ -26,7 +26,7 @@ from typing import Callable
 import pika
 from marshmallow import ValidationError
 from pika.exceptions import AMQPError
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from . import metrics
 from .events import Envelope, consumed_by, validate_payload
@@ -182,7 +182,10 @@ class Consumer:
 
     Idempotency: an event id in `processed_events` is acknowledged without running the handler.
     The marker is written after the handler succeeds, so handlers themselves must be idempotent
-    for the crash window between the two (they key their effects on natural ids).
+    for the crash window between the two (they key their effects on natural ids). Markers and
+    acks of a busy queue go out together, up to `flush_max` at a time or after `flush_s`: one
+    insert for many events instead of one each (a crash before the flush redelivers them, which
+    the same handler idempotency covers).
 
     `decode` replaces the envelope parsing for messages that are not our envelopes (outside
     publishers); `dedupe=False` leaves duplicates to the handler (which reports them);
@@ -192,7 +195,7 @@ class Consumer:
     def __init__(self, url: str, topology: Topology, db, handlers: dict[str, Handler], *,
                  max_attempts: int = 5, retry_base_ms: int = 500, retry_max_ms: int = 30_000,
                  prefetch: int = 20, clock=None, decode: Decoder | None = None, dedupe: bool = True,
-                 executor: ThreadPoolExecutor | None = None):
+                 executor: ThreadPoolExecutor | None = None, flush_max: int = 50, flush_s: float = 0.1):
         self.url = url
         self.topology = topology
         self.db = db
@@ -204,6 +207,11 @@ class Consumer:
         self.clock = clock
         self.decode = decode
         self.dedupe = dedupe
+        self.flush_max = flush_max
+        self.flush_s = flush_s
+        self._pending: list[tuple[int, dict]] = []  # (delivery tag, marker) handled, not yet acked
+        self._pending_ids: set[str] = set()
+        self._pending_since = 0.0
         self.stopping = threading.Event()
         self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
 
@@ -229,13 +237,19 @@ class Consumer:
             ch.confirm_delivery()  # retry and dead-letter copies are confirmed before the original is acked
             self.topology.declare(ch, consumes=list(self.handlers))
             ch.basic_qos(prefetch_count=self.prefetch)
-            for method, props, body in ch.consume(self.topology.queue, inactivity_timeout=1):
+            self._pending.clear()
+            self._pending_ids.clear()
+            for method, props, body in ch.consume(self.topology.queue, inactivity_timeout=self.flush_s):
                 metrics.HEARTBEAT.labels(self.topology.service).set(time.time())
                 if self.stopping.is_set():
                     break
-                if method is None:
-                    continue
-                self._deliver(conn, ch, method, props, body)
+                if method is not None:
+                    self._deliver(conn, ch, method, props, body)
+                if self._pending and (method is None or len(self._pending) >= self.flush_max
+                                      or time.monotonic() - self._pending_since >= self.flush_s):
+                    self._flush(ch)
+            if self._pending and ch.is_open:
+                self._flush(ch)
         finally:
             try:
                 if conn.is_open:
@@ -259,7 +273,8 @@ class Consumer:
         if env.type not in self.handlers:
             self._dead_letter(ch, method, props, body, f"no handler for {env.type}", attempt, raw_type=env.type)
             return
-        if self.dedupe and self.db["processed_events"].find_one({"_id": env.id}, {"_id": 1}):
+        if self.dedupe and (env.id in self._pending_ids
+                            or self.db["processed_events"].find_one({"_id": env.id}, {"_id": 1})):
             metrics.EVENTS_DUPLICATE.labels(svc, env.type).inc()
             ch.basic_ack(method.delivery_tag)
             return
@@ -287,14 +302,26 @@ class Consumer:
             return
         finally:
             correlation_id.reset(token)
-        try:
-            if self.dedupe:
-                self.db["processed_events"].insert_one({"_id": env.id, "type": env.type,
-                                                        "at": self.clock.now() if self.clock else None})
-        except DuplicateKeyError:
-            pass
-        ch.basic_ack(method.delivery_tag)
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append((method.delivery_tag, {"_id": env.id, "type": env.type,
+                                                    "at": self.clock.now() if self.clock else None}))
+        self._pending_ids.add(env.id)
         metrics.EVENTS_CONSUMED.labels(svc, env.type).inc()
+
+    def _flush(self, ch) -> None:
+        """Record the handled events' markers in one insert, then ack them all with one ack."""
+        if self.dedupe:
+            try:
+                self.db["processed_events"].insert_many([m for _, m in self._pending], ordered=False)
+            except BulkWriteError as e:  # a redelivered event's marker is already there: fine
+                if any(err.get("code") != 11000 for err in e.details.get("writeErrors", [])):
+                    log.warning("processed-event markers not all written: %s", e.details.get("writeErrors", [])[:1])
+            except PyMongoError as e:  # the handlers' effects are stored; a duplicate reruns an idempotent handler
+                log.warning("processed-event markers not written (%s); acking anyway", type(e).__name__)
+        ch.basic_ack(self._pending[-1][0], multiple=True)
+        self._pending.clear()
+        self._pending_ids.clear()
 
     def _retry(self, ch, method, props, body, attempt, etype) -> None:
         delay = min(self.retry_base_ms * 2 ** (attempt - 1), self.retry_max_ms)

@@ -97,21 +97,30 @@ class OutboxRelay:
         age = (datetime.now(timezone.utc) - oldest["created_at"]).total_seconds() if oldest else 0
         metrics.OUTBOX_AGE.labels(self.service).set(max(age, 0))
 
-    def run(self, idle_s: float = 0.05) -> None:
+    def run(self, idle_s: float = 0.05, idle_max_s: float = 0.4, observe_every_s: float = 2.0) -> None:
+        """Poll the pointers; when idle, back off from `idle_s` to `idle_max_s` (each poll is a
+        query on the store every service shares, and five idle relays polling at 20 Hz cost the
+        store more than a busy one). The gauges are refreshed every `observe_every_s`."""
         import time
-        last_sweep = 0.0
+        last_sweep = last_observe = 0.0
         delay = 0.5
+        idle = idle_s
         while not self.stopping.is_set():
             try:
                 if time.monotonic() - last_sweep > self.sweep_every_s:
                     self.sweep()
                     last_sweep = time.monotonic()
                 n = self.run_once()
-                self.observe()
+                if time.monotonic() - last_observe > observe_every_s:
+                    self.observe()
+                    last_observe = time.monotonic()
                 delay = 0.5
                 if n == 0:
                     self.publisher.pump()
-                    self.stopping.wait(idle_s)
+                    self.stopping.wait(idle)
+                    idle = min(idle * 2, idle_max_s)
+                else:
+                    idle = idle_s
             except Exception as e:  # noqa: BLE001 — broker or store down: keep everything, retry later
                 log.warning("outbox relay paused (%s: %s); retrying in %.1fs", type(e).__name__, e, delay)
                 self.publisher.close()

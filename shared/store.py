@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from pymongo import ASCENDING, MongoClient
+from pymongo import ASCENDING, MongoClient, monitoring
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .clock import Clock
 from .events import Envelope, Event, validate_payload
@@ -34,9 +35,44 @@ DEAD_LETTERS = "dead_letters"   # inspectable copies of dead-lettered messages
 
 
 def connect(url: str, app_name: str) -> MongoClient:
-    """Nothing connects at import time; callers build the client in their composition root."""
+    """Nothing connects at import time; callers build the client in their composition root.
+    STORE_TRACE=<file> appends one line per store command (service, command, collection, filter
+    keys): how the benchmarks count the store operations a request causes across the suite."""
+    listeners = [_Tracer(os.environ["STORE_TRACE"], app_name)] if os.environ.get("STORE_TRACE") else []
     return MongoClient(url, appname=app_name, tz_aware=True, retryWrites=True, serverSelectionTimeoutMS=5000,
-                       connectTimeoutMS=5000)
+                       connectTimeoutMS=5000, event_listeners=listeners)
+
+
+class _Tracer(monitoring.CommandListener):
+    """Command shapes only (no values: ID numbers must not reach a trace file)."""
+
+    def __init__(self, path: str, app: str):
+        self._f = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 — lives with the client
+        self._app = app + ("-web" if "gunicorn" in (sys.argv[0] if sys.argv else "") else "")
+        self._lock = threading.Lock()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        cmd = event.command
+        name = event.command_name
+        coll = cmd.get(name) if isinstance(cmd.get(name), str) else ""
+        shape = ""
+        if name in ("find", "delete", "update", "findAndModify", "count", "aggregate"):
+            f = cmd.get("filter") or cmd.get("query")
+            if f is None and name in ("update", "delete"):
+                stmts = cmd.get("updates") or cmd.get("deletes") or []
+                f = stmts[0].get("q") if stmts else None
+                shape = f"n={len(stmts)} "
+            shape += ",".join(sorted(f)) if isinstance(f, dict) else ""
+        elif name == "insert":
+            shape = f"n={len(cmd.get('documents', []))}"
+        with self._lock:
+            self._f.write(f"{self._app}\t{name}\t{coll}\t{shape}\n")
+
+    def succeeded(self, event) -> None:  # noqa: ANN001
+        pass
+
+    def failed(self, event) -> None:  # noqa: ANN001
+        pass
 
 
 @dataclass(frozen=True)
@@ -135,6 +171,20 @@ def insert_once(coll: Collection, doc: dict[str, Any]) -> bool:
         return True
     except DuplicateKeyError:
         return False
+
+
+def insert_many_once(coll: Collection, docs: list[dict[str, Any]]) -> set[Any]:
+    """insert_once for several documents in one write; returns the `_id`s that already existed."""
+    if not docs:
+        return set()
+    try:
+        coll.insert_many(docs, ordered=False)
+        return set()
+    except BulkWriteError as e:
+        errors = e.details.get("writeErrors", [])
+        if any(err.get("code") != 11000 for err in errors):
+            raise
+        return {docs[err["index"]]["_id"] for err in errors}
 
 
 def count_once(db: Database, counters: str, counter_id: str, fact_key: str, inc: dict[str, int],

@@ -21,7 +21,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import IndexSpec, OutboxWriter, count_once, insert_once
+from shared.store import IndexSpec, OutboxWriter, count_once, insert_many_once, insert_once
 
 from ..domain.identity import PersonIdentities
 
@@ -103,8 +103,9 @@ class SubsidyRepository:
     def freeze(self, year: int, id_number: str) -> dict[str, Any] | None:
         return self.db[FREEZES].find_one({"_id": pkey(year, id_number)})
 
-    def add_freeze(self, doc: dict[str, Any]) -> bool:
-        return insert_once(self.db[FREEZES], doc)
+    def add_freezes(self, docs: list[dict[str, Any]]) -> set[str]:
+        """Insert a household's freezes in one write; returns the ids that already existed."""
+        return insert_many_once(self.db[FREEZES], docs)
 
     def claim(self, year: int, id_number: str) -> dict[str, Any] | None:
         return self.db[CLAIMS].find_one({"_id": pkey(year, id_number)}, {"_outbox": 0})

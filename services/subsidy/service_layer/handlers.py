@@ -161,35 +161,40 @@ def on_enrolment_changed(ctx: Ctx, env: Envelope) -> None:
 
 def on_payment_confirmed(ctx: Ctx, env: Envelope) -> None:
     """Freeze each member's year as charged (依据缴费人当前身份进行征收; 缴费后不再补退), count the
-    subsidy into its department's ledger (直接代缴), and open a 先缴后补 claim when one is due."""
+    subsidy into its department's ledger (直接代缴), and open a 先缴后补 claim when one is due.
+    Most members hold no identity: for them this is one read and one (household-wide) insert."""
     p = env.payload
     if p["year"] != ctx.rules.year:
         log.warning("payment for year %s ignored: no subsidy rules for it", p["year"])
         return
     paid_at = parse_instant(p["paid_at"])
+    loaded = {m["person_id"]: ctx.repo.person(m["person_id"]) for m in p["members"]}
+    docs = []
     for m in p["members"]:
         pid = m["person_id"]
-        loaded = ctx.repo.person(pid)
-        ours = entitlement_from(ctx.rules, pid, loaded[0].granted_at(paid_at) if loaded else {})
+        ours = entitlement_from(ctx.rules, pid, loaded[pid][0].granted_at(paid_at) if loaded[pid] else {})
         department = None
         if m["subsidy_fen"] > 0:
             department = ours.department if ours.subsidy_fen > 0 and ours.department else UNATTRIBUTED
-        ctx.repo.add_freeze({
+        docs.append({
             "_id": pkey(p["year"], pid), "id_number": pid, "year": p["year"], "name": m["name"],
             "household_no": p["household_no"], "county": p["county"], "township": p["township"],
             "village": p["village"], "order_no": p["order_no"], "receipt_no": p["receipt_no"], "paid_at": paid_at,
             "standard_fen": m["standard_fen"], "subsidy_fen": m["subsidy_fen"], "payable_fen": m["payable_fen"],
             "category": ours.category, "department": department, "our_subsidy_fen": ours.subsidy_fen,
             "mismatch": ours.subsidy_fen != m["subsidy_fen"], "frozen_at": ctx.clock.now()})
-        freeze = ctx.repo.freeze(p["year"], pid)
+    existed = ctx.repo.add_freezes(docs)  # a member frozen earlier keeps the first freeze
+    for m, doc in zip(p["members"], docs):
+        pid = m["person_id"]
+        freeze = ctx.repo.freeze(p["year"], pid) if doc["_id"] in existed else doc
         if freeze["subsidy_fen"] > 0:
             ctx.repo.count_ledger(p["year"], freeze["department"], pid, freeze["subsidy_fen"], {
                 "id_number": pid, "name": m["name"], "household_no": p["household_no"], "township": p["township"],
                 "village": p["village"], "order_no": p["order_no"], "receipt_no": p["receipt_no"],
                 "category": freeze["category"], "subsidy_fen": freeze["subsidy_fen"], "paid_at": paid_at})
-        if loaded:
-            _claim_if_due(ctx, freeze, loaded[0], env.correlation_id, env.id)
-        refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id)
+        if loaded[pid]:
+            _claim_if_due(ctx, freeze, loaded[pid][0], env.correlation_id, env.id)
+        refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id, loaded=loaded[pid])
 
 
 def _claim_if_due(ctx: Ctx, freeze: dict, person: PersonIdentities, correlation_id, causation_id) -> None:
@@ -211,15 +216,24 @@ def _claim_if_due(ctx: Ctx, freeze: dict, person: PersonIdentities, correlation_
 
 # ---- coverage -----------------------------------------------------------------------------------
 
+_UNREAD = object()
+
+
 def refresh_cover(ctx: Ctx, year: int, id_number: str, correlation_id: str | None = None,
-                  causation_id: str | None = None) -> None:
+                  causation_id: str | None = None, loaded: Any = _UNREAD) -> None:
     """Move a person's contribution to the coverage counters when it changes, crash-safely: the new
-    state and the pending delta are written first, each counter step is counted once per version."""
+    state and the pending delta are written first, each counter step is counted once per version.
+    `loaded` is the person's identities when the caller has just read them. A person with no
+    identity record has no coverage record either (identity records are never deleted): nothing
+    to read further, which is most residents."""
+    if loaded is _UNREAD:
+        loaded = ctx.repo.person(id_number)
+    if loaded is None:
+        return
     doc = ctx.repo.cover(year, id_number)
     if doc and doc.get("pending"):
         events = _apply_cover_delta(ctx, year, id_number, doc["pending"])
         ctx.repo.finish_cover(year, id_number, events, correlation_id=correlation_id, causation_id=causation_id)
-    loaded = ctx.repo.person(id_number)
     best = ctx.rules.best(loaded[0].granted_at(ctx.clock.now())) if loaded else None
     new = None
     if best is not None:
