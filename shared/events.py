@@ -288,8 +288,10 @@ CATALOGUE: dict[str, EventSpec] = {
     for spec in (
         EventSpec("registry.household.registered", HouseholdRegisteredSchema, "registry", ("payments", "subsidy", "notices"),
                   doc="A household and its members registered for a policy year; payments keeps a read model."),
-        EventSpec("payments.payment.confirmed", PaymentConfirmedSchema, "payments", ("registry", "notices", "subsidy"),
-                  doc="A household payment was confirmed by a signed gateway notification."),
+        EventSpec("payments.payment.confirmed", PaymentConfirmedSchema, "payments",
+                  ("registry", "notices", "subsidy", "payments"),
+                  doc="A household payment was confirmed by a signed gateway notification (payments itself then "
+                      "issues the receipt, the money-log row and the order status)."),
         EventSpec("registry.household.changed", HouseholdChangedSchema, "registry", ("payments", "subsidy", "notices"),
                   doc="A household changed (birth, death, move in/out, approved correction): the new snapshot."),
         EventSpec("registry.household.dissolved", HouseholdDissolvedSchema, "registry", ("payments",),

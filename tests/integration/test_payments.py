@@ -22,7 +22,7 @@ import pytest
 
 from services.payments import bootstrap as payments_boot
 from services.payments.entrypoints.flask_app import create_app as payments_app
-from services.payments.service_layer.handlers import on_household_snapshot
+from services.payments.service_layer.handlers import on_household_snapshot, on_payment_confirmed
 from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
@@ -121,6 +121,15 @@ def pay(api, o, *, clock=None, txn=None, proof=None, paid_at=None, gateway="bank
     r = call(api, "/v1/notifications", body, clock=clock)
     assert r.status_code == 200, r.json
     return {**r.json, "transaction_id": body["transaction_id"]}
+
+
+def complete_confirmations(pc):
+    """What the payments worker does with its own payments.payment.confirmed events (receipt,
+    money-log row, order status), run here on the events the payment documents carry."""
+    repo = payments_boot.repository(pc)
+    for doc in pc.db.payments.find({}, {"_outbox": 1}):
+        for env in outbox_events(doc, "payments.payment.confirmed"):
+            on_payment_confirmed(repo, Envelope.from_dict(env))
 
 
 def outbox_events(doc, etype):
@@ -251,6 +260,9 @@ def test_one_receipt_per_household_retrievable_and_verifiable_by_number(api, pc)
     assert bad.status_code == unknown.status_code == 404 and bad.json["code"] == unknown.json["code"]
     # a second delivery of the notification makes no second receipt or log row
     pay(api, o, txn=ack["transaction_id"], proof={"terminal_id": "POS-07", "slip_no": "000123"})
+    complete_confirmations(pc)
+    complete_confirmations(pc)  # the worker's event delivered twice
+    assert pc.db.receipts.count_documents({"_id": ack["receipt_no"]}) == 1
     log = api.get("/v1/money-log?ref=2020:RCP-0001", headers=auth(COUNTY)).json["entries"]
     assert [(e["action"], e["amount_fen"], e["actor"]) for e in log] == [("confirmed", 75000, "bank-a")]
     assert api.get(f"/v1/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"][0]["action"] == "order_created"
@@ -462,6 +474,31 @@ def test_remittance_summaries_every_three_days(secrets_files, pc):
     assert api.get("/v1/remittances?year=2020", headers=auth(BAIYA)).json["periods"][0]["households"] == 0
 
 
+def test_an_acknowledged_payment_is_whole_for_readers_before_the_worker_completes_it(api, pc):
+    """The gateway's acknowledgement waits only for the payment record (with its event); the receipt,
+    the money-log row and the order status follow from the event in the payments worker. A reader
+    in between sees the payment anyway: the order is paid, the receipt is issued when first asked."""
+    register(pc, "ACK-0001", n=2)
+    o = order(api, "ACK-0001")
+    ack = pay(api, o)
+    assert (ack["status"], ack["receipt_no"]) == ("paid", "R" + o["order_no"][1:])
+    assert pc.db.receipts.find_one({"_id": ack["receipt_no"]}) is None  # the worker has not run
+    assert pc.db.orders.find_one({"_id": o["order_no"]})["status"] == "created"
+    assert api.get(f"/v1/orders/{o['order_no']}", headers=auth(COUNTY)).json["status"] == "paid"
+    rc = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY))
+    assert rc.status_code == 200 and rc.json["amount_fen"] == 50000 and len(rc.json["members"]) == 2
+    assert pc.db.receipts.find_one({"_id": ack["receipt_no"]})["check_code"] == rc.json["check_code"]
+    # a reversal before the worker: the worker's late status does not undo it
+    r = signed(api, "/v1/reversals", {"reversal_id": "RV-ACK", "order_no": o["order_no"],
+                                      "transaction_id": ack["transaction_id"], "amount_fen": 50000})
+    assert r.json["revokes_enrolment"]
+    complete_confirmations(pc)
+    assert pc.db.orders.find_one({"_id": o["order_no"]})["status"] == "reversed"
+    assert pc.db.receipts.find_one({"_id": ack["receipt_no"]})["status"] == "reversed"
+    log = api.get("/v1/money-log?ref=2020:ACK-0001", headers=auth(COUNTY)).json["entries"]
+    assert [(e["action"], e["amount_fen"]) for e in log] == [("confirmed", 50000)]
+
+
 # ---- (f) reversals ----------------------------------------------------------------------------
 
 def test_a_gateway_reversal_revokes_the_enrolment_through_an_event(api, pc):
@@ -661,6 +698,9 @@ def test_concurrent_notifications_with_different_transactions_confirm_once_and_k
     assert {r["code"] for r in results} == {"SUCCESS"} and len(results) == 3
     p = pc.db.payments.find_one({"_id": "2020:RACE-0001"})
     assert len(outbox_events(p, "payments.payment.confirmed")) == 1
+    shown = payments_app(FixedClock(NOW)).test_client().get(f"/v1/orders/{o['order_no']}", headers=auth(COUNTY)).json
+    assert (shown["status"], shown["transaction_id"]) == ("paid", p["transaction_id"])  # before the worker ran
+    complete_confirmations(pc)
     assert pc.db.orders.find_one({"_id": o["order_no"]})["transaction_id"] == p["transaction_id"]
     twice = [pc.db.money_log.find_one({"_id": f"{o['order_no']}:T-RACE-{i}:paid_twice"}) for i in range(3)]
     assert sum(1 for t in twice if t) == 2

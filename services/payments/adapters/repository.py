@@ -151,6 +151,17 @@ class PaymentsRepository:
             "status": o.status, "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no,
             **extra}})
 
+    def mark_order_paid(self, payment: dict[str, Any]) -> None:
+        """created → paid from the recorded payment, by `_id` only (FerretDB pushes down nothing
+        else). `$max` moves the status up only: "created" < "paid" < "reversed" as strings, so a
+        reversal recorded first stays; an order never goes from duplicate_payment to paid because
+        only the payment's own order gets here."""
+        self.db[ORDERS].update_one({"_id": payment["order_no"]}, {
+            "$max": {"status": "paid"},
+            "$set": {"transaction_id": payment["transaction_id"], "paid_at": payment["paid_at"],
+                     "receipt_no": payment["receipt_no"], "paid_day": payment["paid_day"],
+                     "proof": payment.get("proof") or {}}})
+
     def paid_orders(self, gateway: str, day: str) -> list[dict[str, Any]]:
         """Reconciliation only, once per gateway and day (a scan on FerretDB; indexed on MongoDB)."""
         return list(self.db[ORDERS].find({"gateway": gateway, "paid_day": day,

@@ -204,6 +204,16 @@ class Order:
         return [{"person_id": l.person_id, "name": l.name, "standard_fen": l.standard_fen,
                  "subsidy_fen": l.subsidy_fen, "payable_fen": l.payable_fen} for l in self.lines]
 
+    def apply_recorded(self, payment: dict[str, Any] | None) -> "Order":
+        """The order as its household's payment record says: a confirmation is acknowledged once the
+        payment is recorded, and the order's own status follows a moment later (the payments worker
+        marks it from the confirmed event), so readers that must not wait look at the payment too."""
+        if self.status == "created" and payment is not None and payment.get("order_no") == self.order_no:
+            self.status = "reversed" if payment.get("status") == "reversed" else "paid"
+            self.transaction_id, self.paid_at = payment["transaction_id"], payment["paid_at"]
+            self.receipt_no = payment["receipt_no"]
+        return self
+
     def confirmed_event(self, household: dict[str, Any], transaction_id: str, paid_at: str) -> Event:
         return Event("payments.payment.confirmed", {
             "order_no": self.order_no, "receipt_no": self.receipt(), "household_no": self.household_no,

@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.masking import mask_id
 
-from .model import CHANNEL_NAMES, Order
+from .model import CHANNEL_NAMES
 
 
 def check_code(key: bytes, receipt_no: str, amount_fen: int, paid_at: str) -> str:
@@ -25,21 +25,24 @@ def mask_name(name: str) -> str:
     return name[:1] + "*" * max(len(name) - 1, 1) if name else name
 
 
-def build_receipt(order: Order, household: dict[str, Any], proof: dict[str, str], key: bytes) -> dict[str, Any]:
-    paid_at = order.paid_at or ""
+def build_receipt(payment: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The receipt of a recorded household payment, from the payment document alone (it carries the
+    head, the members and their amounts as charged), so the worker that issues it after the
+    confirmation and a reader that arrives first build the same document."""
+    paid_at = payment["paid_at"]
     return {
-        "_id": order.receipt(), "receipt_no": order.receipt(), "order_no": order.order_no,
-        "household_no": order.household_no, "year": order.year, "county": household["county"],
-        "township": household["township"], "village": household["village"], "head_name": household["head_name"],
-        "members": [{"name": l.name, "id_number": mask_id(l.person_id), "category": l.category,
-                     "standard_fen": l.standard_fen, "subsidy_fen": l.subsidy_fen, "payable_fen": l.payable_fen}
-                    for l in order.lines],
-        "standard_fen": sum(l.standard_fen for l in order.lines),
-        "subsidy_fen": sum(l.subsidy_fen for l in order.lines),
-        "amount_fen": order.amount_fen, "paid_at": paid_at, "channel": order.channel,
-        "channel_name": CHANNEL_NAMES[order.channel], "gateway": order.gateway,
-        "transaction_id": order.transaction_id, "proof": proof, "status": "valid",
-        "check_code": check_code(key, order.receipt(), order.amount_fen, paid_at),
+        "_id": payment["receipt_no"], "receipt_no": payment["receipt_no"], "order_no": payment["order_no"],
+        "household_no": payment["household_no"], "year": payment["year"], "county": payment["county"],
+        "township": payment["township"], "village": payment["village"], "head_name": payment["head_name"],
+        "members": [{"name": m["name"], "id_number": mask_id(m["person_id"]), "category": m.get("category"),
+                     "standard_fen": m["standard_fen"], "subsidy_fen": m["subsidy_fen"],
+                     "payable_fen": m["payable_fen"]} for m in payment["members"]],
+        "standard_fen": payment["standard_fen"], "subsidy_fen": payment["subsidy_fen"],
+        "amount_fen": payment["amount_fen"], "paid_at": paid_at, "channel": payment["channel"],
+        "channel_name": CHANNEL_NAMES[payment["channel"]], "gateway": payment["gateway"],
+        "transaction_id": payment["transaction_id"], "proof": payment.get("proof") or {},
+        "status": "reversed" if payment.get("status") == "reversed" else "valid",
+        "check_code": check_code(key, payment["receipt_no"], payment["amount_fen"], paid_at),
     }
 
 

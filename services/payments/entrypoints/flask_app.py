@@ -43,7 +43,8 @@ def render_quote(q: Quote) -> dict:
 def render_order(o: Order) -> dict:
     return {"order_no": o.order_no, "household_no": o.household_no, "year": o.year, "amount_fen": o.amount_fen,
             "channel": o.channel, "status": o.status, "expires_at": o.expires_at.isoformat(),
-            "receipt_no": o.receipt_no, "lines": [render_line(l) for l in o.lines]}
+            "receipt_no": o.receipt_no, "transaction_id": o.transaction_id, "paid_at": o.paid_at,
+            "lines": [render_line(l) for l in o.lines]}
 
 
 def render_receipt(r: dict) -> dict:
@@ -140,10 +141,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     # ---- staff ------------------------------------------------------------------------------
     @api.route("/v1/orders/{order_no}", "GET", summary="查询订单", roles=("county",), response=OrderOut)
     def get_order(principal, order_no):
-        o = repo.order(order_no)
-        if o is None:
-            raise NotFound("ORDER_NOT_FOUND", "订单不存在", {"order_no": order_no})
-        return render_order(o)
+        return render_order(handlers.order_status(repo, order_no))
 
     @api.route("/v1/payments/{year}/{household_no}", "GET", summary="查询某户缴费及资金状态变更记录", roles=STAFF,
                response=PaymentOut)

@@ -43,6 +43,8 @@ class OrderOut(Schema):
     status = fields.String()
     expires_at = fields.String()
     receipt_no = fields.String(allow_none=True)
+    transaction_id = fields.String(allow_none=True)
+    paid_at = fields.String(allow_none=True)
     lines = fields.List(fields.Nested(QuoteLineOut))
 
 

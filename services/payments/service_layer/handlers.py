@@ -3,7 +3,10 @@ withholding and reconciliation, and the read models fed by registry and subsidy 
 
 No multi-document transactions: each state change of money is one document write carrying its
 event (outbox); side records (receipt, money log, order status) are written after it with
-idempotent writes, so a redelivered notification or a re-imported file completes them.
+idempotent writes. For a confirmation they are written by the payments worker from its own
+`payments.payment.confirmed` event (`on_payment_confirmed`), so a gateway's acknowledgement waits
+for three store operations (nonce, order, payment with its event) and its pointer; readers that
+cannot wait for the worker (receipt lookup, order status, reversal) look at the payment record.
 """
 from __future__ import annotations
 
@@ -89,10 +92,7 @@ def create_order(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, gat
 def _replay(repo: PaymentsRepository, prior: dict[str, Any], body_hash: str) -> Order:
     if prior["body_hash"] != body_hash:
         raise Conflict("IDEMPOTENCY_KEY_REUSED", "幂等键已用于内容不同的请求", {"order_no": prior["order_no"]})
-    order = repo.order(prior["order_no"])
-    if order is None:
-        raise NotFound("ORDER_NOT_FOUND", "订单不存在")
-    return order
+    return order_status(repo, prior["order_no"])
 
 
 # ---- confirmation ------------------------------------------------------------------------------
@@ -118,9 +118,12 @@ def confirm_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
 
 def payment_doc(order: Order, household: dict[str, Any], proof: dict[str, str], at: datetime,
                 actor: str) -> dict[str, Any]:
+    """The household's payment record; it also carries what its receipt shows (head, members)."""
     return {"_id": hh_key(order.year, order.household_no), "order_no": order.order_no,
             "receipt_no": order.receipt(), "household_no": order.household_no, "year": order.year,
             "county": household["county"], "township": household["township"], "village": household["village"],
+            "head_name": household.get("head_name", ""),
+            "members": [{**m, "category": l.category} for m, l in zip(order.members_payload(), order.lines)],
             "transaction_id": order.transaction_id, "amount_fen": order.amount_fen,
             "standard_fen": sum(l.standard_fen for l in order.lines),
             "subsidy_fen": sum(l.subsidy_fen for l in order.lines),
@@ -133,8 +136,8 @@ def payment_doc(order: Order, household: dict[str, Any], proof: dict[str, str], 
 def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id: str, paid_at: str,
            proof: dict[str, str], correlation_id: str | None, actor: str) -> dict[str, Any]:
     """Record the money of an order once: the household's payment (with its event), or, when the
-    household was already paid by another order, an overpayment to refund. Then the receipt, the
-    money log and the order status, each idempotent, so a redelivery completes a crashed run."""
+    household was already paid by another order, an overpayment to refund. The receipt, the money
+    log row and the order status follow from the event (`on_payment_confirmed`)."""
     if order.status != "created":
         if transaction_id != order.transaction_id:
             _paid_twice(repo, clock, order, transaction_id, actor)
@@ -147,26 +150,44 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
     order.paid_at = paid_at
     order.receipt_no = order.receipt()
     event = order.confirmed_event(household, transaction_id, paid_at)
-    won = repo.record_payment(payment_doc(order, household, proof, now, actor), event, correlation_id)
-    existing = None if won else repo.payment(order.year, order.household_no)
-    if existing and existing["order_no"] == order.order_no:
+    if repo.record_payment(payment_doc(order, household, proof, now, actor), event, correlation_id):
+        order.status = "paid"
+        return _ack(order, duplicate=False)
+    existing = repo.payment(order.year, order.household_no)
+    if existing and existing["order_no"] == order.order_no:  # this order's payment was recorded before
         if existing["transaction_id"] != transaction_id:
             _paid_twice(repo, clock, order, transaction_id, actor)
-        order.transaction_id, order.paid_at = existing["transaction_id"], existing["paid_at"]  # the recorded one
-    if won or (existing and existing["order_no"] == order.order_no):
-        order.status = "paid"  # (or a concurrent copy of this notification won: same effect)
-        repo.add_receipt(build_receipt(order, household, proof, repo.receipt_key()))
-        repo.log_money(hh_key(order.year, order.household_no), "confirmed", now, actor, order.amount_fen,
-                       order_no=order.order_no, receipt_no=order.receipt_no, channel=order.channel,
-                       transaction_id=transaction_id)
-    else:
-        order.status = "duplicate_payment"  # the household was already paid by another order: refund case
-        order.receipt_no = None
-        repo.log_money(order.order_no, "overpaid", now, actor, order.amount_fen,
-                       household_key=hh_key(order.year, order.household_no), transaction_id=transaction_id)
-        log.warning("household paid twice; order %s needs a refund", order.order_no, extra={"order_no": order.order_no})
+        order.status = "created"
+        return _ack(order.apply_recorded(existing), duplicate=True)
+    order.status = "duplicate_payment"  # the household was already paid by another order: refund case
+    order.receipt_no = None
+    repo.log_money(order.order_no, "overpaid", now, actor, order.amount_fen,
+                   household_key=hh_key(order.year, order.household_no), transaction_id=transaction_id)
+    log.warning("household paid twice; order %s needs a refund", order.order_no, extra={"order_no": order.order_no})
     repo.mark_order(order, paid_day=shanghai_day(order.paid_at), proof=proof)
     return _ack(order, duplicate=False)
+
+
+def on_payment_confirmed(repo: PaymentsRepository, env: Envelope) -> None:
+    """payments.payment.confirmed (our own) → the receipt, the money-log row and the order status,
+    off the gateway's request path. Each write is idempotent; the order's status only moves up
+    from `created`, so a reversal that came first is not undone."""
+    p = env.payload
+    payment = repo.payment(p["year"], p["household_no"])
+    if payment is None or payment["order_no"] != p["order_no"]:
+        return  # not ours to complete (cannot happen: the event rides in the payment's own write)
+    issue_receipt(repo, payment)
+    repo.log_money(payment["_id"], "confirmed", payment["recorded_at"], payment["history"][0]["by"],
+                   payment["amount_fen"], order_no=payment["order_no"], receipt_no=payment["receipt_no"],
+                   channel=payment["channel"], transaction_id=payment["transaction_id"])
+    repo.mark_order_paid(payment)
+
+
+def issue_receipt(repo: PaymentsRepository, payment: dict[str, Any]) -> dict[str, Any]:
+    """One receipt per household payment (written once; the first writer's copy stands)."""
+    doc = build_receipt(payment, repo.receipt_key())
+    repo.add_receipt(doc)
+    return repo.receipt(doc["_id"]) or doc
 
 
 def _paid_twice(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id: str, actor: str) -> None:
@@ -187,8 +208,20 @@ def _ack(order: Order, duplicate: bool) -> dict[str, Any]:
 
 # ---- receipts ----------------------------------------------------------------------------------
 
-def receipt_for_staff(repo: PaymentsRepository, principal: Principal, receipt_no: str) -> dict[str, Any]:
+def _receipt(repo: PaymentsRepository, receipt_no: str) -> dict[str, Any] | None:
+    """A receipt by number; one asked for before the worker issued it is issued now."""
     r = repo.receipt(receipt_no)
+    if r is not None or not receipt_no.startswith("R"):
+        return r
+    order = repo.order("P" + receipt_no[1:])  # Order.receipt(): the order number with R for P
+    payment = repo.payment(order.year, order.household_no) if order else None
+    if payment is None or payment["receipt_no"] != receipt_no:
+        return None
+    return issue_receipt(repo, payment)
+
+
+def receipt_for_staff(repo: PaymentsRepository, principal: Principal, receipt_no: str) -> dict[str, Any]:
+    r = _receipt(repo, receipt_no)
     if r is None:
         raise NotFound("RECEIPT_NOT_FOUND", "收据不存在", {"receipt_no": receipt_no})
     principal.check_township(r["township"])
@@ -198,10 +231,20 @@ def receipt_for_staff(repo: PaymentsRepository, principal: Principal, receipt_no
 def verify_receipt(repo: PaymentsRepository, receipt_no: str, check_code: str) -> dict[str, Any]:
     """Public check of a receipt by number and check code; an unknown number and a wrong code get
     the same answer, so numbers cannot be enumerated."""
-    r = repo.receipt(receipt_no)
+    r = _receipt(repo, receipt_no)
     if r is None or not check_code or r["check_code"] != check_code.strip().upper():
         raise NotFound("RECEIPT_NOT_VERIFIED", "收据号或校验码不正确，无法核验", {"receipt_no": receipt_no})
     return r
+
+
+def order_status(repo: PaymentsRepository, order_no: str) -> Order:
+    """An order as a gateway or staff should see it now (its payment may be newer than its status)."""
+    order = repo.order(order_no)
+    if order is None:
+        raise NotFound("ORDER_NOT_FOUND", "订单不存在", {"order_no": order_no})
+    if order.status == "created":
+        order.apply_recorded(repo.payment(order.year, order.household_no))
+    return order
 
 
 # ---- audit (缴款审核) -----------------------------------------------------------------------------
@@ -265,9 +308,7 @@ def reverse_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
     """A gateway gave the money of an order back (reversal, or refund of an overpayment). If that
     order paid the household's enrolment, the payment is reversed with payments.payment.reversed
     and registry revokes the enrolment; an overpaid order's refund revokes nothing."""
-    order = repo.order(data["order_no"])
-    if order is None:
-        raise NotFound("ORDER_NOT_FOUND", "订单不存在", {"order_no": data["order_no"]})
+    order = order_status(repo, data["order_no"])
     if order.gateway != gateway:
         raise Forbidden("ORDER_GATEWAY_MISMATCH", "订单不属于该支付渠道")
     if order.status == "created":
@@ -299,6 +340,7 @@ def reverse_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
         repo.update_payment(order.year, order.household_no, {"status": "reversed", "reversed_at": now},
                             {"at": now, "status": "reversed", "by": gateway, "amount_fen": -order.amount_fen,
                              "reason": reason}, event, correlation_id)
+        issue_receipt(repo, payment)  # if the worker has not issued it yet, so that it is marked too
         repo.set_receipt_status(payment["receipt_no"], "reversed")
     repo.log_money(order.order_no, "reversed", now, gateway, -order.amount_fen, reason=reason,
                    revokes_enrolment=revokes, household_key=hh_key(order.year, order.household_no))
@@ -480,6 +522,10 @@ def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data:
     day = data["date"].isoformat()
     now = clock.now()
     orders = {o["_id"]: o for o in repo.paid_orders(gateway, day)}
+    for p in repo.payments_where({"gateway": gateway, "paid_day": day}):  # recorded, order not marked yet
+        orders.setdefault(p["order_no"], {"_id": p["order_no"], "year": p["year"], "household_no": p["household_no"],
+                                          "transaction_id": p["transaction_id"], "amount_fen": p["amount_fen"],
+                                          "status": "reversed" if p["status"] == "reversed" else "paid"})
     platform = [{"order_no": no, "transaction_id": o["transaction_id"], "amount_fen": o["amount_fen"]}
                 for no, o in orders.items()]
     report = reconcile(data["lines"], platform)
