@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -42,7 +43,7 @@ from shared.clock import parse_instant
 from shared.config import ROOT, _local_env
 from tools.clients import GatewayClient, StaffClient
 from tools.ids import make_id
-from tools.suite import Suite, delete_bus, free_port_block
+from tools.suite import SERVICES, Suite, delete_bus, free_port_block
 
 CLOCK_NOW = "2019-11-15T10:00:00+08:00"
 
@@ -163,6 +164,11 @@ def main() -> int:
     ap.add_argument("--households", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--web-workers", type=int, default=2)
+    ap.add_argument("--worker-nice", type=int, default=None,
+                    help="WORKER_NICE for the suite's workers (default: the suite's own setting)")
+    ap.add_argument("--pause-workers", action="store_true",
+                    help="diagnostic: stop the five workers (SIGSTOP) while notifications are sent, to see "
+                         "the request path's own ceiling; they resume (SIGCONT) before the enrolments are awaited")
     ap.add_argument("--trace", action="store_true",
                     help="count the store commands per confirmation across the suite (STORE_TRACE)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.jsonl"))
@@ -176,6 +182,8 @@ def main() -> int:
     suite = Suite(namespace=ns, web_base_port=base, worker_base_port=base + 10, web_workers=args.web_workers,
                   extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": mongo_url, "AMQP_URL": amqp_url,
                              "LOG_LEVEL": "WARNING", "PAYMENTS_BENCH_BASELINE": "1"})
+    if args.worker_nice is not None:
+        suite.extra_env["WORKER_NICE"] = str(args.worker_nice)
     trace = None
     if args.trace:
         trace = Path(tempfile.mkstemp(prefix="store-trace-", suffix=".tsv")[1])
@@ -219,10 +227,16 @@ def main() -> int:
         jobs = [{"key": o["order_no"], "signed": True, "path": "/v1/notifications",
                  "body": {"order_no": o["order_no"], "transaction_id": "T" + secrets.token_hex(8),
                           "amount_fen": o["amount_fen"], "paid_at": CLOCK_NOW}} for o in orders]
+        paused = [int((suite.run_dir / f"{svc}-worker.pid").read_text()) for svc in SERVICES] \
+            if args.pause_workers else []
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
         cpu0 = cpu.snapshot(suite.run_dir)
         trace_from = trace.stat().st_size if trace else 0
         results = send(suite.url("payments"), gid, gsecret, ts, jobs, args.concurrency)
         cpu_acks = cpu.delta(cpu0, cpu.snapshot(suite.run_dir))
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
         bad = [r for r in results if r[3] != 200]
         deadline = time.monotonic() + 300
         while len(watcher.seen) < n - len(bad) and time.monotonic() < deadline:
@@ -251,6 +265,7 @@ def main() -> int:
         report = {
             "at": datetime.now().astimezone().isoformat(timespec="seconds"), "households": n,
             "concurrency": args.concurrency, "web_workers": args.web_workers, "cpus": os.cpu_count(),
+            "worker_nice": suite.env("payments").get("WORKER_NICE", "0"), "workers_paused": bool(paused),
             "notifications_failed": len(bad), "payments_in_store": confirmed_in_store,
             "enrolment_events_seen": len(watcher.seen),
             "confirmations_per_s": round(conf_rate, 1),

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from pymongo import ASCENDING, MongoClient, monitoring
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from .clock import Clock
 from .events import Envelope, Event, validate_payload
@@ -111,6 +111,79 @@ class _SeqSource:
 _seq = _SeqSource()
 
 
+class _Slot:
+    __slots__ = ("doc", "event", "lead", "done", "result", "error")
+
+    def __init__(self, doc: dict[str, Any]):
+        self.doc, self.event, self.lead, self.done = doc, threading.Event(), False, False
+        self.result: bool = False
+        self.error: BaseException | None = None
+
+
+class GroupInsert:
+    """insert_once for the request threads of one process, written together (group commit).
+
+    A thread that finds no write in progress writes its document at once, together with whatever
+    other threads queued meanwhile; threads that arrive during a write wait, and the first of them
+    writes the next group. No timer, so a lone request is not delayed; under load many single
+    inserts become one `insert_many(ordered=False)`, which costs the store (FerretDB on SQLite
+    above all) a fraction of separate commands. Each caller still learns its own outcome: True if
+    its document was inserted, False if the `_id` existed, or the error of its write.
+    """
+
+    def __init__(self, coll: Collection):
+        self.coll = coll
+        self._lock = threading.Lock()
+        self._pending: list[_Slot] = []
+        self._busy = False
+
+    def insert_once(self, doc: dict[str, Any]) -> bool:
+        slot = _Slot(doc)
+        with self._lock:
+            self._pending.append(slot)
+            if not self._busy:
+                self._busy = slot.lead = True
+        if not slot.lead:
+            slot.event.wait()
+        if not slot.done:  # this thread writes the group
+            with self._lock:
+                group, self._pending = self._pending, []
+            self._write(group)
+            with self._lock:
+                if self._pending:
+                    nxt = self._pending[0]
+                    nxt.lead = True
+                    nxt.event.set()
+                else:
+                    self._busy = False
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def _write(self, group: list[_Slot]) -> None:
+        try:
+            if len(group) == 1:
+                group[0].result = insert_once(self.coll, group[0].doc)
+            else:
+                failed: dict[int, dict] = {}
+                try:
+                    self.coll.insert_many([g.doc for g in group], ordered=False)
+                except BulkWriteError as e:
+                    failed = {err["index"]: err for err in e.details.get("writeErrors", [])}
+                for i, g in enumerate(group):
+                    err = failed.get(i)
+                    g.result = err is None
+                    if err is not None and err.get("code") != 11000:
+                        g.error = WriteError(err.get("errmsg", "write error"), err.get("code"), err)
+        except BaseException as e:  # noqa: BLE001 — every caller of the group gets the store's error
+            for g in group:
+                g.error = e
+        finally:
+            for g in group:
+                g.done = True
+                g.event.set()
+
+
 class OutboxWriter:
     """Writes a state change and its events in one document write, then points the relay at it."""
 
@@ -118,6 +191,9 @@ class OutboxWriter:
         self.db = db
         self.producer = producer
         self.clock = clock
+        self._pointers = GroupInsert(db[OUTBOX])  # request threads' pointers go out together
+        self._inserts: dict[str, GroupInsert] = {}
+        self._inserts_lock = threading.Lock()
 
     def envelopes(self, events: Iterable[Event], correlation_id: str | None, causation_id: str | None,
                   validate: bool = True) -> list[Envelope]:
@@ -137,7 +213,10 @@ class OutboxWriter:
         envs = self.envelopes(events, correlation_id, causation_id)
         doc = dict(doc)
         doc["_outbox"] = {e.id: e.to_dict() for e in envs}
-        self.db[coll].insert_one(doc)
+        with self._inserts_lock:
+            group = self._inserts.get(coll) or self._inserts.setdefault(coll, GroupInsert(self.db[coll]))
+        if not group.insert_once(doc):
+            raise DuplicateKeyError(f"{coll} {doc['_id']} exists", 11000)
         self._point(coll, doc["_id"], envs)
         return envs
 
@@ -158,10 +237,7 @@ class OutboxWriter:
     def _point(self, coll: str, agg_id: Any, envs: list[Envelope]) -> None:
         now = datetime.now(timezone.utc)  # real time: the backlog-age alert measures real delay
         for e in envs:
-            try:
-                self.db[OUTBOX].insert_one({"_id": e.id, "coll": coll, "agg": agg_id, "seq": e.seq, "created_at": now})
-            except DuplicateKeyError:
-                pass
+            self._pointers.insert_once({"_id": e.id, "coll": coll, "agg": agg_id, "seq": e.seq, "created_at": now})
 
 
 def insert_once(coll: Collection, doc: dict[str, Any]) -> bool:

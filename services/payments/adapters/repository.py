@@ -25,7 +25,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import IndexSpec, OutboxWriter, insert_once
+from shared.store import GroupInsert, IndexSpec, OutboxWriter, insert_once
 
 from ..domain.model import Entitlement, Order, QuoteLine
 
@@ -76,6 +76,7 @@ class PaymentsRepository:
     def __init__(self, db, outbox: OutboxWriter):
         self.db = db
         self.outbox = outbox
+        self._nonces = GroupInsert(db[NONCES])  # every signed call writes one: grouped across threads
         self._receipt_key: bytes | None = None
 
     # ---- read models -----------------------------------------------------------------------
@@ -175,7 +176,7 @@ class PaymentsRepository:
                                                   "body_hash": body_hash, "at": at})
 
     def use_nonce(self, gateway: str, nonce: str, at: datetime) -> bool:
-        return insert_once(self.db[NONCES], {"_id": f"{gateway}:{nonce}", "at": at})
+        return self._nonces.insert_once({"_id": f"{gateway}:{nonce}", "at": at})
 
     # ---- receipts, the money log and claims ------------------------------------------------
     def receipt_key(self) -> bytes:
@@ -185,8 +186,8 @@ class PaymentsRepository:
             self._receipt_key = bytes.fromhex(self.db[SETTINGS].find_one({"_id": "receipt_check_key"})["key"])
         return self._receipt_key
 
-    def add_receipt(self, doc: dict[str, Any]) -> None:
-        insert_once(self.db[RECEIPTS], doc)
+    def add_receipt(self, doc: dict[str, Any]) -> bool:
+        return insert_once(self.db[RECEIPTS], doc)
 
     def receipt(self, receipt_no: str) -> dict[str, Any] | None:
         return self.db[RECEIPTS].find_one({"_id": receipt_no})

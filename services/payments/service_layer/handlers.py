@@ -186,8 +186,7 @@ def on_payment_confirmed(repo: PaymentsRepository, env: Envelope) -> None:
 def issue_receipt(repo: PaymentsRepository, payment: dict[str, Any]) -> dict[str, Any]:
     """One receipt per household payment (written once; the first writer's copy stands)."""
     doc = build_receipt(payment, repo.receipt_key())
-    repo.add_receipt(doc)
-    return repo.receipt(doc["_id"]) or doc
+    return doc if repo.add_receipt(doc) else (repo.receipt(doc["_id"]) or doc)
 
 
 def _paid_twice(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id: str, actor: str) -> None:
