@@ -146,6 +146,19 @@ class HouseholdDissolvedSchema(HouseholdPlaceSchema):
     reason = fields.String(load_default="")
 
 
+class DuplicateChangedSchema(Schema):
+    """registry.duplicate.changed: a person's duplicate enrolment case (多地重复参保) opened, re-opened
+    (another household tried to register them again) or was resolved by county staff. It names the
+    household that holds the person; payments refuses that household's quote while the case is open."""
+    year = fields.Integer(required=True)
+    person_id = fields.String(required=True, validate=validate.Length(equal=18))
+    status = fields.String(required=True, validate=validate.OneOf(["open", "resolved"]))
+    household_no = fields.String(required=True, allow_none=True)  # the household holding the person
+    township = fields.String(required=True, allow_none=True)
+    village = fields.String(required=True, allow_none=True)
+    keep = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["current", "other"]))
+
+
 class PaidMemberSchema(Schema):
     person_id = fields.String(required=True)
     name = fields.String(required=True)
@@ -298,6 +311,8 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="A roster correction passed its 3-working-day limit unhandled."),
         EventSpec("registry.accuracy.published", AccuracyPublishedSchema, "registry", ("scoring",),
                   doc="Information accuracy per township as of a moment (scoring's 2.2 item)."),
+        EventSpec("registry.duplicate.changed", DuplicateChangedSchema, "registry", ("payments",),
+                  doc="A duplicate enrolment case opened or was resolved; payments refuses the holding household's quote while it is open."),
         EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),

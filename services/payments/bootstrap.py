@@ -32,4 +32,5 @@ def event_handlers(c: Container):
     return {"registry.household.registered": lambda env: handlers.on_household_snapshot(repo, env),
             "registry.household.changed": lambda env: handlers.on_household_snapshot(repo, env),
             "registry.household.dissolved": lambda env: handlers.on_household_dissolved(repo, env),
-            "subsidy.entitlement.changed": lambda env: handlers.on_entitlement_changed(repo, env)}
+            "subsidy.entitlement.changed": lambda env: handlers.on_entitlement_changed(repo, env),
+            "registry.duplicate.changed": lambda env: handlers.on_duplicate_changed(repo, env)}

@@ -14,7 +14,8 @@ SERVICE = "registry"
 
 
 def bootstrap(clock: Clock | None = None) -> Container:
-    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (correction_store.CORRECTIONS, "accuracy_reports"),
+    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (
+                               correction_store.CORRECTIONS, "accuracy_reports", duplicate_store.DUPLICATES),
                            indexes=INDEXES + import_store.INDEXES + correction_store.INDEXES
                            + duplicate_store.INDEXES, snapshots=SNAPSHOTS)
 
@@ -24,7 +25,7 @@ def repository(c: Container) -> HouseholdRepository:
 
 
 def duplicates(c: Container) -> duplicate_store.DuplicateRepository:
-    return duplicate_store.DuplicateRepository(c.db)
+    return duplicate_store.DuplicateRepository(c.db, c.outbox)
 
 
 def corrections(c: Container) -> correction_store.CorrectionRepository:

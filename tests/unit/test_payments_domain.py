@@ -78,3 +78,17 @@ def test_unknown_channel_is_refused():
     q = quote(HH, POLICY, at(2019, 10, 1, 9), False)
     with pytest.raises(ValidationFailed):
         Order.create(q, "bank-a", "carrier_pigeon", at(2019, 10, 1, 9))
+
+
+def test_an_open_duplicate_case_of_a_member_holds_the_whole_household():
+    """001 五: the household pays as a whole (不得拆分参保); a member still enrolled in two places
+    (多地重复参保) must be resolved by county staff before the household can be quoted."""
+    held = HH["members"][1]["person_id"]
+    with pytest.raises(Conflict) as e:
+        quote(HH, POLICY, at(2019, 10, 1, 9), False, open_duplicates={held})
+    assert e.value.code == "MEMBER_DUPLICATE_UNRESOLVED" and e.value.status == 409
+    masked = held[:6] + "*" * 8 + held[-4:]
+    assert masked in e.value.message and held not in e.value.message
+    assert e.value.details["id_numbers"] == [masked] and held not in str(e.value.details)
+    # someone else's case (not a member) does not hold this household
+    assert quote(HH, POLICY, at(2019, 10, 1, 9), False, open_duplicates={"431122197001019999"}).total_fen == 75000

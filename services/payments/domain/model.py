@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from shared.clock import SHANGHAI
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import Event
+from shared.masking import mask_id
 from shared.policy import PolicyYear
 
 ORDER_TTL = timedelta(hours=2)
@@ -106,9 +107,13 @@ class Quote:
 
 
 def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, already_paid: bool,
-          entitlements: dict[str, Entitlement | None] | None = None) -> Quote:
+          entitlements: dict[str, Entitlement | None] | None = None, *,
+          open_duplicates: Iterable[str] = ()) -> Quote:
     """The whole household, every active member, at the standard of the policy year less the
-    subsidy of the member's identity current at `at` (001 六: 依据缴费人当前身份进行征收)."""
+    subsidy of the member's identity current at `at` (001 六: 依据缴费人当前身份进行征收).
+
+    A member whose duplicate enrolment case (多地重复参保) is still open holds the whole household
+    (001 五: the household pays as a whole), until county staff resolve where the person belongs."""
     if household is None:
         raise DomainError("HOUSEHOLD_UNKNOWN", "未找到该户的登记信息（登记后数据同步可能有延迟，请稍后再试）", status=404)
     if household["year"] != policy.year:
@@ -118,6 +123,7 @@ def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, al
                           {"merged_into": household["merged_into"]}, status=409)
     if already_paid:
         raise Conflict("HOUSEHOLD_ALREADY_PAID", "该户本年度已缴费", {"household_no": household["household_no"]})
+    check_no_open_duplicate(household, open_duplicates)
     if not policy.window_open_at(at):
         raise DomainError("WINDOW_CLOSED", "不在集中参保缴费期内（{}至{}）".format(
             policy.window_opens.isoformat(), policy.window_closes.isoformat()), {"at": at.isoformat()})
@@ -128,6 +134,16 @@ def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, al
         lines.append(QuoteLine(m["person_id"], m["name"], policy.standard_fen, subsidy_for(policy.standard_fen, ent),
                                ent.category if ent else None))
     return Quote(household["household_no"], household["year"], tuple(lines))
+
+
+def check_no_open_duplicate(household: dict[str, Any], open_duplicates: Iterable[str]) -> None:
+    """Refuse while any member has an open duplicate case; the message names them by masked ID."""
+    held = set(open_duplicates)
+    ids = [mask_id(m["person_id"]) for m in household["members"] if m["person_id"] in held]
+    if ids:
+        raise Conflict("MEMBER_DUPLICATE_UNRESOLVED",
+                       "户内成员 {} 存在未处理的多地重复参保记录，须经县医保局处理后方可缴费".format("、".join(ids)),
+                       {"household_no": household["household_no"], "id_numbers": ids})
 
 
 def check_whole_household(q: Quote, person_ids: list[str] | None) -> None:

@@ -31,18 +31,19 @@ def register_household(repo: HouseholdRepository, policy: PolicyYear, data: dict
         repo.add(hh, correlation_id=correlation_id)
     except Conflict as e:
         if e.code == "DUPLICATE_PERSON" and duplicates is not None:
-            record_duplicate(duplicates, hh, e, clock.now(), source="api")
+            record_duplicate(duplicates, hh, e, clock.now(), source="api", correlation_id=correlation_id)
         raise
     return hh
 
 
-def record_duplicate(duplicates, hh: Household, err: Conflict, at, source: str) -> None:
-    """Open a case for county staff with both places (多地重复参保)."""
+def record_duplicate(duplicates, hh: Household, err: Conflict, at, source: str, correlation_id: str | None = None) -> None:
+    """Open a case for county staff with both places (多地重复参保); registry.duplicate.changed rides in
+    the same write, so payments holds the household that has the person until the case is resolved."""
     d = err.details or {}
     duplicates.record(hh.year, d["person_id"], {"household_no": d.get("household_no"), "township": d.get("township"),
                                                  "village": d.get("village")},
                       {"household_no": hh.household_no, "township": hh.township, "village": hh.village,
-                       "source": source}, at)
+                       "source": source}, at, correlation_id=correlation_id)
 
 
 def resolve_duplicate(repo: HouseholdRepository, duplicates, year: int, person_id: str, keep: str, note: str | None,
@@ -62,7 +63,7 @@ def resolve_duplicate(repo: HouseholdRepository, duplicates, year: int, person_i
             removed = hh.remove_member(person_id, "move_out", "重复参保处理：保留在其他户")
             repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
     decision = {"keep": keep, "note": note, "by": principal.subject, "at": at}
-    if not duplicates.resolve(year, person_id, decision):
+    if not duplicates.resolve(case, decision, correlation_id):
         raise Conflict("DUPLICATE_RESOLVED", "该重复参保记录已处理")
     return {**case, "status": "resolved", "resolution": decision}
 
