@@ -4,6 +4,8 @@
 - `entitlements` read model fed by subsidy events, `_id` "<year>:<person_id>", changes keyed by event id
 - `duplicate_cases` read model of registry.duplicate.changed, `_id` "<year>:<person_id>" (newest wins):
                   an open case holds the household's quote
+- `mid_year_approvals` read model of registry.mid_year.approved, `_id` "<year>:<person_id>" (newest
+                  wins): whom a quote after the window charges, and at which standard
 - `orders`       `_id` order number
 - `idempotency`  `_id` "<gateway>:<Idempotency-Key>" → order number and body hash
 - `nonces`       `_id` "<gateway>:<nonce>" (replay protection)
@@ -29,11 +31,11 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.store import IndexSpec, OutboxWriter, insert_once
 
-from ..domain.model import Entitlement, Order, QuoteLine
+from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine
 
 HOUSEHOLDS, ORDERS, IDEMPOTENCY, NONCES, PAYMENTS = "households", "orders", "idempotency", "nonces", "payments"
 ENTITLEMENTS, RECEIPTS, MONEY_LOG, TRANSITIONS = "entitlements", "receipts", "money_log", "transitions"
-DUPLICATE_CASES = "duplicate_cases"
+DUPLICATE_CASES, MID_YEAR_APPROVALS = "duplicate_cases", "mid_year_approvals"
 AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
     "agreements", "withholding_batches", "reconciliations", "reversals", "settings")
 OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES)
@@ -125,6 +127,18 @@ class PaymentsRepository:
             d = self.db[DUPLICATE_CASES].find_one({"_id": f"{year}:{pid}"}, {"status": 1})
             if d is not None and d.get("status") == "open":
                 out.add(pid)
+        return out
+
+    def upsert_mid_year(self, payload: dict[str, Any], seq: str = "") -> None:
+        _keep_newest(self.db[MID_YEAR_APPROVALS], f"{payload['year']}:{payload['person_id']}", payload, seq)
+
+    def mid_year_approvals(self, year: int, person_ids: list[str]) -> dict[str, MidYearApproval]:
+        """The members approved for mid-year enrolment (one `_id` lookup each)."""
+        out = {}
+        for pid in person_ids:
+            d = self.db[MID_YEAR_APPROVALS].find_one({"_id": f"{year}:{pid}"})
+            if d is not None:
+                out[pid] = MidYearApproval(d["pays"], d["code"], d["reason"])
         return out
 
     # ---- payments --------------------------------------------------------------------------
