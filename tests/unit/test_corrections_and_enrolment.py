@@ -130,3 +130,6 @@ def test_a_mid_year_decision_is_recorded_only_after_the_window_and_within_the_ye
         with pytest.raises(DomainError) as e:
             check_recordable(2020, date(2019, 12, 31), on, status)
         assert e.value.code == code
+    with pytest.raises(Conflict) as e:  # one payment per household and year
+        check_recordable(2020, date(2019, 12, 31), date(2020, 3, 1), "registered", household_paid=True)
+    assert e.value.code == "HOUSEHOLD_ALREADY_PAID"

@@ -1,8 +1,9 @@
 """Quotes, orders and confirmed payments (缴费) of whole households, in integer fen.
 
 Rules: 001_93f5b63ac6b4a653.txt 三 (250 yuan per person, paid once a year in full), 四 (window
-2019-09-01..12-31; after it only members approved for mid-year enrolment, at the financing standard), 五 (the household pays as a whole; no split or selective payment; the proof
-of payment per channel), 六 (hardship subsidies by the payer's identity at the time of payment).
+2019-09-01..12-31; after it only members approved for mid-year enrolment, at the financing
+standard), 五 (the household pays as a whole; no split or selective payment; the proof of payment
+per channel), 六 (hardship subsidies by the payer's identity at the time of payment).
 """
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ from shared.auth import Principal
 from shared.bus import PermanentFailure
 from shared.errors import Conflict, DomainError, NotFound, ValidationFailed
 from shared.events import Envelope
+from shared.masking import mask_id
 from shared.policy import PolicyYear
+from shared.resident_id import parse_resident_id
 
 from ..adapters.repository import HouseholdRepository
 from ..domain import midyear
@@ -81,8 +83,6 @@ def decide_mid_year(repo: HouseholdRepository, decisions, policy: PolicyYear, cl
     if not data.get("id_number"):
         return midyear.decide(policy.county, on, data.get("birth_date"), data.get("special_case"),
                               data.get("hardship", False)), None, False
-    from shared.masking import mask_id
-    from shared.resident_id import parse_resident_id
     year = data.get("year") or policy.year
     if year != policy.year:
         raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": year})
@@ -93,7 +93,7 @@ def decide_mid_year(repo: HouseholdRepository, decisions, policy: PolicyYear, cl
                        {"id_number": mask_id(person_id)})
     hh = get_household(repo, year, key.split(":", 1)[1], principal)
     member = next(m for m in hh.members if m.person_id == person_id)
-    midyear.check_recordable(year, policy.window_closes, on, member.status)
+    midyear.check_recordable(year, policy.window_closes, on, member.status, hh.locked)
     special_case = data.get("special_case")
     d = midyear.decide(policy.county, on, member.birth_date, special_case, data.get("hardship", False))
     if not d.allowed:
