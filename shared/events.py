@@ -146,6 +146,32 @@ class HouseholdDissolvedSchema(HouseholdPlaceSchema):
     reason = fields.String(load_default="")
 
 
+class DuplicateChangedSchema(Schema):
+    """registry.duplicate.changed: a person's duplicate enrolment case (多地重复参保) opened, re-opened
+    (another household tried to register them again) or was resolved by county staff. It names the
+    household that holds the person; payments refuses that household's quote while the case is open."""
+    year = fields.Integer(required=True)
+    person_id = fields.String(required=True, validate=validate.Length(equal=18))
+    status = fields.String(required=True, validate=validate.OneOf(["open", "resolved"]))
+    household_no = fields.String(required=True, allow_none=True)  # the household holding the person
+    township = fields.String(required=True, allow_none=True)
+    village = fields.String(required=True, allow_none=True)
+    keep = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["current", "other"]))
+
+
+class MidYearApprovedSchema(HouseholdPlaceSchema):
+    """registry.mid_year.approved: a registered person may enrol for the current year after the window
+    (中途参保, 001_93f5b63ac6b4a653.txt 四), with the decision's reason and what they pay: `full_financing`
+    (按当年度筹资标准（含个人缴费部分和财政补助部分）一次性足额缴纳) or `individual` (the individual standard)."""
+    person_id = fields.String(required=True, validate=validate.Length(equal=18))
+    code = fields.String(required=True)
+    reason = fields.String(required=True)  # zh-CN
+    pays = fields.String(required=True, validate=validate.OneOf(["individual", "full_financing"]))
+    special_case = fields.String(load_default=None, allow_none=True)
+    decided_on = fields.String(required=True)  # ISO date
+    benefits_from = fields.String(load_default=None, allow_none=True)  # ISO date
+
+
 class PaidMemberSchema(Schema):
     person_id = fields.String(required=True)
     name = fields.String(required=True)
@@ -300,6 +326,10 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="A roster correction passed its 3-working-day limit unhandled."),
         EventSpec("registry.accuracy.published", AccuracyPublishedSchema, "registry", ("scoring",),
                   doc="Information accuracy per township as of a moment (scoring's 2.2 item)."),
+        EventSpec("registry.duplicate.changed", DuplicateChangedSchema, "registry", ("payments",),
+                  doc="A duplicate enrolment case opened or was resolved; payments refuses the holding household's quote while it is open."),
+        EventSpec("registry.mid_year.approved", MidYearApprovedSchema, "registry", ("payments",),
+                  doc="A registered person was approved for mid-year enrolment after the window; payments charges them alone."),
         EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),

@@ -34,6 +34,9 @@ class PolicyYear:
     declared_task_total: int | None
     target_rate_percent: int
     warnings: tuple[str, ...] = field(default=())
+    # 筹资标准 (individual part + government subsidy part), integer fen: what a mid-year enrolment after
+    # the window pays (001 四). None = the county has not set it (the notice prints no figure).
+    financing_standard_fen: int | None = None
 
     def township(self, name: str) -> Township | None:
         return next((t for t in self.townships if t.name == name), None)
@@ -45,6 +48,11 @@ class PolicyYear:
     def window_open_at(self, at: datetime) -> bool:
         """集中参保缴费期: both ends inclusive, Asia/Shanghai calendar days."""
         return shanghai_start_of_day(self.window_opens) <= at <= shanghai_end_of_day(self.window_closes)
+
+    def after_window_in_year_at(self, at: datetime) -> bool:
+        """After the window closed and before the policy year (待遇享受期, Jan 1 - Dec 31) ends: when a
+        mid-year enrolment (中途参保) for this year can still be paid."""
+        return shanghai_end_of_day(self.window_closes) < at <= shanghai_end_of_day(date(self.year, 12, 31))
 
 
 class PolicyError(ValueError):
@@ -85,6 +93,11 @@ def parse_policy(raw: dict, villages: dict[str, list[str]] | None = None) -> Pol
         closes = date.fromisoformat(raw["window"]["closes"])
         if closes < opens:
             raise PolicyError("payment window closes before it opens")
+        financing = (raw.get("mid_year") or {}).get("financing_standard_fen")
+        if financing is not None and (not isinstance(financing, int) or isinstance(financing, bool)
+                                      or financing < standard):
+            raise PolicyError("mid_year.financing_standard_fen must be null (unset) or an integer (fen) "
+                              "not below standard_fen: it includes the individual part")
     except KeyError as e:
         raise PolicyError(f"policy file is missing {e}") from e
     warnings = []
@@ -97,4 +110,5 @@ def parse_policy(raw: dict, villages: dict[str, list[str]] | None = None) -> Pol
         warnings.append(f"任务合计与各乡镇任务之和不一致：印刷合计 {declared}，各行相加 {total}，差 {total - declared}")
     return PolicyYear(county=raw["county"], year=raw["year"], standard_fen=standard, window_opens=opens,
                       window_closes=closes, townships=tuple(towns), declared_task_total=declared,
-                      target_rate_percent=raw.get("target_rate_percent", 95), warnings=tuple(warnings))
+                      target_rate_percent=raw.get("target_rate_percent", 95), warnings=tuple(warnings),
+                      financing_standard_fen=financing)

@@ -222,13 +222,17 @@ class OutboxWriter:
 
     def update(self, coll: str, _id: str, update: dict[str, Any], events: Iterable[Event] = (), *,
                upsert: bool = False, correlation_id: str | None = None,
-               causation_id: str | None = None) -> tuple[bool, list[Envelope]]:
-        """Apply an update by `_id` and add its events to the same document, atomically."""
+               causation_id: str | None = None, where: dict[str, Any] | None = None) -> tuple[bool, list[Envelope]]:
+        """Apply an update by `_id` and add its events to the same document, atomically.
+
+        `where` adds conditions (a state transition that must happen once): when they do not hold,
+        nothing is written, no event included. Any field beside `_id` makes FerretDB scan the
+        collection, so keep it for small collections."""
         envs = self.envelopes(events, correlation_id, causation_id)
         update = {k: dict(v) for k, v in update.items()}
         if envs:
             update.setdefault("$set", {}).update({f"_outbox.{e.id}": e.to_dict() for e in envs})
-        res = self.db[coll].update_one({"_id": _id}, update, upsert=upsert)
+        res = self.db[coll].update_one({"_id": _id, **(where or {})}, update, upsert=upsert)
         matched = bool(res.matched_count or res.upserted_id is not None)
         if matched:
             self._point(coll, _id, envs)

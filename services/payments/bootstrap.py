@@ -33,4 +33,6 @@ def event_handlers(c: Container):
             "registry.household.changed": lambda env: handlers.on_household_snapshot(repo, env),
             "registry.household.dissolved": lambda env: handlers.on_household_dissolved(repo, env),
             "subsidy.entitlement.changed": lambda env: handlers.on_entitlement_changed(repo, env),
-            "payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env)}
+            "payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env),
+            "registry.duplicate.changed": lambda env: handlers.on_duplicate_changed(repo, env),
+            "registry.mid_year.approved": lambda env: handlers.on_mid_year_approved(repo, env)}

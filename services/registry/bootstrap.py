@@ -7,6 +7,7 @@ from shared.container import Container
 from .adapters import corrections as correction_store
 from .adapters import duplicates as duplicate_store
 from .adapters import imports as import_store
+from .adapters import mid_year as mid_year_store
 from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, SNAPSHOTS, HouseholdRepository
 from .service_layer import handlers
 
@@ -14,7 +15,9 @@ SERVICE = "registry"
 
 
 def bootstrap(clock: Clock | None = None) -> Container:
-    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (correction_store.CORRECTIONS, "accuracy_reports"),
+    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (
+                               correction_store.CORRECTIONS, "accuracy_reports", duplicate_store.DUPLICATES,
+                               mid_year_store.MID_YEAR),
                            indexes=INDEXES + import_store.INDEXES + correction_store.INDEXES
                            + duplicate_store.INDEXES, snapshots=SNAPSHOTS)
 
@@ -24,7 +27,11 @@ def repository(c: Container) -> HouseholdRepository:
 
 
 def duplicates(c: Container) -> duplicate_store.DuplicateRepository:
-    return duplicate_store.DuplicateRepository(c.db)
+    return duplicate_store.DuplicateRepository(c.db, c.outbox)
+
+
+def mid_year(c: Container) -> mid_year_store.MidYearRepository:
+    return mid_year_store.MidYearRepository(c.db, c.outbox)
 
 
 def corrections(c: Container) -> correction_store.CorrectionRepository:
@@ -36,7 +43,7 @@ def imports(c: Container) -> import_store.ImportStore:
 
 
 def event_handlers(c: Container):
-    repo = repository(c)
-    return {"payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env),
+    repo, approvals = repository(c), mid_year(c)
+    return {"payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env, approvals),
             "payments.payment.audited": lambda env: handlers.on_payment_audited(repo, env),
             "payments.payment.reversed": lambda env: handlers.on_payment_reversed(repo, env)}

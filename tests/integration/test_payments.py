@@ -226,7 +226,8 @@ def test_a_split_household_order_is_refused_and_nothing_is_written(api, pc):
 
 
 def test_an_order_outside_the_window_is_refused_and_nothing_is_written(secrets_files, pc):
-    """001 四: 集中参保缴费期为2019年9月1日至12月31日; mid-year enrolment is not offered here."""
+    """001 四: 集中参保缴费期为2019年9月1日至12月31日; nobody in this household is approved for mid-year
+    enrolment (see test_quote_refusals.py for those who are)."""
     register(pc, "WIN-0001")
     late = FixedClock(datetime(2020, 1, 2, 9, 0, tzinfo=SHANGHAI))
     r = signed(payments_app(late).test_client(), "/v1/orders",

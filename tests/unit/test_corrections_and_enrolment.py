@@ -13,7 +13,7 @@ from services.registry.domain.corrections import Correction, due
 from services.registry.domain.model import Household
 from shared.clock import SHANGHAI
 from shared.config import ROOT
-from shared.errors import Conflict, ValidationFailed
+from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.policy import load_policy
 from shared.workdays import add_working_days
 from tests.unit.test_household import household
@@ -102,3 +102,34 @@ def test_the_lock_is_per_policy_year_so_the_next_year_still_changes():
     assert e.value.code == "LOCKED_AFTER_PAYMENT"
     following.add_member(baby, "birth")
     assert len(following.members) == 4
+
+
+def test_a_mid_year_payment_enrols_only_its_approved_members():
+    """001 四: after the window only the approved special cases pay (一次性足额缴纳); 五: anyone else
+    paying for part of the household is still a split (不得拆分参保、不得选择性参保)."""
+    hh = Household.register(POLICY, household())
+    hh.events.clear()
+    newcomer = hh.members[2].person_id
+    with pytest.raises(ValidationFailed) as e:
+        hh.record_payment("P-MID", [newcomer], "2020-03-02T10:00:00+08:00")
+    assert e.value.code == "SPLIT_HOUSEHOLD"
+    assert hh.record_payment("P-MID", [newcomer], "2020-03-02T10:00:00+08:00", {newcomer}) is True
+    assert [m.status for m in hh.members] == ["registered", "registered", "paid"] and hh.locked
+    assert hh.events[-1].payload["person_ids"] == [newcomer]
+    assert hh.record_audit("P-MID", "2020-03-04T10:00:00+08:00")
+    assert [m.status for m in hh.members] == ["registered", "registered", "confirmed"]
+    assert hh.events[-1].payload["person_ids"] == [newcomer]
+
+
+def test_a_mid_year_decision_is_recorded_only_after_the_window_and_within_the_year():
+    from services.registry.domain.midyear import check_recordable
+    check_recordable(2020, date(2019, 12, 31), date(2020, 1, 1), "registered")
+    for on, status, code in [(date(2019, 12, 31), "registered", "MID_YEAR_NOT_NEEDED"),
+                             (date(2021, 1, 1), "registered", "YEAR_ENDED"),
+                             (date(2020, 3, 1), "paid", "ALREADY_ENROLLED")]:
+        with pytest.raises(DomainError) as e:
+            check_recordable(2020, date(2019, 12, 31), on, status)
+        assert e.value.code == code
+    with pytest.raises(Conflict) as e:  # one payment per household and year
+        check_recordable(2020, date(2019, 12, 31), date(2020, 3, 1), "registered", household_paid=True)
+    assert e.value.code == "HOUSEHOLD_ALREADY_PAID"

@@ -1,10 +1,12 @@
-"""Quotes and orders — 001_93f5b63ac6b4a653.txt 三 (250元/人, 按年度一次性足额缴纳) and 四 (集中参保缴费期
-为2019年9月1日至12月31日), in integer fen."""
+"""Quotes and orders — 001_93f5b63ac6b4a653.txt 三 (250元/人, 按年度一次性足额缴纳), 四 (集中参保缴费期
+为2019年9月1日至12月31日; after it, mid-year enrolment at the financing standard) and 五 (the household
+pays as a whole), in integer fen."""
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from services.payments.domain.model import Order, quote
+from services.payments.domain.model import Entitlement, MidYearApproval, Order, quote
 from shared.clock import SHANGHAI
 from shared.config import ROOT
 from shared.errors import Conflict, DomainError, ValidationFailed
@@ -78,3 +80,71 @@ def test_unknown_channel_is_refused():
     q = quote(HH, POLICY, at(2019, 10, 1, 9), False)
     with pytest.raises(ValidationFailed):
         Order.create(q, "bank-a", "carrier_pigeon", at(2019, 10, 1, 9))
+
+
+def test_an_open_duplicate_case_of_a_member_holds_the_whole_household():
+    """001 五: the household pays as a whole (不得拆分参保); a member still enrolled in two places
+    (多地重复参保) must be resolved by county staff before the household can be quoted."""
+    held = HH["members"][1]["person_id"]
+    with pytest.raises(Conflict) as e:
+        quote(HH, POLICY, at(2019, 10, 1, 9), False, open_duplicates={held})
+    assert e.value.code == "MEMBER_DUPLICATE_UNRESOLVED" and e.value.status == 409
+    masked = held[:6] + "*" * 8 + held[-4:]
+    assert masked in e.value.message and held not in e.value.message
+    assert e.value.details["id_numbers"] == [masked] and held not in str(e.value.details)
+    # someone else's case (not a member) does not hold this household
+    assert quote(HH, POLICY, at(2019, 10, 1, 9), False, open_duplicates={"431122197001019999"}).total_fen == 75000
+
+
+# ---- mid-year enrolment (中途参保) after the window ---------------------------------------------------
+
+LATE = at(2020, 3, 2, 10)
+SPECIAL = MidYearApproval("full_financing", "SPECIAL_CASE", "当年新迁入户口：按当年度筹资标准……")
+FIGURE = replace(POLICY, financing_standard_fen=80000)  # a test figure: the notice prints none
+
+
+def test_after_the_window_nobody_approved_is_window_closed_with_the_reason():
+    """001 四: 未在规定缴费期内集中参保缴费的，原则上不得中途参保."""
+    with pytest.raises(DomainError) as e:
+        quote(HH, FIGURE, LATE, False, mid_year={})
+    assert e.value.code == "WINDOW_CLOSED" and "不得中途参保" in e.value.message
+    assert e.value.details["reason"] == "NO_MID_YEAR_APPROVAL"
+
+
+def test_a_mid_year_quote_is_refused_while_the_financing_standard_is_unset():
+    """001 四 names 当年度城乡居民医保筹资标准 but prints no figure: no guessed amount is charged."""
+    assert POLICY.financing_standard_fen is None
+    with pytest.raises(DomainError) as e:
+        quote(HH, POLICY, LATE, False, mid_year={HH["members"][2]["person_id"]: SPECIAL})
+    assert e.value.code == "FINANCING_STANDARD_UNSET" and "筹资标准" in e.value.message
+
+
+def test_after_the_window_only_approved_members_pay_the_full_financing_standard_without_subsidy():
+    """001 四: 可以按当年度城乡居民医保筹资标准(含个人缴费部分和财政补助部分)一次性足额缴纳 — the subsidy
+    part is inside what they pay, so a hardship identity (001 六) deducts nothing."""
+    newcomer = HH["members"][2]["person_id"]
+    poor = Entitlement("建档立卡贫困人口", 13000, False, at(2019, 9, 1).date())
+    q = quote(HH, FIGURE, LATE, False, {newcomer: poor}, mid_year={newcomer: SPECIAL})
+    assert q.mid_year and [(l.person_id, l.standard_fen, l.subsidy_fen) for l in q.lines] == [(newcomer, 80000, 0)]
+    assert q.total_fen == 80000
+
+
+def test_an_individual_rate_approval_pays_the_individual_standard_less_its_subsidy():
+    """midyear.py: a newborn within 28 days enrols for the current year at the individual standard."""
+    baby = HH["members"][1]["person_id"]
+    poor = Entitlement("农村低保对象", 13000, False, at(2019, 9, 1).date())
+    newborn = MidYearApproval("individual", "NEWBORN_28_DAYS", "出生28天以内新生儿")
+    q = quote(HH, POLICY, LATE, False, {baby: poor}, mid_year={baby: newborn})  # no financing figure needed
+    assert [(l.standard_fen, l.subsidy_fen, l.payable_fen) for l in q.lines] == [(25000, 13000, 12000)]
+
+
+@pytest.mark.parametrize("when", [at(2019, 8, 31, 12), at(2021, 1, 1, 0, 0)])
+def test_mid_year_quotes_exist_only_between_the_window_and_the_end_of_the_policy_year(when):
+    with pytest.raises(DomainError) as e:
+        quote(HH, FIGURE, when, False, mid_year={HH["members"][0]["person_id"]: SPECIAL})
+    assert e.value.code == "WINDOW_CLOSED"
+
+
+def test_inside_the_window_an_approval_changes_nothing():
+    q = quote(HH, FIGURE, at(2019, 12, 31, 23, 59), False, mid_year={HH["members"][0]["person_id"]: SPECIAL})
+    assert not q.mid_year and q.total_fen == 75000

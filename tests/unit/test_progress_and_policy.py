@@ -38,6 +38,20 @@ def test_bad_policy_figures_are_refused(change):
         parse_policy(dict(RAW, **change))
 
 
+def test_the_financing_standard_is_an_explicit_setting_left_unset_where_the_notice_prints_no_figure():
+    """001 四: 按当年度城乡居民医保筹资标准(含个人缴费部分和财政补助部分)一次性足额缴纳 — the notice names the
+    financing standard but prints no figure: the policy file says so with null, and nothing invents one."""
+    assert "financing_standard_fen" in RAW["mid_year"] and RAW["mid_year"]["financing_standard_fen"] is None
+    assert POLICY.financing_standard_fen is None
+    assert parse_policy(dict(RAW, mid_year={"financing_standard_fen": 80000})).financing_standard_fen == 80000
+
+
+@pytest.mark.parametrize("figure", [800.0, "80000", True, 24999])
+def test_a_financing_standard_that_is_not_integer_fen_at_least_the_individual_standard_is_refused(figure):
+    with pytest.raises(PolicyError):
+        parse_policy(dict(RAW, mid_year={"financing_standard_fen": figure}))
+
+
 def test_progress_ranks_by_rate_and_shows_every_township():
     table = progress_table(POLICY, {"舜管局": {"persons": 3935, "households": 1000},
                                     "白牙市镇": {"persons": 100000, "households": 30000}})

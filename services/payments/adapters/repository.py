@@ -2,6 +2,10 @@
 
 - `households`   read model fed by registry events, `_id` "<year>:<household_no>"
 - `entitlements` read model fed by subsidy events, `_id` "<year>:<person_id>", changes keyed by event id
+- `duplicate_cases` read model of registry.duplicate.changed, `_id` "<year>:<person_id>" (newest wins):
+                  an open case holds the household's quote
+- `mid_year_approvals` read model of registry.mid_year.approved, `_id` "<year>:<person_id>" (newest
+                  wins): whom a quote after the window charges, and at which standard
 - `orders`       `_id` order number
 - `idempotency`  `_id` "<gateway>:<Idempotency-Key>" → order number and body hash
 - `nonces`       `_id` "<gateway>:<nonce>" (replay protection)
@@ -27,10 +31,11 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.store import GroupInsert, IndexSpec, OutboxWriter, insert_once
 
-from ..domain.model import Entitlement, Order, QuoteLine
+from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine
 
 HOUSEHOLDS, ORDERS, IDEMPOTENCY, NONCES, PAYMENTS = "households", "orders", "idempotency", "nonces", "payments"
 ENTITLEMENTS, RECEIPTS, MONEY_LOG, TRANSITIONS = "entitlements", "receipts", "money_log", "transitions"
+DUPLICATE_CASES, MID_YEAR_APPROVALS = "duplicate_cases", "mid_year_approvals"
 AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
     "agreements", "withholding_batches", "reconciliations", "reversals", "settings")
 OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES)
@@ -111,6 +116,31 @@ class PaymentsRepository:
         d = self.db[ENTITLEMENTS].find_one({"_id": f"{year}:{person_id}"}) or {}
         return [Entitlement(c["category"], c["subsidy_fen"], c["full_coverage"], date.fromisoformat(c["effective_from"][:10]),
                             c.get("occurred_at", ""), c.get("seq", "")) for c in (d.get("changes") or {}).values()]
+
+    def upsert_duplicate(self, payload: dict[str, Any], seq: str = "") -> None:
+        """Keep registry's newest word on a person's duplicate case (open, re-opened, resolved)."""
+        _keep_newest(self.db[DUPLICATE_CASES], f"{payload['year']}:{payload['person_id']}", payload, seq)
+
+    def open_duplicates(self, year: int, person_ids: list[str]) -> set[str]:
+        """The members whose duplicate case is open (one `_id` lookup each)."""
+        out = set()
+        for pid in person_ids:
+            d = self.db[DUPLICATE_CASES].find_one({"_id": f"{year}:{pid}"}, {"status": 1})
+            if d is not None and d.get("status") == "open":
+                out.add(pid)
+        return out
+
+    def upsert_mid_year(self, payload: dict[str, Any], seq: str = "") -> None:
+        _keep_newest(self.db[MID_YEAR_APPROVALS], f"{payload['year']}:{payload['person_id']}", payload, seq)
+
+    def mid_year_approvals(self, year: int, person_ids: list[str]) -> dict[str, MidYearApproval]:
+        """The members approved for mid-year enrolment (one `_id` lookup each)."""
+        out = {}
+        for pid in person_ids:
+            d = self.db[MID_YEAR_APPROVALS].find_one({"_id": f"{year}:{pid}"})
+            if d is not None:
+                out[pid] = MidYearApproval(d["pays"], d["code"], d["reason"])
+        return out
 
     # ---- payments --------------------------------------------------------------------------
     def payment(self, year: int, household_no: str) -> dict[str, Any] | None:
@@ -255,3 +285,12 @@ class PaymentsRepository:
 
     def add_reversal(self, doc: dict[str, Any]) -> bool:
         return insert_once(self.db[REVERSALS], doc)
+
+
+def _keep_newest(coll, key: str, payload: dict[str, Any], seq: str) -> None:
+    """Replace a read-model document unless the stored one came from a newer event (envelope `seq`):
+    an older event redelivered late never overwrites a newer one."""
+    current = coll.find_one({"_id": key}, {"seq": 1})
+    if current is not None and current.get("seq", "") > seq:
+        return
+    coll.replace_one({"_id": key}, {"_id": key, **payload, "seq": seq}, upsert=True)

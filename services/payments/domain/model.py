@@ -1,8 +1,9 @@
 """Quotes, orders and confirmed payments (缴费) of whole households, in integer fen.
 
 Rules: 001_93f5b63ac6b4a653.txt 三 (250 yuan per person, paid once a year in full), 四 (window
-2019-09-01..12-31), 五 (the household pays as a whole; no split or selective payment; the proof
-of payment per channel), 六 (hardship subsidies by the payer's identity at the time of payment).
+2019-09-01..12-31; after it only members approved for mid-year enrolment, at the financing
+standard), 五 (the household pays as a whole; no split or selective payment; the proof of payment
+per channel), 六 (hardship subsidies by the payer's identity at the time of payment).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Iterable
 from shared.clock import SHANGHAI
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import Event
+from shared.masking import mask_id
 from shared.policy import PolicyYear
 
 ORDER_TTL = timedelta(hours=2)
@@ -71,6 +73,16 @@ def subsidy_for(standard_fen: int, ent: Entitlement | None) -> int:
     return min(ent.subsidy_fen, standard_fen)
 
 
+# ---- mid-year approvals (read model of registry.mid_year.approved) -----------------------------
+
+@dataclass(frozen=True)
+class MidYearApproval:
+    """Registry approved a person's mid-year enrolment (中途参保) for the year: what they pay and why."""
+    pays: str  # "full_financing" (the listed special cases) | "individual"
+    code: str
+    reason: str
+
+
 # ---- quotes -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class Quote:
     household_no: str
     year: int
     lines: tuple[QuoteLine, ...]
+    mid_year: bool = False  # after the window: only the members approved for mid-year enrolment
 
     @property
     def total_fen(self) -> int:
@@ -106,9 +119,14 @@ class Quote:
 
 
 def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, already_paid: bool,
-          entitlements: dict[str, Entitlement | None] | None = None) -> Quote:
-    """The whole household, every active member, at the standard of the policy year less the
-    subsidy of the member's identity current at `at` (001 六: 依据缴费人当前身份进行征收)."""
+          entitlements: dict[str, Entitlement | None] | None = None, *,
+          open_duplicates: Iterable[str] = (), mid_year: dict[str, MidYearApproval] | None = None) -> Quote:
+    """Inside the window: the whole household, every active member, at the standard of the policy
+    year less the subsidy of the member's identity current at `at` (001 六: 依据缴费人当前身份进行征收).
+    After it: see `mid_year_quote`.
+
+    A member whose duplicate enrolment case (多地重复参保) is still open holds the whole household
+    (001 五: the household pays as a whole), until county staff resolve where the person belongs."""
     if household is None:
         raise DomainError("HOUSEHOLD_UNKNOWN", "未找到该户的登记信息（登记后数据同步可能有延迟，请稍后再试）", status=404)
     if household["year"] != policy.year:
@@ -118,16 +136,63 @@ def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, al
                           {"merged_into": household["merged_into"]}, status=409)
     if already_paid:
         raise Conflict("HOUSEHOLD_ALREADY_PAID", "该户本年度已缴费", {"household_no": household["household_no"]})
-    if not policy.window_open_at(at):
-        raise DomainError("WINDOW_CLOSED", "不在集中参保缴费期内（{}至{}）".format(
-            policy.window_opens.isoformat(), policy.window_closes.isoformat()), {"at": at.isoformat()})
+    check_no_open_duplicate(household, open_duplicates)
     entitlements = entitlements or {}
+    if not policy.window_open_at(at):
+        return mid_year_quote(household, policy, at, entitlements, mid_year or {})
     lines = []
     for m in household["members"]:
         ent = entitlements.get(m["person_id"])
         lines.append(QuoteLine(m["person_id"], m["name"], policy.standard_fen, subsidy_for(policy.standard_fen, ent),
                                ent.category if ent else None))
     return Quote(household["household_no"], household["year"], tuple(lines))
+
+
+def mid_year_quote(household: dict[str, Any], policy: PolicyYear, at: datetime,
+                   entitlements: dict[str, Entitlement | None], approvals: dict[str, MidYearApproval]) -> Quote:
+    """After the window, 001 四: 原则上不得中途参保 — only the members registry approved for mid-year
+    enrolment (中途参保) are charged, each as the decision says; the other members are not charged
+    (they stay outside the year's enrolment):
+
+    - `full_financing`, the listed special cases: 按当年度城乡居民医保筹资标准(含个人缴费部分和财政补助部分)
+      一次性足额缴纳. Our reading: the person pays the whole financing standard, the government-subsidy
+      part included, so no hardship subsidy (001 六) is deducted from it; the standard is the policy
+      file's `mid_year.financing_standard_fen`, and while it is unset (the notice prints no figure)
+      the quote is refused with FINANCING_STANDARD_UNSET rather than charged at a guessed figure.
+    - `individual` (newborns within 28 days, Wuming's exceptions): the individual standard less the
+      subsidy of the member's current identity, as inside the window.
+
+    Before the window opens, after the policy year ends, or with nobody approved: WINDOW_CLOSED with
+    the reason."""
+    window = "不在集中参保缴费期内（{}至{}）".format(policy.window_opens.isoformat(), policy.window_closes.isoformat())
+    if not policy.after_window_in_year_at(at):
+        raise DomainError("WINDOW_CLOSED", window, {"at": at.isoformat()})
+    approved = [(m, approvals[m["person_id"]]) for m in household["members"] if m["person_id"] in approvals]
+    if not approved:
+        raise DomainError("WINDOW_CLOSED", window + "；集中缴费期后原则上不得中途参保，本户没有经批准可中途参保的人员",
+                          {"at": at.isoformat(), "reason": "NO_MID_YEAR_APPROVAL"})
+    if policy.financing_standard_fen is None and any(a.pays == "full_financing" for _, a in approved):
+        raise DomainError("FINANCING_STANDARD_UNSET", "未配置{}年度城乡居民医保筹资标准（含个人缴费部分和财政补助部分），"
+                          "暂不能办理按筹资标准一次性足额缴费的中途参保".format(policy.year), {"year": policy.year})
+    lines = []
+    for m, a in approved:
+        if a.pays == "full_financing":
+            lines.append(QuoteLine(m["person_id"], m["name"], policy.financing_standard_fen, 0))
+        else:
+            ent = entitlements.get(m["person_id"])
+            lines.append(QuoteLine(m["person_id"], m["name"], policy.standard_fen,
+                                   subsidy_for(policy.standard_fen, ent), ent.category if ent else None))
+    return Quote(household["household_no"], household["year"], tuple(lines), mid_year=True)
+
+
+def check_no_open_duplicate(household: dict[str, Any], open_duplicates: Iterable[str]) -> None:
+    """Refuse while any member has an open duplicate case; the message names them by masked ID."""
+    held = set(open_duplicates)
+    ids = [mask_id(m["person_id"]) for m in household["members"] if m["person_id"] in held]
+    if ids:
+        raise Conflict("MEMBER_DUPLICATE_UNRESOLVED",
+                       "户内成员 {} 存在未处理的多地重复参保记录，须经县医保局处理后方可缴费".format("、".join(ids)),
+                       {"household_no": household["household_no"], "id_numbers": ids})
 
 
 def check_whole_household(q: Quote, person_ids: list[str] | None) -> None:

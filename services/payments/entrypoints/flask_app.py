@@ -37,7 +37,8 @@ def render_line(l: QuoteLine) -> dict:
 
 def render_quote(q: Quote) -> dict:
     return {"household_no": q.household_no, "year": q.year, "standard_fen": q.standard_total_fen,
-            "subsidy_fen": q.subsidy_total_fen, "total_fen": q.total_fen, "lines": [render_line(l) for l in q.lines]}
+            "subsidy_fen": q.subsidy_total_fen, "total_fen": q.total_fen, "mid_year": q.mid_year,
+            "lines": [render_line(l) for l in q.lines]}
 
 
 def render_order(o: Order) -> dict:

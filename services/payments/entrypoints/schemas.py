@@ -23,6 +23,8 @@ class QuoteOut(Schema):
     standard_fen = fields.Integer()
     subsidy_fen = fields.Integer()
     total_fen = fields.Integer(metadata={"description": "what the household pays, in fen"})
+    mid_year = fields.Boolean(metadata={"description": "after the window: only the members approved for mid-year "
+                                        "enrolment (中途参保), at the standard their decision names"})
     lines = fields.List(fields.Nested(QuoteLineOut))
 
 

@@ -50,6 +50,17 @@ def on_entitlement_changed(repo: PaymentsRepository, env: Envelope) -> None:
     repo.add_entitlement_change(env.id, env.seq, env.occurred_at, env.payload)
 
 
+def on_duplicate_changed(repo: PaymentsRepository, env: Envelope) -> None:
+    """registry.duplicate.changed: while a member's case (多地重复参保) is open, the household's quote
+    is refused; the newest event wins."""
+    repo.upsert_duplicate(env.payload, env.seq)
+
+
+def on_mid_year_approved(repo: PaymentsRepository, env: Envelope) -> None:
+    """registry.mid_year.approved: after the window, a quote charges the approved members (001 四)."""
+    repo.upsert_mid_year(env.payload, env.seq)
+
+
 # ---- quotes and orders -------------------------------------------------------------------------
 
 def make_quote(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, year: int, household_no: str) -> Quote:
@@ -59,12 +70,16 @@ def make_quote(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, year:
     if payment is not None and payment.get("status") == "reversed":
         raise Conflict("HOUSEHOLD_PAYMENT_REVERSED", "该户本年度缴费已冲正，请到乡镇医保经办机构办理",
                        {"household_no": household_no})
-    ents = {}
+    ents, open_duplicates, mid_year = {}, set(), {}
     if household is not None:
         on = at.astimezone(SHANGHAI).date()
-        ents = {m["person_id"]: current_entitlement(repo.entitlement_changes(year, m["person_id"]), on)
-                for m in household["members"]}
-    return quote(household, policy, at, payment is not None, ents)
+        person_ids = [m["person_id"] for m in household["members"]]
+        ents = {pid: current_entitlement(repo.entitlement_changes(year, pid), on) for pid in person_ids}
+        open_duplicates = repo.open_duplicates(year, person_ids)
+        if payment is None and not policy.window_open_at(at):
+            mid_year = repo.mid_year_approvals(year, person_ids)
+    return quote(household, policy, at, payment is not None, ents, open_duplicates=open_duplicates,
+                 mid_year=mid_year)
 
 
 def create_order(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, gateway: str, idem_key: str,

@@ -1,7 +1,9 @@
 """Duplicate enrolment cases (多地重复参保) and the employee-insurance exclusion list, by `_id`.
 
 A case (`_id` "<year>:<id_number>") lists every place the person was registered or refused in; county
-staff resolve it. The exclusion list (`_id` "<year>:<id_number>") holds people already covered by
+staff resolve it. Each opening, re-opening and resolution carries its registry.duplicate.changed in
+the same write (outbox): payments refuses the holding household's quote while the case is open.
+The exclusion list (`_id` "<year>:<id_number>") holds people already covered by
 employee insurance (城镇职工医保), who are not enrolled as residents.
 """
 from __future__ import annotations
@@ -9,34 +11,48 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable
 
-from shared.store import IndexSpec
+from shared.events import Event
+from shared.store import IndexSpec, OutboxWriter
 
 DUPLICATES, EXCLUSIONS = "duplicates", "exclusions"
 INDEXES = (IndexSpec(DUPLICATES, (("status", 1),)),)
 
 
-class DuplicateRepository:
-    def __init__(self, db):
-        self.db = db
+def changed_event(year: int, person_id: str, status: str, kept: dict[str, Any], keep: str | None = None) -> Event:
+    return Event("registry.duplicate.changed", {
+        "year": year, "person_id": person_id, "status": status, "household_no": kept.get("household_no"),
+        "township": kept.get("township"), "village": kept.get("village"), "keep": keep})
 
-    def record(self, year: int, person_id: str, kept: dict[str, Any], refused: dict[str, Any], at: datetime) -> None:
-        """Open (or add a place to) the case of a person refused because another household has them."""
+
+class DuplicateRepository:
+    def __init__(self, db, outbox: OutboxWriter):
+        self.db = db
+        self.outbox = outbox
+
+    def record(self, year: int, person_id: str, kept: dict[str, Any], refused: dict[str, Any], at: datetime,
+               correlation_id: str | None = None) -> None:
+        """Open (or re-open, or add a place to) the case of a person refused because another household
+        has them. `kept` is the household holding the person now."""
         key = f"{year}:{person_id}"
-        self.db[DUPLICATES].update_one({"_id": key}, {
-            "$setOnInsert": {"year": year, "person_id": person_id, "opened_at": at, "kept": kept},
-            "$set": {"status": "open"},
-            "$addToSet": {"refused": refused}}, upsert=True)
+        self.outbox.update(DUPLICATES, key, {
+            "$setOnInsert": {"year": year, "person_id": person_id, "opened_at": at},
+            "$set": {"status": "open", "kept": kept},
+            "$addToSet": {"refused": refused}}, [changed_event(year, person_id, "open", kept)],
+            upsert=True, correlation_id=correlation_id)
 
     def get(self, year: int, person_id: str) -> dict[str, Any] | None:
-        return self.db[DUPLICATES].find_one({"_id": f"{year}:{person_id}"})
+        return self.db[DUPLICATES].find_one({"_id": f"{year}:{person_id}"}, {"_outbox": 0})
 
     def listing(self, status: str | None) -> list[dict[str, Any]]:
-        return list(self.db[DUPLICATES].find({"status": status} if status else {}).sort("opened_at", 1))
+        return list(self.db[DUPLICATES].find({"status": status} if status else {}, {"_outbox": 0}).sort("opened_at", 1))
 
-    def resolve(self, year: int, person_id: str, decision: dict[str, Any]) -> bool:
-        res = self.db[DUPLICATES].update_one({"_id": f"{year}:{person_id}", "status": "open"},
-                                             {"$set": {"status": "resolved", "resolution": decision}})
-        return bool(res.modified_count)
+    def resolve(self, case: dict[str, Any], decision: dict[str, Any], correlation_id: str | None = None) -> bool:
+        """Open → resolved once, with its event; False when the case was not open any more."""
+        matched, _ = self.outbox.update(
+            DUPLICATES, case["_id"], {"$set": {"status": "resolved", "resolution": decision}},
+            [changed_event(case["year"], case["person_id"], "resolved", case.get("kept") or {}, decision["keep"])],
+            where={"status": "open"}, correlation_id=correlation_id)
+        return matched
 
     # employee-insurance exclusions
     def exclude(self, year: int, person_ids: Iterable[str], source: str, at: datetime) -> int:

@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from shared.errors import Conflict, DomainError
+from shared.events import Event
+
 DONGAN_SPECIAL_CASES = {
     "moved_in": "当年新迁入户口",
     "demobilised": "复转军人",
@@ -81,3 +84,32 @@ def decide(county: str, on: date, birth: date | None = None, special_case: str |
     if rules == "wuming":
         return wuming(on, birth, hardship_or_special or special_case is not None)
     return MidYearDecision(False, "NO_MID_YEAR_RULES", "本县政策文件未规定中途参保规则")
+
+
+# ---- recording an approval for a registered person --------------------------------------------
+
+def check_recordable(year: int, window_closes: date, on: date, member_status: str,
+                     household_paid: bool = False) -> None:
+    """An approval is recorded for the policy year's mid-year period only: after its window closed
+    (inside it the household pays as a whole, 001 五) and before the year's benefits end (Dec 31),
+    for a person not enrolled for the year yet, in a household whose year is not paid yet (one
+    payment per household and year: a member left out of it cannot be paid for separately here)."""
+    if member_status in ("paid", "confirmed"):
+        raise Conflict("ALREADY_ENROLLED", "该人员本年度已随户缴费参保，无需办理中途参保", {"status": member_status})
+    if household_paid:
+        raise Conflict("HOUSEHOLD_ALREADY_PAID", "该户本年度已办理缴费登记，不能再为户内其他成员单独办理中途参保缴费")
+    if on <= window_closes:
+        raise DomainError("MID_YEAR_NOT_NEEDED", "集中参保缴费期内（至{}）以户为单位整体缴费，无需办理中途参保".format(
+            window_closes.isoformat()), {"on": on.isoformat()})
+    if on > date(year, 12, 31):
+        raise DomainError("YEAR_ENDED", f"{year}年度已结束，不能再办理该年度的中途参保", {"on": on.isoformat()})
+
+
+def approved_event(year: int, person_id: str, place: dict, d: MidYearDecision, on: date,
+                   special_case: str | None) -> Event:
+    """registry.mid_year.approved: payments charges this person alone after the window (001 四)."""
+    return Event("registry.mid_year.approved", {
+        "household_no": place["household_no"], "year": year, "county": place["county"],
+        "township": place["township"], "village": place["village"], "person_id": person_id, "code": d.code,
+        "reason": d.reason, "pays": d.pays, "special_case": special_case, "decided_on": on.isoformat(),
+        "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None})

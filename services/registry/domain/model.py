@@ -196,8 +196,12 @@ class Household:
         """After payment registration (缴费登记) no change (异动) may touch this year's record."""
         return self.enrolment.get("status") in ("paid", "confirmed")
 
-    def record_payment(self, order_no: str, person_ids: list[str], paid_at: str) -> bool:
-        """Mark the whole household paid for its year. Returns False when already recorded (redelivery)."""
+    def record_payment(self, order_no: str, person_ids: list[str], paid_at: str,
+                       mid_year_approved: set[str] | frozenset = frozenset()) -> bool:
+        """Mark the whole household paid for its year. Returns False when already recorded (redelivery).
+
+        A payment for part of the household is accepted only for members approved for mid-year
+        enrolment (中途参保, 001 四: after the window they alone pay); only they are marked paid."""
         current = self.enrolment.get("order_no")
         if current == order_no and self.enrolment.get("status") != "revoked":
             return False
@@ -205,11 +209,14 @@ class Household:
             raise Conflict("ALREADY_PAID", "该户本年度已缴费", {"order_no": current})
         if current == order_no:  # a reversed order does not come back
             return False
-        ours = {m.person_id for m in self.members}
-        if set(person_ids) != ours:  # 不得拆分参保、不得选择性参保
+        ours, paid = {m.person_id for m in self.members}, set(person_ids)
+        mid_year = paid != ours and bool(paid) and paid <= (ours & set(mid_year_approved))
+        if paid != ours and not mid_year:  # 不得拆分参保、不得选择性参保
             raise ValidationFailed("SPLIT_HOUSEHOLD", "缴费人员与户内成员不一致，不得拆分或选择性参保",
                                    {"paid": len(person_ids), "members": len(ours)})
         self.enrolment = {"status": "paid", "order_no": order_no, "paid_at": paid_at}
+        if mid_year:
+            self.enrolment.update(mid_year=True, person_ids=sorted(paid))
         self._set_status("paid", order_no)
         return True
 
@@ -233,9 +240,12 @@ class Household:
         return True
 
     def _set_status(self, status: str, order_no: str) -> None:
-        for m in self.members:
+        """The members the payment covers: the whole household, or its mid-year members."""
+        covered = set(self.enrolment.get("person_ids") or [m.person_id for m in self.members])
+        members = [m for m in self.members if m.person_id in covered]
+        for m in members:
             m.status = "registered" if status == "revoked" else status
         self.events.append(Event("registry.enrolment.changed", {
             "household_no": self.household_no, "year": self.year, "county": self.county,
             "township": self.township, "village": self.village, "status": status,
-            "person_ids": [m.person_id for m in self.members], "order_no": order_no}))
+            "person_ids": [m.person_id for m in members], "order_no": order_no}))

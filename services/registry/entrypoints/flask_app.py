@@ -15,7 +15,6 @@ from shared.web import create_base_app
 
 from .. import bootstrap as boot
 from ..adapters.roster_files import write_csv, write_xlsx
-from ..domain import midyear
 from ..domain.model import Household
 from ..service_layer import handlers
 from .schemas import (ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, DuplicateList, DuplicateOut,
@@ -68,13 +67,20 @@ def create_app(clock: Clock | None = None) -> Flask:
     def change(principal, data, year, household_no):
         return render(handlers.change_household(repo, year_of(year), household_no, data, principal, correlation_id.get()))
 
-    @api.route("/v1/mid-year/decisions", "POST", summary="中途参保资格判定（附理由）", roles=STAFF, body=MidYearIn,
-               response=MidYearOut)
+    mid_year_decisions = boot.mid_year(c)
+
+    @api.route("/v1/mid-year/decisions", "POST", summary="中途参保资格判定（附理由）；指明已登记人员时记录批准结果",
+               roles=STAFF, body=MidYearIn, response=MidYearOut)
     def mid_year(principal, data):
-        d = midyear.decide(c.policy.county, data["on"] or c.clock.today_shanghai(), data["birth_date"],
-                           data["special_case"], data["hardship"])
-        return {"allowed": d.allowed, "code": d.code, "reason": d.reason, "pays": d.pays,
-                "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None}
+        d, record, created = handlers.decide_mid_year(repo, mid_year_decisions, c.policy, c.clock, data, principal,
+                                                      correlation_id.get())
+        out = {"allowed": d.allowed, "code": d.code, "reason": d.reason, "pays": d.pays,
+               "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None,
+               "recorded": record is not None}
+        if record is not None:
+            out.update(id_number=mask_id(record["person_id"]), household_no=record["household_no"],
+                       year=record["year"])
+        return out, 201 if created else 200
 
     def render_accuracy(rows) -> dict:
         return {"county": c.policy.county, "rows": [

@@ -113,6 +113,9 @@ class MidYearIn(Schema):
     special_case = fields.String(load_default=None, metadata={"description": "moved_in, demobilised, graduate, "
                                  "newborn_late, welfare_infant, released_prisoner, employee_ended, new_registered_poor"})
     hardship = fields.Boolean(load_default=False)
+    id_number = fields.String(load_default=None, metadata={"description": "已登记人员的身份证号码：批准时记录"
+                              "（每人每年度一次），供缴费服务在集中缴费期后按其缴费"})
+    year = fields.Integer(load_default=None, metadata={"description": "政策年度（默认本政策年度）"})
 
 
 class MidYearOut(Schema):
@@ -121,6 +124,10 @@ class MidYearOut(Schema):
     reason = fields.String()
     pays = fields.String(allow_none=True, metadata={"description": "individual | full_financing"})
     benefits_from = fields.String(allow_none=True)
+    recorded = fields.Boolean(metadata={"description": "an approval of the named person is on record"})
+    id_number = fields.String(metadata={"description": "masked"})
+    household_no = fields.String()
+    year = fields.Integer()
 
 
 class DuplicateOut(Schema):

@@ -9,9 +9,12 @@ from shared.auth import Principal
 from shared.bus import PermanentFailure
 from shared.errors import Conflict, DomainError, NotFound, ValidationFailed
 from shared.events import Envelope
+from shared.masking import mask_id
 from shared.policy import PolicyYear
+from shared.resident_id import parse_resident_id
 
 from ..adapters.repository import HouseholdRepository
+from ..domain import midyear
 from ..domain.corrections import Correction
 from ..domain.model import Household
 from ..domain.roster import CATEGORY_LABELS
@@ -31,18 +34,19 @@ def register_household(repo: HouseholdRepository, policy: PolicyYear, data: dict
         repo.add(hh, correlation_id=correlation_id)
     except Conflict as e:
         if e.code == "DUPLICATE_PERSON" and duplicates is not None:
-            record_duplicate(duplicates, hh, e, clock.now(), source="api")
+            record_duplicate(duplicates, hh, e, clock.now(), source="api", correlation_id=correlation_id)
         raise
     return hh
 
 
-def record_duplicate(duplicates, hh: Household, err: Conflict, at, source: str) -> None:
-    """Open a case for county staff with both places (多地重复参保)."""
+def record_duplicate(duplicates, hh: Household, err: Conflict, at, source: str, correlation_id: str | None = None) -> None:
+    """Open a case for county staff with both places (多地重复参保); registry.duplicate.changed rides in
+    the same write, so payments holds the household that has the person until the case is resolved."""
     d = err.details or {}
     duplicates.record(hh.year, d["person_id"], {"household_no": d.get("household_no"), "township": d.get("township"),
                                                  "village": d.get("village")},
                       {"household_no": hh.household_no, "township": hh.township, "village": hh.village,
-                       "source": source}, at)
+                       "source": source}, at, correlation_id=correlation_id)
 
 
 def resolve_duplicate(repo: HouseholdRepository, duplicates, year: int, person_id: str, keep: str, note: str | None,
@@ -62,9 +66,50 @@ def resolve_duplicate(repo: HouseholdRepository, duplicates, year: int, person_i
             removed = hh.remove_member(person_id, "move_out", "重复参保处理：保留在其他户")
             repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
     decision = {"keep": keep, "note": note, "by": principal.subject, "at": at}
-    if not duplicates.resolve(year, person_id, decision):
+    if not duplicates.resolve(case, decision, correlation_id):
         raise Conflict("DUPLICATE_RESOLVED", "该重复参保记录已处理")
     return {**case, "status": "resolved", "resolution": decision}
+
+
+def decide_mid_year(repo: HouseholdRepository, decisions, policy: PolicyYear, clock, data: dict,
+                    principal: Principal | None, correlation_id: str | None = None):
+    """中途参保资格判定 with its reason (domain/midyear.py). Naming a person of a registered household
+    (`id_number`) also records an approval for the policy year, once, with registry.mid_year.approved
+    in the same write, so payments can charge that person after the window (001 四). The birth date
+    is the registered one (from the ID number), not the caller's.
+
+    Returns (decision, approval record or None, created)."""
+    on = data.get("on") or clock.today_shanghai()
+    if not data.get("id_number"):
+        return midyear.decide(policy.county, on, data.get("birth_date"), data.get("special_case"),
+                              data.get("hardship", False)), None, False
+    year = data.get("year") or policy.year
+    if year != policy.year:
+        raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": year})
+    person_id = parse_resident_id(data["id_number"]).number
+    key = repo.household_of(year, person_id)
+    if key is None:
+        raise NotFound("PERSON_NOT_FOUND", "未找到该人员的登记信息（须先在户内登记，如办理出生或迁入异动）",
+                       {"id_number": mask_id(person_id)})
+    hh = get_household(repo, year, key.split(":", 1)[1], principal)
+    member = next(m for m in hh.members if m.person_id == person_id)
+    midyear.check_recordable(year, policy.window_closes, on, member.status, hh.locked)
+    special_case = data.get("special_case")
+    d = midyear.decide(policy.county, on, member.birth_date, special_case, data.get("hardship", False))
+    if not d.allowed:
+        return d, None, False
+    place = {"household_no": hh.household_no, "county": hh.county, "township": hh.township, "village": hh.village}
+    doc = {"_id": f"{year}:{person_id}", "year": year, "person_id": person_id, **place, "code": d.code,
+           "reason": d.reason, "pays": d.pays, "special_case": special_case, "decided_on": on.isoformat(),
+           "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None,
+           "decided_by": principal.subject if principal else None, "decided_at": clock.now()}
+    if decisions.approve(doc, midyear.approved_event(year, person_id, place, d, on, special_case), correlation_id):
+        return d, doc, True
+    prior = decisions.get(year, person_id)
+    if (prior["code"], prior["pays"], prior.get("special_case")) != (d.code, d.pays, special_case):
+        raise Conflict("MID_YEAR_DECIDED", "该人员本年度已有经批准的中途参保决定（{}）".format(prior["reason"]),
+                       {"id_number": mask_id(person_id), "code": prior["code"], "decided_on": prior["decided_on"]})
+    return d, prior, False
 
 
 def get_household(repo: HouseholdRepository, year: int, household_no: str, principal: Principal | None) -> Household:
@@ -78,10 +123,18 @@ def get_household(repo: HouseholdRepository, year: int, household_no: str, princ
     return hh
 
 
-def on_payment_confirmed(repo: HouseholdRepository, env: Envelope) -> None:
-    """payments.payment.confirmed → the whole household is paid for the year (→ enrolment.changed)."""
+def on_payment_confirmed(repo: HouseholdRepository, env: Envelope, mid_year=None) -> None:
+    """payments.payment.confirmed → the whole household is paid for the year (→ enrolment.changed),
+    or, after the window, its members approved for mid-year enrolment (looked up only then)."""
     p = env.payload
-    _apply(repo, env, lambda hh: hh.record_payment(p["order_no"], [m["person_id"] for m in p["members"]], p["paid_at"]))
+    paid = [m["person_id"] for m in p["members"]]
+
+    def change(hh: Household) -> bool:
+        approved = set()
+        if mid_year is not None and set(paid) != {m.person_id for m in hh.members}:
+            approved = mid_year.approved_ids(hh.year, paid)
+        return hh.record_payment(p["order_no"], paid, p["paid_at"], approved)
+    _apply(repo, env, change)
 
 
 def on_payment_audited(repo: HouseholdRepository, env: Envelope) -> None:

@@ -1,0 +1,284 @@
+"""Quotes that registry's decisions hold or open, on the real store and broker: registry writes its
+events through the outbox, its relay publishes them, payments' own consumer keeps the read models.
+
+Rules quoted: 001_93f5b63ac6b4a653.txt (Dong'an 2020) 五 (参保人员应以户籍家庭为单位整体……参保缴费，
+同一户籍家庭人员不得拆分参保、不得选择性参保: a household with a member still enrolled in two places
+(多地重复参保) is held until county staff resolve the case); 四 (未在规定缴费期内集中参保缴费的，原则上不得
+中途参保……特殊情形……可以按当年度城乡居民医保筹资标准(含个人缴费部分和财政补助部分)一次性足额缴纳基本医疗
+保险费，从缴费的下个月起享受医保待遇).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from datetime import datetime
+
+import pytest
+
+from services.payments import bootstrap as payments_boot
+from services.payments.entrypoints.flask_app import create_app as payments_app
+from services.registry import bootstrap as registry_boot
+from services.registry.entrypoints.flask_app import create_app as registry_app
+from shared import signing
+from shared.auth import token_hash
+from shared.clock import SHANGHAI, FixedClock
+from shared.masking import mask_id
+from tests.helpers import declare, household_payload, running
+
+NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # inside the 2020 window
+COUNTY = secrets.token_hex(8)
+BANK_SECRET = secrets.token_hex(16)
+MONEY_COLLECTIONS = ("payments", "receipts", "money_log", "orders", "idempotency", "transitions", "reversals")
+
+
+@pytest.fixture(scope="module")
+def secrets_files(namespace, tmp_path_factory):
+    d = tmp_path_factory.mktemp("secrets")
+    (d / "tokens.json").write_text(json.dumps({"tokens": [
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"}]}))
+    (d / "gw.json").write_text(json.dumps({"gateways": [
+        {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]}))
+    old = {k: os.environ.get(k) for k in ("AUTH_TOKENS_FILE", "GATEWAY_KEYS_FILE")}
+    os.environ["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
+    os.environ["GATEWAY_KEYS_FILE"] = str(d / "gw.json")
+    yield
+    for k, v in old.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="module")
+def rc(secrets_files):
+    return registry_boot.bootstrap(FixedClock(NOW))
+
+
+@pytest.fixture(scope="module")
+def pc(secrets_files):
+    return payments_boot.bootstrap(FixedClock(NOW))
+
+
+@pytest.fixture(scope="module")
+def registry(secrets_files):
+    return registry_app(FixedClock(NOW)).test_client()
+
+
+def county():
+    return {"Authorization": f"Bearer {COUNTY}"}
+
+
+def signed(client, path, payload, clock, idem=None):
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    ts, nonce = str(int(clock.now().timestamp())), secrets.token_hex(16)
+    h = {"X-Gateway-Id": "bank-a", "X-Timestamp": ts, "X-Nonce": nonce, "Content-Type": "application/json",
+         "X-Signature": signing.sign(BANK_SECRET, "POST", path, ts, nonce, body)}
+    if idem:
+        h["Idempotency-Key"] = idem
+    return client.post(path, data=body, headers=h)
+
+
+def money(pc):
+    return {c: sorted(str(d) for d in pc.db[c].find({}, {"_outbox": 0})) for c in MONEY_COLLECTIONS}
+
+
+def deliver(rc, pc, until, what):
+    """Registry's relay publishes what its writes carry; payments' own consumer takes it."""
+    handlers = payments_boot.event_handlers(pc)
+    declare(pc, handlers)
+    with running(rc.relay()), running(pc.consumer(handlers)):
+        deadline = time.monotonic() + 20
+        while not until():
+            assert time.monotonic() < deadline, f"payments did not receive {what}"
+            time.sleep(0.05)
+
+
+def case_status(pc, person_id):
+    d = pc.db.duplicate_cases.find_one({"_id": f"2020:{person_id}"})
+    return d and d["status"]
+
+
+# ---- 多地重复参保 holds the household that has the person ------------------------------------------
+
+def test_an_open_duplicate_case_holds_the_quote_and_the_order_until_county_staff_resolve_it(registry, rc, pc):
+    """001 五: the household pays as a whole; while one of its members is enrolled in two places the
+    household is not quoted (nor ordered); once county staff resolve the case it is quoted normally."""
+    first = household_payload("DQ-0001", "白牙市镇", seed=301)
+    assert registry.post("/v1/households", json=first, headers=county()).status_code == 201
+    second = household_payload("DQ-0002", "花桥镇", seed=302)
+    held = first["members"][2]["id_number"]
+    second["members"][2] = dict(first["members"][2])
+    r = registry.post("/v1/households", json=second, headers=county())
+    assert r.json["code"] == "DUPLICATE_PERSON"
+    case = rc.db.duplicates.find_one({"_id": f"2020:{held}"})
+    [opened] = [e for e in case["_outbox"].values() if e["type"] == "registry.duplicate.changed"]
+    assert opened["payload"]["status"] == "open" and opened["payload"]["household_no"] == "DQ-0001"
+    deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:DQ-0001"}) and case_status(pc, held) == "open",
+            "the household and the open case")
+
+    clock = FixedClock(NOW)
+    api = payments_app(clock).test_client()
+    before = money(pc)
+    q = signed(api, "/v1/quotes", {"household_no": "DQ-0001", "year": 2020}, clock)
+    assert (q.status_code, q.json["code"]) == (409, "MEMBER_DUPLICATE_UNRESOLVED")
+    assert mask_id(held) in q.json["message"] and held not in q.get_data(as_text=True)
+    o = signed(api, "/v1/orders", {"household_no": "DQ-0001", "year": 2020, "channel": "mobile_app"}, clock,
+               idem="dup-held-0001")
+    assert (o.status_code, o.json["code"]) == (409, "MEMBER_DUPLICATE_UNRESOLVED")
+    assert money(pc) == before  # nothing written: no order, no idempotency key, no money log
+
+    # county staff decide the person stays where they are: the case is resolved, the quote goes through
+    r = registry.post(f"/v1/duplicates/2020/{held}/resolution", json={"keep": "current", "note": "核实为本户成员"},
+                      headers=county())
+    assert r.status_code == 200 and r.json["status"] == "resolved"
+    deliver(rc, pc, lambda: case_status(pc, held) == "resolved", "the resolution")
+    q = signed(api, "/v1/quotes", {"household_no": "DQ-0001", "year": 2020}, clock)
+    assert q.status_code == 200 and q.json["total_fen"] == 75000
+    o = signed(api, "/v1/orders", {"household_no": "DQ-0001", "year": 2020, "channel": "mobile_app"}, clock,
+               idem="dup-held-0001")
+    assert o.status_code == 201 and o.json["amount_fen"] == 75000
+
+    # the other household tries again: the case re-opens and holds the household again
+    assert registry.post("/v1/households", json=second, headers=county()).json["code"] == "DUPLICATE_PERSON"
+    deliver(rc, pc, lambda: case_status(pc, held) == "open", "the re-opened case")
+    assert signed(api, "/v1/quotes", {"household_no": "DQ-0001", "year": 2020}, clock).json["code"] == \
+        "MEMBER_DUPLICATE_UNRESOLVED"
+
+
+def test_an_older_duplicate_event_redelivered_late_does_not_reopen_a_resolved_case(pc):
+    """The read model keeps registry's newest word by the envelope `seq` (as the household snapshots)."""
+    from services.payments.service_layer.handlers import on_duplicate_changed
+    from shared.events import Envelope, Event
+    pid = household_payload("DQ-0003", seed=303)["members"][0]["id_number"]
+    repo = payments_boot.repository(pc)
+
+    def env(status, seq):
+        e = Envelope.new(Event("registry.duplicate.changed", {
+            "year": 2020, "person_id": pid, "status": status, "household_no": "DQ-0003", "township": "花桥镇",
+            "village": "花桥村", "keep": "current" if status == "resolved" else None}), "registry", NOW)
+        e.seq = seq
+        return e
+    on_duplicate_changed(repo, env("resolved", "00000000000000000002"))
+    on_duplicate_changed(repo, env("open", "00000000000000000001"))
+    assert case_status(pc, pid) == "resolved"
+    on_duplicate_changed(repo, env("open", "00000000000000000003"))
+    assert case_status(pc, pid) == "open"
+
+
+# ---- 中途参保 after the window ------------------------------------------------------------------------
+
+LATE = datetime(2020, 3, 2, 10, 0, tzinfo=SHANGHAI)  # after the 2020 window, inside the policy year
+FIGURE_FEN = 80000  # a test figure: the notice prints none, so the shipped policy file leaves it null
+
+
+@pytest.fixture(scope="module")
+def policy_with_figure(tmp_path_factory):
+    """A copy of the Dong'an 2020 policy file with the financing standard set."""
+    from shared.config import ROOT
+    raw = json.loads((ROOT / "policies" / "dongan-2020.json").read_text(encoding="utf-8"))
+    assert raw["mid_year"]["financing_standard_fen"] is None
+    raw["mid_year"]["financing_standard_fen"] = FIGURE_FEN
+    raw["places_file"] = str(ROOT / "policies" / raw["places_file"])
+    path = tmp_path_factory.mktemp("policy") / "dongan-2020-with-figure.json"
+    path.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def payments_api(clock, policy_file=None):
+    """Payments' API on `clock`, reading `policy_file` if given (the setting is read at start)."""
+    old = os.environ.get("POLICY_FILE")
+    if policy_file is not None:
+        os.environ["POLICY_FILE"] = str(policy_file)
+    try:
+        return payments_app(clock).test_client()
+    finally:
+        os.environ.pop("POLICY_FILE", None) if old is None else os.environ.__setitem__("POLICY_FILE", old)
+
+
+def approve(client, id_number, **body):
+    return client.post("/v1/mid-year/decisions", json={"id_number": id_number, **body}, headers=county())
+
+
+def test_mid_year_enrolment_after_the_window_charges_only_the_approved_member_at_the_financing_standard(
+        registry, rc, pc, policy_with_figure):
+    """001 四: 未在规定缴费期内集中参保缴费的，原则上不得中途参保……特殊情形（当年新迁入户口……）……可以按当年度
+    城乡居民医保筹资标准(含个人缴费部分和财政补助部分)一次性足额缴纳基本医疗保险费. Registry records the
+    approval with its event; payments refuses while the figure is unset, then charges that member alone
+    at the figure; registry enrols that member alone when the payment is confirmed."""
+    body = household_payload("MY-0001", "花桥镇", seed=311)
+    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    newcomer, other = body["members"][2]["id_number"], body["members"][0]["id_number"]
+    late_registry = registry_app(FixedClock(LATE)).test_client()
+
+    # registry: the decision with its reason; an approval of a registered person is recorded once
+    refused = approve(late_registry, other)
+    assert refused.status_code == 200 and (refused.json["allowed"], refused.json["recorded"]) == (False, False)
+    assert refused.json["code"] == "MID_YEAR_NOT_ALLOWED"
+    r = approve(late_registry, newcomer, special_case="moved_in")
+    assert r.status_code == 201, r.json
+    assert (r.json["allowed"], r.json["recorded"], r.json["pays"], r.json["benefits_from"]) == (
+        True, True, "full_financing", "2020-04-01")
+    assert r.json["id_number"] == mask_id(newcomer) and r.json["household_no"] == "MY-0001"
+    assert approve(late_registry, newcomer, special_case="moved_in").status_code == 200  # the same decision again
+    assert approve(late_registry, newcomer, special_case="graduate").json["code"] == "MID_YEAR_DECIDED"
+    assert approve(registry, newcomer, special_case="moved_in").json["code"] == "MID_YEAR_NOT_NEEDED"  # in window
+    stranger = household_payload("MY-NONE", seed=319)["members"][0]["id_number"]
+    assert approve(late_registry, stranger, special_case="moved_in").json["code"] == "PERSON_NOT_FOUND"
+    doc = rc.db.mid_year_approvals.find_one({"_id": f"2020:{newcomer}"})
+    [event] = [e for e in doc["_outbox"].values() if e["type"] == "registry.mid_year.approved"]
+    assert event["payload"]["pays"] == "full_financing" and event["payload"]["household_no"] == "MY-0001"
+    assert rc.db.mid_year_approvals.find_one({"_id": f"2020:{other}"}) is None
+    deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:MY-0001"})
+            and pc.db.mid_year_approvals.find_one({"_id": f"2020:{newcomer}"}), "the household and the approval")
+
+    # payments, figure unset (the shipped policy file): refused with its code, nothing written
+    clock = FixedClock(LATE)
+    unset = payments_api(clock)
+    before = money(pc)
+    q = signed(unset, "/v1/quotes", {"household_no": "MY-0001", "year": 2020}, clock)
+    assert (q.status_code, q.json["code"]) == (422, "FINANCING_STANDARD_UNSET") and "筹资标准" in q.json["message"]
+    o = signed(unset, "/v1/orders", {"household_no": "MY-0001", "year": 2020, "channel": "mobile_app"}, clock,
+               idem="mid-year-unset")
+    assert o.json["code"] == "FINANCING_STANDARD_UNSET" and money(pc) == before
+
+    # figure set: the approved member alone, at the figure, no subsidy deducted
+    api = payments_api(clock, policy_with_figure)
+    q = signed(api, "/v1/quotes", {"household_no": "MY-0001", "year": 2020}, clock)
+    assert q.status_code == 200, q.json
+    assert (q.json["mid_year"], q.json["total_fen"], q.json["subsidy_fen"]) == (True, FIGURE_FEN, 0)
+    assert [l["id_number"] for l in q.json["lines"]] == [mask_id(newcomer)]
+    o = signed(api, "/v1/orders", {"household_no": "MY-0001", "year": 2020, "channel": "mobile_app"}, clock,
+               idem="mid-year-set")
+    assert o.status_code == 201 and o.json["amount_fen"] == FIGURE_FEN
+    ack = signed(api, "/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-MID-1",
+                                            "amount_fen": FIGURE_FEN, "paid_at": LATE.isoformat()}, clock)
+    assert ack.status_code == 200 and ack.json["code"] == "SUCCESS", ack.json
+
+    # registry takes the confirmed payment: the approved member is enrolled, the others are not
+    handlers = registry_boot.event_handlers(rc)
+    declare(rc, handlers)
+    with running(pc.relay()), running(rc.consumer(handlers)):
+        deadline = time.monotonic() + 20
+        while (rc.db.households.find_one({"_id": "2020:MY-0001"}).get("enrolment") or {}).get("status") != "paid":
+            assert time.monotonic() < deadline, "registry did not record the mid-year payment"
+            time.sleep(0.05)
+    hh = registry.get("/v1/households/2020/MY-0001", headers=county()).json
+    assert [m["status"] for m in hh["members"]] == ["registered", "registered", "paid"]
+    # one payment per household and year: another member cannot be approved to pay separately now
+    assert approve(late_registry, other, special_case="graduate").json["code"] == "HOUSEHOLD_ALREADY_PAID"
+
+
+def test_after_the_window_a_household_with_nobody_approved_is_refused_with_the_reason(registry, rc, pc,
+                                                                                       policy_with_figure):
+    """001 四: 未在规定缴费期内集中参保缴费的，原则上不得中途参保 — even with the figure set."""
+    body = household_payload("MY-0002", "花桥镇", seed=312)
+    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:MY-0002"}), "the household")
+    clock = FixedClock(LATE)
+    api = payments_api(clock, policy_with_figure)
+    before = money(pc)
+    q = signed(api, "/v1/quotes", {"household_no": "MY-0002", "year": 2020}, clock)
+    assert (q.status_code, q.json["code"]) == (422, "WINDOW_CLOSED")
+    assert "不得中途参保" in q.json["message"] and q.json["details"]["reason"] == "NO_MID_YEAR_APPROVAL"
+    o = signed(api, "/v1/orders", {"household_no": "MY-0002", "year": 2020, "channel": "mobile_app"}, clock,
+               idem="mid-year-nobody")
+    assert o.json["code"] == "WINDOW_CLOSED" and money(pc) == before
