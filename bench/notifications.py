@@ -39,6 +39,7 @@ from pymongo import MongoClient
 
 from bench import cpu
 from shared import signing
+from shared.bus import queue_depth
 from shared.clock import parse_instant
 from shared.config import ROOT, _local_env
 from tools.clients import GatewayClient, StaffClient
@@ -130,6 +131,21 @@ class Watcher(threading.Thread):
             if p["status"] == "paid" and p.get("order_no"):
                 self.seen.setdefault(p["order_no"], time.time())
         conn.close()
+
+
+def wait_quiet(amqp_url: str, mongo_url: str, ns: str, timeout: float = 300) -> float:
+    """Until every service's queue and outbox is empty (twice in a row): the baseline is measured on
+    a quiet suite, not beside the consumers still working off the confirmations' events."""
+    client = MongoClient(mongo_url)
+    t0 = time.monotonic()
+    calm = 0
+    while calm < 2 and time.monotonic() - t0 < timeout:
+        busy = any((queue_depth(amqp_url, f"{ns}.{svc}.events") or 0) > 0 for svc in SERVICES) or \
+            any(client[f"{ns}_{svc}"]["outbox"].estimated_document_count() > 0 for svc in SERVICES)
+        calm = 0 if busy else calm + 1
+        time.sleep(0.5)
+    client.close()
+    return time.monotonic() - t0
 
 
 def trace_summary(path: Path, offset: int, n: int) -> dict[str, float]:
@@ -253,6 +269,7 @@ def main() -> int:
         e2e_s = (max(watcher.seen.values()) - first) if watcher.seen else float("nan")
         confirmed_in_store = pdb.payments.estimated_document_count()
 
+        quiet_s = wait_quiet(amqp_url, mongo_url, ns)
         base_jobs = [{"key": str(i), "signed": False, "path": "/bench/baseline", "body": {"i": i}} for i in range(n)]
         cpu1 = cpu.snapshot(suite.run_dir)
         base_results = send(suite.url("payments"), gid, gsecret, ts, base_jobs, args.concurrency)
@@ -276,6 +293,7 @@ def main() -> int:
             "baseline_per_s": round(base_rate, 1),
             "baseline_ms_p50": round(percentile(base_lat, 50), 1), "baseline_ms_p99": round(percentile(base_lat, 99), 1),
             "ratio_to_baseline": round(conf_rate / base_rate, 3),
+            "backlog_drained_s_after_last_enrolment": round(quiet_s, 1),
             **({"store_ops_per_confirmation": store_ops} if store_ops else {}),
             "cpu_s_until_last_ack": cpu_acks, "cpu_s_until_last_enrolment": cpu_all, "cpu_s_baseline": cpu_base,
         }

@@ -46,7 +46,7 @@ class Container:
 
     @cached_property
     def outbox(self) -> OutboxWriter:
-        return OutboxWriter(self.db, self.service, self.clock)
+        return OutboxWriter(self.db, self.service, self.clock, snapshots=self.snapshots)
 
     @cached_property
     def policy(self) -> PolicyYear:

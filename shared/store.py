@@ -187,10 +187,13 @@ class GroupInsert:
 class OutboxWriter:
     """Writes a state change and its events in one document write, then points the relay at it."""
 
-    def __init__(self, db: Database, producer: str, clock: Clock):
+    def __init__(self, db: Database, producer: str, clock: Clock, snapshots: Iterable[str] = ()):
+        """`snapshots`: event types whose payload the relay builds from the document when it
+        publishes (see OutboxRelay): they are stored without payload, so the write is smaller."""
         self.db = db
         self.producer = producer
         self.clock = clock
+        self.snapshots = frozenset(snapshots)
         self._pointers = GroupInsert(db[OUTBOX])  # request threads' pointers go out together
         self._inserts: dict[str, GroupInsert] = {}
         self._inserts_lock = threading.Lock()
@@ -200,7 +203,7 @@ class OutboxWriter:
         """`validate=False` is for events built by a domain factory whose unit test checks them."""
         out = []
         for ev in events:
-            if validate:
+            if validate and ev.type not in self.snapshots:  # (a snapshot's builder is checked by its test)
                 validate_payload(ev.type, ev.payload)  # a bad payload is refused where it is made
             env = Envelope.new(ev, self.producer, self.clock.now(), correlation_id, causation_id)
             env.seq = _seq.next()
@@ -212,7 +215,7 @@ class OutboxWriter:
         """Insert a new aggregate with its events; DuplicateKeyError means it already exists."""
         envs = self.envelopes(events, correlation_id, causation_id)
         doc = dict(doc)
-        doc["_outbox"] = {e.id: e.to_dict() for e in envs}
+        doc["_outbox"] = {e.id: self._stored(e) for e in envs}
         with self._inserts_lock:
             group = self._inserts.get(coll) or self._inserts.setdefault(coll, GroupInsert(self.db[coll]))
         if not group.insert_once(doc):
@@ -231,17 +234,26 @@ class OutboxWriter:
         envs = self.envelopes(events, correlation_id, causation_id)
         update = {k: dict(v) for k, v in update.items()}
         if envs:
-            update.setdefault("$set", {}).update({f"_outbox.{e.id}": e.to_dict() for e in envs})
+            update.setdefault("$set", {}).update({f"_outbox.{e.id}": self._stored(e) for e in envs})
         res = self.db[coll].update_one({"_id": _id, **(where or {})}, update, upsert=upsert)
         matched = bool(res.matched_count or res.upserted_id is not None)
         if matched:
             self._point(coll, _id, envs)
         return matched, envs
 
+    def _stored(self, env: Envelope) -> dict[str, Any]:
+        d = env.to_dict()
+        if env.type in self.snapshots:
+            d["payload"], d["snapshot"] = None, True
+        return d
+
     def _point(self, coll: str, agg_id: Any, envs: list[Envelope]) -> None:
         now = datetime.now(timezone.utc)  # real time: the backlog-age alert measures real delay
         for e in envs:
-            self._pointers.insert_once({"_id": e.id, "coll": coll, "agg": agg_id, "seq": e.seq, "created_at": now})
+            pointer = {"_id": e.id, "coll": coll, "agg": agg_id, "seq": e.seq, "created_at": now}
+            if e.type in self.snapshots:
+                pointer["snapshots"] = True
+            self._pointers.insert_once(pointer)
 
 
 def insert_once(coll: Collection, doc: dict[str, Any]) -> bool:

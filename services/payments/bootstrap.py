@@ -7,7 +7,7 @@ from shared.clock import Clock
 from shared.container import Container
 from shared.signing import Gateway, load_gateways
 
-from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, PaymentsRepository
+from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, SNAPSHOTS, PaymentsRepository
 from .service_layer import handlers
 
 SERVICE = "payments"
@@ -20,7 +20,8 @@ class PaymentsContainer(Container):
 
 
 def bootstrap(clock: Clock | None = None) -> PaymentsContainer:
-    return PaymentsContainer.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS, indexes=INDEXES)
+    return PaymentsContainer.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS, indexes=INDEXES,
+                                   snapshots=SNAPSHOTS)
 
 
 def repository(c: Container) -> PaymentsRepository:

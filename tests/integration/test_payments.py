@@ -21,12 +21,13 @@ from datetime import datetime, timedelta
 import pytest
 
 from services.payments import bootstrap as payments_boot
+from services.payments.adapters.repository import confirmed_payload
 from services.payments.entrypoints.flask_app import create_app as payments_app
 from services.payments.service_layer.handlers import on_household_snapshot, on_payment_confirmed
 from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
-from shared.events import Envelope, Event
+from shared.events import Envelope, Event, validate_payload
 from tests.helpers import declare, household_payload, publish, running
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # a Friday inside the 2020 window
@@ -127,9 +128,10 @@ def complete_confirmations(pc):
     """What the payments worker does with its own payments.payment.confirmed events (receipt,
     money-log row, order status), run here on the events the payment documents carry."""
     repo = payments_boot.repository(pc)
-    for doc in pc.db.payments.find({}, {"_outbox": 1}):
-        for env in outbox_events(doc, "payments.payment.confirmed"):
-            on_payment_confirmed(repo, Envelope.from_dict(env))
+    for doc in pc.db.payments.find({}):
+        for env in outbox_events(doc, "payments.payment.confirmed"):  # a snapshot: built as the relay does
+            env = {k: v for k, v in env.items() if k != "snapshot"}
+            on_payment_confirmed(repo, Envelope.from_dict({**env, "payload": confirmed_payload(doc)}))
 
 
 def outbox_events(doc, etype):
@@ -182,7 +184,9 @@ def test_dongan_2020_household_with_a_registered_poor_and_a_tekun_member(api, pc
     assert signed(api, "/v1/quotes", {"household_no": "SUB-0001", "year": 2020}).json["total_fen"] == 75000
     ack = pay(api, o)
     payment = db.payments.find_one({"_id": "2020:SUB-0001"})
-    confirmed = outbox_events(payment, "payments.payment.confirmed")[0]["payload"]
+    assert outbox_events(payment, "payments.payment.confirmed")[0]["snapshot"]  # built when published:
+    confirmed = confirmed_payload(payment)
+    validate_payload("payments.payment.confirmed", confirmed)
     assert confirmed["amount_fen"] == 62000
     assert [m["payable_fen"] for m in confirmed["members"]] == [25000, 25000, 12000, 0]
     r = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json

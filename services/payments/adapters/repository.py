@@ -294,3 +294,19 @@ def _keep_newest(coll, key: str, payload: dict[str, Any], seq: str) -> None:
     if current is not None and current.get("seq", "") > seq:
         return
     coll.replace_one({"_id": key}, {"_id": key, **payload, "seq": seq}, upsert=True)
+
+
+def confirmed_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    """payments.payment.confirmed built from the payment document when the relay publishes it
+    (shared/outbox.py snapshots): the fields it carries never change after the payment is written,
+    and the request that records a payment writes the document without a second copy of them."""
+    return {"order_no": doc["order_no"], "receipt_no": doc["receipt_no"], "household_no": doc["household_no"],
+            "year": doc["year"], "county": doc["county"], "township": doc["township"], "village": doc["village"],
+            "head_name": doc["head_name"], "head_phone": doc.get("head_phone"), "amount_fen": doc["amount_fen"],
+            "channel": doc["channel"], "gateway": doc["gateway"], "transaction_id": doc["transaction_id"],
+            "paid_at": doc["paid_at"],
+            "members": [{k: m[k] for k in ("person_id", "name", "standard_fen", "subsidy_fen", "payable_fen")}
+                        for m in doc["members"]]}
+
+
+SNAPSHOTS = {"payments.payment.confirmed": confirmed_payload}
