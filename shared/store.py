@@ -215,7 +215,7 @@ class OutboxWriter:
         """Insert a new aggregate with its events; DuplicateKeyError means it already exists."""
         envs = self.envelopes(events, correlation_id, causation_id)
         doc = dict(doc)
-        doc["_outbox"] = {e.id: self._stored(e) for e in envs}
+        doc["_outbox"] = {e.id: self.stored(e) for e in envs}
         with self._inserts_lock:
             group = self._inserts.get(coll) or self._inserts.setdefault(coll, GroupInsert(self.db[coll]))
         if not group.insert_once(doc):
@@ -234,14 +234,15 @@ class OutboxWriter:
         envs = self.envelopes(events, correlation_id, causation_id)
         update = {k: dict(v) for k, v in update.items()}
         if envs:
-            update.setdefault("$set", {}).update({f"_outbox.{e.id}": self._stored(e) for e in envs})
+            update.setdefault("$set", {}).update({f"_outbox.{e.id}": self.stored(e) for e in envs})
         res = self.db[coll].update_one({"_id": _id, **(where or {})}, update, upsert=upsert)
         matched = bool(res.matched_count or res.upserted_id is not None)
         if matched:
             self._point(coll, _id, envs)
         return matched, envs
 
-    def _stored(self, env: Envelope) -> dict[str, Any]:
+    def stored(self, env: Envelope) -> dict[str, Any]:
+        """An envelope as kept in `_outbox` (a snapshot type without its payload)."""
         d = env.to_dict()
         if env.type in self.snapshots:
             d["payload"], d["snapshot"] = None, True

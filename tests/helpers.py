@@ -97,3 +97,24 @@ def declare(container, handlers) -> None:
     conn = pika.BlockingConnection(pika.URLParameters(container.settings.amqp_url))
     container.topology.declare(conn.channel(), consumes=list(handlers))
     conn.close()
+
+
+@contextmanager
+def secret_files(d, tokens: list[dict] | None = None, gateways: list[dict] | None = None):
+    """Write a module's staff tokens and gateway keys under `d` and point the settings at them for
+    as long as the block runs (the files the deployment keeps outside the repository)."""
+    import os
+    files = {}
+    if tokens is not None:
+        (d / "tokens.json").write_text(json.dumps({"tokens": tokens}, ensure_ascii=False))
+        files["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
+    if gateways is not None:
+        (d / "gw.json").write_text(json.dumps({"gateways": gateways}))
+        files["GATEWAY_KEYS_FILE"] = str(d / "gw.json")
+    old = {k: os.environ.get(k) for k in files}
+    os.environ.update(files)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)

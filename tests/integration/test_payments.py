@@ -13,7 +13,6 @@ import csv
 import io
 import itertools
 import json
-import os
 import secrets
 import time
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.events import Envelope, Event, validate_payload
-from tests.helpers import declare, household_payload, publish, running
+from tests.helpers import declare, household_payload, publish, running, secret_files
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # a Friday inside the 2020 window
 COUNTY, HUAQIAO, BAIYA, TAX = (secrets.token_hex(8) for _ in range(4))
@@ -37,22 +36,15 @@ BANK_SECRET, VILLAGE_SECRET = secrets.token_hex(16), secrets.token_hex(16)
 
 @pytest.fixture(scope="module")
 def secrets_files(namespace, tmp_path_factory):
-    d = tmp_path_factory.mktemp("secrets")
-    (d / "tokens.json").write_text(json.dumps({"tokens": [
+    with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
         {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
         {"sha256": token_hash(HUAQIAO), "subject": "huaqiao", "role": "township", "county": "东安县", "township": "花桥镇"},
         {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县", "township": "白牙市镇"},
-        {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "county": "东安县"}]}))
-    (d / "gw.json").write_text(json.dumps({"gateways": [
+        {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "county": "东安县"}], gateways=[
         {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank",
          "channels": ["mobile_app", "online_banking", "pos", "bank_counter", "self_service", "withholding"]},
-        {"id": "village-a", "secret": VILLAGE_SECRET, "kind": "village", "channels": ["village_cash"]}]}))
-    old = {k: os.environ.get(k) for k in ("AUTH_TOKENS_FILE", "GATEWAY_KEYS_FILE")}
-    os.environ["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
-    os.environ["GATEWAY_KEYS_FILE"] = str(d / "gw.json")
-    yield
-    for k, v in old.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        {"id": "village-a", "secret": VILLAGE_SECRET, "kind": "village", "channels": ["village_cash"]}]):
+        yield
 
 
 @pytest.fixture()

@@ -25,7 +25,7 @@ from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.masking import mask_id
-from tests.helpers import declare, household_payload, running
+from tests.helpers import declare, household_payload, running, secret_files
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # inside the 2020 window
 COUNTY = secrets.token_hex(8)
@@ -35,17 +35,10 @@ MONEY_COLLECTIONS = ("payments", "receipts", "money_log", "orders", "idempotency
 
 @pytest.fixture(scope="module")
 def secrets_files(namespace, tmp_path_factory):
-    d = tmp_path_factory.mktemp("secrets")
-    (d / "tokens.json").write_text(json.dumps({"tokens": [
-        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"}]}))
-    (d / "gw.json").write_text(json.dumps({"gateways": [
-        {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]}))
-    old = {k: os.environ.get(k) for k in ("AUTH_TOKENS_FILE", "GATEWAY_KEYS_FILE")}
-    os.environ["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
-    os.environ["GATEWAY_KEYS_FILE"] = str(d / "gw.json")
-    yield
-    for k, v in old.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"}], gateways=[
+        {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]):
+        yield
 
 
 @pytest.fixture(scope="module")

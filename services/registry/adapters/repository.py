@@ -10,7 +10,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.store import IndexSpec, OutboxWriter, insert_once
+from shared.store import IndexSpec, OutboxWriter, insert_many_once, insert_once
 
 from ..domain.model import Household, Member
 
@@ -209,7 +209,7 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
 
     claims = [{"_id": f"{hh.year}:{m.person_id}", "household": household_key(hh.year, hh.household_no)}
               for hh in todo for m in hh.members]
-    failed = _insert_many(db[PERSONS], claims)
+    failed = insert_many_once(db[PERSONS], claims)
     inserted_claims = {c["_id"]: c["household"] for c in claims if c["_id"] not in failed}
     ready: list[Household] = []
     for hh in todo:
@@ -249,10 +249,10 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
         envs = repo.outbox.envelopes(hh.events, correlation_id, None, validate=not trusted_events)
         doc = to_doc(hh)
         doc["import_run"] = correlation_id
-        doc["_outbox"] = {e.id: _as_snapshot(e) for e in envs}
+        doc["_outbox"] = {e.id: repo.outbox.stored(e) for e in envs}
         docs.append(doc)
         envs_by_key[doc["_id"]] = (hh, envs)
-    dup_households = _insert_many(db[HOUSEHOLDS], docs)
+    dup_households = insert_many_once(db[HOUSEHOLDS], docs)
     created = []
     for key, (hh, envs) in envs_by_key.items():
         if key in dup_households:
@@ -292,30 +292,6 @@ def registered_payload(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 SNAPSHOTS = {"registry.household.registered": registered_payload}
-
-
-def _as_snapshot(env) -> dict[str, Any]:
-    d = env.to_dict()
-    if d["type"] in SNAPSHOTS:
-        d["payload"] = None
-        d["snapshot"] = True
-    return d
-
-
-def _insert_many(coll, docs: list[dict]) -> set:
-    """Unordered bulk insert; returns the `_id`s that already existed."""
-    from pymongo.errors import BulkWriteError
-    if not docs:
-        return set()
-    try:
-        coll.insert_many(docs, ordered=False)
-        return set()
-    except BulkWriteError as e:
-        errors = e.details.get("writeErrors", [])
-        other = [w for w in errors if w.get("code") != 11000]
-        if other:
-            raise
-        return {docs[w["index"]]["_id"] for w in errors}
 
 
 def _utcnow():
