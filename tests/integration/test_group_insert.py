@@ -9,6 +9,25 @@ from pymongo import monitoring
 from shared.store import GroupInsert
 
 
+def _race(group: GroupInsert, docs: list[dict]) -> dict[int, object]:
+    """Every document from a thread of its own, released together; each caller's outcome."""
+    results: dict[int, object] = {}
+    start = threading.Barrier(len(docs))
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = group.insert_once(docs[i])
+        except Exception as e:  # noqa: BLE001 — recorded for the assertion
+            results[i] = e
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(docs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 class _Inserts(monitoring.CommandListener):
     def __init__(self):
         self.sizes: list[int] = []
@@ -33,20 +52,7 @@ def test_concurrent_inserts_are_grouped_and_each_caller_gets_its_own_outcome(nam
     listener.sizes.clear()
     group = GroupInsert(coll)
     ids = [f"n{i}" for i in range(40)] + ["dup"] * 5 + ["seen-before"] * 3
-    results: dict[int, object] = {}
-    start = threading.Barrier(len(ids))
-
-    def one(i: int) -> None:
-        start.wait()
-        try:
-            results[i] = group.insert_once({"_id": ids[i], "by": i})
-        except Exception as e:  # noqa: BLE001 — recorded for the assertion
-            results[i] = e
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(ids))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _race(group, [{"_id": x, "by": i} for i, x in enumerate(ids)])
     assert all(results[i] is True for i in range(40))
     assert sorted(results[i] for i in range(40, 45)) == [False, False, False, False, True]  # exactly one wins
     assert all(results[i] is False for i in range(45, 48))
@@ -66,21 +72,7 @@ def test_a_refused_document_fails_its_own_caller_only(namespace, infra):
     from pymongo.errors import WriteError
     coll = MongoClient(infra.mongo_url)[f"{namespace}_group2"]["pointers"]
     group = GroupInsert(coll)
-    docs = [{"_id": f"ok{i}"} for i in range(10)] + [{"_id": "bad", "$field": 1}]
-    results: dict[int, object] = {}
-    start = threading.Barrier(len(docs))
-
-    def one(i: int) -> None:
-        start.wait()
-        try:
-            results[i] = group.insert_once(docs[i])
-        except WriteError as e:
-            results[i] = e
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(docs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _race(group, [{"_id": f"ok{i}"} for i in range(10)] + [{"_id": "bad", "$field": 1}])
     assert all(results[i] is True for i in range(10)) and isinstance(results[10], WriteError)
     assert coll.count_documents({}) == 10
     coll.database.client.drop_database(f"{namespace}_group2")
