@@ -274,6 +274,11 @@ def main() -> int:
         cpu1 = cpu.snapshot(suite.run_dir)
         base_results = send(suite.url("payments"), gid, gsecret, ts, base_jobs, args.concurrency)
         cpu_base = cpu.delta(cpu1, cpu.snapshot(suite.run_dir))
+        floor_jobs = [{"key": o["order_no"], "signed": False, "path": "/bench/floor",
+                       "body": {"order_no": o["order_no"], "amount_fen": o["amount_fen"]}} for o in orders]
+        floor_results = send(suite.url("payments"), gid, gsecret, ts, floor_jobs, args.concurrency)
+        floor_ok = [r for r in floor_results if r[3] == 200]
+        floor_rate = len(floor_ok) / (max(r[2] for r in floor_results) - min(r[1] for r in floor_results))
         base_ok = [r for r in base_results if r[3] == 200]
         base_s = max(r[2] for r in base_results) - min(r[1] for r in base_results)
         base_rate = len(base_ok) / base_s
@@ -293,6 +298,7 @@ def main() -> int:
             "baseline_per_s": round(base_rate, 1),
             "baseline_ms_p50": round(percentile(base_lat, 50), 1), "baseline_ms_p99": round(percentile(base_lat, 99), 1),
             "ratio_to_baseline": round(conf_rate / base_rate, 3),
+            "floor_per_s": round(floor_rate, 1), "floor_ratio_to_baseline": round(floor_rate / base_rate, 3),
             "backlog_drained_s_after_last_enrolment": round(quiet_s, 1),
             **({"store_ops_per_confirmation": store_ops} if store_ops else {}),
             "cpu_s_until_last_ack": cpu_acks, "cpu_s_until_last_enrolment": cpu_all, "cpu_s_baseline": cpu_base,

@@ -259,6 +259,19 @@ def create_app(clock: Clock | None = None) -> Flask:
             insert_once(c.db["bench_baseline"], {"_id": secrets.token_hex(12), "body": request.get_json(silent=True)})
             return {"code": "SUCCESS"}
 
+        @app.post("/bench/floor")
+        def bench_floor():
+            """The store operations no confirmation can do without, and nothing else: the nonce
+            (replay), the order (amount, expiry), the one-per-household insert, the outbox pointer,
+            into scratch collections. What the stack allows a confirmation at best."""
+            body = request.get_json(silent=True) or {}
+            insert_once(c.db["bench_floor_nonces"], {"_id": secrets.token_hex(16)})
+            order = c.db["orders"].find_one({"_id": str(body.get("order_no"))})
+            key = secrets.token_hex(12)
+            insert_once(c.db["bench_floor_payments"], {"_id": key, "order": order and order["_id"], "body": body})
+            insert_once(c.db["bench_floor_outbox"], {"_id": key, "coll": "bench_floor_payments", "agg": key})
+            return {"code": "SUCCESS"}
+
     return app
 
 
