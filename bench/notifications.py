@@ -180,8 +180,6 @@ def main() -> int:
     ap.add_argument("--households", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--web-workers", type=int, default=2)
-    ap.add_argument("--worker-nice", type=int, default=None,
-                    help="WORKER_NICE for the suite's workers (default: the suite's own setting)")
     ap.add_argument("--pause-workers", action="store_true",
                     help="diagnostic: stop the five workers (SIGSTOP) while notifications are sent, to see "
                          "the request path's own ceiling; they resume (SIGCONT) before the enrolments are awaited")
@@ -198,8 +196,6 @@ def main() -> int:
     suite = Suite(namespace=ns, web_base_port=base, worker_base_port=base + 10, web_workers=args.web_workers,
                   extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": mongo_url, "AMQP_URL": amqp_url,
                              "LOG_LEVEL": "WARNING", "PAYMENTS_BENCH_BASELINE": "1"})
-    if args.worker_nice is not None:
-        suite.extra_env["WORKER_NICE"] = str(args.worker_nice)
     trace = None
     if args.trace:
         trace = Path(tempfile.mkstemp(prefix="store-trace-", suffix=".tsv")[1])
@@ -287,7 +283,7 @@ def main() -> int:
         report = {
             "at": datetime.now().astimezone().isoformat(timespec="seconds"), "households": n,
             "concurrency": args.concurrency, "web_workers": args.web_workers, "cpus": os.cpu_count(),
-            "worker_nice": suite.env("payments").get("WORKER_NICE", "0"), "workers_paused": bool(paused),
+            "workers_paused": bool(paused),
             "notifications_failed": len(bad), "payments_in_store": confirmed_in_store,
             "enrolment_events_seen": len(watcher.seen),
             "confirmations_per_s": round(conf_rate, 1),

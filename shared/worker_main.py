@@ -13,9 +13,6 @@ def main(service: str, background: tuple[Callable, ...] = ()) -> None:
     """`background`: loops of the service's own (e.g. the registry's import runner), each given the
     container and run in a daemon thread beside the consumer and the outbox relay."""
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    nice = int(os.environ.get("WORKER_NICE", "0") or 0)
-    if nice:
-        os.nice(nice)  # see README "Burst intake": gateway acknowledgements before event propagation
     from .container import worker_main
     boot = importlib.import_module(f"services.{service}.bootstrap")
     c = boot.bootstrap()
