@@ -49,6 +49,14 @@ def test_one_household_enrolled_end_to_end(suite, gateway, staff):
     got = wait_for(lambda: notices.get("/v1/households/2020/E2E-0001/notices").json()["notices"], what="receipt notice")
     assert got[0]["kind"] == "receipt" and "750.00元" in got[0]["text"] and got[0]["recipient_phone"] == "139****1111"
 
+    # the payments worker completed the confirmation from its own event: the money-log row (no
+    # reader writes it) and the receipt, which the gateway's acknowledgement named
+    money = StaffClient(suite.url("payments"), suite.secrets()["tokens"]["county"])
+    log = wait_for(lambda: money.get("/v1/money-log?ref=2020:E2E-0001").json()["entries"], what="money log row")
+    assert [(e["action"], e["amount_fen"]) for e in log] == [("confirmed", 75000)]
+    receipt = money.get(f"/v1/receipts/{ack.json()['receipt_no']}").json()
+    assert receipt["amount_fen"] == 75000 and receipt["order_no"] == order["order_no"]
+
 
 def test_every_service_answers_metrics_and_readyz(suite):
     for svc in SERVICES:
