@@ -131,12 +131,19 @@ ferret_running() { [ -f "$VAR/ferretdb.pid" ] && kill -0 "$(cat "$VAR/ferretdb.p
 
 ferret_start() {
   if ferret_running; then say "FerretDB already running on $FERRET_ADDR"; return; fi
+  local host=${FERRET_ADDR%:*} port=${FERRET_ADDR##*:} i
+  if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then  # another checkout's store on this machine
+    say "a store already answers on $FERRET_ADDR (another checkout's FerretDB): using it"; return
+  fi
   say "starting FerretDB on $FERRET_ADDR (data in var/ferretdb)"
   mkdir -p "$VAR/ferretdb"
   setsid "$FERRET_BIN" -listen "$FERRET_ADDR" -data "$VAR/ferretdb" >"$VAR/ferretdb.log" 2>&1 < /dev/null &
   echo $! >"$VAR/ferretdb.pid"
-  local host=${FERRET_ADDR%:*} port=${FERRET_ADDR##*:} i
-  for i in $(seq 1 50); do (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return; sleep 0.2; done
+  for i in $(seq 1 50); do
+    ferret_running || break
+    (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return
+    sleep 0.2
+  done
   say "FerretDB did not start; see var/ferretdb.log"; cat "$VAR/ferretdb.log"; exit 1
 }
 
