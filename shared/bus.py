@@ -26,7 +26,7 @@ from typing import Callable
 import pika
 from marshmallow import ValidationError
 from pika.exceptions import AMQPError
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from . import metrics
 from .events import Envelope, consumed_by, validate_payload
@@ -273,20 +273,33 @@ class Consumer:
         if env.type not in self.handlers:
             self._dead_letter(ch, method, props, body, f"no handler for {env.type}", attempt, raw_type=env.type)
             return
-        if self.dedupe and (env.id in self._pending_ids
-                            or self.db["processed_events"].find_one({"_id": env.id}, {"_id": 1})):
+        while True:  # a store outage is waited out here, not counted as the handler's failure
+            try:
+                seen = self.dedupe and (env.id in self._pending_ids or
+                                        self.db["processed_events"].find_one({"_id": env.id}, {"_id": 1}))
+                break
+            except ConnectionFailure:
+                if not self._await_store(conn):
+                    return
+        if seen:
             metrics.EVENTS_DUPLICATE.labels(svc, env.type).inc()
             ch.basic_ack(method.delivery_tag)
             return
         token = correlation_id.set(env.correlation_id)
         try:
-            future = self._pool.submit(self.handlers[env.type], env)
-            # wait for the handler, servicing heartbeats only while it is slow: a handler that
-            # finishes in a millisecond must not wait for a broker poll (that capped a consumer at 5/s)
-            while not wait([future], timeout=0.5).done:
-                conn.process_data_events(time_limit=0)
-                metrics.HEARTBEAT.labels(svc).set(time.time())
-            future.result()
+            while True:
+                future = self._pool.submit(self.handlers[env.type], env)
+                # wait for the handler, servicing heartbeats only while it is slow: a handler that
+                # finishes in a millisecond must not wait for a broker poll (that capped a consumer at 5/s)
+                while not wait([future], timeout=0.5).done:
+                    conn.process_data_events(time_limit=0)
+                    metrics.HEARTBEAT.labels(svc).set(time.time())
+                try:
+                    future.result()
+                    break
+                except ConnectionFailure:  # the store is down: run the handler again once it is back
+                    if not self._await_store(conn):
+                        return  # stopping: unacked, the broker redelivers it
         except PermanentFailure as e:
             self._dead_letter(ch, method, props, body, f"permanent: {e}", attempt, raw_type=env.type)
             return
@@ -308,6 +321,26 @@ class Consumer:
                                                     "at": self.clock.now() if self.clock else None}))
         self._pending_ids.add(env.id)
         metrics.EVENTS_CONSUMED.labels(svc, env.type).inc()
+
+    def _await_store(self, conn) -> bool:
+        """Wait until the store answers again (backoff up to 10 s), keeping the broker connection
+        alive; False if the consumer is stopping meanwhile. Handlers are idempotent, so running one
+        again after a store error mid-way is safe; counting the outage as a failed attempt would
+        dead-letter every event of a store restart longer than the retry budget."""
+        delay = 0.5
+        log.warning("store unavailable; holding events until it answers", extra={"service": self.topology.service})
+        while not self.stopping.is_set():
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not self.stopping.is_set():
+                conn.process_data_events(time_limit=0.2)
+                metrics.HEARTBEAT.labels(self.topology.service).set(time.time())
+            try:
+                self.db.client.admin.command("ping")
+                log.warning("store answers again; resuming")
+                return True
+            except PyMongoError:
+                delay = min(delay * 2, 10)
+        return False
 
     def _flush(self, ch) -> None:
         """Record the handled events' markers in one insert, then ack them all with one ack."""

@@ -14,6 +14,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError
+from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 
 from . import metrics
@@ -150,6 +151,13 @@ def create_base_app(service: str, tokens: TokenBook, ready_checks: dict[str, Cal
         messages = {404: "资源不存在", 405: "不支持的请求方法", 413: "请求体过大", 415: "不支持的内容类型"}
         return jsonify({"code": f"HTTP_{e.code}", "message": messages.get(e.code, "请求无法处理"),
                         "details": None}), e.code
+
+    @app.errorhandler(ConnectionFailure)
+    def _store_down(e: ConnectionFailure):
+        """The store is unreachable (restart, network): nothing was decided, the caller retries."""
+        log.warning("store unavailable: %s", type(e).__name__)
+        resp = jsonify({"code": "STORE_UNAVAILABLE", "message": "数据存储暂不可用，请稍后重试", "details": None})
+        return resp, 503, {"Retry-After": "5"}
 
     @app.errorhandler(Exception)
     def _crash(e: Exception):
