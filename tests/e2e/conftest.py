@@ -1,7 +1,7 @@
 """The whole suite as real processes (gunicorn web + worker per service) on the test's namespace."""
 from __future__ import annotations
 
-import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -11,18 +11,25 @@ from tools.suite import Suite, free_port_block
 CLOCK_NOW = "2019-11-15T10:00:00+08:00"
 
 
-@pytest.fixture(scope="module")
-def suite(namespace, infra, tmp_path_factory):
+@contextmanager
+def running_suite(namespace: str, mongo_url: str, amqp_url: str, **env: str):
+    """The five services on free ports, this module's namespace and the given store and broker."""
     base = free_port_block()
     s = Suite(namespace=namespace, web_base_port=base, worker_base_port=base + 10,
-              extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": infra.mongo_url, "AMQP_URL": infra.amqp_url,
-                         "CONSUMER_RETRY_BASE_MS": "200", "LOG_LEVEL": "WARNING"},
+              extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": mongo_url, "AMQP_URL": amqp_url,
+                         "CONSUMER_RETRY_BASE_MS": "200", "LOG_LEVEL": "WARNING", **env},
               web_workers=1)
     try:
         s.start()
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def suite(namespace, infra):
+    with running_suite(namespace, infra.mongo_url, infra.amqp_url) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

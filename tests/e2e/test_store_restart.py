@@ -20,9 +20,9 @@ from pymongo import MongoClient
 
 from tests.helpers import household_payload
 from tools.clients import GatewayClient, StaffClient, wait_for
-from tools.suite import ROOT, SERVICES, Suite, free_port_block
+from tests.e2e.conftest import CLOCK_NOW, running_suite
+from tools.suite import ROOT, SERVICES, free_port_block
 
-CLOCK_NOW = "2019-11-15T10:00:00+08:00"
 LAUNCHER = ROOT / "deploy" / "ferretdb" / "bin" / "ferretdb-launcher"
 
 
@@ -64,16 +64,8 @@ def store(infra, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def suite(namespace, infra, store):
-    base = free_port_block()
-    s = Suite(namespace=namespace, web_base_port=base, worker_base_port=base + 10,
-              extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": store.url, "AMQP_URL": infra.amqp_url,
-                         "CONSUMER_MAX_ATTEMPTS": "2", "CONSUMER_RETRY_BASE_MS": "200", "LOG_LEVEL": "WARNING"},
-              web_workers=1)
-    try:
-        s.start()
+    with running_suite(namespace, store.url, infra.amqp_url, CONSUMER_MAX_ATTEMPTS="2") as s:
         yield s
-    finally:
-        s.stop()
 
 
 def enrolled(suite, township: str) -> int:
