@@ -294,9 +294,12 @@ def count_once(db: Database, counters: str, counter_id: str, fact_key: str, inc:
     if facts.find_one({"_id": fact_key}, {"_id": 1}):
         db[counters].update_one({"_id": counter_id}, {"$pull": {"inflight": fact_key}})
         return False
-    db[counters].update_one({"_id": counter_id}, {"$setOnInsert": {"inflight": [], **(on_insert or {})}}, upsert=True)
-    res = db[counters].update_one({"_id": counter_id, "inflight": {"$ne": fact_key}},
-                                  {"$inc": inc, "$push": {"inflight": fact_key}})
+    step1 = ({"_id": counter_id, "inflight": {"$ne": fact_key}}, {"$inc": inc, "$push": {"inflight": fact_key}})
+    res = db[counters].update_one(*step1)
+    if not res.matched_count:  # no counter yet (make it, then step 1), or this fact is in flight already
+        db[counters].update_one({"_id": counter_id}, {"$setOnInsert": {"inflight": [], **(on_insert or {})}},
+                                upsert=True)
+        res = db[counters].update_one(*step1)
     insert_once(facts, {"_id": fact_key, "counter": counter_id, **fact})
     db[counters].update_one({"_id": counter_id}, {"$pull": {"inflight": fact_key}})
     return bool(res.modified_count)
