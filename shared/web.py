@@ -154,7 +154,7 @@ def create_base_app(service: str, tokens: TokenBook, ready_checks: dict[str, Cal
 
     @app.errorhandler(ConnectionFailure)
     def _store_down(e: ConnectionFailure):
-        """The store is unreachable (restart, network): nothing was decided, the caller retries."""
+        """The store is unreachable (restart, network): the caller retries; our writes are idempotent."""
         log.warning("store unavailable: %s", type(e).__name__)
         resp = jsonify({"code": "STORE_UNAVAILABLE", "message": "数据存储暂不可用，请稍后重试", "details": None})
         return resp, 503, {"Retry-After": "5"}
