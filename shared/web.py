@@ -84,6 +84,8 @@ class Api:
             op["security"] = [{security: []}]
         self.doc.operations.append((path, method.lower(), op))
 
+        loader = body() if body is not None else None  # one instance per route (load() keeps no state)
+
         def decorate(fn: Callable):
             @wraps(fn)
             def view(**kwargs):
@@ -97,7 +99,7 @@ class Api:
                     payload = request.get_json(silent=True)
                     if payload is None:
                         raise DomainError("BODY_NOT_JSON", "请求体必须是 JSON", status=400)
-                    kwargs["data"] = body().load(payload)
+                    kwargs["data"] = loader.load(payload)
                 out = fn(principal=principal, **kwargs)
                 if isinstance(out, Response):
                     return out
