@@ -9,7 +9,7 @@ from services.payments.domain import audit, withholding as wh
 from services.payments.domain.model import (Entitlement, check_proof, check_whole_household, current_entitlement,
                                             quote, subsidy_for)
 from services.payments.domain.receipts import check_code, mask_name
-from services.payments.domain.reconciliation import reconcile, remittance_periods
+from services.payments.domain.reconciliation import reconcile, remittance_periods, remittance_summary
 from shared.clock import SHANGHAI
 from shared.config import ROOT
 from shared.errors import ValidationFailed
@@ -106,6 +106,20 @@ def test_remittance_periods_are_three_days_from_the_window_opening():
     p = remittance_periods(date(2019, 9, 1), date(2019, 9, 7))
     assert p == [(date(2019, 9, 1), date(2019, 9, 3)), (date(2019, 9, 4), date(2019, 9, 6)),
                  (date(2019, 9, 7), date(2019, 9, 9))]
+
+
+def test_mid_year_payments_after_the_window_are_in_the_remittances_too():
+    """001 七(四) (remit every 3 days) with 001 四 (中途参保 after the window): a payment made at the
+    township in March is in a period of its own; the empty periods between are not listed."""
+    pay = lambda day, fen: {"paid_day": day, "amount_fen": fen, "subsidy_fen": 0, "channel": "bank_counter",
+                            "gateway": "g", "status": "confirmed"}
+    rows = remittance_summary([pay("2019-09-02", 25000), pay("2020-03-10", 50000)], date(2019, 9, 1),
+                              date(2020, 3, 10), closes=date(2019, 12, 31))
+    within = [r for r in rows if r["period_start"] <= "2019-12-31"]
+    after = [r for r in rows if r["period_start"] > "2019-12-31"]
+    assert len(within) == 41 and within[0]["amount_fen"] == 25000  # every period of the window, listed
+    assert [(r["period_start"], r["period_end"], r["amount_fen"]) for r in after] == [("2020-03-08", "2020-03-10", 50000)]
+    assert sum(r["amount_fen"] for r in rows) == 75000
 
 
 BATCH = {"_id": "W1", "lines": [{"line_no": 1, "order_no": "P1", "amount_fen": 50000},

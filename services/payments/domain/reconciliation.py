@@ -61,10 +61,13 @@ def remittance_periods(opens: date, until: date, interval: int = REMITTANCE_INTE
 
 
 def remittance_summary(payments: list[dict[str, Any]], opens: date, until: date,
-                       interval: int = REMITTANCE_INTERVAL_DAYS) -> list[dict[str, Any]]:
+                       interval: int = REMITTANCE_INTERVAL_DAYS, closes: date | None = None) -> list[dict[str, Any]]:
     """Per period: households, the individual contributions collected per channel and gateway (to be
     remitted to the special account the day after the period ends), and the subsidies the
-    departments pay in directly (相关部门直接代缴). Reversed payments are left out."""
+    departments pay in directly (相关部门直接代缴). Reversed payments are left out.
+
+    With `closes` (the window's last day), the periods go on past it up to `until` for mid-year
+    payments (中途参保, 001 四), listing only those periods that collected something."""
     periods = remittance_periods(opens, until, interval)
     rows = [{"period_start": s.isoformat(), "period_end": e.isoformat(), "remit_by": (e + timedelta(days=1)).isoformat(),
              "households": 0, "amount_fen": 0, "subsidy_fen": 0, "by_channel": {}, "by_gateway": {}} for s, e in periods]
@@ -80,4 +83,6 @@ def remittance_summary(payments: list[dict[str, Any]], opens: date, until: date,
         row["subsidy_fen"] += p.get("subsidy_fen", 0)
         row["by_channel"][p["channel"]] = row["by_channel"].get(p["channel"], 0) + p["amount_fen"]
         row["by_gateway"][p["gateway"]] = row["by_gateway"].get(p["gateway"], 0) + p["amount_fen"]
+    if closes is not None:
+        rows = [r for r in rows if r["period_start"] <= closes.isoformat() or r["households"]]
     return rows

@@ -566,5 +566,8 @@ def remittances(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, prin
     flt: dict[str, Any] = {"year": year}
     if principal.role == "township":
         flt["township"] = principal.township
-    until = min(clock.today_shanghai(), policy.window_closes)
-    return remittance_summary(repo.payments_where(flt), policy.window_opens, until)
+    payments = repo.payments_where(flt)
+    today = clock.today_shanghai()
+    last = max((p["paid_day"] for p in payments if p.get("status") != "reversed"), default="")
+    until = min(today, max(policy.window_closes, date.fromisoformat(last) if last else policy.window_closes))
+    return remittance_summary(payments, policy.window_opens, until, closes=policy.window_closes)
