@@ -331,3 +331,31 @@ def test_a_member_who_moves_out_no_longer_counts_in_the_township(api, ctx, clock
         "household_no": "HH-MOVE", "year": 2020, "county": "东安县", "township": "南桥镇", "village": "花桥村",
         "head_name": "丑", "members": [{"person_id": stay, "name": "丑"}], "change": "move_out"}, "registry"))
     assert hardship("南桥镇") == 1 and hardship("") == unregistered + 1
+
+
+def test_a_mid_year_payment_at_the_financing_standard_and_the_hardship_members_in_it(api, ctx, clock):
+    """001 四: after the window a qualifying person pays the full financing standard (含个人缴费部分和
+    财政补助部分) in one sum, with no subsidy at the counter. 001 六: a hardship case identified after
+    2019-10-01 pays in full first and is reimbursed (先缴后补): the same claim as any full payer. An
+    identity from before the cutoff gets no claim (it would have been deducted in the window): the
+    freeze shows the mismatch for staff."""
+    new, old = make_id(date(1975, 4, 4), 81), make_id(date(1976, 5, 5), 82)
+    clock.set(datetime(2020, 3, 1, 9, 0, tzinfo=SHANGHAI))
+    grant(ctx, new, "registered_poor", "2020-02-20", ref="FP-MID-1")
+    grant(ctx, old, "dibao_rural", "2019-09-01", ref="MZ-MID-2")
+    register(ctx, "HH-MID", [(new, "甲"), (old, "乙")])
+    paid_at = datetime(2020, 3, 10, 10, 0, tzinfo=SHANGHAI)
+    clock.set(paid_at)
+    full = 80000  # a financing standard for the test (Dong'an's notice prints none)
+    handlers.on_payment_confirmed(ctx, env("payments.payment.confirmed", {
+        "order_no": "PHH-MID", "receipt_no": "RHH-MID", "household_no": "HH-MID", "year": 2020, "county": "东安县",
+        "township": "花桥镇", "village": "花桥村", "head_name": "甲", "amount_fen": 2 * full, "channel": "bank_counter",
+        "gateway": "bank-a", "transaction_id": "THH-MID", "paid_at": paid_at.isoformat(),
+        "members": [{"person_id": p, "name": n, "standard_fen": full, "subsidy_fen": 0, "payable_fen": full}
+                    for p, n in ((new, "甲"), (old, "乙"))]}, "payments"))
+    frozen = {d["name"]: d for d in ctx.repo.db.freezes.find({"household_no": "HH-MID"})}
+    assert {n: (d["standard_fen"], d["subsidy_fen"], d["mismatch"]) for n, d in frozen.items()} == {
+        "甲": (full, 0, False), "乙": (full, 0, True)}  # 甲: nothing was due at the counter anyway
+    claims = {x["name"]: x for x in api.get("/v1/claims/2020", headers=auth(COUNTY)).json["claims"]}
+    assert ("甲" in claims, "乙" in claims) == (True, False)
+    assert (claims["甲"]["amount_fen"], claims["甲"]["department"]) == (13000, "poverty_office")
