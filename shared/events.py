@@ -157,6 +157,7 @@ class DuplicateChangedSchema(Schema):
     township = fields.String(required=True, allow_none=True)
     village = fields.String(required=True, allow_none=True)
     keep = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["current", "other"]))
+    version = fields.Integer(load_default=None, allow_none=True)  # the case's write count: newest wins
 
 
 class MidYearApprovedSchema(HouseholdPlaceSchema):

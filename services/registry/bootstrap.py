@@ -19,7 +19,7 @@ def bootstrap(clock: Clock | None = None) -> Container:
                                correction_store.CORRECTIONS, "accuracy_reports", duplicate_store.DUPLICATES,
                                mid_year_store.MID_YEAR),
                            indexes=INDEXES + import_store.INDEXES + correction_store.INDEXES
-                           + duplicate_store.INDEXES, snapshots=SNAPSHOTS)
+                           + duplicate_store.INDEXES, snapshots={**SNAPSHOTS, **duplicate_store.SNAPSHOTS})
 
 
 def repository(c: Container) -> HouseholdRepository:

@@ -20,6 +20,7 @@ import pytest
 from services.payments import bootstrap as payments_boot
 from services.payments.entrypoints.flask_app import create_app as payments_app
 from services.registry import bootstrap as registry_boot
+from services.registry.adapters.duplicates import changed_payload
 from services.registry.entrypoints.flask_app import create_app as registry_app
 from shared import signing
 from shared.auth import token_hash
@@ -104,7 +105,8 @@ def test_an_open_duplicate_case_holds_the_quote_and_the_order_until_county_staff
     assert r.json["code"] == "DUPLICATE_PERSON"
     case = rc.db.duplicates.find_one({"_id": f"2020:{held}"})
     [opened] = [e for e in case["_outbox"].values() if e["type"] == "registry.duplicate.changed"]
-    assert opened["payload"]["status"] == "open" and opened["payload"]["household_no"] == "DQ-0001"
+    assert opened["snapshot"]  # published as the case then stands, with its version
+    assert (changed_payload(case)["status"], changed_payload(case)["household_no"], case["version"]) == ("open", "DQ-0001", 1)
     deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:DQ-0001"}) and case_status(pc, held) == "open",
             "the household and the open case")
 
@@ -155,6 +157,32 @@ def test_an_older_duplicate_event_redelivered_late_does_not_reopen_a_resolved_ca
     assert case_status(pc, pid) == "resolved"
     on_duplicate_changed(repo, env("open", "00000000000000000003"))
     assert case_status(pc, pid) == "open"
+
+
+def test_two_changes_of_a_case_written_close_together_are_applied_in_write_order(rc, pc):
+    """An envelope's `seq` is taken before its write: a re-opening that took its seq first but was
+    written last must win. The case's version, bumped in each write and published with the case as
+    it stands, decides."""
+    from services.payments.service_layer.handlers import on_duplicate_changed
+    from shared.events import Envelope, Event
+    pid = household_payload("DQ-0004", seed=304)["members"][0]["id_number"]
+    repo = payments_boot.repository(pc)
+    dups = registry_boot.duplicates(rc)
+    dups.record(2020, pid, {"household_no": "DQ-0004", "township": "花桥镇", "village": "花桥村"},
+                {"household_no": "DQ-0005", "township": "花桥镇", "village": "花桥村"}, NOW)
+    opened = changed_payload(rc.db.duplicates.find_one({"_id": f"2020:{pid}"}))
+    assert dups.resolve(rc.db.duplicates.find_one({"_id": f"2020:{pid}"}), {"keep": "current", "note": None,
+                                                                            "by": "county", "at": NOW})
+    resolved = changed_payload(rc.db.duplicates.find_one({"_id": f"2020:{pid}"}))
+    assert (opened["version"], resolved["version"]) == (1, 2)
+    # the resolution arrives first although its envelope is older; the opening comes late with a newer seq
+    on_duplicate_changed(repo, Envelope(id="e2", type="registry.duplicate.changed", version=1, occurred_at="",
+                                        producer="registry", correlation_id="c", causation_id=None,
+                                        payload=resolved, seq="00000000000000000001"))
+    on_duplicate_changed(repo, Envelope(id="e1", type="registry.duplicate.changed", version=1, occurred_at="",
+                                        producer="registry", correlation_id="c", causation_id=None,
+                                        payload=opened, seq="00000000000000000009"))
+    assert case_status(pc, pid) == "resolved"
 
 
 # ---- 中途参保 after the window ------------------------------------------------------------------------

@@ -288,11 +288,17 @@ class PaymentsRepository:
 
 
 def _keep_newest(coll, key: str, payload: dict[str, Any], seq: str) -> None:
-    """Replace a read-model document unless the stored one came from a newer event (envelope `seq`):
-    an older event redelivered late never overwrites a newer one."""
-    current = coll.find_one({"_id": key}, {"seq": 1})
-    if current is not None and current.get("seq", "") > seq:
-        return
+    """Replace a read-model document unless the stored one came from a newer event: by the
+    aggregate's `version` when the events carry one (written with the change itself), else by
+    the envelope `seq`. An older event redelivered late never overwrites a newer one."""
+    current = coll.find_one({"_id": key}, {"seq": 1, "version": 1})
+    if current is not None:
+        mine, theirs = payload.get("version"), current.get("version")
+        if mine is not None and theirs is not None:
+            if theirs >= mine:
+                return
+        elif current.get("seq", "") > seq:
+            return
     coll.replace_one({"_id": key}, {"_id": key, **payload, "seq": seq}, upsert=True)
 
 

@@ -19,9 +19,27 @@ INDEXES = (IndexSpec(DUPLICATES, (("status", 1),)),)
 
 
 def changed_event(year: int, person_id: str, status: str, kept: dict[str, Any], keep: str | None = None) -> Event:
+    """The event as written; with the container's snapshots (the deployment) the relay publishes
+    `changed_payload` of the case as it then stands instead, with its version."""
     return Event("registry.duplicate.changed", {
         "year": year, "person_id": person_id, "status": status, "household_no": kept.get("household_no"),
-        "township": kept.get("township"), "village": kept.get("village"), "keep": keep})
+        "township": kept.get("township"), "village": kept.get("village"), "keep": keep, "version": None})
+
+
+def changed_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    """registry.duplicate.changed built from the case when published: every write of a case bumps its
+    `version` in the same write, so a consumer keeps the highest version and two changes written
+    close together can never be applied in the wrong order (an envelope's `seq` is taken before
+    its write, so it cannot promise that)."""
+    kept = doc.get("kept") or {}
+    return {"year": doc["year"], "person_id": doc["person_id"], "status": doc["status"],
+            "household_no": kept.get("household_no"), "township": kept.get("township"),
+            "village": kept.get("village"),
+            "keep": (doc.get("resolution") or {}).get("keep") if doc["status"] == "resolved" else None,
+            "version": doc.get("version", 0)}
+
+
+SNAPSHOTS = {"registry.duplicate.changed": changed_payload}
 
 
 class DuplicateRepository:
@@ -36,7 +54,7 @@ class DuplicateRepository:
         key = f"{year}:{person_id}"
         self.outbox.update(DUPLICATES, key, {
             "$setOnInsert": {"year": year, "person_id": person_id, "opened_at": at},
-            "$set": {"status": "open", "kept": kept},
+            "$set": {"status": "open", "kept": kept}, "$inc": {"version": 1},
             "$addToSet": {"refused": refused}}, [changed_event(year, person_id, "open", kept)],
             upsert=True, correlation_id=correlation_id)
 
@@ -49,7 +67,7 @@ class DuplicateRepository:
     def resolve(self, case: dict[str, Any], decision: dict[str, Any], correlation_id: str | None = None) -> bool:
         """Open → resolved once, with its event; False when the case was not open any more."""
         matched, _ = self.outbox.update(
-            DUPLICATES, case["_id"], {"$set": {"status": "resolved", "resolution": decision}},
+            DUPLICATES, case["_id"], {"$set": {"status": "resolved", "resolution": decision}, "$inc": {"version": 1}},
             [changed_event(case["year"], case["person_id"], "resolved", case.get("kept") or {}, decision["keep"])],
             where={"status": "open"}, correlation_id=correlation_id)
         return matched
