@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -118,3 +121,34 @@ def secret_files(d, tokens: list[dict] | None = None, gateways: list[dict] | Non
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+class OwnStore:
+    """A FerretDB launcher of a test's own (the one deploy/local.sh builds), on a free port and a
+    data directory of its own, to stop and start at will."""
+
+    def __init__(self, data_dir, *flags: str):
+        from tools.suite import ROOT, free_port_block
+        self.launcher = ROOT / "deploy" / "ferretdb" / "bin" / "ferretdb-launcher"
+        assert self.launcher.exists(), "deploy/local.sh install builds the FerretDB launcher"
+        self.data_dir, self.flags = data_dir, flags
+        self.port = free_port_block(2) + 1
+        self.url = f"mongodb://127.0.0.1:{self.port}/"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([str(self.launcher), "-listen", f"127.0.0.1:{self.port}", "-data",
+                                      str(self.data_dir), *self.flags],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("own FerretDB did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)

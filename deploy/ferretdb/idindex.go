@@ -7,6 +7,11 @@ package main
 // update at 20k documents). This sweeper adds a plain index on the exact expression the
 // queries use, which makes `_id` lookups and updates O(log n). The extra index is not in
 // FerretDB's metadata, so clients never see it; dropping a collection drops it with the table.
+//
+// The sweeper's own connection to a database must not outlive the database: FerretDB deletes a
+// dropped database's file, and a connection still open on it kept its -wal file (hundreds of MB
+// for a benchmark's payments database) on disk for good. So connections to files that are gone or
+// replaced are closed, and -wal/-shm files left without their database are removed.
 
 import (
 	"context"
@@ -16,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite"
@@ -23,14 +29,33 @@ import (
 
 const pushdownIndexSuffix = "__id_pushdown"
 
+type handle struct {
+	db  *sql.DB
+	ino uint64
+}
+
 type idIndexer struct {
 	dir    string
 	logger *slog.Logger
-	dbs    map[string]*sql.DB
+	dbs    map[string]handle
+	// orphanAge: a -wal/-shm file without its database is removed only when untouched this long,
+	// so a database being created under a dropped one's name is never touched.
+	orphanAge time.Duration
 }
 
-func newIDIndexer(dir string, logger *slog.Logger) *idIndexer {
-	return &idIndexer{dir: dir, logger: logger, dbs: map[string]*sql.DB{}}
+func newIDIndexer(dir string, logger *slog.Logger, orphanAge time.Duration) *idIndexer {
+	return &idIndexer{dir: dir, logger: logger, dbs: map[string]handle{}, orphanAge: orphanAge}
+}
+
+func inode(path string) (uint64, bool) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, false
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return sys.Ino, true
+	}
+	return 0, true
 }
 
 // run sweeps every interval until ctx is done.
@@ -49,6 +74,13 @@ func (x *idIndexer) run(ctx context.Context, interval time.Duration) {
 }
 
 func (x *idIndexer) sweep(ctx context.Context) {
+	for path, h := range x.dbs { // dropped (or dropped and made again): let go of the old file
+		if ino, ok := inode(path); !ok || ino != h.ino {
+			h.db.Close()
+			delete(x.dbs, path)
+		}
+	}
+	x.removeOrphans()
 	files, _ := filepath.Glob(filepath.Join(x.dir, "*.sqlite"))
 	for _, f := range files {
 		if err := x.sweepFile(ctx, f); err != nil && ctx.Err() == nil {
@@ -57,20 +89,41 @@ func (x *idIndexer) sweep(ctx context.Context) {
 	}
 }
 
+// removeOrphans deletes -wal/-shm files whose database file is gone, once they are old enough.
+func (x *idIndexer) removeOrphans() {
+	for _, suffix := range []string{"-wal", "-shm"} {
+		side, _ := filepath.Glob(filepath.Join(x.dir, "*.sqlite"+suffix))
+		for _, f := range side {
+			if _, ok := inode(strings.TrimSuffix(f, suffix)); ok {
+				continue
+			}
+			st, err := os.Stat(f)
+			if err != nil || time.Since(st.ModTime()) < x.orphanAge {
+				continue
+			}
+			if err := os.Remove(f); err == nil {
+				x.logger.Debug("removed a dropped database's file", "file", filepath.Base(f))
+			}
+		}
+	}
+}
+
 func (x *idIndexer) sweepFile(ctx context.Context, path string) error {
-	db, ok := x.dbs[path]
+	h, ok := x.dbs[path]
 	if !ok {
-		if _, err := os.Stat(path); err != nil {
+		ino, exists := inode(path)
+		if !exists {
 			return nil
 		}
-		var err error
-		db, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
 		if err != nil {
 			return err
 		}
 		db.SetMaxOpenConns(1)
-		x.dbs[path] = db
+		h = handle{db: db, ino: ino}
+		x.dbs[path] = h
 	}
+	db := h.db
 
 	rows, err := db.QueryContext(ctx, `SELECT m.name FROM sqlite_master m
 		WHERE m.type = 'table' AND m.name NOT LIKE '\_ferretdb\_%' ESCAPE '\'
@@ -108,7 +161,7 @@ func (x *idIndexer) sweepFile(ctx context.Context, path string) error {
 }
 
 func (x *idIndexer) close() {
-	for _, db := range x.dbs {
-		db.Close()
+	for _, h := range x.dbs {
+		h.db.Close()
 	}
 }

@@ -23,6 +23,7 @@ func main() {
 	listen := flag.String("listen", envOr("FERRETDB_LISTEN_ADDR", "127.0.0.1:27017"), "TCP listen address")
 	dataDir := flag.String("data", envOr("FERRETDB_DATA_DIR", "./var/ferretdb"), "SQLite data directory")
 	logLevel := flag.String("log-level", envOr("FERRETDB_LOG_LEVEL", "warn"), "debug|info|warn|error")
+	orphanAge := flag.Duration("orphan-age", time.Minute, "remove a dropped database's -wal/-shm files this long after their last change")
 	syncMode := flag.String("sync", envOr("FERRETDB_SQLITE_SYNC", "normal"), "SQLite synchronous pragma: full|normal")
 	flag.Parse()
 
@@ -49,9 +50,9 @@ func main() {
 	}
 
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: *listen},
-		Logger:    logger,
-		Handler:   "sqlite",
+		Listener: ferretdb.ListenerConfig{TCP: *listen},
+		Logger:   logger,
+		Handler:  "sqlite",
 		// WAL with synchronous=normal: a commit survives a crash of this process (a store restart
 		// loses nothing) and only an OS crash or power cut can drop the last commits, much like
 		// MongoDB's default journal commit interval. synchronous=full fsyncs every commit.
@@ -65,7 +66,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	go newIDIndexer(abs, logger).run(ctx, 500*time.Millisecond)
+	go newIDIndexer(abs, logger, *orphanAge).run(ctx, 500*time.Millisecond)
 
 	fmt.Fprintf(os.Stderr, "ferretdb listening on %s, data in %s\n", f.MongoDBURI(), abs)
 	if err := f.Run(ctx); err != nil && ctx.Err() == nil {

@@ -10,51 +10,23 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import time
 
 import pytest
 import requests
 from pymongo import MongoClient
 
-from tests.helpers import household_payload
-from tools.clients import GatewayClient, StaffClient, wait_for
 from tests.e2e.conftest import CLOCK_NOW, running_suite
-from tools.suite import ROOT, SERVICES, free_port_block
+from tests.helpers import OwnStore, household_payload
+from tools.clients import GatewayClient, StaffClient, wait_for
+from tools.suite import SERVICES
 
-LAUNCHER = ROOT / "deploy" / "ferretdb" / "bin" / "ferretdb-launcher"
-
-
-class OwnStore:
-    def __init__(self, data_dir):
-        self.data_dir = data_dir
-        self.port = free_port_block(2) + 1
-        self.url = f"mongodb://127.0.0.1:{self.port}/"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([str(LAUNCHER), "-listen", f"127.0.0.1:{self.port}", "-data", str(self.data_dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("own FerretDB did not start")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
 def store(infra, tmp_path_factory):
     if infra.kind != "local":
         pytest.skip("the store is restarted through the local launcher")
-    assert LAUNCHER.exists(), "deploy/local.sh install builds the FerretDB launcher"
     s = OwnStore(tmp_path_factory.mktemp("ferretdb"))
     s.start()
     yield s
