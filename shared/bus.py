@@ -375,10 +375,10 @@ class Consumer:
         key = props.message_id or f"nomsgid-{time.time_ns()}"
         try:
             self.db["dead_letters"].insert_one({
-                "_id": key, "type": raw_type, "reason": reason, "attempts": attempt,
+                "_id": key, "type": raw_type, "reason": reason, "attempts": attempt, "queue": self.topology.queue,
                 "body": body.decode("utf-8", "replace")[:100_000],
                 "at": self.clock.now() if self.clock else None})
-        except DuplicateKeyError:
+        except DuplicateKeyError:  # dead again after a replay
             self.db["dead_letters"].update_one({"_id": key}, {"$set": {"reason": reason, "attempts": attempt}})
         ch.basic_ack(method.delivery_tag)
         metrics.EVENTS_DEAD.labels(self.topology.service, raw_type or "unknown").inc()

@@ -191,3 +191,12 @@ def create_base_app(service: str, tokens: TokenBook, ready_checks: dict[str, Cal
         return jsonify(api.doc.spec())
 
     return app, api
+
+
+def create_service_app(c) -> tuple[Flask, Api]:
+    """A service's app from its container (shared/container.py): the base app with the store and
+    broker readiness checks, and the dead-letter routes for the people who run it."""
+    from . import dead_letters
+    app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    dead_letters.routes(api, c)
+    return app, api

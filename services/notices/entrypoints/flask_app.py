@@ -8,7 +8,7 @@ from shared.clock import Clock
 from shared.errors import ValidationFailed
 from shared.logs import setup
 from shared.masking import mask_phone
-from shared.web import create_base_app
+from shared.web import create_service_app
 
 from .. import bootstrap as boot
 
@@ -37,7 +37,7 @@ def render(d: dict) -> dict:
 def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
-    app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    app, api = create_service_app(c)
     repo = boot.repository(c)
 
     @api.route("/v1/households/{year}/{household_no}/notices", "GET", summary="某户的通知记录",

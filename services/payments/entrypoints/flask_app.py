@@ -15,6 +15,7 @@ from shared.errors import DomainError, NotFound, Unauthorized, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id
 from shared.store import insert_once
+from shared.web import create_service_app
 
 from .. import bootstrap as boot
 from ..domain import withholding as wh
@@ -77,7 +78,7 @@ def _year(text: str) -> int:
 def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
-    app, api = create_base_app_for(c)
+    app, api = create_service_app(c)
     repo = boot.repository(c)
 
     def gateway() -> str:
@@ -274,7 +275,3 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     return app
 
-
-def create_base_app_for(c):
-    from shared.web import create_base_app
-    return create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})

@@ -11,7 +11,7 @@ from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_phone
 from shared.resident_id import parse_resident_id
-from shared.web import create_base_app
+from shared.web import create_service_app
 
 from .. import bootstrap as boot
 from ..adapters.roster_files import write_csv, write_xlsx
@@ -35,7 +35,7 @@ def render(hh: Household, full_ids: bool = False) -> dict:
 def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
-    app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    app, api = create_service_app(c)
     repo = boot.repository(c)
     duplicates = boot.duplicates(c)
 

@@ -7,7 +7,7 @@ from marshmallow import Schema, fields
 from shared.clock import Clock
 from shared.errors import NotFound
 from shared.logs import setup
-from shared.web import create_base_app
+from shared.web import create_service_app
 
 from .. import bootstrap as boot
 from ..service_layer import handlers
@@ -36,7 +36,7 @@ class ProgressOut(Schema):
 def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
-    app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    app, api = create_service_app(c)
     repo = boot.repository(c)
 
     @api.route("/v1/progress/{year}", "GET", summary="各乡镇参保进度（人数/任务）", response=ProgressOut)

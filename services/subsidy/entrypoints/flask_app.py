@@ -16,7 +16,7 @@ from shared.errors import DomainError, NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id
 from shared.money import yuan
-from shared.web import create_base_app
+from shared.web import create_service_app
 
 from .. import bootstrap as boot
 from ..domain.coverage import UNREGISTERED_NAME, rows_of
@@ -50,7 +50,7 @@ def _instant(text: str | None, clock: Clock) -> datetime:
 def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
-    app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    app, api = create_service_app(c)
     ctx = boot.context(c)
     repo, rules = ctx.repo, c.rules
 

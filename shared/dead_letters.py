@@ -1,0 +1,88 @@
+"""Dead letters for the people who run the service: list them (masked) and send one back to the
+queue it came from once its cause is fixed (`GET /v1/dead-letters`, `POST .../{id}/replay`).
+
+A consumer dead-letters a message after its retries or at once when it is malformed; it keeps a
+copy with the reason in the service's `dead_letters` collection (shared/bus.py). Replaying
+publishes that copy again, with its attempts counted from one, to the queue it was consumed
+from; the consumers' idempotency makes a replay of something already applied harmless.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pika
+from marshmallow import Schema, fields
+
+from .bus import connection_params
+from .errors import Conflict, NotFound
+from .masking import mask_text
+
+COLLECTION = "dead_letters"
+OPS_ROLES = ("county",)
+
+
+class DeadLetterOut(Schema):
+    id = fields.String()
+    type = fields.String(allow_none=True)
+    reason = fields.String()
+    attempts = fields.Integer()
+    queue = fields.String(allow_none=True)
+    at = fields.String(allow_none=True)
+    replayed_at = fields.String(allow_none=True)
+    replays = fields.Integer()
+    body = fields.String()
+
+
+class DeadLetterList(Schema):
+    dead_letters = fields.List(fields.Nested(DeadLetterOut))
+
+
+class ReplayOut(Schema):
+    id = fields.String()
+    queue = fields.String()
+    replays = fields.Integer()
+
+
+def _iso(v: Any) -> str | None:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def render(doc: dict[str, Any]) -> dict[str, Any]:
+    """ID and phone numbers in the message are masked: the reader needs the shape, not the person."""
+    return {"id": doc["_id"], "type": doc.get("type"), "reason": mask_text(doc.get("reason") or ""),
+            "attempts": doc.get("attempts", 0), "queue": doc.get("queue"), "at": _iso(doc.get("at")),
+            "replayed_at": _iso(doc.get("replayed_at")), "replays": doc.get("replays", 0),
+            "body": mask_text(doc.get("body") or "")}
+
+
+def routes(api, c) -> None:
+    """Add the two routes to a service's API (`c`: its container)."""
+    coll = c.db[COLLECTION]
+
+    @api.route("/v1/dead-letters", "GET", summary="死信列表（已屏蔽身份证号与手机号）", roles=OPS_ROLES,
+               response=DeadLetterList)
+    def list_dead_letters(principal):
+        return {"dead_letters": [render(d) for d in coll.find({}).sort("at", -1).limit(200)]}
+
+    @api.route("/v1/dead-letters/{letter_id}/replay", "POST", summary="死信重新投递（原因排除后）", roles=OPS_ROLES,
+               response=ReplayOut)
+    def replay_dead_letter(principal, letter_id):
+        doc = coll.find_one({"_id": letter_id})
+        if doc is None:
+            raise NotFound("DEAD_LETTER_NOT_FOUND", "死信不存在", {"id": letter_id})
+        if doc.get("type") is None:
+            raise Conflict("DEAD_LETTER_MALFORMED", "该消息格式无效，不能重新投递", {"id": letter_id})
+        queue = doc.get("queue") or c.topology.queue
+        conn = pika.BlockingConnection(connection_params(c.settings.amqp_url))
+        try:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            ch.basic_publish("", queue, doc["body"].encode(), pika.BasicProperties(
+                content_type="application/json", delivery_mode=2, message_id=letter_id, type=doc["type"],
+                headers={"x-attempt": 1, "x-replayed-by": principal.subject}))
+        finally:
+            conn.close()
+        coll.update_one({"_id": letter_id}, {"$set": {"replayed_at": datetime.now(timezone.utc),
+                                                      "replayed_by": principal.subject}, "$inc": {"replays": 1}})
+        return {"id": letter_id, "queue": queue, "replays": doc.get("replays", 0) + 1}

@@ -1,0 +1,82 @@
+"""Dead letters you can inspect (DEVELOPERS.md, "The bar"): the people who run a service list its
+dead letters over HTTP, with ID and phone numbers masked, and send one back to its queue once the
+cause is fixed; the event then has its effect, once."""
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timezone
+
+import pytest
+
+from services.registry import bootstrap as registry_boot
+from services.registry.entrypoints.flask_app import create_app as registry_app
+from shared.auth import token_hash
+from shared.clock import FixedClock
+from shared.events import Envelope, Event
+from tests.helpers import declare, household_payload, publish, running, secret_files
+from tools.clients import wait_for
+
+NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)
+COUNTY, TOWN = secrets.token_hex(8), secrets.token_hex(8)
+
+
+@pytest.fixture(scope="module")
+def tokens(namespace, tmp_path_factory):
+    with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
+            {"sha256": token_hash(COUNTY), "subject": "county-ops", "role": "county", "county": "东安县"},
+            {"sha256": token_hash(TOWN), "subject": "town", "role": "township", "county": "东安县",
+             "township": "花桥镇"}]):
+        yield
+
+
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_dead_letter_is_listed_masked_and_replayed_once_its_cause_is_fixed(tokens, infra, monkeypatch):
+    monkeypatch.setenv("CONSUMER_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("CONSUMER_RETRY_BASE_MS", "50")
+    c = registry_boot.bootstrap(FixedClock(NOW))
+    api = registry_app(FixedClock(NOW)).test_client()
+    hh = household_payload("DL-0001", "花桥镇", n=2, seed=501)
+    people = [m["id_number"] for m in hh["members"]]
+    # payments confirmed a household registry does not know yet (say, its registration was lost)
+    payment = Envelope.new(Event("payments.payment.confirmed", {
+        "order_no": "PDL1", "receipt_no": "RDL1", "household_no": "DL-0001", "year": 2020, "county": "东安县",
+        "township": "花桥镇", "village": hh["village"], "head_name": "成员0", "head_phone": "13900001111",
+        "amount_fen": 50000, "channel": "mobile_app", "gateway": "g", "transaction_id": "t1",
+        "paid_at": NOW.isoformat(),
+        "members": [{"person_id": p, "name": f"成员{i}", "standard_fen": 25000, "subsidy_fen": 0,
+                     "payable_fen": 25000} for i, p in enumerate(people)]}), "payments", NOW)
+    handlers = registry_boot.event_handlers(c)
+    declare(c, handlers)
+    with running(c.consumer(handlers)):
+        publish(infra.amqp_url, c.topology.exchange, payment.type, json.dumps(payment.to_dict()).encode(), payment.id)
+        wait_for(lambda: c.db.dead_letters.find_one({"_id": payment.id}), timeout=30, what="dead letter")
+
+        listed = api.get("/v1/dead-letters", headers=auth(COUNTY))
+        assert listed.status_code == 200
+        [dl] = [d for d in listed.json["dead_letters"] if d["id"] == payment.id]
+        assert (dl["type"], dl["attempts"], dl["queue"]) == ("payments.payment.confirmed", 2, c.topology.queue)
+        assert "not registered" in dl["reason"]
+        text = listed.get_data(as_text=True)
+        assert all(p not in text for p in people) and "13900001111" not in text  # masked
+        assert people[0][:6] + "********" + people[0][-4:] in dl["body"]
+        assert api.get("/v1/dead-letters", headers=auth(TOWN)).json["code"] == "ROLE_FORBIDDEN"
+        assert api.post("/v1/dead-letters/nope/replay", headers=auth(COUNTY)).json["code"] == "DEAD_LETTER_NOT_FOUND"
+
+        # the cause is fixed (the household is registered), then the letter goes back to its queue
+        assert api.post("/v1/households", json=hh, headers=auth(COUNTY)).status_code == 201
+        r = api.post(f"/v1/dead-letters/{payment.id}/replay", headers=auth(COUNTY))
+        assert r.status_code == 200 and r.json == {"id": payment.id, "queue": c.topology.queue, "replays": 1}
+        wait_for(lambda: api.get("/v1/households/2020/DL-0001", headers=auth(COUNTY)).json["status"] == "paid",
+                 timeout=30, what="the replayed payment applied")
+        # replayed again by mistake: no second effect (the consumer has seen the event)
+        api.post(f"/v1/dead-letters/{payment.id}/replay", headers=auth(COUNTY))
+        wait_for(lambda: c.db.processed_events.find_one({"_id": payment.id}), what="processed")
+    doc = c.db.households.find_one({"_id": "2020:DL-0001"})
+    paid = [e for e in doc["_outbox"].values() if e["type"] == "registry.enrolment.changed"
+            and e["payload"]["status"] == "paid"]
+    assert len(paid) == 1  # the relay is not running here: every event the household produced is still in it
+    assert c.db.dead_letters.find_one({"_id": payment.id})["replays"] == 2
