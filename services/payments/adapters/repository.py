@@ -44,6 +44,7 @@ INDEXES = (
     IndexSpec(ORDERS, (("gateway", 1), ("paid_day", 1))),
     IndexSpec(PAYMENTS, (("order_no", 1),), unique=True),
     IndexSpec(PAYMENTS, (("status", 1), ("paid_day", 1))),
+    IndexSpec(PAYMENTS, (("gateway", 1), ("paid_day", 1))),  # a day's reconciliation (MongoDB)
     IndexSpec(NONCES, (("at", 1),)),
     IndexSpec(MONEY_LOG, (("day", 1),)),
     IndexSpec(MONEY_LOG, (("ref", 1),)),
