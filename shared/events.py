@@ -171,6 +171,16 @@ class MidYearApprovedSchema(HouseholdPlaceSchema):
     special_case = fields.String(load_default=None, allow_none=True)
     decided_on = fields.String(required=True)  # ISO date
     benefits_from = fields.String(load_default=None, allow_none=True)  # ISO date
+    version = fields.Integer(load_default=None, allow_none=True)  # the approval's write count: newest wins
+
+
+class MidYearWithdrawnSchema(HouseholdPlaceSchema):
+    """registry.mid_year.withdrawn: county or township staff withdrew a mid-year approval recorded in
+    error, before its payment; payments no longer charges the person after the window."""
+    person_id = fields.String(required=True, validate=validate.Length(equal=18))
+    reason = fields.String(required=True)  # zh-CN
+    withdrawn_on = fields.String(required=True)  # ISO date
+    version = fields.Integer(required=True)
 
 
 class PaidMemberSchema(Schema):
@@ -331,6 +341,8 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="A duplicate enrolment case opened or was resolved; payments refuses the holding household's quote while it is open."),
         EventSpec("registry.mid_year.approved", MidYearApprovedSchema, "registry", ("payments",),
                   doc="A registered person was approved for mid-year enrolment after the window; payments charges them alone."),
+        EventSpec("registry.mid_year.withdrawn", MidYearWithdrawnSchema, "registry", ("payments",),
+                  doc="A mid-year approval was withdrawn before its payment; payments stops charging the person."),
         EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),

@@ -36,4 +36,5 @@ def event_handlers(c: Container):
             "subsidy.entitlement.changed": lambda env: handlers.on_entitlement_changed(repo, env),
             "payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env),
             "registry.duplicate.changed": lambda env: handlers.on_duplicate_changed(repo, env),
-            "registry.mid_year.approved": lambda env: handlers.on_mid_year_approved(repo, env)}
+            "registry.mid_year.approved": lambda env: handlers.on_mid_year_approved(repo, env),
+            "registry.mid_year.withdrawn": lambda env: handlers.on_mid_year_withdrawn(repo, env)}

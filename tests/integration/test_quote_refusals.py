@@ -303,3 +303,52 @@ def test_after_the_window_a_household_with_nobody_approved_is_refused_with_the_r
     o = signed(api, "/v1/orders", {"household_no": "MY-0002", "year": 2020, "channel": "mobile_app"}, clock,
                idem="mid-year-nobody")
     assert o.json["code"] == "WINDOW_CLOSED" and money(pc) == before
+
+
+def test_a_mid_year_approval_withdrawn_before_payment_is_not_charged_and_can_be_given_again(
+        registry, rc, pc, policy_with_figure):
+    """Staff correct an approval recorded in error (001 四 decides who may enrol mid-year): withdrawn
+    before the payment, payments stops charging the person; approved again, charged again; once paid,
+    it can no longer be withdrawn (a payment is undone by its reversal)."""
+    body = household_payload("MY-0003", "花桥镇", seed=313)
+    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    person = body["members"][1]["id_number"]
+    late = registry_app(FixedClock(LATE)).test_client()
+    assert approve(late, person, special_case="graduate").status_code == 201
+    path = f"/v1/mid-year/approvals/2020/{person}/withdrawal"
+    r = late.post(path, json={"reason": "批准有误：该人员未毕业"}, headers=county())
+    assert r.status_code == 200 and (r.json["status"], r.json["id_number"]) == ("withdrawn", mask_id(person))
+    assert late.post(path, json={"reason": "重复提交"}, headers=county()).json["reason"] == "批准有误：该人员未毕业"
+    assert late.post(path, json={}, headers=county()).json["code"] == "VALIDATION_FAILED"
+    stranger = household_payload("MY-NONE", seed=320)["members"][0]["id_number"]
+    assert late.post(f"/v1/mid-year/approvals/2020/{stranger}/withdrawal", json={"reason": "核对有误"},
+                     headers=county()).json["code"] == "MID_YEAR_NOT_FOUND"
+    deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:MY-0003"}) and (
+        pc.db.mid_year_approvals.find_one({"_id": f"2020:{person}"}) or {}).get("status") == "withdrawn",
+        "the approval and its withdrawal")
+    clock = FixedClock(LATE)
+    api = payments_api(clock, policy_with_figure)
+    q = signed(api, "/v1/quotes", {"household_no": "MY-0003", "year": 2020}, clock)
+    assert (q.status_code, q.json["code"]) == (422, "WINDOW_CLOSED")
+
+    # approved again: charged again (the events carry the approval's version: 1, 2, 3)
+    assert approve(late, person, special_case="graduate").status_code == 201
+    assert rc.db.mid_year_approvals.find_one({"_id": f"2020:{person}"})["version"] == 3
+    deliver(rc, pc, lambda: (pc.db.mid_year_approvals.find_one({"_id": f"2020:{person}"}) or {}).get("version") == 3,
+            "the approval given again")
+    q = signed(api, "/v1/quotes", {"household_no": "MY-0003", "year": 2020}, clock)
+    assert q.status_code == 200 and q.json["total_fen"] == FIGURE_FEN
+    o = signed(api, "/v1/orders", {"household_no": "MY-0003", "year": 2020, "channel": "mobile_app"}, clock,
+               idem="mid-year-again")
+    ack = signed(api, "/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-MID-3",
+                                            "amount_fen": FIGURE_FEN, "paid_at": LATE.isoformat()}, clock)
+    assert ack.json["code"] == "SUCCESS"
+    handlers = registry_boot.event_handlers(rc)
+    declare(rc, handlers)
+    with running(pc.relay()), running(rc.consumer(handlers)):
+        deadline = time.monotonic() + 20
+        while (rc.db.households.find_one({"_id": "2020:MY-0003"}).get("enrolment") or {}).get("status") != "paid":
+            assert time.monotonic() < deadline, "registry did not record the mid-year payment"
+            time.sleep(0.05)
+    r = late.post(path, json={"reason": "缴费后发现有误"}, headers=county())
+    assert (r.status_code, r.json["code"]) == (409, "MID_YEAR_PAID")

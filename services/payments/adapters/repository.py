@@ -139,7 +139,7 @@ class PaymentsRepository:
         out = {}
         for pid in person_ids:
             d = self.db[MID_YEAR_APPROVALS].find_one({"_id": f"{year}:{pid}"})
-            if d is not None:
+            if d is not None and d.get("status") != "withdrawn":
                 out[pid] = MidYearApproval(d["pays"], d["code"], d["reason"])
         return out
 

@@ -58,7 +58,12 @@ def on_duplicate_changed(repo: PaymentsRepository, env: Envelope) -> None:
 
 def on_mid_year_approved(repo: PaymentsRepository, env: Envelope) -> None:
     """registry.mid_year.approved: after the window, a quote charges the approved members (001 四)."""
-    repo.upsert_mid_year(env.payload, env.seq)
+    repo.upsert_mid_year({**env.payload, "status": "approved"}, env.seq)
+
+
+def on_mid_year_withdrawn(repo: PaymentsRepository, env: Envelope) -> None:
+    """registry.mid_year.withdrawn: the person is no longer charged after the window."""
+    repo.upsert_mid_year({**env.payload, "status": "withdrawn"}, env.seq)
 
 
 # ---- quotes and orders -------------------------------------------------------------------------

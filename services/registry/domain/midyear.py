@@ -106,10 +106,19 @@ def check_recordable(year: int, window_closes: date, on: date, member_status: st
 
 
 def approved_event(year: int, person_id: str, place: dict, d: MidYearDecision, on: date,
-                   special_case: str | None) -> Event:
-    """registry.mid_year.approved: payments charges this person alone after the window (001 四)."""
+                   special_case: str | None, version: int | None = None) -> Event:
+    """registry.mid_year.approved: payments charges this person alone after the window (001 四).
+    `version` is the approval's write count (1 when first recorded): consumers keep the highest."""
     return Event("registry.mid_year.approved", {
         "household_no": place["household_no"], "year": year, "county": place["county"],
         "township": place["township"], "village": place["village"], "person_id": person_id, "code": d.code,
         "reason": d.reason, "pays": d.pays, "special_case": special_case, "decided_on": on.isoformat(),
-        "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None})
+        "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None, "version": version})
+
+
+def withdrawn_event(approval: dict, reason: str, on: date, version: int) -> Event:
+    """registry.mid_year.withdrawn: an approval recorded in error is withdrawn before its payment."""
+    return Event("registry.mid_year.withdrawn", {
+        "household_no": approval["household_no"], "year": approval["year"], "county": approval["county"],
+        "township": approval["township"], "village": approval["village"], "person_id": approval["person_id"],
+        "reason": reason, "withdrawn_on": on.isoformat(), "version": version})

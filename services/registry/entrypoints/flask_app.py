@@ -19,7 +19,7 @@ from ..domain.model import Household
 from ..service_layer import handlers
 from .schemas import (ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, DuplicateList, DuplicateOut,
                       ExclusionIn, ExclusionOut, HouseholdIn, HouseholdOut, ImportOut, MergeIn, MidYearIn, MidYearOut,
-                      ProblemsOut, ResolutionIn, SplitIn, SplitOut)
+                      MidYearWithdrawalIn, MidYearWithdrawalOut, ProblemsOut, ResolutionIn, SplitIn, SplitOut)
 
 STAFF = ("county", "township")
 
@@ -68,6 +68,14 @@ def create_app(clock: Clock | None = None) -> Flask:
         return render(handlers.change_household(repo, year_of(year), household_no, data, principal, correlation_id.get()))
 
     mid_year_decisions = boot.mid_year(c)
+
+    @api.route("/v1/mid-year/approvals/{year}/{id_number}/withdrawal", "POST", summary="撤销中途参保批准（缴费前）",
+               roles=STAFF, body=MidYearWithdrawalIn, response=MidYearWithdrawalOut)
+    def withdraw_mid_year(principal, data, year, id_number):
+        doc = handlers.withdraw_mid_year(repo, mid_year_decisions, c.clock, year_of(year), id_number, data["reason"],
+                                         principal, correlation_id.get())
+        return {"id_number": mask_id(doc["person_id"]), "household_no": doc["household_no"], "year": doc["year"],
+                "status": doc["status"], "reason": doc["withdrawal"]["reason"]}
 
     @api.route("/v1/mid-year/decisions", "POST", summary="中途参保资格判定（附理由）；指明已登记人员时记录批准结果",
                roles=STAFF, body=MidYearIn, response=MidYearOut)

@@ -130,6 +130,19 @@ class MidYearOut(Schema):
     year = fields.Integer()
 
 
+class MidYearWithdrawalIn(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=2, max=200),
+                           metadata={"description": "撤销原因（如：批准有误）"})
+
+
+class MidYearWithdrawalOut(Schema):
+    id_number = fields.String(metadata={"description": "masked"})
+    household_no = fields.String()
+    year = fields.Integer()
+    status = fields.String(metadata={"description": "withdrawn"})
+    reason = fields.String()
+
+
 class DuplicateOut(Schema):
     year = fields.Integer()
     id_number = fields.String(metadata={"description": "masked"})

@@ -103,13 +103,36 @@ def decide_mid_year(repo: HouseholdRepository, decisions, policy: PolicyYear, cl
            "reason": d.reason, "pays": d.pays, "special_case": special_case, "decided_on": on.isoformat(),
            "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None,
            "decided_by": principal.subject if principal else None, "decided_at": clock.now()}
-    if decisions.approve(doc, midyear.approved_event(year, person_id, place, d, on, special_case), correlation_id):
+    if decisions.approve(doc, lambda v: midyear.approved_event(year, person_id, place, d, on, special_case, v),
+                         correlation_id):
         return d, doc, True
     prior = decisions.get(year, person_id)
     if (prior["code"], prior["pays"], prior.get("special_case")) != (d.code, d.pays, special_case):
         raise Conflict("MID_YEAR_DECIDED", "该人员本年度已有经批准的中途参保决定（{}）".format(prior["reason"]),
                        {"id_number": mask_id(person_id), "code": prior["code"], "decided_on": prior["decided_on"]})
     return d, prior, False
+
+
+def withdraw_mid_year(repo: HouseholdRepository, decisions, clock, year: int, id_number: str, reason: str,
+                      principal: Principal, correlation_id: str | None = None) -> dict:
+    """Withdraw a mid-year approval recorded in error (registry.mid_year.withdrawn), before the
+    person's household pays; a paid one is undone by a reversal of the payment instead. Withdrawing
+    a withdrawn approval again changes nothing."""
+    person_id = parse_resident_id(id_number).number
+    prior = decisions.get(year, person_id)
+    if prior is None:
+        raise NotFound("MID_YEAR_NOT_FOUND", "该人员本年度没有中途参保批准记录", {"id_number": mask_id(person_id)})
+    hh = get_household(repo, year, prior["household_no"], principal)
+    member = next((m for m in hh.members if m.person_id == person_id), None)
+    if hh.locked or (member is not None and member.status in ("paid", "confirmed")):
+        raise Conflict("MID_YEAR_PAID", "该人员已缴费，不能撤销中途参保批准（须由缴费渠道冲正）",
+                       {"id_number": mask_id(person_id)})
+    if prior.get("status") == "withdrawn":
+        return prior
+    on = clock.today_shanghai()
+    withdrawal = {"reason": reason, "by": principal.subject, "at": clock.now(), "on": on.isoformat()}
+    decisions.withdraw(prior, withdrawal, lambda v: midyear.withdrawn_event(prior, reason, on, v), correlation_id)
+    return decisions.get(year, person_id)
 
 
 def get_household(repo: HouseholdRepository, year: int, household_no: str, principal: Principal | None) -> Household:
