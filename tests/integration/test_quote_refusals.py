@@ -86,6 +86,17 @@ def deliver(rc, pc, until, what):
             time.sleep(0.05)
 
 
+def registry_takes_the_payment(rc, pc, household_no):
+    """Payments' relay publishes the confirmation; registry's consumer records the household paid."""
+    handlers = registry_boot.event_handlers(rc)
+    declare(rc, handlers)
+    with running(pc.relay()), running(rc.consumer(handlers)):
+        deadline = time.monotonic() + 20
+        while (rc.db.households.find_one({"_id": f"2020:{household_no}"}).get("enrolment") or {}).get("status") != "paid":
+            assert time.monotonic() < deadline, "registry did not record the mid-year payment"
+            time.sleep(0.05)
+
+
 def case_status(pc, person_id):
     d = pc.db.duplicate_cases.find_one({"_id": f"2020:{person_id}"})
     return d and d["status"]
@@ -275,13 +286,7 @@ def test_mid_year_enrolment_after_the_window_charges_only_the_approved_member_at
     assert ack.status_code == 200 and ack.json["code"] == "SUCCESS", ack.json
 
     # registry takes the confirmed payment: the approved member is enrolled, the others are not
-    handlers = registry_boot.event_handlers(rc)
-    declare(rc, handlers)
-    with running(pc.relay()), running(rc.consumer(handlers)):
-        deadline = time.monotonic() + 20
-        while (rc.db.households.find_one({"_id": "2020:MY-0001"}).get("enrolment") or {}).get("status") != "paid":
-            assert time.monotonic() < deadline, "registry did not record the mid-year payment"
-            time.sleep(0.05)
+    registry_takes_the_payment(rc, pc, "MY-0001")
     hh = registry.get("/v1/households/2020/MY-0001", headers=county()).json
     assert [m["status"] for m in hh["members"]] == ["registered", "registered", "paid"]
     # one payment per household and year: another member cannot be approved to pay separately now
@@ -343,12 +348,6 @@ def test_a_mid_year_approval_withdrawn_before_payment_is_not_charged_and_can_be_
     ack = signed(api, "/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-MID-3",
                                             "amount_fen": FIGURE_FEN, "paid_at": LATE.isoformat()}, clock)
     assert ack.json["code"] == "SUCCESS"
-    handlers = registry_boot.event_handlers(rc)
-    declare(rc, handlers)
-    with running(pc.relay()), running(rc.consumer(handlers)):
-        deadline = time.monotonic() + 20
-        while (rc.db.households.find_one({"_id": "2020:MY-0003"}).get("enrolment") or {}).get("status") != "paid":
-            assert time.monotonic() < deadline, "registry did not record the mid-year payment"
-            time.sleep(0.05)
+    registry_takes_the_payment(rc, pc, "MY-0003")
     r = late.post(path, json={"reason": "缴费后发现有误"}, headers=county())
     assert (r.status_code, r.json["code"]) == (409, "MID_YEAR_PAID")
