@@ -26,11 +26,12 @@ from typing import Callable
 import pika
 from marshmallow import ValidationError
 from pika.exceptions import AMQPError
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from . import metrics
 from .events import Envelope, consumed_by, validate_payload
 from .logs import correlation_id
+from .store import DEAD_LETTERS, insert_unordered
 
 log = logging.getLogger(__name__)
 
@@ -345,11 +346,11 @@ class Consumer:
     def _flush(self, ch) -> None:
         """Record the handled events' markers in one insert, then ack them all with one ack."""
         if self.dedupe:
-            try:
-                self.db["processed_events"].insert_many([m for _, m in self._pending], ordered=False)
-            except BulkWriteError as e:  # a redelivered event's marker is already there: fine
-                if any(err.get("code") != 11000 for err in e.details.get("writeErrors", [])):
-                    log.warning("processed-event markers not all written: %s", e.details.get("writeErrors", [])[:1])
+            try:  # a redelivered event's marker is already there (11000): fine
+                errors = insert_unordered(self.db["processed_events"], [m for _, m in self._pending])
+                other = [err for err in errors.values() if err.get("code") != 11000]
+                if other:
+                    log.warning("processed-event markers not all written: %s", other[:1])
             except PyMongoError as e:  # the handlers' effects are stored; a duplicate reruns an idempotent handler
                 log.warning("processed-event markers not written (%s); acking anyway", type(e).__name__)
         ch.basic_ack(self._pending[-1][0], multiple=True)
@@ -374,12 +375,12 @@ class Consumer:
             correlation_id=props.correlation_id, headers=headers))
         key = props.message_id or f"nomsgid-{time.time_ns()}"
         try:
-            self.db["dead_letters"].insert_one({
+            self.db[DEAD_LETTERS].insert_one({
                 "_id": key, "type": raw_type, "reason": reason, "attempts": attempt, "queue": self.topology.queue,
                 "body": body.decode("utf-8", "replace")[:100_000],
                 "at": self.clock.now() if self.clock else None})
         except DuplicateKeyError:  # dead again after a replay
-            self.db["dead_letters"].update_one({"_id": key}, {"$set": {"reason": reason, "attempts": attempt}})
+            self.db[DEAD_LETTERS].update_one({"_id": key}, {"$set": {"reason": reason, "attempts": attempt}})
         ch.basic_ack(method.delivery_tag)
         metrics.EVENTS_DEAD.labels(self.topology.service, raw_type or "unknown").inc()
         log.error("dead-lettered %s %s: %s", raw_type, key, reason, extra={"event_id": key})

@@ -17,8 +17,8 @@ from marshmallow import Schema, fields
 from .bus import connection_params
 from .errors import Conflict, NotFound
 from .masking import mask_text
+from .store import DEAD_LETTERS, iso
 
-COLLECTION = "dead_letters"
 OPS_ROLES = ("county",)
 
 
@@ -44,21 +44,17 @@ class ReplayOut(Schema):
     replays = fields.Integer()
 
 
-def _iso(v: Any) -> str | None:
-    return v.isoformat() if isinstance(v, datetime) else v
-
-
 def render(doc: dict[str, Any]) -> dict[str, Any]:
     """ID and phone numbers in the message are masked: the reader needs the shape, not the person."""
     return {"id": doc["_id"], "type": doc.get("type"), "reason": mask_text(doc.get("reason") or ""),
-            "attempts": doc.get("attempts", 0), "queue": doc.get("queue"), "at": _iso(doc.get("at")),
-            "replayed_at": _iso(doc.get("replayed_at")), "replays": doc.get("replays", 0),
+            "attempts": doc.get("attempts", 0), "queue": doc.get("queue"), "at": iso(doc.get("at")),
+            "replayed_at": iso(doc.get("replayed_at")), "replays": doc.get("replays", 0),
             "body": mask_text(doc.get("body") or "")}
 
 
 def routes(api, c) -> None:
     """Add the two routes to a service's API (`c`: its container)."""
-    coll = c.db[COLLECTION]
+    coll = c.db[DEAD_LETTERS]
 
     @api.route("/v1/dead-letters", "GET", summary="死信列表（已屏蔽身份证号与手机号）", roles=OPS_ROLES,
                response=DeadLetterList)

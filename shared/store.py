@@ -165,11 +165,7 @@ class GroupInsert:
             if len(group) == 1:
                 group[0].result = insert_once(self.coll, group[0].doc)
             else:
-                failed: dict[int, dict] = {}
-                try:
-                    self.coll.insert_many([g.doc for g in group], ordered=False)
-                except BulkWriteError as e:
-                    failed = {err["index"]: err for err in e.details.get("writeErrors", [])}
+                failed = insert_unordered(self.coll, [g.doc for g in group])
                 for i, g in enumerate(group):
                     err = failed.get(i)
                     g.result = err is None
@@ -266,18 +262,24 @@ def insert_once(coll: Collection, doc: dict[str, Any]) -> bool:
         return False
 
 
+def insert_unordered(coll: Collection, docs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """One `insert_many(ordered=False)`: the write errors by document index (none when all went in;
+    code 11000 = that `_id` existed)."""
+    try:
+        coll.insert_many(docs, ordered=False)
+        return {}
+    except BulkWriteError as e:
+        return {err["index"]: err for err in e.details.get("writeErrors", [])}
+
+
 def insert_many_once(coll: Collection, docs: list[dict[str, Any]]) -> set[Any]:
     """insert_once for several documents in one write; returns the `_id`s that already existed."""
     if not docs:
         return set()
-    try:
-        coll.insert_many(docs, ordered=False)
-        return set()
-    except BulkWriteError as e:
-        errors = e.details.get("writeErrors", [])
-        if any(err.get("code") != 11000 for err in errors):
-            raise
-        return {docs[err["index"]]["_id"] for err in errors}
+    errors = insert_unordered(coll, docs)
+    if any(err.get("code") != 11000 for err in errors.values()):
+        raise BulkWriteError({"writeErrors": list(errors.values())})
+    return {docs[i]["_id"] for i in errors}
 
 
 def count_once(db: Database, counters: str, counter_id: str, fact_key: str, inc: dict[str, int],

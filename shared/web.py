@@ -17,7 +17,7 @@ from marshmallow import Schema, ValidationError
 from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 
-from . import metrics
+from . import dead_letters, metrics
 from .auth import Principal, TokenBook
 from .errors import DomainError
 from .logs import correlation_id
@@ -196,7 +196,6 @@ def create_base_app(service: str, tokens: TokenBook, ready_checks: dict[str, Cal
 def create_service_app(c) -> tuple[Flask, Api]:
     """A service's app from its container (shared/container.py): the base app with the store and
     broker readiness checks, and the dead-letter routes for the people who run it."""
-    from . import dead_letters
     app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
     dead_letters.routes(api, c)
     return app, api

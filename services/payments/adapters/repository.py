@@ -123,25 +123,25 @@ class PaymentsRepository:
         _keep_newest(self.db[DUPLICATE_CASES], f"{payload['year']}:{payload['person_id']}", payload, seq)
 
     def open_duplicates(self, year: int, person_ids: list[str]) -> set[str]:
-        """The members whose duplicate case is open (one `_id` lookup each)."""
-        out = set()
-        for pid in person_ids:
-            d = self.db[DUPLICATE_CASES].find_one({"_id": f"{year}:{pid}"}, {"status": 1})
-            if d is not None and d.get("status") == "open":
-                out.add(pid)
-        return out
+        """The members whose duplicate case is open."""
+        return {pid for pid, d in self._by_person(DUPLICATE_CASES, year, person_ids, {"status": 1}).items()
+                if d.get("status") == "open"}
 
     def upsert_mid_year(self, payload: dict[str, Any], seq: str = "") -> None:
         _keep_newest(self.db[MID_YEAR_APPROVALS], f"{payload['year']}:{payload['person_id']}", payload, seq)
 
     def mid_year_approvals(self, year: int, person_ids: list[str]) -> dict[str, MidYearApproval]:
-        """The members approved for mid-year enrolment (one `_id` lookup each)."""
-        out = {}
-        for pid in person_ids:
-            d = self.db[MID_YEAR_APPROVALS].find_one({"_id": f"{year}:{pid}"})
-            if d is not None and d.get("status") != "withdrawn":
-                out[pid] = MidYearApproval(d["pays"], d["code"], d["reason"])
-        return out
+        """The members approved for mid-year enrolment."""
+        return {pid: MidYearApproval(d["pays"], d["code"], d["reason"])
+                for pid, d in self._by_person(MID_YEAR_APPROVALS, year, person_ids).items()
+                if d.get("status") != "withdrawn"}
+
+    def _by_person(self, coll: str, year: int, person_ids: list[str],
+                   projection: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
+        """A person-year read model's documents for these people (one `_id` lookup each: FerretDB
+        pushes nothing else down)."""
+        found = {pid: self.db[coll].find_one({"_id": f"{year}:{pid}"}, projection) for pid in person_ids}
+        return {pid: d for pid, d in found.items() if d is not None}
 
     # ---- payments --------------------------------------------------------------------------
     def payment(self, year: int, household_no: str) -> dict[str, Any] | None:
