@@ -177,7 +177,6 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
     if existing and existing["order_no"] == order.order_no:  # this order's payment was recorded before
         if existing["transaction_id"] != transaction_id:
             _paid_twice(repo, clock, order, transaction_id, actor)
-        order.status = "created"
         return _ack(order.apply_recorded(existing), duplicate=True)
     order.status = "duplicate_payment"  # the household was already paid by another order: refund case
     order.receipt_no = None
