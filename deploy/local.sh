@@ -84,8 +84,17 @@ listeners.tcp.default = 127.0.0.1:$RABBIT_PORT
 loopback_users = none
 heartbeat = 30
 CONF
-  # Debian's wrapper runs the broker as the rabbitmq user
+  # Debian's wrapper runs the broker as the rabbitmq user: it must reach var/rabbitmq, also in a
+  # checkout under a private folder (mktemp -d makes them 0700); each folder on the way gets the
+  # traverse bit for others (o+x: no listing, no reading)
   chown -R rabbitmq:rabbitmq "$VAR/rabbitmq"
+  local d="$VAR"
+  while [ "$d" != "/" ]; do
+    if ! runuser -u rabbitmq -- test -x "$d" 2>/dev/null; then
+      say "letting the rabbitmq user through $d (chmod o+x)"; chmod o+x "$d"
+    fi
+    d=$(dirname "$d")
+  done
   if ! rabbit_running && rabbitmqctl -q -n "$RABBIT_NODE" ping >/dev/null 2>&1; then
     # the Erlang node answers but the broker does not (e.g. its data folder was removed): restart it
     say "RabbitMQ node $RABBIT_NODE is up but unhealthy; stopping it"
