@@ -88,13 +88,14 @@ CONF
   # checkout under a private folder (mktemp -d makes them 0700); each folder on the way gets the
   # traverse bit for others (o+x: no listing, no reading)
   chown -R rabbitmq:rabbitmq "$VAR/rabbitmq"
-  local d="$VAR"
-  while [ "$d" != "/" ]; do
+  local d="" part
+  while IFS= read -r part; do  # from the root down: each check sees its parents open
+    [ -n "$part" ] || continue
+    d="$d/$part"
     if ! runuser -u rabbitmq -- test -x "$d" 2>/dev/null; then
       say "letting the rabbitmq user through $d (chmod o+x)"; chmod o+x "$d"
     fi
-    d=$(dirname "$d")
-  done
+  done < <(printf '%s\n' "$VAR" | tr '/' '\n')
   if ! rabbit_running && rabbitmqctl -q -n "$RABBIT_NODE" ping >/dev/null 2>&1; then
     # the Erlang node answers but the broker does not (e.g. its data folder was removed): restart it
     say "RabbitMQ node $RABBIT_NODE is up but unhealthy; stopping it"
