@@ -32,6 +32,16 @@ DEMO = [  # (township, village, [(name, relation, birth, sex)])
 ]
 
 
+def unregistered_id(staff: StaffClient, rng: random.Random, birth: date, sex: str, year: int) -> str:
+    """A valid ID number for the demo person that no household holds yet: the demo runs again and
+    again on the same databases, and the same person in two households is refused (多地重复参保)."""
+    for _ in range(50):
+        candidate = make_id(birth, rng.randrange(500), sex)
+        if staff.get(f"/v1/persons/{candidate}?year={year}").status_code == 404:
+            return candidate
+    raise RuntimeError(f"no unregistered ID number left for a person born {birth}")
+
+
 def run(suite: Suite, households: list = DEMO, year: int = 2020, out=sys.stdout) -> dict:
     secrets = suite.secrets()
     now = parse_instant(env("CLOCK_NOW") or "2019-11-15T10:00:00+08:00")
@@ -43,8 +53,8 @@ def run(suite: Suite, households: list = DEMO, year: int = 2020, out=sys.stdout)
     paid = []
     for i, (township, village, people) in enumerate(households):
         hh_no = f"DEMO-{run_tag}-{i:02d}"
-        members = [{"id_number": make_id(b, rng.randrange(500), s), "name": n, "relation": r, "birth_date": b.isoformat(),
-                    "sex": s} for n, r, b, s in people]
+        members = [{"id_number": unregistered_id(staff, rng, b, s, year), "name": n, "relation": r,
+                    "birth_date": b.isoformat(), "sex": s} for n, r, b, s in people]
         r = staff.post("/v1/households", {"household_no": hh_no, "year": year, "township": township,
                                           "village": village, "head_phone": f"139{rng.randrange(10**8):08d}",
                                           "members": members})
