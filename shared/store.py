@@ -26,6 +26,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
+from .aggregate import StaleVersion
 from .clock import Clock
 from .events import Envelope, Event, validate_payload
 
@@ -236,6 +237,21 @@ class OutboxWriter:
         if matched:
             self._point(coll, _id, envs)
         return matched, envs
+
+    def save_versioned(self, coll: str, _id: str, version: int, update: dict[str, Any],
+                       events: Iterable[Event] = (), *, correlation_id: str | None = None,
+                       causation_id: str | None = None) -> list[Envelope]:
+        """Compare-and-set: apply `update` and its events only if the document still has `version`
+        (what the caller read; 0 = a document written before versions, which has none), and bump it.
+        Raises StaleVersion when another write came first: nothing of this one is written."""
+        update = {k: dict(v) for k, v in update.items()}
+        update.setdefault("$set", {})["version"] = version + 1
+        where = {"version": version} if version else {"version": {"$exists": False}}
+        matched, envs = self.update(coll, _id, update, events, correlation_id=correlation_id,
+                                    causation_id=causation_id, where=where)
+        if not matched:
+            raise StaleVersion(f"{coll} {_id} is no longer at version {version}")
+        return envs
 
     def stored(self, env: Envelope) -> dict[str, Any]:
         """An envelope as kept in `_outbox` (a snapshot type without its payload)."""
