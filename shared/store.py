@@ -298,6 +298,18 @@ def insert_many_once(coll: Collection, docs: list[dict[str, Any]]) -> set[Any]:
     return {docs[i]["_id"] for i in errors}
 
 
+def keep_newest(coll: Collection, _id: str, doc: dict[str, Any], order: Any) -> bool:
+    """Replace a read-model document only by a newer one (docs/guarantees.md C), in one atomic write:
+    `order` is the copied aggregate's version (or an event seq); the stored document keeps it in
+    `_order`. True if `doc` was stored; False if the stored one is as new or newer (an older event
+    delivered late, or the same one twice). The filter's `_id` part is what the store looks up."""
+    try:
+        coll.replace_one({"_id": _id, "_order": {"$lt": order}}, {**doc, "_id": _id, "_order": order}, upsert=True)
+        return True
+    except DuplicateKeyError:  # the document exists with an order >= ours: the upsert's insert collided
+        return False
+
+
 def count_once(db: Database, counters: str, counter_id: str, fact_key: str, inc: dict[str, int],
                fact: dict[str, Any], on_insert: dict[str, Any] | None = None) -> bool:
     """Add `inc` to a counter document once per fact, surviving a crash at any step.

@@ -112,3 +112,28 @@ def test_concurrent_increments_of_one_counter_lose_none(mongo, namespace):
     for t in threads:
         t.join()
     assert coll.find_one({"_id": "白牙市镇"})["paid"] == 400
+
+
+def test_a_read_model_keeps_the_newest_version_whatever_the_arrival_order(mongo, namespace):
+    """docs/guarantees.md C: versions 1..6 of a duplicate case delivered shuffled, twice, from six
+    threads released together: the stored copy is version 6."""
+    import random
+    from shared.store import keep_newest
+    coll = mongo[f"{namespace}_versioned"]["cases"]
+    for rnd in range(5):
+        key = f"2020:43112219800506{rnd:03d}X"
+        versions = list(range(1, 7)) * 2
+        random.Random(rnd).shuffle(versions)
+        start = threading.Barrier(len(versions))
+
+        def deliver(v: int) -> None:
+            start.wait()
+            keep_newest(coll, key, {"status": "open" if v % 2 else "resolved", "version": v}, v)
+        threads = [threading.Thread(target=deliver, args=(v,)) for v in versions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        doc = coll.find_one({"_id": key})
+        assert (doc["version"], doc["status"], doc["_order"]) == (6, "resolved", 6)
+        assert keep_newest(coll, key, {"status": "open", "version": 3}, 3) is False
