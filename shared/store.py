@@ -225,9 +225,10 @@ class OutboxWriter:
                causation_id: str | None = None, where: dict[str, Any] | None = None) -> tuple[bool, list[Envelope]]:
         """Apply an update by `_id` and add its events to the same document, atomically.
 
-        `where` adds conditions (a state transition that must happen once): when they do not hold,
-        nothing is written, no event included. Any field beside `_id` makes FerretDB scan the
-        collection, so keep it for small collections."""
+        `where` adds conditions (a compare-and-set on a version or status): when they do not hold,
+        nothing is written, no event included. As cheap as the `_id` update on any collection for a
+        string `_id`: our local store's launcher narrows such a filter to its `_id` (README, "The
+        local store and real MongoDB"), as MongoDB does."""
         envs = self.envelopes(events, correlation_id, causation_id)
         update = {k: dict(v) for k, v in update.items()}
         if envs:
