@@ -203,3 +203,31 @@ def test_a_household_merged_before_its_registration_went_out_is_still_published(
     finally:
         probe.close()
     assert mine == [("registry.household.registered", "MRG-0002"), ("registry.household.dissolved", "MRG-0002")]
+
+
+def test_a_merge_and_a_birth_in_the_ending_household_at_once_lose_nobody(env):
+    """合户 ends one household and moves its members in two version-checked writes: a birth recorded
+    in it at the same moment either lands before the merge (and moves with it) or is refused as
+    merged; the newborn is never written into a household that has ended."""
+    api, c = env
+    for rnd in range(ROUNDS):
+        target, other = f"MRB-T{rnd:03d}", f"MRB-O{rnd:03d}"
+        register(api, target, seed=720 + 2 * rnd)
+        register(api, other, seed=721 + 2 * rnd)
+        baby = {"id_number": make_id(date(2019, 11, 1), 100 + rnd, "M"), "name": "新生儿", "relation": "子女"}
+        merged, birth = at_once(
+            lambda: api.post(f"/v1/households/2020/{target}/merge", json={"other_household_no": other},
+                             headers=county()),
+            lambda: api.post(f"/v1/households/2020/{other}/changes", json={"kind": "birth", "member": baby},
+                             headers=county()))
+        assert merged.status_code == 200, merged.json
+        doc = c.db.households.find_one({"_id": f"2020:{target}"})
+        ended = c.db.households.find_one({"_id": f"2020:{other}"})
+        names = [m["name"] for m in doc["members"]]
+        assert ended["members"] == [] and ended["merged_into"] == target
+        if birth.status_code == 200:
+            assert names.count("新生儿") == 1 and len(names) == 7
+            assert c.db.persons.find_one({"_id": f"2020:{baby['id_number']}"})["household"] == f"2020:{target}"
+        else:
+            assert (birth.status_code, birth.json["code"]) == (404, "HOUSEHOLD_MERGED") and len(names) == 6
+            assert c.db.persons.find_one({"_id": f"2020:{baby['id_number']}"}) is None
