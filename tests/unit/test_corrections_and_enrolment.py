@@ -133,3 +133,15 @@ def test_a_mid_year_decision_is_recorded_only_after_the_window_and_within_the_ye
     assert e.value.code == "HOUSEHOLD_ALREADY_PAID"
     # a member who joined after the household's order (a newborn) enrols mid-year, in the window too
     check_recordable(2020, date(2019, 12, 31), date(2019, 11, 5), "registered", household_paid=True, left_unpaid=True)
+
+
+def test_an_approved_correction_is_applied_once_and_keeps_one_head():
+    hh = Household.register(POLICY, household())
+    hh.events.clear()
+    pid = hh.members[1].person_id
+    assert hh.apply_correction(pid, {"name": "更正"}, "错字", "C1") is True
+    assert hh.apply_correction(pid, {"name": "更正"}, "错字", "C1") is False  # a retry or a second approval
+    assert [e.type for e in hh.events] == ["registry.household.changed"] and hh.corrections_applied == ["C1"]
+    with pytest.raises(ValidationFailed) as e:  # a head corrected away would leave the household without one
+        hh.apply_correction(hh.members[0].person_id, {"relation": "配偶"}, "关系错误", "C2")
+    assert e.value.code == "HEAD_REQUIRED"
