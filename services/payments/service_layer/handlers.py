@@ -381,10 +381,14 @@ def reverse_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
     revokes = bool(payment and payment["order_no"] == order.order_no)
     if revokes:
         reason = data.get("reason") or "gateway_reversal"
+        if payment["status"] == "reversed" and "reversal" not in payment:  # reversed before reversals were kept on it
+            prior = repo.reversal(order.order_no)
+            if prior and prior["reversal_id"] != rid:
+                raise Conflict("ORDER_ALREADY_REVERSED", "该订单已冲正", {"order_no": order.order_no})
         p, changed = _transition(repo, order.year, order.household_no, lambda p: p.reverse(now, gateway, rid, reason),
                                  correlation_id, payment)
         complete_reversal(repo, p.doc)
-        reason = p.doc["reversal"]["reason"]
+        reason = (p.doc.get("reversal") or {}).get("reason", reason)
     else:
         reason = "overpayment"
         changed = _refund_overpayment(repo, order, now, gateway, rid)
