@@ -6,19 +6,22 @@
                   an open case holds the household's quote
 - `mid_year_approvals` read model of registry.mid_year.approved, `_id` "<year>:<person_id>" (newest
                   wins): whom a quote after the window charges, and at which standard
-- `orders`       `_id` order number
+- `orders`       `_id` order number; its status moves by compare-and-set on `version` (domain ORDER)
 - `idempotency`  `_id` "<gateway>:<Idempotency-Key>" → order number and body hash
 - `nonces`       `_id` "<gateway>:<nonce>" (replay protection)
 - `payments`     `_id` "<year>:<household_no>": at most one confirmed payment per household-year,
                   written with its payments.payment.confirmed event (the exactly-once step); later
-                  audited or reversed by `_id` updates carrying their events
+                  audited or reversed by compare-and-set on its `version` (domain.payment), each
+                  write carrying its event
 - `receipts`     `_id` receipt number (one per household payment)
 - `money_log`    audit log of every state change of money, `_id` "<ref>:<action>" (written once)
-- `transitions`  claims: `_id` "<aggregate>:<transition>", so a transition and its event happen once
-- `agreements`   three-party withholding agreements, `_id` household number
-- `withholding_batches` `_id` batch number, lines inside; failures' events ride in it
+- `agreements`   three-party withholding agreements, `_id` household number; `pending_batch` (the
+                  hold) and `status` change by compare-and-set on `version`
+- `withholding_batches` `_id` batch number, lines inside, states by compare-and-set on `version`
+                  (domain.withholding BATCH); failures' events ride in it
 - `reconciliations` `_id` "<gateway>:<date>": the last report of a gateway's daily statement
-- `reversals`    `_id` order number: the money of that order went back
+- `reversals`    `_id` order number: the money of that order went back (a record written after the
+                  transition; the transition itself is in the payment or the order)
 - `settings`     `_id` "receipt_check_key": the key of receipt check codes, made once per database
 """
 from __future__ import annotations
@@ -32,9 +35,10 @@ from pymongo.errors import DuplicateKeyError
 from shared.store import GroupInsert, IndexSpec, OutboxWriter, insert_once
 
 from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine
+from ..domain.payment import Change
 
 HOUSEHOLDS, ORDERS, IDEMPOTENCY, NONCES, PAYMENTS = "households", "orders", "idempotency", "nonces", "payments"
-ENTITLEMENTS, RECEIPTS, MONEY_LOG, TRANSITIONS = "entitlements", "receipts", "money_log", "transitions"
+ENTITLEMENTS, RECEIPTS, MONEY_LOG = "entitlements", "receipts", "money_log"
 DUPLICATE_CASES, MID_YEAR_APPROVALS = "duplicate_cases", "mid_year_approvals"
 AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
     "agreements", "withholding_batches", "reconciliations", "reversals", "settings")
@@ -67,7 +71,7 @@ def order_to_doc(o: Order) -> dict[str, Any]:
             "lines": [line_to_doc(l) for l in o.lines],
             "created_at": o.created_at, "expires_at": o.expires_at, "status": o.status,
             "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no,
-            "payer": o.payer}
+            "payer": o.payer, "version": o.version or 1}
 
 
 def order_from_doc(d: dict[str, Any]) -> Order:
@@ -75,7 +79,7 @@ def order_from_doc(d: dict[str, Any]) -> Order:
                  tuple(QuoteLine(l["person_id"], l["name"], l["standard_fen"], l["subsidy_fen"], l.get("category"))
                        for l in d["lines"]),
                  d["created_at"], d["expires_at"], d["status"], d.get("transaction_id"), d.get("paid_at"),
-                 d.get("receipt_no"), d.get("payer"))
+                 d.get("receipt_no"), d.get("payer"), int(d.get("version", 0)), d.get("reversal"))
 
 
 class PaymentsRepository:
@@ -159,10 +163,13 @@ class PaymentsRepository:
         except DuplicateKeyError:
             return False
 
-    def update_payment(self, year: int, household_no: str, set_: dict[str, Any], history: dict[str, Any], event,
-                       correlation_id: str | None = None) -> None:
-        self.outbox.update(PAYMENTS, hh_key(year, household_no), {"$set": set_, "$push": {"history": history}},
-                           [event], correlation_id=correlation_id)
+    def save_payment(self, doc: dict[str, Any], change: Change, correlation_id: str | None = None) -> None:
+        """A transition of the payment read as `doc`, with its events; StaleVersion if it changed since."""
+        self._save(PAYMENTS, doc, change, correlation_id)
+
+    def _save(self, coll: str, doc: dict[str, Any], change: Change, correlation_id: str | None = None) -> None:
+        self.outbox.save_versioned(coll, doc["_id"], int(doc.get("version", 0)), change.update(), change.events,
+                                   correlation_id=correlation_id)
 
     # ---- orders ----------------------------------------------------------------------------
     def order(self, order_no: str) -> Order | None:
@@ -178,21 +185,9 @@ class PaymentsRepository:
     def drop_order(self, order_no: str) -> None:
         self.db[ORDERS].delete_one({"_id": order_no, "status": "created"})
 
-    def mark_order(self, o: Order, **extra: Any) -> None:
-        self.db[ORDERS].update_one({"_id": o.order_no}, {"$set": {
-            "status": o.status, "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no,
-            **extra}})
-
-    def mark_order_paid(self, payment: dict[str, Any]) -> None:
-        """created → paid from the recorded payment, by `_id` only (FerretDB pushes down nothing
-        else). `$max` moves the status up only: "created" < "paid" < "reversed" as strings, so a
-        reversal recorded first stays; an order never goes from duplicate_payment to paid because
-        only the payment's own order gets here."""
-        self.db[ORDERS].update_one({"_id": payment["order_no"]}, {
-            "$max": {"status": "paid"},
-            "$set": {"transaction_id": payment["transaction_id"], "paid_at": payment["paid_at"],
-                     "receipt_no": payment["receipt_no"], "paid_day": payment["paid_day"],
-                     "proof": payment.get("proof") or {}}})
+    def save_order(self, o: Order, change: Change) -> None:
+        """A transition of the order as read (Order.version); StaleVersion if it changed since."""
+        self.outbox.save_versioned(ORDERS, o.order_no, o.version, change.update())
 
     def paid_orders(self, gateway: str, day: str) -> list[dict[str, Any]]:
         """Reconciliation only, once per gateway and day (a scan on FerretDB; indexed on MongoDB)."""
@@ -236,30 +231,17 @@ class PaymentsRepository:
     def money_log(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
         return list(self.db[MONEY_LOG].find(flt).sort("at", 1).limit(5000))
 
-    def claim(self, key: str, at: datetime, **fields: Any) -> bool:
-        return insert_once(self.db[TRANSITIONS], {"_id": key, "at": at, **fields})
-
-    def claimed(self, key: str) -> dict[str, Any] | None:
-        return self.db[TRANSITIONS].find_one({"_id": key})
-
     # ---- withholding -----------------------------------------------------------------------
     def agreement(self, household_no: str) -> dict[str, Any] | None:
         return self.db[AGREEMENTS].find_one({"_id": household_no})
 
-    def save_agreement(self, doc: dict[str, Any]) -> None:
-        self.db[AGREEMENTS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+    def add_agreement(self, doc: dict[str, Any]) -> bool:
+        return insert_once(self.db[AGREEMENTS], {**doc, "version": 1})
 
-    def invalidate_agreement(self, household_no: str, reason: str, at: datetime) -> None:
-        self.db[AGREEMENTS].update_one({"_id": household_no}, {"$set": {"status": "invalid", "invalid_reason": reason,
-                                                                       "invalid_at": at}})
-
-    def hold_agreement(self, household_no: str, batch_no: str) -> None:
-        self.db[AGREEMENTS].update_one({"_id": household_no}, {"$set": {"pending_batch": batch_no}})
-
-    def release_agreement(self, household_no: str, batch_no: str) -> None:
-        a = self.agreement(household_no)
-        if a and a.get("pending_batch") == batch_no:
-            self.db[AGREEMENTS].update_one({"_id": household_no}, {"$set": {"pending_batch": None}})
+    def save_agreement(self, doc: dict[str, Any], change: Change) -> None:
+        """A change of the agreement read as `doc` (its hold, its status, a new signature);
+        StaleVersion if it changed since: two batches never both hold one household."""
+        self._save(AGREEMENTS, doc, change)
 
     def active_agreements(self, bank: str) -> list[dict[str, Any]]:
         """Batch creation only, a few times a season (a scan on FerretDB; indexed on MongoDB)."""
@@ -269,10 +251,21 @@ class PaymentsRepository:
         return self.db[BATCHES].find_one({"_id": batch_no}, {"_outbox": 0})
 
     def add_batch(self, doc: dict[str, Any]) -> None:
-        self.outbox.insert(BATCHES, doc)
+        self.outbox.insert(BATCHES, {**doc, "version": 1})
 
-    def update_batch(self, batch_no: str, set_: dict[str, Any], events, correlation_id: str | None) -> None:
-        self.outbox.update(BATCHES, batch_no, {"$set": set_}, events, correlation_id=correlation_id)
+    def save_batch(self, doc: dict[str, Any], change: Change, correlation_id: str | None = None) -> None:
+        self._save(BATCHES, doc, change, correlation_id)
+
+    def mark_batch_finished(self, batch_no: str, at: datetime) -> None:
+        """Every line of an imported batch has its effects (settled, invalidated, released)."""
+        self.db[BATCHES].update_one({"_id": batch_no}, {"$set": {"finished_at": at}})
+
+    def unfinished_batches(self) -> list[dict[str, Any]]:
+        """Batches a crash may have left half done (still holding, or imported and not finished):
+        the worker's sweep only; batches are a few per bank and season, so the scan is small."""
+        return list(self.db[BATCHES].find({"$or": [{"status": "holding"},
+                                                   {"status": "result_imported", "finished_at": None}]},
+                                          {"_outbox": 0}))
 
     # ---- reconciliation and reversals ------------------------------------------------------
     def save_reconciliation(self, doc: dict[str, Any]) -> None:
