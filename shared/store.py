@@ -302,12 +302,13 @@ def insert_many_once(coll: Collection, docs: list[dict[str, Any]]) -> set[Any]:
 def keep_newest(coll: Collection, _id: str, doc: dict[str, Any], order: Any) -> bool:
     """Replace a read-model document only by a newer one (docs/guarantees.md C), in one atomic write:
     `order` is the copied aggregate's version (or an event seq); the stored document keeps it in
-    `_order`. True if `doc` was stored; False if the stored one is as new or newer (an older event
-    delivered late, or the same one twice). The filter's `_id` part is what the store looks up."""
-    try:
-        coll.replace_one({"_id": _id, "_order": {"$lt": order}}, {**doc, "_id": _id, "_order": order}, upsert=True)
+    `_order`. True if `doc` was stored (again, for the same event twice); False if the stored one is
+    newer (an older event delivered late). The filter's `_id` part is what the store looks up."""
+    try:  # `$not $gt` also matches a document stored before `_order` existed; an equal order is the same event
+        coll.replace_one({"_id": _id, "_order": {"$not": {"$gt": order}}}, {**doc, "_id": _id, "_order": order},
+                         upsert=True)
         return True
-    except DuplicateKeyError:  # the document exists with an order >= ours: the upsert's insert collided
+    except DuplicateKeyError:  # the document exists with a newer order: the upsert's insert collided
         return False
 
 

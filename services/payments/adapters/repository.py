@@ -32,7 +32,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import GroupInsert, IndexSpec, OutboxWriter, insert_once
+from shared.store import keep_newest, GroupInsert, IndexSpec, OutboxWriter, insert_once
 
 from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine
 from ..domain.payment import Change
@@ -92,19 +92,20 @@ class PaymentsRepository:
     # ---- read models -----------------------------------------------------------------------
     def upsert_household(self, payload: dict[str, Any], seq: str = "") -> None:
         """Keep the newest household snapshot (registered, then changed): an older one redelivered
-        late never overwrites a newer one."""
+        late never overwrites a newer one (one atomic write, shared.store.keep_newest)."""
         key = hh_key(payload["year"], payload["household_no"])
-        current = self.db[HOUSEHOLDS].find_one({"_id": key}, {"snapshot_seq": 1})
-        if current is not None and current.get("snapshot_seq", "") > seq:
-            return
         fields = {k: v for k, v in payload.items() if k not in ("change", "reason")}
-        self.db[HOUSEHOLDS].replace_one({"_id": key}, {"_id": key, **fields, "snapshot_seq": seq}, upsert=True)
+        keep_newest(self.db[HOUSEHOLDS], key, {**fields, "snapshot_seq": seq}, seq or "")
 
     def end_household(self, payload: dict[str, Any], seq: str = "") -> None:
-        """registry.household.dissolved: keep the record, marked, so a quote says why it is refused."""
+        """registry.household.dissolved: keep the record, marked, so a quote says why it is refused
+        (unless a newer snapshot is stored already)."""
         key = hh_key(payload["year"], payload["household_no"])
-        self.db[HOUSEHOLDS].update_one({"_id": key}, {"$set": {"merged_into": payload["merged_into"],
-                                                              "snapshot_seq": seq}}, upsert=True)
+        try:
+            self.db[HOUSEHOLDS].update_one({"_id": key, "_order": {"$not": {"$gt": seq or ""}}}, {"$set": {
+                "merged_into": payload["merged_into"], "snapshot_seq": seq, "_order": seq or ""}}, upsert=True)
+        except DuplicateKeyError:
+            pass
 
     def household(self, year: int, household_no: str) -> dict[str, Any] | None:
         return self.db[HOUSEHOLDS].find_one({"_id": hh_key(year, household_no)})
@@ -282,18 +283,9 @@ class PaymentsRepository:
 
 
 def _keep_newest(coll, key: str, payload: dict[str, Any], seq: str) -> None:
-    """Replace a read-model document unless the stored one came from a newer event: by the
-    aggregate's `version` when the events carry one (written with the change itself), else by
-    the envelope `seq`. An older event redelivered late never overwrites a newer one."""
-    current = coll.find_one({"_id": key}, {"seq": 1, "version": 1})
-    if current is not None:
-        mine, theirs = payload.get("version"), current.get("version")
-        if mine is not None and theirs is not None:
-            if theirs >= mine:
-                return
-        elif current.get("seq", "") > seq:
-            return
-    coll.replace_one({"_id": key}, {"_id": key, **payload, "seq": seq}, upsert=True)
+    """A person-year read model: by the aggregate's `version` when the events carry one (written
+    with the change itself), else by the envelope `seq`; see shared.store.keep_newest."""
+    keep_newest(coll, key, {**payload, "seq": seq}, payload["version"] if payload.get("version") is not None else seq or "")
 
 
 def confirmed_payload(doc: dict[str, Any]) -> dict[str, Any]:
