@@ -315,4 +315,6 @@ def public(doc: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() if dt else None
+    """The clock's one rendering of an instant (shared.clock.iso)."""
+    from .clock import iso as clock_iso
+    return clock_iso(dt) if dt else None

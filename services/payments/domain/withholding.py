@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.clock import stamp
 from shared.errors import ValidationFailed
 from shared.masking import mask_id
 
@@ -44,7 +45,7 @@ def mask_account(account_no: str) -> str:
 
 
 def new_batch_no(at: datetime, seq: str) -> str:
-    return "W" + at.strftime("%Y%m%d%H%M%S") + seq
+    return "W" + stamp(at) + seq  # Shanghai wall clock, as order numbers
 
 
 def check_account(account_no: str, account_name: str) -> None:
