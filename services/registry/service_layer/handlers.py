@@ -298,6 +298,10 @@ def publish_accuracy(db_outbox, repo, corrections, duplicates, policy: PolicyYea
     payload = {"year": year, "county": policy.county, "as_of": at.isoformat(),
                "rows": [{"township": r.township, "registered_persons": r.registered_persons,
                          "persons_with_open_problems": r.persons_with_open_problems, "rate_bp": r.rate_bp} for r in rows]}
-    db_outbox.insert("accuracy_reports", {"_id": f"{year}:{at.isoformat()}", **payload},
-                     [Event("registry.accuracy.published", payload)])
+    from pymongo.errors import DuplicateKeyError
+    try:
+        db_outbox.insert("accuracy_reports", {"_id": f"{year}:{at.isoformat()}", **payload},
+                         [Event("registry.accuracy.published", payload)])
+    except DuplicateKeyError:
+        pass  # published at this very instant already (a double click, a pinned clock): one report, one event
     return rows
