@@ -61,13 +61,19 @@ def clock_from_env(value: str | None) -> Clock:
     return FixedClock(parse_instant(value)) if value else Clock()
 
 
-def iso(value: datetime | date | None) -> str | None:
+def iso(value: datetime | date | str | None) -> str | None:
     """THE rendering of an instant, everywhere one leaves the suite (API responses, events, exports,
     stored strings): ISO 8601 in Asia/Shanghai with its offset, e.g. 2019-11-15T10:00:00+08:00
     (a fraction of a second only when there is one). Naive datetimes are UTC (the store's); a date
-    stays a date (2019-11-15). See docs/time.md."""
+    stays a date (2019-11-15); a string (a gateway's paid_at as stored) is read and rendered the same
+    way. See docs/time.md."""
     if value is None:
         return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
         return aware.astimezone(SHANGHAI).isoformat()

@@ -350,5 +350,5 @@ def test_a_mid_year_approval_withdrawn_before_payment_is_not_charged_and_can_be_
                                             "amount_fen": FIGURE_FEN, "paid_at": LATE.isoformat()}, clock)
     assert ack.json["code"] == "SUCCESS"
     registry_takes_the_payment(rc, pc, "MY-0003")
-    r = late.post(path, json={"reason": "缴费后发现有误"}, headers=county())
+    r = late.post(path, json={"id_number": person, "reason": "缴费后发现有误"}, headers=county())
     assert (r.status_code, r.json["code"]) == (409, "MID_YEAR_PAID")
