@@ -236,6 +236,8 @@ def merge_households(repo: HouseholdRepository, year: int, household_no: str, da
 def file_correction(repo: HouseholdRepository, corrections, clock, data: dict, principal: Principal) -> Correction:
     from datetime import date
     from shared.clock import shanghai_end_of_day
+    if not 2000 <= data["year"] <= 2100:
+        raise ValidationFailed("BAD_YEAR", "政策年度无效", {"year": data["year"]})
     if clock.now() > shanghai_end_of_day(date(data["year"], 12, 31)):  # its benefit period (待遇享受期) is over
         raise Conflict("YEAR_CLOSED", "该政策年度已结束（待遇享受期至当年12月31日），不再受理信息更正", {"year": data["year"]})
     hh = get_household(repo, data["year"], data["household_no"], principal)
