@@ -164,7 +164,8 @@ class Api:
               permission: str | None = None, body: type[Schema] | None = None,
               response: type[Schema] | None = None, status: int = 200, also: tuple[int, ...] = (),
               guard: Callable[[], Any] | None = None, query: list[dict] | None = None,
-              headers: list[dict] | None = None, raw_body: dict | None = None, produces: str | None = None):
+              headers: list[dict] | None = None, raw_body: dict | None = None,
+              produces: str | tuple[str, ...] | None = None):
         """Register an endpoint: authenticate, check the query, parse the body, mask and (strict)
         check the response, document it all.
 
@@ -176,7 +177,8 @@ class Api:
         """
         security = "gatewaySignature" if guard else "bearer"
         flask_path = path.replace("{", "<").replace("}", ">")
-        ok = ({"content": {produces: {"schema": {"type": "string", "format": "binary"}}}} if produces
+        media = (produces,) if isinstance(produces, str) else tuple(produces or ())
+        ok = ({"content": {mt: {"schema": {"type": "string", "format": "binary"}} for mt in media}} if media
               else (_schema_ref(response) or {}))
         responses = {str(s): {"description": "OK", **ok} for s in (status, *also)}
         responses["4XX"] = {"description": "调用方错误（code + 中文 message）", **_ERROR}

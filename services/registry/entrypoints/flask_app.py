@@ -248,7 +248,7 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     @api.route("/v1/exports/{year}/{township}/{village}", "GET", summary="按村（社区）导出参保缴费名册（CSV 或 XLSX）",
                permission="households:read", query=[query_param("format", enum=["csv", "xlsx"])],
-               produces="text/csv")
+               produces=("text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
     def export_village(principal, year, township, village):
         principal.check_township(township)
         if not year.isdigit():
