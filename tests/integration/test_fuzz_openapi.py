@@ -58,3 +58,11 @@ def test_no_operation_answers_5xx_or_off_its_schema(service):
         except Exception as e:  # noqa: BLE001 — collect every operation's first failure
             failures.append(f"{op.method.upper()} {op.path}: {str(e)[:600]}")
     assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("service, path", [("scoring", "/v1/progress/%C2%B2"), ("subsidy", "/v1/coverage/%C2%B2"),
+                                           ("registry", "/v1/accuracy/%C2%B2"), ("notices", "/v1/townships/x/notices/%C2%B2")])
+def test_a_year_of_unicode_digits_is_a_clear_refusal_not_a_500(service, path):
+    """Found by the fuzzing above: '²'.isdigit() is True but int('²') raises."""
+    r = _app(service).test_client().get(path, headers={"Authorization": f"Bearer {COUNTY}"})
+    assert 400 <= r.status_code < 500 and r.json["code"], (r.status_code, r.json)

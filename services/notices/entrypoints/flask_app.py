@@ -43,7 +43,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/households/{year}/{household_no}/notices", "GET", summary="某户的通知记录",
                permission="notices:read", response=NoticeList)
     def household_notices(principal, year, household_no):
-        if not year.isdigit():
+        if not (year.isascii() and year.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
         docs = repo.for_household(household_no, int(year))
         for d in docs:
@@ -55,7 +55,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     def township_notices(principal, township, year):
         from flask import request
         principal.check_township(township)
-        if not year.isdigit():
+        if not (year.isascii() and year.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
         return {"notices": [render(d) for d in repo.listing(int(year), township, request.args.get("kind"))]}
 

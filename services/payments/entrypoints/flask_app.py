@@ -71,7 +71,7 @@ def render_batch(b: dict) -> dict:
 
 
 def _year(text: str) -> int:
-    if not text.isdigit() or len(text) != 4:
+    if not (text.isascii() and text.isdigit()) or len(text) != 4:
         raise ValidationFailed("BAD_YEAR", "年度应为4位数字", {"year": text})
     return int(text)
 
@@ -91,7 +91,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         gw = c.gateways.get(gw_id)
         if gw is None or not signing.verify(gw.secret, sig, request.method, request.path, ts, nonce, request.get_data()):
             raise Unauthorized("SIGNATURE_INVALID", "签名校验失败")
-        if not ts.isdigit() or abs(c.clock.now().timestamp() - int(ts)) > signing.SKEW_SECONDS:
+        if not (ts.isascii() and ts.isdigit()) or abs(c.clock.now().timestamp() - int(ts)) > signing.SKEW_SECONDS:
             raise Unauthorized("TIMESTAMP_OUT_OF_WINDOW", "请求时间戳超出允许范围（±5分钟）")
         if not (16 <= len(nonce) <= 64):
             raise Unauthorized("NONCE_INVALID", "随机串长度应为16至64位")

@@ -52,7 +52,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/households/{year}/{household_no}", "GET", summary="查询一户", permission="households:read",
                response=HouseholdOut)
     def get_household(principal, year, household_no):
-        if not year.isdigit():
+        if not (year.isascii() and year.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
         return render(handlers.get_household(repo, int(year), household_no, principal))
 
@@ -60,7 +60,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     corrections = boot.corrections(c)
 
     def year_of(text: str) -> int:
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": text})
         return int(text)
 
@@ -211,7 +211,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         if kind not in ("csv", "xlsx"):
             raise ValidationFailed("ROSTER_FORMAT", "花名册文件格式应为 CSV 或 XLSX", {"kind": kind})
         year = request.args.get("year", str(c.policy.year))
-        if not year.isdigit() or int(year) != c.policy.year:
+        if not (year.isascii() and year.isdigit()) or int(year) != c.policy.year:
             raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": year})
         stream = upload.stream if upload else request.stream
         who = {"subject": principal.subject, "role": principal.role, "county": principal.county,
@@ -241,7 +241,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     def import_problems(principal, import_id):
         own_import(principal, import_id)
         page = request.args.get("page", "0")
-        if not page.isdigit():
+        if not (page.isascii() and page.isdigit()):
             raise ValidationFailed("BAD_PAGE", "页码必须是非负整数", {"page": page})
         problems = imports.problems(import_id, int(page)) or []
         return {"import_id": import_id, "page": int(page), "problems": problems}
@@ -251,7 +251,7 @@ def create_app(clock: Clock | None = None) -> Flask:
                produces=("text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
     def export_village(principal, year, township, village):
         principal.check_township(township)
-        if not year.isdigit():
+        if not (year.isascii() and year.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
         fmt = request.args.get("format", "csv")
         rows = handlers.village_roster(repo, int(year), township, village)

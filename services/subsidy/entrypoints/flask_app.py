@@ -32,7 +32,7 @@ from .schemas import (BatchOut, ClaimListOut, ClaimOut, ClaimPaidIn, CoverageOut
 
 
 def _year(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": text})
     return int(text)
 
