@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from pymongo import ASCENDING, MongoClient, monitoring
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, WriteError
 
 from .aggregate import StaleVersion
 from .clock import Clock
@@ -82,13 +82,27 @@ class IndexSpec:
     keys: tuple[tuple[str, int], ...]
     unique: bool = False
     name: str | None = None
+    expire_after_seconds: int | None = None  # a TTL index (MongoDB removes documents that old)
 
 
 def ensure_indexes(db: Database, specs: Iterable[IndexSpec]) -> None:
-    """Secondary indexes real MongoDB needs (FerretDB enforces unique ones, scans for the rest)."""
+    """Secondary indexes real MongoDB needs (FerretDB enforces unique ones, scans for the rest).
+
+    A TTL index: FerretDB v1 answers NotImplemented (238) to expireAfterSeconds (and to collMod),
+    so there it becomes a plain index and the owner's periodic cleanup does the expiring; on MongoDB
+    an existing plain index of the same keys is turned into the TTL one with collMod."""
     for spec in (*specs, IndexSpec(OUTBOX, (("seq", ASCENDING),))):
-        db[spec.collection].create_index(list(spec.keys), unique=spec.unique,
-                                         name=spec.name or "_".join(k for k, _ in spec.keys))
+        name = spec.name or "_".join(k for k, _ in spec.keys)
+        ttl = {"expireAfterSeconds": spec.expire_after_seconds} if spec.expire_after_seconds is not None else {}
+        try:
+            db[spec.collection].create_index(list(spec.keys), unique=spec.unique, name=name, **ttl)
+        except OperationFailure as e:
+            if not ttl or e.code not in (85, 86, 238):
+                raise
+            if e.code == 238:  # FerretDB: no TTL indexes
+                db[spec.collection].create_index(list(spec.keys), unique=spec.unique, name=name)
+            else:  # MongoDB: the index exists without the TTL
+                db.command("collMod", spec.collection, index={"name": name, **ttl})
 
 
 class _SeqSource:
@@ -345,4 +359,6 @@ def public(doc: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() if dt else None
+    """The clock's one rendering of an instant (shared.clock.iso)."""
+    from .clock import iso as clock_iso
+    return clock_iso(dt) if dt else None

@@ -39,10 +39,12 @@ def secrets_files(namespace, tmp_path_factory):
         {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
         {"sha256": token_hash(HUAQIAO), "subject": "huaqiao", "role": "township", "county": "东安县", "township": "花桥镇"},
         {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县", "township": "白牙市镇"},
-        {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "county": "东安县"}], gateways=[
+        {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "county": "东安县",
+         "permissions": ["payments:audit"]}], gateways=[
         {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank",
          "channels": ["mobile_app", "online_banking", "pos", "bank_counter", "self_service", "withholding"]},
-        {"id": "village-a", "secret": VILLAGE_SECRET, "kind": "village", "channels": ["village_cash"]}]):
+        {"id": "village-a", "secret": VILLAGE_SECRET, "kind": "village_collector", "channels": ["village_cash"],
+         "townships": ["花桥镇"]}]):
         yield
 
 

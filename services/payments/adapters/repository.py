@@ -38,6 +38,7 @@ from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine
 from ..domain.payment import Change
 
 HOUSEHOLDS, ORDERS, IDEMPOTENCY, NONCES, PAYMENTS = "households", "orders", "idempotency", "nonces", "payments"
+NONCE_TTL_SECONDS = 3600  # > twice the signature window (a timestamp may be ±300 s off): replays stay refused
 ENTITLEMENTS, RECEIPTS, MONEY_LOG = "entitlements", "receipts", "money_log"
 DUPLICATE_CASES, MID_YEAR_APPROVALS = "duplicate_cases", "mid_year_approvals"
 AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
@@ -49,7 +50,7 @@ INDEXES = (
     IndexSpec(PAYMENTS, (("order_no", 1),), unique=True),
     IndexSpec(PAYMENTS, (("status", 1), ("paid_day", 1))),
     IndexSpec(PAYMENTS, (("gateway", 1), ("paid_day", 1))),  # a day's reconciliation (MongoDB)
-    IndexSpec(NONCES, (("at", 1),)),
+    IndexSpec(NONCES, (("at", 1),), expire_after_seconds=NONCE_TTL_SECONDS),  # + cleanup loop on FerretDB
     IndexSpec(MONEY_LOG, (("day", 1),)),
     IndexSpec(MONEY_LOG, (("ref", 1),)),
     IndexSpec(AGREEMENTS, (("bank", 1), ("status", 1))),
@@ -204,6 +205,12 @@ class PaymentsRepository:
 
     def use_nonce(self, gateway: str, nonce: str, at: datetime) -> bool:
         return self._nonces.insert_once({"_id": f"{gateway}:{nonce}", "at": at})
+
+    def forget_nonces(self, before: datetime, limit: int = 1000) -> int:
+        """Nonces used before `before` (past the signature window, replays of them are refused by
+        their timestamp), at most `limit` per call; deleted by `_id`."""
+        ids = [d["_id"] for d in self.db[NONCES].find({"at": {"$lt": before}}, {"_id": 1}).limit(limit)]
+        return self.db[NONCES].delete_many({"_id": {"$in": ids}}).deleted_count if ids else 0
 
     # ---- receipts, the money log and claims ------------------------------------------------
     def receipt_key(self) -> bytes:

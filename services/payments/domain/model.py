@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from shared.aggregate import machine
-from shared.clock import SHANGHAI
+from shared.clock import SHANGHAI, stamp
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import Event
 from shared.masking import mask_id
@@ -212,7 +212,7 @@ def check_whole_household(q: Quote, person_ids: list[str] | None) -> None:
 # ---- orders -----------------------------------------------------------------------------------
 
 def new_order_no(at: datetime) -> str:
-    return "P" + at.strftime("%Y%m%d%H%M%S") + secrets.token_hex(4).upper()
+    return "P" + stamp(at) + secrets.token_hex(4).upper()  # Shanghai wall clock, as batch numbers
 
 
 def check_proof(channel: str, proof: dict[str, Any] | None) -> dict[str, str]:

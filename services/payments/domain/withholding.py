@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.aggregate import machine
+from shared.clock import stamp
 from shared.errors import Conflict, ValidationFailed
 from shared.masking import mask_id
 
@@ -124,7 +125,7 @@ def mask_account(account_no: str) -> str:
 
 
 def new_batch_no(at: datetime, seq: str) -> str:
-    return "W" + at.strftime("%Y%m%d%H%M%S") + seq
+    return "W" + stamp(at) + seq  # Shanghai wall clock, as order numbers
 
 
 def check_account(account_no: str, account_name: str) -> None:

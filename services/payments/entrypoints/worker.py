@@ -1,7 +1,10 @@
 """Worker of payments: keeps the household and entitlement read models, completes its own
-transitions from their events, re-drives half-done withholding batches, relays its outbox."""
+transitions from their events, re-drives half-done withholding batches, expires used nonces,
+relays its outbox."""
 from shared.worker_main import main
+
+from .loops import nonce_cleanup_loop
 
 if __name__ == "__main__":
     from services.payments.bootstrap import redrive
-    main("payments", background=(redrive,))
+    main("payments", background=(redrive, nonce_cleanup_loop))

@@ -15,6 +15,7 @@ the payment record.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from datetime import date, datetime
@@ -262,8 +263,9 @@ def _ack(order: Order, duplicate: bool) -> dict[str, Any]:
 
 # ---- receipts ----------------------------------------------------------------------------------
 
-def _receipt(repo: PaymentsRepository, receipt_no: str) -> dict[str, Any] | None:
-    """A receipt by number; one asked for before the worker issued it is issued now."""
+def _receipt(repo: PaymentsRepository, receipt_no: str, *, issue: bool = True) -> dict[str, Any] | None:
+    """A receipt by number; one asked for before the worker issued it is issued now (or, for the
+    public check, which never writes, built in memory: the worker's copy will be the same)."""
     r = repo.receipt(receipt_no)
     if r is not None or not receipt_no.startswith("R"):
         return r
@@ -271,7 +273,7 @@ def _receipt(repo: PaymentsRepository, receipt_no: str) -> dict[str, Any] | None
     payment = repo.payment(order.year, order.household_no) if order else None
     if payment is None or payment["receipt_no"] != receipt_no:
         return None
-    return issue_receipt(repo, payment)
+    return issue_receipt(repo, payment) if issue else build_receipt(payment, repo.receipt_key())
 
 
 def receipt_for_staff(repo: PaymentsRepository, principal: Principal, receipt_no: str) -> dict[str, Any]:
@@ -285,8 +287,9 @@ def receipt_for_staff(repo: PaymentsRepository, principal: Principal, receipt_no
 def verify_receipt(repo: PaymentsRepository, receipt_no: str, check_code: str) -> dict[str, Any]:
     """Public check of a receipt by number and check code; an unknown number and a wrong code get
     the same answer, so numbers cannot be enumerated."""
-    r = _receipt(repo, receipt_no)
-    if r is None or not check_code or r["check_code"] != check_code.strip().upper():
+    r = _receipt(repo, receipt_no, issue=False)
+    given = (check_code or "").strip().upper().encode()
+    if r is None or not given or not hmac.compare_digest(r["check_code"].encode(), given):
         raise NotFound("RECEIPT_NOT_VERIFIED", "收据号或校验码不正确，无法核验", {"receipt_no": receipt_no})
     return r
 

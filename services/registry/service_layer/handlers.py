@@ -290,6 +290,12 @@ def merge_households(repo: HouseholdRepository, year: int, household_no: str, da
 
 
 def file_correction(repo: HouseholdRepository, corrections, clock, data: dict, principal: Principal) -> Correction:
+    from datetime import date
+    from shared.clock import shanghai_end_of_day
+    if not 2000 <= data["year"] <= 2100:
+        raise ValidationFailed("BAD_YEAR", "政策年度无效", {"year": data["year"]})
+    if clock.now() > shanghai_end_of_day(date(data["year"], 12, 31)):  # its benefit period (待遇享受期) is over
+        raise Conflict("YEAR_CLOSED", "该政策年度已结束（待遇享受期至当年12月31日），不再受理信息更正", {"year": data["year"]})
     hh = get_household(repo, data["year"], data["household_no"], principal)
     c = Correction.file("C" + uuid.uuid4().hex[:16], hh, data.get("id_number"), data["changes"], data["reason"],
                         principal.subject, clock.now())
@@ -359,6 +365,10 @@ def publish_accuracy(db_outbox, repo, corrections, duplicates, policy: PolicyYea
     payload = {"year": year, "county": policy.county, "as_of": at.isoformat(),
                "rows": [{"township": r.township, "registered_persons": r.registered_persons,
                          "persons_with_open_problems": r.persons_with_open_problems, "rate_bp": r.rate_bp} for r in rows]}
-    db_outbox.insert("accuracy_reports", {"_id": f"{year}:{at.isoformat()}", **payload},
-                     [Event("registry.accuracy.published", payload)])
+    from pymongo.errors import DuplicateKeyError
+    try:
+        db_outbox.insert("accuracy_reports", {"_id": f"{year}:{at.isoformat()}", **payload},
+                         [Event("registry.accuracy.published", payload)])
+    except DuplicateKeyError:
+        pass  # published at this very instant already (a double click, a pinned clock): one report, one event
     return rows
