@@ -34,7 +34,7 @@ def test_alert_rules_are_valid_and_their_unit_tests_pass():
 def test_ops_hear_about_backlog_dead_letters_heartbeats_errors_and_readiness():
     rules = yaml.safe_load((PROM / "alerts.yml").read_text())
     exprs = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
-    for metric in ("outbox_oldest_age_seconds", "dead_letter_queue_depth", "consumer_heartbeat_timestamp_seconds",
+    for metric in ("outbox_oldest_age_seconds", "outbox_dead_events", "dead_letter_queue_depth", "consumer_heartbeat_timestamp_seconds",
                    "http_requests_total", "service_ready"):
         assert metric in exprs
 

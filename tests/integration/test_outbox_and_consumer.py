@@ -170,3 +170,46 @@ def test_a_handler_slower_than_the_heartbeat_keeps_its_connection_and_runs_once(
     assert runs == [env.id]
     assert dup._value.get() == dups_before  # not dropped by the broker and redelivered meanwhile
     assert queue_messages(infra.amqp_url, c.topology.queue) == []
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A worker's /metrics as {series: value} (series as printed, labels included)."""
+    import requests
+    out = {}
+    for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_the_outbox_gauges_read_the_store_while_the_broker_is_down(registry, namespace):
+    """Issue 9: with the broker down and events waiting, a worker's /metrics said `outbox_backlog 0`
+    and `outbox_oldest_age_seconds 0`, so the backlog alert could not fire when it was needed."""
+    import os
+    import subprocess
+    import sys
+    from shared.config import ROOT
+    from tools.suite import free_port_block
+    registry.relay().run_once()  # what the module's other tests left in the outbox
+    for i in range(3):
+        registry.outbox.insert("households", {"_id": f"2020:GAUGE-{i}"}, [enrolment_event(f"GAUGE-{i}")])
+    port = free_port_block(2) + 1
+    env = {**os.environ, "AMQP_URL": "amqp://enrol:x@127.0.0.1:1/%2F",  # nothing listens on port 1
+           "WORKER_METRICS_PORT": str(port), "PYTHONPATH": str(ROOT), "LOG_LEVEL": "ERROR"}
+    proc = subprocess.Popen([sys.executable, "-m", "services.registry.entrypoints.worker"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def gauges():
+            try:
+                m = scrape(port)
+            except Exception:  # noqa: BLE001 — not serving yet
+                return None
+            return m if m.get('outbox_backlog{service="registry"}') == 3 else None
+        m = wait_for(gauges, timeout=20, what="the backlog gauge")
+        assert m['outbox_oldest_age_seconds{service="registry"}'] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert registry.db[OUTBOX].count_documents({}) == 3  # still waiting for the broker
+    registry.relay().run_once()
