@@ -29,7 +29,7 @@ from pika.exceptions import AMQPError
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from . import metrics
-from .events import Envelope, consumed_by, validate_payload
+from .events import CATALOGUE, Envelope, consumed_by, validate_payload
 from .logs import correlation_id
 from .store import DEAD_LETTERS, insert_unordered
 
@@ -122,8 +122,17 @@ def connection_params(url: str) -> pika.URLParameters:
     return params
 
 
+def consumers_of(service: str) -> list[str]:
+    """Services consuming any event type `service` publishes (from the catalogue)."""
+    return sorted({c for spec in CATALOGUE.values() if spec.publisher == service for c in spec.consumers})
+
+
 class Publisher:
-    """Publishes envelopes with publisher confirms; raises on failure so the outbox keeps them."""
+    """Publishes envelopes with publisher confirms; raises on failure so the outbox keeps them.
+
+    It declares the queues of its events' consumers too (as each consumer does, with the same
+    arguments): an event published before its consumer's first start waits in the queue instead
+    of being dropped by an exchange with nothing bound."""
 
     def __init__(self, url: str, topology: Topology):
         self.url = url
@@ -138,6 +147,8 @@ class Publisher:
             self._ch = self._conn.channel()
             self._ch.confirm_delivery()
             self.topology.declare(self._ch, consumes=[])
+            for svc in consumers_of(self.topology.service):
+                Topology(self.topology.namespace, svc).declare(self._ch)
         return self._ch
 
     def publish(self, env: dict) -> None:

@@ -213,3 +213,24 @@ def test_the_outbox_gauges_read_the_store_while_the_broker_is_down(registry, nam
         proc.wait(timeout=20)
     assert registry.db[OUTBOX].count_documents({}) == 3  # still waiting for the broker
     registry.relay().run_once()
+
+
+def test_an_event_published_before_its_consumer_ever_started_is_delivered(infra, monkeypatch, mongo):
+    """Issue 9 item 5: the publisher declared only the exchange, so an event published before the
+    consumer's first start (no queue bound yet) was dropped."""
+    from tools.suite import delete_bus
+    ns = "t" + uuid.uuid4().hex[:10]  # a bus no consumer has ever declared anything on
+    monkeypatch.setenv("BUS_NAMESPACE", ns)
+    try:
+        reg = registry_boot.bootstrap(FixedClock(NOW))
+        [env] = reg.outbox.insert("households", {"_id": "2020:EARLY"}, [enrolment_event("EARLY", "水岭乡", n=2)])
+        assert reg.relay().run_once() == 1
+        sc = scoring_boot.bootstrap(FixedClock(NOW))
+        with running(sc.consumer(scoring_boot.event_handlers(sc))):  # its first start, after the event
+            wait_for(lambda: sc.db.processed_events.find_one({"_id": env.id}), timeout=20, what="the early event")
+        assert sc.db.progress.find_one({"_id": "2020:水岭乡"})["persons"] == 2
+    finally:
+        for name in mongo.list_database_names():
+            if name.startswith(ns + "_"):
+                mongo.drop_database(name)
+        delete_bus(infra.amqp_url, ns)
