@@ -228,14 +228,16 @@ class Consumer:
         self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
 
     def run(self) -> None:
-        """Consume until stop(); reconnect with backoff after a broker restart."""
+        """Consume until stop(); reconnect with backoff after a broker restart or a store error
+        (whatever was not acknowledged is redelivered). Anything else is a bug: it ends the thread,
+        and the worker, which watches its threads, ends the process so its supervisor restarts it."""
         delay = 0.5
         while not self.stopping.is_set():
             try:
                 self._consume()
                 delay = 0.5
-            except (AMQPError, OSError) as e:
-                log.warning("broker connection lost (%s); reconnecting in %.1fs", type(e).__name__, delay)
+            except (AMQPError, OSError, PyMongoError) as e:
+                log.warning("consumer connection lost (%s: %s); reconnecting in %.1fs", type(e).__name__, e, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 10)
 
@@ -280,10 +282,10 @@ class Consumer:
                 env = Envelope.from_dict(raw)
                 validate_payload(env.type, env.payload)
         except (ValueError, ValidationError, TypeError) as e:
-            self._dead_letter(ch, method, props, body, f"malformed: {e}", attempt, raw_type=props.type)
+            self._dead_letter(conn, ch, method, props, body, f"malformed: {e}", attempt, raw_type=props.type)
             return
         if env.type not in self.handlers:
-            self._dead_letter(ch, method, props, body, f"no handler for {env.type}", attempt, raw_type=env.type)
+            self._dead_letter(conn, ch, method, props, body, f"no handler for {env.type}", attempt, raw_type=env.type)
             return
         while True:  # a store outage is waited out here, not counted as the handler's failure
             try:
@@ -313,7 +315,7 @@ class Consumer:
                     if not self._await_store(conn):
                         return  # stopping: unacked, the broker redelivers it
         except PermanentFailure as e:
-            self._dead_letter(ch, method, props, body, f"permanent: {e}", attempt, raw_type=env.type)
+            self._dead_letter(conn, ch, method, props, body, f"permanent: {e}", attempt, raw_type=env.type)
             return
         except (AMQPError, OSError):
             raise
@@ -321,7 +323,8 @@ class Consumer:
             log.warning("handler failed for %s %s (attempt %d): %s", env.type, env.id, attempt, e,
                         extra={"event_type": env.type, "event_id": env.id})
             if attempt >= self.max_attempts:
-                self._dead_letter(ch, method, props, body, f"{type(e).__name__}: {e}", attempt, raw_type=env.type)
+                self._dead_letter(conn, ch, method, props, body, f"{type(e).__name__}: {e}", attempt,
+                                  raw_type=env.type)
             else:
                 self._retry(ch, method, props, body, attempt, env.type)
             return
@@ -378,23 +381,37 @@ class Consumer:
         ch.basic_ack(method.delivery_tag)
         metrics.EVENTS_RETRIED.labels(self.topology.service, etype).inc()
 
-    def _dead_letter(self, ch, method, props, body, reason: str, attempt: int, raw_type: str | None) -> None:
+    def _dead_letter(self, conn, ch, method, props, body, reason: str, attempt: int, raw_type: str | None) -> None:
+        """The inspectable copy first (a store outage is waited out: unacknowledged, the message is
+        redelivered if the consumer stops meanwhile), then the queue copy, then the ack."""
+        key = props.message_id or f"nomsgid-{time.time_ns()}"
+        while True:
+            try:
+                self._record_dead(key, body, reason, attempt, raw_type)
+                break
+            except ConnectionFailure:
+                if not self._await_store(conn):
+                    return
+            except PyMongoError as e:  # e.g. a refused document: the queue copy still keeps the message
+                log.error("dead letter %s not recorded in the store (%s: %s)", key, type(e).__name__, e)
+                break
         headers = dict(props.headers or {})
         headers.update({"x-attempt": attempt, "x-death-reason": reason[:500]})
         ch.basic_publish(self.topology.dlx, self.topology.service, body, pika.BasicProperties(
             content_type=props.content_type, delivery_mode=2, message_id=props.message_id, type=props.type,
             correlation_id=props.correlation_id, headers=headers))
-        key = props.message_id or f"nomsgid-{time.time_ns()}"
+        ch.basic_ack(method.delivery_tag)
+        metrics.EVENTS_DEAD.labels(self.topology.service, raw_type or "unknown").inc()
+        log.error("dead-lettered %s %s: %s", raw_type, key, reason, extra={"event_id": key})
+
+    def _record_dead(self, key: str, body: bytes, reason: str, attempt: int, raw_type: str | None) -> None:
         try:
             self.db[DEAD_LETTERS].insert_one({
                 "_id": key, "type": raw_type, "reason": reason, "attempts": attempt, "queue": self.topology.queue,
                 "body": body.decode("utf-8", "replace")[:100_000],
                 "at": self.clock.now() if self.clock else None})
-        except DuplicateKeyError:  # dead again after a replay
+        except DuplicateKeyError:  # dead again after a replay (or recorded before a crash)
             self.db[DEAD_LETTERS].update_one({"_id": key}, {"$set": {"reason": reason, "attempts": attempt}})
-        ch.basic_ack(method.delivery_tag)
-        metrics.EVENTS_DEAD.labels(self.topology.service, raw_type or "unknown").inc()
-        log.error("dead-lettered %s %s: %s", raw_type, key, reason, extra={"event_id": key})
 
 
 def queue_depth(url: str, queue: str) -> int | None:

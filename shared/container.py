@@ -87,8 +87,9 @@ class Container:
         return True
 
 
-def worker_main(container: Container, handlers) -> None:
-    """Shared body of every `python -m services.<svc>.entrypoints.worker`."""
+def worker_main(container: Container, handlers, background=()) -> None:
+    """Shared body of every `python -m services.<svc>.entrypoints.worker` (`background`: the
+    service's own loop threads, watched by the worker like its consumers and relay)."""
     from . import logs
     from .worker import run_worker
     logs.setup(container.service, env("LOG_LEVEL", "INFO"))
@@ -97,4 +98,4 @@ def worker_main(container: Container, handlers) -> None:
     port = env("WORKER_METRICS_PORT")
     run_worker(container.service, consumer, container.relay(), container.settings.amqp_url,
                container.topology.dead_queue if (handlers or extra) else None, int(port) if port else None,
-               container.store_ok, extra_consumers=extra)
+               container.store_ok, extra_consumers=extra, background=background)

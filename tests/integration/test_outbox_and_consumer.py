@@ -234,3 +234,89 @@ def test_an_event_published_before_its_consumer_ever_started_is_delivered(infra,
             if name.startswith(ns + "_"):
                 mongo.drop_database(name)
         delete_bus(infra.amqp_url, ns)
+
+
+def test_a_store_outage_while_dead_lettering_is_waited_out_and_the_consumer_goes_on(namespace, infra, tmp_path):
+    """Issue 9 item 6: a store error while dead-lettering ended the consumer thread for good (the
+    worker kept running and nothing noticed)."""
+    from pymongo import MongoClient
+    from shared.bus import Consumer
+    from tests.helpers import OwnStore
+    if infra.kind != "local":
+        pytest.skip("the store is stopped through the local launcher")
+    store = OwnStore(tmp_path / "ferretdb")
+    store.start()
+    client = MongoClient(store.url, tz_aware=True, serverSelectionTimeoutMS=1000)
+    try:
+        db = client["deadletter_outage"]
+        topo = Topology(namespace, "scoring")
+        seen = []
+        handlers = {"registry.enrolment.changed": lambda env: seen.append(env.id)}
+        declare(scoring_boot.bootstrap(FixedClock(NOW)), handlers)
+        db.command("ping")
+        consumer = Consumer(infra.amqp_url, topo, db, handlers, clock=FixedClock(NOW))
+        t = __import__("threading").Thread(target=consumer.run, daemon=True)
+        t.start()
+        try:
+            store.stop()
+            publish(infra.amqp_url, topo.exchange, "registry.enrolment.changed", b"{not json", "garbage-outage")
+            __import__("time").sleep(4)  # the dead-letter write meets the stopped store
+            assert t.is_alive()
+            store.start()
+            wait_for(lambda: db.dead_letters.find_one({"_id": "garbage-outage"}), timeout=30,
+                     what="the dead letter recorded once the store is back")
+            good = Envelope.new(enrolment_event("AFTER-OUTAGE"), "registry", NOW)
+            publish(infra.amqp_url, topo.exchange, good.type, json.dumps(good.to_dict()).encode(), good.id)
+            wait_for(lambda: good.id in seen, timeout=20, what="the next event handled")
+        finally:
+            consumer.stop()
+            t.join(timeout=15)
+        assert [h.get("x-death-reason", b"")[:9] for h, _ in queue_messages(infra.amqp_url, topo.dead_queue)] \
+            == ["malformed"]
+    finally:
+        client.close()
+        if store.proc.poll() is None:
+            store.stop()
+
+
+DYING_WORKER = """
+import sys, threading
+from shared.bus import Publisher, Topology
+from shared.outbox import OutboxRelay
+from shared.worker import run_worker
+
+class Dying:
+    def run(self):
+        raise RuntimeError("a bug in the consumer loop")
+    def stop(self):
+        pass
+
+class Idle:
+    def __init__(self):
+        self.stopping = threading.Event()
+    def run(self):
+        self.stopping.wait()
+    def stop(self):
+        self.stopping.set()
+
+run_worker("probe", Dying(), Idle(), "amqp://x:x@127.0.0.1:1/%2F", None, int(sys.argv[1]), lambda: True,
+           check_every_s=0.2)
+"""
+
+
+def test_a_worker_whose_consumer_thread_dies_exits_so_its_supervisor_restarts_it(tmp_path):
+    """Issue 9 item 6: the worker process outlived its consumer thread, still scrapeable, still up."""
+    import subprocess
+    import sys
+    from shared.config import ROOT
+    from tools.suite import free_port_block
+    proc = subprocess.Popen([sys.executable, "-c", DYING_WORKER, str(free_port_block(2) + 1)], cwd=ROOT,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the worker kept running without its consumer thread")
+    assert proc.returncode == 1
+    assert "ended unexpectedly" in out
