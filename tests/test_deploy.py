@@ -62,3 +62,17 @@ def test_no_secret_value_is_committed():
     offenders = [f for f in tracked if f.endswith((".py", ".yml", ".yaml", ".json", ".sh", ".env", ".conf"))
                  and (ROOT / f).is_file() and pattern.search((ROOT / f).read_text(errors="ignore"))]
     assert offenders == []
+
+
+def test_real_environment_variables_win_over_var_local_env(tmp_path, monkeypatch):
+    """Issue 9 item 14 (README, Settings: "real environment variables win"): tools.suite let
+    var/local.env override them, so a service started by the suite ignored the caller's store."""
+    from tools.suite import Suite
+    local = tmp_path / "local.env"
+    local.write_text("MONGO_URL=mongodb://from-local-env:1/\nAMQP_URL=amqp://from-local-env\nONLY_IN_FILE=yes\n")
+    monkeypatch.setenv("ENROL_LOCAL_ENV", str(local))
+    monkeypatch.setenv("MONGO_URL", "mongodb://from-environment:2/")
+    monkeypatch.delenv("ONLY_IN_FILE", raising=False)
+    env = Suite(namespace="tenv", var=tmp_path, extra_env={"AMQP_URL": "amqp://from-suite"}).env("registry")
+    assert env["MONGO_URL"] == "mongodb://from-environment:2/"
+    assert env["ONLY_IN_FILE"] == "yes" and env["AMQP_URL"] == "amqp://from-suite"

@@ -71,7 +71,9 @@ class Suite:
         return data
 
     def env(self, svc: str) -> dict[str, str]:
-        e = {**os.environ, **_local_env(), **self.extra_env}
+        """var/local.env fills in what the environment leaves unset: real environment variables win
+        (as in shared.config), and the suite's own settings win over both."""
+        e = {**_local_env(), **os.environ, **self.extra_env}
         e.update({
             "BUS_NAMESPACE": self.namespace,
             "MONGO_DB": f"{self.namespace}_{svc}",
