@@ -9,25 +9,24 @@ Every test module works in its own bus namespace and databases, so runs never se
 from __future__ import annotations
 
 import os
-import subprocess
+import signal
 import uuid
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 from pymongo import MongoClient
 
-from shared.config import ROOT, _local_env
+from shared.config import _local_env
 from tools.suite import delete_bus
 
 
 @dataclass
 class Infra:
+    """The shared store and broker. Nothing here stops or restarts them: a test that needs an
+    outage starts a store or broker of its own (tests.helpers.OwnStore, OwnBroker)."""
     mongo_url: str
     amqp_url: str
     kind: str
-    stop_broker: Callable[[], None]
-    start_broker: Callable[[], None]
 
 
 def _docker_available() -> bool:
@@ -41,6 +40,16 @@ def _docker_available() -> bool:
         return False
 
 
+def pytest_sessionstart(session):
+    """A run ended by SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C: pytest tears the fixtures
+    down, so the suites' service processes and the tests' own brokers and stores stop with it
+    (an interrupted run once left ten service processes running for hours)."""
+    def interrupted(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the teardown short
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupted)
+
+
 @pytest.fixture(scope="session")
 def infra():
     if _docker_available():
@@ -50,19 +59,15 @@ def infra():
         rabbit = RabbitMqContainer("rabbitmq:3.13-management").with_bind_ports(5672, 35672).start()
         params = rabbit.get_connection_params()
         url = f"amqp://guest:guest@{params.host}:{params.port}/%2F"
-        container = rabbit.get_wrapped_container()
         os.environ.update({"MONGO_URL": mongo.get_connection_url(), "AMQP_URL": url})
-        yield Infra(mongo.get_connection_url(), url, "testcontainers", container.stop, container.start)
+        yield Infra(mongo.get_connection_url(), url, "testcontainers")
         rabbit.stop()
         mongo.stop()
         return
     env = {**_local_env(), **{k: v for k, v in os.environ.items() if k in ("MONGO_URL", "AMQP_URL")}}
     if not env.get("MONGO_URL") or not env.get("AMQP_URL"):
         pytest.exit("no Docker engine and no local servers: run `deploy/local.sh start` (./run test does)", 2)
-    script = str(ROOT / "deploy" / "local.sh")
-    yield Infra(env["MONGO_URL"], env["AMQP_URL"], "local",
-                lambda: subprocess.run([script, "rabbit-stop"], check=True, capture_output=True),
-                lambda: subprocess.run([script, "rabbit-start"], check=True, capture_output=True))
+    yield Infra(env["MONGO_URL"], env["AMQP_URL"], "local")
 
 
 @pytest.fixture(scope="module")

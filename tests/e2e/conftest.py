@@ -1,6 +1,7 @@
 """The whole suite as real processes (gunicorn web + worker per service) on the test's namespace."""
 from __future__ import annotations
 
+import atexit
 from contextlib import contextmanager
 
 import pytest
@@ -12,18 +13,24 @@ CLOCK_NOW = "2019-11-15T10:00:00+08:00"
 
 
 @contextmanager
-def running_suite(namespace: str, mongo_url: str, amqp_url: str, **env: str):
-    """The five services on free ports, this module's namespace and the given store and broker."""
+def running_suite(namespace: str, mongo_url: str, amqp_url: str, wait: bool = True, **env: str):
+    """The five services on free ports, this module's namespace and the given store and broker.
+
+    They are stopped when the block ends, also when the run is interrupted: tests/conftest.py
+    turns SIGTERM into the same unwinding as Ctrl-C, and an exit that skips the block stops them
+    at interpreter exit."""
     base = free_port_block()
     s = Suite(namespace=namespace, web_base_port=base, worker_base_port=base + 10,
               extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": mongo_url, "AMQP_URL": amqp_url,
                          "CONSUMER_RETRY_BASE_MS": "200", "LOG_LEVEL": "WARNING", **env},
               web_workers=1)
+    atexit.register(s.stop)
     try:
-        s.start()
+        s.start(wait=wait)
         yield s
     finally:
         s.stop()
+        atexit.unregister(s.stop)
 
 
 @pytest.fixture(scope="module")
