@@ -5,7 +5,6 @@ registry registers a household of 3 → payments quotes 3 × 250 yuan (001_93f5b
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
 
