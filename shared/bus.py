@@ -11,6 +11,12 @@ Topology per namespace (default `enrol`):
 Outside publishers (e.g. civil-affairs systems) do not speak our envelope: an InboundTopology gives
 them an exchange of their own (`<ns>.<feed>.in`) and the service a queue for it, with the same retry
 and dead-letter handling; a Consumer with a `decode` hook turns their messages into envelopes.
+
+Who published: every message carries the `user_id` property, which the broker checks against the
+connection's user (a publisher cannot claim another's). A consumer dead-letters as forged an
+envelope whose `producer` is not the catalogued publisher of its type and, when each service has a
+broker user of its own (`BUS_USERS`), one whose `user_id` is neither that publisher's user nor its
+own (its own retries and replays). Topic permissions on the broker refuse the publish itself.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ from pika.exceptions import AMQPError
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from . import metrics
-from .events import CATALOGUE, Envelope, consumed_by, validate_payload
+from .events import CATALOGUE, Envelope, consumed_by, publisher_of, validate_payload
 from .logs import correlation_id
 from .store import DEAD_LETTERS, insert_unordered
 
@@ -113,6 +119,11 @@ class InboundTopology(Topology):
         ch.queue_bind(self.dead_queue, self.dlx, routing_key=self.service)
 
 
+def broker_user(url: str) -> str:
+    """The user a broker URL logs in as (what the broker accepts as a message's `user_id`)."""
+    return pika.URLParameters(url).credentials.username
+
+
 def connection_params(url: str) -> pika.URLParameters:
     params = pika.URLParameters(url)
     params.heartbeat = int(os.environ.get("AMQP_HEARTBEAT_S", "30"))
@@ -137,6 +148,7 @@ class Publisher:
     def __init__(self, url: str, topology: Topology):
         self.url = url
         self.topology = topology
+        self.user = broker_user(url)
         self._conn = None
         self._ch = None
 
@@ -157,7 +169,7 @@ class Publisher:
             ch.basic_publish(
                 self.topology.exchange, env["type"], json.dumps(env, ensure_ascii=False).encode(),
                 pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=env["id"],
-                                     type=env["type"], correlation_id=env.get("correlation_id"),
+                                     type=env["type"], correlation_id=env.get("correlation_id"), user_id=self.user,
                                      headers={"producer": env["producer"]}))
         except Exception:
             self.close()
@@ -189,6 +201,11 @@ class PermanentFailure(Exception):
     """Raise from a handler when retrying cannot help; the message is dead-lettered at once."""
 
 
+class Forged(ValueError):
+    """A message from someone who may not publish it (raised by the consumer's checks or a `decode`
+    hook); it is dead-lettered at once as forged and cannot be replayed."""
+
+
 class Consumer:
     """Manual acks, prefetch, idempotency by processed event id, bounded retries, then dead-letter.
 
@@ -200,15 +217,19 @@ class Consumer:
     the same handler idempotency covers).
 
     `decode` replaces the envelope parsing for messages that are not our envelopes (outside
-    publishers); `dedupe=False` leaves duplicates to the handler (which reports them);
-    `executor` lets several consumers of one process run their handlers one at a time.
+    publishers; it checks who published them itself); `dedupe=False` leaves duplicates to the
+    handler (which reports them); `executor` lets several consumers of one process run their
+    handlers one at a time; `publishers` (service → broker user) turns on the `user_id` check.
     """
 
     def __init__(self, url: str, topology: Topology, db, handlers: dict[str, Handler], *,
                  max_attempts: int = 5, retry_base_ms: int = 500, retry_max_ms: int = 30_000,
                  prefetch: int = 20, clock=None, decode: Decoder | None = None, dedupe: bool = True,
-                 executor: ThreadPoolExecutor | None = None, flush_max: int = 50, flush_s: float = 0.1):
+                 executor: ThreadPoolExecutor | None = None, flush_max: int = 50, flush_s: float = 0.1,
+                 publishers: dict[str, str] | None = None):
         self.url = url
+        self.user = broker_user(url)
+        self.publishers = publishers
         self.topology = topology
         self.db = db
         self.handlers = handlers
@@ -281,6 +302,10 @@ class Consumer:
                 raw = json.loads(body)
                 env = Envelope.from_dict(raw)
                 validate_payload(env.type, env.payload)
+                self._check_publisher(env, props)
+        except Forged as e:
+            self._dead_letter(conn, ch, method, props, body, f"forged: {e}", attempt, raw_type=props.type)
+            return
         except (ValueError, ValidationError, TypeError) as e:
             self._dead_letter(conn, ch, method, props, body, f"malformed: {e}", attempt, raw_type=props.type)
             return
@@ -337,6 +362,15 @@ class Consumer:
         self._pending_ids.add(env.id)
         metrics.EVENTS_CONSUMED.labels(svc, env.type).inc()
 
+    def _check_publisher(self, env: Envelope, props) -> None:
+        publisher = publisher_of(env.type)
+        if env.producer != publisher:
+            raise Forged(f"{env.type} comes from {publisher}, not {env.producer}")
+        if self.publishers is not None:
+            sender = getattr(props, "user_id", None)
+            if sender not in (self.publishers.get(publisher), self.user):
+                raise Forged(f"{env.type} published by broker user {sender!r}, not {publisher}'s")
+
     def _await_store(self, conn) -> bool:
         """Wait until the store answers again (backoff up to 10 s), keeping the broker connection
         alive; False if the consumer is stopping meanwhile. Handlers are idempotent, so running one
@@ -377,7 +411,8 @@ class Consumer:
         headers["x-attempt"] = attempt + 1
         ch.basic_publish("", self.topology.retry_queue, body, pika.BasicProperties(
             content_type=props.content_type, delivery_mode=2, message_id=props.message_id, type=props.type,
-            correlation_id=props.correlation_id, headers=headers, expiration=str(int(delay))))
+            correlation_id=props.correlation_id, headers=headers, expiration=str(int(delay)),
+            user_id=self.user))  # checked already; the copy comes back as the consumer's own
         ch.basic_ack(method.delivery_tag)
         metrics.EVENTS_RETRIED.labels(self.topology.service, etype).inc()
 
@@ -397,9 +432,10 @@ class Consumer:
                 break
         headers = dict(props.headers or {})
         headers.update({"x-attempt": attempt, "x-death-reason": reason[:500]})
+        headers["x-published-by"] = getattr(props, "user_id", None)
         ch.basic_publish(self.topology.dlx, self.topology.service, body, pika.BasicProperties(
             content_type=props.content_type, delivery_mode=2, message_id=props.message_id, type=props.type,
-            correlation_id=props.correlation_id, headers=headers))
+            correlation_id=props.correlation_id, headers=headers, user_id=self.user))
         ch.basic_ack(method.delivery_tag)
         metrics.EVENTS_DEAD.labels(self.topology.service, raw_type or "unknown").inc()
         log.error("dead-lettered %s %s: %s", raw_type, key, reason, extra={"event_id": key})

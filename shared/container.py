@@ -65,7 +65,8 @@ class Container:
         other feeds of the same service."""
         return Consumer(self.settings.amqp_url, topology or self.topology, self.db, handlers,
                         max_attempts=int(env("CONSUMER_MAX_ATTEMPTS", "5")),
-                        retry_base_ms=int(env("CONSUMER_RETRY_BASE_MS", "500")), clock=self.clock, **options)
+                        retry_base_ms=int(env("CONSUMER_RETRY_BASE_MS", "500")), clock=self.clock,
+                        publishers=self.settings.bus_users, **options)
 
     def extra_consumers(self) -> list[Consumer]:
         """Consumers beyond the event queue that the worker runs too (none unless a service adds some)."""

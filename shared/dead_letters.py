@@ -19,7 +19,7 @@ from typing import Any
 import pika
 from marshmallow import Schema, fields
 
-from .bus import connection_params
+from .bus import broker_user, connection_params
 from .errors import Conflict, NotFound
 from .masking import mask_text
 from .store import DEAD_LETTERS, OUTBOX, insert_once, iso
@@ -76,6 +76,8 @@ def routes(api, c) -> None:
             raise NotFound("DEAD_LETTER_NOT_FOUND", "死信不存在", {"id": letter_id})
         if doc.get("type") is None:
             raise Conflict("DEAD_LETTER_MALFORMED", "该消息格式无效，不能重新投递", {"id": letter_id})
+        if (doc.get("reason") or "").startswith("forged"):
+            raise Conflict("DEAD_LETTER_FORGED", "该消息的发布者无权发布此类事件，不能重新投递", {"id": letter_id})
         if doc.get("source") == "outbox":
             return _back_to_outbox(c, coll, doc, principal)
         queue = doc.get("queue") or c.topology.queue
@@ -85,7 +87,7 @@ def routes(api, c) -> None:
             ch.confirm_delivery()
             ch.basic_publish("", queue, doc["body"].encode(), pika.BasicProperties(
                 content_type="application/json", delivery_mode=2, message_id=letter_id, type=doc["type"],
-                headers={"x-attempt": 1, "x-replayed-by": principal.subject}))
+                user_id=broker_user(c.settings.amqp_url), headers={"x-attempt": 1, "x-replayed-by": principal.subject}))
         finally:
             conn.close()
         coll.update_one({"_id": letter_id}, {"$set": {"replayed_at": datetime.now(timezone.utc),

@@ -55,12 +55,16 @@ class Probe:
             pass
 
 
-def publish(amqp_url: str, exchange: str, routing_key: str, body: bytes, message_id: str | None = None) -> None:
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+def publish(amqp_url: str, exchange: str, routing_key: str, body: bytes, message_id: str | None = None,
+            user_id: str | None = "") -> None:
+    """Publish as the URL's user (`user_id` set to it, as the suite's publishers do; None: unset)."""
+    params = pika.URLParameters(amqp_url)
+    conn = pika.BlockingConnection(params)
     ch = conn.channel()
     ch.confirm_delivery()
-    ch.basic_publish(exchange, routing_key, body, pika.BasicProperties(delivery_mode=2, message_id=message_id,
-                                                                          type=routing_key))
+    ch.basic_publish(exchange, routing_key, body, pika.BasicProperties(
+        delivery_mode=2, message_id=message_id, type=routing_key,
+        user_id=params.credentials.username if user_id == "" else user_id))
     conn.close()
 
 
