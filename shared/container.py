@@ -63,10 +63,10 @@ class Container:
     def consumer(self, handlers, topology: Topology | None = None, **options) -> Consumer:
         """The service's event consumer; `topology` and `options` (decode, dedupe, executor) serve
         other feeds of the same service."""
+        options.setdefault("publishers", self.settings.bus_users)
         return Consumer(self.settings.amqp_url, topology or self.topology, self.db, handlers,
                         max_attempts=int(env("CONSUMER_MAX_ATTEMPTS", "5")),
-                        retry_base_ms=int(env("CONSUMER_RETRY_BASE_MS", "500")), clock=self.clock,
-                        publishers=self.settings.bus_users, **options)
+                        retry_base_ms=int(env("CONSUMER_RETRY_BASE_MS", "500")), clock=self.clock, **options)
 
     def extra_consumers(self) -> list[Consumer]:
         """Consumers beyond the event queue that the worker runs too (none unless a service adds some)."""

@@ -5,13 +5,18 @@ context (a bank gateway, an SMS provider) with real HTTP servers; use the real t
 Infrastructure: testcontainers (MongoDB 7, RabbitMQ 3.13) when a Docker engine answers; otherwise
 the local servers that `deploy/local.sh start` runs (RabbitMQ from Debian, FerretDB on SQLite).
 Every test module works in its own bus namespace and databases, so runs never see each other.
+
+Broker users: the in-process tests run every service on the one user of `infra.amqp_url` (they
+publish test messages with it, so the per-service `user_id` check is off for them); the e2e suites
+run each service on its own broker user when deploy/local.sh made them (`infra.service_env`:
+AMQP_URL_<SVC> and BUS_USERS from var/local.env), so the permissions are exercised end to end.
 """
 from __future__ import annotations
 
 import os
 import signal
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from pymongo import MongoClient
@@ -27,6 +32,7 @@ class Infra:
     mongo_url: str
     amqp_url: str
     kind: str
+    service_env: dict = field(default_factory=dict)  # per-service broker settings for the e2e suites
 
 
 def _docker_available() -> bool:
@@ -67,15 +73,21 @@ def infra():
     env = {**_local_env(), **{k: v for k, v in os.environ.items() if k in ("MONGO_URL", "AMQP_URL")}}
     if not env.get("MONGO_URL") or not env.get("AMQP_URL"):
         pytest.exit("no Docker engine and no local servers: run `deploy/local.sh start` (./run test does)", 2)
-    yield Infra(env["MONGO_URL"], env["AMQP_URL"], "local")
+    local = _local_env()
+    scoped = {k: v for k, v in local.items() if k.startswith("AMQP_URL_") or k == "BUS_USERS"}
+    if "AMQP_URL" in os.environ:  # a broker chosen by the caller: its users are not ours to know
+        scoped = {}
+    yield Infra(env["MONGO_URL"], env["AMQP_URL"], "local", scoped)
 
 
 @pytest.fixture(scope="module")
 def namespace(infra):
     """A bus namespace and database prefix of this module's own; removed afterwards."""
+    from tools.suite import SERVICES
     ns = "t" + uuid.uuid4().hex[:10]
-    old = {k: os.environ.get(k) for k in ("BUS_NAMESPACE", "MONGO_URL", "AMQP_URL")}
-    os.environ.update({"BUS_NAMESPACE": ns, "MONGO_URL": infra.mongo_url, "AMQP_URL": infra.amqp_url})
+    one_user = {**{f"AMQP_URL_{s.upper()}": "" for s in SERVICES}, "BUS_USERS": ""}  # see the module docstring
+    old = {k: os.environ.get(k) for k in ("BUS_NAMESPACE", "MONGO_URL", "AMQP_URL", *one_user)}
+    os.environ.update({"BUS_NAMESPACE": ns, "MONGO_URL": infra.mongo_url, "AMQP_URL": infra.amqp_url, **one_user})
     yield ns
     for k, v in old.items():
         if v is None:
