@@ -7,10 +7,12 @@ import re
 import shutil
 import subprocess
 
+from urllib.parse import urlsplit
+
 import pytest
 import yaml
 
-from shared.config import ROOT
+from shared.config import ROOT, parse_pairs
 from tools.suite import SERVICES
 
 PROM = ROOT / "deploy" / "prometheus"
@@ -53,7 +55,28 @@ def test_compose_runs_every_service_web_and_worker_with_real_entry_points():
         for container in (web, worker):
             env = container["environment"]
             assert env["MONGO_DB"] == f"enrol_{svc}"
-            assert env["MONGO_URL"].startswith("mongodb://") and env["AMQP_URL"].startswith("amqp://")
+            # each service logs in as itself, to its own database and as its own broker user
+            mongo, amqp = urlsplit(env["MONGO_URL"]), urlsplit(env["AMQP_URL"])
+            assert (mongo.scheme, mongo.username, mongo.path) == ("mongodb", svc, f"/enrol_{svc}")
+            assert f"authSource=enrol_{svc}" in mongo.query
+            assert (amqp.scheme, amqp.username) == ("amqp", f"enrol_{svc}")
+            assert parse_pairs(env["BUS_USERS"])[svc] == f"enrol_{svc}"
+            assert "rabbitmq-users" in container["depends_on"]
+
+
+def test_compose_makes_a_store_user_per_service_database_and_a_broker_user_per_service():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mongo = compose["services"]["mongo"]
+    assert "./deploy/mongo/init-users.js:/docker-entrypoint-initdb.d/10-users.js:ro" in mongo["volumes"]
+    assert "MONGO_INITDB_ROOT_PASSWORD" in mongo["environment"] and "--keyFile" in mongo["command"]
+    script = (ROOT / "deploy" / "mongo" / "init-users.js").read_text()
+    assert 'roles: [{role: "readWrite", db: name}]' in script and 'const name = "enrol_" + svc' in script
+    users = (ROOT / "deploy" / "rabbitmq" / "users.sh").read_text()
+    assert "topic-permissions/%2F/enrol_$svc" in users
+    for svc in SERVICES:
+        assert svc in script.split("for (const svc of")[1].split(")")[0] and svc in users.split("for svc in")[1]
+        assert f"MONGO_PASSWORD_{svc.upper()}" in mongo["environment"]
+        assert f"RABBITMQ_PASSWORD_{svc.upper()}" in compose["services"]["rabbitmq-users"]["environment"]
 
 
 def test_no_secret_value_is_committed():
