@@ -57,13 +57,25 @@ install() {
 }
 
 build_ferretdb() {
-  local src_sha; src_sha=$(cat "$ROOT"/deploy/ferretdb/*.go "$ROOT"/deploy/ferretdb/go.mod "$ROOT"/deploy/ferretdb/go.sum | sha256sum | cut -d' ' -f1)
+  # FerretDB's module is copied from the Go module cache into deploy/ferretdb/build (gitignored),
+  # patched with deploy/ferretdb/patches/*.patch and built through a `replace` in a build-time copy
+  # of go.mod: the committed go.mod stays plain, so `go build` there gives the unpatched launcher
+  local dir="$ROOT/deploy/ferretdb" b="$ROOT/deploy/ferretdb/build"
+  local src_sha; src_sha=$(cat "$dir"/*.go "$dir"/go.mod "$dir"/go.sum "$dir"/patches/*.patch | sha256sum | cut -d' ' -f1)
   if [ -x "$FERRET_BIN" ] && [ "$(cat "$FERRET_BIN.sha" 2>/dev/null)" = "$src_sha" ]; then return; fi
-  say "building FerretDB v1.24.2 launcher (Go, first time only; cached in deploy/ferretdb/bin)"
+  say "building FerretDB v1.24.2 launcher with deploy/ferretdb/patches (Go, first time only; cached in deploy/ferretdb/bin)"
+  command -v patch >/dev/null || apt_install patch
   mkdir -p "$(dirname "$FERRET_BIN")"
-  if ! (cd "$ROOT/deploy/ferretdb" && go build -o "$FERRET_BIN" .); then
+  local mod  # downloads FerretDB into the module cache on a fresh machine (checked against go.sum)
+  mod=$(cd "$dir" && go mod download github.com/FerretDB/FerretDB && go list -m -f '{{.Dir}}' github.com/FerretDB/FerretDB)
+  rm -rf "$b"; mkdir -p "$b"
+  cp -R "$mod" "$b/FerretDB"; chmod -R u+w "$b/FerretDB"  # the module cache is read-only
+  local p; for p in "$dir"/patches/*.patch; do patch -s -p1 -d "$b/FerretDB" <"$p"; done
+  cp "$dir/go.mod" "$b/go.mod"; cp "$dir/go.sum" "$b/go.sum"
+  go mod edit -replace="github.com/FerretDB/FerretDB=$b/FerretDB" "$b/go.mod"
+  if ! (cd "$dir" && go build -modfile="$b/go.mod" -o "$FERRET_BIN" .); then
     say "build failed with $(go version); retrying with the toolchain the module names"
-    (cd "$ROOT/deploy/ferretdb" && GOTOOLCHAIN=auto go build -o "$FERRET_BIN" .)
+    (cd "$dir" && GOTOOLCHAIN=auto go build -modfile="$b/go.mod" -o "$FERRET_BIN" .)
   fi
   echo "$src_sha" >"$FERRET_BIN.sha"
 }

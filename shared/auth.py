@@ -1,10 +1,18 @@
-"""Bearer-token authentication and scope for staff and systems.
+"""Bearer-token authentication and every role's reach, in one table.
 
 Tokens are kept hashed (SHA-256) in a JSON file named by AUTH_TOKENS_FILE, outside the repo:
 {"tokens": [{"sha256": "...", "subject": "county-ops", "role": "county", "county": "东安县"},
             {"sha256": "...", "subject": "baiyashi-staff", "role": "township", "county": "东安县",
-             "township": "白牙市镇"}]}
-Roles: `county` (county staff, whole county), `township` (one township), `system` (other systems).
+             "township": "白牙市镇"},
+            {"sha256": "...", "subject": "tax-bureau", "role": "system", "county": "东安县",
+             "permissions": ["payments:audit"], "services": ["payments"]}]}
+
+A token carries its subject, its role and so its permissions (ROLE_PERMISSIONS below, the one
+place that says who may do what; README "Who may do what" renders it). A `system` token holds
+nothing by default: it names the permissions it is granted (only from SYSTEM_GRANTABLE). Any
+token may narrow itself with `permissions` and with `services` (the services that accept it), so
+one file can still give every system only the service it talks to. Township staff act only within
+their township (`Principal.check_township`).
 """
 from __future__ import annotations
 
@@ -16,6 +24,40 @@ from pathlib import Path
 
 from .errors import Forbidden, Unauthorized
 
+# permission → (what it allows, zh-CN for the README table)
+PERMISSIONS: dict[str, str] = {
+    "households:read": "查询户、人员、准确率，导出村名册",
+    "households:write": "登记户、异动、分户合户、上传花名册",
+    "mid_year:decide": "中途参保判定与撤销",
+    "corrections:file": "提交与查看信息更正申请",
+    "corrections:decide": "审批信息更正申请",
+    "duplicates:manage": "重复参保处理、职工医保排除名单",
+    "accuracy:publish": "发布信息录入准确率",
+    "payments:read": "查询缴费、收据、代扣协议、解款、待审核",
+    "payments:audit": "缴款审核",
+    "payments:manage": "订单、代扣批次、对账、资金日志",
+    "withholding:agree": "登记三方代扣协议",
+    "identities:submit": "提交困难群众身份变更批次",
+    "identities:read": "查询困难身份、资助待遇、困难群众参保情况",
+    "identities:report": "身份变更处理报告",
+    "claims:read": "查看先缴后补申请",
+    "claims:pay": "登记先缴后补已支付",
+    "ledger:read": "资助部门代缴台账与对账单",
+    "notices:read": "查看通知记录与乡镇工作清单",
+    "ops:dead-letters": "死信查看与重投",
+}
+
+_STAFF = frozenset({"households:read", "households:write", "mid_year:decide", "corrections:file",
+                    "payments:read", "withholding:agree", "identities:read", "claims:read", "notices:read"})
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "county": frozenset(PERMISSIONS),  # county staff: everything, across the county
+    "township": _STAFF,                # township staff: day-to-day work, their township only
+    "system": frozenset(),             # other systems: only what their token is granted
+}
+SYSTEM_GRANTABLE = frozenset({"payments:audit", "identities:submit", "identities:read"})
+TOWNSHIP_SCOPED = frozenset({"township"})
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -23,10 +65,15 @@ class Principal:
     role: str
     county: str | None = None
     township: str | None = None
+    permissions: frozenset[str] = frozenset()
+    services: frozenset[str] | None = None  # None: every service accepts the token
 
-    def check_township(self, township: str) -> None:
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def check_township(self, township: str | None) -> None:
         """Township staff act only within their township (乡镇); county staff across the county."""
-        if self.role == "township" and self.township != township:
+        if self.role in TOWNSHIP_SCOPED and self.township != township:
             raise Forbidden("SCOPE_TOWNSHIP", "无权操作其他乡镇的数据", {"township": township})
 
 
@@ -34,10 +81,32 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def principal_of(entry: dict) -> Principal:
+    """A token file entry → its principal; a bad entry stops the service at start (fail loudly)."""
+    role = entry["role"]
+    if role not in ROLE_PERMISSIONS:
+        raise ValueError(f"token {entry.get('subject')!r}: unknown role {role!r}")
+    if role == "township" and not entry.get("township"):
+        raise ValueError(f"token {entry.get('subject')!r}: a township token names its township")
+    listed = entry.get("permissions")
+    unknown = set(listed or ()) - set(PERMISSIONS)
+    if unknown:
+        raise ValueError(f"token {entry.get('subject')!r}: unknown permissions {sorted(unknown)}")
+    if role == "system":
+        beyond = set(listed or ()) - SYSTEM_GRANTABLE
+        if beyond:
+            raise ValueError(f"token {entry.get('subject')!r}: not grantable to a system {sorted(beyond)}")
+        perms = frozenset(listed or ())
+    else:
+        perms = ROLE_PERMISSIONS[role] & frozenset(listed) if listed is not None else ROLE_PERMISSIONS[role]
+    services = entry.get("services")
+    return Principal(entry["subject"], role, entry.get("county"), entry.get("township"), perms,
+                     frozenset(services) if services is not None else None)
+
+
 class TokenBook:
     def __init__(self, entries: list[dict]):
-        self._by_hash = {e["sha256"]: Principal(e["subject"], e["role"], e.get("county"), e.get("township"))
-                         for e in entries}
+        self._by_hash = {e["sha256"]: principal_of(e) for e in entries}
 
     @classmethod
     def load(cls, path: Path | None) -> "TokenBook":
@@ -45,7 +114,7 @@ class TokenBook:
             return cls([])
         return cls(json.loads(Path(path).read_text(encoding="utf-8")).get("tokens", []))
 
-    def authenticate(self, header: str | None, roles: tuple[str, ...]) -> Principal:
+    def identify(self, header: str | None, service: str | None = None) -> Principal:
         if not header or not header.startswith("Bearer "):
             raise Unauthorized("AUTH_REQUIRED", "缺少身份凭证（Authorization: Bearer <token>）")
         digest = token_hash(header[7:].strip())
@@ -53,8 +122,29 @@ class TokenBook:
         for h, p in self._by_hash.items():
             if hmac.compare_digest(h, digest):
                 principal = p
-        if principal is None:
+        if principal is None or (service and principal.services is not None and service not in principal.services):
             raise Unauthorized("AUTH_INVALID", "身份凭证无效")
-        if principal.role not in roles:
+        return principal
+
+    def authenticate(self, header: str | None, roles: tuple[str, ...] = (), *, permission: str | None = None,
+                     service: str | None = None) -> Principal:
+        """The caller, if it holds `permission` (or, for routes without one, one of `roles`)."""
+        principal = self.identify(header, service)
+        if permission is not None:
+            if not principal.can(permission):
+                raise Forbidden("ROLE_FORBIDDEN", "当前身份无此操作权限",
+                                {"role": principal.role, "permission": permission})
+        elif principal.role not in roles:
             raise Forbidden("ROLE_FORBIDDEN", "当前身份无权执行此操作", {"role": principal.role})
         return principal
+
+
+def role_table_markdown() -> str:
+    """The README's role table, from ROLE_PERMISSIONS (tests keep the two equal)."""
+    lines = ["| permission | meaning | county | township (own township) | system (if granted) |",
+             "| --- | --- | --- | --- | --- |"]
+    for p, text in PERMISSIONS.items():
+        cells = ["✓" if p in ROLE_PERMISSIONS["county"] else "", "✓" if p in ROLE_PERMISSIONS["township"] else "",
+                 "grantable" if p in SYSTEM_GRANTABLE else ""]
+        lines.append(f"| `{p}` | {text} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -59,3 +59,29 @@ def parse_instant(text: str) -> datetime:
 def clock_from_env(value: str | None) -> Clock:
     """CLOCK_NOW=2019-10-15T10:00:00+08:00 pins the clock (demo and tests); otherwise real time."""
     return FixedClock(parse_instant(value)) if value else Clock()
+
+
+def iso(value: datetime | date | str | None) -> str | None:
+    """THE rendering of an instant, everywhere one leaves the suite (API responses, events, exports,
+    stored strings): ISO 8601 in Asia/Shanghai with its offset, e.g. 2019-11-15T10:00:00+08:00
+    (a fraction of a second only when there is one). Naive datetimes are UTC (the store's); a date
+    stays a date (2019-11-15); a string (a gateway's paid_at as stored) is read and rendered the same
+    way. See docs/time.md."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return aware.astimezone(SHANGHAI).isoformat()
+    return value.isoformat()
+
+
+def stamp(at: datetime) -> str:
+    """The wall-clock part of order, receipt and batch numbers: YYYYMMDDHHMMSS in Asia/Shanghai, so
+    a number made at 2019-12-31T23:30+08:00 carries 20191231 whatever the server's zone."""
+    aware = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return aware.astimezone(SHANGHAI).strftime("%Y%m%d%H%M%S")

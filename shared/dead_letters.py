@@ -63,12 +63,12 @@ def routes(api, c) -> None:
     """Add the two routes to a service's API (`c`: its container)."""
     coll = c.db[DEAD_LETTERS]
 
-    @api.route("/v1/dead-letters", "GET", summary="死信列表（已屏蔽身份证号与手机号）", roles=OPS_ROLES,
+    @api.route("/v1/dead-letters", "GET", summary="死信列表（已屏蔽身份证号与手机号）", permission="ops:dead-letters",
                response=DeadLetterList)
     def list_dead_letters(principal):
         return {"dead_letters": [render(d) for d in coll.find({}).sort("at", -1).limit(200)]}
 
-    @api.route("/v1/dead-letters/{letter_id}/replay", "POST", summary="死信重新投递（原因排除后）", roles=OPS_ROLES,
+    @api.route("/v1/dead-letters/{letter_id}/replay", "POST", summary="死信重新投递（原因排除后）", permission="ops:dead-letters",
                response=ReplayOut)
     def replay_dead_letter(principal, letter_id):
         doc = coll.find_one({"_id": letter_id})

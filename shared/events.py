@@ -353,10 +353,12 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="A reimbursement claim was paid by its department; notices announces it."),
         EventSpec("subsidy.coverage.changed", CoverageChangedSchema, "subsidy", ("scoring", "notices"),
                   doc="Hardship persons and enrolled hardship persons of a township and category changed (target 100 %)."),
-        EventSpec("payments.payment.audited", PaymentAuditedSchema, "payments", ("registry",),
-                  doc="A confirmed payment passed the tax bureau's audit (reconciled or by staff); registry confirms enrolment."),
-        EventSpec("payments.payment.reversed", PaymentReversedSchema, "payments", ("registry",),
-                  doc="A household payment was reversed (gateway reversal or overpayment refund); registry revokes the enrolment."),
+        EventSpec("payments.payment.audited", PaymentAuditedSchema, "payments", ("registry", "payments"),
+                  doc="A confirmed payment passed the tax bureau's audit (reconciled or by staff); registry confirms "
+                      "enrolment (payments itself completes the money-log row)."),
+        EventSpec("payments.payment.reversed", PaymentReversedSchema, "payments", ("registry", "payments"),
+                  doc="A household payment was reversed (gateway reversal or overpayment refund); registry revokes the "
+                      "enrolment (payments itself completes the receipt, money-log row and order status)."),
         EventSpec("payments.withholding.failed", WithholdingFailedSchema, "payments", ("notices",),
                   doc="A bank withholding failed, classified; insufficient balances go back to their town for a notice and a retry batch."),
     )

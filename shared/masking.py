@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _ID_RE = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[\dXx])(?![0-9A-Za-z])")
 _PHONE_RE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
@@ -28,3 +29,22 @@ def mask_text(text: str) -> str:
     """Mask any ID or mobile number found inside free text (log lines, error details)."""
     text = _ID_RE.sub(lambda m: m.group(1) + "*" * 8 + m.group(2), text)
     return _PHONE_RE.sub(lambda m: m.group(1) + "****" + m.group(2), text)
+
+
+# Keys whose values are our own or a gateway's identifiers (order, receipt, transaction numbers):
+# passed as they are, since an 18-digit transaction id would look like an ID number to mask_text.
+UNMASKED_KEYS = frozenset({"order_no", "receipt_no", "transaction_id", "batch_no", "batch_id", "check_code",
+                           "payment_ref", "source_ref", "reversal_id", "import_id", "notice_id", "claim_id",
+                           "correction_id", "message_id", "event_id", "retry_of", "problems_url", "id", "key"})
+
+
+def mask_json(value: Any, key: str | None = None) -> Any:
+    """Every string in a response body or error, masked unless its key is in UNMASKED_KEYS: the one
+    pass every JSON response of the web adapter goes through (shared/web.py)."""
+    if isinstance(value, str):
+        return value if key in UNMASKED_KEYS else mask_text(value)
+    if isinstance(value, dict):
+        return {k: mask_json(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_json(v, key) for v in value]
+    return value

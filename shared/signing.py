@@ -32,19 +32,40 @@ def verify(secret: str, signature: str, method: str, path: str, timestamp: str, 
     return hmac.compare_digest(sign(secret, method, path, timestamp, nonce, body), signature or "")
 
 
+COLLECTOR_KINDS = frozenset({"village_collector", "village"})
+
+
 @dataclass(frozen=True)
 class Gateway:
+    """A gateway and its reach. Banks and mobile payments serve the whole county; a village
+    collector (村级代收员) only the households of the townships / villages it is bound to, and sees
+    them as a collector needs: what to collect, per member, with names masked and no hardship
+    category (the money and the receipt, not the household's circumstances)."""
     id: str
     secret: str
-    kind: str  # bank | mobile | village
+    kind: str  # bank | mobile | village_collector
     channels: tuple[str, ...]
+    townships: tuple[str, ...] = ()
+    villages: tuple[str, ...] = ()  # "<township>/<village>"
+
+    @property
+    def collector(self) -> bool:
+        return self.kind in COLLECTOR_KINDS
+
+    def covers(self, township: str | None, village: str | None) -> bool:
+        if not self.collector:
+            return True
+        return township in self.townships or f"{township}/{village}" in self.villages
 
 
 def load_gateways(path: Path | None) -> dict[str, Gateway]:
     """GATEWAY_KEYS_FILE: {"gateways": [{"id": "icbc-dongan", "secret": "...", "kind": "bank",
-    "channels": ["bank_counter", "pos"]}]} — kept outside the repo."""
+    "channels": ["bank_counter", "pos"]}, {"id": "hq-collector-1", "secret": "...",
+    "kind": "village_collector", "channels": ["village_collector"], "villages": ["花桥镇/花桥村"],
+    "townships": []}]} — kept outside the repo."""
     if path is None or not Path(path).is_file():
         return {}
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    return {g["id"]: Gateway(g["id"], g["secret"], g.get("kind", "bank"), tuple(g.get("channels", [])))
+    return {g["id"]: Gateway(g["id"], g["secret"], g.get("kind", "bank"), tuple(g.get("channels", [])),
+                             tuple(g.get("townships", [])), tuple(g.get("villages", [])))
             for g in raw.get("gateways", [])}

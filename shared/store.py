@@ -24,8 +24,9 @@ from typing import Any, Iterable
 from pymongo import ASCENDING, MongoClient, monitoring
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, WriteError
 
+from .aggregate import StaleVersion
 from .clock import Clock
 from .events import Envelope, Event, validate_payload
 
@@ -81,13 +82,27 @@ class IndexSpec:
     keys: tuple[tuple[str, int], ...]
     unique: bool = False
     name: str | None = None
+    expire_after_seconds: int | None = None  # a TTL index (MongoDB removes documents that old)
 
 
 def ensure_indexes(db: Database, specs: Iterable[IndexSpec]) -> None:
-    """Secondary indexes real MongoDB needs (FerretDB enforces unique ones, scans for the rest)."""
+    """Secondary indexes real MongoDB needs (FerretDB enforces unique ones, scans for the rest).
+
+    A TTL index: FerretDB v1 answers NotImplemented (238) to expireAfterSeconds (and to collMod),
+    so there it becomes a plain index and the owner's periodic cleanup does the expiring; on MongoDB
+    an existing plain index of the same keys is turned into the TTL one with collMod."""
     for spec in (*specs, IndexSpec(OUTBOX, (("seq", ASCENDING),))):
-        db[spec.collection].create_index(list(spec.keys), unique=spec.unique,
-                                         name=spec.name or "_".join(k for k, _ in spec.keys))
+        name = spec.name or "_".join(k for k, _ in spec.keys)
+        ttl = {"expireAfterSeconds": spec.expire_after_seconds} if spec.expire_after_seconds is not None else {}
+        try:
+            db[spec.collection].create_index(list(spec.keys), unique=spec.unique, name=name, **ttl)
+        except OperationFailure as e:
+            if not ttl or e.code not in (85, 86, 238):
+                raise
+            if e.code == 238:  # FerretDB: no TTL indexes
+                db[spec.collection].create_index(list(spec.keys), unique=spec.unique, name=name)
+            else:  # MongoDB: the index exists without the TTL
+                db.command("collMod", spec.collection, index={"name": name, **ttl})
 
 
 class _SeqSource:
@@ -224,9 +239,10 @@ class OutboxWriter:
                causation_id: str | None = None, where: dict[str, Any] | None = None) -> tuple[bool, list[Envelope]]:
         """Apply an update by `_id` and add its events to the same document, atomically.
 
-        `where` adds conditions (a state transition that must happen once): when they do not hold,
-        nothing is written, no event included. Any field beside `_id` makes FerretDB scan the
-        collection, so keep it for small collections."""
+        `where` adds conditions (a compare-and-set on a version or status): when they do not hold,
+        nothing is written, no event included. As cheap as the `_id` update on any collection for a
+        string `_id`: our local store's launcher narrows such a filter to its `_id` (README, "The
+        local store and real MongoDB"), as MongoDB does."""
         envs = self.envelopes(events, correlation_id, causation_id)
         update = {k: dict(v) for k, v in update.items()}
         if envs:
@@ -236,6 +252,21 @@ class OutboxWriter:
         if matched:
             self._point(coll, _id, envs)
         return matched, envs
+
+    def save_versioned(self, coll: str, _id: str, version: int, update: dict[str, Any],
+                       events: Iterable[Event] = (), *, correlation_id: str | None = None,
+                       causation_id: str | None = None) -> list[Envelope]:
+        """Compare-and-set: apply `update` and its events only if the document still has `version`
+        (what the caller read; 0 = a document written before versions, which has none), and bump it.
+        Raises StaleVersion when another write came first: nothing of this one is written."""
+        update = {k: dict(v) for k, v in update.items()}
+        update.setdefault("$set", {})["version"] = version + 1
+        where = {"version": version} if version else {"version": {"$exists": False}}
+        matched, envs = self.update(coll, _id, update, events, correlation_id=correlation_id,
+                                    causation_id=causation_id, where=where)
+        if not matched:
+            raise StaleVersion(f"{coll} {_id} is no longer at version {version}")
+        return envs
 
     def stored(self, env: Envelope) -> dict[str, Any]:
         """An envelope as kept in `_outbox` (a snapshot type without its payload)."""
@@ -282,6 +313,19 @@ def insert_many_once(coll: Collection, docs: list[dict[str, Any]]) -> set[Any]:
     return {docs[i]["_id"] for i in errors}
 
 
+def keep_newest(coll: Collection, _id: str, doc: dict[str, Any], order: Any) -> bool:
+    """Replace a read-model document only by a newer one (docs/guarantees.md C), in one atomic write:
+    `order` is the copied aggregate's version (or an event seq); the stored document keeps it in
+    `_order`. True if `doc` was stored (again, for the same event twice); False if the stored one is
+    newer (an older event delivered late). The filter's `_id` part is what the store looks up."""
+    try:  # `$not $gt` also matches a document stored before `_order` existed; an equal order is the same event
+        coll.replace_one({"_id": _id, "_order": {"$not": {"$gt": order}}}, {**doc, "_id": _id, "_order": order},
+                         upsert=True)
+        return True
+    except DuplicateKeyError:  # the document exists with a newer order: the upsert's insert collided
+        return False
+
+
 def count_once(db: Database, counters: str, counter_id: str, fact_key: str, inc: dict[str, int],
                fact: dict[str, Any], on_insert: dict[str, Any] | None = None) -> bool:
     """Add `inc` to a counter document once per fact, surviving a crash at any step.
@@ -315,4 +359,6 @@ def public(doc: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() if dt else None
+    """The clock's one rendering of an instant (shared.clock.iso)."""
+    from .clock import iso as clock_iso
+    return clock_iso(dt) if dt else None

@@ -3,26 +3,123 @@
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from functools import wraps
 from typing import Any, Callable
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema, ValidationError
 from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 
 from . import dead_letters, metrics
 from .auth import Principal, TokenBook
+from .clock import iso
 from .errors import DomainError
 from .logs import correlation_id
+from .masking import mask_json
 
 log = logging.getLogger(__name__)
+
+
+GATEWAY_HEADERS = [
+    {"name": "X-Gateway-Id", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "the gateway's id in the gateway keys file"},
+    {"name": "X-Timestamp", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+     "description": "Unix seconds; refused more than 300 s from the service's clock"},
+    {"name": "X-Nonce", "in": "header", "required": True, "schema": {"type": "string", "minLength": 16, "maxLength": 64},
+     "description": "unique per request (16-64 characters); a replay is refused"},
+    {"name": "X-Signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "hex HMAC-SHA256 over METHOD, PATH, X-Timestamp, X-Nonce and sha256(body); docs/gateway-signing.md"},
+]
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
+                   "schema": {"type": "string", "minLength": 8, "maxLength": 64},
+                   "description": "the same key and body return the same result; another body is refused"}
+
+
+def query_param(name: str, type: str = "string", *, required: bool = False, description: str | None = None,
+                **schema) -> dict:
+    """A declared query parameter (OpenAPI); Api.route refuses a value that does not fit it."""
+    p = {"name": name, "in": "query", "required": required, "schema": {"type": type, **schema}}
+    if description:
+        p["description"] = description
+    return p
+
+
+def _bad_query(name: str, expected: str, value: str | None = None) -> DomainError:
+    return DomainError("BAD_QUERY", f"查询参数 {name} 无效（应为{expected}）",
+                       {"param": name, "expected": expected, **({"value": value[:40]} if value is not None else {})},
+                       status=400)
+
+
+_TRUE, _FALSE = ("true", "1"), ("false", "0")
+
+
+def check_query(params: list[dict], args) -> None:
+    """Every declared query parameter checked against its type, enum and bounds (400 BAD_QUERY)."""
+    for p in params:
+        name, schema = p["name"], p.get("schema", {})
+        value = args.get(name)
+        if value is None:
+            if p.get("required"):
+                raise DomainError("QUERY_REQUIRED", f"缺少查询参数 {name}", {"param": name}, status=400)
+            continue
+        kind = schema.get("type", "string")
+        if kind == "integer":
+            if not re.fullmatch(r"-?[0-9]{1,12}", value):
+                raise _bad_query(name, "整数", value)
+            n = int(value)
+            if ("minimum" in schema and n < schema["minimum"]) or ("maximum" in schema and n > schema["maximum"]):
+                raise _bad_query(name, f"{schema.get('minimum', '')}至{schema.get('maximum', '')}之间的整数", value)
+        elif kind == "boolean":
+            if value.lower() not in _TRUE + _FALSE:
+                raise _bad_query(name, "true 或 false", value)
+        elif schema.get("format") == "date":
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise _bad_query(name, "日期 YYYY-MM-DD", value) from None
+        if "enum" in schema and value not in schema["enum"]:
+            raise _bad_query(name, "、".join(map(str, schema["enum"])) + " 之一", value)
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise _bad_query(name, f"不超过{schema['maxLength']}个字符", value)
+
+
+def query_flag(args, name: str) -> bool:
+    """A declared boolean query parameter's value (already checked)."""
+    return (args.get(name) or "").lower() in _TRUE
+
+
+def strict_responses() -> bool:
+    """RESPONSE_VALIDATION=strict (the test suite sets it): every JSON response is checked against
+    its documented schema and a mismatch fails loudly (500 RESPONSE_SCHEMA_VIOLATION)."""
+    return os.environ.get("RESPONSE_VALIDATION", "").lower() == "strict"
+
+
+class ResponseSchemaViolation(Exception):
+    pass
+
+
+class JsonProvider(DefaultJSONProvider):
+    """Instants render as shared.clock.iso does (never Flask's RFC 822 default)."""
+    ensure_ascii = False
+    sort_keys = False
+
+    @staticmethod
+    def default(o):
+        if isinstance(o, (datetime, date)):
+            return iso(o)
+        return DefaultJSONProvider.default(o)
 
 
 @dataclass
@@ -33,13 +130,14 @@ class ApiDoc:
 
     def spec(self) -> dict:
         spec = APISpec(title=self.title, version="1.0.0", openapi_version="3.0.3", plugins=[MarshmallowPlugin()])
-        spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+        spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
+                                                   "description": "staff or system token; its permissions: README 'Who may do what'"})
         spec.components.security_scheme("gatewaySignature", {
             "type": "apiKey", "in": "header", "name": "X-Signature",
             "description": "HMAC-SHA256; see docs/gateway-signing.md (X-Gateway-Id, X-Timestamp, X-Nonce)"})
         spec.components.schema("Error", {"type": "object", "required": ["code", "message"], "properties": {
             "code": {"type": "string"}, "message": {"type": "string", "description": "zh-CN"},
-            "details": {}}})
+            "details": {"nullable": True}}})
         paths: dict[str, dict] = {}
         for path, method, op in self.operations:
             paths.setdefault(path, {})[method] = op
@@ -52,6 +150,9 @@ def _schema_ref(schema: type[Schema] | None) -> dict | None:
     return {"content": {"application/json": {"schema": schema}}} if schema else None
 
 
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
 class Api:
     def __init__(self, app: Flask, service: str, tokens: TokenBook):
         self.app = app
@@ -60,41 +161,64 @@ class Api:
         self.doc = ApiDoc(title=f"{service} service")
 
     def route(self, path: str, method: str, *, summary: str, roles: tuple[str, ...] | None = None,
-              body: type[Schema] | None = None, response: type[Schema] | None = None, status: int = 200,
-              guard: Callable[[], Any] | None = None, query: list[dict] | None = None):
-        """Register an endpoint: authenticate, parse the body with `body`, document it.
+              permission: str | None = None, body: type[Schema] | None = None,
+              response: type[Schema] | None = None, status: int = 200, also: tuple[int, ...] = (),
+              guard: Callable[[], Any] | None = None, query: list[dict] | None = None,
+              headers: list[dict] | None = None, raw_body: dict | None = None,
+              produces: str | tuple[str, ...] | None = None):
+        """Register an endpoint: authenticate, check the query, parse the body, mask and (strict)
+        check the response, document it all.
 
-        Authentication comes first: bearer tokens for `roles`, or `guard` (e.g. a gateway signature
-        check) which returns the principal. The view receives `principal` (or None) and, when `body`
-        is given, `data` (the loaded body). A view may return a body or (body, status).
+        Authentication comes first: a bearer token holding `permission` (shared/auth.py's table),
+        or one of `roles`, or `guard` (e.g. a gateway signature check) which returns the principal.
+        The view receives `principal` (or None) and, when `body` is given, `data` (the loaded body).
+        A view may return a body or (body, status) (`status`, or one of `also`). `raw_body`
+        documents a non-JSON request body ({media type: description}); `produces` a non-JSON reply.
         """
         security = "gatewaySignature" if guard else "bearer"
         flask_path = path.replace("{", "<").replace("}", ">")
-        op: dict[str, Any] = {"summary": summary, "responses": {
-            str(status): {"description": "OK", **(_schema_ref(response) or {})},
-            "4XX": {"description": "调用方错误", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}
+        media = (produces,) if isinstance(produces, str) else tuple(produces or ())
+        ok = ({"content": {mt: {"schema": {"type": "string", "format": "binary"}} for mt in media}} if media
+              else (_schema_ref(response) or {}))
+        responses = {str(s): {"description": "OK", **ok} for s in (status, *also)}
+        responses["4XX"] = {"description": "调用方错误（code + 中文 message）", **_ERROR}
+        op: dict[str, Any] = {"summary": summary, "responses": responses}
+        if permission:
+            op["description"] = f"权限：`{permission}`（见 README 角色表）"
         params = [{"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
                   for p in path.split("/") if p.startswith("{")]
-        params += query or []
+        declared_query = list(query or [])
+        params += declared_query
+        if guard:
+            params += GATEWAY_HEADERS
+        params += headers or []
         if params:
             op["parameters"] = params
         if body:
             op["requestBody"] = {"required": True, **_schema_ref(body)}
-        if roles or guard:
+        elif raw_body:
+            op["requestBody"] = {"required": True, "content": {
+                mt: {"schema": {"type": "string", "format": "binary"}, **({"description": d} if d else {})}
+                for mt, d in raw_body.items()}}
+        if roles or guard or permission:
             op["security"] = [{security: []}]
         self.doc.operations.append((path, method.lower(), op))
 
         loader = body() if body is not None else None  # one instance per route (load() keeps no state)
+        checker = response() if response is not None else None
+        codes = {status, *also}
 
         def decorate(fn: Callable):
             @wraps(fn)
             def view(**kwargs):
                 if guard is not None:
                     principal = guard()
-                elif roles:
-                    principal = self.tokens.authenticate(request.headers.get("Authorization"), roles)
+                elif permission or roles:
+                    principal = self.tokens.authenticate(request.headers.get("Authorization"), roles or (),
+                                                         permission=permission, service=self.service)
                 else:
                     principal = None
+                check_query(declared_query, request.args)
                 if body is not None:
                     payload = request.get_json(silent=True)
                     if payload is None:
@@ -103,18 +227,46 @@ class Api:
                 out = fn(principal=principal, **kwargs)
                 if isinstance(out, Response):
                     return out
-                if isinstance(out, tuple):
-                    return jsonify(out[0]), out[1]
-                return jsonify(out), status
+                data, code = out if isinstance(out, tuple) else (out, status)
+                data = mask_json(data)
+                if checker is not None and strict_responses():
+                    _check_response(self.app, fn.__name__, checker, data, code, codes)
+                return jsonify(data), code
             self.app.add_url_rule(flask_path, endpoint=fn.__name__, view_func=view, methods=[method.upper()])
             return view
         return decorate
 
+    def moved(self, path: str, method: str, new: str, *, summary: str):
+        """An old path that carried an ID number: it answers 410 ID_NUMBER_IN_URL pointing to `new`
+        (ID numbers go in request bodies, never in URLs, which access logs and proxies keep)."""
+        self.doc.operations.append((path, method.lower(), {
+            "summary": summary, "deprecated": True, "description": f"已停用：请改用 `{new}`",
+            "parameters": [{"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                           for p in path.split("/") if p.startswith("{")],
+            "responses": {"410": {"description": "已停用，改用新地址", **_ERROR}}}))
+
+        def view(**_kwargs):
+            e = DomainError("ID_NUMBER_IN_URL", f"身份证号码不得放在网址中，请改用 {new}（号码放在 JSON 请求体中）",
+                            {"use": new}, status=410)
+            return jsonify(e.to_json()), 410
+        endpoint = "moved:" + method.upper() + ":" + path
+        self.app.add_url_rule(path.replace("{", "<").replace("}", ">"), endpoint=endpoint, view_func=view,
+                              methods=[method.upper()])
+
+
+def _check_response(app: Flask, name: str, checker: Schema, data: Any, code: int, codes: set[int]) -> None:
+    """The response as the caller will read it (JSON round trip) against its documented schema."""
+    if code not in codes:
+        raise ResponseSchemaViolation(f"{name}: status {code} is not documented ({sorted(codes)})")
+    wire = json.loads(app.json.dumps(data))
+    errors = checker.validate(wire)
+    if errors:
+        raise ResponseSchemaViolation(f"{name}: response breaks its schema {type(checker).__name__}: {errors}")
+
 
 def create_base_app(service: str, tokens: TokenBook, ready_checks: dict[str, Callable[[], bool]]) -> tuple[Flask, Api]:
     app = Flask(service)
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
+    app.json = JsonProvider(app)
     api = Api(app, service, tokens)
 
     @app.before_request
@@ -142,11 +294,18 @@ def create_base_app(service: str, tokens: TokenBook, ready_checks: dict[str, Cal
 
     @app.errorhandler(DomainError)
     def _domain(e: DomainError):
-        return jsonify(e.to_json()), e.status
+        return jsonify(mask_json(e.to_json())), e.status
 
     @app.errorhandler(ValidationError)
     def _invalid(e: ValidationError):
-        return jsonify({"code": "VALIDATION_FAILED", "message": "请求数据校验失败", "details": e.messages}), 400
+        return jsonify(mask_json({"code": "VALIDATION_FAILED", "message": "请求数据校验失败", "details": e.messages})), 400
+
+    @app.errorhandler(ResponseSchemaViolation)
+    def _schema_broken(e: ResponseSchemaViolation):
+        """Only under RESPONSE_VALIDATION=strict: our bug, said loudly."""
+        log.error("response schema violation: %s", e)
+        return jsonify({"code": "RESPONSE_SCHEMA_VIOLATION", "message": "响应不符合接口文档（服务缺陷）",
+                        "details": mask_json(str(e))}), 500
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):

@@ -22,6 +22,9 @@ import pytest
 from pymongo import MongoClient
 
 from shared.config import _local_env
+
+# Every JSON response is checked against its documented schema while the tests run (shared/web.py).
+os.environ.setdefault("RESPONSE_VALIDATION", "strict")
 from tools.suite import delete_bus
 
 

@@ -37,7 +37,7 @@ def unregistered_id(staff: StaffClient, rng: random.Random, birth: date, sex: st
     again on the same databases, and the same person in two households is refused (多地重复参保)."""
     for _ in range(50):
         candidate = make_id(birth, rng.randrange(500), sex)
-        if staff.get(f"/v1/persons/{candidate}?year={year}").status_code == 404:
+        if staff.post("/v1/persons/lookup", {"id_number": candidate, "year": year}).status_code == 404:
             return candidate
     raise RuntimeError(f"no unregistered ID number left for a person born {birth}")
 

@@ -46,26 +46,44 @@ class Suite:
         return self.var / "run" / self.namespace
 
     # ---- secrets (generated locally, never in git) -------------------------------------
+    # Who the demo and test suites hold tokens for (shared/auth.py's role table says what each may do):
+    # name → (role, township, granted permissions, services that accept the token).
+    TOKENS = {"county": ("county", None, None, None),
+              "township:白牙市镇": ("township", "白牙市镇", None, None),
+              "tax-bureau": ("system", None, ["payments:audit"], ["payments"]),
+              "civil_affairs": ("system", None, ["identities:submit", "identities:read"], ["subsidy"])}
+    # gateway id → (kind, channels, townships, villages); the first one is the tests' bank.
+    GATEWAYS = {"test-bank": ("bank", ["mobile_app", "bank_counter", "pos"], [], []),
+                "test-collector": ("village_collector", ["village_cash"], [], ["白牙市镇/五一村"])}
+
     def secrets(self) -> dict:
         """Tokens and gateway keys for this suite; the plain values stay under var/ for the demo and tests."""
         d = self.var / "secrets"
         d.mkdir(parents=True, exist_ok=True)
         plain = d / f"{self.namespace}.plain.json"
-        if not plain.exists():
-            data = {"tokens": {"county": secrets.token_urlsafe(24), "township:白牙市镇": secrets.token_urlsafe(24)},
-                    "gateways": {"test-bank": secrets.token_urlsafe(32)}}
-            plain.write_text(json.dumps(data, ensure_ascii=False))
-            plain.chmod(0o600)
-        data = json.loads(plain.read_text())
+        data = json.loads(plain.read_text()) if plain.exists() else {"tokens": {}, "gateways": {}}
+        for name in self.TOKENS:  # an older file gains the subjects added since
+            data["tokens"].setdefault(name, secrets.token_urlsafe(24))
+        for gid in self.GATEWAYS:
+            data["gateways"].setdefault(gid, secrets.token_urlsafe(32))
+        plain.write_text(json.dumps(data, ensure_ascii=False))
+        plain.chmod(0o600)
         tokens = []
         for name, tok in data["tokens"].items():
-            role, _, township = name.partition(":")
+            role, township, perms, services = self.TOKENS.get(name, (name.partition(":")[0], name.partition(":")[2] or None,
+                                                                     None, None))
             tokens.append({"sha256": token_hash(tok), "subject": name, "role": role, "county": "东安县",
-                           **({"township": township} if township else {})})
+                           **({"township": township} if township else {}),
+                           **({"permissions": perms} if perms is not None else {}),
+                           **({"services": services} if services is not None else {})})
         (d / f"{self.namespace}.auth_tokens.json").write_text(json.dumps({"tokens": tokens}, ensure_ascii=False))
-        (d / f"{self.namespace}.gateway_keys.json").write_text(json.dumps({"gateways": [
-            {"id": gid, "secret": s, "kind": "bank", "channels": ["mobile_app", "bank_counter", "pos"]}
-            for gid, s in data["gateways"].items()]}))
+        gateways = []
+        for gid, s in data["gateways"].items():
+            kind, channels, townships, villages = self.GATEWAYS.get(gid, ("bank", ["mobile_app", "bank_counter", "pos"],
+                                                                          [], []))
+            gateways.append({"id": gid, "secret": s, "kind": kind, "channels": channels, "townships": townships,
+                             "villages": villages})
+        (d / f"{self.namespace}.gateway_keys.json").write_text(json.dumps({"gateways": gateways}, ensure_ascii=False))
         for f in d.iterdir():
             f.chmod(0o600)
         return data

@@ -1,6 +1,6 @@
 package main
 
-// FerretDB v1.24.2's SQLite backend pushes `{_id: <string|ObjectID>}` down as
+// FerretDB v1.24.2's SQLite backend pushes a filter's `_id: <string|ObjectID>` down as
 // `WHERE _ferretdb_sjson->'$._id' = ?`, but the unique index it creates is on
 // `_ferretdb_sjson->"_id"`. SQLite matches expression indexes syntactically, so the
 // pushed-down query still scans the whole table (measured: 12 ms per find and 60 ms per

@@ -3,6 +3,9 @@
 // It exists because `go install .../cmd/ferretdb@v1.24.2` panics at start (the published
 // module lacks build/version/version.txt); embedding the library in our own main module
 // avoids that check. Used for local development and CI only; production runs MongoDB 7.
+//
+// deploy/local.sh builds it with deploy/ferretdb/patches applied to a copy of FerretDB's module
+// (deploy/ferretdb/build); a plain `go build` here gives the unpatched launcher.
 package main
 
 import (

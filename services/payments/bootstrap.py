@@ -35,6 +35,22 @@ def event_handlers(c: Container):
             "registry.household.dissolved": lambda env: handlers.on_household_dissolved(repo, env),
             "subsidy.entitlement.changed": lambda env: handlers.on_entitlement_changed(repo, env),
             "payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env),
+            "payments.payment.audited": lambda env: handlers.on_payment_audited(repo, env),
+            "payments.payment.reversed": lambda env: handlers.on_payment_reversed(repo, env),
             "registry.duplicate.changed": lambda env: handlers.on_duplicate_changed(repo, env),
             "registry.mid_year.approved": lambda env: handlers.on_mid_year_approved(repo, env),
             "registry.mid_year.withdrawn": lambda env: handlers.on_mid_year_withdrawn(repo, env)}
+
+
+def redrive(c: Container, every_s: float = 60.0) -> None:
+    """Background loop of the worker: finish withholding batches a crash left half done (payment
+    transitions need none: their own events re-drive their side records)."""
+    import logging
+    import time
+    repo = repository(c)
+    while True:
+        try:
+            handlers.redrive_batches(repo, c.clock)
+        except Exception:  # noqa: BLE001 — store down: try again next round
+            logging.getLogger(__name__).warning("withholding re-drive failed; retrying", exc_info=True)
+        time.sleep(every_s)

@@ -235,21 +235,36 @@ def test_a_notification_delivered_three_times_confirms_once(payments, pdb):
 
 
 def test_concurrent_notifications_for_one_order_confirm_once(secrets_files, pdb):
-    known_household(pdb, "PAY-0007")
-    client = payments_app(FixedClock(NOW)).test_client()
-    order = new_order(client, "PAY-0007")
-    body = {"order_no": order["order_no"], "transaction_id": "T7", "amount_fen": order["amount_fen"],
-            "paid_at": NOW.isoformat()}
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(
-        signed(payments_app(FixedClock(NOW)).test_client(), "/v1/notifications", body).json)) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert {r["code"] for r in results} == {"SUCCESS"}
-    doc = pdb.db.payments.find_one({"_id": "2020:PAY-0007"})
-    assert doc["order_no"] == order["order_no"] and len(doc["_outbox"]) == 1
+    """Four gateway retries of one notification released together (a barrier), five rounds: every
+    caller gets SUCCESS, exactly one of them is the first (duplicate: false), one payment, one event."""
+    for rnd in range(5):
+        hh = f"PAY-07{rnd:02d}"
+        known_household(pdb, hh)
+        client = payments_app(FixedClock(NOW)).test_client()
+        order = new_order(client, hh)
+        body = {"order_no": order["order_no"], "transaction_id": f"T7{rnd}", "amount_fen": order["amount_fen"],
+                "paid_at": NOW.isoformat()}
+        clients = [payments_app(FixedClock(NOW)).test_client() for _ in range(4)]
+        start = threading.Barrier(4)
+        results, errors = [], []
+
+        def notify(c):
+            start.wait()
+            try:
+                r = signed(c, "/v1/notifications", body)
+                results.append((r.status_code, r.json))
+            except Exception as e:  # noqa: BLE001 — a crashed caller fails the test below
+                errors.append(e)
+        threads = [threading.Thread(target=notify, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and len(results) == 4
+        assert {(status, r["code"]) for status, r in results} == {(200, "SUCCESS")}
+        assert sorted(r["duplicate"] for _, r in results) == [False, True, True, True]
+        doc = pdb.db.payments.find_one({"_id": f"2020:{hh}"})
+        assert doc["order_no"] == order["order_no"] and len(doc["_outbox"]) == 1
 
 
 def test_outside_the_window_no_quote_is_given(payments, pdb, clock):

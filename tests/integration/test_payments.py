@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 import pytest
 
 from services.payments import bootstrap as payments_boot
-from services.payments.adapters.repository import confirmed_payload
 from services.payments.entrypoints.flask_app import create_app as payments_app
 from services.payments.service_layer.handlers import on_household_snapshot, on_payment_confirmed
 from shared import signing
@@ -40,10 +39,12 @@ def secrets_files(namespace, tmp_path_factory):
         {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
         {"sha256": token_hash(HUAQIAO), "subject": "huaqiao", "role": "township", "county": "东安县", "township": "花桥镇"},
         {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县", "township": "白牙市镇"},
-        {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "county": "东安县"}], gateways=[
+        {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "county": "东安县",
+         "permissions": ["payments:audit"]}], gateways=[
         {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank",
          "channels": ["mobile_app", "online_banking", "pos", "bank_counter", "self_service", "withholding"]},
-        {"id": "village-a", "secret": VILLAGE_SECRET, "kind": "village", "channels": ["village_cash"]}]):
+        {"id": "village-a", "secret": VILLAGE_SECRET, "kind": "village_collector", "channels": ["village_cash"],
+         "townships": ["花桥镇"]}]):
         yield
 
 
@@ -116,14 +117,30 @@ def pay(api, o, *, clock=None, txn=None, proof=None, paid_at=None, gateway="bank
     return {**r.json, "transaction_id": body["transaction_id"]}
 
 
-def complete_confirmations(pc):
+def complete_confirmations(pc, *household_nos, times=1):
     """What the payments worker does with its own payments.payment.confirmed events (receipt,
-    money-log row, order status), run here on the events the payment documents carry."""
+    money-log row, order status): the real relay publishes the households' events (their payload
+    built by its snapshot builder from the payment documents) and payments' handler takes each as
+    delivered from the bus, `times` times (a redelivery). Returns the envelopes."""
+    from tests.helpers import Probe
+    probe = Probe(pc.settings.amqp_url, pc.topology.namespace, ["payments.payment.confirmed"])
+    mine: dict[str, dict] = {}
+    try:
+        with running(pc.relay()):
+            deadline = time.monotonic() + 20
+            while set(mine) != set(household_nos):
+                assert time.monotonic() < deadline, f"the relay did not publish {set(household_nos) - set(mine)}"
+                for env in probe.take(1, timeout=0.5):
+                    if env["payload"]["household_no"] in household_nos:
+                        mine[env["payload"]["household_no"]] = env
+    finally:
+        probe.close()
     repo = payments_boot.repository(pc)
-    for doc in pc.db.payments.find({}):
-        for env in outbox_events(doc, "payments.payment.confirmed"):  # a snapshot: built as the relay does
-            env = {k: v for k, v in env.items() if k != "snapshot"}
-            on_payment_confirmed(repo, Envelope.from_dict({**env, "payload": confirmed_payload(doc)}))
+    for _ in range(times):
+        for env in mine.values():
+            validate_payload(env["type"], env["payload"])
+            on_payment_confirmed(repo, Envelope.from_dict(env))
+    return list(mine.values())
 
 
 def outbox_events(doc, etype):
@@ -177,8 +194,7 @@ def test_dongan_2020_household_with_a_registered_poor_and_a_tekun_member(api, pc
     ack = pay(api, o)
     payment = db.payments.find_one({"_id": "2020:SUB-0001"})
     assert outbox_events(payment, "payments.payment.confirmed")[0]["snapshot"]  # built when published:
-    confirmed = confirmed_payload(payment)
-    validate_payload("payments.payment.confirmed", confirmed)
+    confirmed = complete_confirmations(pc, "SUB-0001")[0]["payload"]  # as the relay published it
     assert confirmed["amount_fen"] == 62000
     assert [m["payable_fen"] for m in confirmed["members"]] == [25000, 25000, 12000, 0]
     r = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
@@ -257,8 +273,7 @@ def test_one_receipt_per_household_retrievable_and_verifiable_by_number(api, pc)
     assert bad.status_code == unknown.status_code == 404 and bad.json["code"] == unknown.json["code"]
     # a second delivery of the notification makes no second receipt or log row
     pay(api, o, txn=ack["transaction_id"], proof={"terminal_id": "POS-07", "slip_no": "000123"})
-    complete_confirmations(pc)
-    complete_confirmations(pc)  # the worker's event delivered twice
+    complete_confirmations(pc, "RCP-0001", times=2)  # the worker's event delivered twice
     assert pc.db.receipts.count_documents({"_id": ack["receipt_no"]}) == 1
     log = api.get("/v1/money-log?ref=2020:RCP-0001", headers=auth(COUNTY)).json["entries"]
     assert [(e["action"], e["amount_fen"], e["actor"]) for e in log] == [("confirmed", 75000, "bank-a")]
@@ -489,7 +504,7 @@ def test_an_acknowledged_payment_is_whole_for_readers_before_the_worker_complete
     r = signed(api, "/v1/reversals", {"reversal_id": "RV-ACK", "order_no": o["order_no"],
                                       "transaction_id": ack["transaction_id"], "amount_fen": 50000})
     assert r.json["revokes_enrolment"]
-    complete_confirmations(pc)
+    complete_confirmations(pc, "ACK-0001")
     assert pc.db.orders.find_one({"_id": o["order_no"]})["status"] == "reversed"
     assert pc.db.receipts.find_one({"_id": ack["receipt_no"]})["status"] == "reversed"
     log = api.get("/v1/money-log?ref=2020:ACK-0001", headers=auth(COUNTY)).json["entries"]
@@ -697,7 +712,60 @@ def test_concurrent_notifications_with_different_transactions_confirm_once_and_k
     assert len(outbox_events(p, "payments.payment.confirmed")) == 1
     shown = payments_app(FixedClock(NOW)).test_client().get(f"/v1/orders/{o['order_no']}", headers=auth(COUNTY)).json
     assert (shown["status"], shown["transaction_id"]) == ("paid", p["transaction_id"])  # before the worker ran
-    complete_confirmations(pc)
+    complete_confirmations(pc, "RACE-0001")
     assert pc.db.orders.find_one({"_id": o["order_no"]})["transaction_id"] == p["transaction_id"]
     twice = [pc.db.money_log.find_one({"_id": f"{o['order_no']}:T-RACE-{i}:paid_twice"}) for i in range(3)]
     assert sum(1 for t in twice if t) == 2
+
+
+# ---- the order fixes who is paid for ------------------------------------------------------------
+
+def test_a_household_change_while_an_order_is_open_alters_no_confirmation(secrets_files, pc, infra, namespace):
+    """The order fixes who is paid for (001 五: 以户为单位 — the household as it was when it chose to pay):
+    a birth (registry.household.changed) while a card order is open, a birth and a merge (合户,
+    registry.household.dissolved) while withholding orders are at the bank (valid 10 days), and
+    the confirmations are neither refused nor changed: each payment and its published
+    payments.payment.confirmed carry exactly the order's members and amount (registry enrols
+    those; the newborn goes through mid-year enrolment, 001 四)."""
+    from tools.ids import make_id
+    api = payments_app(FixedClock(NOW)).test_client()
+    card = {"HCO-0001": register(pc, "HCO-0001", n=2)}
+    wh_ids = {no: register(pc, no, n=2) for no in ("HCW-0001", "HCW-0002")}
+    o = order(api, "HCO-0001")
+    for no in wh_ids:
+        assert agree(api, no, "62229999" + no[-4:] + "0000").status_code == 201
+    b = api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2020}, headers=auth(COUNTY)).json
+    lines = {l["household_no"]: l for l in b["lines"] if l["household_no"] in wh_ids}
+    assert set(lines) == set(wh_ids)
+
+    def newborn(no, ids):
+        baby = make_id(datetime(2019, 11, 1).date(), 900 + int(no[-1]), "F")
+        return Envelope.new(Event("registry.household.changed", {
+            "household_no": no, "year": 2020, "county": "东安县", "township": "花桥镇", "village": "花桥村",
+            "head_name": "成员0", "head_phone": "13900001111", "change": "birth", "reason": "出生",
+            "members": [*({"person_id": p, "name": f"成员{i}"} for i, p in enumerate(ids)),
+                        {"person_id": baby, "name": "新生儿"}]}), "registry", NOW)
+    merged = Envelope.new(Event("registry.household.dissolved", {
+        "household_no": "HCW-0002", "year": 2020, "county": "东安县", "township": "花桥镇", "village": "花桥村",
+        "merged_into": "HCW-0001", "reason": "合户"}), "registry", NOW)
+    deliver(pc, infra.amqp_url, namespace,
+            [newborn("HCO-0001", card["HCO-0001"]), newborn("HCW-0001", wh_ids["HCW-0001"]), merged],
+            until=lambda: len(pc.db.households.find_one({"_id": "2020:HCO-0001"})["members"]) == 3
+            and len(pc.db.households.find_one({"_id": "2020:HCW-0001"})["members"]) == 3
+            and pc.db.households.find_one({"_id": "2020:HCW-0002"}).get("merged_into") == "HCW-0001")
+
+    ack = pay(api, o)
+    assert (ack["code"], ack["status"]) == ("SUCCESS", "paid")
+    rows = [(l["line_no"], l["order_no"], l["amount_fen"], "00", f"B-{no}", NOW.isoformat(), "")
+            for no, l in lines.items()]
+    other = [(l["line_no"], l["order_no"], l["amount_fen"], "51", "", "", "") for l in b["lines"]
+             if l["household_no"] not in wh_ids]
+    r = signed(api, f"/v1/withholding/batches/{b['batch_no']}/results", raw=result_file(b["batch_no"], rows + other),
+               content_type="text/csv")
+    assert r.status_code == 200 and r.json["paid"] == 2, r.json
+    published = {e["payload"]["household_no"]: e["payload"]
+                 for e in complete_confirmations(pc, "HCO-0001", "HCW-0001", "HCW-0002")}
+    for no, ids in {**card, **wh_ids}.items():
+        p = pc.db.payments.find_one({"_id": f"2020:{no}"})
+        assert p["status"] == "confirmed" and p["person_ids"] == ids and p["amount_fen"] == 50000
+        assert [m["person_id"] for m in published[no]["members"]] == ids and published[no]["amount_fen"] == 50000

@@ -133,7 +133,7 @@ def test_an_open_duplicate_case_holds_the_quote_and_the_order_until_county_staff
     assert money(pc) == before  # nothing written: no order, no idempotency key, no money log
 
     # county staff decide the person stays where they are: the case is resolved, the quote goes through
-    r = registry.post(f"/v1/duplicates/2020/{held}/resolution", json={"keep": "current", "note": "核实为本户成员"},
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current", "note": "核实为本户成员"},
                       headers=county())
     assert r.status_code == 200 and r.json["status"] == "resolved"
     deliver(rc, pc, lambda: case_status(pc, held) == "resolved", "the resolution")
@@ -320,13 +320,14 @@ def test_a_mid_year_approval_withdrawn_before_payment_is_not_charged_and_can_be_
     person = body["members"][1]["id_number"]
     late = registry_app(FixedClock(LATE)).test_client()
     assert approve(late, person, special_case="graduate").status_code == 201
-    path = f"/v1/mid-year/approvals/2020/{person}/withdrawal"
-    r = late.post(path, json={"reason": "批准有误：该人员未毕业"}, headers=county())
+    path = "/v1/mid-year/approvals/2020/withdrawal"
+    r = late.post(path, json={"id_number": person, "reason": "批准有误：该人员未毕业"}, headers=county())
     assert r.status_code == 200 and (r.json["status"], r.json["id_number"]) == ("withdrawn", mask_id(person))
-    assert late.post(path, json={"reason": "重复提交"}, headers=county()).json["reason"] == "批准有误：该人员未毕业"
-    assert late.post(path, json={}, headers=county()).json["code"] == "VALIDATION_FAILED"
+    assert late.post(path, json={"id_number": person, "reason": "重复提交"},
+                     headers=county()).json["reason"] == "批准有误：该人员未毕业"
+    assert late.post(path, json={"id_number": person}, headers=county()).json["code"] == "VALIDATION_FAILED"
     stranger = household_payload("MY-NONE", seed=320)["members"][0]["id_number"]
-    assert late.post(f"/v1/mid-year/approvals/2020/{stranger}/withdrawal", json={"reason": "核对有误"},
+    assert late.post(path, json={"id_number": stranger, "reason": "核对有误"},
                      headers=county()).json["code"] == "MID_YEAR_NOT_FOUND"
     deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:MY-0003"}) and (
         pc.db.mid_year_approvals.find_one({"_id": f"2020:{person}"}) or {}).get("status") == "withdrawn",
@@ -349,5 +350,5 @@ def test_a_mid_year_approval_withdrawn_before_payment_is_not_charged_and_can_be_
                                             "amount_fen": FIGURE_FEN, "paid_at": LATE.isoformat()}, clock)
     assert ack.json["code"] == "SUCCESS"
     registry_takes_the_payment(rc, pc, "MY-0003")
-    r = late.post(path, json={"reason": "缴费后发现有误"}, headers=county())
+    r = late.post(path, json={"id_number": person, "reason": "缴费后发现有误"}, headers=county())
     assert (r.status_code, r.json["code"]) == (409, "MID_YEAR_PAID")

@@ -158,12 +158,12 @@ def test_a_duplicate_is_listed_with_both_places_and_resolved_by_county_staff(cli
     assert case["kept"]["township"] == "白牙市镇" and case["refused"][0]["township"] == "花桥镇"
     assert case["id_number"].count("*") == 8
     # county staff decide the person belongs to the second household: they leave the first
-    r = client.post(f"/v1/duplicates/2020/{shared_person['id_number']}/resolution", json={"keep": "other"},
+    r = client.post("/v1/duplicates/2020/resolution", json={"id_number": shared_person["id_number"], "keep": "other"},
                     headers=county())
     assert r.status_code == 200 and r.json["status"] == "resolved"
     assert len(client.get("/v1/households/2020/DUP-0001", headers=county()).json["members"]) == 2
     assert client.post("/v1/households", json=second, headers=county()).status_code == 201
-    r = client.post(f"/v1/duplicates/2020/{shared_person['id_number']}/resolution", json={"keep": "other"},
+    r = client.post("/v1/duplicates/2020/resolution", json={"id_number": shared_person["id_number"], "keep": "other"},
                     headers=county())
     assert r.json["code"] == "DUPLICATE_RESOLVED"
 
@@ -204,11 +204,11 @@ def test_accuracy_counts_people_with_open_corrections_or_duplicates_and_is_publi
 def test_a_person_is_found_by_id_number_within_the_callers_scope(client):
     body = register(client, "FIND-0001", "花桥镇", seed=62)
     pid = body["members"][1]["id_number"]
-    r = client.get(f"/v1/persons/{pid}", headers=county())
+    r = client.post("/v1/persons/lookup", json={"id_number": pid}, headers=county())
     assert r.status_code == 200 and r.json["household_no"] == "FIND-0001"
-    assert client.get(f"/v1/persons/{pid}", headers=baiya()).json["code"] == "SCOPE_TOWNSHIP"
+    assert client.post("/v1/persons/lookup", json={"id_number": pid}, headers=baiya()).json["code"] == "SCOPE_TOWNSHIP"
     other = make_id(date(1955, 5, 5), 77, "F")
-    assert client.get(f"/v1/persons/{other}", headers=county()).json["code"] == "PERSON_NOT_FOUND"
+    assert client.post("/v1/persons/lookup", json={"id_number": other}, headers=county()).json["code"] == "PERSON_NOT_FOUND"
 
 
 def test_a_split_forms_a_new_household_and_a_merge_ends_one(client, clock):

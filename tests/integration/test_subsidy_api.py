@@ -34,7 +34,8 @@ def tokens(namespace, tmp_path_factory):
     (d / "tokens.json").write_text(json.dumps({"tokens": [
         {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
         {"sha256": token_hash(HUAQIAO), "subject": "hq", "role": "township", "county": "东安县", "township": "花桥镇"},
-        {"sha256": token_hash(CIVIL), "subject": "civil_affairs", "role": "system"}]}))
+        {"sha256": token_hash(CIVIL), "subject": "civil_affairs", "role": "system",
+         "permissions": ["identities:submit", "identities:read"], "services": ["subsidy"]}]}))
     os.environ["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
     yield
     os.environ.pop("AUTH_TOKENS_FILE")
@@ -94,9 +95,9 @@ def payment(no, lines, township="花桥镇", paid_at=T_PAID):
                     for p, n, s in lines]}, "payments")
 
 
-def ent(api, pid, at=None, token=COUNTY):
-    q = f"?at={at.isoformat().replace('+', '%2B')}" if at else ""
-    return api.get(f"/v1/entitlements/2020/{pid}{q}", headers=auth(token))
+def ent(api, pid, at=None, token=COUNTY, year=2020):
+    return api.post(f"/v1/entitlements/{year}/lookup", json={"id_number": pid, **({"at": at.isoformat()} if at else {})},
+                    headers=auth(token))
 
 
 def test_dongan_2020_amounts_through_the_batch_query(api, ctx):
@@ -131,7 +132,7 @@ def test_the_identity_at_payment_time_counts_and_later_changes_neither_top_up_no
     before = ent(api, b, at=T_PAID - timedelta(hours=1)).json  # before paying, b had no identity on record
     assert (before["frozen"], before["category"]) == (False, None)
     assert c.db.claims.find_one({"_id": f"2020:{a}"}) is None and c.db.claims.find_one({"_id": f"2020:{b}"}) is None
-    hist = api.get(f"/v1/persons/{a}/identities", headers=auth(COUNTY)).json
+    hist = api.post("/v1/persons/identities", json={"id_number": a}, headers=auth(COUNTY)).json
     assert [h["action"] for h in hist["history"]] == ["grant", "revoke"] and hist["current"] == []
 
 
@@ -155,13 +156,13 @@ def test_pay_first_reimburse_later_for_hardship_cases_after_the_cutoff(api, ctx,
     assert {n: (x["amount_fen"], x["department"], x["status"]) for n, x in claims.items() if n in "丙丁戊"} == {
         "丙": (13000, "medical_assistance", "pending"), "戊": (13000, "poverty_office", "pending")}
     assert ent(api, new).json["reimbursable_fen"] == 13000
-    r = api.post(f"/v1/claims/2020/{new}/paid", json={"payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
+    r = api.post("/v1/claims/2020/paid", json={"id_number": new, "payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
     assert (r.status_code, r.json["status"]) == (200, "paid")
-    again = api.post(f"/v1/claims/2020/{new}/paid", json={"payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
+    again = api.post("/v1/claims/2020/paid", json={"id_number": new, "payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
     assert again.status_code == 200
-    other = api.post(f"/v1/claims/2020/{new}/paid", json={"payment_ref": "MZ-PAY-2", "paid_on": "2019-12-21"}, headers=auth(COUNTY))
+    other = api.post("/v1/claims/2020/paid", json={"id_number": new, "payment_ref": "MZ-PAY-2", "paid_on": "2019-12-21"}, headers=auth(COUNTY))
     assert (other.status_code, other.json["code"]) == (409, "CLAIM_ALREADY_PAID")
-    none = api.post(f"/v1/claims/2020/{on_cutoff}/paid", json={"payment_ref": "X1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
+    none = api.post("/v1/claims/2020/paid", json={"id_number": on_cutoff, "payment_ref": "X1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
     assert (none.status_code, none.json["code"]) == (404, "CLAIM_NOT_FOUND")
     while c.relay().run_once():
         pass
@@ -252,18 +253,18 @@ def test_systems_without_a_broker_submit_batches_over_http(api, c, clock):
 
 def test_clear_errors(api):
     pid = make_id(date(1990, 1, 1), 99)
-    assert api.get(f"/v1/entitlements/2020/{pid}").json["code"] == "AUTH_REQUIRED"
-    r = api.get(f"/v1/entitlements/2020/{pid[:-1]}{'1' if pid[-1] != '1' else '2'}", headers=auth(COUNTY))
+    assert api.post("/v1/entitlements/2020/lookup", json={"id_number": pid}).json["code"] == "AUTH_REQUIRED"
+    r = ent(api, f"{pid[:-1]}{'1' if pid[-1] != '1' else '2'}")
     assert (r.status_code, r.json["code"]) == (400, "ID_CHECKSUM")
-    r = api.get(f"/v1/entitlements/2021/{pid}", headers=auth(COUNTY))
+    r = ent(api, pid, year=2021)
     assert (r.status_code, r.json["code"]) == (404, "YEAR_UNKNOWN")
-    r = api.get(f"/v1/entitlements/2020/{pid}?at=yesterday", headers=auth(COUNTY))
+    r = api.post("/v1/entitlements/2020/lookup", json={"id_number": pid, "at": "yesterday"}, headers=auth(COUNTY))
     assert (r.status_code, r.json["code"]) == (400, "BAD_INSTANT")
     r = api.post("/v1/identity-batches", json={"updates": []}, headers=auth(CIVIL))
     assert (r.status_code, r.json["code"]) == (400, "VALIDATION_FAILED")
     assert api.post("/v1/identity-batches", json={"updates": [{}]}, headers=auth(HUAQIAO)).status_code == 403
     spec = api.get("/openapi.json").json
-    assert "/v1/entitlements/{year}/{id_number}" in spec["paths"] and "/v1/ledger/{year}" in spec["paths"]
+    assert "/v1/entitlements/{year}/lookup" in spec["paths"] and "/v1/ledger/{year}" in spec["paths"]
 
 
 def test_payment_events_over_the_real_bus_freeze_once(c, ctx, clock, infra):

@@ -105,16 +105,14 @@ def test_the_lock_is_per_policy_year_so_the_next_year_still_changes():
 
 
 def test_a_mid_year_payment_enrols_only_its_approved_members():
-    """001 四: after the window only the approved special cases pay (一次性足额缴纳); 五: anyone else
-    paying for part of the household is still a split (不得拆分参保、不得选择性参保)."""
+    """001 四: after the window only the approved special cases pay (一次性足额缴纳); the others
+    are not expected to pay, so they are not listed as left unpaid by the order."""
     hh = Household.register(POLICY, household())
     hh.events.clear()
     newcomer = hh.members[2].person_id
-    with pytest.raises(ValidationFailed) as e:
-        hh.record_payment("P-MID", [newcomer], "2020-03-02T10:00:00+08:00")
-    assert e.value.code == "SPLIT_HOUSEHOLD"
     assert hh.record_payment("P-MID", [newcomer], "2020-03-02T10:00:00+08:00", {newcomer}) is True
     assert [m.status for m in hh.members] == ["registered", "registered", "paid"] and hh.locked
+    assert hh.enrolment["mid_year"] is True and hh.unpaid_members == [] and not hh.enrolment.get("unpaid")
     assert hh.events[-1].payload["person_ids"] == [newcomer]
     assert hh.record_audit("P-MID", "2020-03-04T10:00:00+08:00")
     assert [m.status for m in hh.members] == ["registered", "registered", "confirmed"]
@@ -133,3 +131,17 @@ def test_a_mid_year_decision_is_recorded_only_after_the_window_and_within_the_ye
     with pytest.raises(Conflict) as e:  # one payment per household and year
         check_recordable(2020, date(2019, 12, 31), date(2020, 3, 1), "registered", household_paid=True)
     assert e.value.code == "HOUSEHOLD_ALREADY_PAID"
+    # a member who joined after the household's order (a newborn) enrols mid-year, in the window too
+    check_recordable(2020, date(2019, 12, 31), date(2019, 11, 5), "registered", household_paid=True, left_unpaid=True)
+
+
+def test_an_approved_correction_is_applied_once_and_keeps_one_head():
+    hh = Household.register(POLICY, household())
+    hh.events.clear()
+    pid = hh.members[1].person_id
+    assert hh.apply_correction(pid, {"name": "更正"}, "错字", "C1") is True
+    assert hh.apply_correction(pid, {"name": "更正"}, "错字", "C1") is False  # a retry or a second approval
+    assert [e.type for e in hh.events] == ["registry.household.changed"] and hh.corrections_applied == ["C1"]
+    with pytest.raises(ValidationFailed) as e:  # a head corrected away would leave the household without one
+        hh.apply_correction(hh.members[0].person_id, {"relation": "配偶"}, "关系错误", "C2")
+    assert e.value.code == "HEAD_REQUIRED"

@@ -72,11 +72,60 @@ def test_payment_marks_the_whole_household_and_is_idempotent():
     assert len(hh.events) == 1
 
 
-def test_payment_for_part_of_the_household_is_refused():
+def test_the_order_fixes_who_is_paid_for_a_member_born_since_stays_unpaid_and_is_listed():
+    """The money is taken: a birth while the order was open never makes the payment refused
+    (it was SPLIT_HOUSEHOLD, dead-lettered); the newborn is left for mid-year enrolment (001 四)."""
     hh = Household.register(POLICY, household())
-    with pytest.raises(ValidationFailed) as e:
-        hh.record_payment("P1", [hh.members[0].person_id], "2019-11-01T10:00:00+08:00")
-    assert e.value.code == "SPLIT_HOUSEHOLD"
+    hh.events.clear()
+    ordered = [m.person_id for m in hh.members]
+    baby = hh.add_member({"id_number": make_id(date(2019, 10, 20), 5, "F"), "name": "新生儿", "relation": "子女"},
+                         "birth")
+    hh.events.clear()
+    assert hh.record_payment("P1", ordered, "2019-11-01T10:00:00+08:00") is True
+    assert [m.status for m in hh.members] == ["paid", "paid", "paid", "registered"] and hh.locked
+    assert hh.unpaid_members == [baby]
+    assert hh.enrolment["unpaid"] == [{"person_id": baby.person_id, "reason": "joined_after_order"}]
+    [ev] = hh.events
+    assert ev.payload["person_ids"] == ordered and not hh.enrolment.get("review")
+    validate_payload(ev.type, ev.payload)
+    assert hh.record_audit("P1", "2019-11-04T10:00:00+08:00")
+    assert [m.status for m in hh.members] == ["confirmed", "confirmed", "confirmed", "registered"]
+
+
+def test_a_person_paid_for_who_left_since_the_order_is_recorded_for_staff():
+    hh = Household.register(POLICY, household())
+    ordered = [m.person_id for m in hh.members]
+    hh.remove_member(ordered[2], "death")
+    hh.events.clear()
+    assert hh.record_payment("P1", ordered, "2019-11-01T10:00:00+08:00") is True
+    assert [m.status for m in hh.members] == ["paid", "paid"] and hh.enrolment["review"] is True
+    assert hh.enrolment["paid_not_members"] == [{"person_id": ordered[2], "reason": "left_after_order"}]
+    assert hh.events[-1].payload["person_ids"] == ordered[:2]
+
+
+def test_a_household_merged_away_since_its_order_records_the_payment_for_staff():
+    hh = Household.register(POLICY, household())
+    target = Household.register(POLICY, household(household_no="H0002", members=[
+        {"id_number": make_id(date(1950, 1, 1), 9, "M"), "name": "丁", "relation": "户主"}]))
+    ordered = [m.person_id for m in hh.members]
+    target.merge(hh)
+    assert hh.merged_into == "H0002" and [m.relation for m in hh.merged_members] == ["户主", "配偶", "子女"]
+    assert hh.record_payment("P1", ordered, "2019-11-01T10:00:00+08:00") is True
+    assert hh.enrolment["review"] is True and len(hh.enrolment["paid_not_members"]) == 3
+    assert {p["reason"] for p in hh.enrolment["paid_not_members"]} == {"merged_away"}
+
+
+def test_enrolment_moves_only_along_its_transitions():
+    from services.registry.domain.model import ENROLMENT
+    assert ENROLMENT.can("registered", "paid") and ENROLMENT.can("paid", "confirmed")
+    assert ENROLMENT.can("confirmed", "revoked") and ENROLMENT.can("revoked", "paid")
+    assert not ENROLMENT.can("revoked", "confirmed") and not ENROLMENT.can("registered", "confirmed")
+    hh = Household.register(POLICY, household())
+    ids = [m.person_id for m in hh.members]
+    hh.record_payment("P1", ids, "2019-11-01T10:00:00+08:00")
+    hh.record_reversal("P1", "gateway_reversal", "2019-11-02T10:00:00+08:00")
+    assert hh.record_audit("P1", "2019-11-04T10:00:00+08:00") is False  # an audit never undoes a reversal
+    assert hh.enrolment["status"] == "revoked" and {m.status for m in hh.members} == {"registered"}
 
 
 def test_a_second_order_for_a_paid_household_is_a_conflict():

@@ -166,3 +166,21 @@ def test_a_wrong_rules_section_is_refused(row, fragment):
         parse_subsidy_rules({"year": 2020, "standard_fen": 25000, "subsidy": {
             "new_hardship_after": "2019-10-01", "departments": {"d": "部门"}, "categories": [row]}})
     assert fragment in str(e.value)
+
+
+def test_a_claim_is_paid_once_and_only_after_it_was_opened():
+    from services.subsidy.domain.claim import CLAIM, pay
+    from shared.errors import Conflict, ValidationFailed
+    claim = {"status": "pending", "created_at": datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)}
+    at = datetime(2019, 12, 20, 9, 0, tzinfo=SHANGHAI)
+    fields = pay(claim, "PAY-1", date(2019, 12, 20), at)
+    assert fields["status"] == "paid" and fields["payment_ref"] == "PAY-1"
+    paid = {**claim, **fields}
+    assert pay(paid, "PAY-1", date(2019, 12, 20), at) is None  # the same report again: nothing to write
+    with pytest.raises(Conflict) as e:
+        pay(paid, "PAY-2", date(2019, 12, 21), at)
+    assert e.value.code == "CLAIM_ALREADY_PAID"
+    with pytest.raises(ValidationFailed) as e:
+        pay(claim, "PAY-1", date(2019, 11, 14), at)
+    assert e.value.code == "PAID_BEFORE_CLAIM"
+    assert not CLAIM.can("paid", "pending")

@@ -8,7 +8,7 @@ from shared.clock import Clock
 from shared.errors import ValidationFailed
 from shared.logs import setup
 from shared.masking import mask_phone
-from shared.web import create_service_app
+from shared.web import create_service_app, query_param
 
 from .. import bootstrap as boot
 
@@ -16,9 +16,9 @@ from .. import bootstrap as boot
 class NoticeOut(Schema):
     notice_id = fields.String()
     kind = fields.String()
-    household_no = fields.String()
-    recipient_name = fields.String()
-    recipient_phone = fields.String(metadata={"description": "masked"})
+    household_no = fields.String(allow_none=True, metadata={"description": "null on a town's list item about no one household"})
+    recipient_name = fields.String(allow_none=True)
+    recipient_phone = fields.String(allow_none=True, metadata={"description": "masked; null when no phone is known"})
     channel = fields.String()
     status = fields.String()
     text = fields.String()
@@ -29,8 +29,8 @@ class NoticeList(Schema):
 
 
 def render(d: dict) -> dict:
-    return {"notice_id": d["_id"], "kind": d["kind"], "household_no": d["household_no"],
-            "recipient_name": d["recipient_name"], "recipient_phone": mask_phone(d.get("recipient_phone")),
+    return {"notice_id": d["_id"], "kind": d["kind"], "household_no": d.get("household_no"),
+            "recipient_name": d.get("recipient_name"), "recipient_phone": mask_phone(d.get("recipient_phone")),
             "channel": d["channel"], "status": d["status"], "text": d["text"]}
 
 
@@ -41,9 +41,9 @@ def create_app(clock: Clock | None = None) -> Flask:
     repo = boot.repository(c)
 
     @api.route("/v1/households/{year}/{household_no}/notices", "GET", summary="某户的通知记录",
-               roles=("county", "township"), response=NoticeList)
+               permission="notices:read", response=NoticeList)
     def household_notices(principal, year, household_no):
-        if not year.isdigit():
+        if not (year.isascii() and year.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
         docs = repo.for_household(household_no, int(year))
         for d in docs:
@@ -51,12 +51,11 @@ def create_app(clock: Clock | None = None) -> Flask:
         return {"notices": [render(d) for d in docs]}
 
     @api.route("/v1/townships/{township}/notices/{year}", "GET", summary="乡镇工作清单（代扣失败、困难群众未参保等）",
-               roles=("county", "township"), response=NoticeList,
-               query=[{"name": "kind", "in": "query", "schema": {"type": "string"}}])
+               permission="notices:read", response=NoticeList, query=[query_param("kind", maxLength=60)])
     def township_notices(principal, township, year):
         from flask import request
         principal.check_township(township)
-        if not year.isdigit():
+        if not (year.isascii() and year.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
         return {"notices": [render(d) for d in repo.listing(int(year), township, request.args.get("kind"))]}
 

@@ -6,19 +6,22 @@
                   an open case holds the household's quote
 - `mid_year_approvals` read model of registry.mid_year.approved, `_id` "<year>:<person_id>" (newest
                   wins): whom a quote after the window charges, and at which standard
-- `orders`       `_id` order number
+- `orders`       `_id` order number; its status moves by compare-and-set on `version` (domain ORDER)
 - `idempotency`  `_id` "<gateway>:<Idempotency-Key>" → order number and body hash
 - `nonces`       `_id` "<gateway>:<nonce>" (replay protection)
 - `payments`     `_id` "<year>:<household_no>": at most one confirmed payment per household-year,
                   written with its payments.payment.confirmed event (the exactly-once step); later
-                  audited or reversed by `_id` updates carrying their events
+                  audited or reversed by compare-and-set on its `version` (domain.payment), each
+                  write carrying its event
 - `receipts`     `_id` receipt number (one per household payment)
 - `money_log`    audit log of every state change of money, `_id` "<ref>:<action>" (written once)
-- `transitions`  claims: `_id` "<aggregate>:<transition>", so a transition and its event happen once
-- `agreements`   three-party withholding agreements, `_id` household number
-- `withholding_batches` `_id` batch number, lines inside; failures' events ride in it
+- `agreements`   three-party withholding agreements, `_id` household number; `pending_batch` (the
+                  hold) and `status` change by compare-and-set on `version`
+- `withholding_batches` `_id` batch number, lines inside, states by compare-and-set on `version`
+                  (domain.withholding BATCH); failures' events ride in it
 - `reconciliations` `_id` "<gateway>:<date>": the last report of a gateway's daily statement
-- `reversals`    `_id` order number: the money of that order went back
+- `reversals`    `_id` order number: the money of that order went back (a record written after the
+                  transition; the transition itself is in the payment or the order)
 - `settings`     `_id` "receipt_check_key": the key of receipt check codes, made once per database
 """
 from __future__ import annotations
@@ -29,12 +32,14 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import GroupInsert, IndexSpec, OutboxWriter, insert_once
+from shared.store import keep_newest, GroupInsert, IndexSpec, OutboxWriter, insert_once
 
 from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine
+from ..domain.payment import Change
 
 HOUSEHOLDS, ORDERS, IDEMPOTENCY, NONCES, PAYMENTS = "households", "orders", "idempotency", "nonces", "payments"
-ENTITLEMENTS, RECEIPTS, MONEY_LOG, TRANSITIONS = "entitlements", "receipts", "money_log", "transitions"
+NONCE_TTL_SECONDS = 3600  # > twice the signature window (a timestamp may be ±300 s off): replays stay refused
+ENTITLEMENTS, RECEIPTS, MONEY_LOG = "entitlements", "receipts", "money_log"
 DUPLICATE_CASES, MID_YEAR_APPROVALS = "duplicate_cases", "mid_year_approvals"
 AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
     "agreements", "withholding_batches", "reconciliations", "reversals", "settings")
@@ -45,7 +50,7 @@ INDEXES = (
     IndexSpec(PAYMENTS, (("order_no", 1),), unique=True),
     IndexSpec(PAYMENTS, (("status", 1), ("paid_day", 1))),
     IndexSpec(PAYMENTS, (("gateway", 1), ("paid_day", 1))),  # a day's reconciliation (MongoDB)
-    IndexSpec(NONCES, (("at", 1),)),
+    IndexSpec(NONCES, (("at", 1),), expire_after_seconds=NONCE_TTL_SECONDS),  # + cleanup loop on FerretDB
     IndexSpec(MONEY_LOG, (("day", 1),)),
     IndexSpec(MONEY_LOG, (("ref", 1),)),
     IndexSpec(AGREEMENTS, (("bank", 1), ("status", 1))),
@@ -67,7 +72,7 @@ def order_to_doc(o: Order) -> dict[str, Any]:
             "lines": [line_to_doc(l) for l in o.lines],
             "created_at": o.created_at, "expires_at": o.expires_at, "status": o.status,
             "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no,
-            "payer": o.payer}
+            "payer": o.payer, "version": o.version or 1}
 
 
 def order_from_doc(d: dict[str, Any]) -> Order:
@@ -75,7 +80,7 @@ def order_from_doc(d: dict[str, Any]) -> Order:
                  tuple(QuoteLine(l["person_id"], l["name"], l["standard_fen"], l["subsidy_fen"], l.get("category"))
                        for l in d["lines"]),
                  d["created_at"], d["expires_at"], d["status"], d.get("transaction_id"), d.get("paid_at"),
-                 d.get("receipt_no"), d.get("payer"))
+                 d.get("receipt_no"), d.get("payer"), int(d.get("version", 0)), d.get("reversal"))
 
 
 class PaymentsRepository:
@@ -88,19 +93,20 @@ class PaymentsRepository:
     # ---- read models -----------------------------------------------------------------------
     def upsert_household(self, payload: dict[str, Any], seq: str = "") -> None:
         """Keep the newest household snapshot (registered, then changed): an older one redelivered
-        late never overwrites a newer one."""
+        late never overwrites a newer one (one atomic write, shared.store.keep_newest)."""
         key = hh_key(payload["year"], payload["household_no"])
-        current = self.db[HOUSEHOLDS].find_one({"_id": key}, {"snapshot_seq": 1})
-        if current is not None and current.get("snapshot_seq", "") > seq:
-            return
         fields = {k: v for k, v in payload.items() if k not in ("change", "reason")}
-        self.db[HOUSEHOLDS].replace_one({"_id": key}, {"_id": key, **fields, "snapshot_seq": seq}, upsert=True)
+        keep_newest(self.db[HOUSEHOLDS], key, {**fields, "snapshot_seq": seq}, seq or "")
 
     def end_household(self, payload: dict[str, Any], seq: str = "") -> None:
-        """registry.household.dissolved: keep the record, marked, so a quote says why it is refused."""
+        """registry.household.dissolved: keep the record, marked, so a quote says why it is refused
+        (unless a newer snapshot is stored already)."""
         key = hh_key(payload["year"], payload["household_no"])
-        self.db[HOUSEHOLDS].update_one({"_id": key}, {"$set": {"merged_into": payload["merged_into"],
-                                                              "snapshot_seq": seq}}, upsert=True)
+        try:
+            self.db[HOUSEHOLDS].update_one({"_id": key, "_order": {"$not": {"$gt": seq or ""}}}, {"$set": {
+                "merged_into": payload["merged_into"], "snapshot_seq": seq, "_order": seq or ""}}, upsert=True)
+        except DuplicateKeyError:
+            pass
 
     def household(self, year: int, household_no: str) -> dict[str, Any] | None:
         return self.db[HOUSEHOLDS].find_one({"_id": hh_key(year, household_no)})
@@ -159,10 +165,13 @@ class PaymentsRepository:
         except DuplicateKeyError:
             return False
 
-    def update_payment(self, year: int, household_no: str, set_: dict[str, Any], history: dict[str, Any], event,
-                       correlation_id: str | None = None) -> None:
-        self.outbox.update(PAYMENTS, hh_key(year, household_no), {"$set": set_, "$push": {"history": history}},
-                           [event], correlation_id=correlation_id)
+    def save_payment(self, doc: dict[str, Any], change: Change, correlation_id: str | None = None) -> None:
+        """A transition of the payment read as `doc`, with its events; StaleVersion if it changed since."""
+        self._save(PAYMENTS, doc, change, correlation_id)
+
+    def _save(self, coll: str, doc: dict[str, Any], change: Change, correlation_id: str | None = None) -> None:
+        self.outbox.save_versioned(coll, doc["_id"], int(doc.get("version", 0)), change.update(), change.events,
+                                   correlation_id=correlation_id)
 
     # ---- orders ----------------------------------------------------------------------------
     def order(self, order_no: str) -> Order | None:
@@ -178,21 +187,9 @@ class PaymentsRepository:
     def drop_order(self, order_no: str) -> None:
         self.db[ORDERS].delete_one({"_id": order_no, "status": "created"})
 
-    def mark_order(self, o: Order, **extra: Any) -> None:
-        self.db[ORDERS].update_one({"_id": o.order_no}, {"$set": {
-            "status": o.status, "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no,
-            **extra}})
-
-    def mark_order_paid(self, payment: dict[str, Any]) -> None:
-        """created → paid from the recorded payment, by `_id` only (FerretDB pushes down nothing
-        else). `$max` moves the status up only: "created" < "paid" < "reversed" as strings, so a
-        reversal recorded first stays; an order never goes from duplicate_payment to paid because
-        only the payment's own order gets here."""
-        self.db[ORDERS].update_one({"_id": payment["order_no"]}, {
-            "$max": {"status": "paid"},
-            "$set": {"transaction_id": payment["transaction_id"], "paid_at": payment["paid_at"],
-                     "receipt_no": payment["receipt_no"], "paid_day": payment["paid_day"],
-                     "proof": payment.get("proof") or {}}})
+    def save_order(self, o: Order, change: Change) -> None:
+        """A transition of the order as read (Order.version); StaleVersion if it changed since."""
+        self.outbox.save_versioned(ORDERS, o.order_no, o.version, change.update())
 
     def paid_orders(self, gateway: str, day: str) -> list[dict[str, Any]]:
         """Reconciliation only, once per gateway and day (a scan on FerretDB; indexed on MongoDB)."""
@@ -208,6 +205,12 @@ class PaymentsRepository:
 
     def use_nonce(self, gateway: str, nonce: str, at: datetime) -> bool:
         return self._nonces.insert_once({"_id": f"{gateway}:{nonce}", "at": at})
+
+    def forget_nonces(self, before: datetime, limit: int = 1000) -> int:
+        """Nonces used before `before` (past the signature window, replays of them are refused by
+        their timestamp), at most `limit` per call; deleted by `_id`."""
+        ids = [d["_id"] for d in self.db[NONCES].find({"at": {"$lt": before}}, {"_id": 1}).limit(limit)]
+        return self.db[NONCES].delete_many({"_id": {"$in": ids}}).deleted_count if ids else 0
 
     # ---- receipts, the money log and claims ------------------------------------------------
     def receipt_key(self) -> bytes:
@@ -236,30 +239,17 @@ class PaymentsRepository:
     def money_log(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
         return list(self.db[MONEY_LOG].find(flt).sort("at", 1).limit(5000))
 
-    def claim(self, key: str, at: datetime, **fields: Any) -> bool:
-        return insert_once(self.db[TRANSITIONS], {"_id": key, "at": at, **fields})
-
-    def claimed(self, key: str) -> dict[str, Any] | None:
-        return self.db[TRANSITIONS].find_one({"_id": key})
-
     # ---- withholding -----------------------------------------------------------------------
     def agreement(self, household_no: str) -> dict[str, Any] | None:
         return self.db[AGREEMENTS].find_one({"_id": household_no})
 
-    def save_agreement(self, doc: dict[str, Any]) -> None:
-        self.db[AGREEMENTS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+    def add_agreement(self, doc: dict[str, Any]) -> bool:
+        return insert_once(self.db[AGREEMENTS], {**doc, "version": 1})
 
-    def invalidate_agreement(self, household_no: str, reason: str, at: datetime) -> None:
-        self.db[AGREEMENTS].update_one({"_id": household_no}, {"$set": {"status": "invalid", "invalid_reason": reason,
-                                                                       "invalid_at": at}})
-
-    def hold_agreement(self, household_no: str, batch_no: str) -> None:
-        self.db[AGREEMENTS].update_one({"_id": household_no}, {"$set": {"pending_batch": batch_no}})
-
-    def release_agreement(self, household_no: str, batch_no: str) -> None:
-        a = self.agreement(household_no)
-        if a and a.get("pending_batch") == batch_no:
-            self.db[AGREEMENTS].update_one({"_id": household_no}, {"$set": {"pending_batch": None}})
+    def save_agreement(self, doc: dict[str, Any], change: Change) -> None:
+        """A change of the agreement read as `doc` (its hold, its status, a new signature);
+        StaleVersion if it changed since: two batches never both hold one household."""
+        self._save(AGREEMENTS, doc, change)
 
     def active_agreements(self, bank: str) -> list[dict[str, Any]]:
         """Batch creation only, a few times a season (a scan on FerretDB; indexed on MongoDB)."""
@@ -269,10 +259,21 @@ class PaymentsRepository:
         return self.db[BATCHES].find_one({"_id": batch_no}, {"_outbox": 0})
 
     def add_batch(self, doc: dict[str, Any]) -> None:
-        self.outbox.insert(BATCHES, doc)
+        self.outbox.insert(BATCHES, {**doc, "version": 1})
 
-    def update_batch(self, batch_no: str, set_: dict[str, Any], events, correlation_id: str | None) -> None:
-        self.outbox.update(BATCHES, batch_no, {"$set": set_}, events, correlation_id=correlation_id)
+    def save_batch(self, doc: dict[str, Any], change: Change, correlation_id: str | None = None) -> None:
+        self._save(BATCHES, doc, change, correlation_id)
+
+    def mark_batch_finished(self, batch_no: str, at: datetime) -> None:
+        """Every line of an imported batch has its effects (settled, invalidated, released)."""
+        self.db[BATCHES].update_one({"_id": batch_no}, {"$set": {"finished_at": at}})
+
+    def unfinished_batches(self) -> list[dict[str, Any]]:
+        """Batches a crash may have left half done (still holding, or imported and not finished):
+        the worker's sweep only; batches are a few per bank and season, so the scan is small."""
+        return list(self.db[BATCHES].find({"$or": [{"status": "holding"},
+                                                   {"status": "result_imported", "finished_at": None}]},
+                                          {"_outbox": 0}))
 
     # ---- reconciliation and reversals ------------------------------------------------------
     def save_reconciliation(self, doc: dict[str, Any]) -> None:
@@ -289,18 +290,9 @@ class PaymentsRepository:
 
 
 def _keep_newest(coll, key: str, payload: dict[str, Any], seq: str) -> None:
-    """Replace a read-model document unless the stored one came from a newer event: by the
-    aggregate's `version` when the events carry one (written with the change itself), else by
-    the envelope `seq`. An older event redelivered late never overwrites a newer one."""
-    current = coll.find_one({"_id": key}, {"seq": 1, "version": 1})
-    if current is not None:
-        mine, theirs = payload.get("version"), current.get("version")
-        if mine is not None and theirs is not None:
-            if theirs >= mine:
-                return
-        elif current.get("seq", "") > seq:
-            return
-    coll.replace_one({"_id": key}, {"_id": key, **payload, "seq": seq}, upsert=True)
+    """A person-year read model: by the aggregate's `version` when the events carry one (written
+    with the change itself), else by the envelope `seq`; see shared.store.keep_newest."""
+    keep_newest(coll, key, {**payload, "seq": seq}, payload["version"] if payload.get("version") is not None else seq or "")
 
 
 def confirmed_payload(doc: dict[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
-from shared.clock import SHANGHAI
+from shared.aggregate import machine
+from shared.clock import SHANGHAI, stamp
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import Event
 from shared.masking import mask_id
 from shared.policy import PolicyYear
+
+from .payment import Change
 
 ORDER_TTL = timedelta(hours=2)
 CHANNELS = ("mobile_app", "online_banking", "pos", "bank_counter", "self_service", "village_cash", "withholding")
@@ -209,7 +212,7 @@ def check_whole_household(q: Quote, person_ids: list[str] | None) -> None:
 # ---- orders -----------------------------------------------------------------------------------
 
 def new_order_no(at: datetime) -> str:
-    return "P" + at.strftime("%Y%m%d%H%M%S") + secrets.token_hex(4).upper()
+    return "P" + stamp(at) + secrets.token_hex(4).upper()  # Shanghai wall clock, as batch numbers
 
 
 def check_proof(channel: str, proof: dict[str, Any] | None) -> dict[str, str]:
@@ -221,6 +224,15 @@ def check_proof(channel: str, proof: dict[str, Any] | None) -> dict[str, str]:
         raise ValidationFailed("PROOF_MISSING", "缺少该缴费渠道要求的缴费凭证信息",
                                {"channel": channel, "missing": missing})
     return {k: str(proof[k]).strip() for k in needed}
+
+
+# An order's states: paid when its money recorded the household's payment, duplicate_payment when
+# the household was already paid by another order (the money is to be refunded), reversed when the
+# gateway gave the money back. The stored status may lag the payment record (the payments worker
+# marks it from payments.payment.confirmed), so a reversal can find it still `created`.
+ORDER = machine("ORDER", {"created": ("paid", "duplicate_payment"), "paid": ("reversed",),
+                          "duplicate_payment": ("reversed",), "reversed": ()},
+                {"created": "待支付", "paid": "已支付", "duplicate_payment": "重复缴费待退款", "reversed": "已冲正"})
 
 
 @dataclass
@@ -239,6 +251,8 @@ class Order:
     paid_at: str | None = None
     receipt_no: str | None = None
     payer: dict[str, Any] | None = None  # the household's places, head and phone as at the order
+    version: int = 0  # as read (0: a new order, or one stored before versions)
+    reversal: dict[str, Any] | None = None  # {reversal_id, reason, at, by} once its money went back
 
     @classmethod
     def create(cls, q: Quote, gateway: str, channel: str, at: datetime, ttl: timedelta = ORDER_TTL,
@@ -278,6 +292,42 @@ class Order:
             self.transaction_id, self.paid_at = payment["transaction_id"], payment["paid_at"]
             self.receipt_no = payment["receipt_no"]
         return self
+
+    def mark_paid(self, payment: dict[str, Any]) -> Change | None:
+        """created → paid from the household's payment record this order paid; None when the order
+        is past that already (a reversal recorded first stays)."""
+        if self.status != "created" or payment.get("order_no") != self.order_no:
+            return None
+        ORDER.check(self.status, "paid", {"order_no": self.order_no})
+        return Change({"status": "paid", "transaction_id": payment["transaction_id"], "paid_at": payment["paid_at"],
+                       "receipt_no": payment["receipt_no"], "paid_day": payment["paid_day"],
+                       "proof": payment.get("proof") or {}})
+
+    def mark_duplicate(self, transaction_id: str, paid_at: str, proof: dict[str, str]) -> Change:
+        """created → duplicate_payment: the household was paid by another order; this money is refunded."""
+        ORDER.check(self.status, "duplicate_payment", {"order_no": self.order_no})
+        return Change({"status": "duplicate_payment", "transaction_id": transaction_id, "paid_at": paid_at,
+                       "receipt_no": None, "paid_day": shanghai_day(paid_at), "proof": proof})
+
+    def reverse(self, at: datetime, by: str, reversal_id: str, reason: str,
+                payment: dict[str, Any] | None = None) -> Change | None:
+        """paid or duplicate_payment → reversed (an order still `created` whose payment is recorded
+        goes through paid). The same reversal again is None; another one is refused."""
+        if self.status == "reversed":
+            if (self.reversal or {}).get("reversal_id", reversal_id) == reversal_id:
+                return None
+            raise Conflict("ORDER_ALREADY_REVERSED", "该订单已冲正", {"order_no": self.order_no})
+        set_: dict[str, Any] = {}
+        status = self.status
+        if status == "created" and payment is not None:
+            paid = self.mark_paid(payment)
+            if paid is not None:
+                set_.update(paid.set_)
+                status = "paid"
+        ORDER.check(status, "reversed", {"order_no": self.order_no})
+        set_.update({"status": "reversed", "reversal": {"reversal_id": reversal_id, "reason": reason, "at": at,
+                                                       "by": by}})
+        return Change(set_)
 
     def confirmed_event(self, household: dict[str, Any], transaction_id: str, paid_at: str) -> Event:
         return Event("payments.payment.confirmed", {

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.errors import ValidationFailed
+from shared.aggregate import machine
+from shared.clock import stamp
+from shared.errors import Conflict, ValidationFailed
 from shared.masking import mask_id
+
+from .payment import Change
 
 WITHHOLDING_ORDER_TTL = timedelta(days=10)  # a bank answers a batch within days, not hours
 EXPORT_HEADER = ["batch_no", "line_no", "order_no", "agreement_no", "account_no", "account_name", "amount_fen"]
@@ -34,6 +38,83 @@ OTHER = ("OTHER", "其他原因扣款失败", False, True)
 ACCOUNT_RE = re.compile(r"^\d{8,32}$")
 
 
+# A batch is written first as `holding` (its planned lines, not yet for the bank), then each line's
+# agreement is held for it by compare-and-set; it becomes `sent` with the lines it holds (or
+# `cancelled` when it holds none), and `result_imported` with the bank's result file. Only a sent
+# batch goes to the bank, so a household is in at most one batch the bank sees until its result.
+BATCH = machine("WITHHOLDING_BATCH", {"holding": ("sent", "cancelled"), "sent": ("result_imported",),
+                                      "result_imported": (), "cancelled": ()},
+                {"holding": "生成中", "sent": "已发送银行", "result_imported": "已回盘", "cancelled": "已作废"})
+# The agreement's hold: `pending_batch` names the one batch that may debit the household now.
+HOLD = machine("AGREEMENT_HOLD", {"free": ("held",), "held": ("free",)}, {"free": "未占用", "held": "待回盘批次占用"})
+AGREEMENT = machine("AGREEMENT", {"active": ("invalid",), "invalid": ()}, {"active": "有效", "invalid": "已失效"})
+
+
+def hold(agreement: dict[str, Any], batch_no: str) -> Change | None:
+    """Hold the agreement for `batch_no`; None when that batch holds it already. Held by another
+    batch: IN_PENDING_BATCH (the household waits for that batch's result)."""
+    held_by = agreement.get("pending_batch")
+    if held_by == batch_no:
+        return None
+    if held_by:
+        raise Conflict("IN_PENDING_BATCH", "该户在待回盘的代扣批次中", {"household_no": agreement["household_no"],
+                                                                   "batch_no": held_by})
+    HOLD.check("free", "held")
+    return Change({"pending_batch": batch_no})
+
+
+def release(agreement: dict[str, Any], batch_no: str) -> Change | None:
+    """Free the agreement from `batch_no`; None when that batch does not hold it."""
+    if agreement.get("pending_batch") != batch_no:
+        return None
+    HOLD.check("held", "free")
+    return Change({"pending_batch": None})
+
+
+def invalidate(agreement: dict[str, Any], reason: str, at: datetime) -> Change | None:
+    """active → invalid (the bank says the account or the agreement is dead); None if it is already."""
+    if agreement["status"] == "invalid":
+        return None
+    AGREEMENT.check(agreement["status"], "invalid")
+    return Change({"status": "invalid", "invalid_reason": reason, "invalid_at": at})
+
+
+def holds_line(batch: dict[str, Any], household_no: str) -> bool:
+    """Whether a batch may still debit this household: it is one of its lines and the batch is
+    neither cancelled nor without them. A hold by any other batch is left over and can be freed."""
+    if batch["status"] == "cancelled":
+        return False
+    return batch["status"] == "holding" or any(l["household_no"] == household_no for l in batch["lines"])
+
+
+def sent(batch: dict[str, Any], held: set[str]) -> Change:
+    """holding → sent with the lines whose agreement this batch holds (renumbered), or → cancelled
+    when it holds none; the others are listed as skipped with IN_PENDING_BATCH."""
+    lines = [l for l in batch["lines"] if l["household_no"] in held]
+    lost = [{"household_no": l["household_no"], "code": "IN_PENDING_BATCH"} for l in batch["lines"]
+            if l["household_no"] not in held]
+    target = "sent" if lines else "cancelled"
+    BATCH.check(batch["status"], target, {"batch_no": batch["_id"]})
+    lines = [{**l, "line_no": n} for n, l in enumerate(lines, start=1)]
+    return Change({"status": target, "lines": lines, "skipped": [*batch.get("skipped", []), *lost],
+                   "count": len(lines), "total_fen": sum(l["amount_fen"] for l in lines)})
+
+
+def results_imported(batch: dict[str, Any], lines: list[dict[str, Any]], result_hash: str, at: datetime,
+                     summary: dict[str, Any], events) -> Change:
+    """sent → result_imported with the line results and a payments.withholding.failed per failure."""
+    BATCH.check(batch["status"], "result_imported", {"batch_no": batch["_id"]})
+    return Change({"lines": lines, "status": "result_imported", "result_hash": result_hash, "result_at": at,
+                   "summary": summary}, tuple(events))
+
+
+def check_exportable(batch: dict[str, Any]) -> None:
+    """Only a batch that holds its households goes to the bank."""
+    if batch["status"] not in ("sent", "result_imported"):
+        raise Conflict("BATCH_NOT_SENDABLE", "该代扣批次未生成完成或已作废，不能发送银行",
+                       {"batch_no": batch["_id"], "status": batch["status"]})
+
+
 def classify(code: str) -> tuple[str, str, bool, bool]:
     return RESULT_CODES.get(code, OTHER)
 
@@ -44,7 +125,7 @@ def mask_account(account_no: str) -> str:
 
 
 def new_batch_no(at: datetime, seq: str) -> str:
-    return "W" + at.strftime("%Y%m%d%H%M%S") + seq
+    return "W" + stamp(at) + seq  # Shanghai wall clock, as order numbers
 
 
 def check_account(account_no: str, account_name: str) -> None:
@@ -56,6 +137,7 @@ def check_account(account_no: str, account_name: str) -> None:
 
 def export_csv(batch: dict[str, Any]) -> str:
     """The batch file for the bank: a header, one row per household, a TOTAL trailer (UTF-8, LF)."""
+    check_exportable(batch)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(EXPORT_HEADER)

@@ -9,18 +9,18 @@ from datetime import date
 from flask import Flask, Response, request
 
 from shared import signing
-from shared.clock import Clock
+from shared.clock import Clock, iso
 from shared.config import env
-from shared.errors import DomainError, NotFound, Unauthorized, ValidationFailed
+from shared.errors import DomainError, Forbidden, NotFound, Unauthorized, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id
 from shared.store import insert_once
-from shared.web import create_service_app
+from shared.web import IDEMPOTENCY_KEY, create_service_app, query_param
 
 from .. import bootstrap as boot
 from ..domain import withholding as wh
 from ..domain.model import Order, Quote, QuoteLine
-from ..domain.receipts import verification
+from ..domain.receipts import mask_name, verification
 from ..domain.reconciliation import REMITTANCE_INTERVAL_DAYS
 from ..service_layer import handlers
 from .schemas import (AckOut, AgreementIn, AgreementOut, BatchIn, BatchOut, BatchResultOut, MoneyLogOut,
@@ -28,25 +28,26 @@ from .schemas import (AckOut, AgreementIn, AgreementOut, BatchIn, BatchOut, Batc
                       ReceiptVerificationOut, ReconciliationOut, RemittancesOut, ReturnsOut, ReversalIn, ReversalOut, StatementIn)
 
 MAX_RESULT_FILE = 20 * 1024 * 1024
-STAFF = ("county", "township")
 
 
-def render_line(l: QuoteLine) -> dict:
-    return {"id_number": mask_id(l.person_id), "name": l.name, "category": l.category,
+def render_line(l: QuoteLine, collector: bool = False) -> dict:
+    """A collector sees what to collect per member, the name masked and no hardship category."""
+    return {"id_number": mask_id(l.person_id), "name": mask_name(l.name) if collector else l.name,
+            "category": None if collector else l.category,
             "standard_fen": l.standard_fen, "subsidy_fen": l.subsidy_fen, "payable_fen": l.payable_fen}
 
 
-def render_quote(q: Quote) -> dict:
+def render_quote(q: Quote, collector: bool = False) -> dict:
     return {"household_no": q.household_no, "year": q.year, "standard_fen": q.standard_total_fen,
             "subsidy_fen": q.subsidy_total_fen, "total_fen": q.total_fen, "mid_year": q.mid_year,
-            "lines": [render_line(l) for l in q.lines]}
+            "lines": [render_line(l, collector) for l in q.lines]}
 
 
-def render_order(o: Order) -> dict:
+def render_order(o: Order, collector: bool = False) -> dict:
     return {"order_no": o.order_no, "household_no": o.household_no, "year": o.year, "amount_fen": o.amount_fen,
-            "channel": o.channel, "status": o.status, "expires_at": o.expires_at.isoformat(),
-            "receipt_no": o.receipt_no, "transaction_id": o.transaction_id, "paid_at": o.paid_at,
-            "lines": [render_line(l) for l in o.lines]}
+            "channel": o.channel, "status": o.status, "expires_at": iso(o.expires_at),
+            "receipt_no": o.receipt_no, "transaction_id": o.transaction_id, "paid_at": iso(o.paid_at),
+            "lines": [render_line(l, collector) for l in o.lines]}
 
 
 def render_receipt(r: dict) -> dict:
@@ -56,9 +57,9 @@ def render_receipt(r: dict) -> dict:
 def render_payment(p: dict) -> dict:
     return {"household_no": p["household_no"], "year": p["year"], "order_no": p["order_no"],
             "receipt_no": p["receipt_no"], "status": p["status"], "amount_fen": p["amount_fen"],
-            "subsidy_fen": p.get("subsidy_fen", 0), "channel": p["channel"], "paid_at": p["paid_at"],
+            "subsidy_fen": p.get("subsidy_fen", 0), "channel": p["channel"], "paid_at": iso(p["paid_at"]),
             "township": p["township"],
-            "history": [{**h, "at": h["at"].isoformat()} for h in p.get("history", [])]}
+            "history": [{**h, "at": iso(h["at"])} for h in p.get("history", [])]}
 
 
 def render_batch(b: dict) -> dict:
@@ -70,7 +71,7 @@ def render_batch(b: dict) -> dict:
 
 
 def _year(text: str) -> int:
-    if not text.isdigit() or len(text) != 4:
+    if not (text.isascii() and text.isdigit()) or len(text) != 4:
         raise ValidationFailed("BAD_YEAR", "年度应为4位数字", {"year": text})
     return int(text)
 
@@ -90,7 +91,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         gw = c.gateways.get(gw_id)
         if gw is None or not signing.verify(gw.secret, sig, request.method, request.path, ts, nonce, request.get_data()):
             raise Unauthorized("SIGNATURE_INVALID", "签名校验失败")
-        if not ts.isdigit() or abs(c.clock.now().timestamp() - int(ts)) > signing.SKEW_SECONDS:
+        if not (ts.isascii() and ts.isdigit()) or abs(c.clock.now().timestamp() - int(ts)) > signing.SKEW_SECONDS:
             raise Unauthorized("TIMESTAMP_OUT_OF_WINDOW", "请求时间戳超出允许范围（±5分钟）")
         if not (16 <= len(nonce) <= 64):
             raise Unauthorized("NONCE_INVALID", "随机串长度应为16至64位")
@@ -100,20 +101,34 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     sig = dict(guard=gateway)
 
+    def within_reach(gw_id: str, year: int, household_no: str) -> bool:
+        """A village collector quotes and orders only for households of its villages (an unknown
+        household gets the same refusal, so numbers cannot be probed); True: it is a collector."""
+        gw = c.gateways[gw_id]
+        if not gw.collector:
+            return False
+        hh = repo.household(year, household_no)
+        if hh is None or not gw.covers(hh.get("township"), hh.get("village")):
+            raise Forbidden("GATEWAY_SCOPE", "该户不在本代收点负责的村（社区）范围内", {"household_no": household_no})
+        return True
+
     # ---- gateways (signed) ----------------------------------------------------------------
-    @api.route("/v1/quotes", "POST", summary="按户试算应缴金额（整户，含困难群众资助）", body=QuoteIn, response=QuoteOut, **sig)
+    @api.route("/v1/quotes", "POST", summary="按户试算应缴金额（整户，含困难群众资助；村级代收员仅限本村，姓名屏蔽）",
+               body=QuoteIn, response=QuoteOut, **sig)
     def create_quote(principal, data):
-        return render_quote(handlers.make_quote(repo, c.policy, c.clock, data["year"], data["household_no"]))
+        collector = within_reach(principal, data["year"], data["household_no"])
+        return render_quote(handlers.make_quote(repo, c.policy, c.clock, data["year"], data["household_no"]), collector)
 
     @api.route("/v1/orders", "POST", summary="创建缴费订单（需 Idempotency-Key；金额创建时固定）", body=OrderIn,
-               response=OrderOut, status=201, **sig)
+               response=OrderOut, status=201, also=(200,), headers=[IDEMPOTENCY_KEY], **sig)
     def create_order(principal, data):
         key = request.headers.get("Idempotency-Key", "")
         if not (8 <= len(key) <= 64):
             raise DomainError("IDEMPOTENCY_KEY_REQUIRED", "缺少或无效的幂等键（Idempotency-Key，8至64位）", status=400)
+        collector = within_reach(principal, data["year"], data["household_no"])
         order, created = handlers.create_order(repo, c.policy, c.clock, principal, key, data,
                                                c.gateways[principal].channels)
-        return render_order(order), 201 if created else 200
+        return render_order(order, collector), 201 if created else 200
 
     @api.route("/v1/notifications", "POST", summary="支付结果异步通知（签名；重复通知再次确认、无二次效果）",
                body=NotificationIn, response=AckOut, **sig)
@@ -125,7 +140,8 @@ def create_app(clock: Clock | None = None) -> Flask:
         return handlers.reverse_payment(repo, c.clock, principal, data, correlation_id.get())
 
     @api.route("/v1/withholding/batches/{batch_no}/results", "POST",
-               summary="银行代扣回盘文件（text/csv，签名；格式见 docs/withholding.md）", response=BatchResultOut, **sig)
+               summary="银行代扣回盘文件（text/csv，签名；格式见 docs/withholding.md）", response=BatchResultOut,
+               raw_body={"text/csv": "回盘文件（UTF-8，≤20 MB），签名覆盖原始字节；格式见 docs/withholding.md"}, **sig)
     def batch_results(principal, batch_no):
         if request.content_length and request.content_length > MAX_RESULT_FILE:
             raise ValidationFailed("RESULT_FILE_TOO_LARGE", "回盘文件过大")
@@ -141,11 +157,12 @@ def create_app(clock: Clock | None = None) -> Flask:
         return handlers.import_statement(repo, c.clock, principal, data, correlation_id.get())
 
     # ---- staff ------------------------------------------------------------------------------
-    @api.route("/v1/orders/{order_no}", "GET", summary="查询订单", roles=("county",), response=OrderOut)
+    @api.route("/v1/orders/{order_no}", "GET", summary="查询订单", permission="payments:manage", response=OrderOut)
     def get_order(principal, order_no):
         return render_order(handlers.order_status(repo, order_no))
 
-    @api.route("/v1/payments/{year}/{household_no}", "GET", summary="查询某户缴费及资金状态变更记录", roles=STAFF,
+    @api.route("/v1/payments/{year}/{household_no}", "GET", summary="查询某户缴费及资金状态变更记录",
+               permission="payments:read",
                response=PaymentOut)
     def get_payment(principal, year, household_no):
         p = repo.payment(_year(year), household_no)
@@ -155,34 +172,33 @@ def create_app(clock: Clock | None = None) -> Flask:
         return render_payment(p)
 
     @api.route("/v1/payments/{year}/{household_no}/audit", "POST", summary="缴款审核（税务部门）",
-               roles=("county", "system"), response=PaymentOut)
+               permission="payments:audit", response=PaymentOut)
     def audit(principal, year, household_no):
         return render_payment(handlers.audit_payment(repo, c.clock, _year(year), household_no, principal.subject,
                                                      "staff", correlation_id.get()))
 
-    @api.route("/v1/audits/overdue", "GET", summary="超过3个工作日未审核的缴费", roles=STAFF, response=OverdueOut,
-               query=[{"name": "year", "in": "query", "required": True, "schema": {"type": "integer"}}])
+    @api.route("/v1/audits/overdue", "GET", summary="超过3个工作日未审核的缴费", permission="payments:read",
+               response=OverdueOut, query=[query_param("year", "integer", required=True)])
     def overdue(principal):
         year = _year(request.args.get("year", ""))
         return {"year": year, "overdue": handlers.overdue_audits(repo, c.clock, principal, year)}
 
-    @api.route("/v1/receipts/{receipt_no}", "GET", summary="查询电子收据", roles=STAFF, response=ReceiptOut)
+    @api.route("/v1/receipts/{receipt_no}", "GET", summary="查询电子收据", permission="payments:read", response=ReceiptOut)
     def get_receipt(principal, receipt_no):
         return render_receipt(handlers.receipt_for_staff(repo, principal, receipt_no))
 
-    @api.route("/v1/receipts/{receipt_no}/verification", "GET", summary="按收据号和校验码核验收据（公开）",
-               response=ReceiptVerificationOut,
-               query=[{"name": "check_code", "in": "query", "required": True, "schema": {"type": "string"}}])
+    @api.route("/v1/receipts/{receipt_no}/verification", "GET", summary="按收据号和校验码核验收据（公开，只读）",
+               response=ReceiptVerificationOut, query=[query_param("check_code", required=True, maxLength=64)])
     def verify_receipt(principal, receipt_no):
         return verification(handlers.verify_receipt(repo, receipt_no, request.args.get("check_code", "")))
 
-    @api.route("/v1/withholding/agreements", "POST", summary="登记三方代扣协议", roles=STAFF, body=AgreementIn,
+    @api.route("/v1/withholding/agreements", "POST", summary="登记三方代扣协议", permission="withholding:agree", body=AgreementIn,
                response=AgreementOut, status=201)
     def agreement(principal, data):
         banks = {g.id for g in c.gateways.values() if g.kind == "bank"}
         return wh.render_agreement(handlers.sign_agreement(repo, c.clock, principal, banks, data))
 
-    @api.route("/v1/withholding/agreements/{household_no}", "GET", summary="查询三方代扣协议", roles=STAFF,
+    @api.route("/v1/withholding/agreements/{household_no}", "GET", summary="查询三方代扣协议", permission="payments:read",
                response=AgreementOut)
     def get_agreement(principal, household_no):
         a = repo.agreement(household_no)
@@ -191,7 +207,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         principal.check_township(a["township"])
         return wh.render_agreement(a)
 
-    @api.route("/v1/withholding/batches", "POST", summary="生成代扣批次（或对余额不足者重扣）", roles=("county",),
+    @api.route("/v1/withholding/batches", "POST", summary="生成代扣批次（或对余额不足者重扣）", permission="payments:manage",
                body=BatchIn, response=BatchOut, status=201)
     def batch(principal, data):
         if data["bank"] not in c.gateways:
@@ -199,7 +215,8 @@ def create_app(clock: Clock | None = None) -> Flask:
         return render_batch(handlers.create_batch(repo, c.policy, c.clock, principal, data,
                                                   secrets.token_hex(3).upper()))
 
-    @api.route("/v1/withholding/batches/{batch_no}", "GET", summary="查询代扣批次", roles=("county",), response=BatchOut)
+    @api.route("/v1/withholding/batches/{batch_no}", "GET", summary="查询代扣批次", permission="payments:manage",
+               response=BatchOut)
     def get_batch(principal, batch_no):
         b = repo.batch(batch_no)
         if b is None:
@@ -207,7 +224,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         return render_batch(b)
 
     @api.route("/v1/withholding/batches/{batch_no}/file", "GET", summary="下载给银行的代扣文件（text/csv）",
-               roles=("county",))
+               permission="payments:manage", produces="text/csv")
     def batch_file(principal, batch_no):
         b = repo.batch(batch_no)
         if b is None:
@@ -216,11 +233,12 @@ def create_app(clock: Clock | None = None) -> Flask:
                         headers={"Content-Disposition": f"attachment; filename={batch_no}.csv"})
 
     @api.route("/v1/withholding/batches/{batch_no}/returns", "GET",
-               summary="代扣失败发回乡镇的名单（余额不足等，按乡镇）", roles=STAFF, response=ReturnsOut)
+               summary="代扣失败发回乡镇的名单（余额不足等，按乡镇）", permission="payments:read",
+               response=ReturnsOut)
     def batch_returns(principal, batch_no):
         return {"batch_no": batch_no, "lines": handlers.returned_to_town(repo, principal, batch_no)}
 
-    @api.route("/v1/reconciliation/{gateway_id}/{day}", "GET", summary="查询某渠道某日对账结果", roles=("county",),
+    @api.route("/v1/reconciliation/{gateway_id}/{day}", "GET", summary="查询某渠道某日对账结果", permission="payments:manage",
                response=ReconciliationOut)
     def get_reconciliation(principal, gateway_id, day):
         r = repo.reconciliation(f"{gateway_id}:{day}")
@@ -228,17 +246,16 @@ def create_app(clock: Clock | None = None) -> Flask:
             raise NotFound("RECONCILIATION_NOT_FOUND", "该渠道当日尚未对账", {"gateway": gateway_id, "date": day})
         return {"gateway": gateway_id, "date": day, **r["report"]}
 
-    @api.route("/v1/remittances", "GET", summary="解款汇总（每3天一期）", roles=STAFF, response=RemittancesOut,
-               query=[{"name": "year", "in": "query", "required": True, "schema": {"type": "integer"}}])
+    @api.route("/v1/remittances", "GET", summary="解款汇总（每3天一期）", permission="payments:read",
+               response=RemittancesOut, query=[query_param("year", "integer", required=True)])
     def remittances(principal):
         year = _year(request.args.get("year", ""))
         return {"year": year, "interval_days": REMITTANCE_INTERVAL_DAYS,
                 "periods": handlers.remittances(repo, c.policy, c.clock, principal, year)}
 
-    @api.route("/v1/money-log", "GET", summary="资金状态变更审计日志（按对象或日期）", roles=("county",),
-               response=MoneyLogOut,
-               query=[{"name": "ref", "in": "query", "schema": {"type": "string"}},
-                      {"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}}])
+    @api.route("/v1/money-log", "GET", summary="资金状态变更审计日志（按对象或日期）",
+               permission="payments:manage", response=MoneyLogOut,
+               query=[query_param("ref", maxLength=120), query_param("day", format="date")])
     def money_log(principal):
         flt = {}
         if request.args.get("ref"):
@@ -250,7 +267,7 @@ def create_app(clock: Clock | None = None) -> Flask:
                 raise ValidationFailed("BAD_DAY", "日期格式应为 YYYY-MM-DD") from None
         if not flt:
             raise ValidationFailed("FILTER_REQUIRED", "请按对象（ref）或日期（day）查询")
-        return {"entries": [{**{k: v for k, v in e.items() if k != "_id"}, "at": e["at"].isoformat()}
+        return {"entries": [{**{k: v for k, v in e.items() if k != "_id"}, "at": iso(e["at"])}
                             for e in repo.money_log(flt)]}
 
     if env("PAYMENTS_BENCH_BASELINE") == "1":

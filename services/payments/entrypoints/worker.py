@@ -1,5 +1,10 @@
-"""Worker of payments: keeps the household and entitlement read models, relays its outbox."""
+"""Worker of payments: keeps the household and entitlement read models, completes its own
+transitions from their events, re-drives half-done withholding batches, expires used nonces,
+relays its outbox."""
 from shared.worker_main import main
 
+from .loops import nonce_cleanup_loop
+
 if __name__ == "__main__":
-    main("payments")
+    from services.payments.bootstrap import redrive
+    main("payments", background=(redrive, nonce_cleanup_loop))

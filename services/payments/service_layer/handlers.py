@@ -2,20 +2,26 @@
 withholding and reconciliation, and the read models fed by registry and subsidy events.
 
 No multi-document transactions: each state change of money is one document write carrying its
-event (outbox); side records (receipt, money log, order status) are written after it with
-idempotent writes. For a confirmation they are written by the payments worker from its own
-`payments.payment.confirmed` event (`on_payment_confirmed`), so a gateway's acknowledgement waits
-for three store operations (nonce, order, payment with its event) and its pointer; readers that
-cannot wait for the worker (receipt lookup, order status, reversal) look at the payment record.
+event (outbox), made by compare-and-set on the aggregate's version (the domain's state machines
+say which changes are allowed; a write that lost to another one reads again and decides again).
+Side records (receipt, money log, order status) are written after it with idempotent writes, by
+the request and again by the payments worker from the transition's own event
+(`on_payment_confirmed`, `on_payment_audited`, `on_payment_reversed`), so a crash between the two
+is completed by the caller's retry or, without one, by the worker. A gateway's acknowledgement of
+a confirmation waits for three store operations (nonce, order, payment with its event) and its
+pointer; readers that cannot wait for the worker (receipt lookup, order status, reversal) look at
+the payment record.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any
 
+from shared.aggregate import StaleVersion, retry_stale
 from shared.auth import Principal
 from shared.clock import SHANGHAI, Clock
 from shared.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
@@ -26,11 +32,11 @@ from ..adapters.repository import PaymentsRepository, hh_key
 from ..domain import audit as audit_rules
 from ..domain import withholding as wh
 from ..domain.model import Order, Quote, check_proof, check_whole_household, current_entitlement, quote, shanghai_day
+from ..domain.payment import Change, Payment
 from ..domain.reconciliation import reconcile, remittance_summary
 from ..domain.receipts import build_receipt
 
 log = logging.getLogger(__name__)
-CLAIM_GRACE_S = 60  # a claim younger than this is a concurrent request still at work, not a crash
 
 
 # ---- read models -------------------------------------------------------------------------------
@@ -149,7 +155,7 @@ def payment_doc(order: Order, household: dict[str, Any], proof: dict[str, str], 
             "subsidy_fen": sum(l.subsidy_fen for l in order.lines),
             "person_ids": [l.person_id for l in order.lines], "gateway": order.gateway, "channel": order.channel,
             "proof": proof, "paid_at": order.paid_at, "paid_day": shanghai_day(order.paid_at), "recorded_at": at,
-            "status": "confirmed",
+            "status": "confirmed", "version": 1,
             "history": [{"at": at, "status": "confirmed", "by": actor, "amount_fen": order.amount_fen}]}
 
 
@@ -178,12 +184,17 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
         if existing["transaction_id"] != transaction_id:
             _paid_twice(repo, clock, order, transaction_id, actor)
         return _ack(order.apply_recorded(existing), duplicate=True)
-    order.status = "duplicate_payment"  # the household was already paid by another order: refund case
-    order.receipt_no = None
+    # the household was already paid by another order: refund case. The money-log row goes first,
+    # so that the order's transition (what a retry sees) is the last write and nothing follows it
     repo.log_money(order.order_no, "overpaid", now, actor, order.amount_fen,
                    household_key=hh_key(order.year, order.household_no), transaction_id=transaction_id)
+    try:
+        repo.save_order(order, order.mark_duplicate(transaction_id, paid_at, proof))
+    except StaleVersion:  # another notification of this order came first: answer as a repeat of it
+        return settle(repo, clock, repo.order(order.order_no), transaction_id, paid_at, proof, correlation_id, actor)
+    order.status = "duplicate_payment"
+    order.receipt_no = None
     log.warning("household paid twice; order %s needs a refund", order.order_no, extra={"order_no": order.order_no})
-    repo.mark_order(order, paid_day=shanghai_day(order.paid_at), proof=proof)
     return _ack(order, duplicate=False)
 
 
@@ -199,7 +210,33 @@ def on_payment_confirmed(repo: PaymentsRepository, env: Envelope) -> None:
     repo.log_money(payment["_id"], "confirmed", payment["recorded_at"], payment["history"][0]["by"],
                    payment["amount_fen"], order_no=payment["order_no"], receipt_no=payment["receipt_no"],
                    channel=payment["channel"], transaction_id=payment["transaction_id"])
-    repo.mark_order_paid(payment)
+    _mark_order_paid(repo, payment)
+
+
+def _mark_order_paid(repo: PaymentsRepository, payment: dict[str, Any]) -> None:
+    """created → paid (Order.mark_paid); an order already past that, reversed above all, stays."""
+    def step() -> None:
+        o = repo.order(payment["order_no"])
+        change = o.mark_paid(payment) if o else None
+        if change is not None:
+            repo.save_order(o, change)
+    retry_stale(step)
+
+
+def on_payment_audited(repo: PaymentsRepository, env: Envelope) -> None:
+    """payments.payment.audited (our own) → its money-log row, if the request that audited did not
+    get to write it (a crash after the audit's write)."""
+    doc = repo.payment(env.payload["year"], env.payload["household_no"])
+    if doc is not None and doc["order_no"] == env.payload["order_no"] and doc.get("audited_at"):
+        complete_audit(repo, doc)
+
+
+def on_payment_reversed(repo: PaymentsRepository, env: Envelope) -> None:
+    """payments.payment.reversed (our own) → the receipt marked, the money-log row, the order's status
+    and the reversal record, if the request that reversed did not get to write them."""
+    doc = repo.payment(env.payload["year"], env.payload["household_no"])
+    if doc is not None and doc["order_no"] == env.payload["order_no"] and doc["status"] == "reversed":
+        complete_reversal(repo, doc)
 
 
 def issue_receipt(repo: PaymentsRepository, payment: dict[str, Any]) -> dict[str, Any]:
@@ -226,8 +263,9 @@ def _ack(order: Order, duplicate: bool) -> dict[str, Any]:
 
 # ---- receipts ----------------------------------------------------------------------------------
 
-def _receipt(repo: PaymentsRepository, receipt_no: str) -> dict[str, Any] | None:
-    """A receipt by number; one asked for before the worker issued it is issued now."""
+def _receipt(repo: PaymentsRepository, receipt_no: str, *, issue: bool = True) -> dict[str, Any] | None:
+    """A receipt by number; one asked for before the worker issued it is issued now (or, for the
+    public check, which never writes, built in memory: the worker's copy will be the same)."""
     r = repo.receipt(receipt_no)
     if r is not None or not receipt_no.startswith("R"):
         return r
@@ -235,7 +273,7 @@ def _receipt(repo: PaymentsRepository, receipt_no: str) -> dict[str, Any] | None
     payment = repo.payment(order.year, order.household_no) if order else None
     if payment is None or payment["receipt_no"] != receipt_no:
         return None
-    return issue_receipt(repo, payment)
+    return issue_receipt(repo, payment) if issue else build_receipt(payment, repo.receipt_key())
 
 
 def receipt_for_staff(repo: PaymentsRepository, principal: Principal, receipt_no: str) -> dict[str, Any]:
@@ -249,8 +287,9 @@ def receipt_for_staff(repo: PaymentsRepository, principal: Principal, receipt_no
 def verify_receipt(repo: PaymentsRepository, receipt_no: str, check_code: str) -> dict[str, Any]:
     """Public check of a receipt by number and check code; an unknown number and a wrong code get
     the same answer, so numbers cannot be enumerated."""
-    r = _receipt(repo, receipt_no)
-    if r is None or not check_code or r["check_code"] != check_code.strip().upper():
+    r = _receipt(repo, receipt_no, issue=False)
+    given = (check_code or "").strip().upper().encode()
+    if r is None or not given or not hmac.compare_digest(r["check_code"].encode(), given):
         raise NotFound("RECEIPT_NOT_VERIFIED", "收据号或校验码不正确，无法核验", {"receipt_no": receipt_no})
     return r
 
@@ -267,42 +306,42 @@ def order_status(repo: PaymentsRepository, order_no: str) -> Order:
 
 # ---- audit (缴款审核) -----------------------------------------------------------------------------
 
-def _claim_or_repair(repo: PaymentsRepository, key: str, at: datetime, **fields: Any) -> bool:
-    """True when this caller should make the transition: it claimed it, or an older claim was left
-    by a crash before the transition was written."""
-    if repo.claim(key, at, real_at=datetime.now(timezone.utc), **fields):
-        return True
-    c = repo.claimed(key) or {}
-    real_at = c.get("real_at")
-    return real_at is not None and (datetime.now(timezone.utc) - real_at).total_seconds() > CLAIM_GRACE_S
+def _transition(repo: PaymentsRepository, year: int, household_no: str, decide, correlation_id: str | None,
+                first: dict[str, Any] | None = None) -> tuple[Payment, bool]:
+    """Read the payment, let the aggregate decide (`decide(Payment) -> Change | None`), save the
+    change by compare-and-set; read again and decide again when another write came first.
+    Returns the payment as it now stands and whether this call changed it."""
+    given = [first]  # the first attempt may use what the caller read; a retry reads again
+
+    def step() -> tuple[Payment, bool]:
+        doc = (given.pop() if given else None) or repo.payment(year, household_no)
+        if doc is None:
+            raise NotFound("PAYMENT_NOT_FOUND", "该户本年度无缴费记录", {"household_no": household_no, "year": year})
+        p = Payment(doc)
+        change = decide(p)
+        if change is None:
+            return p, False
+        repo.save_payment(doc, change, correlation_id)
+        return p.applied(change), True
+    return retry_stale(step)
 
 
 def audit_payment(repo: PaymentsRepository, clock: Clock, year: int, household_no: str, actor: str, source: str,
                   correlation_id: str | None = None, payment: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """confirmed → audited with payments.payment.audited (registry then confirms the enrolment).
-    Auditing an audited payment again is a no-op; a reversed one cannot be audited. With `payment`
-    (already read, as a reconciliation does) it saves two reads and returns None."""
-    p = payment or repo.payment(year, household_no)
-    if p is None:
-        raise NotFound("PAYMENT_NOT_FOUND", "该户本年度无缴费记录", {"household_no": household_no, "year": year})
-    if p["status"] == "audited":
-        return p
-    if p["status"] == "reversed":
-        raise Conflict("PAYMENT_REVERSED", "该笔缴费已冲正，不能审核", {"order_no": p["order_no"]})
+    Auditing an audited payment again is a no-op (it completes the money-log row a crash may have
+    left out); a reversed one cannot be audited, whichever came first. With `payment` (already
+    read, as a reconciliation does) it saves two reads and returns None."""
     now = clock.now()
-    key = hh_key(year, household_no)
-    if not _claim_or_repair(repo, f"{key}:audited", now, by=actor):
-        return repo.payment(year, household_no)
-    event = Event("payments.payment.audited", {
-        "order_no": p["order_no"], "receipt_no": p["receipt_no"], "household_no": household_no, "year": year,
-        "county": p["county"], "township": p["township"], "village": p["village"], "amount_fen": p["amount_fen"],
-        "person_ids": p["person_ids"], "audited_at": now.isoformat(), "audited_by": actor, "source": source})
-    repo.update_payment(year, household_no, {"status": "audited", "audited_at": now, "audited_by": actor},
-                        {"at": now, "status": "audited", "by": actor, "amount_fen": p["amount_fen"]}, event,
-                        correlation_id)
-    repo.log_money(key, "audited", now, actor, p["amount_fen"], order_no=p["order_no"], source=source)
+    p, _ = _transition(repo, year, household_no, lambda p: p.audit(now, actor, source), correlation_id, payment)
+    complete_audit(repo, p.doc)
     return None if payment else repo.payment(year, household_no)
 
+
+def complete_audit(repo: PaymentsRepository, doc: dict[str, Any]) -> None:
+    """The side record of an audit (idempotent): its money-log row."""
+    repo.log_money(doc["_id"], "audited", doc["audited_at"], doc["audited_by"], doc["amount_fen"],
+                   order_no=doc["order_no"], source=doc.get("audit_source", "staff"))
 
 def overdue_audits(repo: PaymentsRepository, clock: Clock, principal: Principal, year: int) -> list[dict[str, Any]]:
     """Confirmed payments not audited within 3 working days (001 七(二))."""
@@ -325,7 +364,10 @@ def reverse_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
                     correlation_id: str | None) -> dict[str, Any]:
     """A gateway gave the money of an order back (reversal, or refund of an overpayment). If that
     order paid the household's enrolment, the payment is reversed with payments.payment.reversed
-    and registry revokes the enrolment; an overpaid order's refund revokes nothing."""
+    and registry revokes the enrolment; an overpaid order's refund revokes nothing.
+
+    The transition is one compare-and-set write (the payment with its event, or the overpaid
+    order); the same reversal again completes whatever a crash left out and answers `duplicate`."""
     order = order_status(repo, data["order_no"])
     if order.gateway != gateway:
         raise Forbidden("ORDER_GATEWAY_MISMATCH", "订单不属于该支付渠道")
@@ -337,41 +379,78 @@ def reverse_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
     if data["transaction_id"] != order.transaction_id:
         raise ValidationFailed("TRANSACTION_MISMATCH", "交易流水号与订单的支付流水不符", {"order_no": order.order_no})
     now = clock.now()
+    rid = data["reversal_id"]
     payment = repo.payment(order.year, order.household_no)
     revokes = bool(payment and payment["order_no"] == order.order_no)
-    reason = data.get("reason") or "gateway_reversal"
-    if not revokes:
+    if revokes:
+        reason = data.get("reason") or "gateway_reversal"
+        if payment["status"] == "reversed" and "reversal" not in payment:  # reversed before reversals were kept on it
+            prior = repo.reversal(order.order_no)
+            if prior and prior["reversal_id"] != rid:
+                raise Conflict("ORDER_ALREADY_REVERSED", "该订单已冲正", {"order_no": order.order_no})
+        p, changed = _transition(repo, order.year, order.household_no, lambda p: p.reverse(now, gateway, rid, reason),
+                                 correlation_id, payment)
+        complete_reversal(repo, p.doc)
+        reason = (p.doc.get("reversal") or {}).get("reason", reason)
+    else:
         reason = "overpayment"
-    first = repo.add_reversal({"_id": order.order_no, "reversal_id": data["reversal_id"], "reason": reason,
-                               "amount_fen": order.amount_fen, "gateway": gateway, "revokes_enrolment": revokes,
-                               "at": now, "household_key": hh_key(order.year, order.household_no)})
-    prior = repo.reversal(order.order_no)
-    if not first and prior["reversal_id"] != data["reversal_id"]:
-        raise Conflict("ORDER_ALREADY_REVERSED", "该订单已冲正", {"order_no": order.order_no})
-    if revokes and payment["status"] != "reversed" and _claim_or_repair(
-            repo, f"{hh_key(order.year, order.household_no)}:reversed", now, by=gateway):
-        event = Event("payments.payment.reversed", {
-            "order_no": order.order_no, "receipt_no": payment["receipt_no"], "household_no": order.household_no,
-            "year": order.year, "county": payment["county"], "township": payment["township"],
-            "village": payment["village"], "amount_fen": order.amount_fen, "person_ids": payment["person_ids"],
-            "reason": reason, "reversal_id": data["reversal_id"], "reversed_at": now.isoformat()})
-        repo.update_payment(order.year, order.household_no, {"status": "reversed", "reversed_at": now},
-                            {"at": now, "status": "reversed", "by": gateway, "amount_fen": -order.amount_fen,
-                             "reason": reason}, event, correlation_id)
-        issue_receipt(repo, payment)  # if the worker has not issued it yet, so that it is marked too
-        repo.set_receipt_status(payment["receipt_no"], "reversed")
-    repo.log_money(order.order_no, "reversed", now, gateway, -order.amount_fen, reason=reason,
-                   revokes_enrolment=revokes, household_key=hh_key(order.year, order.household_no))
-    order.status = "reversed"
-    repo.mark_order(order)
+        changed = _refund_overpayment(repo, order, now, gateway, rid)
     return {"code": "SUCCESS", "message": "成功", "order_no": order.order_no, "reason": reason,
-            "revokes_enrolment": revokes, "duplicate": not first}
+            "revokes_enrolment": revokes, "duplicate": not changed}
 
+
+def complete_reversal(repo: PaymentsRepository, doc: dict[str, Any]) -> None:
+    """The side records of a reversed payment (each idempotent): the reversal record, the receipt
+    marked reversed, the money-log row, the order's status. Run by the request after its write,
+    by a retry of it, and by the worker from payments.payment.reversed."""
+    r = doc.get("reversal")
+    if r is None:  # reversed before reversals were kept on the payment: its request completed it
+        return
+    order_no = doc["order_no"]
+    repo.add_reversal({"_id": order_no, "reversal_id": r["reversal_id"], "reason": r["reason"],
+                       "amount_fen": doc["amount_fen"], "gateway": r["by"], "revokes_enrolment": True,
+                       "at": r["at"], "household_key": doc["_id"]})
+    issue_receipt(repo, doc)  # if the worker has not issued it yet, so that it is marked too
+    repo.set_receipt_status(doc["receipt_no"], "reversed")
+    repo.log_money(order_no, "reversed", r["at"], r["by"], -doc["amount_fen"], reason=r["reason"],
+                   revokes_enrolment=True, household_key=doc["_id"])
+
+    def step() -> None:
+        o = repo.order(order_no)
+        change = o.reverse(r["at"], r["by"], r["reversal_id"], r["reason"], payment=doc) if o else None
+        if change is not None:
+            repo.save_order(o, change)
+    retry_stale(step)
+
+
+def _refund_overpayment(repo: PaymentsRepository, order: Order, at: datetime, gateway: str, rid: str) -> bool:
+    """duplicate_payment → reversed. Its records go first and the order's transition last, so a
+    crash before it leaves the refund unacknowledged and the gateway's retry completes it; the
+    enrolment is not touched (no event). Returns whether this call made the transition."""
+    stored = repo.order(order.order_no)
+    stored.reverse(at, gateway, rid, "overpayment")  # refuses another reversal before anything is written
+    key = hh_key(order.year, order.household_no)
+    repo.add_reversal({"_id": order.order_no, "reversal_id": rid, "reason": "overpayment",
+                       "amount_fen": order.amount_fen, "gateway": gateway, "revokes_enrolment": False, "at": at,
+                       "household_key": key})
+    repo.log_money(order.order_no, "reversed", at, gateway, -order.amount_fen, reason="overpayment",
+                   revokes_enrolment=False, household_key=key)
+
+    def step() -> bool:
+        o = repo.order(order.order_no)
+        change = o.reverse(at, gateway, rid, "overpayment")
+        if change is None:
+            return False
+        repo.save_order(o, change)
+        return True
+    return retry_stale(step)
 
 # ---- bank withholding (代扣) -----------------------------------------------------------------------
 
 def sign_agreement(repo: PaymentsRepository, clock: Clock, principal: Principal, banks: set[str],
                    data: dict[str, Any]) -> dict[str, Any]:
+    """Register (or sign again, replacing) a household's three-party agreement. Signing again keeps
+    the hold of a batch awaiting its result, so that the household is not debited by a second one."""
     household = repo.household(data["year"], data["household_no"])
     if household is None:
         raise NotFound("HOUSEHOLD_UNKNOWN", "未找到该户的登记信息", {"household_no": data["household_no"]})
@@ -385,16 +464,31 @@ def sign_agreement(repo: PaymentsRepository, clock: Clock, principal: Principal,
            "account_name": data["account_name"].strip(), "signed_on": data["signed_on"].isoformat(),
            "status": "active", "county": household["county"], "township": household["township"],
            "village": household["village"], "head_id": head["person_id"], "pending_batch": None,
-           "created_by": principal.subject, "created_at": clock.now()}
-    repo.save_agreement(doc)
-    return doc
+           "invalid_reason": None, "created_by": principal.subject, "created_at": clock.now()}
+
+    def step() -> dict[str, Any]:
+        current = repo.agreement(data["household_no"])
+        if current is None:
+            if repo.add_agreement(doc):
+                return doc
+            raise StaleVersion("signed at the same moment")
+        fields = {k: v for k, v in doc.items() if k != "_id"}
+        fields["pending_batch"] = current.get("pending_batch")
+        repo.save_agreement(current, Change(fields))
+        return {**doc, "pending_batch": fields["pending_batch"]}
+    return retry_stale(step)
 
 
 def create_batch(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, principal: Principal,
                  data: dict[str, Any], batch_seq: str) -> dict[str, Any]:
     """A withholding batch for one bank: every household with an active agreement that is not paid
     and not in a batch awaiting its result; a retry batch takes the retryable failures of a batch
-    (insufficient balance, bank error) again."""
+    (insufficient balance, bank error) again.
+
+    The batch is written first (`holding`), then each household's agreement is held for it by
+    compare-and-set; a household another batch holds first is skipped with IN_PENDING_BATCH, so
+    two batches made at once never debit one household twice. A hold a crash left behind is
+    finished or freed here (and by the worker's sweep), never by the passing of time."""
     bank, year, now = data["bank"], data["year"], clock.now()
     if data.get("retry_of"):
         src = repo.batch(data["retry_of"])
@@ -410,8 +504,10 @@ def create_batch(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, pri
     planned, skipped = [], []
     for a in candidates:
         if a.get("pending_batch"):
-            skipped.append({"household_no": a["household_no"], "code": "IN_PENDING_BATCH"})
-            continue
+            a = _free_left_over_hold(repo, clock, a)
+            if a.get("pending_batch"):
+                skipped.append({"household_no": a["household_no"], "code": "IN_PENDING_BATCH"})
+                continue
         try:
             q = make_quote(repo, policy, clock, year, a["household_no"])
         except DomainError as e:
@@ -432,22 +528,85 @@ def create_batch(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, pri
                       "agreement_no": a["agreement_no"], "account_no": a["account_no"],
                       "account_name": a["account_name"], "amount_fen": order.amount_fen,
                       "township": household["township"], "status": "sent"})
-    doc = {"_id": batch_no, "bank": bank, "year": year, "retry_of": data.get("retry_of"), "status": "sent",
+    doc = {"_id": batch_no, "bank": bank, "year": year, "retry_of": data.get("retry_of"), "status": "holding",
            "created_at": now, "created_by": principal.subject, "lines": lines, "skipped": skipped,
            "count": len(lines), "total_fen": sum(l["amount_fen"] for l in lines)}
     repo.add_batch(doc)
-    for a, _ in planned:
-        repo.hold_agreement(a["_id"], batch_no)
+    doc = _hold_lines(repo, {**doc, "version": 1})
+    if doc["status"] != "sent":
+        raise DomainError("BATCH_EMPTY", "没有可代扣的参保户", {"skipped": doc["skipped"][:50]})
     repo.log_money(batch_no, "withholding_batch_created", now, principal.subject, doc["total_fen"], bank=bank,
-                   count=len(lines))
+                   count=doc["count"])
     return doc
+
+
+def _hold_lines(repo: PaymentsRepository, batch: dict[str, Any]) -> dict[str, Any]:
+    """holding → sent: hold each line's agreement for this batch (compare-and-set; one held by
+    another batch is lost), then keep the lines held. Safe to run twice at once (a sweep finishing
+    a batch its request is still making): a hold this call made for a line the batch did not
+    keep is freed again. Returns the batch as it now stands."""
+    made, held = set(), set()
+    for line in batch["lines"]:
+        hh = line["household_no"]
+
+        def step() -> bool:
+            a = repo.agreement(hh)
+            if a is None:
+                return False
+            try:
+                change = wh.hold(a, batch["_id"])
+            except Conflict:
+                return False  # IN_PENDING_BATCH: another batch holds it
+            if change is not None:
+                repo.save_agreement(a, change)
+                made.add(hh)
+            return True
+        if retry_stale(step):
+            held.add(hh)
+
+    def finish() -> dict[str, Any]:
+        b = repo.batch(batch["_id"])
+        if b["status"] != "holding":
+            return b
+        change = wh.sent(b, held)
+        repo.save_batch(b, change)
+        return {**b, **change.set_, "version": b.get("version", 0) + 1}
+    b = retry_stale(finish)
+    for line in batch["lines"]:
+        if not wh.holds_line(b, line["household_no"]):
+            if line["household_no"] in made:
+                _release(repo, line["household_no"], b["_id"])
+            repo.drop_order(line["order_no"])  # never sent to the bank
+    return b
+
+
+def _release(repo: PaymentsRepository, household_no: str, batch_no: str) -> None:
+    def step() -> None:
+        a = repo.agreement(household_no)
+        change = wh.release(a, batch_no) if a else None
+        if change is not None:
+            repo.save_agreement(a, change)
+    retry_stale(step)
+
+
+def _free_left_over_hold(repo: PaymentsRepository, clock: Clock, a: dict[str, Any]) -> dict[str, Any]:
+    """An agreement held by a batch: if that batch is still `holding` (its request may have died),
+    finish it first; if the batch does not (or no longer may) debit this household, free the hold.
+    Returns the agreement as it now stands."""
+    b = repo.batch(a["pending_batch"])
+    if b is not None and b["status"] == "holding":
+        b = _hold_lines(repo, b)
+    if b is None or not wh.holds_line(b, a["household_no"]):
+        _release(repo, a["household_no"], a["pending_batch"])
+    return repo.agreement(a["household_no"]) or a
 
 
 def import_results(repo: PaymentsRepository, clock: Clock, gateway: str, batch_no: str, text: str,
                    correlation_id: str | None) -> dict[str, Any]:
     """The bank's result file (回盘): validated whole before anything is written; then the batch's
-    line results and a payments.withholding.failed per failure in one write; then each success is
-    settled like a notification. Importing the same file again completes a crashed import."""
+    line results and a payments.withholding.failed per failure in one compare-and-set write
+    (sent → result_imported); then each success is settled like a notification. Importing the
+    same file again completes a crashed import, and so does the payments worker's sweep."""
     batch = repo.batch(batch_no)
     if batch is None:
         raise NotFound("BATCH_NOT_FOUND", "代扣批次不存在", {"batch_no": batch_no})
@@ -458,10 +617,9 @@ def import_results(repo: PaymentsRepository, clock: Clock, gateway: str, batch_n
         if batch["result_hash"] != file_hash:
             raise Conflict("RESULT_ALREADY_IMPORTED", "该批次已回盘，不能以不同内容再次回盘", {"batch_no": batch_no})
     else:
+        wh.check_exportable(batch)  # a batch still holding or cancelled never went to the bank
         results = wh.parse_results(text, batch)
         now = clock.now()
-        if not _claim_or_repair(repo, f"{batch_no}:result", now, hash=file_hash):
-            raise Conflict("RESULT_IMPORT_IN_PROGRESS", "该批次回盘正在处理，请稍后查询", {"batch_no": batch_no})
         by_line = {r.line_no: r for r in results}
         lines, events = [], []
         for l in batch["lines"]:
@@ -477,9 +635,11 @@ def import_results(repo: PaymentsRepository, clock: Clock, gateway: str, batch_n
                     "village": hh["village"], "head_name": hh["head_name"], "head_phone": hh.get("head_phone"),
                     "amount_fen": l["amount_fen"], "bank": gateway, "reason": r.reason,
                     "reason_text": r.reason_text, "retryable": r.retryable}))
-        summary = _batch_summary(lines)
-        repo.update_batch(batch_no, {"lines": lines, "status": "result_imported", "result_hash": file_hash,
-                                     "result_at": now, "summary": summary}, events, correlation_id)
+        try:
+            repo.save_batch(batch, wh.results_imported(batch, lines, file_hash, now, _batch_summary(lines), events),
+                            correlation_id)
+        except StaleVersion:  # another import of this batch came first: this one is a repeat, or refused
+            return import_results(repo, clock, gateway, batch_no, text, correlation_id)
         batch = repo.batch(batch_no)
     _finish_batch(repo, clock, batch, correlation_id)
     return {"batch_no": batch_no, **batch["summary"]}
@@ -515,7 +675,8 @@ def _batch_summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _finish_batch(repo: PaymentsRepository, clock: Clock, batch: dict[str, Any], correlation_id: str | None) -> None:
-    """Idempotent: settle the successes, invalidate dead agreements, release the agreements."""
+    """Idempotent: settle the successes, invalidate dead agreements, release the agreements, then
+    mark the batch finished (what the worker's sweep looks for)."""
     now = clock.now()
     for l in batch["lines"]:
         if l["status"] == "paid":
@@ -525,10 +686,34 @@ def _finish_batch(repo: PaymentsRepository, clock: Clock, batch: dict[str, Any],
         else:
             _, _, _, agreement_valid = wh.classify(l["result_code"])
             if not agreement_valid:
-                repo.invalidate_agreement(l["household_no"], l["reason"], now)
+                _invalidate(repo, l["household_no"], l["reason"], now)
             repo.log_money(l["order_no"], "withholding_failed", now, batch["bank"], 0, reason=l["reason"],
                            batch_no=batch["_id"], household_key=hh_key(batch["year"], l["household_no"]))
-        repo.release_agreement(l["household_no"], batch["_id"])
+        _release(repo, l["household_no"], batch["_id"])
+    if not batch.get("finished_at"):
+        repo.mark_batch_finished(batch["_id"], now)
+
+
+def _invalidate(repo: PaymentsRepository, household_no: str, reason: str, at: datetime) -> None:
+    def step() -> None:
+        a = repo.agreement(household_no)
+        change = wh.invalidate(a, reason, at) if a else None
+        if change is not None:
+            repo.save_agreement(a, change)
+    retry_stale(step)
+
+
+def redrive_batches(repo: PaymentsRepository, clock: Clock) -> int:
+    """The payments worker's sweep: finish batches a crash left half done (holding: hold or drop
+    their lines; imported: settle, invalidate, release). Returns how many it touched."""
+    n = 0
+    for b in repo.unfinished_batches():
+        if b["status"] == "holding":
+            _hold_lines(repo, b)
+        else:
+            _finish_batch(repo, clock, b, None)
+        n += 1
+    return n
 
 
 # ---- reconciliation (对账) and remittances (解款) -------------------------------------------------
@@ -555,7 +740,11 @@ def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data:
             continue
         p = repo.payment(o["year"], o["household_no"])
         if p and p["order_no"] == no and p["status"] == "confirmed":
-            audit_payment(repo, clock, o["year"], o["household_no"], actor, "reconciliation", correlation_id, p)
+            try:
+                audit_payment(repo, clock, o["year"], o["household_no"], actor, "reconciliation", correlation_id, p)
+            except Conflict as e:  # reversed since it was read: money that went back is not audited
+                log.info("payment %s not audited: %s", p["_id"], e.code)
+                continue
             audited += 1
     report["audited"] = audited
     repo.save_reconciliation({"_id": f"{gateway}:{day}", "gateway": gateway, "date": day, "imported_at": now,

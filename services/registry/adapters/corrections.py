@@ -52,5 +52,9 @@ class CorrectionRepository:
             q["township"] = township
         return [from_doc(d) for d in self.db[CORRECTIONS].find(q, {"_outbox": 0}).sort("filed_at", 1)]
 
-    def report_overdue(self, c: Correction) -> None:
-        self.outbox.update(CORRECTIONS, c.correction_id, {"$set": {"overdue_reported": True}}, [c.overdue_event()])
+    def report_overdue(self, c: Correction) -> bool:
+        """Flag and publish once, and only while the request is still open: a decision made since
+        it was listed wins (the filter is checked by the write; a small collection)."""
+        matched, _ = self.outbox.update(CORRECTIONS, c.correction_id, {"$set": {"overdue_reported": True}},
+                                        [c.overdue_event()], where={"status": "open", "overdue_reported": False})
+        return matched

@@ -1,6 +1,11 @@
 """Households in MongoDB: one document per household and year (`_id` = "<year>:<household_no>"),
 members inside it, and a person index (`_id` = "<year>:<id_number>") that makes a person belong to
 one household per year.
+
+Every write of a stored household names the `version` it read and bumps it (compare-and-set,
+OutboxWriter.save_versioned): a payment event from the worker and a staff change from a web thread
+to the same household cannot overwrite each other; the loser gets StaleVersion and its use case
+reads again and decides again (shared.aggregate.retry_stale).
 """
 from __future__ import annotations
 
@@ -26,18 +31,36 @@ def household_key(year: int, household_no: str) -> str:
     return f"{year}:{household_no}"
 
 
+def _member_doc(m: Member) -> dict[str, Any]:
+    return {**m.to_doc(), "status": m.status}
+
+
+def _member(m: dict[str, Any]) -> Member:
+    return Member(m["person_id"], m["name"], m["relation"], m["category"], date.fromisoformat(m["birth_date"]),
+                  m["sex"], m.get("status", "registered"))
+
+
 def to_doc(hh: Household) -> dict[str, Any]:
+    """The whole document (an insert writes `version` 1)."""
     return {"_id": household_key(hh.year, hh.household_no), "household_no": hh.household_no, "year": hh.year,
             "county": hh.county, "township": hh.township, "village": hh.village, "head_phone": hh.head_phone,
-            "members": [{**m.to_doc(), "status": m.status} for m in hh.members], "enrolment": hh.enrolment,
-            **({"merged_into": hh.merged_into} if hh.merged_into else {})}
+            "members": [_member_doc(m) for m in hh.members], "enrolment": hh.enrolment,
+            "version": hh.version or 1, **_ending(hh)}
+
+
+def _ending(hh: Household) -> dict[str, Any]:
+    if not hh.merged_into:
+        return {}
+    return {"merged_into": hh.merged_into, "merged_members": [_member_doc(m) for m in hh.merged_members]}
 
 
 def from_doc(doc: dict[str, Any]) -> Household:
-    members = [Member(m["person_id"], m["name"], m["relation"], m["category"], date.fromisoformat(m["birth_date"]),
-                      m["sex"], m.get("status", "registered")) for m in doc["members"]]
     return Household(doc["household_no"], doc["year"], doc["county"], doc["township"], doc["village"],
-                     doc.get("head_phone"), members, doc.get("enrolment") or {}, merged_into=doc.get("merged_into"))
+                     doc.get("head_phone"), [_member(m) for m in doc["members"]], doc.get("enrolment") or {},
+                     merged_into=doc.get("merged_into"),
+                     merged_members=[_member(m) for m in doc.get("merged_members") or []],
+                     corrections_applied=list(doc.get("corrections_applied") or []),
+                     version=doc.get("version", 0))
 
 
 class HouseholdRepository:
@@ -101,11 +124,26 @@ class HouseholdRepository:
             for pid in claimed:
                 self.db[PERSONS].delete_one({"_id": pid})
             raise
+        hh.version = 1
+        hh.events.clear()
+
+    def save(self, hh: Household, *, correlation_id: str | None = None, causation_id: str | None = None) -> None:
+        """Write a stored household as it now stands, with its events, if nobody wrote it since it was
+        read (raises StaleVersion otherwise: nothing is written)."""
+        doc = to_doc(hh)
+        fields = {k: doc[k] for k in ("members", "village", "head_phone", "enrolment")}
+        fields.update(_ending(hh))
+        if hh.corrections_applied:
+            fields["corrections_applied"] = hh.corrections_applied
+        self.outbox.save_versioned(HOUSEHOLDS, doc["_id"], hh.version, {"$set": fields}, hh.events,
+                                   correlation_id=correlation_id, causation_id=causation_id)
+        hh.version += 1
         hh.events.clear()
 
     def save_change(self, hh: Household, added: list[Member] = (), removed: list[Member] = (),
                     moved: tuple[str, str] | None = None, correlation_id: str | None = None) -> None:
-        """Members in and out (claims follow them), then the household with its changed event.
+        """Members in and out (claims follow them), then the household with its changed event
+        (version-checked: StaleVersion undoes this call's new claims).
 
         `moved`: (old, new) ID number of a corrected person, whose claim moves to the new number.
         """
@@ -123,11 +161,8 @@ class HouseholdRepository:
                                 "person_id": pid, "township": owner["township"], "village": owner["village"]})
                         self.db[PERSONS].replace_one({"_id": claim["_id"]}, claim)
                 claimed.append(claim["_id"])
-            doc = to_doc(hh)
-            self.outbox.update(HOUSEHOLDS, key, {"$set": {"members": doc["members"], "village": hh.village,
-                                                         "head_phone": hh.head_phone}},
-                               hh.events, correlation_id=correlation_id)
-        except Exception:
+            self.save(hh, correlation_id=correlation_id)
+        except Exception:  # StaleVersion included: the use case decides again, claims and all
             for pid in claimed:
                 self.db[PERSONS].delete_one({"_id": pid})
             raise
@@ -137,7 +172,7 @@ class HouseholdRepository:
 
     def save_split(self, source: Household, new: Household, correlation_id: str | None = None) -> None:
         """New household first (a retry of the same split finds it and goes on), then the moved
-        members' claims, then the source household with its changed event."""
+        members' claims, then the source household with its changed event (version-checked)."""
         new_key = household_key(new.year, new.household_no)
         doc = to_doc(new)
         try:
@@ -152,24 +187,37 @@ class HouseholdRepository:
         new.events.clear()
         self.save_change(source, correlation_id=correlation_id)
 
-    def save_merge(self, target: Household, other: Household, correlation_id: str | None = None) -> None:
-        """Target with every member first, then their claims, then the ended household."""
+    def end_merged(self, other: Household, correlation_id: str | None = None) -> None:
+        """First half of a merge: the ended household (members emptied, kept in `merged_members`,
+        with registry.household.dissolved), version-checked; from then on no other change reaches it."""
+        self.save(other, correlation_id=correlation_id)
+
+    def save_absorbed(self, target: Household, moved: list[Member], correlation_id: str | None = None) -> None:
+        """Second half of a merge: the moved members' claims, then the target with them (version-checked)."""
         key = household_key(target.year, target.household_no)
-        dissolved = [e for e in other.events]
-        other.events.clear()
-        self.save_change(target, correlation_id=correlation_id)
-        for m in target.members:
+        for m in moved:
             self.db[PERSONS].replace_one({"_id": f"{target.year}:{m.person_id}"},
-                                         {"_id": f"{target.year}:{m.person_id}", "household": key}, upsert=True)
-        self.outbox.update(HOUSEHOLDS, household_key(other.year, other.household_no),
-                           {"$set": {"members": [], "merged_into": other.merged_into}}, dissolved,
-                           correlation_id=correlation_id)
+                                         {"_id": f"{target.year}:{m.person_id}", "household": key,
+                                          "township": target.township, "village": target.village}, upsert=True)
+        self.save(target, correlation_id=correlation_id)
 
     def save_enrolment(self, hh: Household, causation_id: str, correlation_id: str) -> None:
-        doc = to_doc(hh)
-        self.outbox.update(HOUSEHOLDS, doc["_id"], {"$set": {"enrolment": doc["enrolment"], "members": doc["members"]}},
-                           hh.events, causation_id=causation_id, correlation_id=correlation_id)
-        hh.events.clear()
+        self.save(hh, causation_id=causation_id, correlation_id=correlation_id)
+
+    def awaiting_mid_year(self, year: int, township: str | None = None) -> list[Household]:
+        """Paid households with members their payment did not cover (joined after its order): the
+        township handles each through mid-year enrolment (a scan: a staff listing, not a hot path)."""
+        q: dict[str, Any] = {"year": year, "enrolment.unpaid": {"$exists": True}}
+        if township:
+            q["township"] = township
+        return [hh for hh in map(from_doc, self.db[HOUSEHOLDS].find(q, {"_outbox": 0}).sort("household_no", 1))
+                if hh.unpaid_members]
+
+    def needing_review(self, year: int) -> list[Household]:
+        """Payments recorded for persons no longer in the household (a death, a move out, a merge
+        after the order): county staff decide (a refund is a reversal through payments). A scan."""
+        return [from_doc(d) for d in self.db[HOUSEHOLDS].find({"year": year, "enrolment.review": True},
+                                                              {"_outbox": 0}).sort("household_no", 1)]
 
 
 def _same_registration(doc: dict[str, Any], hh: Household) -> bool:
@@ -282,13 +330,22 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
 
 
 def registered_payload(doc: dict[str, Any]) -> dict[str, Any]:
-    """registry.household.registered built from the household document (see OutboxRelay snapshots)."""
-    head = next(m for m in doc["members"] if m["relation"] == "户主")
+    """registry.household.registered built from the household document (see OutboxRelay snapshots).
+
+    Total over the states the registry writes: a household that merged into another before its
+    registration went out has no members any more, so it is published with the members it had
+    when it ended (`merged_members`, head included); its registry.household.dissolved follows it.
+    A head missing (never written: registration and corrections keep exactly one) falls back to
+    the first member rather than stopping the relay."""
+    members = doc.get("members") or doc.get("merged_members") or []
+    if not members:  # only a document merged before `merged_members` was kept
+        raise ValueError(f"household {doc['_id']} has no members to publish (merged into {doc.get('merged_into')})")
+    head = next((m for m in members if m["relation"] == "户主"), members[0])
     return {"household_no": doc["household_no"], "year": doc["year"], "county": doc["county"],
             "township": doc["township"], "village": doc["village"], "head_name": head["name"],
             "head_phone": doc.get("head_phone"),
             "members": [{"person_id": m["person_id"], "name": m["name"], "relation": m["relation"],
-                         "category": m["category"]} for m in doc["members"]]}
+                         "category": m["category"]} for m in members]}
 
 
 SNAPSHOTS = {"registry.household.registered": registered_payload}

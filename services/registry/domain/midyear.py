@@ -89,16 +89,20 @@ def decide(county: str, on: date, birth: date | None = None, special_case: str |
 # ---- recording an approval for a registered person --------------------------------------------
 
 def check_recordable(year: int, window_closes: date, on: date, member_status: str,
-                     household_paid: bool = False) -> None:
+                     household_paid: bool = False, left_unpaid: bool = False) -> None:
     """An approval is recorded for the policy year's mid-year period only: after its window closed
     (inside it the household pays as a whole, 001 五) and before the year's benefits end (Dec 31),
     for a person not enrolled for the year yet, in a household whose year is not paid yet (one
-    payment per household and year: a member left out of it cannot be paid for separately here)."""
+    payment per household and year: a member left out of it cannot be paid for separately here).
+
+    `left_unpaid`: the person joined the household after the order its payment was made on (a
+    newborn, Household.unpaid_members): they could not pay with it, so they enrol mid-year (001 四:
+    新生儿……应先行到乡镇办理当年度参保缴费), inside the window too."""
     if member_status in ("paid", "confirmed"):
         raise Conflict("ALREADY_ENROLLED", "该人员本年度已随户缴费参保，无需办理中途参保", {"status": member_status})
-    if household_paid:
+    if household_paid and not left_unpaid:
         raise Conflict("HOUSEHOLD_ALREADY_PAID", "该户本年度已办理缴费登记，不能再为户内其他成员单独办理中途参保缴费")
-    if on <= window_closes:
+    if on <= window_closes and not left_unpaid:
         raise DomainError("MID_YEAR_NOT_NEEDED", "集中参保缴费期内（至{}）以户为单位整体缴费，无需办理中途参保".format(
             window_closes.isoformat()), {"on": on.isoformat()})
     if on > date(year, 12, 31):

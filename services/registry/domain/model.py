@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from shared.aggregate import machine
 from shared.errors import Conflict, ValidationFailed
 from shared.events import Event
 from shared.policy import PolicyYear
@@ -17,6 +18,16 @@ from shared.resident_id import check_declared, parse_resident_id
 
 RELATIONS = ("户主", "配偶", "子女", "父母", "祖父母", "孙子女", "兄弟姐妹", "其他")
 CATEGORIES = ("rural", "urban_non_employed", "student", "resident_non_local")  # 农村居民 城镇非从业 在校学生 常住非户籍
+
+# A household's enrolment for its year (001 七(二)): registered (no payment yet) → paid (缴费登记,
+# payments.payment.confirmed) → confirmed (the tax bureau's audit, 县医保局确认完成参保登记和缴费登记);
+# the money going back revokes it (paid or confirmed → revoked), and a revoked year may be paid again.
+ENROLMENT = machine("ENROLMENT", {
+    "registered": ("paid",),
+    "paid": ("confirmed", "revoked"),
+    "confirmed": ("revoked",),
+    "revoked": ("paid",),
+}, {"registered": "已登记未缴费", "paid": "已缴费", "confirmed": "已确认参保", "revoked": "已撤销"})
 
 
 @dataclass
@@ -47,10 +58,17 @@ class Household:
     events: list[Event] = field(default_factory=list)
     excluded: list[dict[str, Any]] = field(default_factory=list)  # members left out: employee insurance
     merged_into: str | None = None  # set when this household merged into another (合户) and ended
+    merged_members: list[Member] = field(default_factory=list)  # its members as they were when it ended
+    corrections_applied: list[str] = field(default_factory=list)  # approved corrections written here (once each)
+    version: int = 0  # the stored document's write count (0: not stored yet, or stored before versions)
 
     @property
     def head(self) -> Member:
         return next(m for m in self.members if m.relation == "户主")
+
+    @property
+    def enrolment_status(self) -> str:
+        return self.enrolment.get("status") or "registered"
 
     @classmethod
     def register(cls, policy: PolicyYear, data: dict[str, Any], employee_insured: frozenset | set = frozenset()) -> "Household":
@@ -129,9 +147,13 @@ class Household:
         self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": kind, "reason": reason}))
         return member
 
-    def apply_correction(self, person_id: str | None, changes: dict[str, Any], reason: str) -> None:
+    def apply_correction(self, person_id: str | None, changes: dict[str, Any], reason: str,
+                         correction_id: str | None = None) -> bool:
         """An approved correction (信息更正) of registration errors; the ID number itself is corrected
-        through the repository, which moves the person's claim."""
+        through the repository, which moves the person's claim. False when this correction was
+        written here already (a retry after a crash or a lost race applies it once)."""
+        if correction_id is not None and correction_id in self.corrections_applied:
+            return False
         target = next((m for m in self.members if m.person_id == person_id), None) if person_id else None
         for k, v in changes.items():
             if k == "village":
@@ -147,8 +169,14 @@ class Household:
                 target.birth_date = date.fromisoformat(v) if isinstance(v, str) else v
             else:
                 setattr(target, k, v)
+        heads = sum(m.relation == "户主" for m in self.members)
+        if heads != 1:
+            raise ValidationFailed("HEAD_REQUIRED", "每户必须有且只有一名户主", {"heads": heads})
+        if correction_id is not None:
+            self.corrections_applied.append(correction_id)
         self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": "correction",
                                                                 "reason": reason}))
+        return True
 
     def split(self, person_ids: list[str], new_household_no: str, new_head: str, reason: str = "") -> "Household":
         """分户: members leave to form a new household with its own head; the head stays."""
@@ -172,7 +200,9 @@ class Household:
         return new
 
     def merge(self, other: "Household", reason: str = "") -> None:
-        """合户: every member of `other` joins this household, which keeps its head; `other` ends."""
+        """合户: every member of `other` joins this household, which keeps its head; `other` ends
+        (keeping its members as they were in `merged_members`, so the move can be finished by
+        `absorb` after a lost race or a crash)."""
         self._check_unlocked()
         other._check_unlocked()
         if other.household_no == self.household_no or other.year != self.year:
@@ -180,52 +210,89 @@ class Household:
         if (other.township, other.village) != (self.township, self.village):
             raise ValidationFailed("MERGE_PLACES", "合户的两户应在同一村（社区）",
                                    {"village": self.village, "other_village": other.village})
-        for m in other.members:
-            m.relation = "其他"  # relations to the new head are set by a correction afterwards
-        self.members.extend(other.members)
-        other.members = []
-        other.merged_into = self.household_no
+        other.end_in(self.household_no, reason)
+        self.absorb(other.merged_members, reason)
+
+    def end_in(self, target_no: str, reason: str = "") -> None:
+        """This household merged into `target_no` and ends for the year (registry.household.dissolved)."""
+        self.merged_members = [Member(**vars(m)) for m in self.members]
+        self.members = []
+        self.merged_into = target_no
+        self.events.append(Event("registry.household.dissolved", {
+            "household_no": self.household_no, "year": self.year, "county": self.county,
+            "township": self.township, "village": self.village, "merged_into": target_no, "reason": reason}))
+
+    def absorb(self, moved: list[Member], reason: str = "") -> bool:
+        """The members of a household that ended in this one join it (the second half of a merge).
+        Not refused once this household is paid: the other household has ended already, so its
+        members must land somewhere; joined after this year's order, they are listed unpaid."""
+        ours = {m.person_id for m in self.members}
+        new = [Member(**{**vars(m), "relation": "其他"}) for m in moved if m.person_id not in ours]
+        if not new:  # relations to the new head are set by a correction afterwards
+            return False
+        self.members.extend(new)
+        if self.locked:
+            self.enrolment = {**self.enrolment, "unpaid": (self.enrolment.get("unpaid") or []) + [
+                {"person_id": m.person_id, "reason": "joined_after_order"} for m in new]}
         self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": "merge", "reason": reason}))
-        other.events.append(Event("registry.household.dissolved", {
-            "household_no": other.household_no, "year": other.year, "county": other.county,
-            "township": other.township, "village": other.village, "merged_into": self.household_no,
-            "reason": reason}))
+        return True
 
     @property
     def locked(self) -> bool:
         """After payment registration (缴费登记) no change (异动) may touch this year's record."""
-        return self.enrolment.get("status") in ("paid", "confirmed")
+        return self.enrolment_status in ("paid", "confirmed")
 
     def record_payment(self, order_no: str, person_ids: list[str], paid_at: str,
                        mid_year_approved: set[str] | frozenset = frozenset()) -> bool:
-        """Mark the whole household paid for its year. Returns False when already recorded (redelivery).
+        """Record a confirmed payment. Returns False when already recorded (redelivery).
 
-        A payment for part of the household is accepted only for members approved for mid-year
-        enrolment (中途参保, 001 四: after the window they alone pay); only they are marked paid."""
+        The order fixes who is paid for (001 五: the household as it stood when the order was made;
+        an order may stay open for days, a withholding order up to 10): the money is taken, so it is
+        always recorded, never refused:
+        - the persons paid for who are members are enrolled (`person_ids`);
+        - members not paid for joined after the order (a birth, a move in, a merge): they stay
+          registered and are listed in `unpaid` for the township (a newborn enrols through mid-year
+          enrolment, 001 四; see domain/midyear.py);
+        - persons paid for who are no longer members (a death, a move out, the household merged
+          away) are listed in `paid_not_members` and the enrolment is flagged `review` for county
+          staff (a refund is a reversal through payments).
+        A payment for part of the household made after the window for members approved for
+        mid-year enrolment (中途参保, 001 四: after the window they alone pay) enrols only them."""
         current = self.enrolment.get("order_no")
-        if current == order_no and self.enrolment.get("status") != "revoked":
+        if current == order_no:  # a redelivery; or a reversed order, which does not come back
             return False
-        if current is not None and self.enrolment.get("status") != "revoked":
+        if self.locked:
             raise Conflict("ALREADY_PAID", "该户本年度已缴费", {"order_no": current})
-        if current == order_no:  # a reversed order does not come back
-            return False
+        ENROLMENT.check(self.enrolment_status, "paid", {"order_no": order_no})
         ours, paid = {m.person_id for m in self.members}, set(person_ids)
-        mid_year = paid != ours and bool(paid) and paid <= (ours & set(mid_year_approved))
-        if paid != ours and not mid_year:  # 不得拆分参保、不得选择性参保
-            raise ValidationFailed("SPLIT_HOUSEHOLD", "缴费人员与户内成员不一致，不得拆分或选择性参保",
-                                   {"paid": len(person_ids), "members": len(ours)})
-        self.enrolment = {"status": "paid", "order_no": order_no, "paid_at": paid_at}
+        mid_year = bool(paid) and paid < ours and paid <= set(mid_year_approved)
+        self.enrolment = {"status": "paid", "order_no": order_no, "paid_at": paid_at,
+                          "person_ids": sorted(paid & ours)}
         if mid_year:
-            self.enrolment.update(mid_year=True, person_ids=sorted(paid))
+            self.enrolment["mid_year"] = True
+        unpaid = [] if mid_year else [m.person_id for m in self.members if m.person_id not in paid]
+        if unpaid:
+            self.enrolment["unpaid"] = [{"person_id": p, "reason": "joined_after_order"} for p in unpaid]
+        gone = sorted(paid - ours)
+        if gone:
+            self.enrolment["paid_not_members"] = [
+                {"person_id": p, "reason": "merged_away" if self.merged_into else "left_after_order"} for p in gone]
+            self.enrolment["review"] = True
         self._set_status("paid", order_no)
         return True
+
+    @property
+    def unpaid_members(self) -> list[Member]:
+        """Members the year's payment did not cover because they joined after its order (for mid-year handling)."""
+        ids = {u["person_id"] for u in self.enrolment.get("unpaid") or []}
+        return [m for m in self.members if m.person_id in ids and m.status not in ("paid", "confirmed")]
 
     def record_audit(self, order_no: str, audited_at: str) -> bool:
         """paid → confirmed once the tax bureau's audit is done (001 七(二): 县医保局确认完成参保登记和缴费登记)."""
         if self.enrolment.get("order_no") != order_no:
             raise Conflict("ORDER_MISMATCH", "审核的订单不是该户本年度的缴费订单",
                            {"order_no": order_no, "current": self.enrolment.get("order_no")})
-        if self.enrolment.get("status") != "paid":
+        if not ENROLMENT.can(self.enrolment_status, "confirmed"):
             return False  # already confirmed, or revoked meanwhile
         self.enrolment = {**self.enrolment, "status": "confirmed", "audited_at": audited_at}
         self._set_status("confirmed", order_no)
@@ -233,15 +300,17 @@ class Household:
 
     def record_reversal(self, order_no: str, reason: str, reversed_at: str) -> bool:
         """The money went back (gateway reversal, overpayment): the enrolment it paid for is revoked."""
-        if self.enrolment.get("order_no") != order_no or self.enrolment.get("status") == "revoked":
+        if self.enrolment.get("order_no") != order_no or not ENROLMENT.can(self.enrolment_status, "revoked"):
             return False
         self.enrolment = {**self.enrolment, "status": "revoked", "reversal_reason": reason, "reversed_at": reversed_at}
         self._set_status("revoked", order_no)
         return True
 
     def _set_status(self, status: str, order_no: str) -> None:
-        """The members the payment covers: the whole household, or its mid-year members."""
-        covered = set(self.enrolment.get("person_ids") or [m.person_id for m in self.members])
+        """The members the payment covers (`person_ids`; a payment recorded before they were kept
+        covered the whole household)."""
+        ids = self.enrolment.get("person_ids")
+        covered = set(ids) if ids is not None else {m.person_id for m in self.members}
         members = [m for m in self.members if m.person_id in covered]
         for m in members:
             m.status = "registered" if status == "revoked" else status

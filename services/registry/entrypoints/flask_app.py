@@ -6,12 +6,12 @@ import uuid
 
 from flask import Flask, Response, request
 
-from shared.clock import Clock
+from shared.clock import Clock, iso
 from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_phone
 from shared.resident_id import parse_resident_id
-from shared.web import create_service_app
+from shared.web import create_service_app, query_flag, query_param
 
 from .. import bootstrap as boot
 from ..adapters.roster_files import write_csv, write_xlsx
@@ -19,9 +19,10 @@ from ..domain.model import Household
 from ..service_layer import handlers
 from .schemas import (ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, DuplicateList, DuplicateOut,
                       ExclusionIn, ExclusionOut, HouseholdIn, HouseholdOut, ImportOut, MergeIn, MidYearIn, MidYearOut,
-                      MidYearWithdrawalIn, MidYearWithdrawalOut, ProblemsOut, ResolutionIn, SplitIn, SplitOut)
+                      MidYearWithdrawalIn, MidYearWithdrawalOut, PersonLookupIn, ProblemsOut, ResolutionIn, SplitIn,
+                      SplitOut, AccuracyOut)
 
-STAFF = ("county", "township")
+CORRECTION_STATUSES = ["open", "approved", "rejected"]
 
 
 def render(hh: Household, full_ids: bool = False) -> dict:
@@ -39,7 +40,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     repo = boot.repository(c)
     duplicates = boot.duplicates(c)
 
-    @api.route("/v1/households", "POST", summary="登记一户（户主及家庭成员）", roles=STAFF, body=HouseholdIn,
+    @api.route("/v1/households", "POST", summary="登记一户（户主及家庭成员）", permission="households:write", body=HouseholdIn,
                response=HouseholdOut, status=201)
     def register_household(principal, data):
         hh = handlers.register_household(repo, c.policy, data, principal, correlation_id.get(), duplicates, c.clock)
@@ -48,9 +49,10 @@ def create_app(clock: Clock | None = None) -> Flask:
                             "message": "已参加城镇职工医保，不纳入城乡居民医保"} for x in hh.excluded]
         return out
 
-    @api.route("/v1/households/{year}/{household_no}", "GET", summary="查询一户", roles=STAFF, response=HouseholdOut)
+    @api.route("/v1/households/{year}/{household_no}", "GET", summary="查询一户", permission="households:read",
+               response=HouseholdOut)
     def get_household(principal, year, household_no):
-        if not year.isdigit():
+        if not (year.isascii() and year.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
         return render(handlers.get_household(repo, int(year), household_no, principal))
 
@@ -58,27 +60,30 @@ def create_app(clock: Clock | None = None) -> Flask:
     corrections = boot.corrections(c)
 
     def year_of(text: str) -> int:
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": text})
         return int(text)
 
     @api.route("/v1/households/{year}/{household_no}/changes", "POST", summary="办理异动（出生、死亡、迁入、迁出）",
-               roles=STAFF, body=ChangeIn, response=HouseholdOut)
+               permission="households:write", body=ChangeIn, response=HouseholdOut)
     def change(principal, data, year, household_no):
         return render(handlers.change_household(repo, year_of(year), household_no, data, principal, correlation_id.get()))
 
     mid_year_decisions = boot.mid_year(c)
 
-    @api.route("/v1/mid-year/approvals/{year}/{id_number}/withdrawal", "POST", summary="撤销中途参保批准（缴费前）",
-               roles=STAFF, body=MidYearWithdrawalIn, response=MidYearWithdrawalOut)
-    def withdraw_mid_year(principal, data, year, id_number):
-        doc = handlers.withdraw_mid_year(repo, mid_year_decisions, c.clock, year_of(year), id_number, data["reason"],
-                                         principal, correlation_id.get())
+    api.moved("/v1/mid-year/approvals/{year}/{id_number}/withdrawal", "POST", "POST /v1/mid-year/approvals/{year}/withdrawal",
+              summary="（已停用）撤销中途参保批准")
+
+    @api.route("/v1/mid-year/approvals/{year}/withdrawal", "POST", summary="撤销中途参保批准（缴费前；身份证号码在请求体）",
+               permission="mid_year:decide", body=MidYearWithdrawalIn, response=MidYearWithdrawalOut)
+    def withdraw_mid_year(principal, data, year):
+        doc = handlers.withdraw_mid_year(repo, mid_year_decisions, c.clock, year_of(year), data["id_number"],
+                                         data["reason"], principal, correlation_id.get())
         return {"id_number": mask_id(doc["person_id"]), "household_no": doc["household_no"], "year": doc["year"],
                 "status": doc["status"], "reason": doc["withdrawal"]["reason"]}
 
     @api.route("/v1/mid-year/decisions", "POST", summary="中途参保资格判定（附理由）；指明已登记人员时记录批准结果",
-               roles=STAFF, body=MidYearIn, response=MidYearOut)
+               permission="mid_year:decide", body=MidYearIn, response=MidYearOut, also=(201,))
     def mid_year(principal, data):
         d, record, created = handlers.decide_mid_year(repo, mid_year_decisions, c.policy, c.clock, data, principal,
                                                       correlation_id.get())
@@ -96,21 +101,24 @@ def create_app(clock: Clock | None = None) -> Flask:
              "persons_with_open_problems": r.persons_with_open_problems, "rate_bp": r.rate_bp,
              "rate_percent": f"{r.rate_bp // 100}.{r.rate_bp % 100:02d}%"} for r in rows]}
 
-    @api.route("/v1/accuracy/{year}", "GET", summary="各乡镇信息录入准确率（定义见 docs/accuracy.md）", roles=STAFF)
+    @api.route("/v1/accuracy/{year}", "GET", summary="各乡镇信息录入准确率（定义见 docs/accuracy.md）",
+               permission="households:read", response=AccuracyOut)
     def get_accuracy(principal, year):
         return render_accuracy(handlers.accuracy(repo, corrections, duplicates, c.policy, year_of(year)))
 
-    @api.route("/v1/accuracy/{year}/publish", "POST", summary="发布信息录入准确率（供考核 2.2 项）", roles=("county",),
-               status=201)
+    @api.route("/v1/accuracy/{year}/publish", "POST", summary="发布信息录入准确率（供考核 2.2 项；同一时刻重复发布只记一次）",
+               permission="accuracy:publish", response=AccuracyOut, status=201)
     def publish_accuracy(principal, year):
         rows = handlers.publish_accuracy(c.outbox, repo, corrections, duplicates, c.policy, year_of(year), c.clock.now())
         return render_accuracy(rows)
 
-    @api.route("/v1/persons/{id_number}", "GET", summary="按身份证号码查询所在户", roles=STAFF, response=HouseholdOut,
-               query=[{"name": "year", "in": "query", "schema": {"type": "integer"}}])
-    def find_person(principal, id_number):
-        number = parse_resident_id(id_number).number
-        year = year_of(request.args.get("year", str(c.policy.year)))
+    api.moved("/v1/persons/{id_number}", "GET", "POST /v1/persons/lookup", summary="（已停用）按身份证号码查询所在户")
+
+    @api.route("/v1/persons/lookup", "POST", summary="按身份证号码查询所在户（号码在请求体，不进网址和访问日志）",
+               permission="households:read", body=PersonLookupIn, response=HouseholdOut)
+    def find_person(principal, data):
+        number = parse_resident_id(data["id_number"], field="id_number").number
+        year = data["year"] or c.policy.year
         key = repo.household_of(year, number)
         if key is None:
             raise NotFound("PERSON_NOT_FOUND", "未找到该人员的登记信息", {"id_number": mask_id(number)})
@@ -118,35 +126,39 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     def render_case(d: dict) -> dict:
         return {"year": d["year"], "id_number": mask_id(d["person_id"]), "status": d["status"], "kept": d["kept"],
-                "refused": d.get("refused", []), "resolution": {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                "refused": d.get("refused", []), "resolution": {k: (iso(v) if hasattr(v, "isoformat") else v)
                                                                 for k, v in (d.get("resolution") or {}).items()}}
 
-    @api.route("/v1/duplicates", "GET", summary="多地重复参保记录（县医保局处理）", roles=("county",), response=DuplicateList,
-               query=[{"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "resolved"]}}])
+    @api.route("/v1/duplicates", "GET", summary="多地重复参保记录（县医保局处理）", permission="duplicates:manage",
+               response=DuplicateList, query=[query_param("status", enum=["open", "resolved"])])
     def list_duplicates(principal):
         return {"duplicates": [render_case(d) for d in duplicates.listing(request.args.get("status"))]}
 
-    @api.route("/v1/duplicates/{year}/{id_number}/resolution", "POST", summary="处理重复参保（保留在现户或移往他户）",
-               roles=("county",), body=ResolutionIn, response=DuplicateOut)
-    def resolve_duplicate(principal, data, year, id_number):
-        return render_case(handlers.resolve_duplicate(repo, duplicates, year_of(year), id_number.strip().upper(),
+    api.moved("/v1/duplicates/{year}/{id_number}/resolution", "POST", "POST /v1/duplicates/{year}/resolution",
+              summary="（已停用）处理重复参保")
+
+    @api.route("/v1/duplicates/{year}/resolution", "POST", summary="处理重复参保（保留在现户或移往他户；号码在请求体）",
+               permission="duplicates:manage", body=ResolutionIn, response=DuplicateOut)
+    def resolve_duplicate(principal, data, year):
+        return render_case(handlers.resolve_duplicate(repo, duplicates, year_of(year), data["id_number"].strip().upper(),
                                                       data["keep"], data["note"], principal, c.clock.now(),
                                                       correlation_id.get()))
 
-    @api.route("/v1/exclusions", "POST", summary="导入已参加城镇职工医保人员名单（不纳入居民医保）", roles=("county",),
+    @api.route("/v1/exclusions", "POST", summary="导入已参加城镇职工医保人员名单（不纳入居民医保）",
+               permission="duplicates:manage",
                body=ExclusionIn, response=ExclusionOut)
     def add_exclusions(principal, data):
         ids = [parse_resident_id(x, field=f"id_numbers[{i}]").number for i, x in enumerate(data["id_numbers"])]
         added = duplicates.exclude(data["year"], ids, data["source"], c.clock.now())
         return {"received": len(ids), "added": added}
 
-    @api.route("/v1/households/{year}/{household_no}/split", "POST", summary="分户（缴费登记前）", roles=STAFF,
+    @api.route("/v1/households/{year}/{household_no}/split", "POST", summary="分户（缴费登记前）", permission="households:write",
                body=SplitIn, response=SplitOut, status=201)
     def split(principal, data, year, household_no):
         source, new = handlers.split_household(repo, year_of(year), household_no, data, principal, correlation_id.get())
         return {"source": render(source), "new": render(new)}
 
-    @api.route("/v1/households/{year}/{household_no}/merge", "POST", summary="合户（缴费登记前）", roles=STAFF,
+    @api.route("/v1/households/{year}/{household_no}/merge", "POST", summary="合户（缴费登记前）", permission="households:write",
                body=MergeIn, response=HouseholdOut)
     def merge(principal, data, year, household_no):
         return render(handlers.merge_households(repo, year_of(year), household_no, data, principal, correlation_id.get()))
@@ -156,24 +168,25 @@ def create_app(clock: Clock | None = None) -> Flask:
                 "township": x.township, "village": x.village, "id_number": mask_id(x.person_id),
                 "changes": {k: (mask_id(v) if k == "id_number" else mask_phone(v) if k == "head_phone" else v)
                             for k, v in x.changes.items()},
-                "reason": x.reason, "status": x.status, "filed_at": x.filed_at.isoformat(),
-                "due_at": x.due_at.isoformat(), "overdue": x.is_overdue(c.clock.now())}
+                "reason": x.reason, "status": x.status, "filed_at": iso(x.filed_at),
+                "due_at": iso(x.due_at), "overdue": x.is_overdue(c.clock.now())}
 
-    @api.route("/v1/corrections", "POST", summary="提交信息更正申请（乡镇报县医保局，3个工作日内办结）", roles=STAFF,
+    @api.route("/v1/corrections", "POST", summary="提交信息更正申请（乡镇报县医保局，3个工作日内办结）",
+               permission="corrections:file",
                body=CorrectionIn, response=CorrectionOut, status=201)
     def file_correction(principal, data):
         return render_correction(handlers.file_correction(repo, corrections, c.clock, data, principal))
 
-    @api.route("/v1/corrections", "GET", summary="更正申请列表（可筛选未办结、已逾期）", roles=STAFF, response=CorrectionList,
-               query=[{"name": "status", "in": "query", "schema": {"type": "string"}},
-                      {"name": "overdue", "in": "query", "schema": {"type": "boolean"}}])
+    @api.route("/v1/corrections", "GET", summary="更正申请列表（可筛选未办结、已逾期）",
+               permission="corrections:file", response=CorrectionList,
+               query=[query_param("status", enum=CORRECTION_STATUSES), query_param("overdue", "boolean")])
     def list_corrections(principal):
         items = corrections.listing(request.args.get("status"), principal.township if principal.role == "township" else None)
-        if request.args.get("overdue") in ("1", "true"):
+        if query_flag(request.args, "overdue"):
             items = [x for x in items if x.is_overdue(c.clock.now())]
         return {"corrections": [render_correction(x) for x in items]}
 
-    @api.route("/v1/corrections/{correction_id}/decision", "POST", summary="县医保局审批更正申请", roles=("county",),
+    @api.route("/v1/corrections/{correction_id}/decision", "POST", summary="县医保局审批更正申请", permission="corrections:decide",
                body=DecisionIn, response=CorrectionOut)
     def decide(principal, data, correction_id):
         return render_correction(handlers.decide_correction(repo, corrections, c.clock, correction_id, data["approve"],
@@ -184,9 +197,13 @@ def create_app(clock: Clock | None = None) -> Flask:
                 "fraction": doc.get("fraction", 0.0), "counts": doc.get("counts", {}), "error": doc.get("error"),
                 "problems_url": f"/v1/imports/{doc['_id']}/problems?page=0"}
 
-    @api.route("/v1/imports", "POST", summary="上传花名册（CSV/XLSX），后台导入", roles=STAFF, response=ImportOut,
-               status=202, query=[{"name": "year", "in": "query", "schema": {"type": "integer"}},
-                                  {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["csv", "xlsx"]}}])
+    @api.route("/v1/imports", "POST", summary="上传花名册（CSV/XLSX），后台导入",
+               permission="households:write", response=ImportOut, status=202,
+               query=[query_param("year", "integer"), query_param("kind", maxLength=10, description="csv | xlsx (ROSTER_FORMAT otherwise)"),
+                      query_param("name", maxLength=200, description="文件名（请求体为文件本身时）")],
+               raw_body={"multipart/form-data": "字段 file：花名册文件（docs/roster.md）",
+                         "text/csv": "花名册 CSV 本身（UTF-8）",
+                         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "花名册 XLSX 本身"})
     def upload_import(principal):
         upload = request.files.get("file")
         name = upload.filename if upload else request.args.get("name", "roster")
@@ -194,7 +211,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         if kind not in ("csv", "xlsx"):
             raise ValidationFailed("ROSTER_FORMAT", "花名册文件格式应为 CSV 或 XLSX", {"kind": kind})
         year = request.args.get("year", str(c.policy.year))
-        if not year.isdigit() or int(year) != c.policy.year:
+        if not (year.isascii() and year.isdigit()) or int(year) != c.policy.year:
             raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": year})
         stream = upload.stream if upload else request.stream
         who = {"subject": principal.subject, "role": principal.role, "county": principal.county,
@@ -213,25 +230,28 @@ def create_app(clock: Clock | None = None) -> Flask:
             raise NotFound("IMPORT_NOT_FOUND", "导入任务不存在", {"import_id": import_id})
         return doc
 
-    @api.route("/v1/imports/{import_id}", "GET", summary="导入进度与结果", roles=STAFF, response=ImportOut)
+    @api.route("/v1/imports/{import_id}", "GET", summary="导入进度与结果", permission="households:write",
+               response=ImportOut)
     def get_import(principal, import_id):
         return render_import(own_import(principal, import_id))
 
-    @api.route("/v1/imports/{import_id}/problems", "GET", summary="导入问题行（分页，每页500条）", roles=STAFF,
-               response=ProblemsOut, query=[{"name": "page", "in": "query", "schema": {"type": "integer"}}])
+    @api.route("/v1/imports/{import_id}/problems", "GET", summary="导入问题行（分页，每页500条）",
+               permission="households:write", response=ProblemsOut,
+               query=[query_param("page", "integer", minimum=0, maximum=1_000_000)])
     def import_problems(principal, import_id):
         own_import(principal, import_id)
         page = request.args.get("page", "0")
-        if not page.isdigit():
+        if not (page.isascii() and page.isdigit()):
             raise ValidationFailed("BAD_PAGE", "页码必须是非负整数", {"page": page})
         problems = imports.problems(import_id, int(page)) or []
         return {"import_id": import_id, "page": int(page), "problems": problems}
 
     @api.route("/v1/exports/{year}/{township}/{village}", "GET", summary="按村（社区）导出参保缴费名册（CSV 或 XLSX）",
-               roles=STAFF, query=[{"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "xlsx"]}}])
+               permission="households:read", query=[query_param("format", enum=["csv", "xlsx"])],
+               produces=("text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
     def export_village(principal, year, township, village):
         principal.check_township(township)
-        if not year.isdigit():
+        if not (year.isascii() and year.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
         fmt = request.args.get("format", "csv")
         rows = handlers.village_roster(repo, int(year), township, village)

@@ -30,6 +30,13 @@ class MemberOut(Schema):
     status = fields.String()
 
 
+class ExcludedOut(Schema):
+    id_number = fields.String(metadata={"description": "masked"})
+    name = fields.String()
+    code = fields.String(metadata={"description": "EMPLOYEE_INSURED"})
+    message = fields.String()
+
+
 class HouseholdOut(Schema):
     household_no = fields.String()
     year = fields.Integer()
@@ -37,9 +44,29 @@ class HouseholdOut(Schema):
     township = fields.String()
     village = fields.String()
     head_name = fields.String()
-    head_phone = fields.String(metadata={"description": "masked"})
+    head_phone = fields.String(allow_none=True, metadata={"description": "masked; null when none was given"})
     status = fields.String()
     members = fields.List(fields.Nested(MemberOut))
+    excluded = fields.List(fields.Nested(ExcludedOut), metadata={
+        "description": "only in the registration reply: members left out (already in employee insurance)"})
+
+
+class PersonLookupIn(Schema):
+    id_number = fields.String(required=True, metadata={"description": "18位居民身份证号码（放在请求体，不放网址）"})
+    year = fields.Integer(load_default=None, metadata={"description": "政策年度（默认本政策年度）"})
+
+
+class AccuracyRowOut(Schema):
+    township = fields.String()
+    registered_persons = fields.Integer()
+    persons_with_open_problems = fields.Integer()
+    rate_bp = fields.Integer(metadata={"description": "万分比"})
+    rate_percent = fields.String()
+
+
+class AccuracyOut(Schema):
+    county = fields.String()
+    rows = fields.List(fields.Nested(AccuracyRowOut))
 
 
 class ImportOut(Schema):
@@ -131,6 +158,7 @@ class MidYearOut(Schema):
 
 
 class MidYearWithdrawalIn(Schema):
+    id_number = fields.String(required=True, metadata={"description": "被批准人员的身份证号码"})
     reason = fields.String(required=True, validate=validate.Length(min=2, max=200),
                            metadata={"description": "撤销原因（如：批准有误）"})
 
@@ -157,6 +185,7 @@ class DuplicateList(Schema):
 
 
 class ResolutionIn(Schema):
+    id_number = fields.String(required=True, metadata={"description": "重复参保人员的身份证号码"})
     keep = fields.String(required=True, validate=validate.OneOf(["current", "other"]))
     note = fields.String(load_default=None, validate=validate.Length(max=200))
 

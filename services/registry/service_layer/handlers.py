@@ -1,10 +1,17 @@
-"""Use cases of the registry: commands from the API and events from the bus."""
+"""Use cases of the registry: commands from the API and events from the bus.
+
+Every use case that writes a household reads it, decides and writes it with the version it read
+(HouseholdRepository.save); when another writer came first (a payment event on the worker, a staff
+change on a web thread) it reads again and decides again (retry_stale), so neither write is lost
+and a decision is never made on a stale household.
+"""
 from __future__ import annotations
 
 import logging
 import uuid
 from typing import Any
 
+from shared.aggregate import retry_stale
 from shared.auth import Principal
 from shared.bus import PermanentFailure
 from shared.errors import Conflict, DomainError, NotFound, ValidationFailed
@@ -60,11 +67,16 @@ def resolve_duplicate(repo: HouseholdRepository, duplicates, year: int, person_i
     if case["status"] != "open":
         raise Conflict("DUPLICATE_RESOLVED", "该重复参保记录已处理")
     if keep == "other":
-        owner_key = repo.household_of(year, person_id)
-        if owner_key is not None:
+        def leave() -> None:
+            owner_key = repo.household_of(year, person_id)
+            if owner_key is None:
+                return
             hh = get_household(repo, year, owner_key.split(":", 1)[1], None)
+            if all(m.person_id != person_id for m in hh.members):
+                return  # left already (a concurrent resolution)
             removed = hh.remove_member(person_id, "move_out", "重复参保处理：保留在其他户")
             repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
+        retry_stale(leave)
     decision = {"keep": keep, "note": note, "by": principal.subject, "at": at}
     if not duplicates.resolve(case, decision, correlation_id):
         raise Conflict("DUPLICATE_RESOLVED", "该重复参保记录已处理")
@@ -93,7 +105,8 @@ def decide_mid_year(repo: HouseholdRepository, decisions, policy: PolicyYear, cl
                        {"id_number": mask_id(person_id)})
     hh = get_household(repo, year, key.split(":", 1)[1], principal)
     member = next(m for m in hh.members if m.person_id == person_id)
-    midyear.check_recordable(year, policy.window_closes, on, member.status, hh.locked)
+    midyear.check_recordable(year, policy.window_closes, on, member.status, hh.locked,
+                             left_unpaid=member in hh.unpaid_members)
     special_case = data.get("special_case")
     d = midyear.decide(policy.county, on, member.birth_date, special_case, data.get("hardship", False))
     if not d.allowed:
@@ -147,8 +160,11 @@ def get_household(repo: HouseholdRepository, year: int, household_no: str, princ
 
 
 def on_payment_confirmed(repo: HouseholdRepository, env: Envelope, mid_year=None) -> None:
-    """payments.payment.confirmed → the whole household is paid for the year (→ enrolment.changed),
-    or, after the window, its members approved for mid-year enrolment (looked up only then)."""
+    """payments.payment.confirmed → the persons the order paid for are enrolled (→ enrolment.changed);
+    members who joined after the order stay unpaid and are listed for mid-year enrolment, persons
+    who left since are recorded for staff (Household.record_payment): the money is taken, so the
+    payment is never refused for a change made while its order was open. After the window, members
+    approved for mid-year enrolment are looked up (only then)."""
     p = env.payload
     paid = [m["person_id"] for m in p["members"]]
 
@@ -173,16 +189,30 @@ def on_payment_reversed(repo: HouseholdRepository, env: Envelope) -> None:
 
 
 def _apply(repo: HouseholdRepository, env: Envelope, change) -> None:
+    """Read, decide, write with the version read; again from the start when another write came first."""
     p = env.payload
-    hh = repo.get(p["year"], p["household_no"])
-    if hh is None:
-        raise LookupError(f"household {p['household_no']} not registered yet")  # retried: may be a race
-    try:
-        changed = change(hh)
-    except DomainError as e:
-        raise PermanentFailure(f"{e.code}: {e.message}") from e
-    if changed:
-        repo.save_enrolment(hh, causation_id=env.id, correlation_id=env.correlation_id)
+
+    def step() -> None:
+        hh = repo.get(p["year"], p["household_no"])
+        if hh is None:
+            raise LookupError(f"household {p['household_no']} not registered yet")  # retried: may be a race
+        try:
+            changed = change(hh)
+        except DomainError as e:
+            raise PermanentFailure(f"{e.code}: {e.message}") from e
+        if changed:
+            repo.save_enrolment(hh, causation_id=env.id, correlation_id=env.correlation_id)
+    retry_stale(step, tries=20)
+
+
+def awaiting_mid_year(repo: HouseholdRepository, year: int, principal: Principal | None = None) -> list[dict]:
+    """Members a household payment did not cover because they joined after its order (a newborn):
+    the township enrols each through mid-year enrolment (001 四; decide_mid_year accepts them)."""
+    township = principal.township if principal is not None and principal.role == "township" else None
+    return [{"household_no": hh.household_no, "township": hh.township, "village": hh.village,
+             "order_no": hh.enrolment.get("order_no"), "person_id": m.person_id, "name": m.name,
+             "birth_date": m.birth_date.isoformat()}
+            for hh in repo.awaiting_mid_year(year, township) for m in hh.unpaid_members]
 
 
 def village_roster(repo: HouseholdRepository, year: int, township: str, village: str):
@@ -200,40 +230,72 @@ def village_roster(repo: HouseholdRepository, year: int, township: str, village:
 
 def change_household(repo: HouseholdRepository, year: int, household_no: str, data: dict,
                      principal: Principal | None, correlation_id: str | None = None) -> Household:
-    hh = get_household(repo, year, household_no, principal)
     kind = data["kind"]
-    if kind in ("birth", "move_in"):
-        if not data.get("member"):
-            raise ValidationFailed("MEMBER_REQUIRED", "新增人员须提供人员信息", {"kind": kind})
-        added = hh.add_member(data["member"], kind, data.get("reason", ""))
-        repo.save_change(hh, added=[added], correlation_id=correlation_id)
-    else:
-        if not data.get("id_number"):
-            raise ValidationFailed("MEMBER_REQUIRED", "移出人员须提供身份证号码", {"kind": kind})
-        removed = hh.remove_member(data["id_number"], kind, data.get("reason", ""))
-        repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
-    return hh
+    if kind in ("birth", "move_in") and not data.get("member"):
+        raise ValidationFailed("MEMBER_REQUIRED", "新增人员须提供人员信息", {"kind": kind})
+    if kind not in ("birth", "move_in") and not data.get("id_number"):
+        raise ValidationFailed("MEMBER_REQUIRED", "移出人员须提供身份证号码", {"kind": kind})
+
+    def step() -> Household:
+        hh = get_household(repo, year, household_no, principal)
+        if kind in ("birth", "move_in"):
+            added = hh.add_member(data["member"], kind, data.get("reason", ""))
+            repo.save_change(hh, added=[added], correlation_id=correlation_id)
+        else:
+            removed = hh.remove_member(data["id_number"], kind, data.get("reason", ""))
+            repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
+        return hh
+    return retry_stale(step)
 
 
 def split_household(repo: HouseholdRepository, year: int, household_no: str, data: dict, principal: Principal | None,
                     correlation_id: str | None = None) -> tuple[Household, Household]:
-    source = get_household(repo, year, household_no, principal)
     ids = [x.strip().upper() for x in data["id_numbers"]]
-    new = source.split(ids, data["new_household_no"], data["new_head"].strip().upper(), data.get("reason", ""))
-    repo.save_split(source, new, correlation_id)
-    return source, new
+
+    def step() -> tuple[Household, Household]:
+        source = get_household(repo, year, household_no, principal)
+        new = source.split(ids, data["new_household_no"], data["new_head"].strip().upper(), data.get("reason", ""))
+        repo.save_split(source, new, correlation_id)
+        return source, new
+    return retry_stale(step)
 
 
 def merge_households(repo: HouseholdRepository, year: int, household_no: str, data: dict, principal: Principal | None,
                      correlation_id: str | None = None) -> Household:
-    target = get_household(repo, year, household_no, principal)
-    other = get_household(repo, year, data["other_household_no"], principal)
-    target.merge(other, data.get("reason", ""))
-    repo.save_merge(target, other, correlation_id)
-    return target
+    """合户 in two version-checked writes: the other household ends (its members kept with it), then
+    this one takes them in. A lost race on the first reads both again; on the second, only this
+    household is read again. A merge repeated after it ended half-way (a crash) finishes it."""
+    other_no = data["other_household_no"]
+    reason = data.get("reason", "")
+
+    def end_other() -> Household:
+        target = get_household(repo, year, household_no, principal)
+        other = repo.get(year, other_no)
+        if other is not None and other.merged_into == household_no:
+            if principal is not None:
+                principal.check_township(other.township)
+            return other  # ended by an earlier call: finish it
+        other = get_household(repo, year, other_no, principal)
+        target.merge(other, reason)  # decides on both (places, payment locks); writes only `other` now
+        repo.end_merged(other, correlation_id)
+        return other
+    other = retry_stale(end_other)
+
+    def absorb() -> Household:
+        target = get_household(repo, year, household_no, principal)
+        if target.absorb(other.merged_members, reason):
+            repo.save_absorbed(target, other.merged_members, correlation_id)
+        return target
+    return retry_stale(absorb)
 
 
 def file_correction(repo: HouseholdRepository, corrections, clock, data: dict, principal: Principal) -> Correction:
+    from datetime import date
+    from shared.clock import shanghai_end_of_day
+    if not 2000 <= data["year"] <= 2100:
+        raise ValidationFailed("BAD_YEAR", "政策年度无效", {"year": data["year"]})
+    if clock.now() > shanghai_end_of_day(date(data["year"], 12, 31)):  # its benefit period (待遇享受期) is over
+        raise Conflict("YEAR_CLOSED", "该政策年度已结束（待遇享受期至当年12月31日），不再受理信息更正", {"year": data["year"]})
     hh = get_household(repo, data["year"], data["household_no"], principal)
     c = Correction.file("C" + uuid.uuid4().hex[:16], hh, data.get("id_number"), data["changes"], data["reason"],
                         principal.subject, clock.now())
@@ -243,17 +305,23 @@ def file_correction(repo: HouseholdRepository, corrections, clock, data: dict, p
 
 def decide_correction(repo: HouseholdRepository, corrections, clock, correction_id: str, approve: bool,
                       note: str | None, principal: Principal, correlation_id: str | None = None) -> Correction:
-    """County staff approve (the change is applied to the household) or reject a correction."""
+    """County staff approve (the change is applied to the household) or reject a correction.
+
+    The household is written first, version-checked and marked with the correction's id (so it is
+    applied once, even by two approvals at once or a retry), then the correction is closed."""
     c = corrections.get(correction_id)
     if c is None:
         raise NotFound("CORRECTION_NOT_FOUND", "更正申请不存在", {"correction_id": correction_id})
     c.decide(approve, principal.subject, clock.now(), note)
     if approve:
-        hh = get_household(repo, c.year, c.household_no, None)
-        old = c.person_id
-        hh.apply_correction(c.person_id, c.changes, c.reason)
-        new = c.changes.get("id_number")
-        repo.save_change(hh, moved=(old, hh_member_id(hh, new)) if new else None, correlation_id=correlation_id)
+        def apply() -> None:
+            hh = get_household(repo, c.year, c.household_no, None)
+            old = c.person_id
+            if not hh.apply_correction(c.person_id, c.changes, c.reason, c.correction_id):
+                return  # applied by a concurrent approval of the same correction
+            new = c.changes.get("id_number")
+            repo.save_change(hh, moved=(old, hh_member_id(hh, new)) if new else None, correlation_id=correlation_id)
+        retry_stale(apply)
     if not corrections.decide(c):
         raise Conflict("CORRECTION_DECIDED", "该更正申请已处理", {"correction_id": correction_id})
     return c
@@ -267,8 +335,7 @@ def report_overdue_corrections(corrections, clock) -> int:
     """Publish each overdue correction once (the flag and the event are one write)."""
     n = 0
     for c in corrections.listing("open", None):
-        if c.is_overdue(clock.now()) and not c.overdue_reported:
-            corrections.report_overdue(c)
+        if c.is_overdue(clock.now()) and not c.overdue_reported and corrections.report_overdue(c):
             n += 1
     return n
 
@@ -298,6 +365,10 @@ def publish_accuracy(db_outbox, repo, corrections, duplicates, policy: PolicyYea
     payload = {"year": year, "county": policy.county, "as_of": at.isoformat(),
                "rows": [{"township": r.township, "registered_persons": r.registered_persons,
                          "persons_with_open_problems": r.persons_with_open_problems, "rate_bp": r.rate_bp} for r in rows]}
-    db_outbox.insert("accuracy_reports", {"_id": f"{year}:{at.isoformat()}", **payload},
-                     [Event("registry.accuracy.published", payload)])
+    from pymongo.errors import DuplicateKeyError
+    try:
+        db_outbox.insert("accuracy_reports", {"_id": f"{year}:{at.isoformat()}", **payload},
+                         [Event("registry.accuracy.published", payload)])
+    except DuplicateKeyError:
+        pass  # published at this very instant already (a double click, a pinned clock): one report, one event
     return rows

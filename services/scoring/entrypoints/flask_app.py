@@ -41,7 +41,7 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     @api.route("/v1/progress/{year}", "GET", summary="各乡镇参保进度（人数/任务）", response=ProgressOut)
     def get_progress(principal, year):
-        if not year.isdigit() or int(year) != c.policy.year:
+        if not (year.isascii() and year.isdigit()) or int(year) != c.policy.year:
             raise NotFound("YEAR_UNKNOWN", "没有该年度的参保任务", {"year": year})
         table = handlers.progress(repo, c.policy, int(year))
         acc = repo.accuracy(int(year), [t.name for t in c.policy.townships])

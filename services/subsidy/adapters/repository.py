@@ -9,6 +9,7 @@ down only `{_id: <string>}`):
 - `households`       `_id` "<year>:<household_no>": its members' ID numbers (to see who left on a change)
 - `freezes`          `_id` "<year>:<ID number>": what was charged at payment (缴费后不再补退), once
 - `claims`           `_id` "<year>:<ID number>": 先缴后补 reimbursement claims, with their events
+                     and a `version` every write checks (domain/claim.py)
 - `ledger`           `_id` "<year>:<department>": persons and fen owed (直接代缴), counted once per person
 - `cover` / `coverage` `_id` "<year>:<ID number>" / "<year>:<township>": each hardship person's
                      contribution and the per-township counters it feeds (crash-safe deltas)
@@ -117,8 +118,12 @@ class SubsidyRepository:
         except DuplicateKeyError:
             return False
 
-    def mark_claim_paid(self, claim_id: str, fields: dict[str, Any], event, *, correlation_id=None) -> None:
-        self.outbox.update(CLAIMS, claim_id, {"$set": fields}, [event], correlation_id=correlation_id)
+    def mark_claim_paid(self, claim_id: str, version: int, fields: dict[str, Any], event, *,
+                        correlation_id=None) -> None:
+        """Compare-and-set on the version read (0: a claim from before versions); StaleVersion when
+        another write came first, nothing written."""
+        self.outbox.save_versioned(CLAIMS, claim_id, version, {"$set": fields}, [event],
+                                   correlation_id=correlation_id)
 
     def claims(self, year: int, status: str | None, department: str | None, limit: int) -> list[dict[str, Any]]:
         flt = {"year": year, **{k: v for k, v in (("status", status), ("department", department)) if v}}

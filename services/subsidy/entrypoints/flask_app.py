@@ -11,12 +11,12 @@ from datetime import datetime
 from flask import Flask, Response, request
 
 from shared.resident_id import parse_resident_id
-from shared.clock import Clock, parse_instant
-from shared.errors import DomainError, NotFound, ValidationFailed
+from shared.clock import Clock, iso, parse_instant, stamp
+from shared.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id
 from shared.money import yuan
-from shared.web import create_service_app
+from shared.web import create_service_app, query_param
 
 from .. import bootstrap as boot
 from ..domain.coverage import UNREGISTERED_NAME, rows_of
@@ -27,13 +27,12 @@ from ..service_layer import handlers
 from ..service_layer.handlers import UNATTRIBUTED
 from . import identity_feed
 from .schemas import (BatchOut, ClaimListOut, ClaimOut, ClaimPaidIn, CoverageOut, EntitlementListOut, EntitlementOut,
-                      EntitlementQueryIn, IdentitiesOut, IdentityBatchIn, LedgerOut, UpdateReportOut)
-
-READERS = ("county", "township", "system")
+                      EntitlementLookupIn, EntitlementQueryIn, IdentitiesOut, IdentityBatchIn, LedgerOut, PersonIn,
+                      UpdateReportOut)
 
 
 def _year(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": text})
     return int(text)
 
@@ -54,8 +53,18 @@ def create_app(clock: Clock | None = None) -> Flask:
     ctx = boot.context(c)
     repo, rules = ctx.repo, c.rules
 
+    def check_reach(principal, year: int, pids: list[str]) -> None:
+        """Township staff see hardship identities and entitlements of their township's residents
+        only (as registry's events placed them); a person registered nowhere is outside it too."""
+        if principal.role != "township":
+            return
+        for pid in pids:
+            r = repo.resident(year, pid)
+            if r is None or r.get("township") != principal.township:
+                raise Forbidden("SCOPE_TOWNSHIP", "无权查看其他乡镇人员的困难身份与资助待遇", {"id_number": mask_id(pid)})
+
     def render_ent(e: Entitlement, at: datetime) -> dict:
-        return {"id_number": mask_id(e.id_number), "year": e.year, "at": at.isoformat(), "category": e.category,
+        return {"id_number": mask_id(e.id_number), "year": e.year, "at": iso(at), "category": e.category,
                 "category_name": CATEGORY_NAMES.get(e.category) if e.category else None,
                 "standard_fen": e.standard_fen, "subsidy_fen": e.subsidy_fen, "payable_fen": e.payable_fen,
                 "full_coverage": e.full_coverage, "department": e.department,
@@ -66,9 +75,9 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     # ---- identity feed (HTTP batch) ------------------------------------------------------------
     @api.route("/v1/identity-batches", "POST", summary="批量提交困难群众身份变更（无法接入消息队列的系统）",
-               roles=("system", "county"), body=IdentityBatchIn, response=BatchOut, status=202)
+               permission="identities:submit", body=IdentityBatchIn, response=BatchOut, status=202)
     def submit_batch(principal, data):
-        batch_id = "B" + c.clock.now().strftime("%Y%m%d%H%M%S") + secrets.token_hex(4).upper()
+        batch_id = "B" + stamp(c.clock.now()) + secrets.token_hex(4).upper()
         items, messages = [], []
         for i, raw in enumerate(data["updates"]):
             item = {"index": i, "source_system": raw.get("source_system") if isinstance(raw.get("source_system"), str) else None,
@@ -99,7 +108,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     def _public_item(x: dict) -> dict:
         return {k: x[k] for k in ("index", "source_system", "source_ref", "status", "code", "message")}
 
-    @api.route("/v1/identity-batches/{batch_id}", "GET", summary="查询批次处理结果", roles=("system", "county"),
+    @api.route("/v1/identity-batches/{batch_id}", "GET", summary="查询批次处理结果", permission="identities:submit",
                response=BatchOut)
     def get_batch(principal, batch_id):
         b = repo.batch(batch_id)
@@ -120,31 +129,33 @@ def create_app(clock: Clock | None = None) -> Flask:
         return {"batch_id": batch_id, "received": len(items), "queued": sum(1 for x in b["items"] if x["status"] == "queued"),
                 "rejected": sum(1 for x in items if x["status"] == "rejected"), "items": items}
 
-    @api.route("/v1/identity-updates", "GET", summary="身份变更处理报告（可按结果、来源筛选）", roles=("county",),
-               response=UpdateReportOut, query=[
-                   {"name": "outcome", "in": "query", "schema": {"type": "string"}},
-                   {"name": "source", "in": "query", "schema": {"type": "string"}},
-                   {"name": "limit", "in": "query", "schema": {"type": "integer"}}])
+    @api.route("/v1/identity-updates", "GET", summary="身份变更处理报告（可按结果、来源筛选）",
+               permission="identities:report", response=UpdateReportOut, query=[
+                   query_param("outcome", maxLength=40), query_param("source", maxLength=80),
+                   query_param("limit", "integer", minimum=1, maximum=1000, description="默认100")])
     def update_report(principal):
-        limit = request.args.get("limit", "100")
-        limit = int(limit) if limit.isdigit() else 100
-        docs = repo.updates(request.args.get("outcome"), request.args.get("source"), min(limit, 1000))
+        limit = int(request.args.get("limit", "100"))
+        docs = repo.updates(request.args.get("outcome"), request.args.get("source"), limit)
         out = []
         for d in docs:
             row = {k: v for k, v in d.items() if k not in ("id_number",)}
             if d.get("id_number"):
                 row["id_number_masked"] = mask_id(d["id_number"])
             row["key"] = row.pop("_id")
-            row["received_at"] = d["received_at"].isoformat()
+            row["received_at"] = iso(d["received_at"])
             row.pop("last_duplicate_at", None)
             out.append(row)
         return {"updates": out}
 
     # ---- identities and entitlements --------------------------------------------------------------
-    @api.route("/v1/persons/{id_number}/identities", "GET", summary="某人的困难群众身份及变更历史", roles=READERS,
-               response=IdentitiesOut)
-    def identities(principal, id_number):
-        pid = parse_resident_id(id_number).number
+    api.moved("/v1/persons/{id_number}/identities", "GET", "POST /v1/persons/identities",
+              summary="（已停用）某人的困难群众身份及变更历史")
+
+    @api.route("/v1/persons/identities", "POST", summary="某人的困难群众身份及变更历史（号码在请求体）",
+               permission="identities:read", body=PersonIn, response=IdentitiesOut)
+    def identities(principal, data):
+        pid = parse_resident_id(data["id_number"], field="id_number").number
+        check_reach(principal, c.policy.year, [pid])
         loaded = repo.person(pid)
         if loaded is None:
             raise NotFound("NO_IDENTITY", "该人员没有困难群众身份记录", {"id_number": mask_id(pid)})
@@ -156,27 +167,35 @@ def create_app(clock: Clock | None = None) -> Flask:
                 "history": [{"category": h["category"], "category_name": CATEGORY_NAMES.get(h["category"], h["category"]),
                              "action": h["action"], "effective_date": h["effective_date"].isoformat(),
                              "source_system": h["source_system"], "source_ref": h["source_ref"],
-                             "recorded_at": h["recorded_at"].isoformat()} for h in person.history]}
+                             "recorded_at": iso(h["recorded_at"])} for h in person.history]}
 
-    @api.route("/v1/entitlements/{year}/{id_number}", "GET", summary="某人某年度在某时刻的资助待遇", roles=READERS,
-               response=EntitlementOut, query=[{"name": "at", "in": "query", "schema": {"type": "string"}}])
-    def entitlement(principal, year, id_number):
-        at = _instant(request.args.get("at"), c.clock)
-        pid = parse_resident_id(id_number).number
-        return render_ent(handlers.entitlement_of(ctx, _year(year), pid, at), at)
+    api.moved("/v1/entitlements/{year}/{id_number}", "GET", "POST /v1/entitlements/{year}/lookup",
+              summary="（已停用）某人某年度在某时刻的资助待遇")
+
+    @api.route("/v1/entitlements/{year}/lookup", "POST", summary="某人某年度在某时刻的资助待遇（号码在请求体）",
+               permission="identities:read", body=EntitlementLookupIn, response=EntitlementOut)
+    def entitlement(principal, year, data):
+        at = _instant(data.get("at"), c.clock)
+        y = _year(year)
+        pid = parse_resident_id(data["id_number"], field="id_number").number
+        handlers.check_year(ctx, y)
+        check_reach(principal, y, [pid])
+        return render_ent(handlers.entitlement_of(ctx, y, pid, at), at)
 
     @api.route("/v1/entitlements/{year}/query", "POST", summary="批量查询资助待遇（供缴费与支付渠道使用）",
-               roles=READERS, body=EntitlementQueryIn, response=EntitlementListOut)
+               permission="identities:read", body=EntitlementQueryIn, response=EntitlementListOut)
     def entitlements(principal, year, data):
         at = _instant(data.get("at"), c.clock)
         y = _year(year)
         handlers.check_year(ctx, y)
         pids = [parse_resident_id(x, field=f"id_numbers[{i}]").number for i, x in enumerate(data["id_numbers"])]
-        return {"year": y, "at": at.isoformat(),
+        check_reach(principal, y, pids)
+        return {"year": y, "at": iso(at),
                 "results": [render_ent(handlers.entitlement_of(ctx, y, pid, at), at) for pid in pids]}
 
     # ---- coverage --------------------------------------------------------------------------------
-    @api.route("/v1/coverage/{year}", "GET", summary="困难群众参保情况（按乡镇、身份类别；目标100%）", roles=READERS,
+    @api.route("/v1/coverage/{year}", "GET", summary="困难群众参保情况（按乡镇、身份类别；目标100%）",
+               permission="identities:read",
                response=CoverageOut)
     def coverage(principal, year):
         y = _year(year)
@@ -202,9 +221,9 @@ def create_app(clock: Clock | None = None) -> Flask:
                 "household_no": d.get("household_no"), "township": d.get("township"), "village": d.get("village"),
                 "status": d["status"], "payment_ref": d.get("payment_ref"), "paid_on": d.get("paid_on")}
 
-    @api.route("/v1/claims/{year}", "GET", summary="先缴后补报销申请（可按状态、部门筛选）", roles=("county", "township"),
-               response=ClaimListOut, query=[{"name": "status", "in": "query", "schema": {"type": "string"}},
-                                             {"name": "department", "in": "query", "schema": {"type": "string"}}])
+    @api.route("/v1/claims/{year}", "GET", summary="先缴后补报销申请（可按状态、部门筛选）",
+               permission="claims:read", response=ClaimListOut,
+               query=[query_param("status", enum=["pending", "paid"]), query_param("department", maxLength=80)])
     def claims(principal, year):
         y = _year(year)
         handlers.check_year(ctx, y)
@@ -213,17 +232,20 @@ def create_app(clock: Clock | None = None) -> Flask:
             docs = [d for d in docs if d.get("township") == principal.township]
         return {"claims": [render_claim(d) for d in docs], "total_fen": sum(d["amount_fen"] for d in docs)}
 
-    @api.route("/v1/claims/{year}/{id_number}/paid", "POST", summary="登记先缴后补报销已支付", roles=("county",),
-               body=ClaimPaidIn, response=ClaimOut)
-    def claim_paid(principal, year, id_number, data):
-        pid = parse_resident_id(id_number).number
+    api.moved("/v1/claims/{year}/{id_number}/paid", "POST", "POST /v1/claims/{year}/paid",
+              summary="（已停用）登记先缴后补报销已支付")
+
+    @api.route("/v1/claims/{year}/paid", "POST", summary="登记先缴后补报销已支付（号码在请求体）",
+               permission="claims:pay", body=ClaimPaidIn, response=ClaimOut)
+    def claim_paid(principal, year, data):
+        pid = parse_resident_id(data["id_number"], field="id_number").number
         return render_claim(handlers.pay_claim(ctx, _year(year), pid, data["payment_ref"], data["paid_on"],
                                                correlation_id.get()))
 
     # ---- funding ledger (直接代缴) ------------------------------------------------------------------
     departments = list(rules.departments) + [UNATTRIBUTED]
 
-    @api.route("/v1/ledger/{year}", "GET", summary="各资助部门应划入县财政专户的代缴金额", roles=("county",),
+    @api.route("/v1/ledger/{year}", "GET", summary="各资助部门应划入县财政专户的代缴金额", permission="ledger:read",
                response=LedgerOut)
     def ledger(principal, year):
         y = _year(year)
@@ -240,7 +262,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         return {"county": c.policy.county, "year": y, "rows": rows, "total_owed_fen": sum(r["owed_fen"] for r in rows)}
 
     @api.route("/v1/ledger/{year}/{department}/statement.csv", "GET", summary="资助部门代缴对账单（CSV）",
-               roles=("county",))
+               permission="ledger:read", produces="text/csv")
     def statement(principal, year, department):
         y = _year(year)
         handlers.check_year(ctx, y)
@@ -255,7 +277,7 @@ def create_app(clock: Clock | None = None) -> Flask:
             total += r["subsidy_fen"]
             w.writerow([i, mask_id(r["id_number"]), r["name"], r["township"], r["village"], r["household_no"],
                         CATEGORY_NAMES.get(r.get("category") or "", "无"), yuan(r["subsidy_fen"]), r["order_no"],
-                        r["receipt_no"], r["paid_at"].isoformat()])
+                        r["receipt_no"], iso(r["paid_at"])])
         w.writerow(["合计", "", "", "", "", "", "", yuan(total), "", "", f"{len(rows)}人"])
         name = f"statement-{y}-{department}.csv"
         return Response("\ufeff" + buf.getvalue(), mimetype="text/csv; charset=utf-8",

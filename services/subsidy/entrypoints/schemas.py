@@ -65,6 +65,15 @@ class EntitlementQueryIn(Schema):
     at = fields.String(load_default=None, metadata={"description": "ISO 8601；无时区按北京时间"})
 
 
+class PersonIn(Schema):
+    id_number = fields.String(required=True, metadata={"description": "18位居民身份证号码（放在请求体，不放网址）"})
+
+
+class EntitlementLookupIn(Schema):
+    id_number = fields.String(required=True, metadata={"description": "18位居民身份证号码"})
+    at = fields.String(load_default=None, metadata={"description": "ISO 8601；无时区按北京时间；默认现在"})
+
+
 class EntitlementListOut(Schema):
     year = fields.Integer()
     at = fields.String()
@@ -94,6 +103,7 @@ class ClaimListOut(Schema):
 
 
 class ClaimPaidIn(Schema):
+    id_number = fields.String(required=True, metadata={"description": "报销人员的身份证号码"})
     payment_ref = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Za-z._:/-]{1,60}$"))
     paid_on = fields.Date(required=True)
 

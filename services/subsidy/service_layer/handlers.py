@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from shared.clock import SHANGHAI, Clock, parse_instant
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.aggregate import retry_stale
+from shared.clock import Clock, parse_instant
+from shared.errors import NotFound
 from shared.events import Envelope, Event
 from shared.masking import mask_id
 
 from ..adapters.repository import SubsidyRepository, pkey
+from ..domain import claim as claims
 from ..domain.coverage import Contribution
 from ..domain.entitlement import Entitlement, entitlement_from, frozen_entitlement, reimbursement_due
 from ..domain.identity import PersonIdentities, Rejected, parse_update
@@ -206,7 +208,7 @@ def _claim_if_due(ctx: Ctx, freeze: dict, person: PersonIdentities, correlation_
              "department": due.category.department, "effective_date": due.effective_date.isoformat(),
              "household_no": freeze.get("household_no"), "county": freeze.get("county"),
              "township": freeze.get("township"), "village": freeze.get("village"), "order_no": freeze.get("order_no"),
-             "status": "pending", "created_at": ctx.clock.now()}
+             "status": "pending", "created_at": ctx.clock.now(), "version": 1}
     event = Event("subsidy.claim.created", {"claim_id": claim["_id"], **{k: claim[k] for k in (
         "name", "year", "category", "amount_fen", "department", "effective_date", "household_no", "county",
         "township", "village", "order_no")}, "person_id": claim["id_number"]})
@@ -290,23 +292,24 @@ def entitlement_of(ctx: Ctx, year: int, id_number: str, at: datetime | None = No
 
 def pay_claim(ctx: Ctx, year: int, id_number: str, payment_ref: str, paid_on: date,
               correlation_id: str | None = None) -> dict[str, Any]:
-    """A department reports the reimbursement paid back (→ subsidy.claim.paid, announced by notices)."""
+    """A department reports the reimbursement paid back (→ subsidy.claim.paid, announced by notices).
+    Paid once: the write checks the version read; a request that lost the race reads again and is
+    answered as a repeat (same payment_ref) or refused (CLAIM_ALREADY_PAID, 409)."""
     check_year(ctx, year)
-    claim = ctx.repo.claim(year, id_number)
-    if claim is None:
-        raise NotFound("CLAIM_NOT_FOUND", "没有该人员本年度的先缴后补报销申请", {"id_number": mask_id(id_number)})
-    if claim["status"] == "paid":
-        if claim["payment_ref"] == payment_ref:
+
+    def step() -> dict[str, Any]:
+        claim = ctx.repo.claim(year, id_number)
+        if claim is None:
+            raise NotFound("CLAIM_NOT_FOUND", "没有该人员本年度的先缴后补报销申请", {"id_number": mask_id(id_number)})
+        fields = claims.pay(claim, payment_ref, paid_on, ctx.clock.now())
+        if fields is None:
             return claim
-        raise Conflict("CLAIM_ALREADY_PAID", "该报销申请已支付（支付凭证号不同）", {"payment_ref": claim["payment_ref"]})
-    if paid_on < claim["created_at"].astimezone(SHANGHAI).date():
-        raise ValidationFailed("PAID_BEFORE_CLAIM", "支付日期早于报销申请生成日期", {"paid_on": paid_on.isoformat()})
-    fields = {"status": "paid", "payment_ref": payment_ref, "paid_on": paid_on.isoformat(), "paid_recorded_at": ctx.clock.now()}
-    event = Event("subsidy.claim.paid", {
-        "claim_id": claim["_id"], "person_id": id_number, "name": claim.get("name", ""), "year": year,
-        "amount_fen": claim["amount_fen"], "department": claim["department"], "payment_ref": payment_ref,
-        "paid_on": paid_on.isoformat(), "household_no": claim.get("household_no"), "county": claim.get("county"),
-        "township": claim.get("township"), "village": claim.get("village")})
-    ctx.repo.mark_claim_paid(claim["_id"], fields, event, correlation_id=correlation_id)
-    metrics.CLAIMS.labels(claim["department"], "paid").inc()
-    return {**claim, **fields}
+        event = Event("subsidy.claim.paid", {
+            "claim_id": claim["_id"], "person_id": id_number, "name": claim.get("name", ""), "year": year,
+            "amount_fen": claim["amount_fen"], "department": claim["department"], "payment_ref": payment_ref,
+            "paid_on": paid_on.isoformat(), "household_no": claim.get("household_no"), "county": claim.get("county"),
+            "township": claim.get("township"), "village": claim.get("village")})
+        ctx.repo.mark_claim_paid(claim["_id"], claim.get("version", 0), fields, event, correlation_id=correlation_id)
+        metrics.CLAIMS.labels(claim["department"], "paid").inc()
+        return {**claim, **fields}
+    return retry_stale(step)
