@@ -14,6 +14,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from .clock import iso
+
 SERVICES = ("registry", "payments", "subsidy", "scoring", "notices")
 
 
@@ -42,7 +44,7 @@ class Envelope:
             causation_id: str | None = None) -> "Envelope":
         eid = uuid.uuid4().hex
         return cls(id=eid, type=event.type, version=CATALOGUE[event.type].version,
-                   occurred_at=occurred_at.isoformat(), producer=producer,
+                   occurred_at=iso(occurred_at), producer=producer,
                    correlation_id=correlation_id or eid, causation_id=causation_id, payload=event.payload)
 
     def to_dict(self) -> dict[str, Any]:

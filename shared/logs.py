@@ -7,6 +7,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from .clock import iso
 from .masking import mask_text
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
@@ -19,7 +20,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "ts": iso(datetime.fromtimestamp(record.created, timezone.utc)),
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,

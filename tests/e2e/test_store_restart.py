@@ -1,4 +1,4 @@
-"""A store restart loses nothing (DEVELOPERS.md, "The bar"): the suite runs on a FerretDB of this
+"""A store restart loses nothing (docs/guarantees.md 4): the suite runs on a FerretDB of this
 test's own (the launcher `deploy/local.sh` builds, on a free port and a data directory of its own),
 which is stopped while payments are confirmed and their events flow, and started again later.
 

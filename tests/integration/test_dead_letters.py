@@ -1,4 +1,4 @@
-"""Dead letters you can inspect (DEVELOPERS.md, "The bar"): the people who run a service list its
+"""Dead letters you can inspect (docs/guarantees.md 4): the people who run a service list its
 dead letters over HTTP, with ID and phone numbers masked, and send one back to its queue once the
 cause is fixed; the event then has its effect, once."""
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The outbox and the consumer against the real broker and store.
 
-DEVELOPERS.md "Events": at-least-once delivery through an outbox, idempotent consumers, dead
+docs/guarantees.md 4 and "Consumers": at-least-once delivery through an outbox, idempotent consumers, dead
 letters you can inspect; a broker or store restart loses nothing.
 """
 from __future__ import annotations
@@ -146,7 +146,7 @@ def test_a_poison_message_is_dead_lettered_after_its_retries_and_can_be_inspecte
 
 
 def test_a_handler_slower_than_the_heartbeat_keeps_its_connection_and_runs_once(namespace, infra, monkeypatch):
-    """DEVELOPERS.md: heartbeats kept alive during long handlers (else the broker drops the connection
+    """docs/guarantees.md "Consumers": heartbeats kept alive during long handlers (else the broker drops the connection
     and redelivers: the handler would run twice)."""
     import time as _time
     monkeypatch.setenv("AMQP_HEARTBEAT_S", "1")

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from shared.aggregate import machine
-from shared.clock import SHANGHAI, stamp
+from shared.clock import SHANGHAI, iso, stamp
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import Event
 from shared.masking import mask_id
@@ -169,11 +169,11 @@ def mid_year_quote(household: dict[str, Any], policy: PolicyYear, at: datetime,
     the reason."""
     window = "不在集中参保缴费期内（{}至{}）".format(policy.window_opens.isoformat(), policy.window_closes.isoformat())
     if not policy.after_window_in_year_at(at):
-        raise DomainError("WINDOW_CLOSED", window, {"at": at.isoformat()})
+        raise DomainError("WINDOW_CLOSED", window, {"at": iso(at)})
     approved = [(m, approvals[m["person_id"]]) for m in household["members"] if m["person_id"] in approvals]
     if not approved:
         raise DomainError("WINDOW_CLOSED", window + "；集中缴费期后原则上不得中途参保，本户没有经批准可中途参保的人员",
-                          {"at": at.isoformat(), "reason": "NO_MID_YEAR_APPROVAL"})
+                          {"at": iso(at), "reason": "NO_MID_YEAR_APPROVAL"})
     if policy.financing_standard_fen is None and any(a.pays == "full_financing" for _, a in approved):
         raise DomainError("FINANCING_STANDARD_UNSET", "未配置{}年度城乡居民医保筹资标准（含个人缴费部分和财政补助部分），"
                           "暂不能办理按筹资标准一次性足额缴费的中途参保".format(policy.year), {"year": policy.year})
@@ -274,7 +274,7 @@ class Order:
             raise ValidationFailed("AMOUNT_MISMATCH", "支付金额与订单金额不一致",
                                    {"order_fen": self.amount_fen, "paid_fen": amount_fen})
         if self.status == "created" and at > self.expires_at:
-            raise DomainError("ORDER_EXPIRED", "订单已过期", {"expires_at": self.expires_at.isoformat()})
+            raise DomainError("ORDER_EXPIRED", "订单已过期", {"expires_at": iso(self.expires_at)})
 
     def receipt(self) -> str:
         return "R" + self.order_no[1:]

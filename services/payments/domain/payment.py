@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.aggregate import machine
+from shared.clock import iso
 from shared.errors import Conflict
 from shared.events import Event
 
@@ -68,7 +69,7 @@ class Payment:
         if self.status == "reversed":
             raise Conflict("PAYMENT_REVERSED", "该笔缴费已冲正，不能审核", {"order_no": self.doc["order_no"]})
         PAYMENT.check(self.status, "audited", {"order_no": self.doc["order_no"]})
-        event = Event("payments.payment.audited", {**self._ref(), "audited_at": at.isoformat(), "audited_by": actor,
+        event = Event("payments.payment.audited", {**self._ref(), "audited_at": iso(at), "audited_by": actor,
                                                    "source": source})
         return Change({"status": "audited", "audited_at": at, "audited_by": actor, "audit_source": source}, (event,),
                       {"at": at, "status": "audited", "by": actor, "amount_fen": self.doc["amount_fen"]})
@@ -83,7 +84,7 @@ class Payment:
         PAYMENT.check(self.status, "reversed", {"order_no": self.doc["order_no"]})
         amount = self.doc["amount_fen"]
         event = Event("payments.payment.reversed", {**self._ref(), "reason": reason, "reversal_id": reversal_id,
-                                                    "reversed_at": at.isoformat()})
+                                                    "reversed_at": iso(at)})
         return Change({"status": "reversed", "reversed_at": at,
                        "reversal": {"reversal_id": reversal_id, "reason": reason, "at": at, "by": by}}, (event,),
                       {"at": at, "status": "reversed", "by": by, "amount_fen": -amount, "reason": reason})

@@ -23,7 +23,7 @@ from typing import Any
 
 from shared.aggregate import StaleVersion, retry_stale
 from shared.auth import Principal
-from shared.clock import SHANGHAI, Clock
+from shared.clock import SHANGHAI, Clock, iso
 from shared.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.events import Envelope, Event
 from shared.policy import PolicyYear
@@ -138,7 +138,7 @@ def confirm_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
         if e.code != "ORDER_EXPIRED" or not recorded or recorded["order_no"] != order.order_no:
             raise
     proof = check_proof(order.channel, data.get("proof"))
-    return settle(repo, clock, order, data["transaction_id"], data["paid_at"].isoformat(), proof, correlation_id,
+    return settle(repo, clock, order, data["transaction_id"], iso(data["paid_at"]), proof, correlation_id,
                   actor=gateway)
 
 
@@ -749,7 +749,7 @@ def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data:
     report["audited"] = audited
     repo.save_reconciliation({"_id": f"{gateway}:{day}", "gateway": gateway, "date": day, "imported_at": now,
                               "statement_lines": len(data["lines"]), "report": report})
-    repo.log_money(f"{gateway}:{day}:{now.isoformat()}", "reconciled", now, gateway, report["statement_total_fen"],
+    repo.log_money(f"{gateway}:{day}:{iso(now)}", "reconciled", now, gateway, report["statement_total_fen"],
                    balanced=report["balanced"], difference_fen=report["difference_fen"])
     return {"gateway": gateway, "date": day, **report}
 

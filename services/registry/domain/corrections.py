@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from shared.clock import SHANGHAI, shanghai_end_of_day
+from shared.clock import SHANGHAI, iso, shanghai_end_of_day
 from shared.errors import Conflict, ValidationFailed
 from shared.events import Event
 from shared.workdays import add_working_days
@@ -62,8 +62,8 @@ class Correction:
     def overdue_event(self) -> Event:
         return Event("registry.correction.overdue", {
             "correction_id": self.correction_id, "household_no": self.household_no, "year": self.year,
-            "township": self.township, "village": self.village, "filed_at": self.filed_at.isoformat(),
-            "due_at": self.due_at.isoformat()})
+            "township": self.township, "village": self.village, "filed_at": iso(self.filed_at),
+            "due_at": iso(self.due_at)})
 
 
 def due(filed_at: datetime) -> datetime:

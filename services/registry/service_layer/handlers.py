@@ -14,6 +14,7 @@ from typing import Any
 from shared.aggregate import retry_stale
 from shared.auth import Principal
 from shared.bus import PermanentFailure
+from shared.clock import iso
 from shared.errors import Conflict, DomainError, NotFound, ValidationFailed
 from shared.events import Envelope
 from shared.masking import mask_id
@@ -362,12 +363,12 @@ def publish_accuracy(db_outbox, repo, corrections, duplicates, policy: PolicyYea
     """Record the table and its event in one write (collection `accuracy_reports`)."""
     from shared.events import Event
     rows = accuracy(repo, corrections, duplicates, policy, year)
-    payload = {"year": year, "county": policy.county, "as_of": at.isoformat(),
+    payload = {"year": year, "county": policy.county, "as_of": iso(at),
                "rows": [{"township": r.township, "registered_persons": r.registered_persons,
                          "persons_with_open_problems": r.persons_with_open_problems, "rate_bp": r.rate_bp} for r in rows]}
     from pymongo.errors import DuplicateKeyError
     try:
-        db_outbox.insert("accuracy_reports", {"_id": f"{year}:{at.isoformat()}", **payload},
+        db_outbox.insert("accuracy_reports", {"_id": f"{year}:{iso(at)}", **payload},
                          [Event("registry.accuracy.published", payload)])
     except DuplicateKeyError:
         pass  # published at this very instant already (a double click, a pinned clock): one report, one event

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 import pika
 
 from shared.bus import Forged, InboundTopology, broker_user, connection_params
+from shared.clock import iso
 from shared.config import env
 from shared.events import Envelope
 
@@ -66,7 +67,7 @@ def decoder(accounts: dict[str, set[str]] | None, own_user: str):
 def decode(props, body: bytes) -> Envelope:
     raw = json.loads(body.decode("utf-8"))  # ValueError (incl. UnicodeDecodeError) → dead letter
     mid = message_id_of(props, body)
-    return Envelope(id=mid, type=IDENTITY_UPDATE, version=1, occurred_at=datetime.now(timezone.utc).isoformat(),
+    return Envelope(id=mid, type=IDENTITY_UPDATE, version=1, occurred_at=iso(datetime.now(timezone.utc)),
                     producer="subsidy", correlation_id=getattr(props, "correlation_id", None) or mid,
                     causation_id=None, payload={"body": raw})
 

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from shared.aggregate import retry_stale
-from shared.clock import Clock, parse_instant
+from shared.clock import Clock, iso, parse_instant
 from shared.errors import NotFound
 from shared.events import Envelope, Event
 from shared.masking import mask_id
@@ -268,7 +268,7 @@ def _apply_cover_delta(ctx: Ctx, year: int, id_number: str, pending: dict) -> li
         events.append(Event("subsidy.coverage.changed", {
             "year": year, "county": ctx.county, "township": township, "category": cat, "hardship_persons": h,
             "enrolled_persons": e, "not_enrolled_persons": h - e,
-            "rate_bp": 10000 if h == 0 else e * 10000 // h, "as_of": ctx.clock.now().isoformat()}))
+            "rate_bp": 10000 if h == 0 else e * 10000 // h, "as_of": iso(ctx.clock.now())}))
     return events
 
 
