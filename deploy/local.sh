@@ -7,7 +7,8 @@
 #   deploy/local.sh start     # install + start RabbitMQ and FerretDB on loopback, write var/local.env
 #   deploy/local.sh stop      # stop both
 #   deploy/local.sh status
-#   deploy/local.sh rabbit-stop | rabbit-start   # used by the broker-restart tests
+#   deploy/local.sh rabbit-start                # start the broker or, when it runs, ensure its users
+#   deploy/local.sh write-env                   # rewrite var/local.env (per-service broker URLs)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -142,6 +143,44 @@ CONF
     rabbitmqctl -q -n "$RABBIT_NODE" change_password civil_affairs "$ca" >/dev/null
   fi
   rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / civil_affairs '^$' '^[A-Za-z0-9_-]+\.identity\.in$' '^$' >/dev/null
+  rabbit_scoped_users "$users"
+}
+
+# The bus as a trust boundary (README "Broker and store users"): a broker user per service and per
+# outside department, each allowed only what it needs. Additive: a user that exists already (made
+# by another checkout on this machine) is left as it is, password included; if this checkout's
+# secret does not open it, var/local.env leaves that service on the shared AMQP_URL.
+NS_RE='[A-Za-z0-9_-]+'
+SERVICES="registry payments subsidy scoring notices"
+DEPARTMENTS="poverty_office disabled_federation health_commission"   # civil_affairs: above
+ensure_user() {  # ensure_user NAME PASSWORD LISTING -> 0 if this password opens the user
+  if ! grep -qE "^$1[[:space:]]" <<<"$3"; then
+    rabbitmqctl -q -n "$RABBIT_NODE" add_user "$1" "$2" >/dev/null
+    return 0
+  fi
+  rabbitmqctl -q -n "$RABBIT_NODE" authenticate_user "$1" "$2" >/dev/null 2>&1
+}
+rabbit_scoped_users() {
+  local users=$1 svc dept own ns="${BUS_NAMESPACE:-enrol}"
+  : >"$VAR/secrets/broker_users_ok"
+  for svc in $SERVICES; do
+    if ensure_user "enrol_$svc" "$(secret "amqp_password_$svc")" "$users"; then echo "$svc" >>"$VAR/secrets/broker_users_ok"
+    else say "broker user enrol_$svc exists with another password (another checkout): $svc keeps AMQP_URL"; fi
+    own="$svc\..+"; [ "$svc" = subsidy ] && own="$own|identity\.in"   # subsidy's feed exchange and queues
+    # configure: the exchanges, its own queues and, for the publisher-side declare, every service's
+    # event/retry/dead queue; write: the same plus the default exchange (retries, replays); read:
+    # the exchanges (to bind) and its own queues only
+    rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / "enrol_$svc" \
+      "^$NS_RE\.(events|dlx|[a-z_]+\.(events|retry|dead)|$own)\$" \
+      "^(amq\.default|$NS_RE\.(events|dlx|[a-z_]+\.(events|retry|dead)|$own))\$" \
+      "^$NS_RE\.(events|dlx|$own)\$" >/dev/null
+    # publish only its own routing keys on the event exchange; bind any (a consumer binds others')
+    rabbitmqctl -q -n "$RABBIT_NODE" set_topic_permissions -p / "enrol_$svc" "$ns.events" "^$svc\." '.*' >/dev/null
+  done
+  for dept in $DEPARTMENTS; do  # like civil_affairs: write to the identity exchanges, nothing else
+    ensure_user "$dept" "$(secret "${dept}_amqp_password")" "$users" || say "broker user $dept exists with another password"
+    rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / "$dept" '^$' '^[A-Za-z0-9_-]+\.identity\.in$' '^$' >/dev/null
+  done
 }
 
 rabbit_stop() {
@@ -176,12 +215,21 @@ ferret_stop() {
 }
 
 write_env() {
+  local svc users="" ok="$VAR/secrets/broker_users_ok"
   cat >"$VAR/local.env" <<ENV
-# written by deploy/local.sh; the services and tests read these
+# written by deploy/local.sh; the services and tests read these (real environment variables win)
 MONGO_URL=mongodb://$FERRET_ADDR/
 AMQP_URL=amqp://enrol:$(secret amqp_password)@127.0.0.1:$RABBIT_PORT/%2F
 ENROL_STORE_KIND=ferretdb
 ENV
+  for svc in $SERVICES; do  # each service on its own broker user (AMQP_URL stays for tools and tests)
+    if [ -f "$ok" ] && grep -qx "$svc" "$ok"; then
+      echo "AMQP_URL_${svc^^}=amqp://enrol_$svc:$(secret "amqp_password_$svc")@127.0.0.1:$RABBIT_PORT/%2F" >>"$VAR/local.env"
+      users="$users${users:+,}$svc=enrol_$svc"
+    fi
+  done
+  # consumers check the publishing user only when every service has its own
+  [ "$(echo "$users" | tr ',' '\n' | grep -c .)" = 5 ] && echo "BUS_USERS=$users" >>"$VAR/local.env"
   chmod 600 "$VAR/local.env"
 }
 
@@ -192,6 +240,7 @@ case "${1:-start}" in
   status) rabbit_running && say "RabbitMQ: running" || say "RabbitMQ: stopped"; ferret_running && say "FerretDB: running" || say "FerretDB: stopped" ;;
   rabbit-stop) rabbit_stop ;;
   rabbit-start) rabbit_start ;;
+  write-env) write_env ;;
   ferret-stop) ferret_stop ;;
   ferret-start) ferret_start ;;
   *) echo "usage: $0 install|start|stop|status|rabbit-stop|rabbit-start|ferret-stop|ferret-start" >&2; exit 2 ;;

@@ -11,6 +11,12 @@ Topology per namespace (default `enrol`):
 Outside publishers (e.g. civil-affairs systems) do not speak our envelope: an InboundTopology gives
 them an exchange of their own (`<ns>.<feed>.in`) and the service a queue for it, with the same retry
 and dead-letter handling; a Consumer with a `decode` hook turns their messages into envelopes.
+
+Who published: every message carries the `user_id` property, which the broker checks against the
+connection's user (a publisher cannot claim another's). A consumer dead-letters as forged an
+envelope whose `producer` is not the catalogued publisher of its type and, when each service has a
+broker user of its own (`BUS_USERS`), one whose `user_id` is neither that publisher's user nor its
+own (its own retries and replays). Topic permissions on the broker refuse the publish itself.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ from pika.exceptions import AMQPError
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from . import metrics
-from .events import Envelope, consumed_by, validate_payload
+from .events import CATALOGUE, Envelope, consumed_by, publisher_of, validate_payload
 from .logs import correlation_id
 from .store import DEAD_LETTERS, insert_unordered
 
@@ -113,6 +119,11 @@ class InboundTopology(Topology):
         ch.queue_bind(self.dead_queue, self.dlx, routing_key=self.service)
 
 
+def broker_user(url: str) -> str:
+    """The user a broker URL logs in as (what the broker accepts as a message's `user_id`)."""
+    return pika.URLParameters(url).credentials.username
+
+
 def connection_params(url: str) -> pika.URLParameters:
     params = pika.URLParameters(url)
     params.heartbeat = int(os.environ.get("AMQP_HEARTBEAT_S", "30"))
@@ -122,12 +133,22 @@ def connection_params(url: str) -> pika.URLParameters:
     return params
 
 
+def consumers_of(service: str) -> list[str]:
+    """Services consuming any event type `service` publishes (from the catalogue)."""
+    return sorted({c for spec in CATALOGUE.values() if spec.publisher == service for c in spec.consumers})
+
+
 class Publisher:
-    """Publishes envelopes with publisher confirms; raises on failure so the outbox keeps them."""
+    """Publishes envelopes with publisher confirms; raises on failure so the outbox keeps them.
+
+    It declares the queues of its events' consumers too (as each consumer does, with the same
+    arguments): an event published before its consumer's first start waits in the queue instead
+    of being dropped by an exchange with nothing bound."""
 
     def __init__(self, url: str, topology: Topology):
         self.url = url
         self.topology = topology
+        self.user = broker_user(url)
         self._conn = None
         self._ch = None
 
@@ -138,6 +159,8 @@ class Publisher:
             self._ch = self._conn.channel()
             self._ch.confirm_delivery()
             self.topology.declare(self._ch, consumes=[])
+            for svc in consumers_of(self.topology.service):
+                Topology(self.topology.namespace, svc).declare(self._ch)
         return self._ch
 
     def publish(self, env: dict) -> None:
@@ -146,7 +169,7 @@ class Publisher:
             ch.basic_publish(
                 self.topology.exchange, env["type"], json.dumps(env, ensure_ascii=False).encode(),
                 pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=env["id"],
-                                     type=env["type"], correlation_id=env.get("correlation_id"),
+                                     type=env["type"], correlation_id=env.get("correlation_id"), user_id=self.user,
                                      headers={"producer": env["producer"]}))
         except Exception:
             self.close()
@@ -178,6 +201,11 @@ class PermanentFailure(Exception):
     """Raise from a handler when retrying cannot help; the message is dead-lettered at once."""
 
 
+class Forged(ValueError):
+    """A message from someone who may not publish it (raised by the consumer's checks or a `decode`
+    hook); it is dead-lettered at once as forged and cannot be replayed."""
+
+
 class Consumer:
     """Manual acks, prefetch, idempotency by processed event id, bounded retries, then dead-letter.
 
@@ -189,15 +217,19 @@ class Consumer:
     the same handler idempotency covers).
 
     `decode` replaces the envelope parsing for messages that are not our envelopes (outside
-    publishers); `dedupe=False` leaves duplicates to the handler (which reports them);
-    `executor` lets several consumers of one process run their handlers one at a time.
+    publishers; it checks who published them itself); `dedupe=False` leaves duplicates to the
+    handler (which reports them); `executor` lets several consumers of one process run their
+    handlers one at a time; `publishers` (service → broker user) turns on the `user_id` check.
     """
 
     def __init__(self, url: str, topology: Topology, db, handlers: dict[str, Handler], *,
                  max_attempts: int = 5, retry_base_ms: int = 500, retry_max_ms: int = 30_000,
                  prefetch: int = 20, clock=None, decode: Decoder | None = None, dedupe: bool = True,
-                 executor: ThreadPoolExecutor | None = None, flush_max: int = 50, flush_s: float = 0.1):
+                 executor: ThreadPoolExecutor | None = None, flush_max: int = 50, flush_s: float = 0.1,
+                 publishers: dict[str, str] | None = None):
         self.url = url
+        self.user = broker_user(url)
+        self.publishers = publishers
         self.topology = topology
         self.db = db
         self.handlers = handlers
@@ -217,14 +249,16 @@ class Consumer:
         self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
 
     def run(self) -> None:
-        """Consume until stop(); reconnect with backoff after a broker restart."""
+        """Consume until stop(); reconnect with backoff after a broker restart or a store error
+        (whatever was not acknowledged is redelivered). Anything else is a bug: it ends the thread,
+        and the worker, which watches its threads, ends the process so its supervisor restarts it."""
         delay = 0.5
         while not self.stopping.is_set():
             try:
                 self._consume()
                 delay = 0.5
-            except (AMQPError, OSError) as e:
-                log.warning("broker connection lost (%s); reconnecting in %.1fs", type(e).__name__, delay)
+            except (AMQPError, OSError, PyMongoError) as e:
+                log.warning("consumer connection lost (%s: %s); reconnecting in %.1fs", type(e).__name__, e, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 10)
 
@@ -268,11 +302,15 @@ class Consumer:
                 raw = json.loads(body)
                 env = Envelope.from_dict(raw)
                 validate_payload(env.type, env.payload)
+                self._check_publisher(env, props)
+        except Forged as e:
+            self._dead_letter(conn, ch, method, props, body, f"forged: {e}", attempt, raw_type=props.type)
+            return
         except (ValueError, ValidationError, TypeError) as e:
-            self._dead_letter(ch, method, props, body, f"malformed: {e}", attempt, raw_type=props.type)
+            self._dead_letter(conn, ch, method, props, body, f"malformed: {e}", attempt, raw_type=props.type)
             return
         if env.type not in self.handlers:
-            self._dead_letter(ch, method, props, body, f"no handler for {env.type}", attempt, raw_type=env.type)
+            self._dead_letter(conn, ch, method, props, body, f"no handler for {env.type}", attempt, raw_type=env.type)
             return
         while True:  # a store outage is waited out here, not counted as the handler's failure
             try:
@@ -302,7 +340,7 @@ class Consumer:
                     if not self._await_store(conn):
                         return  # stopping: unacked, the broker redelivers it
         except PermanentFailure as e:
-            self._dead_letter(ch, method, props, body, f"permanent: {e}", attempt, raw_type=env.type)
+            self._dead_letter(conn, ch, method, props, body, f"permanent: {e}", attempt, raw_type=env.type)
             return
         except (AMQPError, OSError):
             raise
@@ -310,7 +348,8 @@ class Consumer:
             log.warning("handler failed for %s %s (attempt %d): %s", env.type, env.id, attempt, e,
                         extra={"event_type": env.type, "event_id": env.id})
             if attempt >= self.max_attempts:
-                self._dead_letter(ch, method, props, body, f"{type(e).__name__}: {e}", attempt, raw_type=env.type)
+                self._dead_letter(conn, ch, method, props, body, f"{type(e).__name__}: {e}", attempt,
+                                  raw_type=env.type)
             else:
                 self._retry(ch, method, props, body, attempt, env.type)
             return
@@ -322,6 +361,15 @@ class Consumer:
                                                     "at": self.clock.now() if self.clock else None}))
         self._pending_ids.add(env.id)
         metrics.EVENTS_CONSUMED.labels(svc, env.type).inc()
+
+    def _check_publisher(self, env: Envelope, props) -> None:
+        publisher = publisher_of(env.type)
+        if env.producer != publisher:
+            raise Forged(f"{env.type} comes from {publisher}, not {env.producer}")
+        if self.publishers is not None:
+            sender = getattr(props, "user_id", None)
+            if sender not in (self.publishers.get(publisher), self.user):
+                raise Forged(f"{env.type} published by broker user {sender!r}, not {publisher}'s")
 
     def _await_store(self, conn) -> bool:
         """Wait until the store answers again (backoff up to 10 s), keeping the broker connection
@@ -363,27 +411,43 @@ class Consumer:
         headers["x-attempt"] = attempt + 1
         ch.basic_publish("", self.topology.retry_queue, body, pika.BasicProperties(
             content_type=props.content_type, delivery_mode=2, message_id=props.message_id, type=props.type,
-            correlation_id=props.correlation_id, headers=headers, expiration=str(int(delay))))
+            correlation_id=props.correlation_id, headers=headers, expiration=str(int(delay)),
+            user_id=self.user))  # checked already; the copy comes back as the consumer's own
         ch.basic_ack(method.delivery_tag)
         metrics.EVENTS_RETRIED.labels(self.topology.service, etype).inc()
 
-    def _dead_letter(self, ch, method, props, body, reason: str, attempt: int, raw_type: str | None) -> None:
+    def _dead_letter(self, conn, ch, method, props, body, reason: str, attempt: int, raw_type: str | None) -> None:
+        """The inspectable copy first (a store outage is waited out: unacknowledged, the message is
+        redelivered if the consumer stops meanwhile), then the queue copy, then the ack."""
+        key = props.message_id or f"nomsgid-{time.time_ns()}"
+        while True:
+            try:
+                self._record_dead(key, body, reason, attempt, raw_type)
+                break
+            except ConnectionFailure:
+                if not self._await_store(conn):
+                    return
+            except PyMongoError as e:  # e.g. a refused document: the queue copy still keeps the message
+                log.error("dead letter %s not recorded in the store (%s: %s)", key, type(e).__name__, e)
+                break
         headers = dict(props.headers or {})
         headers.update({"x-attempt": attempt, "x-death-reason": reason[:500]})
+        headers["x-published-by"] = getattr(props, "user_id", None)
         ch.basic_publish(self.topology.dlx, self.topology.service, body, pika.BasicProperties(
             content_type=props.content_type, delivery_mode=2, message_id=props.message_id, type=props.type,
-            correlation_id=props.correlation_id, headers=headers))
-        key = props.message_id or f"nomsgid-{time.time_ns()}"
+            correlation_id=props.correlation_id, headers=headers, user_id=self.user))
+        ch.basic_ack(method.delivery_tag)
+        metrics.EVENTS_DEAD.labels(self.topology.service, raw_type or "unknown").inc()
+        log.error("dead-lettered %s %s: %s", raw_type, key, reason, extra={"event_id": key})
+
+    def _record_dead(self, key: str, body: bytes, reason: str, attempt: int, raw_type: str | None) -> None:
         try:
             self.db[DEAD_LETTERS].insert_one({
                 "_id": key, "type": raw_type, "reason": reason, "attempts": attempt, "queue": self.topology.queue,
                 "body": body.decode("utf-8", "replace")[:100_000],
                 "at": self.clock.now() if self.clock else None})
-        except DuplicateKeyError:  # dead again after a replay
+        except DuplicateKeyError:  # dead again after a replay (or recorded before a crash)
             self.db[DEAD_LETTERS].update_one({"_id": key}, {"$set": {"reason": reason, "attempts": attempt}})
-        ch.basic_ack(method.delivery_tag)
-        metrics.EVENTS_DEAD.labels(self.topology.service, raw_type or "unknown").inc()
-        log.error("dead-lettered %s %s: %s", raw_type, key, reason, extra={"event_id": key})
 
 
 def queue_depth(url: str, queue: str) -> int | None:

@@ -44,6 +44,7 @@ class Settings:
     policy_file: Path
     auth_tokens_file: Path | None
     gateway_keys_file: Path | None
+    bus_users: dict[str, str] | None = None  # service → its broker user; None: one shared user, unchecked
 
     @classmethod
     def load(cls, service: str) -> "Settings":
@@ -54,9 +55,20 @@ class Settings:
             service=service,
             mongo_url=require("MONGO_URL"),
             mongo_db=env("MONGO_DB") or f"{ns}_{service}",
-            amqp_url=require("AMQP_URL"),
+            amqp_url=env(f"AMQP_URL_{service.upper()}") or require("AMQP_URL"),
             namespace=ns,
             policy_file=Path(env("POLICY_FILE", str(ROOT / "policies" / "dongan-2020.json"))),
             auth_tokens_file=Path(tokens) if tokens else None,
             gateway_keys_file=Path(keys) if keys else None,
+            bus_users=parse_pairs(env("BUS_USERS")) or None,
         )
+
+
+def parse_pairs(value: str | None) -> dict[str, str]:
+    """`a=x,b=y` → {"a": "x", "b": "y"} (settings that map names to names)."""
+    out = {}
+    for part in (value or "").split(","):
+        k, sep, v = part.partition("=")
+        if sep and k.strip() and v.strip():
+            out[k.strip()] = v.strip()
+    return out

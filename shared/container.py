@@ -63,6 +63,7 @@ class Container:
     def consumer(self, handlers, topology: Topology | None = None, **options) -> Consumer:
         """The service's event consumer; `topology` and `options` (decode, dedupe, executor) serve
         other feeds of the same service."""
+        options.setdefault("publishers", self.settings.bus_users)
         return Consumer(self.settings.amqp_url, topology or self.topology, self.db, handlers,
                         max_attempts=int(env("CONSUMER_MAX_ATTEMPTS", "5")),
                         retry_base_ms=int(env("CONSUMER_RETRY_BASE_MS", "500")), clock=self.clock, **options)
@@ -87,8 +88,9 @@ class Container:
         return True
 
 
-def worker_main(container: Container, handlers) -> None:
-    """Shared body of every `python -m services.<svc>.entrypoints.worker`."""
+def worker_main(container: Container, handlers, background=()) -> None:
+    """Shared body of every `python -m services.<svc>.entrypoints.worker` (`background`: the
+    service's own loop threads, watched by the worker like its consumers and relay)."""
     from . import logs
     from .worker import run_worker
     logs.setup(container.service, env("LOG_LEVEL", "INFO"))
@@ -97,4 +99,4 @@ def worker_main(container: Container, handlers) -> None:
     port = env("WORKER_METRICS_PORT")
     run_worker(container.service, consumer, container.relay(), container.settings.amqp_url,
                container.topology.dead_queue if (handlers or extra) else None, int(port) if port else None,
-               container.store_ok, extra_consumers=extra)
+               container.store_ok, extra_consumers=extra, background=background)

@@ -5,19 +5,24 @@ A consumer dead-letters a message after its retries or at once when it is malfor
 copy with the reason in the service's `dead_letters` collection (shared/bus.py). Replaying
 publishes that copy again, with its attempts counted from one, to the queue it was consumed
 from; the consumers' idempotency makes a replay of something already applied harmless.
+
+The outbox relay keeps an event here too when its payload cannot be built (`source: "outbox"`,
+shared/outbox.py); replaying that one puts it back into its aggregate's outbox, so the relay
+builds and publishes it again once the document is fixed.
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
 import pika
 from marshmallow import Schema, fields
 
-from .bus import connection_params
+from .bus import broker_user, connection_params
 from .errors import Conflict, NotFound
 from .masking import mask_text
-from .store import DEAD_LETTERS, iso
+from .store import DEAD_LETTERS, OUTBOX, insert_once, iso
 
 OPS_ROLES = ("county",)
 
@@ -29,6 +34,7 @@ class DeadLetterOut(Schema):
     attempts = fields.Integer()
     queue = fields.String(allow_none=True)
     at = fields.String(allow_none=True)
+    source = fields.String()  # "consumer" (a message that failed) or "outbox" (an event that could not be built)
     replayed_at = fields.String(allow_none=True)
     replays = fields.Integer()
     body = fields.String()
@@ -48,6 +54,7 @@ def render(doc: dict[str, Any]) -> dict[str, Any]:
     """ID and phone numbers in the message are masked: the reader needs the shape, not the person."""
     return {"id": doc["_id"], "type": doc.get("type"), "reason": mask_text(doc.get("reason") or ""),
             "attempts": doc.get("attempts", 0), "queue": doc.get("queue"), "at": iso(doc.get("at")),
+            "source": doc.get("source", "consumer"),
             "replayed_at": iso(doc.get("replayed_at")), "replays": doc.get("replays", 0),
             "body": mask_text(doc.get("body") or "")}
 
@@ -69,6 +76,10 @@ def routes(api, c) -> None:
             raise NotFound("DEAD_LETTER_NOT_FOUND", "死信不存在", {"id": letter_id})
         if doc.get("type") is None:
             raise Conflict("DEAD_LETTER_MALFORMED", "该消息格式无效，不能重新投递", {"id": letter_id})
+        if (doc.get("reason") or "").startswith("forged"):
+            raise Conflict("DEAD_LETTER_FORGED", "该消息的发布者无权发布此类事件，不能重新投递", {"id": letter_id})
+        if doc.get("source") == "outbox":
+            return _back_to_outbox(c, coll, doc, principal)
         queue = doc.get("queue") or c.topology.queue
         conn = pika.BlockingConnection(connection_params(c.settings.amqp_url))
         try:
@@ -76,9 +87,22 @@ def routes(api, c) -> None:
             ch.confirm_delivery()
             ch.basic_publish("", queue, doc["body"].encode(), pika.BasicProperties(
                 content_type="application/json", delivery_mode=2, message_id=letter_id, type=doc["type"],
-                headers={"x-attempt": 1, "x-replayed-by": principal.subject}))
+                user_id=broker_user(c.settings.amqp_url), headers={"x-attempt": 1, "x-replayed-by": principal.subject}))
         finally:
             conn.close()
         coll.update_one({"_id": letter_id}, {"$set": {"replayed_at": datetime.now(timezone.utc),
                                                       "replayed_by": principal.subject}, "$inc": {"replays": 1}})
         return {"id": letter_id, "queue": queue, "replays": doc.get("replays", 0) + 1}
+
+
+def _back_to_outbox(c, coll, doc: dict[str, Any], principal) -> dict[str, Any]:
+    """The event goes back into its aggregate's `_outbox` with a pointer: the relay builds it again."""
+    env = json.loads(doc["body"])
+    found = c.db[doc["coll"]].update_one({"_id": doc["agg"]}, {"$set": {f"_outbox.{env['id']}": env}})
+    if not found.matched_count:
+        raise Conflict("DEAD_LETTER_AGGREGATE_GONE", "该事件所属的记录已不存在，不能重新投递", {"id": doc["_id"]})
+    insert_once(c.db[OUTBOX], {"_id": env["id"], "coll": doc["coll"], "agg": doc["agg"], "seq": env.get("seq", ""),
+                               "snapshots": bool(env.get("snapshot")), "created_at": datetime.now(timezone.utc)})
+    coll.update_one({"_id": doc["_id"]}, {"$set": {"replayed_at": datetime.now(timezone.utc),
+                                                   "replayed_by": principal.subject}, "$inc": {"replays": 1}})
+    return {"id": doc["_id"], "queue": "outbox", "replays": doc.get("replays", 0) + 1}

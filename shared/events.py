@@ -387,6 +387,12 @@ def validate_payload(event_type: str, payload: dict[str, Any]) -> dict[str, Any]
     return schema.load(payload)
 
 
+def publisher_of(event_type: str) -> str | None:
+    """The one service that may publish an event type (consumers refuse it from anyone else)."""
+    spec = CATALOGUE.get(event_type)
+    return spec.publisher if spec else None
+
+
 def consumed_by(service: str) -> list[str]:
     return [t for t, spec in CATALOGUE.items() if service in spec.consumers]
 

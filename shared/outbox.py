@@ -3,22 +3,29 @@
 Sent = removed from the aggregate's `_outbox` and its pointer deleted. A broker outage leaves
 both in place, so the next round publishes them; a crash after publishing and before marking
 publishes them again (at-least-once; consumers drop the duplicate by event id).
+
+An event whose snapshot payload cannot be built from its document (a bug or a document no
+builder foresaw) would fail the same way on every round and hold back every later event: it is
+moved to the service's dead letters with the reason instead (`source: "outbox"`, listed by
+`GET /v1/dead-letters`, counted by `outbox_dead_events`), and the rest flow. A replay puts it back
+into its aggregate's outbox once the cause is fixed.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Iterable
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from . import metrics
 from .bus import Publisher
 from .clock import Clock
 from .events import validate_payload
-from .store import OUTBOX
+from .store import DEAD_LETTERS, OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +62,21 @@ class OutboxRelay:
                 # the whole document only where a pointer says snapshot events wait in it
                 doc = self.db[coll].find_one({"_id": agg}, None if p.get("snapshots") else {"_outbox": 1})
                 pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
+                published = 0
                 for env in pending:
                     if env.get("snapshot"):
-                        env = self._materialise(env, doc)
-                    self.publisher.publish(env)  # raises on broker trouble: nothing is marked
+                        try:
+                            out = self._materialise(env, doc)
+                        except Exception as e:  # noqa: BLE001 — it would fail every round: set it aside
+                            self._bury(coll, agg, env, e)
+                            continue
+                    else:
+                        out = env
+                    self.publisher.publish(out)  # raises on broker trouble: nothing is marked
+                    published += 1
                 if pending:
                     self.db[coll].update_one({"_id": agg}, {"$unset": {f"_outbox.{e['id']}": "" for e in pending}})
-                sent += len(pending)
+                sent += published
         if pointers:  # the pointer collection holds only what is pending: a small delete
             self.db[OUTBOX].delete_many({"_id": {"$in": [p["_id"] for p in pointers]}})
         return sent
@@ -72,6 +87,22 @@ class OutboxRelay:
         payload = self.snapshots[env["type"]](doc)
         validate_payload(env["type"], payload)
         return {**{k: v for k, v in env.items() if k != "snapshot"}, "payload": payload}
+
+    def _bury(self, coll: str, agg, env: dict, error: Exception) -> None:
+        """Keep an event that cannot be built as a dead letter with its reason (before it leaves the
+        outbox: a crash in between only buries it again)."""
+        reason = f"outbox: payload cannot be built: {type(error).__name__}: {error}"[:500]
+        record = {"_id": env["id"], "type": env.get("type"), "reason": reason, "attempts": 1, "queue": None,
+                  "source": "outbox", "coll": coll, "agg": agg,
+                  "body": json.dumps(env, ensure_ascii=False, default=str)[:100_000], "at": self.clock.now()}
+        try:
+            self.db[DEAD_LETTERS].insert_one(record)
+        except DuplicateKeyError:  # dead again after a replay
+            self.db[DEAD_LETTERS].update_one({"_id": env["id"]}, {"$set": {"reason": reason, "at": record["at"]},
+                                                                  "$unset": {"replayed_at": ""}})
+        metrics.EVENTS_DEAD.labels(self.service, env.get("type") or "unknown").inc()
+        log.error("outbox event %s %s set aside: %s", env.get("type"), env["id"], reason,
+                  extra={"event_id": env["id"], "event_type": env.get("type")})
 
     def sweep(self) -> int:
         """Re-point events whose pointer was lost (crash between the aggregate write and the pointer)."""
@@ -91,11 +122,15 @@ class OutboxRelay:
         return found
 
     def observe(self) -> None:
-        """Backlog and oldest age for the gauges (the pointer collection is small by design)."""
+        """Backlog, oldest age and set-aside events for the gauges (the pointer and dead-letter
+        collections are small by design). Read from the store alone, so they tell the truth while
+        the broker is down, which is when the backlog alert is needed."""
         oldest = self.db[OUTBOX].find_one({}, {"created_at": 1}, sort=[("seq", 1)])
         metrics.OUTBOX_BACKLOG.labels(self.service).set(self.db[OUTBOX].count_documents({}))
         age = (datetime.now(timezone.utc) - oldest["created_at"]).total_seconds() if oldest else 0
         metrics.OUTBOX_AGE.labels(self.service).set(max(age, 0))
+        metrics.OUTBOX_DEAD.labels(self.service).set(self.db[DEAD_LETTERS].count_documents(
+            {"source": "outbox", "replayed_at": {"$exists": False}}))
 
     def run(self, idle_s: float = 0.05, idle_max_s: float = 0.4, observe_every_s: float = 2.0) -> None:
         """Poll the pointers; when idle, back off from `idle_s` to `idle_max_s` (each poll is a
@@ -106,26 +141,38 @@ class OutboxRelay:
         delay = 0.5
         idle = idle_s
         while not self.stopping.is_set():
+            paused = False
+            n = 0
             try:
                 if time.monotonic() - last_sweep > self.sweep_every_s:
                     self.sweep()
                     last_sweep = time.monotonic()
                 n = self.run_once()
-                if time.monotonic() - last_observe > observe_every_s:
-                    self.observe()
-                    last_observe = time.monotonic()
-                delay = 0.5
-                if n == 0:
-                    self.publisher.pump()
-                    self.stopping.wait(idle)
-                    idle = min(idle * 2, idle_max_s)
-                else:
-                    idle = idle_s
             except Exception as e:  # noqa: BLE001 — broker or store down: keep everything, retry later
                 log.warning("outbox relay paused (%s: %s); retrying in %.1fs", type(e).__name__, e, delay)
                 self.publisher.close()
-                self.stopping.wait(delay)
+                paused = True
+            retry_at = time.monotonic() + delay
+            while True:  # the gauges keep reading the store, above all while the relay is paused
+                if time.monotonic() - last_observe > observe_every_s:
+                    try:
+                        self.observe()
+                    except PyMongoError as e:
+                        log.warning("outbox gauges not refreshed (%s)", type(e).__name__)
+                    last_observe = time.monotonic()
+                left = retry_at - time.monotonic()
+                if not paused or left <= 0 or self.stopping.wait(min(left, observe_every_s)):
+                    break
+            if paused:
                 delay = min(delay * 2, 10)
+                continue
+            delay = 0.5
+            if n == 0:
+                self.publisher.pump()
+                self.stopping.wait(idle)
+                idle = min(idle * 2, idle_max_s)
+            else:
+                idle = idle_s
         self.publisher.close()
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ def main(service: str, background: tuple[Callable, ...] = ()) -> None:
     from .container import worker_main
     boot = importlib.import_module(f"services.{service}.bootstrap")
     c = boot.bootstrap()
-    for loop in background:
-        threading.Thread(target=loop, args=(c,), name=loop.__name__, daemon=True).start()
-    worker_main(c, boot.event_handlers(c))
+    threads = [threading.Thread(target=loop, args=(c,), name=loop.__name__, daemon=True) for loop in background]
+    for t in threads:
+        t.start()
+    worker_main(c, boot.event_handlers(c), background=threads)

@@ -55,12 +55,16 @@ class Probe:
             pass
 
 
-def publish(amqp_url: str, exchange: str, routing_key: str, body: bytes, message_id: str | None = None) -> None:
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+def publish(amqp_url: str, exchange: str, routing_key: str, body: bytes, message_id: str | None = None,
+            user_id: str | None = "") -> None:
+    """Publish as the URL's user (`user_id` set to it, as the suite's publishers do; None: unset)."""
+    params = pika.URLParameters(amqp_url)
+    conn = pika.BlockingConnection(params)
     ch = conn.channel()
     ch.confirm_delivery()
-    ch.basic_publish(exchange, routing_key, body, pika.BasicProperties(delivery_mode=2, message_id=message_id,
-                                                                          type=routing_key))
+    ch.basic_publish(exchange, routing_key, body, pika.BasicProperties(
+        delivery_mode=2, message_id=message_id, type=routing_key,
+        user_id=params.credentials.username if user_id == "" else user_id))
     conn.close()
 
 
@@ -152,3 +156,88 @@ class OwnStore:
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=20)
+
+
+class OwnBroker:
+    """A RabbitMQ node of a test's own (issue 9 item 13): its own node name, free AMQP and
+    distribution ports, data and log folders under a temporary folder the rabbitmq user owns, and
+    a user of its own; stop() and restart() touch this node only, never the shared one. Started
+    like deploy/local.sh starts the shared node (Debian's wrapper, setsid); the Erlang cookie and
+    epmd are the machine's, shared with the other nodes (harmless). Removed at exit."""
+
+    def __init__(self):
+        import atexit
+        import secrets
+        import shutil
+        import tempfile
+        import uuid
+        from pathlib import Path
+        from tools.suite import free_port_block
+        base = free_port_block(3)
+        self.port, self.dist_port = base + 1, base + 2
+        self.node = f"enroltest-{uuid.uuid4().hex[:8]}@localhost"
+        self.dir = Path(tempfile.mkdtemp(prefix="enroltest-rabbit-"))
+        self.dir.chmod(0o755)  # the broker runs as the rabbitmq user
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        (self.dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\nheartbeat = 30\n")
+        shutil.chown(self.dir, "rabbitmq", "rabbitmq")
+        for f in self.dir.iterdir():
+            shutil.chown(f, "rabbitmq", "rabbitmq")
+        self.password = secrets.token_urlsafe(18)
+        self.user = "enroltest"
+        self.url = f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/%2F"
+        self.proc: subprocess.Popen | None = None
+        self._users_made = False
+        atexit.register(self.close)
+
+    def _env(self) -> dict[str, str]:
+        import os
+        d = self.dir
+        return {**os.environ, "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+                "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_MNESIA_BASE": str(d / "mnesia"), "RABBITMQ_LOG_BASE": str(d / "log"),
+                "RABBITMQ_PID_FILE": str(d / "rabbit.pid"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+                "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq")}
+
+    def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["rabbitmqctl", "-q", "-n", self.node, *args], capture_output=True, text=True,
+                              check=check, timeout=120)
+
+    def running(self) -> bool:
+        return self.ctl("status", check=False).returncode == 0
+
+    def start(self, timeout: float = 120) -> None:
+        self.proc = subprocess.Popen(["rabbitmq-server"], env=self._env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self.running():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"own RabbitMQ node {self.node} did not start (logs in {self.dir / 'log'})")
+            time.sleep(1)
+        self.ctl("await_startup")
+        if not self._users_made:
+            self.ctl("add_user", self.user, self.password)
+            self.ctl("set_user_tags", self.user, "administrator")
+            self.ctl("set_permissions", "-p", "/", self.user, ".*", ".*", ".*")
+            self._users_made = True
+
+    def stop(self) -> None:
+        self.ctl("stop", check=False)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                import os
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        import shutil
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

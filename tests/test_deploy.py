@@ -7,10 +7,12 @@ import re
 import shutil
 import subprocess
 
+from urllib.parse import urlsplit
+
 import pytest
 import yaml
 
-from shared.config import ROOT
+from shared.config import ROOT, parse_pairs
 from tools.suite import SERVICES
 
 PROM = ROOT / "deploy" / "prometheus"
@@ -34,7 +36,7 @@ def test_alert_rules_are_valid_and_their_unit_tests_pass():
 def test_ops_hear_about_backlog_dead_letters_heartbeats_errors_and_readiness():
     rules = yaml.safe_load((PROM / "alerts.yml").read_text())
     exprs = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
-    for metric in ("outbox_oldest_age_seconds", "dead_letter_queue_depth", "consumer_heartbeat_timestamp_seconds",
+    for metric in ("outbox_oldest_age_seconds", "outbox_dead_events", "dead_letter_queue_depth", "consumer_heartbeat_timestamp_seconds",
                    "http_requests_total", "service_ready"):
         assert metric in exprs
 
@@ -53,7 +55,28 @@ def test_compose_runs_every_service_web_and_worker_with_real_entry_points():
         for container in (web, worker):
             env = container["environment"]
             assert env["MONGO_DB"] == f"enrol_{svc}"
-            assert env["MONGO_URL"].startswith("mongodb://") and env["AMQP_URL"].startswith("amqp://")
+            # each service logs in as itself, to its own database and as its own broker user
+            mongo, amqp = urlsplit(env["MONGO_URL"]), urlsplit(env["AMQP_URL"])
+            assert (mongo.scheme, mongo.username, mongo.path) == ("mongodb", svc, f"/enrol_{svc}")
+            assert f"authSource=enrol_{svc}" in mongo.query
+            assert (amqp.scheme, amqp.username) == ("amqp", f"enrol_{svc}")
+            assert parse_pairs(env["BUS_USERS"])[svc] == f"enrol_{svc}"
+            assert "rabbitmq-users" in container["depends_on"]
+
+
+def test_compose_makes_a_store_user_per_service_database_and_a_broker_user_per_service():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mongo = compose["services"]["mongo"]
+    assert "./deploy/mongo/init-users.js:/docker-entrypoint-initdb.d/10-users.js:ro" in mongo["volumes"]
+    assert "MONGO_INITDB_ROOT_PASSWORD" in mongo["environment"] and "--keyFile" in mongo["command"]
+    script = (ROOT / "deploy" / "mongo" / "init-users.js").read_text()
+    assert 'roles: [{role: "readWrite", db: name}]' in script and 'const name = "enrol_" + svc' in script
+    users = (ROOT / "deploy" / "rabbitmq" / "users.sh").read_text()
+    assert "topic-permissions/%2F/enrol_$svc" in users
+    for svc in SERVICES:
+        assert svc in script.split("for (const svc of")[1].split(")")[0] and svc in users.split("for svc in")[1]
+        assert f"MONGO_PASSWORD_{svc.upper()}" in mongo["environment"]
+        assert f"RABBITMQ_PASSWORD_{svc.upper()}" in compose["services"]["rabbitmq-users"]["environment"]
 
 
 def test_no_secret_value_is_committed():
@@ -62,3 +85,17 @@ def test_no_secret_value_is_committed():
     offenders = [f for f in tracked if f.endswith((".py", ".yml", ".yaml", ".json", ".sh", ".env", ".conf"))
                  and (ROOT / f).is_file() and pattern.search((ROOT / f).read_text(errors="ignore"))]
     assert offenders == []
+
+
+def test_real_environment_variables_win_over_var_local_env(tmp_path, monkeypatch):
+    """Issue 9 item 14 (README, Settings: "real environment variables win"): tools.suite let
+    var/local.env override them, so a service started by the suite ignored the caller's store."""
+    from tools.suite import Suite
+    local = tmp_path / "local.env"
+    local.write_text("MONGO_URL=mongodb://from-local-env:1/\nAMQP_URL=amqp://from-local-env\nONLY_IN_FILE=yes\n")
+    monkeypatch.setenv("ENROL_LOCAL_ENV", str(local))
+    monkeypatch.setenv("MONGO_URL", "mongodb://from-environment:2/")
+    monkeypatch.delenv("ONLY_IN_FILE", raising=False)
+    env = Suite(namespace="tenv", var=tmp_path, extra_env={"AMQP_URL": "amqp://from-suite"}).env("registry")
+    assert env["MONGO_URL"] == "mongodb://from-environment:2/"
+    assert env["ONLY_IN_FILE"] == "yes" and env["AMQP_URL"] == "amqp://from-suite"

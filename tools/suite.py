@@ -89,7 +89,9 @@ class Suite:
         return data
 
     def env(self, svc: str) -> dict[str, str]:
-        e = {**os.environ, **_local_env(), **self.extra_env}
+        """var/local.env fills in what the environment leaves unset: real environment variables win
+        (as in shared.config), and the suite's own settings win over both."""
+        e = {**_local_env(), **os.environ, **self.extra_env}
         e.update({
             "BUS_NAMESPACE": self.namespace,
             "MONGO_DB": f"{self.namespace}_{svc}",
@@ -114,7 +116,10 @@ class Suite:
         if pidfile.exists() and _alive(int(pidfile.read_text())):
             return
         log = open(self.run_dir / f"{name}.log", "ab")
-        p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # a session and process group of its own (a gunicorn master with its workers): stop_process
+        # signals the whole group, and the caller's terminal signals never reach it
+        p = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
         pidfile.write_text(str(p.pid))
 
     def start_web(self, svc: str) -> None:

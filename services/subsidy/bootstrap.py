@@ -6,7 +6,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
-from shared.bus import Consumer, InboundTopology
+from shared.bus import Consumer, InboundTopology, broker_user
 from shared.clock import Clock
 from shared.container import Container
 
@@ -40,7 +40,8 @@ class SubsidyContainer(Container):
         ctx = context(self)
         return self.consumer({identity_feed.IDENTITY_UPDATE: lambda env: handlers.receive_identity_update(
             ctx, env.payload["body"], via="amqp", message_id=env.id, correlation_id=env.correlation_id)},
-            self.identity_topology, decode=identity_feed.decode, dedupe=False)
+            self.identity_topology, decode=identity_feed.decoder(identity_feed.feed_accounts(), broker_user(self.settings.amqp_url)),
+            dedupe=False)
 
     def extra_consumers(self) -> list[Consumer]:
         return [self.identity_consumer()]

@@ -36,7 +36,7 @@ def store(infra, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def suite(namespace, infra, store):
-    with running_suite(namespace, store.url, infra.amqp_url, CONSUMER_MAX_ATTEMPTS="2") as s:
+    with running_suite(namespace, store.url, infra.amqp_url, CONSUMER_MAX_ATTEMPTS="2", **infra.service_env) as s:
         yield s
 
 

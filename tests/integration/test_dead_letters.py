@@ -80,3 +80,52 @@ def test_a_dead_letter_is_listed_masked_and_replayed_once_its_cause_is_fixed(tok
             and e["payload"]["status"] == "paid"]
     assert len(paid) == 1  # the relay is not running here: every event the household produced is still in it
     assert c.db.dead_letters.find_one({"_id": payment.id})["replays"] == 2
+
+
+MEMBERS = [{"person_id": f"43112219800506{i:03d}X", "name": f"成员{i}", "relation": r, "category": "rural"}
+           for i, r in enumerate(["户主", "子女"])]
+
+
+def household_doc(no: str, members: list | None = None) -> dict:
+    """A registry household document as the snapshot builder reads it (a merge before the
+    registration went out can leave it with no members to publish)."""
+    return {"_id": f"2020:{no}", "household_no": no, "year": 2020, "county": "东安县", "township": "花桥镇",
+            "village": "花桥村", "head_phone": None, "members": MEMBERS if members is None else members}
+
+
+def test_an_event_that_cannot_be_built_is_set_aside_inspectable_and_the_rest_flow(tokens, infra, namespace):
+    """Issue 9 item 4: a registration whose snapshot payload cannot be built (here: a household
+    left with no members) used to hold back every later event of the relay for good."""
+    from shared import metrics
+    from shared.events import Event as Ev
+    from tests.helpers import Probe
+    c = registry_boot.bootstrap(FixedClock(NOW))
+    api = registry_app(FixedClock(NOW)).test_client()
+    relay = c.relay()
+    relay.run_once()  # what the module's other tests left in the outbox
+    probe = Probe(infra.amqp_url, namespace, ["registry.household.registered"])
+    reg = lambda no: Ev("registry.household.registered", {})  # noqa: E731 — a snapshot: built at publish time
+    [bad] = c.outbox.insert("households", household_doc("HEADLESS", members=[]), [reg("HEADLESS")])
+    for no in ("GOOD-1", "GOOD-2"):
+        c.outbox.insert("households", household_doc(no), [reg(no)])
+    assert relay.run_once() == 2
+    assert [m["payload"]["household_no"] for m in probe.take(2)] == ["GOOD-1", "GOOD-2"]
+    assert relay.run_once() == 0  # nothing waits behind it any more
+    assert c.db.households.find_one({"_id": "2020:HEADLESS"})["_outbox"] == {}
+
+    [dl] = [d for d in api.get("/v1/dead-letters", headers=auth(COUNTY)).json["dead_letters"] if d["id"] == bad.id]
+    assert (dl["type"], dl["source"]) == ("registry.household.registered", "outbox")
+    assert dl["reason"].startswith("outbox: payload cannot be built: ")
+    relay.observe()
+    assert metrics.OUTBOX_DEAD.labels("registry")._value.get() == 1
+
+    # the document is repaired; the replay puts the event back into its outbox and it goes out
+    c.db.households.update_one({"_id": "2020:HEADLESS"}, {"$set": {"members": MEMBERS}})
+    r = api.post(f"/v1/dead-letters/{bad.id}/replay", headers=auth(COUNTY))
+    assert r.status_code == 200 and r.json["queue"] == "outbox"
+    assert relay.run_once() == 1
+    [got] = probe.take(1)
+    assert (got["id"], got["payload"]["household_no"], got["payload"]["head_name"]) == (bad.id, "HEADLESS", "成员0")
+    relay.observe()
+    assert metrics.OUTBOX_DEAD.labels("registry")._value.get() == 0
+    probe.close()

@@ -170,3 +170,153 @@ def test_a_handler_slower_than_the_heartbeat_keeps_its_connection_and_runs_once(
     assert runs == [env.id]
     assert dup._value.get() == dups_before  # not dropped by the broker and redelivered meanwhile
     assert queue_messages(infra.amqp_url, c.topology.queue) == []
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A worker's /metrics as {series: value} (series as printed, labels included)."""
+    import requests
+    out = {}
+    for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_the_outbox_gauges_read_the_store_while_the_broker_is_down(registry, namespace):
+    """Issue 9: with the broker down and events waiting, a worker's /metrics said `outbox_backlog 0`
+    and `outbox_oldest_age_seconds 0`, so the backlog alert could not fire when it was needed."""
+    import os
+    import subprocess
+    import sys
+    from shared.config import ROOT
+    from tools.suite import free_port_block
+    registry.relay().run_once()  # what the module's other tests left in the outbox
+    for i in range(3):
+        registry.outbox.insert("households", {"_id": f"2020:GAUGE-{i}"}, [enrolment_event(f"GAUGE-{i}")])
+    port = free_port_block(2) + 1
+    env = {**os.environ, "AMQP_URL": "amqp://enrol:x@127.0.0.1:1/%2F",  # nothing listens on port 1
+           "WORKER_METRICS_PORT": str(port), "PYTHONPATH": str(ROOT), "LOG_LEVEL": "ERROR"}
+    proc = subprocess.Popen([sys.executable, "-m", "services.registry.entrypoints.worker"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def gauges():
+            try:
+                m = scrape(port)
+            except Exception:  # noqa: BLE001 — not serving yet
+                return None
+            return m if m.get('outbox_backlog{service="registry"}') == 3 else None
+        m = wait_for(gauges, timeout=20, what="the backlog gauge")
+        assert m['outbox_oldest_age_seconds{service="registry"}'] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert registry.db[OUTBOX].count_documents({}) == 3  # still waiting for the broker
+    registry.relay().run_once()
+
+
+def test_an_event_published_before_its_consumer_ever_started_is_delivered(infra, monkeypatch, mongo):
+    """Issue 9 item 5: the publisher declared only the exchange, so an event published before the
+    consumer's first start (no queue bound yet) was dropped."""
+    from tools.suite import delete_bus
+    ns = "t" + uuid.uuid4().hex[:10]  # a bus no consumer has ever declared anything on
+    monkeypatch.setenv("BUS_NAMESPACE", ns)
+    try:
+        reg = registry_boot.bootstrap(FixedClock(NOW))
+        [env] = reg.outbox.insert("households", {"_id": "2020:EARLY"}, [enrolment_event("EARLY", "水岭乡", n=2)])
+        assert reg.relay().run_once() == 1
+        sc = scoring_boot.bootstrap(FixedClock(NOW))
+        with running(sc.consumer(scoring_boot.event_handlers(sc))):  # its first start, after the event
+            wait_for(lambda: sc.db.processed_events.find_one({"_id": env.id}), timeout=20, what="the early event")
+        assert sc.db.progress.find_one({"_id": "2020:水岭乡"})["persons"] == 2
+    finally:
+        for name in mongo.list_database_names():
+            if name.startswith(ns + "_"):
+                mongo.drop_database(name)
+        delete_bus(infra.amqp_url, ns)
+
+
+def test_a_store_outage_while_dead_lettering_is_waited_out_and_the_consumer_goes_on(namespace, infra, tmp_path):
+    """Issue 9 item 6: a store error while dead-lettering ended the consumer thread for good (the
+    worker kept running and nothing noticed)."""
+    from pymongo import MongoClient
+    from shared.bus import Consumer
+    from tests.helpers import OwnStore
+    if infra.kind != "local":
+        pytest.skip("the store is stopped through the local launcher")
+    store = OwnStore(tmp_path / "ferretdb")
+    store.start()
+    client = MongoClient(store.url, tz_aware=True, serverSelectionTimeoutMS=1000)
+    try:
+        db = client["deadletter_outage"]
+        topo = Topology(namespace, "scoring")
+        seen = []
+        handlers = {"registry.enrolment.changed": lambda env: seen.append(env.id)}
+        declare(scoring_boot.bootstrap(FixedClock(NOW)), handlers)
+        db.command("ping")
+        consumer = Consumer(infra.amqp_url, topo, db, handlers, clock=FixedClock(NOW))
+        t = __import__("threading").Thread(target=consumer.run, daemon=True)
+        t.start()
+        try:
+            store.stop()
+            publish(infra.amqp_url, topo.exchange, "registry.enrolment.changed", b"{not json", "garbage-outage")
+            __import__("time").sleep(4)  # the dead-letter write meets the stopped store
+            assert t.is_alive()
+            store.start()
+            wait_for(lambda: db.dead_letters.find_one({"_id": "garbage-outage"}), timeout=30,
+                     what="the dead letter recorded once the store is back")
+            good = Envelope.new(enrolment_event("AFTER-OUTAGE"), "registry", NOW)
+            publish(infra.amqp_url, topo.exchange, good.type, json.dumps(good.to_dict()).encode(), good.id)
+            wait_for(lambda: good.id in seen, timeout=20, what="the next event handled")
+        finally:
+            consumer.stop()
+            t.join(timeout=15)
+        assert [h.get("x-death-reason", b"")[:9] for h, _ in queue_messages(infra.amqp_url, topo.dead_queue)] \
+            == ["malformed"]
+    finally:
+        client.close()
+        if store.proc.poll() is None:
+            store.stop()
+
+
+DYING_WORKER = """
+import sys, threading
+from shared.bus import Publisher, Topology
+from shared.outbox import OutboxRelay
+from shared.worker import run_worker
+
+class Dying:
+    def run(self):
+        raise RuntimeError("a bug in the consumer loop")
+    def stop(self):
+        pass
+
+class Idle:
+    def __init__(self):
+        self.stopping = threading.Event()
+    def run(self):
+        self.stopping.wait()
+    def stop(self):
+        self.stopping.set()
+
+run_worker("probe", Dying(), Idle(), "amqp://x:x@127.0.0.1:1/%2F", None, int(sys.argv[1]), lambda: True,
+           check_every_s=0.2)
+"""
+
+
+def test_a_worker_whose_consumer_thread_dies_exits_so_its_supervisor_restarts_it(tmp_path):
+    """Issue 9 item 6: the worker process outlived its consumer thread, still scrapeable, still up."""
+    import subprocess
+    import sys
+    from shared.config import ROOT
+    from tools.suite import free_port_block
+    proc = subprocess.Popen([sys.executable, "-c", DYING_WORKER, str(free_port_block(2) + 1)], cwd=ROOT,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the worker kept running without its consumer thread")
+    assert proc.returncode == 1
+    assert "ended unexpectedly" in out

@@ -319,7 +319,8 @@ def test_gunicorn_keeps_an_idle_connection_longer_than_a_two_second_poll(tmp_pat
     port = free_port_block(2)
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "-w", "1",
                              "-b", f"127.0.0.1:{port}", "services.scoring.entrypoints.flask_app:create_app()"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(tmp_path / "gunicorn.log").open("wb"),
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 90  # a busy 2-core machine boots gunicorn slowly
         while True:
@@ -330,7 +331,8 @@ def test_gunicorn_keeps_an_idle_connection_longer_than_a_two_second_poll(tmp_pat
                 break
             except (OSError, http.client.HTTPException):
                 conn.close()
-                assert time.monotonic() < deadline, "gunicorn did not start"
+                assert time.monotonic() < deadline and proc.poll() is None, \
+                    "gunicorn did not start: " + (tmp_path / "gunicorn.log").read_text()[-2000:]
                 time.sleep(0.3)
         time.sleep(3)  # idle longer than gunicorn's default keep-alive (2 s)
         conn.request("GET", "/healthz")  # same connection

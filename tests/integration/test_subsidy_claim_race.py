@@ -64,7 +64,7 @@ def test_two_reports_of_the_same_claim_paid_at_once_pay_it_once(setup):
 
         def report(i):
             start.wait()
-            answers[i] = api.post(f"/v1/claims/2020/{pid}/paid", json={"payment_ref": refs[i], "paid_on": "2019-12-20"},
+            answers[i] = api.post("/v1/claims/2020/paid", json={"id_number": pid, "payment_ref": refs[i], "paid_on": "2019-12-20"},
                                   headers=auth)
         threads = [threading.Thread(target=report, args=(i,)) for i in range(2)]
         for t in threads:

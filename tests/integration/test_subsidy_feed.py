@@ -151,7 +151,8 @@ def test_the_civil_affairs_account_may_publish_identities_and_nothing_else(sub, 
     ch = conn.channel()
     ch.confirm_delivery()
     ch.basic_publish(sub.identity_topology.exchange, "identity.civil_affairs",
-                     json.dumps(upd(pid, "MZ-ACCT-1")).encode(), pika.BasicProperties(delivery_mode=2, message_id="acct-1"))
+                     json.dumps(upd(pid, "MZ-ACCT-1")).encode(),
+                     pika.BasicProperties(delivery_mode=2, message_id="acct-1", user_id="civil_affairs"))
     assert report(sub, "civil_affairs:MZ-ACCT-1")["outcome"] == "applied"
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:  # our own event exchange is out of reach
         ch.basic_publish(f"{namespace}.events", "subsidy.entitlement.changed", b"{}")

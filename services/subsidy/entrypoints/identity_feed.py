@@ -3,6 +3,11 @@ plain JSON messages (not our envelope), one update per message.
 
 Unreadable bodies (not JSON) are dead-lettered like any malformed message; anything readable goes to
 the handler, which reports it as applied, unchanged, duplicate or rejected.
+
+Each broker account speaks for the departments it is bound to (`IDENTITY_FEED_ACCOUNTS`,
+`user=dept|dept,...`; unset: an account speaks for the department of its own name): an update whose
+`source_system` is not one of its publisher's (`user_id`, checked by the broker) is dead-lettered as
+forged, like HTTP's `SOURCE_NOT_ALLOWED`.
 """
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from datetime import datetime, timezone
 
 import pika
 
-from shared.bus import InboundTopology, connection_params
+from shared.bus import Forged, InboundTopology, broker_user, connection_params
+from shared.config import env
 from shared.events import Envelope
 
 IDENTITY_UPDATE = "identity.update"  # the handler key of the feed (not a catalogue event)
@@ -27,6 +33,34 @@ def message_id_of(props, body: bytes) -> str:
     """The publisher's message id, or a digest of the body (the same body twice: one report)."""
     mid = getattr(props, "message_id", None)
     return str(mid)[:120] if mid else "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def feed_accounts() -> dict[str, set[str]] | None:
+    """Broker user → the departments it may speak for; None: each user for its namesake only."""
+    value = env("IDENTITY_FEED_ACCOUNTS")
+    if not value:
+        return None
+    out: dict[str, set[str]] = {}
+    for part in value.split(","):
+        user, _, depts = part.partition("=")
+        out[user.strip()] = {d.strip() for d in depts.split("|") if d.strip()}
+    return out
+
+
+def decoder(accounts: dict[str, set[str]] | None, own_user: str):
+    """The feed's decode hook, refusing an update from an account not bound to its department.
+    The service's own user is trusted: the HTTP batch (which checks SOURCE_NOT_ALLOWED itself)
+    and the consumer's retries publish as that user."""
+    def checked(props, body: bytes) -> Envelope:
+        out = decode(props, body)
+        raw = out.payload["body"]
+        user = getattr(props, "user_id", None)
+        if isinstance(raw, dict) and user != own_user:  # a non-object is reported as rejected by the handler
+            allowed = accounts.get(user, set()) if accounts is not None else {user}
+            if user is None or raw.get("source_system") not in allowed:
+                raise Forged(f"broker user {user!r} may not speak for {raw.get('source_system')!r}")
+        return out
+    return checked
 
 
 def decode(props, body: bytes) -> Envelope:
@@ -46,7 +80,8 @@ def publish(amqp_url: str, topo: InboundTopology, messages: list[tuple[str, str,
         topo.declare(ch)
         for mid, key, update in messages:
             ch.basic_publish(topo.exchange, key, json.dumps(update, ensure_ascii=False).encode(),
-                             pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=mid))
+                             pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=mid,
+                                                  user_id=broker_user(amqp_url)))
     finally:
         try:
             conn.close()
