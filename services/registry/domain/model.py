@@ -266,11 +266,14 @@ class Household:
         ENROLMENT.check(self.enrolment_status, "paid", {"order_no": order_no})
         ours, paid = {m.person_id for m in self.members}, set(person_ids)
         mid_year = bool(paid) and paid < ours and paid <= set(mid_year_approved)
+        by_supplement = self._supplemented()  # a supplement taken before this payment (events out of order)
+        supplements = self.enrolment.get("supplements")
         self.enrolment = {"status": "paid", "order_no": order_no, "paid_at": paid_at,
                           "person_ids": sorted(paid & ours)}
+        if supplements:
+            self.enrolment["supplements"] = supplements
         if mid_year:
             self.enrolment["mid_year"] = True
-        by_supplement = self._supplemented()  # a supplement handled before this payment (redelivery order)
         unpaid = [] if mid_year else [m.person_id for m in self.members
                                       if m.person_id not in paid and m.person_id not in by_supplement]
         if unpaid:
