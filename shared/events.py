@@ -139,6 +139,10 @@ class PaymentRefSchema(HouseholdPlaceSchema):
     """A household payment: its order and receipt."""
     order_no = fields.String(required=True)
     receipt_no = fields.String(required=True)
+    # 补缴: a supplementary payment for members who joined after the household's payment (a newborn
+    # approved for mid-year enrolment, 001_93f5b63ac6b4a653.txt 四); it covers its members alone and
+    # the household's first payment stands. Sent only when true.
+    supplement = fields.Boolean(load_default=False)
 
 
 class HouseholdDissolvedSchema(HouseholdPlaceSchema):
@@ -210,6 +214,9 @@ class EnrolmentChangedSchema(HouseholdPlaceSchema):
     status = fields.String(required=True, validate=validate.OneOf(["registered", "paid", "confirmed", "revoked"]))
     person_ids = fields.List(fields.String(), required=True)
     order_no = fields.String(load_default=None, allow_none=True)
+    # the change came from a supplementary payment (补缴): `person_ids` joined a household counted
+    # already, so they add persons, not a household. Sent only when true.
+    supplement = fields.Boolean(load_default=False)
 
 
 class EntitlementChangedSchema(Schema):

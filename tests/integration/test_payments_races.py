@@ -89,15 +89,15 @@ def test_an_audit_paused_after_its_read_cannot_overwrite_a_reversal(secrets_file
     o, ack = _paid(pc, "ARP-0001")
     audit_read, reversed_ = threading.Event(), threading.Event()
     audit_thread: list[threading.Thread] = []
-    real = PaymentsRepository.payment
+    real = PaymentsRepository.payment_by_id  # the read of a transition (by the payment's `_id`)
 
-    def payment(self, year, household_no):
-        doc = real(self, year, household_no)
+    def payment(self, key):
+        doc = real(self, key)
         if audit_thread and threading.current_thread() is audit_thread[0] and not audit_read.is_set():
             audit_read.set()
             assert reversed_.wait(20)
         return doc
-    monkeypatch.setattr(PaymentsRepository, "payment", payment)
+    monkeypatch.setattr(PaymentsRepository, "payment_by_id", payment)
     apis = [payments_app(FixedClock(NOW)).test_client() for _ in range(2)]
     replies = {}
 

@@ -9,10 +9,10 @@ from shared.events import Envelope, Event
 NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)
 
 
-def enrolment(status, order="P1", hh="S1", n=3):
+def enrolment(status, order="P1", hh="S1", n=3, **extra):
     return Envelope.new(Event("registry.enrolment.changed", {
         "household_no": hh, "year": 2020, "county": "东安县", "township": "紫溪市镇", "village": "紫溪市一村",
-        "status": status, "person_ids": [f"43112219800506{i:03d}X" for i in range(n)], "order_no": order}),
+        "status": status, "person_ids": [f"43112219800506{i:03d}X" for i in range(n)], "order_no": order, **extra}),
         "registry", NOW)
 
 
@@ -25,6 +25,25 @@ def test_a_reversed_payment_takes_its_persons_out_once_and_a_new_payment_counts_
     on_enrolment_changed(repo, enrolment("paid", order="P2"))
     doc = c.db.progress.find_one({"_id": "2020:紫溪市镇"})
     assert (doc["persons"], doc["households"]) == (3, 1)
+
+
+def test_a_newborns_supplementary_payment_adds_a_person_and_no_second_household(namespace):
+    """001 四: a newborn enrolled after the household paid (补缴) is one more insured person of the
+    same household; its reversal takes the person out again, the household stays counted (before:
+    households 2 after the supplement)."""
+    c = scoring_boot.bootstrap(FixedClock(NOW))
+    repo = scoring_boot.repository(c)
+
+    def counts():
+        doc = c.db.progress.find_one({"_id": "2020:紫溪市镇"}) or {}
+        return doc.get("persons", 0), doc.get("households", 0)
+    persons, households = counts()  # other tests of this module count into the same township
+    on_enrolment_changed(repo, enrolment("paid", order="P1", hh="SUPP"))
+    on_enrolment_changed(repo, enrolment("paid", order="P2", hh="SUPP", n=1, supplement=True))
+    on_enrolment_changed(repo, enrolment("paid", order="P2", hh="SUPP", n=1, supplement=True))  # redelivered
+    assert counts() == (persons + 4, households + 1)
+    on_enrolment_changed(repo, enrolment("revoked", order="P2", hh="SUPP", n=1, supplement=True))
+    assert counts() == (persons + 3, households + 1)
 
 
 def test_the_latest_accuracy_report_wins_even_when_an_older_one_arrives_late(namespace):

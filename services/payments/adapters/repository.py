@@ -12,7 +12,9 @@
 - `payments`     `_id` "<year>:<household_no>": at most one confirmed payment per household-year,
                   written with its payments.payment.confirmed event (the exactly-once step); later
                   audited or reversed by compare-and-set on its `version` (domain.payment), each
-                  write carrying its event
+                  write carrying its event. Supplementary payments (补缴) for members who joined
+                  after it: `_id` "<year>:<household_no>:<n>", n = 2, 3, ... (domain.model
+                  supplement_key), each claimed by the same unique insert, read by `_id` in order
 - `receipts`     `_id` receipt number (one per household payment)
 - `money_log`    audit log of every state change of money, `_id` "<ref>:<action>" (written once)
 - `agreements`   three-party withholding agreements, `_id` household number; `pending_batch` (the
@@ -34,7 +36,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.store import keep_newest, GroupInsert, IndexSpec, OutboxWriter, insert_once
 
-from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine
+from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine, supplement_key
 from ..domain.payment import Change
 
 HOUSEHOLDS, ORDERS, IDEMPOTENCY, NONCES, PAYMENTS = "households", "orders", "idempotency", "nonces", "payments"
@@ -72,7 +74,7 @@ def order_to_doc(o: Order) -> dict[str, Any]:
             "lines": [line_to_doc(l) for l in o.lines],
             "created_at": o.created_at, "expires_at": o.expires_at, "status": o.status,
             "transaction_id": o.transaction_id, "paid_at": o.paid_at, "receipt_no": o.receipt_no,
-            "payer": o.payer, "version": o.version or 1}
+            "payer": o.payer, "version": o.version or 1, **({"supplement": True} if o.supplement else {})}
 
 
 def order_from_doc(d: dict[str, Any]) -> Order:
@@ -80,7 +82,8 @@ def order_from_doc(d: dict[str, Any]) -> Order:
                  tuple(QuoteLine(l["person_id"], l["name"], l["standard_fen"], l["subsidy_fen"], l.get("category"))
                        for l in d["lines"]),
                  d["created_at"], d["expires_at"], d["status"], d.get("transaction_id"), d.get("paid_at"),
-                 d.get("receipt_no"), d.get("payer"), int(d.get("version", 0)), d.get("reversal"))
+                 d.get("receipt_no"), d.get("payer"), int(d.get("version", 0)), d.get("reversal"),
+                bool(d.get("supplement")))
 
 
 class PaymentsRepository:
@@ -152,6 +155,22 @@ class PaymentsRepository:
     # ---- payments --------------------------------------------------------------------------
     def payment(self, year: int, household_no: str) -> dict[str, Any] | None:
         return self.db[PAYMENTS].find_one({"_id": hh_key(year, household_no)}, {"_outbox": 0})
+
+    def payment_by_id(self, key: str) -> dict[str, Any] | None:
+        return self.db[PAYMENTS].find_one({"_id": key}, {"_outbox": 0})
+
+    def payment_at(self, year: int, household_no: str, number: int) -> dict[str, Any] | None:
+        """The household-year's `number`-th payment (1: its first; 2, 3, ...: supplements)."""
+        return self.db[PAYMENTS].find_one({"_id": supplement_key(year, household_no, number)}, {"_outbox": 0})
+
+    def supplements(self, year: int, household_no: str) -> list[dict[str, Any]]:
+        """The household-year's supplementary payments in order: `_id` lookups until the first
+        number not taken (numbers are claimed in order and never freed)."""
+        out, n = [], 2
+        while (doc := self.payment_at(year, household_no, n)) is not None:
+            out.append(doc)
+            n += 1
+        return out
 
     def payments_where(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
         """Staff reports only (a scan on FerretDB; indexed on MongoDB)."""
@@ -305,7 +324,7 @@ def confirmed_payload(doc: dict[str, Any]) -> dict[str, Any]:
             "channel": doc["channel"], "gateway": doc["gateway"], "transaction_id": doc["transaction_id"],
             "paid_at": doc["paid_at"],
             "members": [{k: m[k] for k in ("person_id", "name", "standard_fen", "subsidy_fen", "payable_fen")}
-                        for m in doc["members"]]}
+                        for m in doc["members"]], **({"supplement": True} if doc.get("supplement") else {})}
 
 
 SNAPSHOTS = {"payments.payment.confirmed": confirmed_payload}

@@ -2,7 +2,8 @@
 
 Rules: 001_93f5b63ac6b4a653.txt 三 (250 yuan per person, paid once a year in full), 四 (window
 2019-09-01..12-31; after it only members approved for mid-year enrolment, at the financing
-standard), 五 (the household pays as a whole; no split or selective payment; the proof of payment
+standard; a newborn within 28 days at the individual standard, also when the household has paid
+already: a supplementary payment, 补缴), 五 (the household pays as a whole; no split or selective payment; the proof of payment
 per channel), 六 (hardship subsidies by the payer's identity at the time of payment).
 """
 from __future__ import annotations
@@ -107,6 +108,7 @@ class Quote:
     year: int
     lines: tuple[QuoteLine, ...]
     mid_year: bool = False  # after the window: only the members approved for mid-year enrolment
+    supplement: bool = False  # 补缴: the household paid already; only its approved, unpaid members
 
     @property
     def total_fen(self) -> int:
@@ -123,10 +125,12 @@ class Quote:
 
 def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, already_paid: bool,
           entitlements: dict[str, Entitlement | None] | None = None, *,
-          open_duplicates: Iterable[str] = (), mid_year: dict[str, MidYearApproval] | None = None) -> Quote:
+          open_duplicates: Iterable[str] = (), mid_year: dict[str, MidYearApproval] | None = None,
+          paid_ids: Iterable[str] | None = None) -> Quote:
     """Inside the window: the whole household, every active member, at the standard of the policy
     year less the subsidy of the member's identity current at `at` (001 六: 依据缴费人当前身份进行征收).
-    After it: see `mid_year_quote`.
+    After it: see `mid_year_quote`. A household that paid already: see `supplement_quote`
+    (`paid_ids`: the persons its payments cover; None: all its members).
 
     A member whose duplicate enrolment case (多地重复参保) is still open holds the whole household
     (001 五: the household pays as a whole), until county staff resolve where the person belongs."""
@@ -137,10 +141,10 @@ def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, al
     if household.get("merged_into"):  # 合户: the household ended; its members pay with the other one
         raise DomainError("HOUSEHOLD_MERGED", "该户已合并到其他户，请按合并后的户缴费",
                           {"merged_into": household["merged_into"]}, status=409)
-    if already_paid:
-        raise Conflict("HOUSEHOLD_ALREADY_PAID", "该户本年度已缴费", {"household_no": household["household_no"]})
-    check_no_open_duplicate(household, open_duplicates)
     entitlements = entitlements or {}
+    if already_paid:
+        return supplement_quote(household, policy, at, entitlements, mid_year or {}, open_duplicates, paid_ids)
+    check_no_open_duplicate(household, open_duplicates)
     if not policy.window_open_at(at):
         return mid_year_quote(household, policy, at, entitlements, mid_year or {})
     lines = []
@@ -174,6 +178,39 @@ def mid_year_quote(household: dict[str, Any], policy: PolicyYear, at: datetime,
     if not approved:
         raise DomainError("WINDOW_CLOSED", window + "；集中缴费期后原则上不得中途参保，本户没有经批准可中途参保的人员",
                           {"at": iso(at), "reason": "NO_MID_YEAR_APPROVAL"})
+    return Quote(household["household_no"], household["year"], approved_lines(approved, policy, entitlements),
+                 mid_year=True)
+
+
+def supplement_quote(household: dict[str, Any], policy: PolicyYear, at: datetime,
+                     entitlements: dict[str, Entitlement | None], approvals: dict[str, MidYearApproval],
+                     open_duplicates: Iterable[str] = (), paid_ids: Iterable[str] | None = None) -> Quote:
+    """补缴 (新增人员缴费): the household paid for the year already (one payment per household-year
+    for its members then, 001 五), and members joined after its order — a newborn above all (001 四:
+    出生28天以内新生儿……应先行到乡镇办理当年度参保缴费). Those registry approved for mid-year enrolment
+    and not paid yet are charged, each at the standard the approval names (`approved_lines`), inside
+    the window too; nobody approved: HOUSEHOLD_ALREADY_PAID, as before. Only the charged members'
+    duplicate cases hold the quote (the others are enrolled already)."""
+    paid = {m["person_id"] for m in household["members"]} if paid_ids is None else set(paid_ids)
+    unpaid = [m for m in household["members"] if m["person_id"] not in paid]
+    approved = [(m, approvals[m["person_id"]]) for m in unpaid if m["person_id"] in approvals]
+    if not approved:
+        details: dict[str, Any] = {"household_no": household["household_no"]}
+        message = "该户本年度已缴费"
+        if unpaid:
+            details.update(unpaid_members=len(unpaid), reason="NO_MID_YEAR_APPROVAL")
+            message += "；户内新增人员须先到乡镇办理中途参保（新生儿参保）批准后补缴"
+        raise Conflict("HOUSEHOLD_ALREADY_PAID", message, details)
+    if not (policy.window_open_at(at) or policy.after_window_in_year_at(at)):
+        raise DomainError("WINDOW_CLOSED", f"{policy.year}年度已结束，不能再补缴该年度的医保费", {"at": iso(at)})
+    check_no_open_duplicate({**household, "members": [m for m, _ in approved]}, open_duplicates)
+    return Quote(household["household_no"], household["year"], approved_lines(approved, policy, entitlements),
+                 mid_year=True, supplement=True)
+
+
+def approved_lines(approved: list[tuple[dict[str, Any], MidYearApproval]], policy: PolicyYear,
+                   entitlements: dict[str, Entitlement | None]) -> tuple[QuoteLine, ...]:
+    """Each approved member at the standard the approval names (see `mid_year_quote`)."""
     if policy.financing_standard_fen is None and any(a.pays == "full_financing" for _, a in approved):
         raise DomainError("FINANCING_STANDARD_UNSET", "未配置{}年度城乡居民医保筹资标准（含个人缴费部分和财政补助部分），"
                           "暂不能办理按筹资标准一次性足额缴费的中途参保".format(policy.year), {"year": policy.year})
@@ -185,7 +222,7 @@ def mid_year_quote(household: dict[str, Any], policy: PolicyYear, at: datetime,
             ent = entitlements.get(m["person_id"])
             lines.append(QuoteLine(m["person_id"], m["name"], policy.standard_fen,
                                    subsidy_for(policy.standard_fen, ent), ent.category if ent else None))
-    return Quote(household["household_no"], household["year"], tuple(lines), mid_year=True)
+    return tuple(lines)
 
 
 def check_no_open_duplicate(household: dict[str, Any], open_duplicates: Iterable[str]) -> None:
@@ -253,6 +290,7 @@ class Order:
     payer: dict[str, Any] | None = None  # the household's places, head and phone as at the order
     version: int = 0  # as read (0: a new order, or one stored before versions)
     reversal: dict[str, Any] | None = None  # {reversal_id, reason, at, by} once its money went back
+    supplement: bool = False  # 补缴 for members who joined a household paid already (Quote.supplement)
 
     @classmethod
     def create(cls, q: Quote, gateway: str, channel: str, at: datetime, ttl: timedelta = ORDER_TTL,
@@ -265,7 +303,7 @@ class Order:
             raise DomainError("CHANNEL_NOT_ALLOWED", "该支付渠道未开通此缴费方式", {"channel": channel}, status=403)
         payer = {k: household.get(k) for k in PAYER_FIELDS} if household else None
         return cls(new_order_no(at), q.household_no, q.year, gateway, channel, q.total_fen, q.lines, at, at + ttl,
-                   payer=payer)
+                   payer=payer, supplement=q.supplement)
 
     def check_notification(self, gateway: str, amount_fen: int, at: datetime) -> None:
         if gateway != self.gateway:
@@ -336,7 +374,39 @@ class Order:
             "village": household["village"], "head_name": household["head_name"],
             "head_phone": household.get("head_phone"), "amount_fen": self.amount_fen, "channel": self.channel,
             "gateway": self.gateway, "transaction_id": transaction_id, "paid_at": paid_at,
-            "members": self.members_payload()})
+            "members": self.members_payload(), **({"supplement": True} if self.supplement else {})})
+
+
+# ---- supplementary payments (补缴) -----------------------------------------------------------------
+
+def supplement_key(year: int, household_no: str, number: int) -> str:
+    """The `_id` of a household-year's `number`-th payment: the first keeps "<year>:<household_no>",
+    a supplement is "<year>:<household_no>:<n>" (n = 2, 3, ...; household numbers hold no colon)."""
+    return f"{year}:{household_no}" if number == 1 else f"{year}:{household_no}:{number}"
+
+
+def supplement_slot(recorded: dict[str, Any], order_no: str, person_ids: Iterable[str]) -> str:
+    """What a recorded payment of the household-year means to a supplement order looking for its
+    slot: "ours" (this order's money is recorded there), "taken" (it paid for one of our persons
+    and still stands: our money is an overpayment to refund) or "other" (look at the next one).
+    A reversed payment covers nobody any more, so a person whose supplement went back may pay again;
+    each person is thus in at most one standing payment, because every claimant of a later slot
+    has read every earlier one, and a standing payment is never un-reversed."""
+    if recorded["order_no"] == order_no:
+        return "ours"
+    if recorded.get("status") != "reversed" and set(recorded["person_ids"]) & set(person_ids):
+        return "taken"
+    return "other"
+
+
+def covered_persons(payments: Iterable[dict[str, Any]]) -> set[str]:
+    """The persons the household-year's standing payments cover (the first payment always counts:
+    a reversed one refuses the quote before this is asked)."""
+    out: set[str] = set()
+    for p in payments:
+        if not p.get("supplement") or p.get("status") != "reversed":
+            out.update(p["person_ids"])
+    return out
 
 
 def shanghai_day(iso_instant: str) -> str:

@@ -1,5 +1,6 @@
-"""The household-year payment record (缴费记录) as an aggregate: its allowed states and the
-transitions that change them, each with the event it publishes.
+"""A household-year payment record (缴费记录) as an aggregate — the household's payment, or a
+supplementary one (补缴) for members who joined after it (`supplement`, see model.supplement_key):
+its allowed states and the transitions that change them, each with the event it publishes.
 
     confirmed ──audit──▶ audited
         │                  │
@@ -45,7 +46,7 @@ class Change:
 
 @dataclass
 class Payment:
-    """The stored record (`payments` collection) of a household-year; `doc` as read."""
+    """The stored record (`payments` collection) of a household-year payment; `doc` as read."""
     doc: dict[str, Any]
 
     @property
@@ -60,7 +61,8 @@ class Payment:
         d = self.doc
         return {"order_no": d["order_no"], "receipt_no": d["receipt_no"], "household_no": d["household_no"],
                 "year": d["year"], "county": d["county"], "township": d["township"], "village": d["village"],
-                "amount_fen": d["amount_fen"], "person_ids": d["person_ids"]}
+                "amount_fen": d["amount_fen"], "person_ids": d["person_ids"],
+                **({"supplement": True} if d.get("supplement") else {})}
 
     def audit(self, at: datetime, actor: str, source: str) -> Change | None:
         """confirmed → audited with payments.payment.audited; None when it is audited already."""

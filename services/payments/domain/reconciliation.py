@@ -67,22 +67,26 @@ def remittance_summary(payments: list[dict[str, Any]], opens: date, until: date,
     departments pay in directly (相关部门直接代缴). Reversed payments are left out.
 
     With `closes` (the window's last day), the periods go on past it up to `until` for mid-year
-    payments (中途参保, 001 四), listing only those periods that collected something."""
+    payments (中途参保, 001 四), listing only those periods that collected something. A supplementary
+    payment (补缴, for members who joined a household paid already) adds its money, not a household."""
     periods = remittance_periods(opens, until, interval)
     rows = [{"period_start": s.isoformat(), "period_end": e.isoformat(), "remit_by": (e + timedelta(days=1)).isoformat(),
              "households": 0, "amount_fen": 0, "subsidy_fen": 0, "by_channel": {}, "by_gateway": {}} for s, e in periods]
+    collected = [0] * len(rows)
     for p in payments:
         if p.get("status") == "reversed":
             continue
         d = date.fromisoformat(p["paid_day"])
         if d < opens or d > until:
             continue
-        row = rows[(d - opens).days // interval]
-        row["households"] += 1
+        i = (d - opens).days // interval
+        row = rows[i]
+        collected[i] += 1
+        row["households"] += 0 if p.get("supplement") else 1
         row["amount_fen"] += p["amount_fen"]
         row["subsidy_fen"] += p.get("subsidy_fen", 0)
         row["by_channel"][p["channel"]] = row["by_channel"].get(p["channel"], 0) + p["amount_fen"]
         row["by_gateway"][p["gateway"]] = row["by_gateway"].get(p["gateway"], 0) + p["amount_fen"]
     if closes is not None:
-        rows = [r for r in rows if r["period_start"] <= closes.isoformat() or r["households"]]
+        rows = [r for r, n in zip(rows, collected) if r["period_start"] <= closes.isoformat() or n]
     return rows

@@ -31,7 +31,8 @@ from shared.policy import PolicyYear
 from ..adapters.repository import PaymentsRepository, hh_key
 from ..domain import audit as audit_rules
 from ..domain import withholding as wh
-from ..domain.model import Order, Quote, check_proof, check_whole_household, current_entitlement, quote, shanghai_day
+from ..domain.model import (Order, Quote, check_proof, check_whole_household, covered_persons, current_entitlement,
+                            quote, shanghai_day, supplement_key, supplement_slot)
 from ..domain.payment import Change, Payment
 from ..domain.reconciliation import reconcile, remittance_summary
 from ..domain.receipts import build_receipt
@@ -74,23 +75,31 @@ def on_mid_year_withdrawn(repo: PaymentsRepository, env: Envelope) -> None:
 
 # ---- quotes and orders -------------------------------------------------------------------------
 
-def make_quote(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, year: int, household_no: str) -> Quote:
+def make_quote(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, year: int, household_no: str, *,
+               supplements: bool = True) -> Quote:
+    """The household's quote now. A household paid already is quoted for a supplementary payment
+    (补缴) of its members approved for mid-year enrolment that no standing payment covers
+    (model.supplement_quote); with `supplements=False` (withholding batches: an agreement debits
+    the household's yearly payment, not a newborn's) it is refused as paid."""
     at = clock.now()
     household = repo.household(year, household_no)
     payment = repo.payment(year, household_no)
     if payment is not None and payment.get("status") == "reversed":
         raise Conflict("HOUSEHOLD_PAYMENT_REVERSED", "该户本年度缴费已冲正，请到乡镇医保经办机构办理",
                        {"household_no": household_no})
-    ents, open_duplicates, mid_year = {}, set(), {}
+    ents, open_duplicates, mid_year, paid_ids = {}, set(), {}, None
     if household is not None:
         on = at.astimezone(SHANGHAI).date()
         person_ids = [m["person_id"] for m in household["members"]]
+        if payment is not None:  # only the members no payment covers can still be charged
+            paid_ids = covered_persons([payment, *repo.supplements(year, household_no)]) if supplements else None
+            person_ids = [pid for pid in person_ids if paid_ids is not None and pid not in paid_ids]
         ents = {pid: current_entitlement(repo.entitlement_changes(year, pid), on) for pid in person_ids}
         open_duplicates = repo.open_duplicates(year, person_ids)
-        if payment is None and not policy.window_open_at(at):
+        if person_ids and (payment is not None or not policy.window_open_at(at)):
             mid_year = repo.mid_year_approvals(year, person_ids)
     return quote(household, policy, at, payment is not None, ents, open_duplicates=open_duplicates,
-                 mid_year=mid_year)
+                 mid_year=mid_year, paid_ids=paid_ids)
 
 
 def create_order(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, gateway: str, idem_key: str,
@@ -134,36 +143,54 @@ def confirm_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
     except DomainError as e:
         # expired, but a crash came between recording this order's payment and marking the order:
         # the money is in; finish the job rather than refuse the gateway's retry
-        recorded = repo.payment(order.year, order.household_no)
-        if e.code != "ORDER_EXPIRED" or not recorded or recorded["order_no"] != order.order_no:
+        if e.code != "ORDER_EXPIRED" or recorded_payment(repo, order) is None:
             raise
     proof = check_proof(order.channel, data.get("proof"))
     return settle(repo, clock, order, data["transaction_id"], iso(data["paid_at"]), proof, correlation_id,
                   actor=gateway)
 
 
+def recorded_payment(repo: PaymentsRepository, order: Order) -> dict[str, Any] | None:
+    """The payment record this order's money made, if any: the household's first payment, or for a
+    supplement order (补缴) one of the household's supplements (a few `_id` lookups in order)."""
+    return payment_of(repo, order.year, order.household_no, order.order_no, order.supplement)
+
+
+def payment_of(repo: PaymentsRepository, year: int, household_no: str, order_no: str,
+               supplement: bool) -> dict[str, Any] | None:
+    first = repo.payment(year, household_no)
+    if first is None or first["order_no"] == order_no or not supplement:
+        return first if first is not None and first["order_no"] == order_no else None
+    return next((p for p in repo.supplements(year, household_no) if p["order_no"] == order_no), None)
+
+
 def payment_doc(order: Order, household: dict[str, Any], proof: dict[str, str], at: datetime,
-                actor: str) -> dict[str, Any]:
-    """The household's payment record; it also carries what its receipt shows (head, members)."""
-    return {"_id": hh_key(order.year, order.household_no), "order_no": order.order_no,
-            "receipt_no": order.receipt(), "household_no": order.household_no, "year": order.year,
-            "county": household["county"], "township": household["township"], "village": household["village"],
-            "head_name": household.get("head_name", ""), "head_phone": household.get("head_phone"),
-            "members": [{**m, "category": l.category} for m, l in zip(order.members_payload(), order.lines)],
-            "transaction_id": order.transaction_id, "amount_fen": order.amount_fen,
-            "standard_fen": sum(l.standard_fen for l in order.lines),
-            "subsidy_fen": sum(l.subsidy_fen for l in order.lines),
-            "person_ids": [l.person_id for l in order.lines], "gateway": order.gateway, "channel": order.channel,
-            "proof": proof, "paid_at": order.paid_at, "paid_day": shanghai_day(order.paid_at), "recorded_at": at,
-            "status": "confirmed", "version": 1,
-            "history": [{"at": at, "status": "confirmed", "by": actor, "amount_fen": order.amount_fen}]}
+                actor: str, number: int = 1) -> dict[str, Any]:
+    """The household's payment record (`number` 1) or its `number`-th, a supplement (补缴); it also
+    carries what its receipt shows (head, members)."""
+    doc = {"_id": supplement_key(order.year, order.household_no, number), "order_no": order.order_no,
+           "receipt_no": order.receipt(), "household_no": order.household_no, "year": order.year,
+           "county": household["county"], "township": household["township"], "village": household["village"],
+           "head_name": household.get("head_name", ""), "head_phone": household.get("head_phone"),
+           "members": [{**m, "category": l.category} for m, l in zip(order.members_payload(), order.lines)],
+           "transaction_id": order.transaction_id, "amount_fen": order.amount_fen,
+           "standard_fen": sum(l.standard_fen for l in order.lines),
+           "subsidy_fen": sum(l.subsidy_fen for l in order.lines),
+           "person_ids": [l.person_id for l in order.lines], "gateway": order.gateway, "channel": order.channel,
+           "proof": proof, "paid_at": order.paid_at, "paid_day": shanghai_day(order.paid_at), "recorded_at": at,
+           "status": "confirmed", "version": 1,
+           "history": [{"at": at, "status": "confirmed", "by": actor, "amount_fen": order.amount_fen}]}
+    if number > 1:
+        doc.update(supplement=True, number=number)
+    return doc
 
 
 def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id: str, paid_at: str,
            proof: dict[str, str], correlation_id: str | None, actor: str) -> dict[str, Any]:
-    """Record the money of an order once: the household's payment (with its event), or, when the
-    household was already paid by another order, an overpayment to refund. The receipt, the money
-    log row and the order status follow from the event (`on_payment_confirmed`)."""
+    """Record the money of an order once: the household's payment (with its event), a supplement
+    (补缴) for members who joined after it, or, when the household (or a supplement's person) was
+    already paid for by another order, an overpayment to refund. The receipt, the money log row
+    and the order status follow from the event (`on_payment_confirmed`)."""
     if order.status != "created":
         if transaction_id != order.transaction_id:
             _paid_twice(repo, clock, order, transaction_id, actor)
@@ -176,16 +203,22 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
     order.paid_at = paid_at
     order.receipt_no = order.receipt()
     event = order.confirmed_event(household, transaction_id, paid_at)
-    if repo.record_payment(payment_doc(order, household, proof, now, actor), event, correlation_id):
+    if order.supplement:
+        existing = _record_supplement(repo, order, household, proof, now, actor, event, correlation_id)
+    elif repo.record_payment(payment_doc(order, household, proof, now, actor), event, correlation_id):
+        existing = None
+    else:
+        existing = repo.payment(order.year, order.household_no)
+    if existing is None:
         order.status = "paid"
         return _ack(order, duplicate=False)
-    existing = repo.payment(order.year, order.household_no)
-    if existing and existing["order_no"] == order.order_no:  # this order's payment was recorded before
+    if existing["order_no"] == order.order_no:  # this order's payment was recorded before
         if existing["transaction_id"] != transaction_id:
             _paid_twice(repo, clock, order, transaction_id, actor)
         return _ack(order.apply_recorded(existing), duplicate=True)
-    # the household was already paid by another order: refund case. The money-log row goes first,
-    # so that the order's transition (what a retry sees) is the last write and nothing follows it
+    # the household (or the supplement's person) was already paid for by another order: refund
+    # case. The money-log row goes first, so that the order's transition (what a retry sees) is
+    # the last write and nothing follows it
     repo.log_money(order.order_no, "overpaid", now, actor, order.amount_fen,
                    household_key=hh_key(order.year, order.household_no), transaction_id=transaction_id)
     try:
@@ -198,19 +231,46 @@ def settle(repo: PaymentsRepository, clock: Clock, order: Order, transaction_id:
     return _ack(order, duplicate=False)
 
 
+def _record_supplement(repo: PaymentsRepository, order: Order, household: dict[str, Any], proof: dict[str, str],
+                       at: datetime, actor: str, event: Event, correlation_id: str | None) -> dict[str, Any] | None:
+    """The exactly-once step of a supplement order: claim the household-year's next free payment
+    number by its unique `_id` insert, having read every number before it (model.supplement_slot).
+    None: recorded now. Otherwise the record that decided: this order's own (recorded before) or
+    a standing payment of one of its persons (this money is an overpayment)."""
+    persons = [l.person_id for l in order.lines]
+    n = 1
+    while True:
+        recorded = repo.payment_at(order.year, order.household_no, n)
+        if recorded is None:
+            if n == 1:  # cannot be (quoted as a supplement, the first payment exists): never taken as it
+                n = 2
+                continue
+            if repo.record_payment(payment_doc(order, household, proof, at, actor, n), event, correlation_id):
+                return None
+            recorded = repo.payment_at(order.year, order.household_no, n)  # taken meanwhile: look at it
+        slot = supplement_slot(recorded, order.order_no, persons)
+        if slot != "other":
+            return recorded
+        n += 1
+
+
 def on_payment_confirmed(repo: PaymentsRepository, env: Envelope) -> None:
     """payments.payment.confirmed (our own) → the receipt, the money-log row and the order status,
     off the gateway's request path. Each write is idempotent; the order's status only moves up
     from `created`, so a reversal that came first is not undone."""
-    p = env.payload
-    payment = repo.payment(p["year"], p["household_no"])
-    if payment is None or payment["order_no"] != p["order_no"]:
+    payment = _event_payment(repo, env.payload)
+    if payment is None:
         return  # not ours to complete (cannot happen: the event rides in the payment's own write)
     issue_receipt(repo, payment)
     repo.log_money(payment["_id"], "confirmed", payment["recorded_at"], payment["history"][0]["by"],
                    payment["amount_fen"], order_no=payment["order_no"], receipt_no=payment["receipt_no"],
                    channel=payment["channel"], transaction_id=payment["transaction_id"])
     _mark_order_paid(repo, payment)
+
+
+def _event_payment(repo: PaymentsRepository, p: dict[str, Any]) -> dict[str, Any] | None:
+    """The payment record one of our payment events is about (a supplement's says so)."""
+    return payment_of(repo, p["year"], p["household_no"], p["order_no"], bool(p.get("supplement")))
 
 
 def _mark_order_paid(repo: PaymentsRepository, payment: dict[str, Any]) -> None:
@@ -226,21 +286,21 @@ def _mark_order_paid(repo: PaymentsRepository, payment: dict[str, Any]) -> None:
 def on_payment_audited(repo: PaymentsRepository, env: Envelope) -> None:
     """payments.payment.audited (our own) → its money-log row, if the request that audited did not
     get to write it (a crash after the audit's write)."""
-    doc = repo.payment(env.payload["year"], env.payload["household_no"])
-    if doc is not None and doc["order_no"] == env.payload["order_no"] and doc.get("audited_at"):
+    doc = _event_payment(repo, env.payload)
+    if doc is not None and doc.get("audited_at"):
         complete_audit(repo, doc)
 
 
 def on_payment_reversed(repo: PaymentsRepository, env: Envelope) -> None:
     """payments.payment.reversed (our own) → the receipt marked, the money-log row, the order's status
     and the reversal record, if the request that reversed did not get to write them."""
-    doc = repo.payment(env.payload["year"], env.payload["household_no"])
-    if doc is not None and doc["order_no"] == env.payload["order_no"] and doc["status"] == "reversed":
+    doc = _event_payment(repo, env.payload)
+    if doc is not None and doc["status"] == "reversed":
         complete_reversal(repo, doc)
 
 
 def issue_receipt(repo: PaymentsRepository, payment: dict[str, Any]) -> dict[str, Any]:
-    """One receipt per household payment (written once; the first writer's copy stands)."""
+    """One receipt per payment, a supplement's too (written once; the first writer's copy stands)."""
     doc = build_receipt(payment, repo.receipt_key())
     return doc if repo.add_receipt(doc) else (repo.receipt(doc["_id"]) or doc)
 
@@ -270,7 +330,7 @@ def _receipt(repo: PaymentsRepository, receipt_no: str, *, issue: bool = True) -
     if r is not None or not receipt_no.startswith("R"):
         return r
     order = repo.order("P" + receipt_no[1:])  # Order.receipt(): the order number with R for P
-    payment = repo.payment(order.year, order.household_no) if order else None
+    payment = recorded_payment(repo, order) if order else None
     if payment is None or payment["receipt_no"] != receipt_no:
         return None
     return issue_receipt(repo, payment) if issue else build_receipt(payment, repo.receipt_key())
@@ -300,23 +360,25 @@ def order_status(repo: PaymentsRepository, order_no: str) -> Order:
     if order is None:
         raise NotFound("ORDER_NOT_FOUND", "订单不存在", {"order_no": order_no})
     if order.status == "created":
-        order.apply_recorded(repo.payment(order.year, order.household_no))
+        order.apply_recorded(recorded_payment(repo, order))
     return order
 
 
 # ---- audit (缴款审核) -----------------------------------------------------------------------------
 
-def _transition(repo: PaymentsRepository, year: int, household_no: str, decide, correlation_id: str | None,
+def _transition(repo: PaymentsRepository, key: str, decide, correlation_id: str | None,
                 first: dict[str, Any] | None = None) -> tuple[Payment, bool]:
-    """Read the payment, let the aggregate decide (`decide(Payment) -> Change | None`), save the
-    change by compare-and-set; read again and decide again when another write came first.
-    Returns the payment as it now stands and whether this call changed it."""
+    """Read the payment `key` (a household-year's first payment or a supplement), let the aggregate
+    decide (`decide(Payment) -> Change | None`), save the change by compare-and-set; read again and
+    decide again when another write came first. Returns the payment as it now stands and whether
+    this call changed it."""
     given = [first]  # the first attempt may use what the caller read; a retry reads again
 
     def step() -> tuple[Payment, bool]:
-        doc = (given.pop() if given else None) or repo.payment(year, household_no)
+        doc = (given.pop() if given else None) or repo.payment_by_id(key)
         if doc is None:
-            raise NotFound("PAYMENT_NOT_FOUND", "该户本年度无缴费记录", {"household_no": household_no, "year": year})
+            year, household_no = key.split(":")[:2]
+            raise NotFound("PAYMENT_NOT_FOUND", "该户本年度无缴费记录", {"household_no": household_no, "year": int(year)})
         p = Payment(doc)
         change = decide(p)
         if change is None:
@@ -331,11 +393,30 @@ def audit_payment(repo: PaymentsRepository, clock: Clock, year: int, household_n
     """confirmed → audited with payments.payment.audited (registry then confirms the enrolment).
     Auditing an audited payment again is a no-op (it completes the money-log row a crash may have
     left out); a reversed one cannot be audited, whichever came first. With `payment` (already
-    read, as a reconciliation does) it saves two reads and returns None."""
+    read, as a reconciliation does) that record alone is audited, two reads are saved and None
+    is returned. Without it (staff audit the household-year) the household's payment and then
+    its standing supplements (补缴) are audited; the first payment is returned."""
     now = clock.now()
-    p, _ = _transition(repo, year, household_no, lambda p: p.audit(now, actor, source), correlation_id, payment)
+
+    def audit(p: Payment) -> Change | None:
+        return p.audit(now, actor, source)
+    key = payment["_id"] if payment else hh_key(year, household_no)
+    p, _ = _transition(repo, key, audit, correlation_id, payment)
     complete_audit(repo, p.doc)
-    return None if payment else repo.payment(year, household_no)
+    if payment:
+        return None
+    for doc in repo.supplements(year, household_no):
+        if doc["status"] != "confirmed":
+            if doc["status"] == "audited":
+                complete_audit(repo, doc)
+            continue
+        try:
+            s, _ = _transition(repo, doc["_id"], audit, correlation_id, doc)
+        except Conflict as e:  # reversed since it was read: money that went back is not audited
+            log.info("supplement %s not audited: %s", doc["_id"], e.code)
+            continue
+        complete_audit(repo, s.doc)
+    return repo.payment(year, household_no)
 
 
 def complete_audit(repo: PaymentsRepository, doc: dict[str, Any]) -> None:
@@ -364,7 +445,8 @@ def reverse_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
                     correlation_id: str | None) -> dict[str, Any]:
     """A gateway gave the money of an order back (reversal, or refund of an overpayment). If that
     order paid the household's enrolment, the payment is reversed with payments.payment.reversed
-    and registry revokes the enrolment; an overpaid order's refund revokes nothing.
+    and registry revokes the enrolment (a supplement's: its members' only); an overpaid order's
+    refund revokes nothing.
 
     The transition is one compare-and-set write (the payment with its event, or the overpaid
     order); the same reversal again completes whatever a crash left out and answers `duplicate`."""
@@ -380,15 +462,15 @@ def reverse_payment(repo: PaymentsRepository, clock: Clock, gateway: str, data: 
         raise ValidationFailed("TRANSACTION_MISMATCH", "交易流水号与订单的支付流水不符", {"order_no": order.order_no})
     now = clock.now()
     rid = data["reversal_id"]
-    payment = repo.payment(order.year, order.household_no)
-    revokes = bool(payment and payment["order_no"] == order.order_no)
+    payment = recorded_payment(repo, order)
+    revokes = payment is not None
     if revokes:
         reason = data.get("reason") or "gateway_reversal"
         if payment["status"] == "reversed" and "reversal" not in payment:  # reversed before reversals were kept on it
             prior = repo.reversal(order.order_no)
             if prior and prior["reversal_id"] != rid:
                 raise Conflict("ORDER_ALREADY_REVERSED", "该订单已冲正", {"order_no": order.order_no})
-        p, changed = _transition(repo, order.year, order.household_no, lambda p: p.reverse(now, gateway, rid, reason),
+        p, changed = _transition(repo, payment["_id"], lambda p: p.reverse(now, gateway, rid, reason),
                                  correlation_id, payment)
         complete_reversal(repo, p.doc)
         reason = (p.doc.get("reversal") or {}).get("reason", reason)
@@ -407,13 +489,14 @@ def complete_reversal(repo: PaymentsRepository, doc: dict[str, Any]) -> None:
     if r is None:  # reversed before reversals were kept on the payment: its request completed it
         return
     order_no = doc["order_no"]
+    key = hh_key(doc["year"], doc["household_no"])  # a supplement's too: the household-year's rows together
     repo.add_reversal({"_id": order_no, "reversal_id": r["reversal_id"], "reason": r["reason"],
                        "amount_fen": doc["amount_fen"], "gateway": r["by"], "revokes_enrolment": True,
-                       "at": r["at"], "household_key": doc["_id"]})
+                       "at": r["at"], "household_key": key})
     issue_receipt(repo, doc)  # if the worker has not issued it yet, so that it is marked too
     repo.set_receipt_status(doc["receipt_no"], "reversed")
     repo.log_money(order_no, "reversed", r["at"], r["by"], -doc["amount_fen"], reason=r["reason"],
-                   revokes_enrolment=True, household_key=doc["_id"])
+                   revokes_enrolment=True, household_key=key)
 
     def step() -> None:
         o = repo.order(order_no)
@@ -509,7 +592,7 @@ def create_batch(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, pri
                 skipped.append({"household_no": a["household_no"], "code": "IN_PENDING_BATCH"})
                 continue
         try:
-            q = make_quote(repo, policy, clock, year, a["household_no"])
+            q = make_quote(repo, policy, clock, year, a["household_no"], supplements=False)
         except DomainError as e:
             skipped.append({"household_no": a["household_no"], "code": e.code})
             continue
@@ -725,7 +808,9 @@ def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data:
     day = data["date"].isoformat()
     now = clock.now()
     orders = {o["_id"]: o for o in repo.paid_orders(gateway, day)}
+    recorded = {}  # order number → its payment record's `_id` (a supplement's is not the household's)
     for p in repo.payments_where({"gateway": gateway, "paid_day": day}):  # recorded, order not marked yet
+        recorded[p["order_no"]] = p["_id"]
         orders.setdefault(p["order_no"], {"_id": p["order_no"], "year": p["year"], "household_no": p["household_no"],
                                           "transaction_id": p["transaction_id"], "amount_fen": p["amount_fen"],
                                           "status": "reversed" if p["status"] == "reversed" else "paid"})
@@ -738,7 +823,8 @@ def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data:
         o = orders[no]
         if o["status"] != "paid":
             continue
-        p = repo.payment(o["year"], o["household_no"])
+        p = (repo.payment_by_id(recorded[no]) if no in recorded
+             else payment_of(repo, o["year"], o["household_no"], no, bool(o.get("supplement"))))
         if p and p["order_no"] == no and p["status"] == "confirmed":
             try:
                 audit_payment(repo, clock, o["year"], o["household_no"], actor, "reconciliation", correlation_id, p)

@@ -213,11 +213,13 @@ class HouseholdRepository:
         return [hh for hh in map(from_doc, self.db[HOUSEHOLDS].find(q, {"_outbox": 0}).sort("household_no", 1))
                 if hh.unpaid_members]
 
-    def needing_review(self, year: int) -> list[Household]:
+    def needing_review(self, year: int, township: str | None = None) -> list[Household]:
         """Payments recorded for persons no longer in the household (a death, a move out, a merge
         after the order): county staff decide (a refund is a reversal through payments). A scan."""
-        return [from_doc(d) for d in self.db[HOUSEHOLDS].find({"year": year, "enrolment.review": True},
-                                                              {"_outbox": 0}).sort("household_no", 1)]
+        q: dict[str, Any] = {"year": year, "enrolment.review": True}
+        if township:
+            q["township"] = township
+        return [from_doc(d) for d in self.db[HOUSEHOLDS].find(q, {"_outbox": 0}).sort("household_no", 1)]
 
 
 def _same_registration(doc: dict[str, Any], hh: Household) -> bool:

@@ -266,11 +266,16 @@ class Household:
         ENROLMENT.check(self.enrolment_status, "paid", {"order_no": order_no})
         ours, paid = {m.person_id for m in self.members}, set(person_ids)
         mid_year = bool(paid) and paid < ours and paid <= set(mid_year_approved)
+        by_supplement = self._supplemented()  # a supplement taken before this payment (events out of order)
+        supplements = self.enrolment.get("supplements")
         self.enrolment = {"status": "paid", "order_no": order_no, "paid_at": paid_at,
                           "person_ids": sorted(paid & ours)}
+        if supplements:
+            self.enrolment["supplements"] = supplements
         if mid_year:
             self.enrolment["mid_year"] = True
-        unpaid = [] if mid_year else [m.person_id for m in self.members if m.person_id not in paid]
+        unpaid = [] if mid_year else [m.person_id for m in self.members
+                                      if m.person_id not in paid and m.person_id not in by_supplement]
         if unpaid:
             self.enrolment["unpaid"] = [{"person_id": p, "reason": "joined_after_order"} for p in unpaid]
         gone = sorted(paid - ours)
@@ -280,6 +285,107 @@ class Household:
             self.enrolment["review"] = True
         self._set_status("paid", order_no)
         return True
+
+    # ---- supplementary payments (补缴) --------------------------------------------------------
+    # A member who joined after the household's order (a newborn) enrols through mid-year enrolment
+    # (001 四: 出生28天以内新生儿……应先行到乡镇办理当年度参保缴费) and is paid for by a payment of its own,
+    # a supplement: kept in `enrolment.supplements` ({order_no, person_ids, paid_at, status}), each
+    # moving paid → confirmed, or → revoked, for its members alone; the household's own enrolment
+    # (its status, its order, its members) is not touched.
+
+    def _supplement(self, order_no: str) -> dict[str, Any] | None:
+        return next((s for s in self.enrolment.get("supplements") or [] if s["order_no"] == order_no), None)
+
+    def _supplemented(self, but: str | None = None) -> set[str]:
+        """The persons standing supplements cover (except the one of order `but`)."""
+        return {p for s in self.enrolment.get("supplements") or [] if s["status"] != "revoked" and s["order_no"] != but
+                for p in s["person_ids"]}
+
+    def record_supplement(self, order_no: str, person_ids: list[str], paid_at: str) -> bool:
+        """A confirmed supplementary payment: the members it paid for who are not enrolled yet are
+        enrolled (they leave `unpaid`). Never refused, the money being taken: a person it paid for
+        who is no longer a member or is enrolled already is listed in `paid_not_members` for county
+        staff (payments pays each person once, so this is not expected). False on a redelivery."""
+        if order_no == self.enrolment.get("order_no") or self._supplement(order_no) is not None:
+            return False
+        members = {m.person_id: m for m in self.members}
+        paid = list(dict.fromkeys(person_ids))
+        covered = sorted(p for p in paid if p in members and members[p].status not in ("paid", "confirmed"))
+        enrolment = {**self.enrolment, "supplements": [*(self.enrolment.get("supplements") or []), {
+            "order_no": order_no, "person_ids": covered, "paid_at": paid_at, "status": "paid"}]}
+        self._set_unpaid(enrolment, [u for u in enrolment.get("unpaid") or [] if u["person_id"] not in covered])
+        odd = [p for p in paid if p not in covered]
+        if odd:
+            enrolment["paid_not_members"] = [*(enrolment.get("paid_not_members") or []), *(
+                {"person_id": p, "reason": "already_enrolled" if p in members else "left_after_order",
+                 "order_no": order_no} for p in odd)]
+            enrolment["review"] = True
+        self.enrolment = enrolment
+        self._set_members(covered, "paid", order_no)
+        return True
+
+    def record_supplement_audit(self, order_no: str, audited_at: str) -> bool | None:
+        """paid → confirmed for a supplement's members (the tax bureau's audit of its money). None:
+        no such supplement here (yet); False: confirmed already or revoked meanwhile."""
+        s = self._supplement(order_no)
+        if s is None:
+            return None
+        if not ENROLMENT.can(s["status"], "confirmed"):
+            return False
+        self._replace_supplement(order_no, {**s, "status": "confirmed", "audited_at": audited_at})
+        members = {m.person_id: m for m in self.members}
+        self._set_members([p for p in s["person_ids"] if p in members and members[p].status == "paid"],
+                          "confirmed", order_no)
+        return True
+
+    def record_supplement_reversal(self, order_no: str, reason: str, reversed_at: str) -> bool | None:
+        """The money of a supplement went back: its members alone are revoked (registered again and
+        listed in `unpaid` for mid-year enrolment once more); the household and everyone else keep
+        their enrolment. None: no such supplement here (yet); False: revoked already."""
+        s = self._supplement(order_no)
+        if s is None:
+            return None
+        if not ENROLMENT.can(s["status"], "revoked"):
+            return False
+        self._replace_supplement(order_no, {**s, "status": "revoked", "reversal_reason": reason,
+                                            "reversed_at": reversed_at})
+        base = set(self.enrolment.get("person_ids") or []) if self.enrolment_status in ("paid", "confirmed") else set()
+        still = base | self._supplemented(but=order_no)
+        members = {m.person_id for m in self.members}
+        revoked = [p for p in s["person_ids"] if p in members and p not in still]
+        unpaid = list(self.enrolment.get("unpaid") or [])
+        unpaid += [{"person_id": p, "reason": "payment_reversed"} for p in revoked
+                   if all(u["person_id"] != p for u in unpaid)]
+        enrolment = dict(self.enrolment)
+        self._set_unpaid(enrolment, unpaid)
+        self.enrolment = enrolment
+        self._set_members(revoked, "revoked", order_no)
+        return True
+
+    def _replace_supplement(self, order_no: str, new: dict[str, Any]) -> None:
+        self.enrolment = {**self.enrolment, "supplements": [
+            new if s["order_no"] == order_no else s for s in self.enrolment.get("supplements") or []]}
+
+    @staticmethod
+    def _set_unpaid(enrolment: dict[str, Any], unpaid: list[dict[str, Any]]) -> None:
+        if unpaid:
+            enrolment["unpaid"] = unpaid
+        else:
+            enrolment.pop("unpaid", None)  # nobody left for mid-year enrolment: off the township's list
+
+    def _set_members(self, person_ids: list[str], status: str, order_no: str) -> None:
+        """A supplement's members to `status` (revoked: registered), with registry.enrolment.changed."""
+        if not person_ids:
+            return
+        ids = set(person_ids)
+        for m in self.members:
+            if m.person_id in ids:
+                m.status = "registered" if status == "revoked" else status
+        self.events.append(Event("registry.enrolment.changed", {
+            "household_no": self.household_no, "year": self.year, "county": self.county,
+            "township": self.township, "village": self.village, "status": status,
+            "person_ids": [m.person_id for m in self.members if m.person_id in ids], "order_no": order_no,
+            "supplement": True}))
 
     @property
     def unpaid_members(self) -> list[Member]:

@@ -268,4 +268,24 @@ def create_app(clock: Clock | None = None) -> Flask:
         write_csv(rows, out)
         return Response(out.getvalue(), headers={"Content-Disposition": disposition}, mimetype="text/csv")
 
+    # ---- after a household's payment (issue 9 item 3): whom the township still enrols, what staff review
+    from .schemas import AwaitingMidYearList, ReviewList
+
+    @api.route("/v1/mid-year/awaiting/{year}", "GET", summary="户已缴费后新增、待办理中途参保和补缴的人员（如新生儿）",
+               permission="households:read", response=AwaitingMidYearList)
+    def awaiting_mid_year(principal, year):
+        y = year_of(year)
+        return {"year": y, "members": [
+            {**{k: r[k] for k in ("household_no", "township", "village", "order_no", "name", "birth_date",
+                                  "approval")}, "id_number": mask_id(r["person_id"])}
+            for r in handlers.awaiting_mid_year(repo, y, principal, mid_year_decisions)]}
+
+    @api.route("/v1/enrolment/review/{year}", "GET", summary="缴费所含人员已不在户内（死亡、迁出、合户）等待县医保局核处",
+               permission="households:read", response=ReviewList)
+    def needing_review(principal, year):
+        y = year_of(year)
+        return {"year": y, "persons": [
+            {**{k: r[k] for k in ("household_no", "township", "village", "order_no", "reason")},
+             "id_number": mask_id(r["person_id"])} for r in handlers.needing_review(repo, y, principal)]}
+
     return app

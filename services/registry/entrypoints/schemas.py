@@ -217,3 +217,43 @@ class SplitOut(Schema):
 class MergeIn(Schema):
     other_household_no = fields.String(required=True, metadata={"description": "并入本户的另一户"})
     reason = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+# ---- after a household's payment: members awaiting mid-year enrolment, payments for staff review ----
+
+class MidYearApprovalRef(Schema):
+    code = fields.String(metadata={"description": "e.g. NEWBORN_28_DAYS"})
+    pays = fields.String(metadata={"description": "individual | full_financing"})
+    decided_on = fields.String(metadata={"description": "ISO date"})
+
+
+class AwaitingMidYearOut(Schema):
+    household_no = fields.String()
+    township = fields.String()
+    village = fields.String()
+    order_no = fields.String(allow_none=True, metadata={"description": "the household's payment they were not in"})
+    id_number = fields.String(metadata={"description": "masked"})
+    name = fields.String()
+    birth_date = fields.String(metadata={"description": "ISO date"})
+    approval = fields.Nested(MidYearApprovalRef, allow_none=True,
+                             metadata={"description": "the recorded mid-year approval (then only the supplementary "
+                                                      "payment, 补缴, is due); null: approval still to be decided"})
+
+
+class AwaitingMidYearList(Schema):
+    year = fields.Integer()
+    members = fields.List(fields.Nested(AwaitingMidYearOut))
+
+
+class ReviewOut(Schema):
+    household_no = fields.String()
+    township = fields.String()
+    village = fields.String()
+    order_no = fields.String(allow_none=True, metadata={"description": "the payment that paid for the person"})
+    id_number = fields.String(metadata={"description": "masked"})
+    reason = fields.String(metadata={"description": "left_after_order | merged_away | already_enrolled"})
+
+
+class ReviewList(Schema):
+    year = fields.Integer()
+    persons = fields.List(fields.Nested(ReviewOut))

@@ -165,9 +165,13 @@ def on_payment_confirmed(repo: HouseholdRepository, env: Envelope, mid_year=None
     members who joined after the order stay unpaid and are listed for mid-year enrolment, persons
     who left since are recorded for staff (Household.record_payment): the money is taken, so the
     payment is never refused for a change made while its order was open. After the window, members
-    approved for mid-year enrolment are looked up (only then)."""
+    approved for mid-year enrolment are looked up (only then). A supplementary payment (补缴) for
+    members who joined after the household's payment enrols them alone (Household.record_supplement)."""
     p = env.payload
     paid = [m["person_id"] for m in p["members"]]
+    if p.get("supplement"):
+        _apply(repo, env, lambda hh: hh.record_supplement(p["order_no"], paid, p["paid_at"]))
+        return
 
     def change(hh: Household) -> bool:
         approved = set()
@@ -177,15 +181,37 @@ def on_payment_confirmed(repo: HouseholdRepository, env: Envelope, mid_year=None
     _apply(repo, env, change)
 
 
+class SupplementNotHereYet(LookupError):
+    """An audit or reversal of a supplement whose confirmation registry has not taken yet (events
+    may arrive out of order on a retry): retried with backoff, never dead-lettered at once."""
+
+
+def _supplement_step(p: dict, decide):
+    def change(hh: Household) -> bool:
+        done = decide(hh)
+        if done is None:
+            raise SupplementNotHereYet(f"supplement {p['order_no']} of {p['household_no']} not recorded yet")
+        return done
+    return change
+
+
 def on_payment_audited(repo: HouseholdRepository, env: Envelope) -> None:
-    """payments.payment.audited → enrolment confirmed (paid → confirmed)."""
+    """payments.payment.audited → enrolment confirmed (paid → confirmed); a supplement's members alone."""
     p = env.payload
+    if p.get("supplement"):
+        _apply(repo, env, _supplement_step(p, lambda hh: hh.record_supplement_audit(p["order_no"], p["audited_at"])))
+        return
     _apply(repo, env, lambda hh: hh.record_audit(p["order_no"], p["audited_at"]))
 
 
 def on_payment_reversed(repo: HouseholdRepository, env: Envelope) -> None:
-    """payments.payment.reversed → the enrolment that payment bought is revoked."""
+    """payments.payment.reversed → the enrolment that payment bought is revoked (a supplement's:
+    only the members it paid for)."""
     p = env.payload
+    if p.get("supplement"):
+        _apply(repo, env, _supplement_step(p, lambda hh: hh.record_supplement_reversal(
+            p["order_no"], p["reason"], p["reversed_at"])))
+        return
     _apply(repo, env, lambda hh: hh.record_reversal(p["order_no"], p["reason"], p["reversed_at"]))
 
 
@@ -206,14 +232,36 @@ def _apply(repo: HouseholdRepository, env: Envelope, change) -> None:
     retry_stale(step, tries=20)
 
 
-def awaiting_mid_year(repo: HouseholdRepository, year: int, principal: Principal | None = None) -> list[dict]:
-    """Members a household payment did not cover because they joined after its order (a newborn):
-    the township enrols each through mid-year enrolment (001 四; decide_mid_year accepts them)."""
+def awaiting_mid_year(repo: HouseholdRepository, year: int, principal: Principal | None = None,
+                      decisions=None) -> list[dict]:
+    """Members a household payment did not cover because they joined after its order (a newborn),
+    or whose supplementary payment went back: the township enrols each through mid-year enrolment
+    (001 四; decide_mid_year accepts them) and payments then charges them a supplement (补缴). With
+    `decisions`, each row says whether the approval is recorded (then only the payment is due)."""
+    township = principal.township if principal is not None and principal.role == "township" else None
+    rows = []
+    for hh in repo.awaiting_mid_year(year, township):
+        for m in hh.unpaid_members:
+            approval = decisions.get(year, m.person_id) if decisions is not None else None
+            if approval is not None and approval.get("status") == "withdrawn":
+                approval = None
+            rows.append({"household_no": hh.household_no, "township": hh.township, "village": hh.village,
+                         "order_no": hh.enrolment.get("order_no"), "person_id": m.person_id, "name": m.name,
+                         "birth_date": m.birth_date.isoformat(),
+                         "approval": {"code": approval["code"], "pays": approval["pays"],
+                                      "decided_on": approval["decided_on"]} if approval else None})
+    return rows
+
+
+def needing_review(repo: HouseholdRepository, year: int, principal: Principal | None = None) -> list[dict]:
+    """Persons a payment was recorded for who were no longer members when it arrived (a death, a
+    move out, a merge after the order), or were enrolled already: county staff decide (a refund is
+    a reversal through payments); a township sees its own."""
     township = principal.township if principal is not None and principal.role == "township" else None
     return [{"household_no": hh.household_no, "township": hh.township, "village": hh.village,
-             "order_no": hh.enrolment.get("order_no"), "person_id": m.person_id, "name": m.name,
-             "birth_date": m.birth_date.isoformat()}
-            for hh in repo.awaiting_mid_year(year, township) for m in hh.unpaid_members]
+             "order_no": x.get("order_no") or hh.enrolment.get("order_no"), "person_id": x["person_id"],
+             "reason": x["reason"]}
+            for hh in repo.needing_review(year, township) for x in hh.enrolment.get("paid_not_members") or []]
 
 
 def village_roster(repo: HouseholdRepository, year: int, township: str, village: str):

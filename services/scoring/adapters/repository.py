@@ -12,19 +12,21 @@ class ProgressRepository:
     def __init__(self, db):
         self.db = db
 
-    def count_paid_household(self, year: int, township: str, household_no: str, order_no: str, persons: int) -> bool:
-        """Once per household payment (keyed by its order): a redelivery never counts twice."""
+    def count_paid_household(self, year: int, township: str, household_no: str, order_no: str, persons: int,
+                             households: int = 1) -> bool:
+        """Once per household payment (keyed by its order): a redelivery never counts twice. A
+        supplementary payment (补缴) counts its persons and no household (`households` 0)."""
         return count_once(self.db, PROGRESS, f"{year}:{township}", f"paid:{year}:{household_no}:{order_no}",
-                          {"persons": persons, "households": 1}, {"township": township, "persons": persons},
+                          {"persons": persons, "households": households}, {"township": township, "persons": persons},
                           on_insert={"year": year, "township": township})
 
     def uncount_revoked_household(self, year: int, township: str, household_no: str, order_no: str,
-                                  persons: int) -> bool:
+                                  persons: int, households: int = 1) -> bool:
         """A reversed payment takes its persons back out, once, and only if they were counted."""
         if not self.db[f"{PROGRESS}_facts"].find_one({"_id": f"paid:{year}:{household_no}:{order_no}"}):
             return False
         return count_once(self.db, PROGRESS, f"{year}:{township}", f"revoked:{year}:{household_no}:{order_no}",
-                          {"persons": -persons, "households": -1}, {"township": township, "persons": -persons})
+                          {"persons": -persons, "households": -households}, {"township": township, "persons": -persons})
 
     def store_accuracy(self, year: int, as_of: str, rows: list[dict]) -> None:
         """Keep the latest published figure per township (an older report arriving late loses)."""

@@ -10,11 +10,13 @@ from ..domain.progress import progress_table
 
 def on_enrolment_changed(repo: ProgressRepository, env: Envelope) -> None:
     p = env.payload
+    households = 0 if p.get("supplement") else 1  # 补缴: members joining a household counted already
     if p["status"] == "paid":
-        repo.count_paid_household(p["year"], p["township"], p["household_no"], p["order_no"], len(p["person_ids"]))
+        repo.count_paid_household(p["year"], p["township"], p["household_no"], p["order_no"], len(p["person_ids"]),
+                                  households)
     elif p["status"] == "revoked":
         repo.uncount_revoked_household(p["year"], p["township"], p["household_no"], p["order_no"],
-                                       len(p["person_ids"]))
+                                       len(p["person_ids"]), households)
 
 
 def progress(repo: ProgressRepository, policy: PolicyYear, year: int):
