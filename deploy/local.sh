@@ -87,6 +87,36 @@ secret() {  # secret NAME -> prints a generated secret kept under var/secrets (n
   cat "$f"
 }
 
+# The broker node is the machine's (every checkout here uses the one on $RABBIT_PORT), so the
+# passwords of its users are the machine's too: kept once in $BROKER_SECRETS (root only) and copied
+# into this checkout's var/secrets for the tools and tests. Per-checkout passwords made every
+# checkout but the first either change a password another checkout's running suite logs in with,
+# or fall back to one shared user.
+BROKER_SECRETS="${ENROL_BROKER_SECRETS:-/var/lib/enrol-broker/secrets}"
+broker_secret() {  # broker_secret NAME -> the machine's password for a broker user (made once)
+  local f="$BROKER_SECRETS/$1"
+  if [ ! -s "$f" ]; then
+    mkdir -p "$BROKER_SECRETS"; chmod 700 "$BROKER_SECRETS" "$(dirname "$BROKER_SECRETS")"
+    # adopt this checkout's older per-checkout secret if it has one (the users may already have it)
+    if [ -s "$VAR/secrets/$1" ]; then (umask 077; cp "$VAR/secrets/$1" "$f.tmp"); else
+      (umask 077; python3 -c 'import secrets;print(secrets.token_urlsafe(24))' >"$f.tmp"); fi
+    mv -n "$f.tmp" "$f" 2>/dev/null || true; rm -f "$f.tmp"  # another checkout made it first: theirs stands
+  fi
+  mkdir -p "$VAR/secrets"; chmod 700 "$VAR/secrets"
+  if ! cmp -s "$f" "$VAR/secrets/$1"; then (umask 077; cp "$f" "$VAR/secrets/$1"); fi
+  cat "$f"
+}
+
+ensure_user() {  # ensure_user NAME PASSWORD LISTING: make the user, or give it the machine's password
+  if ! grep -qE "^$1[[:space:]]" <<<"$3"; then
+    rabbitmqctl -q -n "$RABBIT_NODE" add_user "$1" "$2" >/dev/null
+  elif ! rabbitmqctl -q -n "$RABBIT_NODE" authenticate_user "$1" "$2" >/dev/null 2>&1; then
+    # made before the passwords were the machine's (once per user and node)
+    say "setting the broker password of user $1 to the machine's ($BROKER_SECRETS/...)"
+    rabbitmqctl -q -n "$RABBIT_NODE" change_password "$1" "$2" >/dev/null
+  fi
+}
+
 rabbit_running() { rabbitmqctl -q -n "$RABBIT_NODE" status >/dev/null 2>&1; }
 
 rabbit_start() {
@@ -122,50 +152,28 @@ CONF
     rabbit_running || { say "RabbitMQ did not start; see $VAR/rabbitmq/log"; tail -20 "$VAR/rabbitmq/log/stdout.log"; exit 1; }
     rabbitmqctl -q -n "$RABBIT_NODE" await_startup >/dev/null
   fi
-  local pw; pw=$(secret amqp_password)
   # list once: `list_users | grep -q` under pipefail fails when grep exits before the listing ends
   local users; users=$(rabbitmqctl -q -n "$RABBIT_NODE" list_users 2>/dev/null || true)
-  if ! grep -qE '^enrol[[:space:]]' <<<"$users"; then
-    rabbitmqctl -q -n "$RABBIT_NODE" add_user enrol "$pw" >/dev/null
-    rabbitmqctl -q -n "$RABBIT_NODE" set_user_tags enrol administrator >/dev/null
-    rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / enrol '.*' '.*' '.*' >/dev/null
-  elif ! rabbitmqctl -q -n "$RABBIT_NODE" authenticate_user enrol "$pw" >/dev/null 2>&1; then
-    # a node started from another checkout: align the password with this checkout's secret
-    say "setting the broker password of user enrol to this checkout's secret"
-    rabbitmqctl -q -n "$RABBIT_NODE" change_password enrol "$pw" >/dev/null
-  fi
+  ensure_user enrol "$(broker_secret amqp_password)" "$users"
+  rabbitmqctl -q -n "$RABBIT_NODE" set_user_tags enrol administrator >/dev/null
+  rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / enrol '.*' '.*' '.*' >/dev/null
   # the outside publisher of hardship identities (docs/identity-feed.md): may write to the identity
   # exchanges `<ns>.identity.in` and nothing else (no configure, no read, no management)
-  local ca; ca=$(secret civil_affairs_amqp_password)
-  if ! grep -qE '^civil_affairs[[:space:]]' <<<"$users"; then
-    rabbitmqctl -q -n "$RABBIT_NODE" add_user civil_affairs "$ca" >/dev/null
-  elif ! rabbitmqctl -q -n "$RABBIT_NODE" authenticate_user civil_affairs "$ca" >/dev/null 2>&1; then
-    rabbitmqctl -q -n "$RABBIT_NODE" change_password civil_affairs "$ca" >/dev/null
-  fi
+  ensure_user civil_affairs "$(broker_secret civil_affairs_amqp_password)" "$users"
   rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / civil_affairs '^$' '^[A-Za-z0-9_-]+\.identity\.in$' '^$' >/dev/null
   rabbit_scoped_users "$users"
 }
 
 # The bus as a trust boundary (README "Broker and store users"): a broker user per service and per
-# outside department, each allowed only what it needs. Additive: a user that exists already (made
-# by another checkout on this machine) is left as it is, password included; if this checkout's
-# secret does not open it, var/local.env leaves that service on the shared AMQP_URL.
+# outside department, each allowed only what it needs, with the machine's passwords (broker_secret):
+# every checkout on this machine logs in as the same users.
 NS_RE='[A-Za-z0-9_-]+'
 SERVICES="registry payments subsidy scoring notices"
 DEPARTMENTS="poverty_office disabled_federation health_commission"   # civil_affairs: above
-ensure_user() {  # ensure_user NAME PASSWORD LISTING -> 0 if this password opens the user
-  if ! grep -qE "^$1[[:space:]]" <<<"$3"; then
-    rabbitmqctl -q -n "$RABBIT_NODE" add_user "$1" "$2" >/dev/null
-    return 0
-  fi
-  rabbitmqctl -q -n "$RABBIT_NODE" authenticate_user "$1" "$2" >/dev/null 2>&1
-}
 rabbit_scoped_users() {
   local users=$1 svc dept own ns="${BUS_NAMESPACE:-enrol}"
-  : >"$VAR/secrets/broker_users_ok"
   for svc in $SERVICES; do
-    if ensure_user "enrol_$svc" "$(secret "amqp_password_$svc")" "$users"; then echo "$svc" >>"$VAR/secrets/broker_users_ok"
-    else say "broker user enrol_$svc exists with another password (another checkout): $svc keeps AMQP_URL"; fi
+    ensure_user "enrol_$svc" "$(broker_secret "amqp_password_$svc")" "$users"
     own="$svc\..+"; [ "$svc" = subsidy ] && own="$own|identity\.in"   # subsidy's feed exchange and queues
     # configure: the exchanges, its own queues and, for the publisher-side declare, every service's
     # event/retry/dead queue; write: the same plus the default exchange (retries, replays); read:
@@ -178,7 +186,7 @@ rabbit_scoped_users() {
     rabbitmqctl -q -n "$RABBIT_NODE" set_topic_permissions -p / "enrol_$svc" "$ns.events" "^$svc\." '.*' >/dev/null
   done
   for dept in $DEPARTMENTS; do  # like civil_affairs: write to the identity exchanges, nothing else
-    ensure_user "$dept" "$(secret "${dept}_amqp_password")" "$users" || say "broker user $dept exists with another password"
+    ensure_user "$dept" "$(broker_secret "${dept}_amqp_password")" "$users"
     rabbitmqctl -q -n "$RABBIT_NODE" set_permissions -p / "$dept" '^$' '^[A-Za-z0-9_-]+\.identity\.in$' '^$' >/dev/null
   done
 }
@@ -215,21 +223,18 @@ ferret_stop() {
 }
 
 write_env() {
-  local svc users="" ok="$VAR/secrets/broker_users_ok"
+  local svc users=""
   cat >"$VAR/local.env" <<ENV
 # written by deploy/local.sh; the services and tests read these (real environment variables win)
 MONGO_URL=mongodb://$FERRET_ADDR/
-AMQP_URL=amqp://enrol:$(secret amqp_password)@127.0.0.1:$RABBIT_PORT/%2F
+AMQP_URL=amqp://enrol:$(broker_secret amqp_password)@127.0.0.1:$RABBIT_PORT/%2F
 ENROL_STORE_KIND=ferretdb
 ENV
   for svc in $SERVICES; do  # each service on its own broker user (AMQP_URL stays for tools and tests)
-    if [ -f "$ok" ] && grep -qx "$svc" "$ok"; then
-      echo "AMQP_URL_${svc^^}=amqp://enrol_$svc:$(secret "amqp_password_$svc")@127.0.0.1:$RABBIT_PORT/%2F" >>"$VAR/local.env"
-      users="$users${users:+,}$svc=enrol_$svc"
-    fi
+    echo "AMQP_URL_${svc^^}=amqp://enrol_$svc:$(broker_secret "amqp_password_$svc")@127.0.0.1:$RABBIT_PORT/%2F" >>"$VAR/local.env"
+    users="$users${users:+,}$svc=enrol_$svc"
   done
-  # consumers check the publishing user only when every service has its own
-  [ "$(echo "$users" | tr ',' '\n' | grep -c .)" = 5 ] && echo "BUS_USERS=$users" >>"$VAR/local.env"
+  echo "BUS_USERS=$users" >>"$VAR/local.env"  # consumers check the publishing user
   chmod 600 "$VAR/local.env"
 }
 

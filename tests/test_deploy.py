@@ -99,3 +99,23 @@ def test_real_environment_variables_win_over_var_local_env(tmp_path, monkeypatch
     env = Suite(namespace="tenv", var=tmp_path, extra_env={"AMQP_URL": "amqp://from-suite"}).env("registry")
     assert env["MONGO_URL"] == "mongodb://from-environment:2/"
     assert env["ONLY_IN_FILE"] == "yes" and env["AMQP_URL"] == "amqp://from-suite"
+
+
+def test_a_second_checkout_on_this_machine_logs_in_as_the_same_broker_users(tmp_path, infra):
+    """The broker node is the machine's: a checkout with a var folder of its own gets the machine's
+    passwords for the per-service users (deploy/local.sh broker_secret), so it neither changes a
+    password another checkout's suite logs in with nor falls back to one shared user."""
+    import pika
+    if infra.kind != "local":
+        pytest.skip("the broker users are made by deploy/local.sh on the local broker")
+    from shared.config import _local_env
+    subprocess.run([str(ROOT / "deploy" / "local.sh"), "write-env"], check=True, capture_output=True,
+                   env={**__import__("os").environ, "ENROL_VAR_DIR": str(tmp_path)})
+    theirs = dict(line.split("=", 1) for line in (tmp_path / "local.env").read_text().splitlines()
+                  if "=" in line and not line.startswith("#"))
+    ours = _local_env()
+    for svc in SERVICES:
+        key = f"AMQP_URL_{svc.upper()}"
+        assert theirs[key] == ours[key]
+        pika.BlockingConnection(pika.URLParameters(theirs[key])).close()  # the password opens the user
+    assert not (tmp_path / "secrets" / "amqp_password").stat().st_mode & 0o077
