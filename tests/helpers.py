@@ -15,6 +15,21 @@ import pika
 from tools.ids import make_id
 
 
+def signed_post(client, path: str, payload=None, *, secret: str, at, gateway: str = "bank-a",
+                raw: bytes | None = None, nonce: str | None = None, ts: str | None = None, extra=None,
+                content_type: str = "application/json"):
+    """A gateway's signed POST (docs/gateway-signing.md) through a Flask test client; `at` is the
+    instant whose Unix seconds go into X-Timestamp (the app's clock, pinned in the tests)."""
+    import secrets as _secrets
+    from shared import signing
+    body = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
+    ts = ts or str(int(at.timestamp()))
+    nonce = nonce or _secrets.token_hex(16)
+    h = {"X-Gateway-Id": gateway, "X-Timestamp": ts, "X-Nonce": nonce, "Content-Type": content_type,
+         "X-Signature": signing.sign(secret, "POST", path, ts, nonce, body), **(extra or {})}
+    return client.post(path, data=body, headers=h)
+
+
 @contextmanager
 def running(loop_owner):
     """Run a Consumer or OutboxRelay in a thread for the duration of the block."""

@@ -18,11 +18,10 @@ from services.payments import bootstrap as payments_boot
 from services.payments.entrypoints.flask_app import create_app as payments_app
 from services.payments.service_layer.handlers import on_household_snapshot
 from services.registry.entrypoints.flask_app import create_app as registry_app
-from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.events import Envelope, Event
-from tests.helpers import household_payload
+from tests.helpers import household_payload, signed_post
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)
 COUNTY, BAIYA = secrets.token_hex(8), secrets.token_hex(8)
@@ -126,14 +125,7 @@ def test_one_person_in_two_households_is_a_duplicate_with_both_places(registry):
 # ---- payments -------------------------------------------------------------------------------
 
 def signed(client, path, payload, *, ts=None, nonce=None, secret=GW_SECRET, gateway="bank-a", extra=None):
-    body = json.dumps(payload).encode()
-    ts = ts or str(int(NOW.timestamp()))
-    nonce = nonce or secrets.token_hex(16)
-    h = {"X-Gateway-Id": gateway, "X-Timestamp": ts, "X-Nonce": nonce,
-         "X-Signature": signing.sign(secret, "POST", path, ts, nonce, body), "Content-Type": "application/json"}
-    h.update(extra or {})
-    return client.post(path, data=body, headers=h)
-
+    return signed_post(client, path, payload, secret=secret, at=NOW, gateway=gateway, ts=ts, nonce=nonce, extra=extra)
 
 _SEEDS = itertools.count(200)  # distinct people per household (hash() of a string changes every run)
 

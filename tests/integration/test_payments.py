@@ -26,7 +26,7 @@ from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.events import Envelope, Event, validate_payload
-from tests.helpers import declare, household_payload, publish, running, secret_files
+from tests.helpers import declare, household_payload, publish, running, secret_files, signed_post
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # a Friday inside the 2020 window
 COUNTY, HUAQIAO, BAIYA, TAX = (secrets.token_hex(8) for _ in range(4))
@@ -70,14 +70,8 @@ def auth(token):
 
 def signed(client, path, payload=None, *, raw: bytes | None = None, clock=None, nonce=None, secret=BANK_SECRET,
            gateway="bank-a", extra=None, content_type="application/json"):
-    body = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
-    ts = str(int((clock.now() if clock else NOW).timestamp()))
-    nonce = nonce or secrets.token_hex(16)
-    h = {"X-Gateway-Id": gateway, "X-Timestamp": ts, "X-Nonce": nonce,
-         "X-Signature": signing.sign(secret, "POST", path, ts, nonce, body), "Content-Type": content_type}
-    h.update(extra or {})
-    return client.post(path, data=body, headers=h)
-
+    return signed_post(client, path, payload, secret=secret, at=(clock.now() if clock else NOW), gateway=gateway,
+                       raw=raw, nonce=nonce, extra=extra, content_type=content_type)
 
 def village(client, path, payload, **kw):
     return signed(client, path, payload, secret=VILLAGE_SECRET, gateway="village-a", **kw)

@@ -22,11 +22,10 @@ from services.payments.entrypoints.flask_app import create_app as payments_app
 from services.registry import bootstrap as registry_boot
 from services.registry.adapters.duplicates import changed_payload
 from services.registry.entrypoints.flask_app import create_app as registry_app
-from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.masking import mask_id
-from tests.helpers import declare, household_payload, running, secret_files
+from tests.helpers import declare, household_payload, running, secret_files, signed_post
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # inside the 2020 window
 COUNTY = secrets.token_hex(8)
@@ -62,14 +61,8 @@ def county():
 
 
 def signed(client, path, payload, clock, idem=None):
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    ts, nonce = str(int(clock.now().timestamp())), secrets.token_hex(16)
-    h = {"X-Gateway-Id": "bank-a", "X-Timestamp": ts, "X-Nonce": nonce, "Content-Type": "application/json",
-         "X-Signature": signing.sign(BANK_SECRET, "POST", path, ts, nonce, body)}
-    if idem:
-        h["Idempotency-Key"] = idem
-    return client.post(path, data=body, headers=h)
-
+    return signed_post(client, path, payload, secret=BANK_SECRET, at=clock.now(),
+                       extra={"Idempotency-Key": idem} if idem else None)
 
 def money(pc):
     return {c: sorted(str(d) for d in pc.db[c].find({}, {"_outbox": 0})) for c in MONEY_COLLECTIONS}

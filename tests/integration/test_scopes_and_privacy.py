@@ -4,7 +4,6 @@ every test drives the real apps on the real store."""
 from __future__ import annotations
 
 import http.client
-import json
 import secrets
 import subprocess
 import sys
@@ -27,13 +26,12 @@ from services.registry.entrypoints.flask_app import create_app as registry_app
 from services.subsidy import bootstrap as subsidy_boot
 from services.subsidy.entrypoints.flask_app import create_app as subsidy_app
 from services.subsidy.service_layer import handlers as subsidy_handlers
-from shared import signing
 from shared.auth import TokenBook, role_table_markdown, token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.config import ROOT
 from shared.events import Envelope, Event
 from shared.web import create_base_app
-from tests.helpers import household_payload, secret_files
+from tests.helpers import household_payload, secret_files, signed_post
 from tools.ids import make_id
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)
@@ -63,12 +61,7 @@ def auth(token):
 
 
 def signed(client, path, payload, gateway="bank-a", secret=BANK, extra=None, clock_now=NOW):
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    ts, nonce = str(int(clock_now.timestamp())), secrets.token_hex(12)
-    h = {"X-Gateway-Id": gateway, "X-Timestamp": ts, "X-Nonce": nonce, "Content-Type": "application/json",
-         "X-Signature": signing.sign(secret, "POST", path, ts, nonce, body), **(extra or {})}
-    return client.post(path, data=body, headers=h)
-
+    return signed_post(client, path, payload, secret=secret, at=clock_now, gateway=gateway, extra=extra)
 
 @pytest.fixture(scope="module")
 def pc():

@@ -14,7 +14,6 @@ Registry's and payments' relays publish what their writes carry; their own consu
 """
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from datetime import date, datetime
@@ -25,11 +24,10 @@ from services.payments import bootstrap as payments_boot
 from services.payments.entrypoints.flask_app import create_app as payments_app
 from services.registry import bootstrap as registry_boot
 from services.registry.entrypoints.flask_app import create_app as registry_app
-from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.masking import mask_id
-from tests.helpers import declare, household_payload, running, secret_files
+from tests.helpers import declare, household_payload, running, secret_files, signed_post
 from tools.ids import make_id
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # inside the 2020 window
@@ -58,14 +56,8 @@ def staff(token=COUNTY):
 
 
 def signed(client, clock, path, payload, idem=None):
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    ts, nonce = str(int(clock.now().timestamp())), secrets.token_hex(16)
-    h = {"X-Gateway-Id": "bank-a", "X-Timestamp": ts, "X-Nonce": nonce, "Content-Type": "application/json",
-         "X-Signature": signing.sign(BANK_SECRET, "POST", path, ts, nonce, body)}
-    if idem:
-        h["Idempotency-Key"] = idem
-    return client.post(path, data=body, headers=h)
-
+    return signed_post(client, path, payload, secret=BANK_SECRET, at=clock.now(),
+                       extra={"Idempotency-Key": idem} if idem else None)
 
 def flow(rc, pc, until, what, timeout=30):
     """Both relays and both consumers run until `until()` holds (registry → payments read models;
