@@ -80,10 +80,10 @@ build_ferretdb() {
   echo "$src_sha" >"$FERRET_BIN.sha"
 }
 
-secret() {  # secret NAME -> prints a generated secret kept under var/secrets (never in git)
+secret() {  # secret NAME -> prints a generated secret kept under var/secrets (never in git); hex, since rabbitmqctl reads a leading "-" as an option
   local f="$VAR/secrets/$1"
   mkdir -p "$VAR/secrets"; chmod 700 "$VAR/secrets"
-  [ -s "$f" ] || (umask 077; python3 -c 'import secrets;print(secrets.token_urlsafe(24))' >"$f")
+  [ -s "$f" ] || (umask 077; python3 -c 'import secrets;print(secrets.token_hex(24))' >"$f")
   cat "$f"
 }
 
@@ -99,7 +99,7 @@ broker_secret() {  # broker_secret NAME -> the machine's password for a broker u
     mkdir -p "$BROKER_SECRETS"; chmod 700 "$BROKER_SECRETS" "$(dirname "$BROKER_SECRETS")"
     # adopt this checkout's older per-checkout secret if it has one (the users may already have it)
     if [ -s "$VAR/secrets/$1" ]; then (umask 077; cp "$VAR/secrets/$1" "$f.tmp"); else
-      (umask 077; python3 -c 'import secrets;print(secrets.token_urlsafe(24))' >"$f.tmp"); fi
+      (umask 077; python3 -c 'import secrets;print(secrets.token_hex(24))' >"$f.tmp"); fi
     mv -n "$f.tmp" "$f" 2>/dev/null || true; rm -f "$f.tmp"  # another checkout made it first: theirs stands
   fi
   mkdir -p "$VAR/secrets"; chmod 700 "$VAR/secrets"

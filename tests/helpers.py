@@ -199,7 +199,7 @@ class OwnBroker:
         shutil.chown(self.dir, "rabbitmq", "rabbitmq")
         for f in self.dir.iterdir():
             shutil.chown(f, "rabbitmq", "rabbitmq")
-        self.password = secrets.token_urlsafe(18)
+        self.password = secrets.token_hex(16)  # hex: a leading "-" would read as a rabbitmqctl option
         self.user = "enroltest"
         self.url = f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/%2F"
         self.proc: subprocess.Popen | None = None
