@@ -143,3 +143,33 @@ def test_a_malformed_or_foreign_token_is_a_clear_error(env):
     assert (q.status_code, q.json["code"]) == (400, "CONSISTENCY_TOKEN_MISMATCH")
     spec = api.get("/openapi.json").json
     assert "consistency_token" in json.dumps(spec["components"]["schemas"]["QuoteIn"])
+
+
+def test_the_demo_client_passes_the_token_and_retries_after_as_told(env):
+    """tools/clients.py (the demo's gateway) over real HTTP: the quote named with the token comes
+    back 200 once payments has the approval, the SYNC_PENDING answers before it absorbed."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from tools.clients import GatewayClient
+    registry, late, api, rc, pc = env
+    body = household_payload("RYW-0004", "花桥镇", seed=614)
+    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:RYW-0004"}), "the household")
+    person = body["members"][0]["id_number"]
+    r = late.post("/v1/mid-year/decisions", json={"id_number": person, "special_case": "moved_in"}, headers=county())
+    assert r.status_code == 201, r.json
+    server = make_server("127.0.0.1", 0, api.application, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    later = threading.Timer(1.5, deliver, (rc, pc, approval_at_payments(pc, person, 1), "the approval"))
+    try:
+        gateway = GatewayClient(f"http://127.0.0.1:{server.server_port}", "bank-a", BANK_SECRET, now=lambda: LATE)
+        later.start()
+        t0 = time.monotonic()
+        q = gateway.quote("RYW-0004", 2020, consistency_token=r.json["consistency_token"], wait=20)
+        assert q.status_code == 200 and q.json()["total_fen"] == FIGURE_FEN, q.text
+        assert time.monotonic() - t0 >= 1.0  # it waited for the approval rather than failing
+    finally:
+        later.join()
+        server.shutdown()
