@@ -57,6 +57,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 }
 SYSTEM_GRANTABLE = frozenset({"payments:audit", "identities:submit", "identities:read"})
 TOWNSHIP_SCOPED = frozenset({"township"})
+# the services a token may name in `services` (each checks its own name against the list)
+SERVICES = ("registry", "payments", "subsidy", "scoring", "notices")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def principal_of(entry: dict) -> Principal:
     else:
         perms = ROLE_PERMISSIONS[role] & frozenset(listed) if listed is not None else ROLE_PERMISSIONS[role]
     services = entry.get("services")
+    if services is not None and set(services) - set(SERVICES):
+        raise ValueError(f"token {entry.get('subject')!r}: unknown services {sorted(set(services) - set(SERVICES))}")
     return Principal(entry["subject"], role, entry.get("county"), entry.get("township"), perms,
                      frozenset(services) if services is not None else None)
 

@@ -36,8 +36,18 @@ class GatewayClient:
         h.update(extra or {})
         return self.http.post(self.base_url + path, data=body, headers=h, timeout=10)
 
-    def quote(self, household_no: str, year: int) -> requests.Response:
-        return self.post("/v1/quotes", {"household_no": household_no, "year": year})
+    def quote(self, household_no: str, year: int, consistency_token: str | None = None,
+              wait: float = 10) -> requests.Response:
+        """With the `consistency_token` of a mid-year approval's reply: while payments answers
+        SYNC_PENDING, ask again after its Retry-After (up to `wait` seconds), then return the answer."""
+        body = {"household_no": household_no, "year": year,
+                **({"consistency_token": consistency_token} if consistency_token else {})}
+        deadline = time.monotonic() + wait
+        while True:
+            r = self.post("/v1/quotes", body)
+            if r.status_code != 409 or r.json().get("code") != "SYNC_PENDING" or time.monotonic() >= deadline:
+                return r
+            time.sleep(min(float(r.headers.get("Retry-After") or 1), max(deadline - time.monotonic(), 0)))
 
     def order(self, household_no: str, year: int, channel: str = "mobile_app", key: str | None = None) -> requests.Response:
         return self.post("/v1/orders", {"household_no": household_no, "year": year, "channel": channel},

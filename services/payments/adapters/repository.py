@@ -145,6 +145,11 @@ class PaymentsRepository:
                 for pid, d in self._by_person(MID_YEAR_APPROVALS, year, person_ids).items()
                 if d.get("status") != "withdrawn"}
 
+    def mid_year_version(self, year: int, person_id: str) -> int:
+        """The newest version of the person's approval payments has seen (0: none yet)."""
+        d = self.db[MID_YEAR_APPROVALS].find_one({"_id": f"{year}:{person_id}"}, {"version": 1})
+        return int((d or {}).get("version") or 0)
+
     def _by_person(self, coll: str, year: int, person_ids: list[str],
                    projection: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
         """A person-year read model's documents for these people (one `_id` lookup each: FerretDB

@@ -6,14 +6,15 @@ from __future__ import annotations
 import secrets
 from datetime import date
 
-from flask import Flask, Response, request
+from flask import Flask, Response, jsonify, request
 
 from shared import signing
 from shared.clock import Clock, iso
 from shared.config import env
+from shared.consistency import SyncPending, parse_mid_year_token
 from shared.errors import DomainError, Forbidden, NotFound, Unauthorized, ValidationFailed
 from shared.logs import correlation_id, setup
-from shared.masking import mask_id
+from shared.masking import mask_id, mask_json
 from shared.store import insert_once
 from shared.web import IDEMPOTENCY_KEY, create_service_app, query_param
 
@@ -117,7 +118,14 @@ def create_app(clock: Clock | None = None) -> Flask:
                body=QuoteIn, response=QuoteOut, **sig)
     def create_quote(principal, data):
         collector = within_reach(principal, data["year"], data["household_no"])
-        return render_quote(handlers.make_quote(repo, c.policy, c.clock, data["year"], data["household_no"]), collector)
+        seen = parse_mid_year_token(data["consistency_token"]) if data.get("consistency_token") else None
+        try:
+            q = handlers.make_quote(repo, c.policy, c.clock, data["year"], data["household_no"], seen=seen)
+        except SyncPending as e:
+            resp = jsonify(mask_json(e.to_json()))
+            resp.status_code, resp.headers["Retry-After"] = e.status, str(e.retry_after)
+            return resp
+        return render_quote(q, collector)
 
     @api.route("/v1/orders", "POST", summary="创建缴费订单（需 Idempotency-Key；金额创建时固定）", body=OrderIn,
                response=OrderOut, status=201, also=(200,), headers=[IDEMPOTENCY_KEY], **sig)

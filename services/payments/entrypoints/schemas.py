@@ -6,6 +6,10 @@ from ..domain.model import CHANNELS
 class QuoteIn(Schema):
     household_no = fields.String(required=True)
     year = fields.Integer(required=True)
+    consistency_token = fields.String(load_default=None, validate=validate.Length(max=200), metadata={"description": (
+        "optional: the `consistency_token` of registry's mid-year approval reply (POST /v1/mid-year/decisions). "
+        "Until payments has seen that approval the quote answers 409 SYNC_PENDING with Retry-After (seconds), "
+        "never WINDOW_CLOSED; without it nothing changes")})
 
 
 class QuoteLineOut(Schema):

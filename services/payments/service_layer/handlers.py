@@ -24,6 +24,7 @@ from typing import Any
 from shared.aggregate import StaleVersion, retry_stale
 from shared.auth import Principal
 from shared.clock import SHANGHAI, Clock, iso
+from shared.consistency import MidYearSeen, SyncPending
 from shared.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.events import Envelope, Event
 from shared.policy import PolicyYear
@@ -76,13 +77,16 @@ def on_mid_year_withdrawn(repo: PaymentsRepository, env: Envelope) -> None:
 # ---- quotes and orders -------------------------------------------------------------------------
 
 def make_quote(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, year: int, household_no: str, *,
-               supplements: bool = True) -> Quote:
+               supplements: bool = True, seen: MidYearSeen | None = None) -> Quote:
     """The household's quote now. A household paid already is quoted for a supplementary payment
     (补缴) of its members approved for mid-year enrolment that no standing payment covers
     (model.supplement_quote); with `supplements=False` (withholding batches: an agreement debits
-    the household's yearly payment, not a newborn's) it is refused as paid."""
+    the household's yearly payment, not a newborn's) it is refused as paid. With `seen` (the
+    consistency token of registry's approval reply) it waits for that approval first."""
     at = clock.now()
     household = repo.household(year, household_no)
+    if seen is not None:
+        check_seen(repo, household, year, household_no, seen)
     payment = repo.payment(year, household_no)
     if payment is not None and payment.get("status") == "reversed":
         raise Conflict("HOUSEHOLD_PAYMENT_REVERSED", "该户本年度缴费已冲正，请到乡镇医保经办机构办理",
@@ -100,6 +104,19 @@ def make_quote(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, year:
             mid_year = repo.mid_year_approvals(year, person_ids)
     return quote(household, policy, at, payment is not None, ents, open_duplicates=open_duplicates,
                  mid_year=mid_year, paid_ids=paid_ids)
+
+
+def check_seen(repo: PaymentsRepository, household: dict[str, Any] | None, year: int, household_no: str,
+               seen: MidYearSeen) -> None:
+    """Read-your-writes: SYNC_PENDING until payments' read models hold the approval the token names
+    (the household with that person, the approval at that version or newer); one `_id` lookup."""
+    if (seen.year, seen.household_no) != (year, household_no):
+        raise ValidationFailed("CONSISTENCY_TOKEN_MISMATCH", "一致性令牌不属于该户或该年度",
+                               {"household_no": household_no, "year": year})
+    pid = next((m["person_id"] for m in (household or {}).get("members", []) if seen.names(year, m["person_id"])), None)
+    if pid is None or repo.mid_year_version(year, pid) < seen.version:
+        raise SyncPending("中途参保批准正在同步到缴费系统，请稍后重试", {"household_no": household_no, "year": year,
+                                                               "retry_after_seconds": SyncPending.retry_after})
 
 
 def create_order(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, gateway: str, idem_key: str,

@@ -7,6 +7,7 @@ import uuid
 from flask import Flask, Response, request
 
 from shared.clock import Clock, iso
+from shared.consistency import mid_year_token
 from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_phone
@@ -93,6 +94,10 @@ def create_app(clock: Clock | None = None) -> Flask:
         if record is not None:
             out.update(id_number=mask_id(record["person_id"]), household_no=record["household_no"],
                        year=record["year"])
+            # read-your-writes: a quote naming this waits until payments has seen this approval
+            stored = mid_year_decisions.get(record["year"], record["person_id"]) or record
+            out["consistency_token"] = mid_year_token(record["year"], record["household_no"], record["person_id"],
+                                                      stored.get("version") or 1)
         return out, 201 if created else 200
 
     def render_accuracy(rows) -> dict:

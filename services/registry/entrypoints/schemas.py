@@ -155,6 +155,9 @@ class MidYearOut(Schema):
     id_number = fields.String(metadata={"description": "masked"})
     household_no = fields.String()
     year = fields.Integer()
+    consistency_token = fields.String(metadata={"description": (
+        "when recorded: pass it to payments' POST /v1/quotes (`consistency_token`) to be answered 409 SYNC_PENDING "
+        "with Retry-After until payments has seen this approval, never WINDOW_CLOSED")})
 
 
 class MidYearWithdrawalIn(Schema):
