@@ -211,7 +211,7 @@ def free_port_block(size: int = 20) -> int:
         base = random.randrange(20000, 60000, 100)
         socks = []
         try:
-            for p in range(base + 1, base + size):
+            for p in range(base, base + size):  # the base too: some callers use it
                 s = socket.socket()
                 s.bind(("127.0.0.1", p))
                 socks.append(s)

@@ -309,7 +309,7 @@ def test_order_and_batch_numbers_carry_the_shanghai_date(at, day):
 
 def test_gunicorn_keeps_an_idle_connection_longer_than_a_two_second_poll(tmp_path):
     from tools.suite import free_port_block
-    port = free_port_block(2)
+    port = free_port_block(2) + 1  # the block's base itself is not checked
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "-w", "1",
                              "-b", f"127.0.0.1:{port}", "services.scoring.entrypoints.flask_app:create_app()"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(tmp_path / "gunicorn.log").open("wb"),
