@@ -275,3 +275,31 @@ def add_working_days(start: date, n: int) -> date:
 def estimated_between(start: date, end: date) -> bool:
     """Whether a deadline counted from `start` to `end` relied on an estimated year."""
     return any(is_estimated(y) for y in range(start.year, end.year + 1))
+
+
+def calendar_of(year: int) -> dict:
+    """The calendar used for `year`, as the holiday API shows it: where it comes from, whether it is an
+    estimate, its days off on weekdays and weekends named as holidays, and its make-up working days."""
+    src = schedule_source(year)
+    if src == "official":
+        s = _installed[year]
+        hol, work, doc = s.holidays, s.workdays, s.source
+    elif src == "chinese_calendar":
+        hol, work, doc = {}, {}, None
+        day = date(year, 1, 1)
+        while day.year == year:
+            off, name = chinese_calendar.get_holiday_detail(day)
+            if off and name:
+                hol[day] = _LIB_NAMES.get(name, name)
+            elif not off and day.weekday() >= 5:
+                work[day] = _LIB_NAMES.get(name, name) if name else ""
+            day += timedelta(days=1)
+    else:
+        hol, work, doc = fixed_date_holidays(year), {}, None
+    return {"year": year, "source": src, "estimated": src == "estimate", "document": doc,
+            "holidays": [{"date": d.isoformat(), "name": n} for d, n in sorted(hol.items())],
+            "workdays": [{"date": d.isoformat(), "name": n} for d, n in sorted(work.items())]}
+
+
+_LIB_NAMES = {"New Year's Day": "元旦", "Spring Festival": "春节", "Tomb-sweeping Day": "清明节", "Labour Day": "劳动节",
+              "Dragon Boat Festival": "端午节", "Mid-autumn Festival": "中秋节", "National Day": "国庆节"}
