@@ -95,6 +95,9 @@ def test_a_loaded_schedule_is_stored_used_by_deadlines_and_read_back_by_a_new_pr
     c = correction(api, "HOL-0002")
     # Dec 31, then Jan 1-4 off, Jan 5, Jan 6: the loaded schedule decides, no longer an estimate
     assert c["due_at"].startswith("2027-01-06T23:59:59") and c["due_estimated"] is False
+    (first,) = [x for x in api.get("/v1/corrections", headers=county()).json["corrections"]
+                if x["household_no"] == "HOL-0001"]
+    assert first["due_estimated"] is True  # counted from the estimate (Jan 5); the schedule now gives Jan 6
     stored = boot.bootstrap(FixedClock(NOW)).db.holiday_schedules.find_one({"_id": "2027"})
     assert stored["schedule"]["holidays"][0] == {"name": "元旦", "from": "2027-01-01", "to": "2027-01-04"}
     workdays.uninstall(2027)  # a restarted registry knows only what its store holds

@@ -164,10 +164,14 @@ def create_app(clock: Clock | None = None) -> Flask:
         return render(handlers.merge_households(repo, year_of(year), household_no, data, principal, correlation_id.get()))
 
     def due_estimated(filed_at, due_at) -> bool:
-        """The 3 working days were counted through a year with no official holiday schedule loaded."""
+        """The 3 working days run through a year with no official holiday schedule loaded, or were counted
+        before it was loaded (the stored due date is not the one the official schedule gives)."""
         from shared.clock import SHANGHAI
         from shared.workdays import estimated_between
-        return estimated_between(filed_at.astimezone(SHANGHAI).date(), due_at.astimezone(SHANGHAI).date())
+
+        from ..domain.corrections import due
+        return (estimated_between(filed_at.astimezone(SHANGHAI).date(), due_at.astimezone(SHANGHAI).date())
+                or due(filed_at) != due_at)
 
     def render_correction(x) -> dict:
         return {"correction_id": x.correction_id, "household_no": x.household_no, "year": x.year,
