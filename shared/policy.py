@@ -14,8 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
-from marshmallow import RAISE
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .clock import shanghai_end_of_day, shanghai_start_of_day
 

@@ -84,7 +84,7 @@ def test_bad_fields_are_refused_with_their_path(change, field):
     with pytest.raises(PolicyError) as e:
         parse_policy(dict(DONGAN, **change), file="x.json")
     assert field in e.value.errors, e.value.errors
-    assert f"x.json: " in str(e.value) and field in str(e.value)
+    assert "x.json: " in str(e.value) and field in str(e.value)
 
 
 def test_a_printed_total_that_disagrees_needs_the_countys_rule():
