@@ -29,7 +29,7 @@ class JsonFormatter(logging.Formatter):
         cid = correlation_id.get()
         if cid:
             entry["correlation_id"] = cid
-        for key in ("event_type", "event_id", "order_no", "household_no"):
+        for key in ("event_type", "event_id", "order_no", "household_no", "policy_warning"):
             if hasattr(record, key):
                 entry[key] = mask_text(str(getattr(record, key)))
         if record.exc_info:

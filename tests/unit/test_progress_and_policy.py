@@ -20,7 +20,10 @@ def test_dongan_2020_has_sixteen_units_and_the_printed_standard():
 def test_a_printed_total_the_rows_do_not_add_up_to_is_reported():
     # 附件1 prints 合计 578500; its sixteen rows add up to 578501.
     assert POLICY.declared_task_total == 578500 and POLICY.task_total == 578501
-    assert any("578500" in w and "578501" in w for w in POLICY.warnings)
+    (w,) = POLICY.warnings
+    assert (w.code, w.file, w.data["task_total_printed"], w.data["task_total_rows"]) == (
+        "TASK_TOTAL_MISMATCH", "dongan-2020.json", 578500, 578501)
+    assert "578500" in w.message and "578501" in w.message
 
 
 def test_a_consistent_table_loads_without_warnings():

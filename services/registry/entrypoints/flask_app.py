@@ -168,13 +168,24 @@ def create_app(clock: Clock | None = None) -> Flask:
     def merge(principal, data, year, household_no):
         return render(handlers.merge_households(repo, year_of(year), household_no, data, principal, correlation_id.get()))
 
+    def due_estimated(filed_at, due_at) -> bool:
+        """The 3 working days run through a year with no official holiday schedule loaded, or were counted
+        before it was loaded (the stored due date is not the one the official schedule gives)."""
+        from shared.clock import SHANGHAI
+        from shared.workdays import estimated_between
+
+        from ..domain.corrections import due
+        return (estimated_between(filed_at.astimezone(SHANGHAI).date(), due_at.astimezone(SHANGHAI).date())
+                or due(filed_at) != due_at)
+
     def render_correction(x) -> dict:
         return {"correction_id": x.correction_id, "household_no": x.household_no, "year": x.year,
                 "township": x.township, "village": x.village, "id_number": mask_id(x.person_id),
                 "changes": {k: (mask_id(v) if k == "id_number" else mask_phone(v) if k == "head_phone" else v)
                             for k, v in x.changes.items()},
                 "reason": x.reason, "status": x.status, "filed_at": iso(x.filed_at),
-                "due_at": iso(x.due_at), "overdue": x.is_overdue(c.clock.now())}
+                "due_at": iso(x.due_at), "overdue": x.is_overdue(c.clock.now()),
+                "due_estimated": due_estimated(x.filed_at, x.due_at)}
 
     @api.route("/v1/corrections", "POST", summary="提交信息更正申请（乡镇报县医保局，3个工作日内办结）",
                permission="corrections:file",
@@ -292,5 +303,34 @@ def create_app(clock: Clock | None = None) -> Flask:
         return {"year": y, "persons": [
             {**{k: r[k] for k in ("household_no", "township", "village", "order_no", "reason")},
              "id_number": mask_id(r["person_id"])} for r in handlers.needing_review(repo, y, principal)]}
+
+    # ---- holiday schedules (issue 10 item 3): the State Council's yearly schedule, loaded by county staff;
+    # every working-day deadline of this process counts it (shared.workdays), others within 30 s
+    from shared import workdays as wd
+
+    from ..adapters.holidays import HolidayStore
+    from .schemas import HolidayScheduleIn, HolidayScheduleOut
+    holidays = HolidayStore(c.db)
+    wd.use_source(holidays.all)
+
+    def holiday_calendar(y: int) -> dict:
+        doc = holidays.get(y) if wd.schedule_source(y) == "official" else None
+        return {**wd.calendar_of(y), "loaded_by": (doc or {}).get("loaded_by"), "loaded_at": (doc or {}).get("loaded_at")}
+
+    @api.route("/v1/holidays/{year}", "PUT", summary="导入国务院办公厅当年节假日安排（含调休上班日）", roles=("county",),
+               body=HolidayScheduleIn, response=HolidayScheduleOut)
+    def load_holidays(principal, data, year):
+        y = year_of(year)
+        if data["year"] != y:
+            raise ValidationFailed("YEAR_MISMATCH", "请求体年度与路径年度不一致", {"year": year, "body_year": data["year"]})
+        schedule = wd.schedule_from(data)
+        holidays.save(schedule, principal.subject, c.clock.now())
+        wd.install(schedule)
+        return holiday_calendar(y)
+
+    @api.route("/v1/holidays/{year}", "GET", summary="当年所用的节假日安排（官方或估算）", roles=("county", "township"),
+               response=HolidayScheduleOut)
+    def get_holidays(principal, year):
+        return holiday_calendar(year_of(year))
 
     return app

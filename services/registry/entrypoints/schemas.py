@@ -128,6 +128,7 @@ class CorrectionOut(Schema):
     filed_at = fields.String()
     due_at = fields.String()
     overdue = fields.Boolean()
+    due_estimated = fields.Boolean(metadata={"description": "true：期限经过尚无官方节假日安排的年度，按法定固定日期节日估算"})
 
 
 class CorrectionList(Schema):
@@ -260,3 +261,24 @@ class ReviewOut(Schema):
 class ReviewList(Schema):
     year = fields.Integer()
     persons = fields.List(fields.Nested(ReviewOut))
+
+
+# ---- holiday schedules (issue 10): the file format of policies/holidays/<year>.json, as the API takes it
+from shared.workdays import HolidayScheduleSchema as HolidayScheduleIn  # noqa: E402 — one definition of the format
+
+
+class HolidayDay(Schema):
+    date = fields.String()
+    name = fields.String()
+
+
+class HolidayScheduleOut(Schema):
+    year = fields.Integer()
+    source = fields.String(metadata={"description": "official（县医保局已导入）| chinese_calendar（程序库所载）| "
+                                                     "estimate（仅按法定固定日期节日估算）"})
+    estimated = fields.Boolean(metadata={"description": "true：该年度尚无官方安排，按此计算的期限均为估算"})
+    document = fields.String(allow_none=True)
+    loaded_by = fields.String(allow_none=True)
+    loaded_at = fields.String(allow_none=True)
+    holidays = fields.List(fields.Nested(HolidayDay))
+    workdays = fields.List(fields.Nested(HolidayDay), metadata={"description": "调休上班的周六、周日"})

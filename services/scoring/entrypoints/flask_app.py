@@ -28,7 +28,11 @@ class ProgressRow(Schema):
 class ProgressOut(Schema):
     county = fields.String()
     year = fields.Integer()
-    task_total = fields.Integer()
+    task_total = fields.Integer(metadata={"description": "县任务合计：按 task_rule 取印刷合计或各乡镇任务之和"})
+    task_total_printed = fields.Integer(allow_none=True, metadata={"description": "文件印刷的任务合计；未印出为 null"})
+    task_total_rows = fields.Integer(metadata={"description": "各乡镇任务相加"})
+    task_rule = fields.String(allow_none=True, metadata={"description": "两者不一致时县定的取数规则：rows | printed"})
+    task_warning = fields.String(allow_none=True, metadata={"description": "印刷合计与各行相加不一致时的说明"})
     enrolled_total = fields.Integer()
     rows = fields.List(fields.Nested(ProgressRow))
 
@@ -46,7 +50,10 @@ def create_app(clock: Clock | None = None) -> Flask:
         table = handlers.progress(repo, c.policy, int(year))
         acc = repo.accuracy(int(year), [t.name for t in c.policy.townships])
         poor = repo.coverage(int(year), [t.name for t in c.policy.townships], "registered_poor")
+        mismatch = next((w for w in c.policy.warnings if w.code == "TASK_TOTAL_MISMATCH"), None)
         return {"county": c.policy.county, "year": c.policy.year, "task_total": c.policy.task_total,
+                "task_total_printed": c.policy.declared_task_total, "task_total_rows": c.policy.task_rows_total,
+                "task_rule": c.policy.task_total_rule, "task_warning": mismatch.message if mismatch else None,
                 "enrolled_total": sum(r.enrolled_persons for _, r in table),
                 "rows": [{"rank": rank, "township": r.township, "task": r.task, "enrolled_persons": r.enrolled_persons,
                           "enrolled_households": r.enrolled_households, "rate_bp": r.rate_bp,
