@@ -97,50 +97,121 @@ def case_status(pc, person_id):
 
 # ---- 多地重复参保 holds the household that has the person ------------------------------------------
 
-def test_an_open_duplicate_case_holds_the_quote_and_the_order_until_county_staff_resolve_it(registry, rc, pc):
-    """001 五: the household pays as a whole; while one of its members is enrolled in two places the
-    household is not quoted (nor ordered); once county staff resolve the case it is quoted normally."""
-    first = household_payload("DQ-0001", "白牙市镇", seed=301)
+def quote_of(api, clock, household_no):
+    return signed(api, "/v1/quotes", {"household_no": household_no, "year": 2020}, clock)
+
+
+def members_in_payments(pc, household_no):
+    d = pc.db.households.find_one({"_id": f"2020:{household_no}"})
+    return d and sorted(m["person_id"] for m in d["members"])
+
+
+def two_households_sharing_a_person(registry, first_no, second_no, seed):
+    """The second household registers a person the first has: 201, the person flagged in both."""
+    first = household_payload(first_no, "白牙市镇", seed=seed)
     assert registry.post("/v1/households", json=first, headers=county()).status_code == 201
-    second = household_payload("DQ-0002", "花桥镇", seed=302)
+    second = household_payload(second_no, "花桥镇", seed=seed + 1)
     held = first["members"][2]["id_number"]
     second["members"][2] = dict(first["members"][2])
     r = registry.post("/v1/households", json=second, headers=county())
-    assert r.json["code"] == "DUPLICATE_PERSON"
+    assert r.status_code == 201, r.json  # failed before: 409 DUPLICATE_PERSON, the whole household refused
+    for no in (first_no, second_no):
+        got = registry.get(f"/v1/households/2020/{no}", headers=county()).json
+        flagged = [m for m in got["members"] if "duplicate" in m]
+        assert [m["id_number"] for m in flagged] == [mask_id(held)] and len(got["members"]) == 3
+        assert [p["household_no"] for p in flagged[0]["duplicate"]["households"]] == [first_no, second_no]
+    return first, second, held
+
+
+def test_a_second_household_with_a_person_registered_elsewhere_is_registered_held_and_quoted_after_keep_other(
+        registry, rc, pc):
+    """001 五: 参保人员应以户籍家庭为单位整体到户籍所在地所属村(社区)参保缴费 — a person is enrolled in one
+    household; 003 三.3 lists 多地重复参保 among the problems found in the field, which go to the bureau
+    (县医保局, 001 七(一): errors reported are corrected by the county). Both households are registered,
+    both held while the case is open (the household pays as a whole), and the county's decision puts
+    the person in one of them: both are quoted without anything submitted again."""
+    first, second, held = two_households_sharing_a_person(registry, "DQ-0001", "DQ-0002", 301)
     case = rc.db.duplicates.find_one({"_id": f"2020:{held}"})
     [opened] = [e for e in case["_outbox"].values() if e["type"] == "registry.duplicate.changed"]
     assert opened["snapshot"]  # published as the case then stands, with its version
     assert (changed_payload(case)["status"], changed_payload(case)["household_no"], case["version"]) == ("open", "DQ-0001", 1)
-    deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:DQ-0001"}) and case_status(pc, held) == "open",
-            "the household and the open case")
+    assert [o["household_no"] for o in case["others"]] == ["DQ-0002"]
+    deliver(rc, pc, lambda: members_in_payments(pc, "DQ-0002") and case_status(pc, held) == "open",
+            "both households and the open case")
 
     clock = FixedClock(NOW)
     api = payments_app(clock).test_client()
     before = money(pc)
-    q = signed(api, "/v1/quotes", {"household_no": "DQ-0001", "year": 2020}, clock)
-    assert (q.status_code, q.json["code"]) == (409, "MEMBER_DUPLICATE_UNRESOLVED")
-    assert mask_id(held) in q.json["message"] and held not in q.get_data(as_text=True)
-    o = signed(api, "/v1/orders", {"household_no": "DQ-0001", "year": 2020, "channel": "mobile_app"}, clock,
-               idem="dup-held-0001")
+    for no in ("DQ-0001", "DQ-0002"):  # the person holds both quotes
+        q = quote_of(api, clock, no)
+        assert (q.status_code, q.json["code"]) == (409, "MEMBER_DUPLICATE_UNRESOLVED"), no
+        assert mask_id(held) in q.json["message"] and held not in q.get_data(as_text=True)
+    o = signed(api, "/v1/orders", {"household_no": "DQ-0002", "year": 2020, "channel": "mobile_app"}, clock,
+               idem="dup-held-0002")
     assert (o.status_code, o.json["code"]) == (409, "MEMBER_DUPLICATE_UNRESOLVED")
     assert money(pc) == before  # nothing written: no order, no idempotency key, no money log
 
-    # county staff decide the person stays where they are: the case is resolved, the quote goes through
-    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current", "note": "核实为本户成员"},
+    # the county decides the person belongs to the second household: they leave the first
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "other", "note": "户籍在花桥镇"},
                       headers=county())
-    assert r.status_code == 200 and r.json["status"] == "resolved"
-    deliver(rc, pc, lambda: case_status(pc, held) == "resolved", "the resolution")
-    q = signed(api, "/v1/quotes", {"household_no": "DQ-0001", "year": 2020}, clock)
-    assert q.status_code == 200 and q.json["total_fen"] == 75000
-    o = signed(api, "/v1/orders", {"household_no": "DQ-0001", "year": 2020, "channel": "mobile_app"}, clock,
-               idem="dup-held-0001")
+    assert r.status_code == 200 and r.json["status"] == "resolved", r.json
+    assert r.json["kept"]["household_no"] == "DQ-0002"
+    one = registry.get("/v1/households/2020/DQ-0001", headers=county()).json
+    two = registry.get("/v1/households/2020/DQ-0002", headers=county()).json
+    assert mask_id(held) not in [m["id_number"] for m in one["members"]] and len(one["members"]) == 2
+    assert mask_id(held) in [m["id_number"] for m in two["members"]] and len(two["members"]) == 3
+    assert not any("duplicate" in m for m in one["members"] + two["members"])
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0002"  # failed before: nowhere
+    deliver(rc, pc, lambda: case_status(pc, held) == "resolved" and len(members_in_payments(pc, "DQ-0001")) == 2,
+            "the resolution and the first household without the person")
+    q1, q2 = quote_of(api, clock, "DQ-0001"), quote_of(api, clock, "DQ-0002")
+    assert (q1.status_code, q1.json["total_fen"]) == (200, 50000)  # two members at 250 yuan
+    assert (q2.status_code, q2.json["total_fen"]) == (200, 75000)
+    assert mask_id(held) in [x["id_number"] for x in q2.json["lines"]]  # the person is charged once, here
+    assert mask_id(held) not in [x["id_number"] for x in q1.json["lines"]]
+    o = signed(api, "/v1/orders", {"household_no": "DQ-0002", "year": 2020, "channel": "mobile_app"}, clock,
+               idem="dup-held-0002")
     assert o.status_code == 201 and o.json["amount_fen"] == 75000
 
-    # the other household tries again: the case re-opens and holds the household again
-    assert registry.post("/v1/households", json=second, headers=county()).json["code"] == "DUPLICATE_PERSON"
+    # the same registration sent again is the household that exists: the decided case stays decided
+    assert registry.post("/v1/households", json=second, headers=county()).json["code"] == "HOUSEHOLD_EXISTS"
+    assert rc.db.duplicates.find_one({"_id": f"2020:{held}"})["status"] == "resolved"
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
+    assert r.json["code"] == "DUPLICATE_RESOLVED"
+
+
+def test_keep_current_leaves_the_person_in_the_first_household_and_both_are_quoted(registry, rc, pc):
+    first, second, held = two_households_sharing_a_person(registry, "DQ-0011", "DQ-0012", 391)
+    deliver(rc, pc, lambda: members_in_payments(pc, "DQ-0012") and case_status(pc, held) == "open", "the open case")
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current", "note": "核实为本户成员"},
+                      headers=county())
+    assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0011"
+    two = registry.get("/v1/households/2020/DQ-0012", headers=county()).json
+    assert mask_id(held) not in [m["id_number"] for m in two["members"]] and len(two["members"]) == 2
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0011"  # its claim untouched
+    deliver(rc, pc, lambda: case_status(pc, held) == "resolved" and len(members_in_payments(pc, "DQ-0012")) == 2,
+            "the resolution and the second household without the person")
+    clock = FixedClock(NOW)
+    api = payments_app(clock).test_client()
+    q1, q2 = quote_of(api, clock, "DQ-0011"), quote_of(api, clock, "DQ-0012")
+    assert (q1.status_code, q1.json["total_fen"]) == (200, 75000)
+    assert (q2.status_code, q2.json["total_fen"]) == (200, 50000)
+    # a third household registering the person re-opens the case and holds the first again
+    third = household_payload("DQ-0013", "川岩乡", seed=393)
+    third["members"][2] = dict(first["members"][2])
+    assert registry.post("/v1/households", json=third, headers=county()).status_code == 201
     deliver(rc, pc, lambda: case_status(pc, held) == "open", "the re-opened case")
-    assert signed(api, "/v1/quotes", {"household_no": "DQ-0001", "year": 2020}, clock).json["code"] == \
-        "MEMBER_DUPLICATE_UNRESOLVED"
+    assert quote_of(api, clock, "DQ-0011").json["code"] == "MEMBER_DUPLICATE_UNRESOLVED"
+    assert quote_of(api, clock, "DQ-0012").status_code == 200  # no longer has the person
+
+
+def test_a_household_registry_never_had_is_not_told_to_wait_for_sync(pc):
+    """Payments knows only what registry published: a household it never received was not registered
+    there (or was refused), and waiting does not help; the answer says so."""
+    clock = FixedClock(NOW)
+    q = quote_of(payments_app(clock).test_client(), clock, "DQ-NEVER-9")
+    assert (q.status_code, q.json["code"]) == (404, "HOUSEHOLD_UNKNOWN")
+    assert "延迟" not in q.json["message"] and "未在医保系统登记" in q.json["message"]  # failed before: 数据同步可能有延迟
 
 
 def test_an_older_duplicate_event_redelivered_late_does_not_reopen_a_resolved_case(pc):
@@ -176,7 +247,8 @@ def test_two_changes_of_a_case_written_close_together_are_applied_in_write_order
                 {"household_no": "DQ-0005", "township": "花桥镇", "village": "花桥村"}, NOW)
     opened = changed_payload(rc.db.duplicates.find_one({"_id": f"2020:{pid}"}))
     assert dups.resolve(rc.db.duplicates.find_one({"_id": f"2020:{pid}"}), {"keep": "current", "note": None,
-                                                                            "by": "county", "at": NOW})
+                                                                            "by": "county", "at": NOW},
+                        {"household_no": "DQ-0004", "township": "花桥镇", "village": "花桥村"})
     resolved = changed_payload(rc.db.duplicates.find_one({"_id": f"2020:{pid}"}))
     assert (opened["version"], resolved["version"]) == (1, 2)
     # the resolution arrives first although its envelope is older; the opening comes late with a newer seq

@@ -145,27 +145,61 @@ def test_a_corrected_id_number_moves_the_persons_claim(client, clock):
     assert c.db.persons.find_one({"_id": f"2020:{right}"})["household"] == "2020:CHG-0006"
 
 
-def test_a_duplicate_is_listed_with_both_places_and_resolved_by_county_staff(client):
+def test_a_duplicate_is_registered_listed_with_both_places_and_resolved_by_county_staff(client, clock):
+    """多地重复参保 (003 三.3) is resolved by the county (001 七(一)), the person kept in one household
+    (001 五: 以户籍家庭为单位…到户籍所在地所属村(社区)参保缴费)."""
     first = register(client, "DUP-0001", "白牙市镇", seed=51)
     second = household_payload("DUP-0002", "花桥镇", seed=52)
     shared_person = first["members"][2]
     second["members"][2] = dict(shared_person)
     r = client.post("/v1/households", json=second, headers=county())
-    assert r.json["code"] == "DUPLICATE_PERSON"
+    assert r.status_code == 201 and len(r.json["members"]) == 3  # failed before: 409 DUPLICATE_PERSON
+    assert [m["duplicate"]["status"] for m in r.json["members"] if "duplicate" in m] == ["open"]
     assert client.get("/v1/duplicates?status=open", headers=baiya()).status_code == 403  # county staff only
     cases = client.get("/v1/duplicates?status=open", headers=county()).json["duplicates"]
     case = next(x for x in cases if x["kept"]["household_no"] == "DUP-0001")
-    assert case["kept"]["township"] == "白牙市镇" and case["refused"][0]["township"] == "花桥镇"
+    assert case["kept"]["township"] == "白牙市镇" and case["others"][0]["township"] == "花桥镇"
     assert case["id_number"].count("*") == 8
+    # while the case is open the first household holds the person's claim
+    c = boot.bootstrap(clock)
+    assert c.db.persons.find_one({"_id": f"2020:{shared_person['id_number']}"})["household"] == "2020:DUP-0001"
     # county staff decide the person belongs to the second household: they leave the first
     r = client.post("/v1/duplicates/2020/resolution", json={"id_number": shared_person["id_number"], "keep": "other"},
                     headers=county())
     assert r.status_code == 200 and r.json["status"] == "resolved"
     assert len(client.get("/v1/households/2020/DUP-0001", headers=county()).json["members"]) == 2
-    assert client.post("/v1/households", json=second, headers=county()).status_code == 201
+    assert len(client.get("/v1/households/2020/DUP-0002", headers=county()).json["members"]) == 3
+    assert c.db.persons.find_one({"_id": f"2020:{shared_person['id_number']}"})["household"] == "2020:DUP-0002"
+    hh = c.db.households.find_one({"_id": "2020:DUP-0001"})
+    assert [e["payload"]["change"] for e in hh["_outbox"].values() if e["type"] == "registry.household.changed"] \
+        == ["move_out"]
     r = client.post("/v1/duplicates/2020/resolution", json={"id_number": shared_person["id_number"], "keep": "other"},
                     headers=county())
     assert r.json["code"] == "DUPLICATE_RESOLVED"
+
+
+def test_a_resolution_that_cannot_hold_writes_nothing_and_two_others_need_a_household_no(client, clock):
+    first = register(client, "DUP-0011", "白牙市镇", seed=55)
+    pid = first["members"][2]["id_number"]
+    for no, town, seed in (("DUP-0012", "花桥镇", 56), ("DUP-0013", "川岩乡", 57)):
+        body = household_payload(no, town, seed=seed)
+        body["members"][2] = dict(first["members"][2])
+        assert client.post("/v1/households", json=body, headers=county()).status_code == 201
+    r = client.post("/v1/duplicates/2020/resolution", json={"id_number": pid, "keep": "other"}, headers=county())
+    assert (r.status_code, r.json["code"]) == (400, "DUPLICATE_HOUSEHOLD_REQUIRED")
+    # the first household paid meanwhile: it cannot give the person up (001 七(二)), nothing moves
+    c = boot.bootstrap(clock)
+    pay(c, first, "P-DUP-0011")
+    r = client.post("/v1/duplicates/2020/resolution", json={"id_number": pid, "keep": "other", "household_no": "DUP-0013"},
+                    headers=county())
+    assert (r.status_code, r.json["code"]) == (409, "LOCKED_AFTER_PAYMENT")
+    assert c.db.persons.find_one({"_id": f"2020:{pid}"})["household"] == "2020:DUP-0011"
+    assert c.db.duplicates.find_one({"_id": f"2020:{pid}"}).get("pending") is None
+    # keeping the paid household: the person leaves both others
+    r = client.post("/v1/duplicates/2020/resolution", json={"id_number": pid, "keep": "current"}, headers=county())
+    assert r.status_code == 200 and {p["household_no"] for p in r.json["resolution"]["left"]} == {"DUP-0012", "DUP-0013"}
+    for no in ("DUP-0012", "DUP-0013"):
+        assert len(client.get(f"/v1/households/2020/{no}", headers=county()).json["members"]) == 2
 
 
 def test_people_with_employee_insurance_are_left_out_and_reported(client):

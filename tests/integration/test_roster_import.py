@@ -120,20 +120,45 @@ def test_importing_the_same_file_twice_changes_nothing(c):
     assert c.db.households.find_one({"_id": "2020:R2G1"}) == before
 
 
-def test_the_same_person_in_two_townships_is_a_duplicate_with_both_places(c):
+def test_the_same_person_in_two_townships_is_imported_in_both_flagged_with_both_places(c):
+    """多地重复参保 (003 三.3): both households are registered (failed before: the second was refused whole,
+    its other members registered nowhere) and the county decides (001 七(一))."""
     pid = make_id(date(1966, 6, 6), 90, "M")
+    kin = make_id(date(1990, 3, 3), 91, "F")
     rows = [["R3A", "花桥镇", "花桥村", "甲", pid, "男", "", "户主", "", ""],
-            ["R3B", "白牙市镇", "五一村", "甲", pid, "男", "", "户主", "", ""]]
+            ["R3B", "白牙市镇", "五一村", "乙", make_id(date(1960, 1, 1), 92, "M"), "男", "", "户主", "", ""],
+            ["R3B", "白牙市镇", "五一村", "甲", pid, "男", "", "其他", "", ""],
+            ["R3B", "白牙市镇", "五一村", "丙", kin, "女", "", "子女", "", ""]]
     report, problems = do_import(c, csv_bytes(rows))
-    assert report.households_created == 1
-    assert problems[0]["code"] == "DUPLICATE_PERSON" and problems[0]["household_no"] == "R3B"
-    # a later file with the same person in a third household is caught too
+    assert (report.households_created, report.households_rejected, report.persons_duplicate) == (2, 0, 1)
+    assert [(p["code"], p["household_no"]) for p in problems] == [("DUPLICATE_PERSON", "R3B")]
+    assert "R3A" in problems[0]["message"] and "本户已登记" in problems[0]["message"]
+    r3b = c.db.households.find_one({"_id": "2020:R3B"})
+    assert len(r3b["members"]) == 3 and c.db.persons.find_one({"_id": f"2020:{kin}"})["household"] == "2020:R3B"
+    assert c.db.persons.find_one({"_id": f"2020:{pid}"})["household"] == "2020:R3A"
+    # the same file again changes nothing and re-opens nothing
+    again, _ = do_import(c, csv_bytes(rows))
+    assert (again.households_created, again.households_unchanged) == (0, 2)
+    # a later file with the same person in a third household is imported and flagged too
     report, problems = do_import(c, csv_bytes([["R3C", "川岩乡", "川岩一村", "甲", pid, "男", "", "户主", "", ""]]))
-    assert report.households_created == 0 and problems[0]["code"] == "DUPLICATE_PERSON"
-    # county staff find one case for the person, with the household that has them and both refusals
+    assert report.households_created == 1 and problems[0]["code"] == "DUPLICATE_PERSON"
+    # county staff find one case for the person, with the household that has them and both others
     case = boot.duplicates(c).get(2020, pid)
-    assert case["kept"]["household_no"] == "R3A" and case["kept"]["township"] == "花桥镇"
-    assert {r["household_no"] for r in case["refused"]} == {"R3B", "R3C"}
+    assert case["status"] == "open" and case["kept"]["household_no"] == "R3A" and case["kept"]["township"] == "花桥镇"
+    assert {r["household_no"] for r in case["others"]} == {"R3B", "R3C"}
+
+
+def test_a_person_twice_in_one_file_is_imported_in_both_households(c):
+    pid = make_id(date(1970, 7, 7), 93, "F")
+    rows = [["R4A", "花桥镇", "花桥村", "甲", make_id(date(1968, 1, 2), 94, "M"), "男", "", "户主", "", ""],
+            ["R4A", "花桥镇", "花桥村", "丁", pid, "女", "", "配偶", "", ""],
+            ["R4B", "花桥镇", "花桥村", "戊", make_id(date(1945, 2, 3), 95, "M"), "男", "", "户主", "", ""],
+            ["R4B", "花桥镇", "花桥村", "丁", pid, "女", "", "子女", "", ""]]
+    report, problems = do_import(c, csv_bytes(rows))
+    assert (report.households_created, report.persons_duplicate) == (2, 1)
+    assert [p["household_no"] for p in problems] == ["R4B"]
+    case = boot.duplicates(c).get(2020, pid)
+    assert case["kept"]["household_no"] == "R4A" and [o["household_no"] for o in case["others"]] == ["R4B"]
 
 
 def test_an_employee_insured_member_is_left_out_and_the_rest_of_the_household_imported(c):

@@ -134,8 +134,9 @@ def quote(household: dict[str, Any] | None, policy: PolicyYear, at: datetime, al
 
     A member whose duplicate enrolment case (多地重复参保) is still open holds the whole household
     (001 五: the household pays as a whole), until county staff resolve where the person belongs."""
-    if household is None:
-        raise DomainError("HOUSEHOLD_UNKNOWN", "未找到该户的登记信息（登记后数据同步可能有延迟，请稍后再试）", status=404)
+    if household is None:  # payments knows only what registry published: never registered, or refused there
+        raise DomainError("HOUSEHOLD_UNKNOWN", "未找到该户的参保登记信息：该户未在医保系统登记或登记未被受理，"
+                          "请到户籍所在地村（社区）核实登记后再缴费", {"registered": False}, status=404)
     if household["year"] != policy.year:
         raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放缴费", {"year": household["year"]})
     if household.get("merged_into"):  # 合户: the household ended; its members pay with the other one

@@ -1,8 +1,11 @@
 """Duplicate enrolment cases (多地重复参保) and the employee-insurance exclusion list, by `_id`.
 
-A case (`_id` "<year>:<id_number>") lists every place the person was registered or refused in; county
-staff resolve it. Each opening, re-opening and resolution carries its registry.duplicate.changed in
-the same write (outbox): payments refuses the holding household's quote while the case is open.
+A case (`_id` "<year>:<id_number>") names the household holding the person's claim (`kept`) and
+the other households that registered the person too (`others`): every one of them is registered,
+the person a member of each, until county staff decide where the person belongs (resolution keeps
+them in exactly one). Each opening, re-opening and resolution carries its registry.duplicate.changed
+in the same write (outbox): payments refuses the quote of every household with the person while the
+case is open (its read model is by person).
 The exclusion list (`_id` "<year>:<id_number>") holds people already covered by
 employee insurance (城镇职工医保), who are not enrolled as residents.
 """
@@ -47,29 +50,51 @@ class DuplicateRepository:
         self.db = db
         self.outbox = outbox
 
-    def record(self, year: int, person_id: str, kept: dict[str, Any], refused: dict[str, Any], at: datetime,
+    def record(self, year: int, person_id: str, kept: dict[str, Any], other: dict[str, Any], at: datetime,
                correlation_id: str | None = None) -> None:
-        """Open (or re-open, or add a place to) the case of a person refused because another household
-        has them. `kept` is the household holding the person now."""
+        """Open (or re-open, or add a place to) the case of a person another household registers while
+        `kept` holds them. Written before that household, so payments holds both quotes from the
+        moment both exist; repeating it (a retried registration) adds nothing but a version."""
         key = f"{year}:{person_id}"
         self.outbox.update(DUPLICATES, key, {
             "$setOnInsert": {"year": year, "person_id": person_id, "opened_at": at},
             "$set": {"status": "open", "kept": kept}, "$inc": {"version": 1},
-            "$addToSet": {"refused": refused}}, [changed_event(year, person_id, "open", kept)],
+            "$addToSet": {"others": other}}, [changed_event(year, person_id, "open", kept)],
             upsert=True, correlation_id=correlation_id)
 
     def get(self, year: int, person_id: str) -> dict[str, Any] | None:
         return self.db[DUPLICATES].find_one({"_id": f"{year}:{person_id}"}, {"_outbox": 0})
 
+    def open_cases(self, year: int, person_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """person_id → open case, for flagging a household's members (one `_id` lookup each)."""
+        out = {}
+        for pid in person_ids:
+            d = self.get(year, pid)
+            if d is not None and d["status"] == "open":
+                out[pid] = d
+        return out
+
     def listing(self, status: str | None) -> list[dict[str, Any]]:
         return list(self.db[DUPLICATES].find({"status": status} if status else {}, {"_outbox": 0}).sort("opened_at", 1))
 
-    def resolve(self, case: dict[str, Any], decision: dict[str, Any], correlation_id: str | None = None) -> bool:
-        """Open → resolved once, with its event; False when the case was not open any more."""
+    def begin(self, case: dict[str, Any], target: dict[str, Any]) -> bool:
+        """Take the decision for `target` before any household is written (no event: nothing is
+        published until it is done): a second, different decision is refused from now on, the same
+        one completes it (a retry after a crash). False when the case changed since it was read."""
+        matched, _ = self.outbox.update(DUPLICATES, case["_id"], {"$set": {"pending": target}, "$inc": {"version": 1}},
+                                        where={"status": "open", "version": case.get("version", 0)})
+        return matched
+
+    def resolve(self, case: dict[str, Any], decision: dict[str, Any], kept: dict[str, Any],
+                correlation_id: str | None = None) -> bool:
+        """Open → resolved once, with its event: `kept` is where the person stays; the places the
+        case listed move into the decision (`left`), so a later re-opening starts from one place.
+        False when the case was not open any more."""
         matched, _ = self.outbox.update(
-            DUPLICATES, case["_id"], {"$set": {"status": "resolved", "resolution": decision}, "$inc": {"version": 1}},
-            [changed_event(case["year"], case["person_id"], "resolved", case.get("kept") or {}, decision["keep"])],
-            where={"status": "open"}, correlation_id=correlation_id)
+            DUPLICATES, case["_id"], {"$set": {"status": "resolved", "resolution": decision, "kept": kept,
+                                               "others": []}, "$unset": {"pending": ""}, "$inc": {"version": 1}},
+            [changed_event(case["year"], case["person_id"], "resolved", kept, decision["keep"])],
+            where={"status": "open", "version": case.get("version", 0)}, correlation_id=correlation_id)
         return matched
 
     # employee-insurance exclusions

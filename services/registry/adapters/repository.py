@@ -15,6 +15,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
+from shared.masking import mask_id
 from shared.store import IndexSpec, OutboxWriter, insert_many_once, insert_once
 
 from ..domain.model import Household, Member
@@ -94,13 +95,29 @@ class HouseholdRepository:
         doc = self.db[PERSONS].find_one({"_id": f"{year}:{person_id}"})
         return doc["household"] if doc else None
 
-    def add(self, hh: Household, correlation_id: str | None = None) -> None:
+    def place_of(self, year: int, person_id: str) -> dict[str, Any] | None:
+        """The household holding the person's claim, with its place, if it exists (two `_id` reads)."""
+        claim = self.db[PERSONS].find_one({"_id": f"{year}:{person_id}"})
+        if claim is None:
+            return None
+        owner = self.db[HOUSEHOLDS].find_one({"_id": claim["household"]}, {"township": 1, "village": 1})
+        if owner is None:
+            return None
+        return {"household_no": claim["household"].split(":", 1)[1], "township": owner["township"],
+                "village": owner["village"]}
+
+    def add(self, hh: Household, correlation_id: str | None = None, open_cases=None) -> list[tuple[str, dict]]:
         """Claim every member for this household, then write the household with its events.
 
         A claim left by a write that failed half-way is taken over (its household does not exist).
+        A member another household holds (多地重复参保) stays a member without the claim: with
+        `open_cases`, it is called with [(person_id, holder's place)] before the household is
+        written (so payments holds both quotes from the moment both exist, and a crash between the
+        two leaves a case a retry completes); without it, the registration is refused
+        (DUPLICATE_PERSON). Returns those members and places.
         """
         key = household_key(hh.year, hh.household_no)
-        claimed = []
+        claimed, clashes = [], []
         try:
             for m in hh.members:
                 pid = f"{hh.year}:{m.person_id}"
@@ -112,10 +129,17 @@ class HouseholdRepository:
                 if other and other["household"] != key:
                     owner = self.db[HOUSEHOLDS].find_one({"_id": other["household"]}, {"township": 1, "village": 1})
                     if owner is not None:  # 多地重复参保: the same person in another household
-                        raise Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {
-                            "person_id": m.person_id, "township": owner["township"], "village": owner["village"],
-                            "household_no": other["household"].split(":", 1)[1]})
+                        place = {"household_no": other["household"].split(":", 1)[1],
+                                 "township": owner["township"], "village": owner["village"]}
+                        if open_cases is None:
+                            raise Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {"person_id": m.person_id, **place})
+                        clashes.append((m.person_id, place))
+                        continue
                     self.db[PERSONS].replace_one({"_id": pid}, claim)
+            if clashes:  # a registration repeated after it succeeded must not re-open a decided case
+                if self.db[HOUSEHOLDS].find_one({"_id": key}, {"_id": 1}) is not None:
+                    raise Conflict("HOUSEHOLD_EXISTS", "该户本年度已登记", {"household_no": hh.household_no})
+                open_cases(clashes)
             try:
                 self.outbox.insert(HOUSEHOLDS, to_doc(hh), hh.events, correlation_id=correlation_id)
             except DuplicateKeyError:
@@ -126,6 +150,14 @@ class HouseholdRepository:
             raise
         hh.version = 1
         hh.events.clear()
+        return clashes
+
+    def move_claim(self, year: int, person_id: str, household_no: str) -> None:
+        """The person belongs to `household_no` now (a resolved duplicate case); idempotent."""
+        hh = self.db[HOUSEHOLDS].find_one({"_id": household_key(year, household_no)}, {"township": 1, "village": 1})
+        pid = f"{year}:{person_id}"
+        self.db[PERSONS].replace_one({"_id": pid}, {"_id": pid, "household": household_key(year, household_no),
+                                                    "township": hh["township"], "village": hh["village"]}, upsert=True)
 
     def save(self, hh: Household, *, correlation_id: str | None = None, causation_id: str | None = None) -> None:
         """Write a stored household as it now stands, with its events, if nobody wrote it since it was
@@ -167,7 +199,8 @@ class HouseholdRepository:
                 self.db[PERSONS].delete_one({"_id": pid})
             raise
         for pid in [m.person_id for m in removed] + ([moved[0]] if moved else []):
-            self.db[PERSONS].delete_one({"_id": f"{hh.year}:{pid}"})
+            # only this household's claim: a member of a duplicate case may be held by another household
+            self.db[PERSONS].delete_one({"_id": f"{hh.year}:{pid}", "household": key})
         hh.events.clear()
 
     def save_split(self, source: Household, new: Household, correlation_id: str | None = None) -> None:
@@ -230,25 +263,34 @@ def _same_registration(doc: dict[str, Any], hh: Household) -> bool:
 
 
 class BatchOutcome(dict):
-    """household_no → ("created" | "unchanged" | "rejected", DomainError | None)."""
+    """household_no → ("created" | "unchanged" | "rejected", DomainError | None); a household created
+    with a member another household holds (多地重复参保, its case opened) comes with the
+    DUPLICATE_PERSON notice naming the other place."""
 
 
 def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_id: str | None = None,
-              trusted_events: bool = False) -> BatchOutcome:
+              trusted_events: bool = False, open_cases=None) -> BatchOutcome:
     """Register many households with a few bulk writes; each household stays all-or-nothing.
 
     1. claims of every member (insert_many, unordered); 2. households with their events
     (insert_many); 3. outbox pointers. A claim that exists already is resolved one by one: ours
     from an earlier import of the same file (unchanged), an orphan left by a failed write (taken
-    over), or another household's (多地重复参保: the household is refused and its new claims removed).
+    over), or another household's (多地重复参保: with `open_cases` the household is registered all
+    the same, the person's case opened before it is written, as in HouseholdRepository.add;
+    without it the household is refused and its new claims removed). A person twice in one batch:
+    the later household is written in a second round, once the first is stored.
     """
     db = repo.db
     out = BatchOutcome()
     owner_in_batch: dict[str, Household] = {}
     todo: list[Household] = []
+    later: list[Household] = []
     for hh in batch:  # the same person twice in one batch
         clash = next((owner_in_batch[m.person_id] for m in hh.members if m.person_id in owner_in_batch), None)
         if clash is not None:
+            if open_cases is not None:
+                later.append(hh)
+                continue
             pid = next(m.person_id for m in hh.members if owner_in_batch.get(m.person_id) is clash)
             out[hh.household_no] = ("rejected", Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保",
                                                           {"person_id": pid, "township": clash.township,
@@ -262,6 +304,7 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
     failed = insert_many_once(db[PERSONS], claims)
     inserted_claims = {c["_id"]: c["household"] for c in claims if c["_id"] not in failed}
     ready: list[Household] = []
+    flagged: dict[str, list[tuple[str, dict]]] = {}
     for hh in todo:
         key = household_key(hh.year, hh.household_no)
         mine = [f"{hh.year}:{m.person_id}" for m in hh.members]
@@ -269,14 +312,13 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
         if not clashing:
             ready.append(hh)
             continue
-        if len(clashing) == len(mine):  # likely the same file again: one lookup settles it
-            existing = db[HOUSEHOLDS].find_one({"_id": key}, {"_outbox": 0})
-            if existing is not None:
-                out[hh.household_no] = ("unchanged", None) if _same_registration(existing, hh) else (
-                    "rejected", Conflict("HOUSEHOLD_EXISTS", "该户本年度已登记，且与文件内容不一致（请走变更或更正流程）",
-                                         {"household_no": hh.household_no}))
-                continue
-        refusal = None
+        existing = db[HOUSEHOLDS].find_one({"_id": key}, {"_outbox": 0})
+        if existing is not None:  # likely the same file again: one lookup settles it
+            out[hh.household_no] = ("unchanged", None) if _same_registration(existing, hh) else (
+                "rejected", Conflict("HOUSEHOLD_EXISTS", "该户本年度已登记，且与文件内容不一致（请走变更或更正流程）",
+                                     {"household_no": hh.household_no}))
+            continue
+        refusal, held = None, []
         for pid in clashing:
             claim = db[PERSONS].find_one({"_id": pid})
             if claim is None or claim["household"] == key:
@@ -285,14 +327,21 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
             if owner is None:  # orphan from a write that failed half-way
                 db[PERSONS].replace_one({"_id": pid}, {"_id": pid, "household": key})
                 continue
-            refusal = Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {
-                "person_id": pid.split(":", 1)[1], "township": owner["township"], "village": owner["village"],
-                "household_no": claim["household"].split(":", 1)[1]})
-            break
+            place = {"household_no": claim["household"].split(":", 1)[1], "township": owner["township"],
+                     "village": owner["village"]}
+            if open_cases is None:
+                refusal = Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {"person_id": pid.split(":", 1)[1], **place})
+                break
+            held.append((pid.split(":", 1)[1], place))
         if refusal:
             out[hh.household_no] = ("rejected", refusal)
         else:
             ready.append(hh)
+            if held:
+                flagged[hh.household_no] = held
+    for hh in ready:  # the cases first: payments holds both households from the moment both exist
+        if hh.household_no in flagged:
+            open_cases(hh, flagged[hh.household_no])
 
     docs, envs_by_key = [], {}
     for hh in ready:
@@ -311,7 +360,11 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
             out[hh.household_no] = ("unchanged", None) if same else ("rejected", Conflict(
                 "HOUSEHOLD_EXISTS", "该户本年度已登记，且与文件内容不一致（请走变更或更正流程）", {"household_no": hh.household_no}))
             continue
-        out[hh.household_no] = ("created", None)
+        held = flagged.get(hh.household_no)
+        out[hh.household_no] = ("created", Conflict("DUPLICATE_PERSON", "；".join(
+            "{} 已在{}{}（户编号{}）登记参保".format(mask_id(pid), p["township"], p["village"], p["household_no"])
+            for pid, p in held) + "：本户已登记，该人员标记为多地重复参保，待县医保局处理",
+            {"person_id": held[0][0], **held[0][1], "persons": len(held)}) if held else None)
         hh.events.clear()
         created.append((key, envs))
     if created:  # one pointer for the whole batch, in write order (see shared/outbox.py)
@@ -328,6 +381,8 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
                 pid = f"{hh.year}:{m.person_id}"
                 if inserted_claims.get(pid) == key:
                     db[PERSONS].delete_one({"_id": pid})
+    if later:
+        out.update(add_batch(repo, later, correlation_id, trusted_events, open_cases))
     return out
 
 

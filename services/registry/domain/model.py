@@ -134,15 +134,20 @@ class Household:
         self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": kind, "reason": reason}))
         return member
 
-    def remove_member(self, person_id: str, kind: str, reason: str = "") -> Member:
-        """A death or a move out (异动), before payment registration only; the head cannot leave
-        without a new head (that is a household split or merge)."""
+    def check_can_leave(self, person_id: str) -> Member:
+        """Whether the member may leave (the checks of remove_member, nothing changed)."""
         self._check_unlocked()
         member = next((m for m in self.members if m.person_id == person_id), None)
         if member is None:
             raise ValidationFailed("PERSON_NOT_IN_HOUSEHOLD", "该人员不在此户", {"household_no": self.household_no})
         if member.relation == "户主":
             raise ValidationFailed("HEAD_REQUIRED", "户主不能直接移出，请先变更户主", {"heads": 0})
+        return member
+
+    def remove_member(self, person_id: str, kind: str, reason: str = "") -> Member:
+        """A death or a move out (异动), before payment registration only; the head cannot leave
+        without a new head (that is a household split or merge)."""
+        member = self.check_can_leave(person_id)
         self.members.remove(member)
         self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": kind, "reason": reason}))
         return member

@@ -26,12 +26,19 @@ from .schemas import (ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, Dec
 CORRECTION_STATUSES = ["open", "approved", "rejected"]
 
 
-def render(hh: Household, full_ids: bool = False) -> dict:
-    return {"household_no": hh.household_no, "year": hh.year, "county": hh.county, "township": hh.township,
-            "village": hh.village, "head_name": hh.head.name, "head_phone": mask_phone(hh.head_phone),
-            "status": hh.enrolment.get("status", "registered"),
-            "members": [{"id_number": m.person_id if full_ids else mask_id(m.person_id), "name": m.name,
-                         "relation": m.relation, "category": m.category, "status": m.status} for m in hh.members]}
+def render(hh: Household, full_ids: bool = False, duplicates: dict | None = None) -> dict:
+    """`duplicates`: person_id → open case (多地重复参保); such members carry `duplicate` with every
+    household registering them, until county staff decide."""
+    out = {"household_no": hh.household_no, "year": hh.year, "county": hh.county, "township": hh.township,
+           "village": hh.village, "head_name": hh.head.name, "head_phone": mask_phone(hh.head_phone),
+           "status": hh.enrolment.get("status", "registered"),
+           "members": [{"id_number": m.person_id if full_ids else mask_id(m.person_id), "name": m.name,
+                        "relation": m.relation, "category": m.category, "status": m.status} for m in hh.members]}
+    for m, row in zip(hh.members, out["members"]):
+        case = (duplicates or {}).get(m.person_id)
+        if case is not None:
+            row["duplicate"] = {"status": "open", "households": handlers.duplicate_places(case)}
+    return out
 
 
 def create_app(clock: Clock | None = None) -> Flask:
@@ -45,7 +52,7 @@ def create_app(clock: Clock | None = None) -> Flask:
                response=HouseholdOut, status=201)
     def register_household(principal, data):
         hh = handlers.register_household(repo, c.policy, data, principal, correlation_id.get(), duplicates, c.clock)
-        out = render(hh)
+        out = render(hh, duplicates=duplicates.open_cases(hh.year, [m.person_id for m in hh.members]))
         out["excluded"] = [{"id_number": mask_id(x["id_number"]), "name": x["name"], "code": "EMPLOYEE_INSURED",
                             "message": "已参加城镇职工医保，不纳入城乡居民医保"} for x in hh.excluded]
         return out
@@ -55,7 +62,8 @@ def create_app(clock: Clock | None = None) -> Flask:
     def get_household(principal, year, household_no):
         if not (year.isascii() and year.isdigit()):
             raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
-        return render(handlers.get_household(repo, int(year), household_no, principal))
+        hh = handlers.get_household(repo, int(year), household_no, principal)
+        return render(hh, duplicates=duplicates.open_cases(hh.year, [m.person_id for m in hh.members]))
 
     imports = boot.imports(c)
     corrections = boot.corrections(c)
@@ -131,7 +139,7 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     def render_case(d: dict) -> dict:
         return {"year": d["year"], "id_number": mask_id(d["person_id"]), "status": d["status"], "kept": d["kept"],
-                "refused": d.get("refused", []), "resolution": {k: (iso(v) if hasattr(v, "isoformat") else v)
+                "others": d.get("others", []), "refused": d.get("refused", []), "resolution": {k: (iso(v) if hasattr(v, "isoformat") else v)
                                                                 for k, v in (d.get("resolution") or {}).items()}}
 
     @api.route("/v1/duplicates", "GET", summary="多地重复参保记录（县医保局处理）", permission="duplicates:manage",
@@ -142,12 +150,12 @@ def create_app(clock: Clock | None = None) -> Flask:
     api.moved("/v1/duplicates/{year}/{id_number}/resolution", "POST", "POST /v1/duplicates/{year}/resolution",
               summary="（已停用）处理重复参保")
 
-    @api.route("/v1/duplicates/{year}/resolution", "POST", summary="处理重复参保（保留在现户或移往他户；号码在请求体）",
+    @api.route("/v1/duplicates/{year}/resolution", "POST", summary="处理重复参保（保留在现户或另一登记户，其余户移出该人员；号码在请求体）",
                permission="duplicates:manage", body=ResolutionIn, response=DuplicateOut)
     def resolve_duplicate(principal, data, year):
         return render_case(handlers.resolve_duplicate(repo, duplicates, year_of(year), data["id_number"].strip().upper(),
                                                       data["keep"], data["note"], principal, c.clock.now(),
-                                                      correlation_id.get()))
+                                                      correlation_id.get(), data.get("household_no")))
 
     @api.route("/v1/exclusions", "POST", summary="导入已参加城镇职工医保人员名单（不纳入居民医保）",
                permission="duplicates:manage",

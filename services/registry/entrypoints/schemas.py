@@ -28,6 +28,8 @@ class MemberOut(Schema):
     relation = fields.String()
     category = fields.String()
     status = fields.String()
+    duplicate = fields.Dict(metadata={"description": "only while the person's duplicate enrolment case (多地重复参保) "
+                                                     "is open: {status, households: every household registering them}"})
 
 
 class ExcludedOut(Schema):
@@ -179,8 +181,10 @@ class DuplicateOut(Schema):
     year = fields.Integer()
     id_number = fields.String(metadata={"description": "masked"})
     status = fields.String()
-    kept = fields.Dict(metadata={"description": "the household that has the person"})
-    refused = fields.List(fields.Dict(), metadata={"description": "households refused for this person"})
+    kept = fields.Dict(metadata={"description": "the household holding the person (after resolution: keeping them)"})
+    others = fields.List(fields.Dict(), metadata={
+        "description": "other households registered with the person while the case is open (each is registered)"})
+    refused = fields.List(fields.Dict(), metadata={"description": "cases from before: households refused then"})
     resolution = fields.Dict()
 
 
@@ -190,7 +194,10 @@ class DuplicateList(Schema):
 
 class ResolutionIn(Schema):
     id_number = fields.String(required=True, metadata={"description": "重复参保人员的身份证号码"})
-    keep = fields.String(required=True, validate=validate.OneOf(["current", "other"]))
+    keep = fields.String(required=True, validate=validate.OneOf(["current", "other"]), metadata={
+        "description": "current: the household holding the person keeps them; other: the other registering household"})
+    household_no = fields.String(load_default=None, metadata={
+        "description": "with keep=other: which household, when several registered the person"})
     note = fields.String(load_default=None, validate=validate.Length(max=200))
 
 

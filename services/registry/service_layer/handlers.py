@@ -33,55 +33,112 @@ log = logging.getLogger(__name__)
 def register_household(repo: HouseholdRepository, policy: PolicyYear, data: dict[str, Any],
                        principal: Principal | None, correlation_id: str | None = None,
                        duplicates=None, clock=None) -> Household:
+    """A member another household holds (多地重复参保) does not stop the registration: the household
+    is registered with them, their case opened first (open_duplicates) for county staff to decide."""
     if principal is not None:
         principal.check_township(data["township"])
     insured = {m["id_number"].strip().upper() for m in data["members"]
                if duplicates is not None and duplicates.excluded(data["year"], m["id_number"].strip().upper())}
     hh = Household.register(policy, data, insured)
-    try:
-        repo.add(hh, correlation_id=correlation_id)
-    except Conflict as e:
-        if e.code == "DUPLICATE_PERSON" and duplicates is not None:
-            record_duplicate(duplicates, hh, e, clock.now(), source="api", correlation_id=correlation_id)
-        raise
+    opener = None
+    if duplicates is not None:
+        def opener(clashes):
+            open_duplicates(duplicates, hh, clashes, clock.now(), source="api", correlation_id=correlation_id)
+    repo.add(hh, correlation_id=correlation_id, open_cases=opener)
     return hh
 
 
-def record_duplicate(duplicates, hh: Household, err: Conflict, at, source: str, correlation_id: str | None = None) -> None:
-    """Open a case for county staff with both places (多地重复参保); registry.duplicate.changed rides in
-    the same write, so payments holds the household that has the person until the case is resolved."""
-    d = err.details or {}
-    duplicates.record(hh.year, d["person_id"], {"household_no": d.get("household_no"), "township": d.get("township"),
-                                                 "village": d.get("village")},
-                      {"household_no": hh.household_no, "township": hh.township, "village": hh.village,
-                       "source": source}, at, correlation_id=correlation_id)
+def open_duplicates(duplicates, hh: Household, clashes, at, source: str, correlation_id: str | None = None) -> None:
+    """Open a case for county staff with both places (多地重复参保), before `hh` is written;
+    registry.duplicate.changed rides in the same write, so payments holds every household that has
+    the person until the case is resolved. `clashes`: [(person_id, the holding household's place)]."""
+    for person_id, kept in clashes:
+        duplicates.record(hh.year, person_id, kept,
+                          {"household_no": hh.household_no, "township": hh.township, "village": hh.village,
+                           "source": source}, at, correlation_id=correlation_id)
+
+
+def duplicate_places(case: dict) -> list[dict]:
+    """The households a case names: the holder first, then the others (`refused`: cases written
+    when a second household was refused, whose household may not exist)."""
+    seen, out = set(), []
+    for p in [case.get("kept") or {}, *(case.get("others") or []), *(case.get("refused") or [])]:
+        if p.get("household_no") and p["household_no"] not in seen:
+            seen.add(p["household_no"])
+            out.append({k: p.get(k) for k in ("household_no", "township", "village")})
+    return out
 
 
 def resolve_duplicate(repo: HouseholdRepository, duplicates, year: int, person_id: str, keep: str, note: str | None,
-                      principal: Principal, at, correlation_id: str | None = None) -> dict:
-    """County staff decide where the person belongs. `keep="current"`: the household that has the
-    person keeps them; `keep="other"`: the person leaves it (a move out, refused once that household
-    has paid) so the other household can register them."""
-    case = duplicates.get(year, person_id)
-    if case is None:
-        raise NotFound("DUPLICATE_NOT_FOUND", "重复参保记录不存在", {"person_id": person_id})
-    if case["status"] != "open":
-        raise Conflict("DUPLICATE_RESOLVED", "该重复参保记录已处理")
-    if keep == "other":
-        def leave() -> None:
-            owner_key = repo.household_of(year, person_id)
-            if owner_key is None:
-                return
-            hh = get_household(repo, year, owner_key.split(":", 1)[1], None)
-            if all(m.person_id != person_id for m in hh.members):
-                return  # left already (a concurrent resolution)
-            removed = hh.remove_member(person_id, "move_out", "重复参保处理：保留在其他户")
-            repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
-        retry_stale(leave)
-    decision = {"keep": keep, "note": note, "by": principal.subject, "at": at}
-    if not duplicates.resolve(case, decision, correlation_id):
-        raise Conflict("DUPLICATE_RESOLVED", "该重复参保记录已处理")
-    return {**case, "status": "resolved", "resolution": decision}
+                      principal: Principal, at, correlation_id: str | None = None,
+                      household_no: str | None = None) -> dict:
+    """County staff decide where the person belongs (001 五: 以户籍家庭为单位…到户籍所在地所属村(社区)参保缴费,
+    so one household). `keep="current"`: the household holding the person keeps them; `keep="other"`:
+    the other household that registered them (`household_no` names it when there are several).
+    The person then leaves every other household (a move out, with its registry.household.changed,
+    so payments' read model and quotes follow; refused if that household has paid).
+
+    Writes, each completed by repeating the decision after a crash: 0. the case takes the decision
+    (`pending`: a different decision is refused from then on, so two decisions at once cannot
+    leave the person in no household); 1. the person's claim moves to the kept household; 2. each
+    other household loses the member (version-checked; claims of other households untouched);
+    3. the case is resolved (its event lets payments quote every household again). A household
+    registering the person meanwhile bumps the case, and the decision is taken again with it."""
+    for _ in range(5):  # a place added meanwhile (a third registration) bumps the case: decide again
+        case = duplicates.get(year, person_id)
+        if case is None:
+            raise NotFound("DUPLICATE_NOT_FOUND", "重复参保记录不存在", {"person_id": person_id})
+        if case["status"] != "open":
+            raise Conflict("DUPLICATE_RESOLVED", "该重复参保记录已处理")
+        places = duplicate_places(case)
+        if keep == "current":
+            target = places[0]
+        else:
+            others = [p for p in places[1:] if household_no in (None, p["household_no"])]
+            if household_no is None and len(others) > 1:
+                raise ValidationFailed("DUPLICATE_HOUSEHOLD_REQUIRED", "该人员在多个户登记，须指明保留在哪一户（household_no）",
+                                       {"households": [p["household_no"] for p in places[1:]]})
+            if not others:
+                raise ValidationFailed("DUPLICATE_HOUSEHOLD_UNKNOWN", "指定的户不在该重复参保记录中",
+                                       {"household_no": household_no})
+            target = others[0]
+        pending = case.get("pending")
+        if pending is not None and pending["household_no"] != target["household_no"]:
+            raise Conflict("DUPLICATE_RESOLVING", "该重复参保记录正在按另一决定处理（保留在{}户），请重复该决定以完成处理".format(
+                pending["household_no"]), {"household_no": pending["household_no"]})
+        kept_hh = repo.get(year, target["household_no"])
+        if kept_hh is None or all(m.person_id != person_id for m in kept_hh.members):
+            raise Conflict("DUPLICATE_HOUSEHOLD_NOT_REGISTERED",
+                           "保留的户未登记该人员（此前被退回的户须先登记），请核实后再处理",
+                           {"household_no": target["household_no"]})
+        leaving = [p for p in places if p["household_no"] != target["household_no"]]
+        for p in leaving:  # check every household first: nothing is written for a decision that cannot hold
+            hh = repo.get(year, p["household_no"])
+            if hh is not None and any(m.person_id == person_id for m in hh.members):
+                hh.check_can_leave(person_id)
+        if pending is None:
+            if not duplicates.begin(case, target):
+                continue
+            case = {**case, "version": case.get("version", 0) + 1}
+        repo.move_claim(year, person_id, target["household_no"])
+        for p in leaving:
+            _leave(repo, year, p["household_no"], person_id, target["household_no"], correlation_id)
+        decision = {"keep": keep, "household_no": target["household_no"], "left": leaving, "note": note,
+                    "by": principal.subject, "at": at}
+        if duplicates.resolve(case, decision, target, correlation_id):
+            return {**case, "status": "resolved", "resolution": decision, "kept": target, "others": []}
+    raise Conflict("DUPLICATE_BUSY", "该重复参保记录正在变化，请稍后再试")
+
+
+def _leave(repo: HouseholdRepository, year: int, household_no: str, person_id: str, kept_no: str,
+           correlation_id: str | None) -> None:
+    def step() -> None:
+        hh = repo.get(year, household_no)
+        if hh is None or all(m.person_id != person_id for m in hh.members):
+            return  # never registered (a case from before), or left already (a repeated decision)
+        removed = hh.remove_member(person_id, "move_out", f"重复参保处理：保留在{kept_no}户")
+        repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
+    retry_stale(step)
 
 
 def decide_mid_year(repo: HouseholdRepository, decisions, policy: PolicyYear, clock, data: dict,

@@ -74,6 +74,7 @@ class ImportReport:
     households_rejected: int = 0
     persons_created: int = 0
     persons_excluded: int = 0
+    persons_duplicate: int = 0  # members registered in another household too (多地重复参保): imported, flagged
     problems: int = 0
     pages: int = 0
     _page: list[dict] = field(default_factory=list)
@@ -125,7 +126,12 @@ def run_import(repo, policy: PolicyYear, year: int, rows: Iterable[tuple[int, di
                 break
             accepted = {h.household_no for _, h in valid}
             seen.rejected.update(hr.household_no for hr in batch if hr.household_no not in accepted)
-            future = writer.submit(add_batch, repo, [hh for _, hh in valid], run, True) if valid else None
+            opener = None
+            if duplicates is not None:
+                def opener(hh, clashes, at=at, run=run):
+                    from .handlers import open_duplicates
+                    open_duplicates(duplicates, hh, clashes, at, source="import", correlation_id=run)
+            future = writer.submit(add_batch, repo, [hh for _, hh in valid], run, True, opener) if valid else None
             in_flight = ((valid,), future) if future else None
             if future is None:
                 sink.flush(report)
@@ -155,12 +161,15 @@ def _validate(batch: list[HouseholdRows], policy: PolicyYear, year: int, princip
 
 def _record(report: ImportReport, valid: list[tuple[HouseholdRows, Household]], outcome, duplicates, at,
             seen: SeenHouseholds) -> None:
-    from .handlers import record_duplicate
     for hr, hh in valid:
         status, err = outcome[hh.household_no]
         if status == "created":
             report.households_created += 1
             report.persons_created += len(hh.members)
+            if err is not None:  # imported with a member another household holds: their case is open
+                report.persons_duplicate += err.details.get("persons", 1)
+                report.problems += 1
+                report._page.append(domain_problem(hr, err).to_doc())
             for x in hh.excluded:  # imported without them, and told
                 report.persons_excluded += 1
                 report.problems += 1
@@ -172,8 +181,6 @@ def _record(report: ImportReport, valid: list[tuple[HouseholdRows, Household]], 
         else:
             seen.rejected.add(hh.household_no)
             _reject(report, [domain_problem(hr, err)])
-            if err.code == "DUPLICATE_PERSON" and duplicates is not None:
-                record_duplicate(duplicates, hh, err, at, source="import")
 
 
 def _reject(report: ImportReport, problems: list[RowProblem]) -> None:
