@@ -100,7 +100,7 @@ def test_concurrent_increments_of_one_counter_lose_none(mongo, namespace):
     start = threading.Barrier(8)
 
     def bump() -> None:
-        own = MongoClient(mongo.address and f"mongodb://{mongo.address[0]}:{mongo.address[1]}/")
+        own = MongoClient(f"mongodb://{mongo.address[0]}:{mongo.address[1]}/")
         c = own[coll.database.name][coll.name]
         start.wait()
         for _ in range(50):
@@ -137,3 +137,28 @@ def test_a_read_model_keeps_the_newest_version_whatever_the_arrival_order(mongo,
         doc = coll.find_one({"_id": key})
         assert (doc["version"], doc["status"], doc["_order"]) == (6, "resolved", 6)
         assert keep_newest(coll, key, {"status": "open", "version": 3}, 3) is False
+
+
+def test_writes_by_id_and_writes_by_other_fields_of_one_document_lose_nothing(mongo, namespace):
+    """The launcher locks a write that names one `_id` by that `_id` and any other write by its whole
+    collection: increments through both kinds of filter, at once, all count (4 × 50 + 4 × 50)."""
+    from pymongo import MongoClient
+    coll = mongo[f"{namespace}_versioned"]["mixed"]
+    coll.insert_many([{"_id": "花桥镇", "kind": "town", "paid": 0}] +
+                     [{"_id": f"other-{i}", "kind": "village", "paid": 0} for i in range(20)])
+    url = f"mongodb://{mongo.address[0]}:{mongo.address[1]}/"
+    start = threading.Barrier(8)
+
+    def bump(by_id: bool) -> None:
+        own = MongoClient(url)
+        c = own[coll.database.name][coll.name]
+        start.wait()
+        for _ in range(50):
+            c.update_one({"_id": "花桥镇"} if by_id else {"kind": "town"}, {"$inc": {"paid": 1}})
+        own.close()
+    threads = [threading.Thread(target=bump, args=(i % 2 == 0,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert coll.find_one({"_id": "花桥镇"})["paid"] == 400
