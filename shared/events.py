@@ -176,7 +176,10 @@ class MidYearApprovedSchema(HouseholdPlaceSchema):
     pays = fields.String(required=True, validate=validate.OneOf(["individual", "full_financing"]))
     special_case = fields.String(load_default=None, allow_none=True)
     decided_on = fields.String(required=True)  # ISO date
-    benefits_from = fields.String(load_default=None, allow_none=True)  # ISO date
+    benefits_from = fields.String(load_default=None, allow_none=True)  # ISO date, if paid on decided_on
+    # how the benefit start follows from the payment date (policy mid_year.benefits_from, e.g. "next_month":
+    # 从缴费的下个月起享受医保待遇); absent or null: the policy sets none
+    benefits_rule = fields.String(load_default=None, allow_none=True)
     version = fields.Integer(load_default=None, allow_none=True)  # the approval's write count: newest wins
 
 

@@ -98,7 +98,7 @@ def create_app(clock: Clock | None = None) -> Flask:
                                                       correlation_id.get())
         out = {"allowed": d.allowed, "code": d.code, "reason": d.reason, "pays": d.pays,
                "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None,
-               "recorded": record is not None}
+               "benefits_rule": d.benefits_rule, "rule": d.rule, "recorded": record is not None}
         if record is not None:
             out.update(id_number=mask_id(record["person_id"]), household_no=record["household_no"],
                        year=record["year"])
