@@ -198,6 +198,8 @@ class PaidMemberSchema(Schema):
     standard_fen = fields.Integer(required=True)
     subsidy_fen = fields.Integer(required=True)
     payable_fen = fields.Integer(required=True)
+    # a mid-year member's 待遇享受起始日 (ISO date) where the county's policy sets a start; absent otherwise
+    benefits_from = fields.String(load_default=None)
 
 
 class PaymentConfirmedSchema(PaymentRefSchema):

@@ -21,7 +21,7 @@ from datetime import date
 
 from shared.errors import Conflict, DomainError
 from shared.events import Event
-from shared.policy import MidYearPeriod, PolicyYear
+from shared.policy import MidYearPeriod, PolicyYear, mid_year_benefit_start
 
 # The notice's wording of each special-case code a policy file may list (Dong'an 001 四).
 SPECIAL_CASE_NAMES = {
@@ -65,9 +65,7 @@ def months_between(birth: date, on: date) -> int:
     return (on.year - birth.year) * 12 + on.month - birth.month - (on.day < birth.day)
 
 
-def benefit_start(benefits_rule: str | None, paid_on: date) -> date | None:
-    """待遇享受起始日 of a mid-year enrolment paid on `paid_on` (None: the policy sets no rule)."""
-    return first_of_next_month(paid_on) if benefits_rule == "next_month" else None
+benefit_start = mid_year_benefit_start
 
 
 def unset(policy: PolicyYear, field: str, why: str) -> DomainError:
