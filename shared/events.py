@@ -222,6 +222,8 @@ class EnrolmentChangedSchema(HouseholdPlaceSchema):
     # the change came from a supplementary payment (补缴): `person_ids` joined a household counted
     # already, so they add persons, not a household. Sent only when true.
     supplement = fields.Boolean(load_default=False)
+    # person_id → 待遇享受起始日 (ISO date) of mid-year members whose county sets a start; sent only then
+    benefits_from = fields.Dict(keys=fields.String(), values=fields.String(), load_default=None)
 
 
 class EntitlementChangedSchema(Schema):

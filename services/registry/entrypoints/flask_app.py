@@ -38,6 +38,9 @@ def render(hh: Household, full_ids: bool = False, duplicates: dict | None = None
         case = (duplicates or {}).get(m.person_id)
         if case is not None:
             row["duplicate"] = {"status": "open", "households": handlers.duplicate_places(case)}
+        start = hh.benefits_from(m.person_id)
+        if start is not None:
+            row["benefits_from"] = start
     return out
 
 

@@ -30,6 +30,8 @@ class MemberOut(Schema):
     status = fields.String()
     duplicate = fields.Dict(metadata={"description": "only while the person's duplicate enrolment case (多地重复参保) "
                                                      "is open: {status, households: every household registering them}"})
+    benefits_from = fields.String(metadata={"description": "待遇享受起始日 of a member enrolled mid-year, present only "
+                                  "when it is not the year's start (the county's rule applied to the payment date)"})
 
 
 class ExcludedOut(Schema):

@@ -227,15 +227,21 @@ def on_payment_confirmed(repo: HouseholdRepository, env: Envelope, mid_year=None
     members who joined after the household's payment enrols them alone (Household.record_supplement)."""
     p = env.payload
     paid = [m["person_id"] for m in p["members"]]
+    starts = {m["person_id"]: m["benefits_from"] for m in p["members"] if m.get("benefits_from")}
+
+    def with_starts(done: bool, hh: Household) -> bool:
+        if done:
+            hh.note_benefit_starts(starts)
+        return done
     if p.get("supplement"):
-        _apply(repo, env, lambda hh: hh.record_supplement(p["order_no"], paid, p["paid_at"]))
+        _apply(repo, env, lambda hh: with_starts(hh.record_supplement(p["order_no"], paid, p["paid_at"]), hh))
         return
 
     def change(hh: Household) -> bool:
         approved = set()
         if mid_year is not None and set(paid) != {m.person_id for m in hh.members}:
             approved = mid_year.approved_ids(hh.year, paid)
-        return hh.record_payment(p["order_no"], paid, p["paid_at"], approved)
+        return with_starts(hh.record_payment(p["order_no"], paid, p["paid_at"], approved), hh)
     _apply(repo, env, change)
 
 
