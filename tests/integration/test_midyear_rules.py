@@ -80,17 +80,20 @@ def signed(client, clock, path, payload, idem=None):
 
 def test_wuming_suite_accepts_a_newborn_of_2_months_and_refuses_one_of_4_with_the_documents_reason(suite):
     """002 五(二): in September (Jul 1-Dec 31 closed) a child born Jul 10 (2 months) is accepted
-    (NEWBORN_3_MONTHS, the individual standard of 180 yuan at payments), one born May 10 (4 months)
-    is refused with the closed period's reason naming the newborn exception; the reply quotes the
-    plan. Before: the reason named no exception and no rule was quoted (hard-coded per county)."""
+    (NEWBORN_3_MONTHS, the individual standard of 180 yuan at payments), and so is one exactly 3
+    months old (未超过3个月); one born May 10 (4 months) is refused with the closed period's reason
+    naming the newborn exception; the replies quote the plan. Before: the rules were hard-coded per
+    county name, a child of exactly 3 months was refused, the reason named no exception."""
     registry, api, clock, rc, pc = suite(ROOT / "policies" / "wuming-2018.json", "武鸣区",
                                          datetime(2018, 9, 15, 10, 0, tzinfo=SHANGHAI))
     no = f"WM-{secrets.token_hex(3)}"
     two, four = make_id(date(2018, 7, 10), 21, "F"), make_id(date(2018, 5, 10), 22, "M")
+    three = make_id(date(2018, 6, 15), 23, "F")  # exactly 3 months on Sep 15: 未超过3个月
     body = {"household_no": no, "year": 2018, "township": "城厢镇", "village": "城东社区", "head_phone": "13900001111",
             "members": [{"id_number": make_id(date(1988, 3, 3), 20, "M"), "name": "户主", "relation": "户主", "sex": "M"},
                         {"id_number": two, "name": "两月婴", "relation": "子女", "sex": "F"},
-                        {"id_number": four, "name": "四月婴", "relation": "子女", "sex": "M"}]}
+                        {"id_number": four, "name": "四月婴", "relation": "子女", "sex": "M"},
+                        {"id_number": three, "name": "三月婴", "relation": "子女", "sex": "F"}]}
     r = registry.post("/v1/households", json=body, headers=staff())
     assert r.status_code == 201, r.json
 
@@ -99,6 +102,8 @@ def test_wuming_suite_accepts_a_newborn_of_2_months_and_refuses_one_of_4_with_th
     assert (ok.json["allowed"], ok.json["code"], ok.json["pays"]) == (True, "NEWBORN_3_MONTHS", "individual")
     assert "出生未超过3个月的新生儿" in ok.json["rule"]
     assert ok.json["benefits_from"] is None  # the plan sets no start: not guessed
+    exactly = registry.post("/v1/mid-year/decisions", json={"id_number": three}, headers=staff())
+    assert (exactly.status_code, exactly.json["code"]) == (201, "NEWBORN_3_MONTHS"), exactly.json
 
     refused = registry.post("/v1/mid-year/decisions", json={"id_number": four}, headers=staff())
     assert refused.status_code == 200, refused.json
@@ -109,11 +114,12 @@ def test_wuming_suite_accepts_a_newborn_of_2_months_and_refuses_one_of_4_with_th
 
     # payments charges the accepted newborn alone, at Wuming's individual standard
     flow(rc, pc, lambda: pc.db.mid_year_approvals.find_one({"_id": f"2018:{two}"})
-         and pc.db.households.find_one({"_id": f"2018:{no}"}), "the household and the approval at payments")
+         and pc.db.mid_year_approvals.find_one({"_id": f"2018:{three}"})
+         and pc.db.households.find_one({"_id": f"2018:{no}"}), "the household and the approvals at payments")
     q = signed(api, clock, "/v1/quotes", {"household_no": no, "year": 2018})
     assert q.status_code == 200, q.json
-    assert (q.json["total_fen"], q.json["mid_year"]) == (18000, True)
-    assert [l["id_number"] for l in q.json["lines"]] == [mask_id(two)]
+    assert (q.json["total_fen"], q.json["mid_year"]) == (36000, True)
+    assert sorted(l["id_number"] for l in q.json["lines"]) == sorted([mask_id(two), mask_id(three)])
 
 
 def test_dongan_benefit_start_is_the_month_after_payment_on_the_member_and_the_receipt(suite, tmp_path):
