@@ -176,7 +176,10 @@ class MidYearApprovedSchema(HouseholdPlaceSchema):
     pays = fields.String(required=True, validate=validate.OneOf(["individual", "full_financing"]))
     special_case = fields.String(load_default=None, allow_none=True)
     decided_on = fields.String(required=True)  # ISO date
-    benefits_from = fields.String(load_default=None, allow_none=True)  # ISO date
+    benefits_from = fields.String(load_default=None, allow_none=True)  # ISO date, if paid on decided_on
+    # how the benefit start follows from the payment date (policy mid_year.benefits_from, e.g. "next_month":
+    # 从缴费的下个月起享受医保待遇); absent or null: the policy sets none
+    benefits_rule = fields.String(load_default=None, allow_none=True)
     version = fields.Integer(load_default=None, allow_none=True)  # the approval's write count: newest wins
 
 
@@ -195,6 +198,8 @@ class PaidMemberSchema(Schema):
     standard_fen = fields.Integer(required=True)
     subsidy_fen = fields.Integer(required=True)
     payable_fen = fields.Integer(required=True)
+    # a mid-year member's 待遇享受起始日 (ISO date) where the county's policy sets a start; absent otherwise
+    benefits_from = fields.String(load_default=None)
 
 
 class PaymentConfirmedSchema(PaymentRefSchema):
@@ -217,6 +222,8 @@ class EnrolmentChangedSchema(HouseholdPlaceSchema):
     # the change came from a supplementary payment (补缴): `person_ids` joined a household counted
     # already, so they add persons, not a household. Sent only when true.
     supplement = fields.Boolean(load_default=False)
+    # person_id → 待遇享受起始日 (ISO date) of mid-year members whose county sets a start; sent only then
+    benefits_from = fields.Dict(keys=fields.String(), values=fields.String(), load_default=None)
 
 
 class EntitlementChangedSchema(Schema):

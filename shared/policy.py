@@ -440,3 +440,14 @@ def phase_at(policy: PolicyYear, at: datetime) -> str:
     if policy.window_opens is None and at < shanghai_start_of_day(policy.benefit_starts):
         return "draft"
     return "benefit_year"
+
+
+# ---- mid-year benefit start ---------------------------------------------------------------------------
+
+def mid_year_benefit_start(rule: str | None, paid_on: date) -> date | None:
+    """待遇享受起始日 of a mid-year enrolment paid on `paid_on`, by the policy's `mid_year.benefits_from`
+    (next_month, Dong'an 001 四: 从缴费的下个月起享受医保待遇); None where the policy sets no rule (never
+    guessed). One reading for registry's decision and payments' receipt."""
+    if rule == "next_month":
+        return date(paid_on.year + (paid_on.month == 12), paid_on.month % 12 + 1, 1)
+    return None

@@ -65,7 +65,7 @@ def hh_key(year: int, household_no: str) -> str:
 
 def line_to_doc(l: QuoteLine) -> dict[str, Any]:
     return {"person_id": l.person_id, "name": l.name, "standard_fen": l.standard_fen, "subsidy_fen": l.subsidy_fen,
-            "category": l.category}
+            "category": l.category, **({"benefits_rule": l.benefits_rule} if l.benefits_rule else {})}
 
 
 def order_to_doc(o: Order) -> dict[str, Any]:
@@ -79,8 +79,8 @@ def order_to_doc(o: Order) -> dict[str, Any]:
 
 def order_from_doc(d: dict[str, Any]) -> Order:
     return Order(d["_id"], d["household_no"], d["year"], d["gateway"], d["channel"], d["amount_fen"],
-                 tuple(QuoteLine(l["person_id"], l["name"], l["standard_fen"], l["subsidy_fen"], l.get("category"))
-                       for l in d["lines"]),
+                 tuple(QuoteLine(l["person_id"], l["name"], l["standard_fen"], l["subsidy_fen"], l.get("category"),
+                                 l.get("benefits_rule")) for l in d["lines"]),
                  d["created_at"], d["expires_at"], d["status"], d.get("transaction_id"), d.get("paid_at"),
                  d.get("receipt_no"), d.get("payer"), int(d.get("version", 0)), d.get("reversal"),
                 bool(d.get("supplement")))
@@ -141,7 +141,7 @@ class PaymentsRepository:
 
     def mid_year_approvals(self, year: int, person_ids: list[str]) -> dict[str, MidYearApproval]:
         """The members approved for mid-year enrolment."""
-        return {pid: MidYearApproval(d["pays"], d["code"], d["reason"])
+        return {pid: MidYearApproval(d["pays"], d["code"], d["reason"], d.get("benefits_rule"))
                 for pid, d in self._by_person(MID_YEAR_APPROVALS, year, person_ids).items()
                 if d.get("status") != "withdrawn"}
 
@@ -328,8 +328,8 @@ def confirmed_payload(doc: dict[str, Any]) -> dict[str, Any]:
             "head_name": doc["head_name"], "head_phone": doc.get("head_phone"), "amount_fen": doc["amount_fen"],
             "channel": doc["channel"], "gateway": doc["gateway"], "transaction_id": doc["transaction_id"],
             "paid_at": doc["paid_at"],
-            "members": [{k: m[k] for k in ("person_id", "name", "standard_fen", "subsidy_fen", "payable_fen")}
-                        for m in doc["members"]], **({"supplement": True} if doc.get("supplement") else {})}
+            "members": [{k: m[k] for k in ("person_id", "name", "standard_fen", "subsidy_fen", "payable_fen",
+                                           "benefits_from") if k in m} for m in doc["members"]], **({"supplement": True} if doc.get("supplement") else {})}
 
 
 SNAPSHOTS = {"payments.payment.confirmed": confirmed_payload}

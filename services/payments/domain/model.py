@@ -18,7 +18,7 @@ from shared.clock import SHANGHAI, iso, stamp
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import Event
 from shared.masking import mask_id
-from shared.policy import PolicyYear
+from shared.policy import PolicyYear, mid_year_benefit_start
 
 from .payment import Change
 
@@ -85,6 +85,7 @@ class MidYearApproval:
     pays: str  # "full_financing" (the listed special cases) | "individual"
     code: str
     reason: str
+    benefits_rule: str | None = None  # how benefits start from the payment date (policy mid_year.benefits_from)
 
 
 # ---- quotes -----------------------------------------------------------------------------------
@@ -96,6 +97,7 @@ class QuoteLine:
     standard_fen: int
     subsidy_fen: int
     category: str | None = None
+    benefits_rule: str | None = None  # a mid-year member's: how benefits start from the payment date
 
     @property
     def payable_fen(self) -> int:
@@ -218,11 +220,13 @@ def approved_lines(approved: list[tuple[dict[str, Any], MidYearApproval]], polic
     lines = []
     for m, a in approved:
         if a.pays == "full_financing":
-            lines.append(QuoteLine(m["person_id"], m["name"], policy.financing_standard_fen, 0))
+            lines.append(QuoteLine(m["person_id"], m["name"], policy.financing_standard_fen, 0,
+                                   benefits_rule=a.benefits_rule))
         else:
             ent = entitlements.get(m["person_id"])
             lines.append(QuoteLine(m["person_id"], m["name"], policy.standard_fen,
-                                   subsidy_for(policy.standard_fen, ent), ent.category if ent else None))
+                                   subsidy_for(policy.standard_fen, ent), ent.category if ent else None,
+                                   a.benefits_rule))
     return tuple(lines)
 
 
@@ -319,8 +323,18 @@ class Order:
         return "R" + self.order_no[1:]
 
     def members_payload(self) -> list[dict[str, Any]]:
-        return [{"person_id": l.person_id, "name": l.name, "standard_fen": l.standard_fen,
-                 "subsidy_fen": l.subsidy_fen, "payable_fen": l.payable_fen} for l in self.lines]
+        """Each member as paid for; a mid-year member whose policy sets a benefit start carries
+        `benefits_from` (待遇享受起始日, from the payment's Shanghai day)."""
+        out = []
+        for l in self.lines:
+            m = {"person_id": l.person_id, "name": l.name, "standard_fen": l.standard_fen,
+                 "subsidy_fen": l.subsidy_fen, "payable_fen": l.payable_fen}
+            start = mid_year_benefit_start(l.benefits_rule, date.fromisoformat(shanghai_day(self.paid_at))) \
+                if l.benefits_rule and self.paid_at else None
+            if start is not None:
+                m["benefits_from"] = start.isoformat()
+            out.append(m)
+        return out
 
     def apply_recorded(self, payment: dict[str, Any] | None) -> "Order":
         """The order as its household's payment record says: a confirmation is acknowledged once the

@@ -25,6 +25,16 @@ def mask_name(name: str) -> str:
     return name[:1] + "*" * max(len(name) - 1, 1) if name else name
 
 
+def benefit_start_line(member: dict[str, Any], year: int) -> dict[str, Any]:
+    """A mid-year member's 待遇享受起始日, shown when it is not the benefit year's start (Jan 1 of the
+    policy year: the resident insurance year is the calendar year), with the printed line."""
+    start = member.get("benefits_from")
+    if not start or start <= f"{year}-01-01":
+        return {}
+    y, m, d = (int(x) for x in start.split("-"))
+    return {"benefits_from": start, "benefits_note": f"中途参保，{y}年{m}月{d}日起享受医保待遇"}
+
+
 def build_receipt(payment: dict[str, Any], key: bytes) -> dict[str, Any]:
     """The receipt of a recorded household payment, from the payment document alone (it carries the
     head, the members and their amounts as charged), so the worker that issues it after the
@@ -36,7 +46,8 @@ def build_receipt(payment: dict[str, Any], key: bytes) -> dict[str, Any]:
         "township": payment["township"], "village": payment["village"], "head_name": payment["head_name"],
         "members": [{"name": m["name"], "id_number": mask_id(m["person_id"]), "category": m.get("category"),
                      "standard_fen": m["standard_fen"], "subsidy_fen": m["subsidy_fen"],
-                     "payable_fen": m["payable_fen"]} for m in payment["members"]],
+                     "payable_fen": m["payable_fen"], **benefit_start_line(m, payment["year"])}
+                    for m in payment["members"]],
         "standard_fen": payment["standard_fen"], "subsidy_fen": payment["subsidy_fen"],
         "amount_fen": payment["amount_fen"], "paid_at": paid_at, "channel": payment["channel"],
         "channel_name": CHANNEL_NAMES[payment["channel"]], "gateway": payment["gateway"],

@@ -96,6 +96,9 @@ class ReceiptMemberOut(Schema):
     standard_fen = fields.Integer()
     subsidy_fen = fields.Integer()
     payable_fen = fields.Integer()
+    benefits_from = fields.String(metadata={"description": "待遇享受起始日 of a mid-year member, present only when "
+                                  "it is not the benefit year's start (e.g. 从缴费的下个月起享受医保待遇)"})
+    benefits_note = fields.String(metadata={"description": "the printed line for it (zh-CN)"})
 
 
 class ReceiptOut(Schema):

@@ -392,6 +392,28 @@ class Household:
             "person_ids": [m.person_id for m in self.members if m.person_id in ids], "order_no": order_no,
             "supplement": True}))
 
+    def note_benefit_starts(self, starts: dict[str, str]) -> None:
+        """待遇享受起始日 of mid-year members a payment covered (payments computed them from the policy's
+        rule and the payment date): kept in `enrolment.benefits_from` and carried by the
+        registry.enrolment.changed this change emits (optional `benefits_from`)."""
+        ours = {m.person_id for m in self.members}
+        starts = {p: d for p, d in starts.items() if p in ours and d}
+        if not starts:
+            return
+        self.enrolment["benefits_from"] = {**(self.enrolment.get("benefits_from") or {}), **starts}
+        for e in self.events:
+            if e.type == "registry.enrolment.changed":
+                mine = {p: d for p, d in starts.items() if p in e.payload["person_ids"]}
+                if mine:
+                    e.payload["benefits_from"] = mine
+
+    def benefits_from(self, person_id: str) -> str | None:
+        """A paid member's 待遇享受起始日 when it is not the year's start (a mid-year enrolment)."""
+        m = next((m for m in self.members if m.person_id == person_id), None)
+        if m is None or m.status not in ("paid", "confirmed"):
+            return None
+        return (self.enrolment.get("benefits_from") or {}).get(person_id)
+
     @property
     def unpaid_members(self) -> list[Member]:
         """Members the year's payment did not cover because they joined after its order (for mid-year handling)."""

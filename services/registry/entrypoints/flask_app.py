@@ -38,6 +38,9 @@ def render(hh: Household, full_ids: bool = False, duplicates: dict | None = None
         case = (duplicates or {}).get(m.person_id)
         if case is not None:
             row["duplicate"] = {"status": "open", "households": handlers.duplicate_places(case)}
+        start = hh.benefits_from(m.person_id)
+        if start is not None:
+            row["benefits_from"] = start
     return out
 
 
@@ -98,7 +101,7 @@ def create_app(clock: Clock | None = None) -> Flask:
                                                       correlation_id.get())
         out = {"allowed": d.allowed, "code": d.code, "reason": d.reason, "pays": d.pays,
                "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None,
-               "recorded": record is not None}
+               "benefits_rule": d.benefits_rule, "rule": d.rule, "recorded": record is not None}
         if record is not None:
             out.update(id_number=mask_id(record["person_id"]), household_no=record["household_no"],
                        year=record["year"])

@@ -30,6 +30,8 @@ class MemberOut(Schema):
     status = fields.String()
     duplicate = fields.Dict(metadata={"description": "only while the person's duplicate enrolment case (多地重复参保) "
                                                      "is open: {status, households: every household registering them}"})
+    benefits_from = fields.String(metadata={"description": "待遇享受起始日 of a member enrolled mid-year, present only "
+                                  "when it is not the year's start (the county's rule applied to the payment date)"})
 
 
 class ExcludedOut(Schema):
@@ -140,8 +142,9 @@ class CorrectionList(Schema):
 class MidYearIn(Schema):
     on = fields.Date(load_default=None, metadata={"description": "办理日期（默认今天，上海时间）"})
     birth_date = fields.Date(load_default=None)
-    special_case = fields.String(load_default=None, metadata={"description": "moved_in, demobilised, graduate, "
-                                 "newborn_late, welfare_infant, released_prisoner, employee_ended, new_registered_poor"})
+    special_case = fields.String(load_default=None, metadata={"description": "one of the county policy's "
+                                 "mid_year.special_cases (Dong'an: moved_in, demobilised, graduate, newborn_late, "
+                                 "welfare_infant, released_prisoner, employee_ended, new_registered_poor)"})
     hardship = fields.Boolean(load_default=False)
     id_number = fields.String(load_default=None, metadata={"description": "已登记人员的身份证号码：批准时记录"
                               "（每人每年度一次），供缴费服务在集中缴费期后按其缴费"})
@@ -153,7 +156,11 @@ class MidYearOut(Schema):
     code = fields.String()
     reason = fields.String()
     pays = fields.String(allow_none=True, metadata={"description": "individual | full_financing"})
-    benefits_from = fields.String(allow_none=True)
+    benefits_from = fields.String(allow_none=True, metadata={
+        "description": "待遇享受起始日 if paid today; null where the county's policy sets no start"})
+    benefits_rule = fields.String(allow_none=True, metadata={
+        "description": "how the start follows from the payment date (next_month: 从缴费的下个月起享受医保待遇)"})
+    rule = fields.String(metadata={"description": "the document's wording of the rule applied (from the policy file)"})
     recorded = fields.Boolean(metadata={"description": "an approval of the named person is on record"})
     id_number = fields.String(metadata={"description": "masked"})
     household_no = fields.String()

@@ -151,7 +151,7 @@ def decide_mid_year(repo: HouseholdRepository, decisions, policy: PolicyYear, cl
     Returns (decision, approval record or None, created)."""
     on = data.get("on") or clock.today_shanghai()
     if not data.get("id_number"):
-        return midyear.decide(policy.county, on, data.get("birth_date"), data.get("special_case"),
+        return midyear.decide(policy, on, data.get("birth_date"), data.get("special_case"),
                               data.get("hardship", False)), None, False
     year = data.get("year") or policy.year
     if year != policy.year:
@@ -166,13 +166,14 @@ def decide_mid_year(repo: HouseholdRepository, decisions, policy: PolicyYear, cl
     midyear.check_recordable(year, policy.window_closes, on, member.status, hh.locked,
                              left_unpaid=member in hh.unpaid_members)
     special_case = data.get("special_case")
-    d = midyear.decide(policy.county, on, member.birth_date, special_case, data.get("hardship", False))
+    d = midyear.decide(policy, on, member.birth_date, special_case, data.get("hardship", False))
     if not d.allowed:
         return d, None, False
     place = {"household_no": hh.household_no, "county": hh.county, "township": hh.township, "village": hh.village}
     doc = {"_id": f"{year}:{person_id}", "year": year, "person_id": person_id, **place, "code": d.code,
            "reason": d.reason, "pays": d.pays, "special_case": special_case, "decided_on": on.isoformat(),
            "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None,
+           "benefits_rule": d.benefits_rule,
            "decided_by": principal.subject if principal else None, "decided_at": clock.now()}
     if decisions.approve(doc, lambda v: midyear.approved_event(year, person_id, place, d, on, special_case, v),
                          correlation_id):
@@ -226,15 +227,21 @@ def on_payment_confirmed(repo: HouseholdRepository, env: Envelope, mid_year=None
     members who joined after the household's payment enrols them alone (Household.record_supplement)."""
     p = env.payload
     paid = [m["person_id"] for m in p["members"]]
+    starts = {m["person_id"]: m["benefits_from"] for m in p["members"] if m.get("benefits_from")}
+
+    def with_starts(done: bool, hh: Household) -> bool:
+        if done:
+            hh.note_benefit_starts(starts)
+        return done
     if p.get("supplement"):
-        _apply(repo, env, lambda hh: hh.record_supplement(p["order_no"], paid, p["paid_at"]))
+        _apply(repo, env, lambda hh: with_starts(hh.record_supplement(p["order_no"], paid, p["paid_at"]), hh))
         return
 
     def change(hh: Household) -> bool:
         approved = set()
         if mid_year is not None and set(paid) != {m.person_id for m in hh.members}:
             approved = mid_year.approved_ids(hh.year, paid)
-        return hh.record_payment(p["order_no"], paid, p["paid_at"], approved)
+        return with_starts(hh.record_payment(p["order_no"], paid, p["paid_at"], approved), hh)
     _apply(repo, env, change)
 
 
