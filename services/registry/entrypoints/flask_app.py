@@ -51,7 +51,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/households", "POST", summary="登记一户（户主及家庭成员）", permission="households:write", body=HouseholdIn,
                response=HouseholdOut, status=201)
     def register_household(principal, data):
-        hh = handlers.register_household(repo, c.policy, data, principal, correlation_id.get(), duplicates, c.clock)
+        hh = handlers.register_household(repo, c.policy_for(data["year"]), data, principal, correlation_id.get(), duplicates, c.clock)
         out = render(hh, duplicates=duplicates.open_cases(hh.year, [m.person_id for m in hh.members]))
         out["excluded"] = [{"id_number": mask_id(x["id_number"]), "name": x["name"], "code": "EMPLOYEE_INSURED",
                             "message": "已参加城镇职工医保，不纳入城乡居民医保"} for x in hh.excluded]
@@ -94,7 +94,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/mid-year/decisions", "POST", summary="中途参保资格判定（附理由）；指明已登记人员时记录批准结果",
                permission="mid_year:decide", body=MidYearIn, response=MidYearOut, also=(201,))
     def mid_year(principal, data):
-        d, record, created = handlers.decide_mid_year(repo, mid_year_decisions, c.policy, c.clock, data, principal,
+        d, record, created = handlers.decide_mid_year(repo, mid_year_decisions, c.policy_for(data.get("year") or c.policy.year), c.clock, data, principal,
                                                       correlation_id.get())
         out = {"allowed": d.allowed, "code": d.code, "reason": d.reason, "pays": d.pays,
                "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None,
@@ -117,12 +117,12 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/accuracy/{year}", "GET", summary="各乡镇信息录入准确率（定义见 docs/accuracy.md）",
                permission="households:read", response=AccuracyOut)
     def get_accuracy(principal, year):
-        return render_accuracy(handlers.accuracy(repo, corrections, duplicates, c.policy, year_of(year)))
+        return render_accuracy(handlers.accuracy(repo, corrections, duplicates, c.policy_for(year_of(year)), year_of(year)))
 
     @api.route("/v1/accuracy/{year}/publish", "POST", summary="发布信息录入准确率（供考核 2.2 项；同一时刻重复发布只记一次）",
                permission="accuracy:publish", response=AccuracyOut, status=201)
     def publish_accuracy(principal, year):
-        rows = handlers.publish_accuracy(c.outbox, repo, corrections, duplicates, c.policy, year_of(year), c.clock.now())
+        rows = handlers.publish_accuracy(c.outbox, repo, corrections, duplicates, c.policy_for(year_of(year)), year_of(year), c.clock.now())
         return render_accuracy(rows)
 
     api.moved("/v1/persons/{id_number}", "GET", "POST /v1/persons/lookup", summary="（已停用）按身份证号码查询所在户")
@@ -235,8 +235,9 @@ def create_app(clock: Clock | None = None) -> Flask:
         if kind not in ("csv", "xlsx"):
             raise ValidationFailed("ROSTER_FORMAT", "花名册文件格式应为 CSV 或 XLSX", {"kind": kind})
         year = request.args.get("year", str(c.policy.year))
-        if not (year.isascii() and year.isdigit()) or int(year) != c.policy.year:
-            raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": year})
+        if not (year.isascii() and year.isdigit()):
+            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
+        c.policy_for(int(year))
         stream = upload.stream if upload else request.stream
         who = {"subject": principal.subject, "role": principal.role, "county": principal.county,
                "township": principal.township}

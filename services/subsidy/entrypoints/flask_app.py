@@ -200,7 +200,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     def coverage(principal, year):
         y = _year(year)
         handlers.check_year(ctx, y)
-        towns = [t.name for t in c.policy.townships] + [""]
+        towns = [t.name for t in c.policy_for(y).townships] + [""]
         if principal.role == "township":
             towns = [principal.township]
         counters = repo.coverage(y, towns)

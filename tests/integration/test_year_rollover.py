@@ -1,0 +1,161 @@
+"""Two policy years of one county in one suite, and the year rollover, on the real store and broker.
+
+Rules quoted: 001_93f5b63ac6b4a653.txt 四 (2020年度集中参保缴费期为2019年9月1日至12月31日) and 六 (低保 资助130元，
+个人缴纳120元; 依据缴费人当前身份进行征收); /work/shared/reference/policies.md (one file per county and
+year). A county moving to year Y keeps every standing hardship identity: the quote for Y carries
+the subsidy of an identity granted while only Y-1 was loaded.
+
+The second Dong'an year is a TEST-ONLY file written into a temporary POLICY_DIR: the 2020 file with
+its year, window, benefit period and 先缴后补 cutoff shifted one year. Its figures are 2020's; no
+document for Dong'an 2021 is claimed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from datetime import datetime
+
+import pytest
+
+from services.payments import bootstrap as payments_boot
+from services.payments.entrypoints.flask_app import create_app as payments_app
+from services.registry import bootstrap as registry_boot
+from services.registry.entrypoints.flask_app import create_app as registry_app
+from services.subsidy import bootstrap as subsidy_boot
+from services.subsidy.service_layer import handlers as subsidy_handlers
+from shared import signing
+from shared.auth import token_hash
+from shared.clock import SHANGHAI, FixedClock
+from shared.config import ROOT
+from tests.helpers import declare, household_payload, running, secret_files
+
+T_OLD = datetime(2019, 10, 20, 9, 0, tzinfo=SHANGHAI)   # 2020's window; only 2020 loaded
+T_NEW = datetime(2020, 10, 15, 10, 0, tzinfo=SHANGHAI)  # the test 2021's window; 2020 is the benefit year
+COUNTY = secrets.token_hex(8)
+BANK_SECRET = secrets.token_hex(16)
+
+
+def shifted_year(raw: dict, years: int = 1) -> dict:
+    """A test-only copy of a policy year with every date moved `years` on (figures unchanged)."""
+    def move(d: str) -> str:
+        return f"{int(d[:4]) + years}{d[4:]}"
+    out = json.loads(json.dumps(raw))
+    out["year"] = raw["year"] + years
+    out["source"] = f"TEST ONLY: {raw['source']} — dates shifted {years} year(s); not a real document"
+    out["window"] = {**raw["window"], "opens": move(raw["window"]["opens"]), "closes": move(raw["window"]["closes"])}
+    if raw.get("benefit_period"):
+        out["benefit_period"] = {**raw["benefit_period"], "starts": move(raw["benefit_period"]["starts"]),
+                                 "ends": move(raw["benefit_period"]["ends"])}
+    if (raw.get("subsidy") or {}).get("new_hardship_after"):
+        out["subsidy"]["new_hardship_after"] = move(raw["subsidy"]["new_hardship_after"])
+    return out
+
+
+def write_catalogue(d, *, with_next: bool):
+    raw = json.loads((ROOT / "policies" / "dongan-2020.json").read_text(encoding="utf-8"))
+    raw["places_file"] = str(ROOT / "policies" / raw["places_file"])
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "dongan-2020.json").write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    if with_next:
+        (d / "dongan-2021-test.json").write_text(json.dumps(shifted_year(raw), ensure_ascii=False), encoding="utf-8")
+    return d
+
+
+@pytest.fixture(scope="module")
+def dirs(namespace, tmp_path_factory):
+    base = tmp_path_factory.mktemp("years")
+    one, two = write_catalogue(base / "one", with_next=False), write_catalogue(base / "two", with_next=True)
+    with secret_files(base, tokens=[{"sha256": token_hash(COUNTY), "subject": "county", "role": "county",
+                                     "county": "东安县"}],
+                      gateways=[{"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]):
+        old = {k: os.environ.get(k) for k in ("POLICY_FILE", "POLICY_DIR")}
+        os.environ["POLICY_FILE"] = str(one / "dongan-2020.json")
+        try:
+            yield one, two
+        finally:
+            for k, v in old.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def county():
+    return {"Authorization": f"Bearer {COUNTY}"}
+
+
+def quote(api, household_no, year, at):
+    body = json.dumps({"household_no": household_no, "year": year}, ensure_ascii=False).encode()
+    ts, nonce = str(int(at.timestamp())), secrets.token_hex(16)
+    return api.post("/v1/quotes", data=body, headers={
+        "X-Gateway-Id": "bank-a", "X-Timestamp": ts, "X-Nonce": nonce, "Content-Type": "application/json",
+        "X-Signature": signing.sign(BANK_SECRET, "POST", "/v1/quotes", ts, nonce, body)})
+
+
+def deliver(relays, pc, until, what):
+    """The producers' relays publish what their writes carry; payments' own consumer takes it."""
+    handlers = payments_boot.event_handlers(pc)
+    declare(pc, handlers)
+    with running(relays[0]), running(pc.consumer(handlers)):
+        deadline = time.monotonic() + 20
+        while not until():
+            assert time.monotonic() < deadline, f"payments did not receive {what}"
+            time.sleep(0.05)
+
+
+def grant(ctx, pid, ref):
+    out = subsidy_handlers.receive_identity_update(ctx, {
+        "id_number": pid, "category": "dibao_rural", "action": "grant", "effective_date": "2019-09-01",
+        "source_system": "civil_affairs", "source_ref": ref}, via="test", message_id=f"test:{ref}")
+    assert out["status"] == "applied", out
+
+
+def test_the_suite_loads_every_year_of_its_county_and_names_them_for_an_unknown_one(dirs):
+    one, two = dirs
+    os.environ["POLICY_DIR"] = str(two)
+    pc = payments_boot.bootstrap(FixedClock(T_NEW))
+    assert list(pc.policies) == [2020, 2021]
+    assert pc.policy_for(2021).window_opens.isoformat() == "2020-09-01"
+    api = payments_app(FixedClock(T_NEW)).test_client()
+    r = quote(api, "YR-NONE", 2022, T_NEW)
+    assert (r.status_code, r.json["code"], r.json["details"]["years"]) == (404, "YEAR_UNKNOWN", [2020, 2021]), r.json
+    reg = registry_app(FixedClock(T_NEW)).test_client()
+    body = {**household_payload("YR-2022", "花桥镇", seed=901), "year": 2022}
+    r = reg.post("/v1/households", json=body, headers=county())
+    assert (r.status_code, r.json["code"]) == (404, "YEAR_UNKNOWN"), r.json
+    body["year"] = 2021  # the next year's roster is open for registration
+    assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+
+
+def test_identities_granted_before_the_next_year_was_loaded_count_in_its_quotes(dirs):
+    """001 六 for the new year: a 低保 person granted while only 2020 was loaded pays 120 of 250 in
+    the next year's quote once that year is loaded (the subsidy worker's rollover batch)."""
+    one, two = dirs
+    os.environ["POLICY_DIR"] = str(one)
+    body = {**household_payload("YR-0001", "花桥镇", seed=903), "year": 2021}
+    dibao = body["members"][1]["id_number"]
+    sub_old = subsidy_boot.bootstrap(FixedClock(T_OLD))
+    assert list(sub_old.policies) == [2020]
+    grant(subsidy_boot.context(sub_old), dibao, "MZ-YR-1")
+    sub_old.relay().run_once()
+
+    os.environ["POLICY_DIR"] = str(two)  # the county loads the next year
+    clock = FixedClock(T_NEW)
+    sub, rc, pc = subsidy_boot.bootstrap(clock), registry_boot.bootstrap(clock), payments_boot.bootstrap(clock)
+    reg, api = registry_app(clock).test_client(), payments_app(clock).test_client()
+    assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+    deliver([rc.relay()], pc, lambda: pc.db.households.find_one({"_id": "2021:YR-0001"}), "the 2021 household")
+
+    ctx = subsidy_boot.context(sub)
+    reports = subsidy_handlers.publish_live_years(ctx, limit=1)  # one bounded batch per live year
+    assert {r["year"] for r in reports} == {2020, 2021}
+    while not all(r["done"] for r in reports):
+        reports = subsidy_handlers.publish_live_years(ctx, limit=1) or reports
+    deliver([sub.relay()], pc, lambda: pc.db.entitlements.find_one({"_id": f"2021:{dibao}"}), "the 2021 entitlement")
+
+    q = quote(api, "YR-0001", 2021, T_NEW)
+    assert q.status_code == 200, q.json
+    assert (q.json["standard_fen"], q.json["subsidy_fen"], q.json["total_fen"]) == (75000, 13000, 62000), q.json
+
+    again = subsidy_handlers.publish_year(ctx, 2021)  # idempotent: nothing new to publish
+    assert again["batch"]["published"] == 0 and again["done"]
+
