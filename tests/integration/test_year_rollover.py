@@ -159,3 +159,57 @@ def test_identities_granted_before_the_next_year_was_loaded_count_in_its_quotes(
     again = subsidy_handlers.publish_year(ctx, 2021)  # idempotent: nothing new to publish
     assert again["batch"]["published"] == 0 and again["done"]
 
+
+
+def test_next_years_roster_starts_from_last_years_as_it_stands_and_leaves_payments_behind(dirs):
+    """A new year's roster starts from last year's (issue 10, 2): households and their members carry,
+    a member who died does not, and neither does last year's payment, enrolment or lock (001 七(二):
+    缴费登记后不允许办理异动 holds for the year paid, not the next); batches of `limit`, idempotent."""
+    from services.registry.service_layer import handlers as registry_handlers
+    from shared.events import Envelope, Event
+    one, two = dirs
+    os.environ["POLICY_DIR"] = str(two)
+    clock = FixedClock(T_NEW)
+    rc, pc = registry_boot.bootstrap(clock), payments_boot.bootstrap(clock)
+    reg, api = registry_app(clock).test_client(), payments_app(clock).test_client()
+    a, b = household_payload("YR-A", "花桥镇", seed=905), household_payload("YR-B", "花桥镇", seed=907)
+    for body in (a, b):
+        assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+    dead = a["members"][2]["id_number"]
+    r = reg.post("/v1/households/2020/YR-A/changes", json={"kind": "death", "id_number": dead, "reason": "死亡"},
+                 headers=county())
+    assert r.status_code == 200, r.json
+    paid = Envelope.new(Event("payments.payment.confirmed", {
+        "order_no": "PYR-B", "receipt_no": "RYR-B", "household_no": "YR-B", "year": 2020, "county": "东安县",
+        "township": "花桥镇", "village": b["village"], "head_name": b["members"][0]["name"], "amount_fen": 75000,
+        "channel": "mobile_app", "gateway": "bank-a", "transaction_id": "TYR-B", "paid_at": T_OLD.isoformat(),
+        "members": [{"person_id": m["id_number"], "name": m["name"], "standard_fen": 25000, "subsidy_fen": 0,
+                     "payable_fen": 25000} for m in b["members"]]}), "payments", T_OLD)
+    registry_handlers.on_payment_confirmed(registry_boot.repository(rc), paid)
+    assert reg.get("/v1/households/2020/YR-B", headers=county()).json["status"] == "paid"
+
+    reports = []
+    while not (reports and reports[-1]["done"]):
+        r = reg.post("/v1/years/2021/rollover?limit=1", headers=county())
+        assert r.status_code == 200, r.json
+        reports.append(r.json)
+    carried = [x["batch"]["created"] for x in reports]
+    assert sum(carried) >= 2 and max(carried) <= 1  # bounded batches, one household each
+    assert reports[-1]["total"]["rejected"] == 0, reports[-1]
+
+    got_a = reg.get("/v1/households/2021/YR-A", headers=county()).json
+    assert len(got_a["members"]) == 2 and got_a["status"] == "registered"  # the dead member is not carried
+    got_b = reg.get("/v1/households/2021/YR-B", headers=county()).json
+    assert (got_b["status"], {m["status"] for m in got_b["members"]}) == ("registered", {"registered"})
+    r = reg.post("/v1/households/2021/YR-B/changes", json={"kind": "move_out", "id_number": b["members"][2]["id_number"],
+                                                            "reason": "迁出"}, headers=county())
+    assert r.status_code == 200, r.json  # 2020's lock did not carry
+
+    again = reg.post("/v1/years/2021/rollover", headers=county()).json
+    assert again["done"] and again["batch"]["created"] == 0 and again["total"] == reports[-1]["total"]
+    deliver([rc.relay()], pc, lambda: pc.db.households.find_one({"_id": "2021:YR-A"}), "the carried households")
+    q = quote(api, "YR-A", 2021, T_NEW)  # 2020's payment status does not carry: the household pays for 2021
+    assert (q.status_code, q.json["total_fen"]) == (200, 50000), q.json
+
+    r = reg.post("/v1/years/2022/rollover", headers=county())
+    assert (r.status_code, r.json["code"]) == (404, "YEAR_UNKNOWN")

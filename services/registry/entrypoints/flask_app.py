@@ -342,4 +342,36 @@ def create_app(clock: Clock | None = None) -> Flask:
     def get_holidays(principal, year):
         return holiday_calendar(year_of(year))
 
+    # ---- year rollover (issue 10 item 2): year Y's roster starts from year Y-1's as it stands
+    # (service_layer/rollover.py); county staff call it until `done`, one bounded batch per call
+    from marshmallow import Schema, fields as mf
+
+    from ..service_layer.rollover import roll_over
+
+    class RolloverCounts(Schema):
+        read, created, unchanged = mf.Integer(), mf.Integer(), mf.Integer()
+        rejected = mf.Integer()
+        ended = mf.Integer(metadata={"description": "已合户终止、无成员的户（不结转）"})
+
+    class RolloverRefusal(Schema):
+        household_no, code, message = mf.String(), mf.String(), mf.String()
+
+    class RolloverOut(Schema):
+        from_year, to_year = mf.Integer(), mf.Integer()
+        done = mf.Boolean(metadata={"description": "false：还有下一批，请再次调用"})
+        batch, total = mf.Nested(RolloverCounts), mf.Nested(RolloverCounts)
+        refusals = mf.List(mf.Nested(RolloverRefusal))
+
+    @api.route("/v1/years/{year}/rollover", "POST", summary="年度切换：按上一年度户籍名册结转本年度登记（每次一批，至 done）",
+               roles=("county",), response=RolloverOut, query=[query_param("limit", "integer")])
+    def rollover(principal, year):
+        y = year_of(year)
+        policy = c.policy_for(y)
+        c.policy_for(y - 1)
+        limit = request.args.get("limit", "500")
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 2000:
+            raise ValidationFailed("BAD_LIMIT", "每批户数须为1至2000的整数", {"limit": limit})
+        return roll_over(repo, duplicates, policy, y - 1, c.clock.now(), limit=int(limit),
+                         correlation_id=correlation_id.get())
+
     return app
