@@ -213,3 +213,65 @@ def test_next_years_roster_starts_from_last_years_as_it_stands_and_leaves_paymen
 
     r = reg.post("/v1/years/2022/rollover", headers=county())
     assert (r.status_code, r.json["code"]) == (404, "YEAR_UNKNOWN")
+
+
+def test_a_household_pays_for_the_new_year_while_a_newborn_of_the_old_year_enrols_at_the_township(dirs):
+    """Two years loaded (issue 10, done when): in the 2021 window (2020-09-01..12-31, the test file)
+    2020 is still the benefit year. 001 五: 出生28天以内新生儿……应先行到乡镇办理当年度参保缴费 — the 2020
+    newborn is approved and pays 2020 alone at the individual standard (三: 250元), mid-year; 001 四 —
+    another household pays 2021 as a whole in its window. Each year is charged by its own policy."""
+    from datetime import date
+
+    from tests.helpers import signed_post
+    from tools.ids import make_id
+    one, two = dirs
+    os.environ["POLICY_DIR"] = str(two)
+    clock = FixedClock(T_NEW)
+    rc, pc = registry_boot.bootstrap(clock), payments_boot.bootstrap(clock)
+    reg, api = registry_app(clock).test_client(), payments_app(clock).test_client()
+    rh, ph = registry_boot.event_handlers(rc), payments_boot.event_handlers(pc)
+    declare(rc, rh)
+    declare(pc, ph)
+
+    def flow(until, what):
+        with running(rc.relay()), running(pc.relay()), running(rc.consumer(rh)), running(pc.consumer(ph)):
+            deadline = time.monotonic() + 30
+            while not until():
+                assert time.monotonic() < deadline, f"not seen: {what}"
+                time.sleep(0.05)
+
+    def signed(path, payload, idem=None):
+        return signed_post(api, path, payload, secret=BANK_SECRET, at=clock.now(),
+                           extra={"Idempotency-Key": idem} if idem else None)
+
+    old = household_payload("YR-OLD", "花桥镇", seed=911)  # 2020, not paid in its window
+    new = {**household_payload("YR-NEW", "花桥镇", seed=913), "year": 2021}
+    for body in (old, new):
+        assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+    baby = {"id_number": make_id(date(2020, 10, 10), 17, "F"), "name": "新生儿", "relation": "子女"}
+    r = reg.post("/v1/households/2020/YR-OLD/changes", json={"kind": "birth", "member": baby}, headers=county())
+    assert r.status_code == 200, r.json
+    r = reg.post("/v1/mid-year/decisions", json={"id_number": baby["id_number"], "year": 2020}, headers=county())
+    assert r.status_code == 201 and r.json["code"] == "NEWBORN_28_DAYS" and r.json["recorded"], r.json
+    flow(lambda: pc.db.mid_year_approvals.find_one({"_id": f"2020:{baby['id_number']}"})
+         and pc.db.households.find_one({"_id": "2021:YR-NEW"}), "the approval and the 2021 household")
+
+    orders = {}
+    for no, year, amount in (("YR-OLD", 2020, 25000), ("YR-NEW", 2021, 75000)):
+        q = signed("/v1/quotes", {"household_no": no, "year": year})
+        assert (q.status_code, q.json["total_fen"], q.json["mid_year"]) == (200, amount, year == 2020), q.json
+        o = signed("/v1/orders", {"household_no": no, "year": year, "channel": "mobile_app"}, f"idem-{no}-{year}")
+        assert o.status_code == 201 and o.json["amount_fen"] == amount, o.json
+        ack = signed("/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": f"T-{no}",
+                                           "amount_fen": amount, "paid_at": T_NEW.isoformat()})
+        assert ack.json["code"] == "SUCCESS", ack.json
+        orders[no] = o.json["order_no"]
+
+    def status(year, no):
+        doc = rc.db.households.find_one({"_id": f"{year}:{no}"})
+        return {m["name"]: m["status"] for m in doc["members"]}
+    flow(lambda: status(2020, "YR-OLD")["新生儿"] == "paid" and status(2021, "YR-NEW")["成员0"] == "paid",
+         "both payments at registry")
+    assert status(2020, "YR-OLD") == {"成员0": "registered", "成员1": "registered", "成员2": "registered",
+                                      "新生儿": "paid"}  # the newborn alone, for 2020
+    assert set(status(2021, "YR-NEW").values()) == {"paid"}
