@@ -188,6 +188,12 @@ def test_next_years_roster_starts_from_last_years_as_it_stands_and_leaves_paymen
     registry_handlers.on_payment_confirmed(registry_boot.repository(rc), paid)
     assert reg.get("/v1/households/2020/YR-B", headers=county()).json["status"] == "paid"
 
+    deliver([rc.relay()], pc, lambda: pc.db.households.find_one({"_id": "2020:YR-A"}), "the 2020 household")
+    r = api.post("/v1/withholding/agreements", json={  # 三方代扣协议, signed in 2020 (keyed by household number)
+        "household_no": "YR-A", "year": 2020, "bank": "bank-a", "account_no": "6222000000000000123",
+        "account_name": a["members"][0]["name"], "signed_on": "2020-09-10"}, headers=county())
+    assert r.status_code == 201, r.json
+
     reports = []
     while not (reports and reports[-1]["done"]):
         r = reg.post("/v1/years/2021/rollover?limit=1", headers=county())
@@ -210,6 +216,9 @@ def test_next_years_roster_starts_from_last_years_as_it_stands_and_leaves_paymen
     deliver([rc.relay()], pc, lambda: pc.db.households.find_one({"_id": "2021:YR-A"}), "the carried households")
     q = quote(api, "YR-A", 2021, T_NEW)  # 2020's payment status does not carry: the household pays for 2021
     assert (q.status_code, q.json["total_fen"]) == (200, 50000), q.json
+    batch = api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2021}, headers=county())
+    assert batch.status_code == 201, batch.json  # last year's agreement debits the new year's amount
+    assert [(l["household_no"], l["amount_fen"]) for l in batch.json["lines"]] == [("YR-A", 50000)], batch.json
 
     r = reg.post("/v1/years/2022/rollover", headers=county())
     assert (r.status_code, r.json["code"]) == (404, "YEAR_UNKNOWN")
