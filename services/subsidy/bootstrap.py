@@ -66,20 +66,22 @@ def context(c: SubsidyContainer) -> handlers.Ctx:
     return handlers.Ctx(repository(c), c.rules, c.clock, c.policy.county, dict(c.rules_by_year))
 
 
-def rollover_loop(c: SubsidyContainer, every_s: float = 30.0, limit: int = 500) -> None:
+def rollover_loop(c: SubsidyContainer, every_s: float = 30.0, limit: int = 500, stop=None) -> None:
     """Year rollover in the worker: one bounded batch per live year until each is done, run on the
-    handler thread so a person's identities keep one writer (handlers.publish_year)."""
+    handler thread so a person's identities keep one writer (handlers.publish_year). `stop`: a
+    threading.Event that ends the loop (tests); the worker runs it for its lifetime."""
     import logging
-    import time
+    import threading
+    stop = stop or threading.Event()
     ctx = context(c)
-    while True:
+    while not stop.is_set():
         try:
             reports = c.handler_pool.submit(handlers.publish_live_years, ctx, limit).result()
             if any(not r["done"] for r in reports):
                 continue  # more batches to go
         except Exception:  # noqa: BLE001 — a failed batch is retried from its cursor
             logging.getLogger(__name__).exception("entitlement rollover batch failed")
-        time.sleep(every_s)
+        stop.wait(every_s)
 
 
 def event_handlers(c: SubsidyContainer):

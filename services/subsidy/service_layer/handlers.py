@@ -160,8 +160,9 @@ def publish_year(ctx: Ctx, year: int, *, limit: int = 500, correlation_id: str |
         if ctx.repo.freeze(year, pid) is not None:
             frozen += 1
             continue
+        # in effect from the person's latest change (as the update that made it would have said)
         since = max((h["effective_date"] for h in person.history), default=date(year, 1, 1))
-        events = _entitlement_events(ctx, person, pub, min(since, date(year, 1, 1)), years=[rules.year])
+        events = _entitlement_events(ctx, person, pub, min(since, date(year, 12, 31)), years=[rules.year])
         if events:
             ctx.repo.save_person(person, pub, events, correlation_id=correlation_id)
             published += 1
