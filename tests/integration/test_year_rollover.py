@@ -294,3 +294,47 @@ def test_a_household_pays_for_the_new_year_while_a_newborn_of_the_old_year_enrol
     assert status(2020, "YR-OLD") == {"成员0": "registered", "成员1": "registered", "成员2": "registered",
                                       "新生儿": "paid"}  # the newborn alone, for 2020
     assert set(status(2021, "YR-NEW").values()) == {"paid"}
+
+
+def test_two_rollover_calls_at_once_carry_each_household_once_and_count_it_once(dirs, tmp_path):
+    """Driven race: both calls read the run at the same version (a barrier after the read). The
+    households are written once (unique `_id` inserts), one call records the batch, the other is
+    told ROLLOVER_BUSY, and the run's counts match what the store holds."""
+    from services.registry.adapters.rollover_store import RolloverStore
+    from services.registry.service_layer.rollover import roll_over
+    from shared.errors import Conflict
+    one, two = dirs
+    three = write_catalogue(tmp_path / "three", with_next=True)
+    raw = json.loads((three / "dongan-2020.json").read_text(encoding="utf-8"))
+    (three / "dongan-2022-test.json").write_text(json.dumps(shifted_year(raw, 2), ensure_ascii=False), encoding="utf-8")
+    os.environ["POLICY_DIR"] = str(three)
+    clock = FixedClock(T_NEW)
+    rc, reg = registry_boot.bootstrap(clock), registry_app(clock).test_client()
+    for i in range(3):
+        body = {**household_payload(f"YR-R{i}", "花桥镇", seed=921 + 2 * i), "year": 2021}
+        assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+    barrier = threading.Barrier(2, timeout=10)
+
+    class Racing(RolloverStore):
+        def run(self, key):
+            doc = super().run(key)
+            barrier.wait()
+            return doc
+
+    outcomes = []
+
+    def call():
+        try:
+            outcomes.append(roll_over(registry_boot.repository(rc), Racing(rc.db), registry_boot.duplicates(rc),
+                                      rc.policy_for(2022), 2021, clock.now(), limit=1000))
+        except Conflict as e:
+            outcomes.append(e.code)
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(map(str, [o if isinstance(o, str) else "ok" for o in outcomes])) == ["ROLLOVER_BUSY", "ok"]
+    run = rc.db.rollovers.find_one({"_id": "households:2021-2022"})
+    stored = rc.db.households.count_documents({"year": 2022})
+    assert run["done"] and run["created"] == stored >= 3 and run["read"] == rc.db.households.count_documents({"year": 2021})

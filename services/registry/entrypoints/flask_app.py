@@ -347,6 +347,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     from marshmallow import Schema, fields as mf
 
     from ..service_layer.rollover import roll_over
+    rollover_runs = boot.rollovers(c)
 
     class RolloverCounts(Schema):
         read, created, unchanged = mf.Integer(), mf.Integer(), mf.Integer()
@@ -371,7 +372,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         limit = request.args.get("limit", "500")
         if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 2000:
             raise ValidationFailed("BAD_LIMIT", "每批户数须为1至2000的整数", {"limit": limit})
-        return roll_over(repo, duplicates, policy, y - 1, c.clock.now(), limit=int(limit),
+        return roll_over(repo, rollover_runs, duplicates, policy, y - 1, c.clock.now(), limit=int(limit),
                          correlation_id=correlation_id.get())
 
     return app

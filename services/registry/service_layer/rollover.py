@@ -7,7 +7,7 @@ registration puts on a household (001 七(二)), mid-year approvals, corrections
 merged into another (合户: it ended).
 
 A batch job, never a request's hot path: it reads year Y-1's households in `_id` order from a
-stored cursor, `limit` at a time, and registers them with the roster import's bulk writer
+stored cursor (adapters/rollover_store.py), `limit` at a time, and registers them with the roster import's bulk writer
 (adapters.repository.add_batch), so it is idempotent (a household already carried, or registered
 for Y by hand with the same members, is `unchanged`) and resumable after a crash. Each call does one
 batch and returns the run's report.
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import DomainError, ValidationFailed
+from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.policy import PolicyYear
 
-from ..adapters.repository import HOUSEHOLDS, add_batch, from_doc
+from ..adapters.repository import add_batch
 from ..domain.model import Household
 
-ROLLOVERS = "rollovers"
 REPORT_LIMIT = 200  # refusals listed in the report (all are counted)
 
 
@@ -33,25 +32,22 @@ def _registration(hh: Household, year: int) -> dict[str, Any]:
                          "birth_date": m.birth_date, "sex": m.sex} for m in hh.members]}
 
 
-def roll_over(repo, duplicates, policy: PolicyYear, from_year: int, at, *, limit: int = 500,
+def roll_over(repo, store, duplicates, policy: PolicyYear, from_year: int, at, *, limit: int = 500,
               correlation_id: str | None = None) -> dict[str, Any]:
     """One bounded batch of the rollover `from_year` → `policy.year`; returns the run's report."""
     to_year = policy.year
     if from_year != to_year - 1:
         raise ValidationFailed("ROLLOVER_YEARS", "年度切换只能从上一年度结转到下一年度",
                                {"from_year": from_year, "to_year": to_year})
-    db = repo.db
     key = f"households:{from_year}-{to_year}"
-    run = db[ROLLOVERS].find_one({"_id": key}) or {
+    run = store.run(key) or {
         "_id": key, "from_year": from_year, "to_year": to_year, "after": "", "read": 0, "created": 0,
         "unchanged": 0, "rejected": 0, "ended": 0, "refusals": [], "done": False, "batches": 0}
     if run["done"]:
         return _report(run, {"read": 0, "created": 0, "unchanged": 0, "rejected": 0, "ended": 0})
-    docs = list(db[HOUSEHOLDS].find({"year": from_year, "_id": {"$gt": run["after"]}}, {"_outbox": 0})
-                .sort("_id", 1).limit(limit))
+    docs = store.households_after(from_year, run["after"], limit)
     batch, counts, refusals = [], {"read": len(docs), "created": 0, "unchanged": 0, "rejected": 0, "ended": 0}, []
-    for doc in docs:
-        old = from_doc(doc)
+    for _, old in docs:
         if old.merged_into or not old.members:
             counts["ended"] += 1
             continue
@@ -72,10 +68,15 @@ def roll_over(repo, duplicates, policy: PolicyYear, from_year: int, at, *, limit
         counts[status] += 1
         if status == "rejected":
             refusals.append({"household_no": no, "code": err.code, "message": err.message})
+    version = run.get("version", 0)
     run.update({k: run[k] + counts[k] for k in counts})
-    run.update(after=docs[-1]["_id"] if docs else run["after"], done=len(docs) < limit, batches=run["batches"] + 1,
-               refusals=(run["refusals"] + refusals)[:REPORT_LIMIT], at=at)
-    db[ROLLOVERS].replace_one({"_id": key}, run, upsert=True)
+    run.update(after=docs[-1][0] if docs else run["after"], done=len(docs) < limit, batches=run["batches"] + 1,
+               refusals=(run["refusals"] + refusals)[:REPORT_LIMIT], at=at, version=version + 1)
+    # compare-and-set on the run's version: of two calls at once one records its batch; the other's
+    # households were written idempotently all the same, and it is told to call again
+    if not store.save(run, version):
+        raise Conflict("ROLLOVER_BUSY", "另一次年度结转正在处理同一批，请稍后再次调用", {"from_year": from_year,
+                                                                          "to_year": to_year})
     return _report(run, counts)
 
 
