@@ -158,8 +158,10 @@ def test_identities_granted_before_the_next_year_was_loaded_count_in_its_quotes(
     finally:
         stop.set()
         loop.join(timeout=15)
-    run = sub.db.rollovers.find_one({"_id": "entitlements:2021"})
-    assert run["published"] >= 1 and run["seen"] >= 1
+    from services.subsidy.entrypoints.flask_app import create_app as subsidy_app
+    seen = subsidy_app(clock).test_client().get("/v1/rollover/2021", headers=county())
+    assert seen.status_code == 200, seen.json
+    assert seen.json["done"] and seen.json["published"] >= 1 and seen.json["persons_seen"] >= 1, seen.json
 
     q = quote(api, "YR-0001", 2021, T_NEW)
     assert q.status_code == 200, q.json
