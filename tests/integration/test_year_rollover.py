@@ -340,3 +340,16 @@ def test_two_rollover_calls_at_once_carry_each_household_once_and_count_it_once(
     run = rc.db.rollovers.find_one({"_id": "households:2021-2022"})
     stored = rc.db.households.count_documents({"year": 2022})
     assert run["done"] and run["created"] == stored >= 3 and run["read"] == rc.db.households.count_documents({"year": 2021})
+
+
+def test_progress_answers_each_loaded_year_by_its_own_task_table(dirs):
+    """附件1 (the task table) per year: scoring answers 2021 from the 2021 file and names the loaded
+    years for one it does not have (it answered only POLICY_FILE's year before)."""
+    from services.scoring.entrypoints.flask_app import create_app as scoring_app
+    one, two = dirs
+    os.environ["POLICY_DIR"] = str(two)
+    api = scoring_app(FixedClock(T_NEW)).test_client()
+    r = api.get("/v1/progress/2021", headers=county())
+    assert (r.status_code, r.json["year"], r.json["task_total"]) == (200, 2021, 578501), r.json
+    r = api.get("/v1/progress/2022", headers=county())
+    assert (r.status_code, r.json["code"], r.json["details"]["years"]) == (404, "YEAR_UNKNOWN", [2020, 2021]), r.json
