@@ -353,3 +353,33 @@ def test_progress_answers_each_loaded_year_by_its_own_task_table(dirs):
     assert (r.status_code, r.json["year"], r.json["task_total"]) == (200, 2021, 578501), r.json
     r = api.get("/v1/progress/2022", headers=county())
     assert (r.status_code, r.json["code"], r.json["details"]["years"]) == (404, "YEAR_UNKNOWN", [2020, 2021]), r.json
+
+
+def test_a_year_already_paid_keeps_what_was_charged_and_a_new_grant_counts_in_every_live_year(dirs):
+    """依据缴费人当前身份进行征收; 缴费后特殊身份标识发生变化的不再补退 (001 六): the rollover leaves a person
+    paid for 2021 as charged (frozen); an identity granted with both years loaded is published for both."""
+    from datetime import date
+
+    from shared.events import Envelope, Event
+    from tools.ids import make_id
+    one, two = dirs
+    os.environ["POLICY_DIR"] = str(one)
+    paid, fresh = make_id(date(1970, 3, 3), 31, "M"), make_id(date(1971, 4, 4), 33, "F")
+    grant(subsidy_boot.context(subsidy_boot.bootstrap(FixedClock(T_OLD))), paid, "MZ-YR-PAID")
+    os.environ["POLICY_DIR"] = str(two)
+    sub = subsidy_boot.bootstrap(FixedClock(T_NEW))
+    ctx = subsidy_boot.context(sub)
+    subsidy_handlers.on_payment_confirmed(ctx, Envelope.new(Event("payments.payment.confirmed", {
+        "order_no": "PYR-F", "receipt_no": "RYR-F", "household_no": "YR-F", "year": 2021, "county": "东安县",
+        "township": "花桥镇", "village": "花桥村", "head_name": "甲", "amount_fen": 25000, "channel": "mobile_app",
+        "gateway": "bank-a", "transaction_id": "TYR-F", "paid_at": T_NEW.isoformat(),
+        "members": [{"person_id": paid, "name": "甲", "standard_fen": 25000, "subsidy_fen": 0, "payable_fen": 25000}]}),
+        "payments", T_NEW))
+    sub.db.rollovers.delete_one({"_id": "entitlements:2021"})  # a fresh run over every standing identity
+    while not (report := subsidy_handlers.publish_year(ctx, 2021, limit=2))["done"]:
+        pass
+    assert report["total"]["frozen"] >= 1
+    assert "2021" not in sub.db.identities.find_one({"_id": paid})["published"]  # charged 250, stays so
+
+    grant(ctx, fresh, "MZ-YR-FRESH")
+    assert set(sub.db.identities.find_one({"_id": fresh})["published"]) == {"2020", "2021"}
