@@ -45,6 +45,7 @@ class Settings:
     auth_tokens_file: Path | None
     gateway_keys_file: Path | None
     bus_users: dict[str, str] | None = None  # service → its broker user; None: one shared user, unchecked
+    policy_dir: Path | None = None  # the catalogue (every county-year file); POLICY_FILE names the current year
 
     @classmethod
     def load(cls, service: str) -> "Settings":
@@ -61,6 +62,7 @@ class Settings:
             auth_tokens_file=Path(tokens) if tokens else None,
             gateway_keys_file=Path(keys) if keys else None,
             bus_users=parse_pairs(env("BUS_USERS")) or None,
+            policy_dir=Path(env("POLICY_DIR") or str(ROOT / "policies")),
         )
 
 

@@ -13,7 +13,8 @@ from .bus import Consumer, Publisher, Topology, connection_params
 from .clock import Clock, clock_from_env
 from .config import Settings, env
 from .outbox import OutboxRelay
-from .policy import PolicyYear, load_policy
+from .errors import NotFound
+from .policy import Catalogue, PolicyYear, load_catalogue, load_policy
 from .store import IndexSpec, OutboxWriter, connect, ensure_indexes
 
 
@@ -50,7 +51,29 @@ class Container:
 
     @cached_property
     def policy(self) -> PolicyYear:
+        """The current year (POLICY_FILE): the default where a request names no year."""
         return load_policy(self.settings.policy_file)
+
+    @cached_property
+    def policies(self) -> dict[int, PolicyYear]:
+        """Every year of the suite's county (the county of POLICY_FILE) in the catalogue (POLICY_DIR),
+        by year; the current year's file counts even when it lies outside the directory."""
+        found = {self.policy.year: self.policy}
+        directory = self.settings.policy_dir
+        if directory is not None and directory.is_dir() and any(directory.glob("*.json")):
+            catalogue: Catalogue = load_catalogue(directory)
+            for (county, year), p in catalogue.policies.items():
+                if county == self.policy.county and year != self.policy.year:
+                    found[year] = p
+        return dict(sorted(found.items()))
+
+    def policy_for(self, year) -> PolicyYear:
+        """The policy of the year a request or event names; an unknown year is a clear 404."""
+        p = self.policies.get(year) if isinstance(year, int) and not isinstance(year, bool) else None
+        if p is None:
+            raise NotFound("YEAR_UNKNOWN", f"没有{self.policy.county}{year}年度的参保政策（已载入：{'、'.join(map(str, self.policies))}）",
+                           {"year": year, "county": self.policy.county, "years": list(self.policies)})
+        return p
 
     @cached_property
     def tokens(self) -> TokenBook:

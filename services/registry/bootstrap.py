@@ -38,6 +38,11 @@ def corrections(c: Container) -> correction_store.CorrectionRepository:
     return correction_store.CorrectionRepository(c.db, c.outbox)
 
 
+def rollovers(c: Container):
+    from .adapters.rollover_store import RolloverStore
+    return RolloverStore(c.db)
+
+
 def imports(c: Container) -> import_store.ImportStore:
     return import_store.ImportStore(c.db)
 

@@ -24,6 +24,11 @@ class SubsidyContainer(Container):
         return parse_subsidy_rules(json.loads(self.settings.policy_file.read_text(encoding="utf-8")))
 
     @cached_property
+    def rules_by_year(self) -> dict[int, SubsidyRules]:
+        """The subsidy rules of every loaded year of the county (the catalogue, shared/container.py)."""
+        return {y: self.rules if y == self.rules.year else parse_subsidy_rules(p.raw) for y, p in self.policies.items()}
+
+    @cached_property
     def identity_topology(self) -> InboundTopology:
         return identity_feed.topology(self.settings.namespace, SERVICE)
 
@@ -49,7 +54,7 @@ class SubsidyContainer(Container):
 
 def bootstrap(clock: Clock | None = None) -> SubsidyContainer:
     c = SubsidyContainer.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS, indexes=INDEXES)
-    c.rules  # refuse to start on a bad subsidy section
+    c.rules_by_year  # refuse to start on a bad subsidy section of any loaded year
     return c
 
 
@@ -58,7 +63,25 @@ def repository(c: Container) -> SubsidyRepository:
 
 
 def context(c: SubsidyContainer) -> handlers.Ctx:
-    return handlers.Ctx(repository(c), c.rules, c.clock, c.policy.county)
+    return handlers.Ctx(repository(c), c.rules, c.clock, c.policy.county, dict(c.rules_by_year))
+
+
+def rollover_loop(c: SubsidyContainer, every_s: float = 30.0, limit: int = 500, stop=None) -> None:
+    """Year rollover in the worker: one bounded batch per live year until each is done, run on the
+    handler thread so a person's identities keep one writer (handlers.publish_year). `stop`: a
+    threading.Event that ends the loop (tests); the worker runs it for its lifetime."""
+    import logging
+    import threading
+    stop = stop or threading.Event()
+    ctx = context(c)
+    while not stop.is_set():
+        try:
+            reports = c.handler_pool.submit(handlers.publish_live_years, ctx, limit).result()
+            if any(not r["done"] for r in reports):
+                continue  # more batches to go
+        except Exception:  # noqa: BLE001 — a failed batch is retried from its cursor
+            logging.getLogger(__name__).exception("entitlement rollover batch failed")
+        stop.wait(every_s)
 
 
 def event_handlers(c: SubsidyContainer):

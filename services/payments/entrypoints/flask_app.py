@@ -120,7 +120,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         collector = within_reach(principal, data["year"], data["household_no"])
         seen = parse_mid_year_token(data["consistency_token"]) if data.get("consistency_token") else None
         try:
-            q = handlers.make_quote(repo, c.policy, c.clock, data["year"], data["household_no"], seen=seen)
+            q = handlers.make_quote(repo, c.policy_for(data["year"]), c.clock, data["year"], data["household_no"], seen=seen)
         except SyncPending as e:
             resp = jsonify(mask_json(e.to_json()))
             resp.status_code, resp.headers["Retry-After"] = e.status, str(e.retry_after)
@@ -134,7 +134,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         if not (8 <= len(key) <= 64):
             raise DomainError("IDEMPOTENCY_KEY_REQUIRED", "缺少或无效的幂等键（Idempotency-Key，8至64位）", status=400)
         collector = within_reach(principal, data["year"], data["household_no"])
-        order, created = handlers.create_order(repo, c.policy, c.clock, principal, key, data,
+        order, created = handlers.create_order(repo, c.policy_for(data["year"]), c.clock, principal, key, data,
                                                c.gateways[principal].channels)
         return render_order(order, collector), 201 if created else 200
 
@@ -220,7 +220,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     def batch(principal, data):
         if data["bank"] not in c.gateways:
             raise ValidationFailed("BANK_UNKNOWN", "该银行未接入代扣", {"bank": data["bank"]})
-        return render_batch(handlers.create_batch(repo, c.policy, c.clock, principal, data,
+        return render_batch(handlers.create_batch(repo, c.policy_for(data["year"]), c.clock, principal, data,
                                                   secrets.token_hex(3).upper()))
 
     @api.route("/v1/withholding/batches/{batch_no}", "GET", summary="查询代扣批次", permission="payments:manage",
@@ -259,7 +259,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     def remittances(principal):
         year = _year(request.args.get("year", ""))
         return {"year": year, "interval_days": REMITTANCE_INTERVAL_DAYS,
-                "periods": handlers.remittances(repo, c.policy, c.clock, principal, year)}
+                "periods": handlers.remittances(repo, c.policy_for(year), c.clock, principal, year)}
 
     @api.route("/v1/money-log", "GET", summary="资金状态变更审计日志（按对象或日期）",
                permission="payments:manage", response=MoneyLogOut,

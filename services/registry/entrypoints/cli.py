@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_postfix_str(f"{report.rows} 行，新增 {report.households_created} 户，未变 "
                                 f"{report.households_unchanged} 户，退回 {report.households_rejected} 户")
 
-        report = run_import(boot.repository(c), c.policy, args.year or c.policy.year, reader, principal=None,
+        report = run_import(boot.repository(c), c.policy_for(args.year or c.policy.year), args.year or c.policy.year, reader, principal=None,
                             sink=sink, batch_size=args.batch, on_batch=tick, duplicates=boot.duplicates(c),
                             at=c.clock.now())
         bar.update(100 - last[0])

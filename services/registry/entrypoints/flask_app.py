@@ -54,7 +54,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/households", "POST", summary="登记一户（户主及家庭成员）", permission="households:write", body=HouseholdIn,
                response=HouseholdOut, status=201)
     def register_household(principal, data):
-        hh = handlers.register_household(repo, c.policy, data, principal, correlation_id.get(), duplicates, c.clock)
+        hh = handlers.register_household(repo, c.policy_for(data["year"]), data, principal, correlation_id.get(), duplicates, c.clock)
         out = render(hh, duplicates=duplicates.open_cases(hh.year, [m.person_id for m in hh.members]))
         out["excluded"] = [{"id_number": mask_id(x["id_number"]), "name": x["name"], "code": "EMPLOYEE_INSURED",
                             "message": "已参加城镇职工医保，不纳入城乡居民医保"} for x in hh.excluded]
@@ -97,7 +97,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/mid-year/decisions", "POST", summary="中途参保资格判定（附理由）；指明已登记人员时记录批准结果",
                permission="mid_year:decide", body=MidYearIn, response=MidYearOut, also=(201,))
     def mid_year(principal, data):
-        d, record, created = handlers.decide_mid_year(repo, mid_year_decisions, c.policy, c.clock, data, principal,
+        d, record, created = handlers.decide_mid_year(repo, mid_year_decisions, c.policy_for(data.get("year") or c.policy.year), c.clock, data, principal,
                                                       correlation_id.get())
         out = {"allowed": d.allowed, "code": d.code, "reason": d.reason, "pays": d.pays,
                "benefits_from": d.benefits_from.isoformat() if d.benefits_from else None,
@@ -120,12 +120,12 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/accuracy/{year}", "GET", summary="各乡镇信息录入准确率（定义见 docs/accuracy.md）",
                permission="households:read", response=AccuracyOut)
     def get_accuracy(principal, year):
-        return render_accuracy(handlers.accuracy(repo, corrections, duplicates, c.policy, year_of(year)))
+        return render_accuracy(handlers.accuracy(repo, corrections, duplicates, c.policy_for(year_of(year)), year_of(year)))
 
     @api.route("/v1/accuracy/{year}/publish", "POST", summary="发布信息录入准确率（供考核 2.2 项；同一时刻重复发布只记一次）",
                permission="accuracy:publish", response=AccuracyOut, status=201)
     def publish_accuracy(principal, year):
-        rows = handlers.publish_accuracy(c.outbox, repo, corrections, duplicates, c.policy, year_of(year), c.clock.now())
+        rows = handlers.publish_accuracy(c.outbox, repo, corrections, duplicates, c.policy_for(year_of(year)), year_of(year), c.clock.now())
         return render_accuracy(rows)
 
     api.moved("/v1/persons/{id_number}", "GET", "POST /v1/persons/lookup", summary="（已停用）按身份证号码查询所在户")
@@ -238,8 +238,9 @@ def create_app(clock: Clock | None = None) -> Flask:
         if kind not in ("csv", "xlsx"):
             raise ValidationFailed("ROSTER_FORMAT", "花名册文件格式应为 CSV 或 XLSX", {"kind": kind})
         year = request.args.get("year", str(c.policy.year))
-        if not (year.isascii() and year.isdigit()) or int(year) != c.policy.year:
-            raise ValidationFailed("YEAR_NOT_OPEN", "该政策年度未开放登记", {"year": year})
+        if not (year.isascii() and year.isdigit()):
+            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
+        c.policy_for(int(year))
         stream = upload.stream if upload else request.stream
         who = {"subject": principal.subject, "role": principal.role, "county": principal.county,
                "township": principal.township}
@@ -343,5 +344,38 @@ def create_app(clock: Clock | None = None) -> Flask:
                response=HolidayScheduleOut)
     def get_holidays(principal, year):
         return holiday_calendar(year_of(year))
+
+    # ---- year rollover (issue 10 item 2): year Y's roster starts from year Y-1's as it stands
+    # (service_layer/rollover.py); county staff call it until `done`, one bounded batch per call
+    from marshmallow import Schema, fields as mf
+
+    from ..service_layer.rollover import roll_over
+    rollover_runs = boot.rollovers(c)
+
+    class RolloverCounts(Schema):
+        read, created, unchanged = mf.Integer(), mf.Integer(), mf.Integer()
+        rejected = mf.Integer()
+        ended = mf.Integer(metadata={"description": "已合户终止、无成员的户（不结转）"})
+
+    class RolloverRefusal(Schema):
+        household_no, code, message = mf.String(), mf.String(), mf.String()
+
+    class RolloverOut(Schema):
+        from_year, to_year = mf.Integer(), mf.Integer()
+        done = mf.Boolean(metadata={"description": "false：还有下一批，请再次调用"})
+        batch, total = mf.Nested(RolloverCounts), mf.Nested(RolloverCounts)
+        refusals = mf.List(mf.Nested(RolloverRefusal))
+
+    @api.route("/v1/years/{year}/rollover", "POST", summary="年度切换：按上一年度户籍名册结转本年度登记（每次一批，至 done）",
+               roles=("county",), response=RolloverOut, query=[query_param("limit", "integer")])
+    def rollover(principal, year):
+        y = year_of(year)
+        policy = c.policy_for(y)
+        c.policy_for(y - 1)
+        limit = request.args.get("limit", "500")
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 2000:
+            raise ValidationFailed("BAD_LIMIT", "每批户数须为1至2000的整数", {"limit": limit})
+        return roll_over(repo, rollover_runs, duplicates, policy, y - 1, c.clock.now(), limit=int(limit),
+                         correlation_id=correlation_id.get())
 
     return app

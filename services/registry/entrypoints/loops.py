@@ -19,7 +19,7 @@ def import_loop(c, poll_s: float = 1.0) -> None:
             if job is None:
                 time.sleep(poll_s)
                 continue
-            run_job(repo, imports, c.policy, c.clock, job, boot.duplicates(c))
+            run_job(repo, imports, c.policy_for(job["year"]), c.clock, job, boot.duplicates(c))
         except Exception:  # noqa: BLE001 — a failed job is marked failed; the loop goes on
             log.exception("roster import failed")
             time.sleep(poll_s)

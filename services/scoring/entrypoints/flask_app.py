@@ -45,15 +45,16 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     @api.route("/v1/progress/{year}", "GET", summary="各乡镇参保进度（人数/任务）", response=ProgressOut)
     def get_progress(principal, year):
-        if not (year.isascii() and year.isdigit()) or int(year) != c.policy.year:
-            raise NotFound("YEAR_UNKNOWN", "没有该年度的参保任务", {"year": year})
-        table = handlers.progress(repo, c.policy, int(year))
-        acc = repo.accuracy(int(year), [t.name for t in c.policy.townships])
-        poor = repo.coverage(int(year), [t.name for t in c.policy.townships], "registered_poor")
-        mismatch = next((w for w in c.policy.warnings if w.code == "TASK_TOTAL_MISMATCH"), None)
-        return {"county": c.policy.county, "year": c.policy.year, "task_total": c.policy.task_total,
-                "task_total_printed": c.policy.declared_task_total, "task_total_rows": c.policy.task_rows_total,
-                "task_rule": c.policy.task_total_rule, "task_warning": mismatch.message if mismatch else None,
+        if not (year.isascii() and year.isdigit()):
+            raise NotFound("YEAR_UNKNOWN", "没有该年度的参保任务", {"year": year, "years": list(c.policies)})
+        policy = c.policy_for(int(year))
+        table = handlers.progress(repo, policy, int(year))
+        acc = repo.accuracy(int(year), [t.name for t in policy.townships])
+        poor = repo.coverage(int(year), [t.name for t in policy.townships], "registered_poor")
+        mismatch = next((w for w in policy.warnings if w.code == "TASK_TOTAL_MISMATCH"), None)
+        return {"county": policy.county, "year": policy.year, "task_total": policy.task_total,
+                "task_total_printed": policy.declared_task_total, "task_total_rows": policy.task_rows_total,
+                "task_rule": policy.task_total_rule, "task_warning": mismatch.message if mismatch else None,
                 "enrolled_total": sum(r.enrolled_persons for _, r in table),
                 "rows": [{"rank": rank, "township": r.township, "task": r.task, "enrolled_persons": r.enrolled_persons,
                           "enrolled_households": r.enrolled_households, "rate_bp": r.rate_bp,

@@ -14,6 +14,7 @@ down only `{_id: <string>}`):
 - `cover` / `coverage` `_id` "<year>:<ID number>" / "<year>:<township>": each hardship person's
                      contribution and the per-township counters it feeds (crash-safe deltas)
 - `batches`          `_id` batch id: HTTP batch submissions and their items
+- `rollovers`        `_id` "entitlements:<year>": the year rollover's cursor and counts (handlers.publish_year)
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from ..domain.identity import PersonIdentities
 
 IDENTITIES, UPDATES, RESIDENTS, FREEZES, CLAIMS = "identities", "identity_updates", "residents", "freezes", "claims"
 LEDGER, COVER, COVERAGE, BATCHES, HOUSEHOLDS = "ledger", "cover", "coverage", "batches", "households"
+ROLLOVERS = "rollovers"
 OUTBOX_COLLECTIONS = (IDENTITIES, CLAIMS, COVER)
 INDEXES = (
     IndexSpec(UPDATES, (("outcome", 1), ("source_system", 1), ("received_at", 1))),
@@ -68,6 +70,18 @@ class SubsidyRepository:
         self.outbox.update(IDENTITIES, p.id_number, {"$set": {
             "history": [_history_to_doc(h) for h in p.history], "published": published}}, events, upsert=True,
             correlation_id=correlation_id, causation_id=causation_id)
+
+    def identity_ids_after(self, after: str, limit: int) -> list[str]:
+        """A page of ID numbers with identities, in `_id` order (the rollover batch job; a scan)."""
+        return [d["_id"] for d in self.db[IDENTITIES].find({"_id": {"$gt": after}}, {"_id": 1})
+                .sort("_id", 1).limit(limit)]
+
+    def rollover(self, year: int) -> dict[str, Any] | None:
+        return self.db[ROLLOVERS].find_one({"_id": f"entitlements:{year}"})
+
+    def save_rollover(self, year: int, run: dict[str, Any]) -> None:
+        self.db[ROLLOVERS].replace_one({"_id": f"entitlements:{year}"}, {"_id": f"entitlements:{year}", **run},
+                                       upsert=True)
 
     def update_log(self, key: str) -> dict[str, Any] | None:
         return self.db[UPDATES].find_one({"_id": key})

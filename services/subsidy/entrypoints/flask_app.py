@@ -200,7 +200,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     def coverage(principal, year):
         y = _year(year)
         handlers.check_year(ctx, y)
-        towns = [t.name for t in c.policy.townships] + [""]
+        towns = [t.name for t in c.policy_for(y).townships] + [""]
         if principal.role == "township":
             towns = [principal.township]
         counters = repo.coverage(y, towns)
@@ -282,5 +282,28 @@ def create_app(clock: Clock | None = None) -> Flask:
         name = f"statement-{y}-{department}.csv"
         return Response("\ufeff" + buf.getvalue(), mimetype="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f"attachment; filename={name}"})
+
+    # ---- year rollover (issue 10 item 2): the worker publishes each live year's entitlements of every
+    # standing identity (handlers.publish_year, bootstrap.rollover_loop); county staff follow it here
+    from marshmallow import Schema, fields as mf
+
+    class EntitlementRolloverOut(Schema):
+        year = mf.Integer()
+        started = mf.Boolean(metadata={"description": "false：工作进程尚未开始该年度的结转"})
+        done = mf.Boolean()
+        persons_seen = mf.Integer(metadata={"description": "已读取的有困难身份记录的人数"})
+        published = mf.Integer(metadata={"description": "为该年度发布了资助待遇的人数"})
+        frozen = mf.Integer(metadata={"description": "该年度已缴费（待遇已固定、不再补退）的人数"})
+        at = mf.String(allow_none=True)
+
+    @api.route("/v1/rollover/{year}", "GET", summary="年度切换：困难身份资助待遇结转进度（由工作进程分批执行）",
+               roles=("county",), response=EntitlementRolloverOut)
+    def entitlement_rollover(principal, year):
+        y = _year(year)
+        handlers.check_year(ctx, y)
+        run = repo.rollover(y) or {}
+        return {"year": y, "started": bool(run), "done": bool(run.get("done")), "persons_seen": run.get("seen", 0),
+                "published": run.get("published", 0), "frozen": run.get("frozen", 0),
+                "at": iso(run["at"]) if run.get("at") else None}
 
     return app

@@ -2,4 +2,5 @@
 from shared.worker_main import main
 
 if __name__ == "__main__":
-    main("subsidy")
+    from services.subsidy.bootstrap import rollover_loop
+    main("subsidy", background=(rollover_loop,))

@@ -7,7 +7,7 @@ worker runs every handler on one thread), so a person's aggregate has one writer
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -32,9 +32,21 @@ UNATTRIBUTED = "unattributed"  # subsidy charged by payments that no identity of
 @dataclass
 class Ctx:
     repo: SubsidyRepository
-    rules: SubsidyRules
+    rules: SubsidyRules  # the current year's (POLICY_FILE): categories an update may name
     clock: Clock
     county: str
+    years: dict[int, SubsidyRules] = field(default_factory=dict)  # every loaded year of the county
+
+    def __post_init__(self):
+        self.years = {self.rules.year: self.rules, **self.years}
+
+    def rules_for(self, year: int) -> SubsidyRules | None:
+        return self.years.get(year)
+
+    def live_years(self) -> list[int]:
+        """Years whose entitlements can still change (not yet over): each gets its own events."""
+        today = self.clock.today_shanghai()
+        return sorted(y for y in self.years if today <= date(y, 12, 31))
 
 
 # ---- identity updates ---------------------------------------------------------------------------
@@ -99,29 +111,79 @@ def _reject(ctx: Ctx, raw: Any, e: Rejected, base: dict[str, Any]) -> dict[str, 
     return {"status": "rejected", "key": doc["_id"], "code": e.code, "message": e.message, "details": e.details}
 
 
-def _entitlement_events(ctx: Ctx, person: PersonIdentities, published: dict[str, Any], since: date) -> list[Event]:
-    """subsidy.entitlement.changed when the open year's best entitlement changes, in effect from the
-    update's date; nothing once the year is paid (frozen: 缴费后不再补退)."""
-    year = ctx.rules.year
-    if since > date(year, 12, 31) or ctx.repo.freeze(year, person.id_number) is not None:
-        return []
-    day = max(ctx.clock.today_shanghai(), since)
-    ent = entitlement_from(ctx.rules, person.id_number, person.granted_on(day))
-    before = published.get(str(year), [None, 0, False, None])
-    if list(ent.event_key()) == list(before):
-        return []
-    published[str(year)] = list(ent.event_key())
-    payload = ent.event_payload()
-    payload["effective_from"] = since.isoformat()
-    return [Event("subsidy.entitlement.changed", payload)]
+def _entitlement_events(ctx: Ctx, person: PersonIdentities, published: dict[str, Any], since: date,
+                        years: list[int] | None = None) -> list[Event]:
+    """subsidy.entitlement.changed for each live year whose best entitlement changes, in effect from
+    the update's date; nothing for a year once it is paid (frozen: 缴费后不再补退)."""
+    events = []
+    for year in (ctx.live_years() if years is None else years):
+        rules = ctx.years[year]
+        if since > date(year, 12, 31) or ctx.repo.freeze(year, person.id_number) is not None:
+            continue
+        day = max(ctx.clock.today_shanghai(), since)
+        ent = entitlement_from(rules, person.id_number, person.granted_on(day))
+        before = published.get(str(year), [None, 0, False, None])
+        if list(ent.event_key()) == list(before):
+            continue
+        published[str(year)] = list(ent.event_key())
+        payload = ent.event_payload()
+        payload["effective_from"] = since.isoformat()
+        events.append(Event("subsidy.entitlement.changed", payload))
+    return events
 
 
 def _after_identity_change(ctx: Ctx, person: PersonIdentities, correlation_id: str | None) -> None:
-    year = ctx.rules.year
-    freeze = ctx.repo.freeze(year, person.id_number)
-    if freeze is not None:
-        _claim_if_due(ctx, freeze, person, correlation_id, None)
-    refresh_cover(ctx, year, person.id_number, correlation_id)
+    for year in ctx.live_years():
+        freeze = ctx.repo.freeze(year, person.id_number)
+        if freeze is not None:
+            _claim_if_due(ctx, freeze, person, correlation_id, None)
+        refresh_cover(ctx, year, person.id_number, correlation_id)
+
+
+# ---- year rollover --------------------------------------------------------------------------------
+
+def publish_year(ctx: Ctx, year: int, *, limit: int = 500, correlation_id: str | None = None) -> dict[str, Any]:
+    """Year rollover (年度切换): publish year `year`'s entitlement of every standing identity, so the
+    new year's quotes carry identities granted before its policy was loaded. A bounded batch (a
+    scan of `identities` in `_id` order from the run's cursor: a batch job, never a request's hot
+    path); idempotent (a person whose year-`year` entitlement was published is unchanged) and
+    resumable (the cursor is stored after each batch). Returns this batch's report."""
+    rules = check_year(ctx, year)
+    run = ctx.repo.rollover(year) or {"after": "", "seen": 0, "published": 0, "frozen": 0}
+    ids = ctx.repo.identity_ids_after(run["after"], limit)
+    published = frozen = 0
+    for pid in ids:
+        loaded = ctx.repo.person(pid)
+        if loaded is None:
+            continue
+        person, pub = loaded
+        if ctx.repo.freeze(year, pid) is not None:
+            frozen += 1
+            continue
+        # in effect from the person's latest change (as the update that made it would have said)
+        since = max((h["effective_date"] for h in person.history), default=date(year, 1, 1))
+        events = _entitlement_events(ctx, person, pub, min(since, date(year, 12, 31)), years=[rules.year])
+        if events:
+            ctx.repo.save_person(person, pub, events, correlation_id=correlation_id)
+            published += 1
+        refresh_cover(ctx, year, pid, correlation_id, loaded=loaded)
+    done = len(ids) < limit
+    run = {"after": ids[-1] if ids else run["after"], "seen": run["seen"] + len(ids),
+           "published": run["published"] + published, "frozen": run["frozen"] + frozen, "done": done,
+           "at": ctx.clock.now()}
+    ctx.repo.save_rollover(year, run)
+    return {"year": year, "batch": {"persons": len(ids), "published": published, "frozen": frozen},
+            "total": {k: run[k] for k in ("seen", "published", "frozen")}, "done": done}
+
+
+def publish_live_years(ctx: Ctx, limit: int = 500) -> list[dict[str, Any]]:
+    """The worker's rollover step: one batch for each live year not finished yet."""
+    out = []
+    for year in ctx.live_years():
+        run = ctx.repo.rollover(year)
+        if run is None or not run.get("done"):
+            out.append(publish_year(ctx, year, limit=limit))
+    return out
 
 
 # ---- registry and payment events ------------------------------------------------------------------
@@ -139,14 +201,14 @@ def on_household_registered(ctx: Ctx, env: Envelope) -> None:
         if res and res.get("household_no") == p["household_no"]:
             ctx.repo.upsert_resident(p["year"], pid, {"household_no": None, "township": "", "village": "",
                                                       "left": p.get("change", "")})
-            if p["year"] == ctx.rules.year:
+            if p["year"] in ctx.years:
                 refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id)
     ctx.repo.set_household_members(p["year"], p["household_no"], current)
     for m in p["members"]:
         ctx.repo.upsert_resident(p["year"], m["person_id"], {
             "household_no": p["household_no"], "county": p["county"], "township": p["township"],
             "village": p["village"], "name": m["name"]})
-        if p["year"] == ctx.rules.year:
+        if p["year"] in ctx.years:
             refresh_cover(ctx, p["year"], m["person_id"], env.correlation_id, env.id)
 
 
@@ -157,7 +219,7 @@ def on_enrolment_changed(ctx: Ctx, env: Envelope) -> None:
         ctx.repo.upsert_resident(p["year"], pid, {"household_no": p["household_no"], "county": p["county"],
                                                   "township": p["township"], "village": p["village"],
                                                   "enrolled": enrolled})
-        if p["year"] == ctx.rules.year:
+        if p["year"] in ctx.years:
             refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id)
 
 
@@ -166,7 +228,8 @@ def on_payment_confirmed(ctx: Ctx, env: Envelope) -> None:
     subsidy into its department's ledger (直接代缴), and open a 先缴后补 claim when one is due.
     Most members hold no identity: for them this is one read and one (household-wide) insert."""
     p = env.payload
-    if p["year"] != ctx.rules.year:
+    rules = ctx.rules_for(p["year"])
+    if rules is None:
         log.warning("payment for year %s ignored: no subsidy rules for it", p["year"])
         return
     paid_at = parse_instant(p["paid_at"])
@@ -174,7 +237,7 @@ def on_payment_confirmed(ctx: Ctx, env: Envelope) -> None:
     docs = []
     for m in p["members"]:
         pid = m["person_id"]
-        ours = entitlement_from(ctx.rules, pid, loaded[pid][0].granted_at(paid_at) if loaded[pid] else {})
+        ours = entitlement_from(rules, pid, loaded[pid][0].granted_at(paid_at) if loaded[pid] else {})
         department = None
         if m["subsidy_fen"] > 0:
             department = ours.department if ours.subsidy_fen > 0 and ours.department else UNATTRIBUTED
@@ -200,7 +263,7 @@ def on_payment_confirmed(ctx: Ctx, env: Envelope) -> None:
 
 
 def _claim_if_due(ctx: Ctx, freeze: dict, person: PersonIdentities, correlation_id, causation_id) -> None:
-    due = reimbursement_due(ctx.rules, person.granted_at(ctx.clock.now()), freeze["subsidy_fen"])
+    due = reimbursement_due(ctx.years[freeze["year"]], person.granted_at(ctx.clock.now()), freeze["subsidy_fen"])
     if due is None or ctx.repo.claim(freeze["year"], freeze["id_number"]) is not None:
         return
     claim = {"_id": freeze["_id"], "id_number": freeze["id_number"], "name": freeze.get("name", ""),
@@ -236,7 +299,7 @@ def refresh_cover(ctx: Ctx, year: int, id_number: str, correlation_id: str | Non
     if doc and doc.get("pending"):
         events = _apply_cover_delta(ctx, year, id_number, doc["pending"])
         ctx.repo.finish_cover(year, id_number, events, correlation_id=correlation_id, causation_id=causation_id)
-    best = ctx.rules.best(loaded[0].granted_at(ctx.clock.now())) if loaded else None
+    best = ctx.years[year].best(loaded[0].granted_at(ctx.clock.now())) if loaded else None
     new = None
     if best is not None:
         res = ctx.repo.resident(year, id_number)
@@ -274,20 +337,23 @@ def _apply_cover_delta(ctx: Ctx, year: int, id_number: str, pending: dict) -> li
 
 # ---- queries and staff actions ----------------------------------------------------------------------
 
-def check_year(ctx: Ctx, year: int) -> None:
-    if year != ctx.rules.year:
-        raise NotFound("YEAR_UNKNOWN", "没有该年度的资助政策", {"year": year, "open_year": ctx.rules.year})
+def check_year(ctx: Ctx, year: int) -> SubsidyRules:
+    rules = ctx.rules_for(year)
+    if rules is None:
+        raise NotFound("YEAR_UNKNOWN", "没有该年度的资助政策", {"year": year, "open_year": ctx.rules.year,
+                                                          "years": sorted(ctx.years)})
+    return rules
 
 
 def entitlement_of(ctx: Ctx, year: int, id_number: str, at: datetime | None = None) -> Entitlement:
     """For a person, year and instant; a paid year answers what was charged (frozen)."""
-    check_year(ctx, year)
+    rules = check_year(ctx, year)
     at = at or ctx.clock.now()
     freeze = ctx.repo.freeze(year, id_number)
     if freeze is not None and freeze["paid_at"] <= at:
-        return frozen_entitlement(ctx.rules, freeze, ctx.repo.claim(year, id_number))
+        return frozen_entitlement(rules, freeze, ctx.repo.claim(year, id_number))
     loaded = ctx.repo.person(id_number)
-    return entitlement_from(ctx.rules, id_number, loaded[0].granted_at(at) if loaded else {})
+    return entitlement_from(rules, id_number, loaded[0].granted_at(at) if loaded else {})
 
 
 def pay_claim(ctx: Ctx, year: int, id_number: str, payment_ref: str, paid_on: date,
