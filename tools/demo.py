@@ -87,6 +87,8 @@ def print_table(table: dict, out=sys.stdout) -> None:
     for r in table["rows"]:
         print(f"{r['rank']:<5}{r['township']:<8}{r['enrolled_persons']:>10}{r['task']:>10}{r['rate_percent']:>10}", file=out)
     print(f"合计 {table['enrolled_total']} / {table['task_total']}", file=out)
+    if table.get("task_warning"):  # the county's printed task table disagrees with itself
+        print(f"注：{table['task_warning']}", file=out)
 
 
 if __name__ == "__main__":
