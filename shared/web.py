@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from . import dead_letters, metrics
 from .auth import Principal, TokenBook
 from .clock import iso
-from .errors import DomainError
+from .errors import DomainError, Forbidden
 from .logs import correlation_id
 from .masking import mask_json
 
@@ -154,11 +154,17 @@ _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/sche
 
 
 class Api:
-    def __init__(self, app: Flask, service: str, tokens: TokenBook):
+    def __init__(self, app: Flask, service: str, tokens: TokenBook, county: str | None = None):
         self.app = app
         self.service = service
         self.tokens = tokens
+        self.county = county  # the county this suite runs; a token of another county acts nowhere here
         self.doc = ApiDoc(title=f"{service} service")
+
+    def check_county(self, principal: Principal) -> None:
+        """A token names its county (`shared/auth.py`); this suite serves one county's data."""
+        if self.county and principal.county and principal.county != self.county:
+            raise Forbidden("SCOPE_COUNTY", "无权操作其他县（区）的数据", {"county": principal.county})
 
     def route(self, path: str, method: str, *, summary: str, roles: tuple[str, ...] | None = None,
               permission: str | None = None, body: type[Schema] | None = None,
@@ -216,6 +222,7 @@ class Api:
                 elif permission or roles:
                     principal = self.tokens.authenticate(request.headers.get("Authorization"), roles or (),
                                                          permission=permission, service=self.service)
+                    self.check_county(principal)
                 else:
                     principal = None
                 check_query(declared_query, request.args)
@@ -356,5 +363,6 @@ def create_service_app(c) -> tuple[Flask, Api]:
     """A service's app from its container (shared/container.py): the base app with the store and
     broker readiness checks, and the dead-letter routes for the people who run it."""
     app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
+    api.county = c.policy.county
     dead_letters.routes(api, c)
     return app, api

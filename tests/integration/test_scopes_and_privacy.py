@@ -35,7 +35,7 @@ from tests.helpers import household_payload, secret_files, signed_post
 from tools.ids import make_id
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)
-COUNTY, BAIYA, HUAQIAO, TAX, NOSYS, CIVIL = (secrets.token_hex(8) for _ in range(6))
+COUNTY, BAIYA, HUAQIAO, TAX, NOSYS, CIVIL, WUMING = (secrets.token_hex(8) for _ in range(7))
 BANK, COLLECTOR = secrets.token_hex(16), secrets.token_hex(16)
 
 
@@ -43,6 +43,7 @@ BANK, COLLECTOR = secrets.token_hex(16), secrets.token_hex(16)
 def files(namespace, tmp_path_factory):
     with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
             {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
+            {"sha256": token_hash(WUMING), "subject": "wuming-county", "role": "county", "county": "武鸣区"},
             {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "township": "白牙市镇"},
             {"sha256": token_hash(HUAQIAO), "subject": "hq", "role": "township", "township": "花桥镇"},
             {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "permissions": ["payments:audit"],
@@ -334,3 +335,14 @@ def test_gunicorn_keeps_an_idle_connection_longer_than_a_two_second_poll(tmp_pat
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_county_token_of_another_county_acts_nowhere_in_this_suite():
+    """Tokens are scoped to a county: Wuming's county staff cannot read or write Dong'an's registry,
+    while Dong'an's can."""
+    api = registry_app(FixedClock(NOW)).test_client()
+    r = api.get("/v1/duplicates", headers=auth(WUMING))
+    assert (r.status_code, r.json["code"]) == (403, "SCOPE_COUNTY")
+    r = api.post("/v1/households", json={}, headers=auth(WUMING))
+    assert (r.status_code, r.json["code"]) == (403, "SCOPE_COUNTY")
+    assert api.get("/v1/duplicates", headers=auth(COUNTY)).status_code == 200
