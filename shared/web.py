@@ -98,6 +98,13 @@ def check_query(params: list[dict], args) -> None:
 YEARS = range(2000, 2101)  # policy years a path may name (as the holiday schedule format allows)
 
 
+def year_range():
+    """The same bounds for a year in a request body (marshmallow validator): a 20-digit year
+    overflowed the store's 8-byte integers (500) before any policy lookup could refuse it."""
+    from marshmallow import validate
+    return validate.Range(min=YEARS.start, max=YEARS.stop - 1, error="年度应在2000至2100之间")
+
+
 def is_year(text: str) -> bool:
     return bool(re.fullmatch(r"[0-9]{4}", text)) and int(text) in YEARS
 
