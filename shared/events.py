@@ -371,7 +371,7 @@ CATALOGUE: dict[str, EventSpec] = {
         EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),
-                  doc="A person's subsidy entitlement for a year changed; payments keeps a read model."),
+                  doc="A person's subsidy entitlement for a year changed: one event per live policy year (and, at a year's rollover, every standing identity once for the new year); payments keeps a read model."),
         EventSpec("subsidy.claim.created", ClaimCreatedSchema, "subsidy", ("notices",),
                   doc="A 先缴后补 reimbursement claim was created for a person who paid in full; notices announces it."),
         EventSpec("subsidy.claim.paid", ClaimPaidSchema, "subsidy", ("notices",),
