@@ -12,6 +12,7 @@ is no secret and no proof of anything: the token only says what to wait for.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from .errors import Conflict, ValidationFailed
@@ -51,7 +52,8 @@ def mid_year_token(year: int, household_no: str, person_id: str, version: int) -
 
 def parse_mid_year_token(text: str) -> MidYearSeen:
     parts = text.split(".", 4)
-    ok = (len(parts) == 5 and parts[0] == PREFIX and parts[1].isdigit() and parts[3].isdigit() and parts[4]
+    digits = re.compile(r"[0-9]{1,12}")  # ASCII: '²'.isdigit() is True but int('²') raises
+    ok = (len(parts) == 5 and parts[0] == PREFIX and digits.fullmatch(parts[1]) and digits.fullmatch(parts[3]) and parts[4]
           and len(parts[2]) == 16 and set(parts[2]) <= DIGEST_ALPHABET)
     if not ok:
         raise ValidationFailed("CONSISTENCY_TOKEN_INVALID", "一致性令牌格式不正确（应原样使用中途参保批准应答中的 consistency_token）")

@@ -152,10 +152,18 @@ class HouseholdDissolvedSchema(HouseholdPlaceSchema):
     reason = fields.String(load_default="")
 
 
+class HouseholdRefSchema(Schema):
+    household_no = fields.String(required=True)
+    township = fields.String(allow_none=True)
+    village = fields.String(allow_none=True)
+
+
 class DuplicateChangedSchema(Schema):
     """registry.duplicate.changed: a person's duplicate enrolment case (多地重复参保) opened, re-opened
-    (another household tried to register them again) or was resolved by county staff. It names the
-    household that holds the person; payments refuses that household's quote while the case is open."""
+    (another household registered them too) or was resolved by county staff. `household_no` is the
+    household holding the person, `households` every household registering them (the holder first;
+    after a resolution only the one kept). Payments refuses the quote of every household with the
+    person while the case is open (it keys the case by person)."""
     year = fields.Integer(required=True)
     person_id = fields.String(required=True, validate=validate.Length(equal=18))
     status = fields.String(required=True, validate=validate.OneOf(["open", "resolved"]))
@@ -164,6 +172,7 @@ class DuplicateChangedSchema(Schema):
     village = fields.String(required=True, allow_none=True)
     keep = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["current", "other"]))
     version = fields.Integer(load_default=None, allow_none=True)  # the case's write count: newest wins
+    households = fields.List(fields.Nested(HouseholdRefSchema), load_default=list)
 
 
 class MidYearApprovedSchema(HouseholdPlaceSchema):
@@ -354,7 +363,7 @@ CATALOGUE: dict[str, EventSpec] = {
         EventSpec("registry.accuracy.published", AccuracyPublishedSchema, "registry", ("scoring",),
                   doc="Information accuracy per township as of a moment (scoring's 2.2 item)."),
         EventSpec("registry.duplicate.changed", DuplicateChangedSchema, "registry", ("payments",),
-                  doc="A duplicate enrolment case opened or was resolved; payments refuses the holding household's quote while it is open."),
+                  doc="A duplicate enrolment case opened or was resolved, naming every household with the person; payments refuses each one's quote while it is open."),
         EventSpec("registry.mid_year.approved", MidYearApprovedSchema, "registry", ("payments",),
                   doc="A registered person was approved for mid-year enrolment after the window; payments charges them alone."),
         EventSpec("registry.mid_year.withdrawn", MidYearWithdrawnSchema, "registry", ("payments",),
@@ -362,7 +371,7 @@ CATALOGUE: dict[str, EventSpec] = {
         EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),
-                  doc="A person's subsidy entitlement for a year changed; payments keeps a read model."),
+                  doc="A person's subsidy entitlement for a year changed: one event per live policy year (and, at a year's rollover, every standing identity once for the new year); payments keeps a read model."),
         EventSpec("subsidy.claim.created", ClaimCreatedSchema, "subsidy", ("notices",),
                   doc="A 先缴后补 reimbursement claim was created for a person who paid in full; notices announces it."),
         EventSpec("subsidy.claim.paid", ClaimPaidSchema, "subsidy", ("notices",),

@@ -43,8 +43,9 @@ def mask_json(value: Any, key: str | None = None) -> Any:
     pass every JSON response of the web adapter goes through (shared/web.py)."""
     if isinstance(value, str):
         return value if key in UNMASKED_KEYS else mask_text(value)
-    if isinstance(value, dict):
-        return {k: mask_json(v, k) for k, v in value.items()}
+    if isinstance(value, dict):  # a key can be a person too (a map by ID number)
+        return {(mask_text(k) if isinstance(k, str) and k not in UNMASKED_KEYS else k): mask_json(v, k)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask_json(v, key) for v in value]
     return value

@@ -95,6 +95,28 @@ def check_query(params: list[dict], args) -> None:
             raise _bad_query(name, f"不超过{schema['maxLength']}个字符", value)
 
 
+YEARS = range(2000, 2101)  # policy years a path may name (as the holiday schedule format allows)
+
+
+def year_range():
+    """The same bounds for a year in a request body (marshmallow validator): a 20-digit year
+    overflowed the store's 8-byte integers (500) before any policy lookup could refuse it."""
+    from marshmallow import validate
+    return validate.Range(min=YEARS.start, max=YEARS.stop - 1, error="年度应在2000至2100之间")
+
+
+def is_year(text: str) -> bool:
+    return bool(re.fullmatch(r"[0-9]{4}", text)) and int(text) in YEARS
+
+
+def path_year(text: str) -> int:
+    """A policy year from a URL path: four ASCII digits, 2000-2100. Anything else (year 0, 30 digits,
+    '²') is a clear 400, never a date() or store overflow deep inside (found by schema fuzzing)."""
+    if not is_year(text):
+        raise DomainError("BAD_YEAR", "年度应为2000至2100之间的4位数字", {"year": text[:40]}, status=400)
+    return int(text)
+
+
 def query_flag(args, name: str) -> bool:
     """A declared boolean query parameter's value (already checked)."""
     return (args.get(name) or "").lower() in _TRUE

@@ -136,6 +136,8 @@ def test_a_second_household_with_a_person_registered_elsewhere_is_registered_hel
     assert opened["snapshot"]  # published as the case then stands, with its version
     assert (changed_payload(case)["status"], changed_payload(case)["household_no"], case["version"]) == ("open", "DQ-0001", 1)
     assert [o["household_no"] for o in case["others"]] == ["DQ-0002"]
+    # the event names every household with the person (docs/events.md), the holder first
+    assert [h["household_no"] for h in changed_payload(case)["households"]] == ["DQ-0001", "DQ-0002"]
     deliver(rc, pc, lambda: members_in_payments(pc, "DQ-0002") and case_status(pc, held) == "open",
             "both households and the open case")
 

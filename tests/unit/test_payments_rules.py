@@ -144,6 +144,8 @@ def test_withholding_results_are_classified():
     ("W1,1,P1,50000,00,B1,2019-11-15 10:00,\nW1,2,P2,37000,51,,,\n", "RESULT_FILE_TIME"),
     ("W1,1,P1,50000,00,B1,2019-11-15T10:00:00+08:00,\nW1,1,P1,50000,51,,,\n", "RESULT_FILE_DUPLICATE"),
     ("W1,3,P3,1,00,B1,2019-11-15T10:00:00+08:00,\n", "RESULT_FILE_LINE"),
+    ("W1,²,P1,50000,00,B1,2019-11-15T10:00:00+08:00,\nW1,2,P2,37000,51,,,\n", "RESULT_FILE_LINE"),  # '²'.isdigit()
+    ("W1,1,P1,5000²,00,B1,2019-11-15T10:00:00+08:00,\nW1,2,P2,37000,51,,,\n", "RESULT_FILE_MISMATCH"),
     ("W1,2,P2,36999,51,,,\n", "RESULT_FILE_MISMATCH"),
 ])
 def test_a_bad_result_row_refuses_the_whole_file(body, code):

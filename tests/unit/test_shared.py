@@ -72,3 +72,10 @@ def test_envelope_round_trips():
 def test_docs_event_catalogue_is_in_sync_with_the_code():
     doc = (ROOT / "docs" / "events.md").read_text(encoding="utf-8")
     assert catalogue_markdown() in doc, "regenerate docs/events.md: python -m tools.gen_docs"
+
+
+def test_a_response_map_keyed_by_id_number_is_masked_in_its_keys_too():
+    """mask_json masked values only: {"431122…": …} (benefits_from by person, details by person) passed whole."""
+    from shared.masking import mask_json
+    out = mask_json({"benefits_from": {"431122199001010012": "2020-03-01"}, "order_no": "431122199001010012"})
+    assert out == {"benefits_from": {"431122********0012": "2020-03-01"}, "order_no": "431122199001010012"}

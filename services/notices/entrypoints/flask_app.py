@@ -5,10 +5,9 @@ from flask import Flask
 from marshmallow import Schema, fields
 
 from shared.clock import Clock
-from shared.errors import ValidationFailed
 from shared.logs import setup
 from shared.masking import mask_phone
-from shared.web import create_service_app, query_param
+from shared.web import create_service_app, path_year, query_param
 
 from .. import bootstrap as boot
 
@@ -43,8 +42,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/households/{year}/{household_no}/notices", "GET", summary="某户的通知记录",
                permission="notices:read", response=NoticeList)
     def household_notices(principal, year, household_no):
-        if not (year.isascii() and year.isdigit()):
-            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
+        path_year(year)
         docs = repo.for_household(household_no, int(year))
         for d in docs:
             principal.check_township(d["township"])
@@ -55,8 +53,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     def township_notices(principal, township, year):
         from flask import request
         principal.check_township(township)
-        if not (year.isascii() and year.isdigit()):
-            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
+        path_year(year)
         return {"notices": [render(d) for d in repo.listing(int(year), township, request.args.get("kind"))]}
 
     return app

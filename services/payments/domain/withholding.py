@@ -184,13 +184,13 @@ def parse_results(text: str, batch: dict[str, Any]) -> list[LineResult]:
         b, line_no, order_no, amount, code, txn, debited_at, message = (c.strip() for c in row)
         if b != batch["_id"]:
             raise ValidationFailed("RESULT_FILE_BATCH", "回盘文件第{}行批次号与本批次不符".format(n), {"row": n})
-        if not line_no.isdigit() or int(line_no) not in by_line:
+        if not re.fullmatch(r"[0-9]{1,9}", line_no) or int(line_no) not in by_line:
             raise ValidationFailed("RESULT_FILE_LINE", "回盘文件第{}行明细序号不存在".format(n), {"row": n})
         line = by_line[int(line_no)]
         if int(line_no) in seen:
             raise ValidationFailed("RESULT_FILE_DUPLICATE", "回盘文件第{}行重复回盘同一明细".format(n), {"row": n})
         seen.add(int(line_no))
-        if order_no != line["order_no"] or not amount.lstrip("-").isdigit() or int(amount) != line["amount_fen"]:
+        if order_no != line["order_no"] or not re.fullmatch(r"-?[0-9]{1,15}", amount) or int(amount) != line["amount_fen"]:
             raise ValidationFailed("RESULT_FILE_MISMATCH", "回盘文件第{}行订单号或金额与批次明细不符".format(n),
                                    {"row": n, "line_no": int(line_no)})
         reason, text_zh, retryable, agreement_valid = classify(code)

@@ -3,6 +3,7 @@ results, daily statements), staff calls (receipts, audits, withholding, reports)
 receipt check."""
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import date
 
@@ -16,7 +17,7 @@ from shared.errors import DomainError, Forbidden, NotFound, Unauthorized, Valida
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_json
 from shared.store import insert_once
-from shared.web import IDEMPOTENCY_KEY, create_service_app, query_param
+from shared.web import IDEMPOTENCY_KEY, create_service_app, path_year, query_param
 
 from .. import bootstrap as boot
 from ..domain import withholding as wh
@@ -71,10 +72,7 @@ def render_batch(b: dict) -> dict:
                        "account_no": wh.mask_account(l["account_no"])} for l in b["lines"]]}
 
 
-def _year(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) != 4:
-        raise ValidationFailed("BAD_YEAR", "年度应为4位数字", {"year": text})
-    return int(text)
+_year = path_year
 
 
 def create_app(clock: Clock | None = None) -> Flask:
@@ -92,7 +90,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         gw = c.gateways.get(gw_id)
         if gw is None or not signing.verify(gw.secret, sig, request.method, request.path, ts, nonce, request.get_data()):
             raise Unauthorized("SIGNATURE_INVALID", "签名校验失败")
-        if not (ts.isascii() and ts.isdigit()) or abs(c.clock.now().timestamp() - int(ts)) > signing.SKEW_SECONDS:
+        if not re.fullmatch(r"[0-9]{1,12}", ts) or abs(c.clock.now().timestamp() - int(ts)) > signing.SKEW_SECONDS:
             raise Unauthorized("TIMESTAMP_OUT_OF_WINDOW", "请求时间戳超出允许范围（±5分钟）")
         if not (16 <= len(nonce) <= 64):
             raise Unauthorized("NONCE_INVALID", "随机串长度应为16至64位")

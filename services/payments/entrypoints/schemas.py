@@ -1,11 +1,13 @@
 from marshmallow import Schema, fields, validate
 
+from shared.web import year_range
+
 from ..domain.model import CHANNELS
 
 
 class QuoteIn(Schema):
     household_no = fields.String(required=True)
-    year = fields.Integer(required=True)
+    year = fields.Integer(validate=year_range(), required=True)
     consistency_token = fields.String(load_default=None, validate=validate.Length(max=200), metadata={"description": (
         "optional: the `consistency_token` of registry's mid-year approval reply (POST /v1/mid-year/decisions). "
         "Until payments has seen that approval the quote answers 409 SYNC_PENDING with Retry-After (seconds), "
@@ -34,7 +36,7 @@ class QuoteOut(Schema):
 
 class OrderIn(Schema):
     household_no = fields.String(required=True)
-    year = fields.Integer(required=True)
+    year = fields.Integer(validate=year_range(), required=True)
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
     person_ids = fields.List(fields.String(), load_default=None, metadata={
         "description": "optional; when given it must name every member (no split, no selective payment)"})
@@ -150,7 +152,7 @@ class PaymentOut(Schema):
 
 class AgreementIn(Schema):
     household_no = fields.String(required=True)
-    year = fields.Integer(required=True)
+    year = fields.Integer(validate=year_range(), required=True)
     bank = fields.String(required=True)
     account_no = fields.String(required=True)
     account_name = fields.String(required=True)
@@ -173,7 +175,7 @@ class AgreementOut(Schema):
 
 class BatchIn(Schema):
     bank = fields.String(required=True)
-    year = fields.Integer(required=True)
+    year = fields.Integer(validate=year_range(), required=True)
     retry_of = fields.String(load_default=None, allow_none=True)
 
 

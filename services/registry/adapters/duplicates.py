@@ -21,12 +21,25 @@ DUPLICATES, EXCLUSIONS = "duplicates", "exclusions"
 INDEXES = (IndexSpec(DUPLICATES, (("status", 1),)),)
 
 
-def changed_event(year: int, person_id: str, status: str, kept: dict[str, Any], keep: str | None = None) -> Event:
+def places(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every household a case names, the holder first, then the others (`refused`: cases written
+    when a second household was refused, whose household may not exist)."""
+    seen, out = set(), []
+    for p in [case.get("kept") or {}, *(case.get("others") or []), *(case.get("refused") or [])]:
+        if p.get("household_no") and p["household_no"] not in seen:
+            seen.add(p["household_no"])
+            out.append({k: p.get(k) for k in ("household_no", "township", "village")})
+    return out
+
+
+def changed_event(year: int, person_id: str, status: str, kept: dict[str, Any], keep: str | None = None,
+                  others: list[dict[str, Any]] | None = None) -> Event:
     """The event as written; with the container's snapshots (the deployment) the relay publishes
     `changed_payload` of the case as it then stands instead, with its version."""
     return Event("registry.duplicate.changed", {
         "year": year, "person_id": person_id, "status": status, "household_no": kept.get("household_no"),
-        "township": kept.get("township"), "village": kept.get("village"), "keep": keep, "version": None})
+        "township": kept.get("township"), "village": kept.get("village"), "keep": keep, "version": None,
+        "households": places({"kept": kept, "others": others or []})})
 
 
 def changed_payload(doc: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +51,7 @@ def changed_payload(doc: dict[str, Any]) -> dict[str, Any]:
     return {"year": doc["year"], "person_id": doc["person_id"], "status": doc["status"],
             "household_no": kept.get("household_no"), "township": kept.get("township"),
             "village": kept.get("village"),
+            "households": places(doc),
             "keep": (doc.get("resolution") or {}).get("keep") if doc["status"] == "resolved" else None,
             "version": doc.get("version", 0)}
 
@@ -59,7 +73,7 @@ class DuplicateRepository:
         self.outbox.update(DUPLICATES, key, {
             "$setOnInsert": {"year": year, "person_id": person_id, "opened_at": at},
             "$set": {"status": "open", "kept": kept}, "$inc": {"version": 1},
-            "$addToSet": {"others": other}}, [changed_event(year, person_id, "open", kept)],
+            "$addToSet": {"others": other}}, [changed_event(year, person_id, "open", kept, others=[other])],
             upsert=True, correlation_id=correlation_id)
 
     def get(self, year: int, person_id: str) -> dict[str, Any] | None:

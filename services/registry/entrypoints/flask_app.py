@@ -12,7 +12,7 @@ from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_phone
 from shared.resident_id import parse_resident_id
-from shared.web import create_service_app, query_flag, query_param
+from shared.web import create_service_app, path_year, query_flag, query_param
 
 from .. import bootstrap as boot
 from ..adapters.roster_files import write_csv, write_xlsx
@@ -63,18 +63,13 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/households/{year}/{household_no}", "GET", summary="查询一户", permission="households:read",
                response=HouseholdOut)
     def get_household(principal, year, household_no):
-        if not (year.isascii() and year.isdigit()):
-            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
-        hh = handlers.get_household(repo, int(year), household_no, principal)
+        hh = handlers.get_household(repo, path_year(year), household_no, principal)
         return render(hh, duplicates=duplicates.open_cases(hh.year, [m.person_id for m in hh.members]))
 
     imports = boot.imports(c)
     corrections = boot.corrections(c)
 
-    def year_of(text: str) -> int:
-        if not (text.isascii() and text.isdigit()):
-            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": text})
-        return int(text)
+    year_of = path_year
 
     @api.route("/v1/households/{year}/{household_no}/changes", "POST", summary="办理异动（出生、死亡、迁入、迁出）",
                permission="households:write", body=ChangeIn, response=HouseholdOut)
@@ -238,9 +233,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         if kind not in ("csv", "xlsx"):
             raise ValidationFailed("ROSTER_FORMAT", "花名册文件格式应为 CSV 或 XLSX", {"kind": kind})
         year = request.args.get("year", str(c.policy.year))
-        if not (year.isascii() and year.isdigit()):
-            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
-        c.policy_for(int(year))
+        c.policy_for(path_year(year))
         stream = upload.stream if upload else request.stream
         who = {"subject": principal.subject, "role": principal.role, "county": principal.county,
                "township": principal.township}
@@ -279,8 +272,7 @@ def create_app(clock: Clock | None = None) -> Flask:
                produces=("text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
     def export_village(principal, year, township, village):
         principal.check_township(township)
-        if not (year.isascii() and year.isdigit()):
-            raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": year})
+        path_year(year)
         fmt = request.args.get("format", "csv")
         rows = handlers.village_roster(repo, int(year), township, village)
         filename = f"{year}-{township}-{village}-参保缴费名册.{fmt}"

@@ -1,6 +1,8 @@
 """Request and response bodies of the registry API (also the source of its OpenAPI document)."""
 from marshmallow import Schema, fields, validate
 
+from shared.web import year_range
+
 from ..domain.model import CATEGORIES, RELATIONS
 
 
@@ -15,7 +17,7 @@ class MemberIn(Schema):
 
 class HouseholdIn(Schema):
     household_no = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Za-z-]{4,40}$"))
-    year = fields.Integer(required=True)
+    year = fields.Integer(validate=year_range(), required=True)
     township = fields.String(required=True)
     village = fields.String(required=True)
     head_phone = fields.String(load_default=None, validate=validate.Regexp(r"^1[3-9]\d{9}$"))
@@ -57,7 +59,7 @@ class HouseholdOut(Schema):
 
 class PersonLookupIn(Schema):
     id_number = fields.String(required=True, metadata={"description": "18位居民身份证号码（放在请求体，不放网址）"})
-    year = fields.Integer(load_default=None, metadata={"description": "政策年度（默认本政策年度）"})
+    year = fields.Integer(validate=year_range(), load_default=None, metadata={"description": "政策年度（默认本政策年度）"})
 
 
 class AccuracyRowOut(Schema):
@@ -108,7 +110,7 @@ class ChangeIn(Schema):
 
 class CorrectionIn(Schema):
     household_no = fields.String(required=True)
-    year = fields.Integer(required=True)
+    year = fields.Integer(validate=year_range(), required=True)
     id_number = fields.String(load_default=None, metadata={"description": "被更正人员（人员信息更正时必填）"})
     changes = fields.Dict(required=True, metadata={"description": "name, id_number, relation, category, birth_date, sex, village, head_phone"})
     reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
@@ -148,7 +150,7 @@ class MidYearIn(Schema):
     hardship = fields.Boolean(load_default=False)
     id_number = fields.String(load_default=None, metadata={"description": "已登记人员的身份证号码：批准时记录"
                               "（每人每年度一次），供缴费服务在集中缴费期后按其缴费"})
-    year = fields.Integer(load_default=None, metadata={"description": "政策年度（默认本政策年度）"})
+    year = fields.Integer(validate=year_range(), load_default=None, metadata={"description": "政策年度（默认本政策年度）"})
 
 
 class MidYearOut(Schema):
@@ -209,7 +211,7 @@ class ResolutionIn(Schema):
 
 
 class ExclusionIn(Schema):
-    year = fields.Integer(required=True)
+    year = fields.Integer(validate=year_range(), required=True)
     id_numbers = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=10000))
     source = fields.String(load_default="职工医保参保名单")
 

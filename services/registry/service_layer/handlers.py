@@ -21,6 +21,7 @@ from shared.masking import mask_id
 from shared.policy import PolicyYear
 from shared.resident_id import parse_resident_id
 
+from ..adapters.duplicates import places
 from ..adapters.repository import HouseholdRepository
 from ..domain import midyear
 from ..domain.corrections import Correction
@@ -59,14 +60,8 @@ def open_duplicates(duplicates, hh: Household, clashes, at, source: str, correla
 
 
 def duplicate_places(case: dict) -> list[dict]:
-    """The households a case names: the holder first, then the others (`refused`: cases written
-    when a second household was refused, whose household may not exist)."""
-    seen, out = set(), []
-    for p in [case.get("kept") or {}, *(case.get("others") or []), *(case.get("refused") or [])]:
-        if p.get("household_no") and p["household_no"] not in seen:
-            seen.add(p["household_no"])
-            out.append({k: p.get(k) for k in ("household_no", "township", "village")})
-    return out
+    """The households a case names, the holder first (the event carries the same list)."""
+    return places(case)
 
 
 def resolve_duplicate(repo: HouseholdRepository, duplicates, year: int, person_id: str, keep: str, note: str | None,

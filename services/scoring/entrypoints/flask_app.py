@@ -7,7 +7,7 @@ from marshmallow import Schema, fields
 from shared.clock import Clock
 from shared.errors import NotFound
 from shared.logs import setup
-from shared.web import create_service_app
+from shared.web import create_service_app, is_year
 
 from .. import bootstrap as boot
 from ..service_layer import handlers
@@ -45,7 +45,7 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     @api.route("/v1/progress/{year}", "GET", summary="各乡镇参保进度（人数/任务）", response=ProgressOut)
     def get_progress(principal, year):
-        if not (year.isascii() and year.isdigit()):
+        if not is_year(year):
             raise NotFound("YEAR_UNKNOWN", "没有该年度的参保任务", {"year": year, "years": list(c.policies)})
         policy = c.policy_for(int(year))
         table = handlers.progress(repo, policy, int(year))

@@ -16,7 +16,7 @@ from shared.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id
 from shared.money import yuan
-from shared.web import create_service_app, query_param
+from shared.web import create_service_app, path_year, query_param
 
 from .. import bootstrap as boot
 from ..domain.coverage import UNREGISTERED_NAME, rows_of
@@ -31,10 +31,7 @@ from .schemas import (BatchOut, ClaimListOut, ClaimOut, ClaimPaidIn, CoverageOut
                       UpdateReportOut)
 
 
-def _year(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise ValidationFailed("BAD_YEAR", "年度必须是数字", {"year": text})
-    return int(text)
+_year = path_year
 
 
 def _instant(text: str | None, clock: Clock) -> datetime:
