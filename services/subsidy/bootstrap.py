@@ -45,8 +45,8 @@ class SubsidyContainer(Container):
         ctx = context(self)
         return self.consumer({identity_feed.IDENTITY_UPDATE: lambda env: handlers.receive_identity_update(
             ctx, env.payload["body"], via="amqp", message_id=env.id, correlation_id=env.correlation_id)},
-            self.identity_topology, decode=identity_feed.decoder(identity_feed.feed_accounts(), broker_user(self.settings.amqp_url)),
-            dedupe=False)
+            self.identity_topology, dedupe=False, decode=identity_feed.decoder(
+                identity_feed.feed_accounts(), broker_user(self.settings.amqp_url), self.clock))
 
     def extra_consumers(self) -> list[Consumer]:
         return [self.identity_consumer()]

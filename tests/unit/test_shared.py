@@ -79,3 +79,14 @@ def test_a_response_map_keyed_by_id_number_is_masked_in_its_keys_too():
     from shared.masking import mask_json
     out = mask_json({"benefits_from": {"431122199001010012": "2020-03-01"}, "order_no": "431122199001010012"})
     assert out == {"benefits_from": {"431122********0012": "2020-03-01"}, "order_no": "431122199001010012"}
+
+
+def test_an_identity_feed_message_is_stamped_by_the_services_clock():
+    """docs/time.md: "now" comes from the injectable clock, also for outside messages' arrival."""
+    import json as _json
+    from types import SimpleNamespace
+    from services.subsidy.entrypoints.identity_feed import decode
+    from shared.clock import FixedClock, parse_instant
+    at = parse_instant("2019-10-20T09:00:00+08:00")
+    env = decode(SimpleNamespace(message_id="m1", correlation_id=None), _json.dumps({"a": 1}).encode(), FixedClock(at))
+    assert env.occurred_at == "2019-10-20T09:00:00+08:00"

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
 
 import pika
 
 from shared.bus import Forged, InboundTopology, broker_user, connection_params
-from shared.clock import iso
+from shared.clock import Clock, iso
 from shared.config import env
 from shared.events import Envelope
 
@@ -48,12 +47,12 @@ def feed_accounts() -> dict[str, set[str]] | None:
     return out
 
 
-def decoder(accounts: dict[str, set[str]] | None, own_user: str):
+def decoder(accounts: dict[str, set[str]] | None, own_user: str, clock: Clock | None = None):
     """The feed's decode hook, refusing an update from an account not bound to its department.
     The service's own user is trusted: the HTTP batch (which checks SOURCE_NOT_ALLOWED itself)
     and the consumer's retries publish as that user."""
     def checked(props, body: bytes) -> Envelope:
-        out = decode(props, body)
+        out = decode(props, body, clock)
         raw = out.payload["body"]
         user = getattr(props, "user_id", None)
         if isinstance(raw, dict) and user != own_user:  # a non-object is reported as rejected by the handler
@@ -64,10 +63,11 @@ def decoder(accounts: dict[str, set[str]] | None, own_user: str):
     return checked
 
 
-def decode(props, body: bytes) -> Envelope:
+def decode(props, body: bytes, clock: Clock | None = None) -> Envelope:
+    """An outside message as our envelope; `occurred_at` is when it arrived, by the service's clock."""
     raw = json.loads(body.decode("utf-8"))  # ValueError (incl. UnicodeDecodeError) → dead letter
     mid = message_id_of(props, body)
-    return Envelope(id=mid, type=IDENTITY_UPDATE, version=1, occurred_at=iso(datetime.now(timezone.utc)),
+    return Envelope(id=mid, type=IDENTITY_UPDATE, version=1, occurred_at=iso((clock or Clock()).now()),
                     producer="subsidy", correlation_id=getattr(props, "correlation_id", None) or mid,
                     causation_id=None, payload={"body": raw})
 
