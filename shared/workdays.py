@@ -3,7 +3,8 @@
 
 Where a year's schedule comes from, first that applies:
 1. an official schedule loaded by county staff: a file under policies/holidays/ (read at first use) or
-   registry's holiday API (stored in its database, installed here through `use_source`);
+   registry's holiday API (stored in its database, installed here through `use_source`; other services
+   get them through registry.holidays.published and build their own `WorkCalendar` on their read model);
 2. the schedules published in `chinese_calendar` (the pinned version knows years up to its last release);
 3. an **estimate**: Monday-Friday minus the holidays fixed by date in 《全国年节及纪念日放假办法》
    (as revised by 国务院令第795号, in force 2025-01-01: 元旦 1月1日, 劳动节 5月1日、2日, 国庆节 10月1日至3日;
@@ -166,47 +167,114 @@ def load_schedule_file(path: Path | str) -> YearSchedule:
 
 # ---- the calendar in use -----------------------------------------------------------------------------
 
-_lock = threading.Lock()
-_installed: dict[int, YearSchedule] = {}
-_files_loaded = False
-_source: Callable[[], list[YearSchedule]] | None = None
-_source_ttl = 30.0
-_source_read_at = 0.0
+@dataclass(frozen=True)
+class Deadline:
+    day: date
+    estimated: bool  # some day counted lies in a year whose schedule is an estimate
+    estimated_years: tuple[int, ...] = ()
+
+
+class WorkCalendar:
+    """One process's (or one service's) calendar: the files, the schedules installed or read from its
+    `source`, then the library, then the estimate. The module functions below use `DEFAULT`; a
+    service whose schedules come from elsewhere (payments: its read model of registry's published
+    schedules) builds its own, so it never sees another service's in-process state."""
+
+    def __init__(self, source: Callable[[], list[YearSchedule]] | None = None, ttl_s: float = 30.0,
+                 holidays_dir: Path | None = HOLIDAYS_DIR):
+        self._lock = threading.Lock()
+        self.installed: dict[int, YearSchedule] = {}
+        self._dir = holidays_dir
+        self._files_loaded = holidays_dir is None
+        self._source, self._source_ttl, self._source_read_at = source, ttl_s, 0.0
+
+    def install(self, schedule: YearSchedule) -> None:
+        """Use `schedule` as the official one for its year (replacing any earlier one)."""
+        with self._lock:
+            self.installed[schedule.year] = schedule
+
+    def uninstall(self, year: int) -> None:
+        with self._lock:
+            self.installed.pop(year, None)
+
+    def use_source(self, loader: Callable[[], list[YearSchedule]] | None, ttl_s: float = 30.0) -> None:
+        """Read the loaded schedules from `loader` (e.g. registry's store), again at most every `ttl_s`
+        seconds, so a schedule loaded through another process is used here too."""
+        with self._lock:
+            self._source, self._source_ttl, self._source_read_at = loader, ttl_s, 0.0
+
+    def _refresh(self) -> None:
+        if not self._files_loaded:
+            self._files_loaded = True
+            for path in sorted(self._dir.glob("[0-9][0-9][0-9][0-9].json")) if self._dir.is_dir() else ():
+                self.install(load_schedule_file(path))  # a bad file stops the service: a wrong calendar must not be used
+        if self._source is not None and time.monotonic() - self._source_read_at >= self._source_ttl:
+            self._source_read_at = time.monotonic()
+            try:
+                for s in self._source():
+                    self.install(s)
+            except Exception:  # noqa: BLE001 — keep the last known schedules; the store may be briefly away
+                log.warning("holiday schedules could not be read; using the ones known", exc_info=True)
+
+    def schedule_source(self, year: int) -> str:
+        """"official" (loaded by the county), "chinese_calendar" (published with the library) or "estimate"."""
+        self._refresh()
+        if year in self.installed:
+            return "official"
+        return "chinese_calendar" if _library_knows(year) else "estimate"
+
+    def is_estimated(self, year: int) -> bool:
+        return self.schedule_source(year) == "estimate"
+
+    def is_working_day(self, d: date) -> bool:
+        self._refresh()
+        inst = self.installed
+        for s in (inst.get(d.year), inst.get(d.year + 1), inst.get(d.year - 1)):
+            if s is not None and d in s.workdays:
+                return True
+            if s is not None and d in s.holidays:
+                return False
+        if d.year in inst:
+            return d.weekday() < 5
+        try:
+            return chinese_calendar.is_workday(d)
+        except NotImplementedError:  # no published schedule: an estimate from the fixed-date holidays
+            if d.year not in _warned:
+                _warned.add(d.year)
+                log.warning("no holiday schedule for %s loaded; estimating (weekends and fixed-date holidays only)",
+                            d.year)
+            return d.weekday() < 5 and d not in fixed_date_holidays(d.year)
+
+    def working_days_after(self, start: date, n: int) -> Deadline:
+        """The n-th working day after `start` (the starting day itself does not count), and whether that
+        count relied on an estimated year."""
+        d, left = start, n
+        while left:
+            d += timedelta(days=1)
+            if self.is_working_day(d):
+                left -= 1
+        years = tuple(y for y in range(start.year, d.year + 1) if self.is_estimated(y))
+        return Deadline(d, bool(years), years)
+
+    def estimated_between(self, start: date, end: date) -> bool:
+        return any(self.is_estimated(y) for y in range(start.year, end.year + 1))
+
+
 _warned: set[int] = set()
+DEFAULT = WorkCalendar()
+_installed = DEFAULT.installed  # (the default calendar's schedules, for tests that look)
 
 
 def install(schedule: YearSchedule) -> None:
-    """Use `schedule` as the official one for its year (replacing any earlier one)."""
-    with _lock:
-        _installed[schedule.year] = schedule
+    DEFAULT.install(schedule)
 
 
 def uninstall(year: int) -> None:
-    with _lock:
-        _installed.pop(year, None)
+    DEFAULT.uninstall(year)
 
 
 def use_source(loader: Callable[[], list[YearSchedule]] | None, ttl_s: float = 30.0) -> None:
-    """Read the loaded schedules from `loader` (e.g. registry's store), again at most every `ttl_s`
-    seconds, so a schedule loaded through another process is used here too."""
-    global _source, _source_ttl, _source_read_at
-    with _lock:
-        _source, _source_ttl, _source_read_at = loader, ttl_s, 0.0
-
-
-def _refresh() -> None:
-    global _files_loaded, _source_read_at
-    if not _files_loaded:
-        _files_loaded = True
-        for path in sorted(HOLIDAYS_DIR.glob("[0-9][0-9][0-9][0-9].json")) if HOLIDAYS_DIR.is_dir() else ():
-            install(load_schedule_file(path))  # a bad file stops the service: a wrong calendar must not be used
-    if _source is not None and time.monotonic() - _source_read_at >= _source_ttl:
-        _source_read_at = time.monotonic()
-        try:
-            for s in _source():
-                install(s)
-        except Exception:  # noqa: BLE001 — keep the last known schedules; the store may be briefly away
-            log.warning("holiday schedules could not be read; using the ones known", exc_info=True)
+    DEFAULT.use_source(loader, ttl_s)
 
 
 def _library_knows(year: int) -> bool:
@@ -218,63 +286,30 @@ def _library_knows(year: int) -> bool:
 
 
 def schedule_source(year: int) -> str:
-    """"official" (loaded by the county), "chinese_calendar" (published with the library) or "estimate"."""
-    _refresh()
-    if year in _installed:
-        return "official"
-    return "chinese_calendar" if _library_knows(year) else "estimate"
+    return DEFAULT.schedule_source(year)
 
 
 def is_estimated(year: int) -> bool:
-    return schedule_source(year) == "estimate"
+    return DEFAULT.is_estimated(year)
 
 
 def is_working_day(d: date) -> bool:
-    _refresh()
-    for s in (_installed.get(d.year), _installed.get(d.year + 1), _installed.get(d.year - 1)):
-        if s is not None and d in s.workdays:
-            return True
-        if s is not None and d in s.holidays:
-            return False
-    if d.year in _installed:
-        return d.weekday() < 5
-    try:
-        return chinese_calendar.is_workday(d)
-    except NotImplementedError:  # no published schedule: an estimate from the fixed-date holidays
-        if d.year not in _warned:
-            _warned.add(d.year)
-            log.warning("no holiday schedule for %s loaded; estimating (weekends and fixed-date holidays only)",
-                        d.year)
-        return d.weekday() < 5 and d not in fixed_date_holidays(d.year)
+    return DEFAULT.is_working_day(d)
 
 
-@dataclass(frozen=True)
-class Deadline:
-    day: date
-    estimated: bool  # some day counted lies in a year whose schedule is an estimate
-    estimated_years: tuple[int, ...] = ()
+def working_days_after(start: date, n: int, calendar: WorkCalendar | None = None) -> Deadline:
+    """The n-th working day after `start` by `calendar` (the default one unless given)."""
+    return (calendar or DEFAULT).working_days_after(start, n)
 
 
-def working_days_after(start: date, n: int) -> Deadline:
-    """The n-th working day after `start` (the starting day itself does not count), and whether that
-    count relied on an estimated year."""
-    d, left = start, n
-    while left:
-        d += timedelta(days=1)
-        if is_working_day(d):
-            left -= 1
-    years = tuple(y for y in range(start.year, d.year + 1) if is_estimated(y))
-    return Deadline(d, bool(years), years)
-
-
-def add_working_days(start: date, n: int) -> date:
+def add_working_days(start: date, n: int, calendar: WorkCalendar | None = None) -> date:
     """The n-th working day after `start` (the starting day itself does not count)."""
-    return working_days_after(start, n).day
+    return working_days_after(start, n, calendar).day
 
 
 def estimated_between(start: date, end: date) -> bool:
     """Whether a deadline counted from `start` to `end` relied on an estimated year."""
-    return any(is_estimated(y) for y in range(start.year, end.year + 1))
+    return DEFAULT.estimated_between(start, end)
 
 
 def calendar_of(year: int) -> dict:
@@ -282,7 +317,7 @@ def calendar_of(year: int) -> dict:
     estimate, its days off on weekdays and weekends named as holidays, and its make-up working days."""
     src = schedule_source(year)
     if src == "official":
-        s = _installed[year]
+        s = DEFAULT.installed[year]
         hol, work, doc = s.holidays, s.workdays, s.source
     elif src == "chinese_calendar":
         hol, work, doc = {}, {}, None
