@@ -335,6 +335,23 @@ class CoverageChangedSchema(Schema):
     as_of = fields.String(required=True)
 
 
+class HolidayDaySchema(Schema):
+    date = fields.Date(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class HolidaysPublishedSchema(Schema):
+    """registry.holidays.published: county staff loaded (or corrected) the State Council's schedule of a
+    year through registry's API: every day off (放假) and every weekend day worked (调休上班), one a row.
+    `version` is the schedule's write count in registry: a service keeping it lets the newest win."""
+    year = fields.Integer(required=True, validate=validate.Range(min=2000, max=2100))
+    source = fields.String(required=True)  # the notice's title and number (zh-CN)
+    holidays = fields.List(fields.Nested(HolidayDaySchema), required=True, validate=validate.Length(min=1))
+    workdays = fields.List(fields.Nested(HolidayDaySchema), required=True)
+    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    loaded_at = fields.String(required=True)  # ISO instant
+
+
 @dataclass(frozen=True)
 class EventSpec:
     type: str
@@ -368,6 +385,8 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="A registered person was approved for mid-year enrolment after the window; payments charges them alone."),
         EventSpec("registry.mid_year.withdrawn", MidYearWithdrawnSchema, "registry", ("payments",),
                   doc="A mid-year approval was withdrawn before its payment; payments stops charging the person."),
+        EventSpec("registry.holidays.published", HolidaysPublishedSchema, "registry", ("payments",),
+                  doc="County staff loaded a year's official holiday schedule (days off and make-up working days); payments counts its working-day deadlines by it."),
         EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),
