@@ -6,6 +6,7 @@ from shared.container import Container
 
 from .adapters import corrections as correction_store
 from .adapters import duplicates as duplicate_store
+from .adapters import holidays as holiday_store
 from .adapters import imports as import_store
 from .adapters import mid_year as mid_year_store
 from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, SNAPSHOTS, HouseholdRepository
@@ -17,7 +18,7 @@ SERVICE = "registry"
 def bootstrap(clock: Clock | None = None) -> Container:
     return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + (
                                correction_store.CORRECTIONS, "accuracy_reports", duplicate_store.DUPLICATES,
-                               mid_year_store.MID_YEAR),
+                               mid_year_store.MID_YEAR, holiday_store.HOLIDAYS),
                            indexes=INDEXES + import_store.INDEXES + correction_store.INDEXES
                            + duplicate_store.INDEXES, snapshots={**SNAPSHOTS, **duplicate_store.SNAPSHOTS})
 

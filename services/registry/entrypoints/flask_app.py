@@ -314,7 +314,7 @@ def create_app(clock: Clock | None = None) -> Flask:
 
     from ..adapters.holidays import HolidayStore
     from .schemas import HolidayScheduleIn, HolidayScheduleOut
-    holidays = HolidayStore(c.db)
+    holidays = HolidayStore(c.db, c.outbox)
     wd.use_source(holidays.all)
 
     def holiday_calendar(y: int) -> dict:
@@ -328,7 +328,7 @@ def create_app(clock: Clock | None = None) -> Flask:
         if data["year"] != y:
             raise ValidationFailed("YEAR_MISMATCH", "请求体年度与路径年度不一致", {"year": year, "body_year": data["year"]})
         schedule = wd.schedule_from(data)
-        holidays.save(schedule, principal.subject, c.clock.now())
+        holidays.save(schedule, principal.subject, c.clock.now(), correlation_id.get())
         wd.install(schedule)
         return holiday_calendar(y)
 
