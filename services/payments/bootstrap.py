@@ -39,7 +39,15 @@ def event_handlers(c: Container):
             "payments.payment.reversed": lambda env: handlers.on_payment_reversed(repo, env),
             "registry.duplicate.changed": lambda env: handlers.on_duplicate_changed(repo, env),
             "registry.mid_year.approved": lambda env: handlers.on_mid_year_approved(repo, env),
-            "registry.mid_year.withdrawn": lambda env: handlers.on_mid_year_withdrawn(repo, env)}
+            "registry.mid_year.withdrawn": lambda env: handlers.on_mid_year_withdrawn(repo, env),
+            "registry.holidays.published": lambda env: handlers.on_holidays_published(repo, env)}
+
+
+def calendar(repo: PaymentsRepository, ttl_s: float = 30.0):
+    """Payments' working-day calendar: the files and the library, then the schedules registry
+    published (its read model, re-read every `ttl_s`), never another service's process state."""
+    from shared.workdays import WorkCalendar
+    return WorkCalendar(source=repo.holiday_schedules, ttl_s=ttl_s)
 
 
 def redrive(c: Container, every_s: float = 60.0) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from shared.store import keep_newest, GroupInsert, IndexSpec, OutboxWriter, insert_once
+from shared.workdays import YearSchedule
 
 from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine, supplement_key
 from ..domain.payment import Change
@@ -43,6 +44,7 @@ HOUSEHOLDS, ORDERS, IDEMPOTENCY, NONCES, PAYMENTS = "households", "orders", "ide
 NONCE_TTL_SECONDS = 3600  # > twice the signature window (a timestamp may be ±300 s off): replays stay refused
 ENTITLEMENTS, RECEIPTS, MONEY_LOG = "entitlements", "receipts", "money_log"
 DUPLICATE_CASES, MID_YEAR_APPROVALS = "duplicate_cases", "mid_year_approvals"
+HOLIDAY_SCHEDULES = "holiday_schedules"  # registry.holidays.published, `_id` = the year
 AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
     "agreements", "withholding_batches", "reconciliations", "reversals", "settings")
 OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES)
@@ -135,6 +137,17 @@ class PaymentsRepository:
         """The members whose duplicate case is open."""
         return {pid for pid, d in self._by_person(DUPLICATE_CASES, year, person_ids, {"status": 1}).items()
                 if d.get("status") == "open"}
+
+    def upsert_holiday_schedule(self, payload: dict[str, Any], seq: str = "") -> bool:
+        """Keep registry's newest loaded schedule of a year (its version wins; a late older one is dropped)."""
+        return keep_newest(self.db[HOLIDAY_SCHEDULES], str(payload["year"]), {**payload, "seq": seq},
+                           payload["version"])
+
+    def holiday_schedules(self) -> list[YearSchedule]:
+        """Every year's official schedule payments knows (a few small documents: read whole, every 30 s)."""
+        return [YearSchedule(d["year"], d["source"], {date.fromisoformat(h["date"]): h["name"] for h in d["holidays"]},
+                             {date.fromisoformat(w["date"]): w["name"] for w in d["workdays"]})
+                for d in self.db[HOLIDAY_SCHEDULES].find({})]
 
     def upsert_mid_year(self, payload: dict[str, Any], seq: str = "") -> None:
         _keep_newest(self.db[MID_YEAR_APPROVALS], f"{payload['year']}:{payload['person_id']}", payload, seq)

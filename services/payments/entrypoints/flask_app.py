@@ -80,6 +80,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     setup(c.service)
     app, api = create_service_app(c)
     repo = boot.repository(c)
+    work_calendar = boot.calendar(repo)
 
     def gateway() -> str:
         """Check the request's signature, time window and nonce; returns the gateway id."""
@@ -187,7 +188,7 @@ def create_app(clock: Clock | None = None) -> Flask:
                response=OverdueOut, query=[query_param("year", "integer", required=True)])
     def overdue(principal):
         year = _year(request.args.get("year", ""))
-        return {"year": year, "overdue": handlers.overdue_audits(repo, c.clock, principal, year)}
+        return {"year": year, "overdue": handlers.overdue_audits(repo, c.clock, principal, year, work_calendar)}
 
     @api.route("/v1/receipts/{receipt_no}", "GET", summary="查询电子收据", permission="payments:read", response=ReceiptOut)
     def get_receipt(principal, receipt_no):

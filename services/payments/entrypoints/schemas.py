@@ -252,9 +252,20 @@ class RemittancesOut(Schema):
     periods = fields.List(fields.Nested(RemittanceOut))
 
 
+class OverdueAuditOut(Schema):
+    household_no = fields.String()
+    order_no = fields.String()
+    township = fields.String()
+    village = fields.String()
+    amount_fen = fields.Integer()
+    paid_day = fields.String(metadata={"description": "缴费日期"})
+    audit_due = fields.String(metadata={"description": "审核截止日（3个工作日，且不晚于12月25日）"})
+    due_estimated = fields.Boolean(metadata={"description": "截止日按估算的节假日计算（该年度国务院节假日安排尚未导入），导入后可能变化"})
+
+
 class OverdueOut(Schema):
     year = fields.Integer()
-    overdue = fields.List(fields.Dict())
+    overdue = fields.List(fields.Nested(OverdueAuditOut))
 
 
 class MoneyLogOut(Schema):

@@ -28,6 +28,7 @@ from shared.consistency import MidYearSeen, SyncPending
 from shared.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.events import Envelope, Event
 from shared.policy import PolicyYear
+from shared.workdays import WorkCalendar
 
 from ..adapters.repository import PaymentsRepository, hh_key
 from ..domain import audit as audit_rules
@@ -67,6 +68,12 @@ def on_duplicate_changed(repo: PaymentsRepository, env: Envelope) -> None:
 def on_mid_year_approved(repo: PaymentsRepository, env: Envelope) -> None:
     """registry.mid_year.approved: after the window, a quote charges the approved members (001 四)."""
     repo.upsert_mid_year({**env.payload, "status": "approved"}, env.seq)
+
+
+def on_holidays_published(repo: PaymentsRepository, env: Envelope) -> None:
+    """registry.holidays.published: audit deadlines count the year's official schedule (the web
+    processes re-read it within 30 s)."""
+    repo.upsert_holiday_schedule(env.payload, env.seq)
 
 
 def on_mid_year_withdrawn(repo: PaymentsRepository, env: Envelope) -> None:
@@ -441,18 +448,21 @@ def complete_audit(repo: PaymentsRepository, doc: dict[str, Any]) -> None:
     repo.log_money(doc["_id"], "audited", doc["audited_at"], doc["audited_by"], doc["amount_fen"],
                    order_no=doc["order_no"], source=doc.get("audit_source", "staff"))
 
-def overdue_audits(repo: PaymentsRepository, clock: Clock, principal: Principal, year: int) -> list[dict[str, Any]]:
-    """Confirmed payments not audited within 3 working days (001 七(二))."""
+def overdue_audits(repo: PaymentsRepository, clock: Clock, principal: Principal, year: int,
+                   calendar: WorkCalendar | None = None) -> list[dict[str, Any]]:
+    """Confirmed payments not audited within 3 working days (001 七(二)). `due_estimated`: the due date
+    was counted through a year with no official holiday schedule yet (it may move when one arrives)."""
     today = clock.today_shanghai()
     out = []
     for p in repo.payments_where({"status": "confirmed", "year": year}):
         if principal.role == "township" and p["township"] != principal.township:
             continue
         paid = date.fromisoformat(p["paid_day"])
-        if audit_rules.overdue(paid, year, today):
+        due = audit_rules.audit_deadline(paid, year, calendar)
+        if today > due.day:
             out.append({"household_no": p["household_no"], "order_no": p["order_no"], "township": p["township"],
                         "village": p["village"], "amount_fen": p["amount_fen"], "paid_day": p["paid_day"],
-                        "audit_due": audit_rules.audit_due(paid, year).isoformat()})
+                        "audit_due": due.day.isoformat(), "due_estimated": due.estimated})
     return sorted(out, key=lambda r: (r["audit_due"], r["household_no"]))
 
 
