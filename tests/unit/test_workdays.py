@@ -106,3 +106,14 @@ def test_schedules_from_a_source_are_used_and_reread(clean):
     finally:
         workdays.use_source(None)
     assert isinstance(workdays._installed[2027], YearSchedule)
+
+
+def test_a_service_calendar_counts_its_own_source_and_not_the_default_calendars_schedules(clean):
+    """Payments counts the schedules registry published (its read model), not what registry's code
+    installed into the same process's default calendar."""
+    mine = workdays.WorkCalendar(source=lambda: [parse_schedule(SCHEDULE_2027)], ttl_s=0)
+    assert workdays.is_estimated(2027) and not mine.is_estimated(2027)
+    assert mine.working_days_after(date(2027, 2, 4), 2) == workdays.Deadline(date(2027, 2, 15), False, ())
+    other = workdays.WorkCalendar(source=lambda: [])
+    workdays.install(parse_schedule(SCHEDULE_2027))
+    assert other.is_estimated(2027) and other.working_days_after(date(2027, 2, 4), 2).estimated
