@@ -309,6 +309,32 @@ def test_a_split_and_a_merge_of_a_member_in_an_open_case_leave_the_claim_with_it
     assert [quote_of(api, clock, no).json["total_fen"] for no in ("DQ-0031", "DQ-0032", "DQ-0034")] == [50000, 50000, 25000]
 
 
+def test_a_split_of_a_member_in_an_open_case_that_crashed_half_way_is_completed_by_repeating_it(registry, rc):
+    """A crash after the new household and the case were written, before the source household lost the
+    person: the case names every household that has the person meanwhile, and the split repeated
+    completes it (the claim still with its holder, the case naming the new household only)."""
+    from services.registry.service_layer import handlers
+    first, second, held = two_households_sharing_a_person(registry, "DQ-0041", "DQ-0042", 341)
+    spouse = second["members"][1]["id_number"]
+    repo, cases = registry_boot.repository(rc), registry_boot.duplicates(rc)
+    data = {"id_numbers": [spouse, held], "new_household_no": "DQ-0043", "new_head": spouse}
+
+    class Crash(Exception):
+        pass
+
+    def crash(*a, **k):
+        raise Crash()
+    repo.save_change = crash  # the process dies before the source household is written
+    with pytest.raises(Crash):
+        handlers.split_household(repo, 2020, "DQ-0042", data, None, duplicates=cases)
+    assert places_of(rc, held) == ["DQ-0041", "DQ-0042", "DQ-0043"]  # DQ-0042 still has the person
+    del repo.save_change
+    source, new = handlers.split_household(repo, 2020, "DQ-0042", data, None, duplicates=cases)
+    assert (len(source.members), len(new.members)) == (1, 2)
+    assert places_of(rc, held) == ["DQ-0041", "DQ-0043"]
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0041"
+
+
 def test_a_household_registry_never_had_is_not_told_to_wait_for_sync(pc):
     """Payments knows only what registry published: a household it never received was not registered
     there (or was refused), and waiting does not help; the answer says so."""
