@@ -335,6 +335,25 @@ def test_a_split_of_a_member_in_an_open_case_that_crashed_half_way_is_completed_
     assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0041"
 
 
+def test_merging_the_holder_into_the_other_household_of_a_case_leaves_the_person_there_once(registry, rc):
+    """合户 (001 七(二)) of the two households of a case: the person is a member once, the claim goes
+    with the household that held it, and the case names the one household left for the county."""
+    first = household_payload("DQ-0051", "白牙市镇", seed=351)
+    second = household_payload("DQ-0052", "白牙市镇", seed=352)
+    held = first["members"][2]["id_number"]
+    second["members"][2] = dict(first["members"][2])
+    for body in (first, second):
+        assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    r = registry.post("/v1/households/2020/DQ-0052/merge", headers=county(), json={"other_household_no": "DQ-0051"})
+    assert r.status_code == 200 and len(r.json["members"]) == 5, r.json
+    assert [m["id_number"] for m in r.json["members"]].count(mask_id(held)) == 1
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0052"
+    assert places_of(rc, held) == ["DQ-0052"]  # failed before: the ended DQ-0051 still named, as holder
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
+    assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0052", r.json
+    assert len(registry.get("/v1/households/2020/DQ-0052", headers=county()).json["members"]) == 5
+
+
 def test_a_household_registry_never_had_is_not_told_to_wait_for_sync(pc):
     """Payments knows only what registry published: a household it never received was not registered
     there (or was refused), and waiting does not help; the answer says so."""
