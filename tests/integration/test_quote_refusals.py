@@ -354,6 +354,22 @@ def test_merging_the_holder_into_the_other_household_of_a_case_leaves_the_person
     assert len(registry.get("/v1/households/2020/DQ-0052", headers=county()).json["members"]) == 5
 
 
+def test_a_split_of_a_person_whose_case_is_being_decided_is_refused_and_writes_nothing(registry, rc):
+    """A decision taken (its first write done) names the households as they were: moving the person now
+    could leave them in none, so the split waits until the decision is repeated to its end."""
+    first, second, held = two_households_sharing_a_person(registry, "DQ-0061", "DQ-0062", 361)
+    cases = registry_boot.duplicates(rc)
+    assert cases.begin(cases.get(2020, held), {"household_no": "DQ-0062"})
+    spouse = second["members"][1]["id_number"]
+    r = registry.post("/v1/households/2020/DQ-0062/split", headers=county(), json={
+        "id_numbers": [spouse, held], "new_household_no": "DQ-0063", "new_head": spouse})
+    assert (r.status_code, r.json["code"]) == (409, "DUPLICATE_RESOLVING"), r.json
+    assert held not in r.get_data(as_text=True)
+    assert rc.db.households.find_one({"_id": "2020:DQ-0063"}) is None and places_of(rc, held) == ["DQ-0061", "DQ-0062"]
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "other"}, headers=county())
+    assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0062", r.json
+
+
 def test_a_household_registry_never_had_is_not_told_to_wait_for_sync(pc):
     """Payments knows only what registry published: a household it never received was not registered
     there (or was refused), and waiting does not help; the answer says so."""
