@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import time
-from datetime import datetime
+from datetime import date, datetime
 
 import pytest
 
@@ -26,6 +26,7 @@ from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.masking import mask_id
 from tests.helpers import declare, household_payload, running, secret_files, signed_post
+from tools.ids import make_id
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # inside the 2020 window
 COUNTY = secrets.token_hex(8)
@@ -205,6 +206,168 @@ def test_keep_current_leaves_the_person_in_the_first_household_and_both_are_quot
     deliver(rc, pc, lambda: case_status(pc, held) == "open", "the re-opened case")
     assert quote_of(api, clock, "DQ-0011").json["code"] == "MEMBER_DUPLICATE_UNRESOLVED"
     assert quote_of(api, clock, "DQ-0012").status_code == 200  # no longer has the person
+
+
+def places_of(rc, person_id):
+    return [p["household_no"] for p in changed_payload(rc.db.duplicates.find_one({"_id": f"2020:{person_id}"}))["households"]]
+
+
+def flagged_in(registry, household_no):
+    got = registry.get(f"/v1/households/2020/{household_no}", headers=county()).json
+    return [m["id_number"] for m in got["members"] if "duplicate" in m], len(got["members"])
+
+
+def test_a_move_in_or_birth_of_a_person_registered_elsewhere_is_added_flagged_held_and_resolved(registry, rc, pc):
+    """001 七(二): 参保人员在基层服务系统进行缴费登记前均可办理各项异动 — a move-in or a birth before payment
+    registration is recorded; when the person is registered in another household already (多地重复参保,
+    003 三.3), it goes to the bureau as a registration does (001 七(一): errors are reported to 县医保局,
+    which corrects them): the member is added, flagged in both households, both quotes held until the
+    county decides, then both quoted without anything submitted again."""
+    first = household_payload("DQ-0021", "白牙市镇", seed=321)
+    second = household_payload("DQ-0022", "花桥镇", seed=322)
+    for body in (first, second):
+        assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    mover = first["members"][2]
+    r = registry.post("/v1/households/2020/DQ-0022/changes", headers=county(),
+                      json={"kind": "move_in", "member": dict(mover), "reason": "迁入"})
+    assert r.status_code == 200, r.json  # failed before: 409 DUPLICATE_PERSON
+    assert [m["id_number"] for m in r.json["members"] if "duplicate" in m] == [mask_id(mover["id_number"])]
+    for no, n in (("DQ-0021", 3), ("DQ-0022", 4)):
+        assert flagged_in(registry, no) == ([mask_id(mover["id_number"])], n)
+    assert places_of(rc, mover["id_number"]) == ["DQ-0021", "DQ-0022"]
+    assert rc.db.persons.find_one({"_id": f"2020:{mover['id_number']}"})["household"] == "2020:DQ-0021"
+    # a baby already registered in the mother's household is born into the father's too
+    baby = {"id_number": make_id(date(2019, 10, 20), 323, "F"), "name": "新生儿", "relation": "子女"}
+    r = registry.post("/v1/households/2020/DQ-0021/changes", headers=county(), json={"kind": "birth", "member": baby})
+    assert r.status_code == 200 and len(r.json["members"]) == 4, r.json
+    third = household_payload("DQ-0023", "花桥镇", seed=323)
+    assert registry.post("/v1/households", json=third, headers=county()).status_code == 201
+    r = registry.post("/v1/households/2020/DQ-0023/changes", headers=county(), json={"kind": "birth", "member": baby})
+    assert r.status_code == 200 and len(r.json["members"]) == 4, r.json
+    assert places_of(rc, baby["id_number"]) == ["DQ-0021", "DQ-0023"]
+    deliver(rc, pc, lambda: len(members_in_payments(pc, "DQ-0022") or []) == 4
+            and len(members_in_payments(pc, "DQ-0023") or []) == 4
+            and case_status(pc, mover["id_number"]) == "open" and case_status(pc, baby["id_number"]) == "open",
+            "the changes and the open cases")
+    clock = FixedClock(NOW)
+    api = payments_app(clock).test_client()
+    for no in ("DQ-0021", "DQ-0022", "DQ-0023"):  # the people hold every household that has them
+        q = quote_of(api, clock, no)
+        assert (q.status_code, q.json["code"]) == (409, "MEMBER_DUPLICATE_UNRESOLVED"), no
+
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": mover["id_number"], "keep": "other",
+                                                              "note": "已迁入花桥镇"}, headers=county())
+    assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0022", r.json
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": baby["id_number"], "keep": "current"},
+                      headers=county())
+    assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0021", r.json
+    assert rc.db.persons.find_one({"_id": f"2020:{mover['id_number']}"})["household"] == "2020:DQ-0022"
+    assert rc.db.persons.find_one({"_id": f"2020:{baby['id_number']}"})["household"] == "2020:DQ-0021"
+    assert [flagged_in(registry, no) for no in ("DQ-0021", "DQ-0022", "DQ-0023")] == [([], 3), ([], 4), ([], 3)]
+    deliver(rc, pc, lambda: case_status(pc, mover["id_number"]) == case_status(pc, baby["id_number"]) == "resolved"
+            and len(members_in_payments(pc, "DQ-0021")) == 3 and len(members_in_payments(pc, "DQ-0023")) == 3,
+            "the resolutions and the households as decided")
+    assert [quote_of(api, clock, no).json["total_fen"] for no in ("DQ-0021", "DQ-0022", "DQ-0023")] == [75000, 100000, 75000]
+
+
+def test_a_split_and_a_merge_of_a_member_in_an_open_case_leave_the_claim_with_its_holder(registry, rc, pc):
+    """003 三.3 (多地重复参保 goes to the bureau) with 001 七(二) (分户/合户 are changes allowed before payment
+    registration): moving the person within the second household's family leaves the first household
+    holding the claim, the case names the household the person is in now, and the county's decision
+    still puts the person in exactly one household."""
+    first, second, held = two_households_sharing_a_person(registry, "DQ-0031", "DQ-0032", 331)
+    spouse = second["members"][1]["id_number"]
+    r = registry.post("/v1/households/2020/DQ-0032/split", headers=county(), json={
+        "id_numbers": [spouse, held], "new_household_no": "DQ-0033", "new_head": spouse, "reason": "分户"})
+    assert r.status_code == 201, r.json
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0031"  # failed before: DQ-0033
+    assert places_of(rc, held) == ["DQ-0031", "DQ-0033"]
+    assert flagged_in(registry, "DQ-0033") == ([mask_id(held)], 2) and flagged_in(registry, "DQ-0032") == ([], 1)
+    r = registry.post("/v1/households/2020/DQ-0032/merge", headers=county(),
+                      json={"other_household_no": "DQ-0033", "reason": "合户"})
+    assert r.status_code == 200 and len(r.json["members"]) == 3, r.json
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0031"  # failed before: DQ-0032
+    assert places_of(rc, held) == ["DQ-0031", "DQ-0032"]
+    # the holder splits the person off: the claim goes with them and the case names the new holder
+    r = registry.post("/v1/households/2020/DQ-0031/split", headers=county(), json={
+        "id_numbers": [held], "new_household_no": "DQ-0034", "new_head": held})
+    assert r.status_code == 201, r.json
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0034"
+    assert places_of(rc, held) == ["DQ-0034", "DQ-0032"]
+    deliver(rc, pc, lambda: members_in_payments(pc, "DQ-0034") and len(members_in_payments(pc, "DQ-0031")) == 2
+            and len(members_in_payments(pc, "DQ-0032")) == 3 and case_status(pc, held) == "open", "the changes")
+    clock = FixedClock(NOW)
+    api = payments_app(clock).test_client()
+    assert [quote_of(api, clock, no).status_code for no in ("DQ-0031", "DQ-0032", "DQ-0034")] == [200, 409, 409]
+
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
+    assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0034", r.json
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0034"
+    assert [flagged_in(registry, no) for no in ("DQ-0031", "DQ-0032", "DQ-0034")] == [([], 2), ([], 2), ([], 1)]
+    deliver(rc, pc, lambda: case_status(pc, held) == "resolved" and len(members_in_payments(pc, "DQ-0032")) == 2,
+            "the resolution")
+    assert [quote_of(api, clock, no).json["total_fen"] for no in ("DQ-0031", "DQ-0032", "DQ-0034")] == [50000, 50000, 25000]
+
+
+def test_a_split_of_a_member_in_an_open_case_that_crashed_half_way_is_completed_by_repeating_it(registry, rc):
+    """A crash after the new household and the case were written, before the source household lost the
+    person: the case names every household that has the person meanwhile, and the split repeated
+    completes it (the claim still with its holder, the case naming the new household only)."""
+    from services.registry.service_layer import handlers
+    first, second, held = two_households_sharing_a_person(registry, "DQ-0041", "DQ-0042", 341)
+    spouse = second["members"][1]["id_number"]
+    repo, cases = registry_boot.repository(rc), registry_boot.duplicates(rc)
+    data = {"id_numbers": [spouse, held], "new_household_no": "DQ-0043", "new_head": spouse}
+
+    class Crash(Exception):
+        pass
+
+    def crash(*a, **k):
+        raise Crash()
+    repo.save_change = crash  # the process dies before the source household is written
+    with pytest.raises(Crash):
+        handlers.split_household(repo, 2020, "DQ-0042", data, None, duplicates=cases)
+    assert places_of(rc, held) == ["DQ-0041", "DQ-0042", "DQ-0043"]  # DQ-0042 still has the person
+    del repo.save_change
+    source, new = handlers.split_household(repo, 2020, "DQ-0042", data, None, duplicates=cases)
+    assert (len(source.members), len(new.members)) == (1, 2)
+    assert places_of(rc, held) == ["DQ-0041", "DQ-0043"]
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0041"
+
+
+def test_merging_the_holder_into_the_other_household_of_a_case_leaves_the_person_there_once(registry, rc):
+    """合户 (001 七(二)) of the two households of a case: the person is a member once, the claim goes
+    with the household that held it, and the case names the one household left for the county."""
+    first = household_payload("DQ-0051", "白牙市镇", seed=351)
+    second = household_payload("DQ-0052", "白牙市镇", seed=352)
+    held = first["members"][2]["id_number"]
+    second["members"][2] = dict(first["members"][2])
+    for body in (first, second):
+        assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    r = registry.post("/v1/households/2020/DQ-0052/merge", headers=county(), json={"other_household_no": "DQ-0051"})
+    assert r.status_code == 200 and len(r.json["members"]) == 5, r.json
+    assert [m["id_number"] for m in r.json["members"]].count(mask_id(held)) == 1
+    assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0052"
+    assert places_of(rc, held) == ["DQ-0052"]  # failed before: the ended DQ-0051 still named, as holder
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
+    assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0052", r.json
+    assert len(registry.get("/v1/households/2020/DQ-0052", headers=county()).json["members"]) == 5
+
+
+def test_a_split_of_a_person_whose_case_is_being_decided_is_refused_and_writes_nothing(registry, rc):
+    """A decision taken (its first write done) names the households as they were: moving the person now
+    could leave them in none, so the split waits until the decision is repeated to its end."""
+    first, second, held = two_households_sharing_a_person(registry, "DQ-0061", "DQ-0062", 361)
+    cases = registry_boot.duplicates(rc)
+    assert cases.begin(cases.get(2020, held), {"household_no": "DQ-0062"})
+    spouse = second["members"][1]["id_number"]
+    r = registry.post("/v1/households/2020/DQ-0062/split", headers=county(), json={
+        "id_numbers": [spouse, held], "new_household_no": "DQ-0063", "new_head": spouse})
+    assert (r.status_code, r.json["code"]) == (409, "DUPLICATE_RESOLVING"), r.json
+    assert held not in r.get_data(as_text=True)
+    assert rc.db.households.find_one({"_id": "2020:DQ-0063"}) is None and places_of(rc, held) == ["DQ-0061", "DQ-0062"]
+    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "other"}, headers=county())
+    assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0062", r.json
 
 
 def test_a_household_registry_never_had_is_not_told_to_wait_for_sync(pc):

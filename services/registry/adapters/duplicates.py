@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable
 
+from shared.errors import Conflict
 from shared.events import Event
 from shared.store import IndexSpec, OutboxWriter
 
@@ -75,6 +76,43 @@ class DuplicateRepository:
             "$set": {"status": "open", "kept": kept}, "$inc": {"version": 1},
             "$addToSet": {"others": other}}, [changed_event(year, person_id, "open", kept, others=[other])],
             upsert=True, correlation_id=correlation_id)
+
+    def add_place(self, year: int, person_id: str, place: dict[str, Any], holder: bool,
+                  correlation_id: str | None = None) -> None:
+        """A split or merge brings the person of an open case into household `place`: the case names
+        it (as the holder when the person's claim went with them; the former holder then stays
+        listed until it has lost the person, see drop_place). Written before the household that
+        loses the person, so the case always names every household that has them; idempotent."""
+        self._rewrite(year, person_id, lambda kept, others: (
+            (place, [*others, kept]) if holder and kept.get("household_no") != place["household_no"]
+            else (kept, others if place["household_no"] in {p.get("household_no") for p in [kept, *others]}
+                  else [*others, place])), correlation_id)
+
+    def drop_place(self, year: int, person_id: str, household_no: str, correlation_id: str | None = None) -> None:
+        """The household no longer has the person (split off or merged away): the case stops naming
+        it (never the holder: the claim moved first, with add_place); idempotent."""
+        self._rewrite(year, person_id, lambda kept, others: (
+            kept, [p for p in others if p.get("household_no") != household_no]), correlation_id)
+
+    def _rewrite(self, year: int, person_id: str, change, correlation_id: str | None) -> None:
+        """Compare-and-set of an open case's places with its registry.duplicate.changed; nothing when
+        there is no open case or nothing changes."""
+        for _ in range(10):
+            case = self.get(year, person_id)
+            if case is None or case["status"] != "open":
+                return
+            kept, others = case.get("kept") or {}, list(case.get("others") or [])
+            new_kept, new_others = change(kept, others)
+            new_others = [p for p in new_others if p.get("household_no") != new_kept.get("household_no")]
+            if (new_kept, new_others) == (kept, others):
+                return
+            matched, _ = self.outbox.update(
+                DUPLICATES, case["_id"], {"$set": {"kept": new_kept, "others": new_others}, "$inc": {"version": 1}},
+                [changed_event(year, person_id, "open", new_kept, others=new_others)],
+                where={"status": "open", "version": case.get("version", 0)}, correlation_id=correlation_id)
+            if matched:
+                return
+        raise Conflict("DUPLICATE_BUSY", "该重复参保记录正在变化，请稍后再试")
 
     def get(self, year: int, person_id: str) -> dict[str, Any] | None:
         return self.db[DUPLICATES].find_one({"_id": f"{year}:{person_id}"}, {"_outbox": 0})

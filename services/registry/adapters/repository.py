@@ -173,14 +173,20 @@ class HouseholdRepository:
         hh.events.clear()
 
     def save_change(self, hh: Household, added: list[Member] = (), removed: list[Member] = (),
-                    moved: tuple[str, str] | None = None, correlation_id: str | None = None) -> None:
+                    moved: tuple[str, str] | None = None, correlation_id: str | None = None,
+                    open_cases=None) -> list[tuple[str, dict]]:
         """Members in and out (claims follow them), then the household with its changed event
         (version-checked: StaleVersion undoes this call's new claims).
 
         `moved`: (old, new) ID number of a corrected person, whose claim moves to the new number.
+        An added member (a birth, a move-in) another household holds (多地重复参保) joins without the
+        claim, as in `add`: with `open_cases` it is called with [(person_id, holder's place)] before
+        the household is written (a crash or a lost race in between is completed by deciding
+        again: the case only gains a place it names already); without it, DUPLICATE_PERSON.
+        Returns those members and places.
         """
         key = household_key(hh.year, hh.household_no)
-        claimed = []
+        claimed, clashes = [], []
         try:
             for pid in [m.person_id for m in added] + ([moved[1]] if moved else []):
                 claim = {"_id": f"{hh.year}:{pid}", "household": key, "township": hh.township, "village": hh.village}
@@ -189,10 +195,17 @@ class HouseholdRepository:
                     if other["household"] != key:
                         owner = self.db[HOUSEHOLDS].find_one({"_id": other["household"]}, {"township": 1, "village": 1})
                         if owner is not None:
-                            raise Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {
-                                "person_id": pid, "township": owner["township"], "village": owner["village"]})
+                            place = {"household_no": other["household"].split(":", 1)[1],
+                                     "township": owner["township"], "village": owner["village"]}
+                            if open_cases is None or (moved and pid == moved[1]):
+                                raise Conflict("DUPLICATE_PERSON", "该人员已在其他户登记参保", {
+                                    "person_id": pid, "township": owner["township"], "village": owner["village"]})
+                            clashes.append((pid, place))
+                            continue
                         self.db[PERSONS].replace_one({"_id": claim["_id"]}, claim)
                 claimed.append(claim["_id"])
+            if clashes:  # the case first: payments holds both households from the moment both have the person
+                open_cases(clashes)
             self.save(hh, correlation_id=correlation_id)
         except Exception:  # StaleVersion included: the use case decides again, claims and all
             for pid in claimed:
@@ -202,10 +215,42 @@ class HouseholdRepository:
             # only this household's claim: a member of a duplicate case may be held by another household
             self.db[PERSONS].delete_one({"_id": f"{hh.year}:{pid}", "household": key})
         hh.events.clear()
+        return clashes
 
-    def save_split(self, source: Household, new: Household, correlation_id: str | None = None) -> None:
+    def take_claim(self, year: int, person_id: str, from_no: str, to: Household) -> bool:
+        """The person's claim moves to `to` if `from_no` (the household they leave) held it, or nobody
+        does (a claim left by a failed write); a claim another household holds (an open duplicate
+        case) stays where it is. True when `to` holds it now (repeating it is harmless)."""
+        pid, to_key = f"{year}:{person_id}", household_key(year, to.household_no)
+        claim = {"_id": pid, "household": to_key, "township": to.township, "village": to.village}
+        for _ in range(5):
+            cur = self.db[PERSONS].find_one({"_id": pid})
+            if cur is None:
+                if insert_once(self.db[PERSONS], claim):
+                    return True
+                continue
+            if cur["household"] == to_key:
+                return True
+            if cur["household"] != household_key(year, from_no) and \
+                    self.db[HOUSEHOLDS].find_one({"_id": cur["household"]}, {"_id": 1}) is not None:
+                return False
+            if self.db[PERSONS].replace_one({"_id": pid, "household": cur["household"]}, claim).matched_count:
+                return True
+        raise Conflict("PERSON_BUSY", "该人员的登记正在变化，请稍后再试", {"person_id": person_id})
+
+    def _bring_members(self, members: list[Member], from_no: str, to: Household, cases, correlation_id) -> None:
+        """Claims of the members joining `to` from `from_no`, then their open cases name `to`."""
+        for m in members:
+            holder = self.take_claim(to.year, m.person_id, from_no, to)
+            if cases is not None:
+                cases.add_place(to.year, m.person_id, {"household_no": to.household_no, "township": to.township,
+                                                       "village": to.village}, holder, correlation_id)
+
+    def save_split(self, source: Household, new: Household, correlation_id: str | None = None, cases=None) -> None:
         """New household first (a retry of the same split finds it and goes on), then the moved
-        members' claims, then the source household with its changed event (version-checked)."""
+        members' claims (only those the source held: a claim in an open duplicate case stays with
+        its holder) and their open cases naming the new household, then the source household with
+        its changed event (version-checked), then the cases stop naming the source."""
         new_key = household_key(new.year, new.household_no)
         doc = to_doc(new)
         try:
@@ -214,25 +259,31 @@ class HouseholdRepository:
             existing = self.db[HOUSEHOLDS].find_one({"_id": new_key}, {"_outbox": 0})
             if not _same_registration(existing, new):
                 raise Conflict("HOUSEHOLD_EXISTS", "新户编号本年度已登记", {"household_no": new.household_no})
-        for m in new.members:
-            self.db[PERSONS].replace_one({"_id": f"{new.year}:{m.person_id}"},
-                                         {"_id": f"{new.year}:{m.person_id}", "household": new_key}, upsert=True)
+        self._bring_members(new.members, source.household_no, new, cases, correlation_id)
         new.events.clear()
         self.save_change(source, correlation_id=correlation_id)
+        if cases is not None:
+            for m in new.members:
+                cases.drop_place(new.year, m.person_id, source.household_no, correlation_id)
 
     def end_merged(self, other: Household, correlation_id: str | None = None) -> None:
         """First half of a merge: the ended household (members emptied, kept in `merged_members`,
         with registry.household.dissolved), version-checked; from then on no other change reaches it."""
         self.save(other, correlation_id=correlation_id)
 
-    def save_absorbed(self, target: Household, moved: list[Member], correlation_id: str | None = None) -> None:
-        """Second half of a merge: the moved members' claims, then the target with them (version-checked)."""
-        key = household_key(target.year, target.household_no)
-        for m in moved:
-            self.db[PERSONS].replace_one({"_id": f"{target.year}:{m.person_id}"},
-                                         {"_id": f"{target.year}:{m.person_id}", "household": key,
-                                          "township": target.township, "village": target.village}, upsert=True)
-        self.save(target, correlation_id=correlation_id)
+    def save_absorbed(self, target: Household, moved: list[Member], correlation_id: str | None = None,
+                      from_no: str | None = None, cases=None, changed: bool = True) -> None:
+        """Second half of a merge: the moved members' claims (only those the ended household held),
+        their open cases naming the target, then the target with them (version-checked, when it
+        `changed`; a repeated merge completes the rest), then the cases stop naming the ended one."""
+        ours = {m.person_id for m in target.members}
+        moved = [m for m in moved if m.person_id in ours]  # a merge repeated long after: left since, left alone
+        self._bring_members(moved, from_no, target, cases, correlation_id)
+        if changed:
+            self.save(target, correlation_id=correlation_id)
+        if cases is not None:
+            for m in moved:
+                cases.drop_place(target.year, m.person_id, from_no, correlation_id)
 
     def save_enrolment(self, hh: Household, causation_id: str, correlation_id: str) -> None:
         self.save(hh, causation_id=causation_id, correlation_id=correlation_id)

@@ -74,7 +74,9 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/households/{year}/{household_no}/changes", "POST", summary="办理异动（出生、死亡、迁入、迁出）",
                permission="households:write", body=ChangeIn, response=HouseholdOut)
     def change(principal, data, year, household_no):
-        return render(handlers.change_household(repo, year_of(year), household_no, data, principal, correlation_id.get()))
+        hh = handlers.change_household(repo, year_of(year), household_no, data, principal, correlation_id.get(),
+                                       duplicates, c.clock)
+        return render(hh, duplicates=duplicates.open_cases(hh.year, [m.person_id for m in hh.members]))
 
     mid_year_decisions = boot.mid_year(c)
 
@@ -166,13 +168,16 @@ def create_app(clock: Clock | None = None) -> Flask:
     @api.route("/v1/households/{year}/{household_no}/split", "POST", summary="分户（缴费登记前）", permission="households:write",
                body=SplitIn, response=SplitOut, status=201)
     def split(principal, data, year, household_no):
-        source, new = handlers.split_household(repo, year_of(year), household_no, data, principal, correlation_id.get())
-        return {"source": render(source), "new": render(new)}
+        source, new = handlers.split_household(repo, year_of(year), household_no, data, principal, correlation_id.get(),
+                                               duplicates)
+        return {"source": render(source, duplicates=duplicates.open_cases(source.year, [m.person_id for m in source.members])),
+                "new": render(new, duplicates=duplicates.open_cases(new.year, [m.person_id for m in new.members]))}
 
     @api.route("/v1/households/{year}/{household_no}/merge", "POST", summary="合户（缴费登记前）", permission="households:write",
                body=MergeIn, response=HouseholdOut)
     def merge(principal, data, year, household_no):
-        return render(handlers.merge_households(repo, year_of(year), household_no, data, principal, correlation_id.get()))
+        hh = handlers.merge_households(repo, year_of(year), household_no, data, principal, correlation_id.get(), duplicates)
+        return render(hh, duplicates=duplicates.open_cases(hh.year, [m.person_id for m in hh.members]))
 
     def due_estimated(filed_at, due_at) -> bool:
         """The 3 working days run through a year with no official holiday schedule loaded, or were counted

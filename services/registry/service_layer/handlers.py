@@ -337,7 +337,11 @@ def village_roster(repo: HouseholdRepository, year: int, township: str, village:
 # ---- changes (异动) and corrections (信息更正) ------------------------------------------------
 
 def change_household(repo: HouseholdRepository, year: int, household_no: str, data: dict,
-                     principal: Principal | None, correlation_id: str | None = None) -> Household:
+                     principal: Principal | None, correlation_id: str | None = None,
+                     duplicates=None, clock=None) -> Household:
+    """异动. A birth or move-in of a person another household holds (多地重复参保) is recorded as a
+    registration is: the member joins, their case is opened (or names this household too) before
+    the household is written, and both households are held until county staff decide."""
     kind = data["kind"]
     if kind in ("birth", "move_in") and not data.get("member"):
         raise ValidationFailed("MEMBER_REQUIRED", "新增人员须提供人员信息", {"kind": kind})
@@ -348,7 +352,11 @@ def change_household(repo: HouseholdRepository, year: int, household_no: str, da
         hh = get_household(repo, year, household_no, principal)
         if kind in ("birth", "move_in"):
             added = hh.add_member(data["member"], kind, data.get("reason", ""))
-            repo.save_change(hh, added=[added], correlation_id=correlation_id)
+            opener = None
+            if duplicates is not None:
+                def opener(clashes):
+                    open_duplicates(duplicates, hh, clashes, clock.now(), source=kind, correlation_id=correlation_id)
+            repo.save_change(hh, added=[added], correlation_id=correlation_id, open_cases=opener)
         else:
             removed = hh.remove_member(data["id_number"], kind, data.get("reason", ""))
             repo.save_change(hh, removed=[removed], correlation_id=correlation_id)
@@ -356,23 +364,39 @@ def change_household(repo: HouseholdRepository, year: int, household_no: str, da
     return retry_stale(step)
 
 
+def _check_not_resolving(duplicates, year: int, person_ids) -> None:
+    """A split or merge does not move a person whose case is being decided (the decision names
+    households as they were): repeat the decision first."""
+    if duplicates is None:
+        return
+    for pid, case in duplicates.open_cases(year, person_ids).items():
+        if case.get("pending"):
+            raise Conflict("DUPLICATE_RESOLVING", "该人员的重复参保记录正在处理，请先完成处理（重复该决定）",
+                           {"id_number": mask_id(pid), "household_no": case["pending"]["household_no"]})
+
+
 def split_household(repo: HouseholdRepository, year: int, household_no: str, data: dict, principal: Principal | None,
-                    correlation_id: str | None = None) -> tuple[Household, Household]:
+                    correlation_id: str | None = None, duplicates=None) -> tuple[Household, Household]:
+    """分户. A member in an open duplicate case keeps the claim where it is unless this household held
+    it; the case names the new household instead of this one (HouseholdRepository.save_split)."""
     ids = [x.strip().upper() for x in data["id_numbers"]]
 
     def step() -> tuple[Household, Household]:
         source = get_household(repo, year, household_no, principal)
         new = source.split(ids, data["new_household_no"], data["new_head"].strip().upper(), data.get("reason", ""))
-        repo.save_split(source, new, correlation_id)
+        _check_not_resolving(duplicates, year, [m.person_id for m in new.members])
+        repo.save_split(source, new, correlation_id, cases=duplicates)
         return source, new
     return retry_stale(step)
 
 
 def merge_households(repo: HouseholdRepository, year: int, household_no: str, data: dict, principal: Principal | None,
-                     correlation_id: str | None = None) -> Household:
+                     correlation_id: str | None = None, duplicates=None) -> Household:
     """合户 in two version-checked writes: the other household ends (its members kept with it), then
     this one takes them in. A lost race on the first reads both again; on the second, only this
-    household is read again. A merge repeated after it ended half-way (a crash) finishes it."""
+    household is read again. A merge repeated after it ended half-way (a crash) finishes it. Open
+    duplicate cases of the members name this household instead of the ended one; claims move
+    only from the ended household."""
     other_no = data["other_household_no"]
     reason = data.get("reason", "")
 
@@ -384,6 +408,7 @@ def merge_households(repo: HouseholdRepository, year: int, household_no: str, da
                 principal.check_township(other.township)
             return other  # ended by an earlier call: finish it
         other = get_household(repo, year, other_no, principal)
+        _check_not_resolving(duplicates, year, [m.person_id for m in other.members])
         target.merge(other, reason)  # decides on both (places, payment locks); writes only `other` now
         repo.end_merged(other, correlation_id)
         return other
@@ -391,8 +416,9 @@ def merge_households(repo: HouseholdRepository, year: int, household_no: str, da
 
     def absorb() -> Household:
         target = get_household(repo, year, household_no, principal)
-        if target.absorb(other.merged_members, reason):
-            repo.save_absorbed(target, other.merged_members, correlation_id)
+        changed = target.absorb(other.merged_members, reason)
+        repo.save_absorbed(target, other.merged_members, correlation_id, from_no=other_no, cases=duplicates,
+                           changed=changed)
         return target
     return retry_stale(absorb)
 
