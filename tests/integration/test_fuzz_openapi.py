@@ -206,3 +206,20 @@ def test_a_signed_quote_with_a_bad_consistency_token_is_a_clear_refusal(body):
     from tests.helpers import signed_post
     r = signed_post(_app("payments").test_client(), "/v1/quotes", body, secret=GATEWAY_SECRET, at=NOW)
     assert (r.status_code, r.json["code"]) == (400, "CONSISTENCY_TOKEN_INVALID"), r.json
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/reconciliation/statements", {"date": "2019-11-15", "lines": [
+        {"order_no": "P1", "transaction_id": "T1", "amount_fen": 10 ** 33}]}),
+    ("/v1/notifications", {"order_no": "P1", "transaction_id": "T1", "amount_fen": 10 ** 20,
+                           "paid_at": NOW.isoformat()}),
+])
+def test_a_signed_amount_beyond_the_stores_integers_is_a_clear_refusal(path, body):
+    """Found by the signed fuzzing: a statement line of 10**33 fen overflowed the store's 8-byte
+    integers (500); gateway amounts are now bounded (0..10**12 fen) and so documented."""
+    app = _app("payments")
+    r = signed_post(app.test_client(), path, body, secret=GATEWAY_SECRET, at=NOW)
+    assert (r.status_code, r.json["code"]) == (400, "VALIDATION_FAILED"), r.json
+    assert "金额" in json.dumps(r.json, ensure_ascii=False), r.json
+    line = app.test_client().get("/openapi.json").json["components"]["schemas"]["StatementLineIn"]
+    assert line["properties"]["amount_fen"].get("maximum") == 10 ** 12, line
