@@ -59,8 +59,10 @@ def seeds(files):
     pc = payments_boot.bootstrap(FixedClock(NOW))
     tag = secrets.token_hex(3).upper()
     households = [f"FZ{tag}{i}" for i in range(4)]
+    members = {}
     for i, no in enumerate(households):
         p = household_payload(no, n=1 + i % 3, seed=900 + i)
+        members[no] = [m["id_number"] for m in p["members"]]
         on_household_snapshot(payments_boot.repository(pc), Envelope.new(Event("registry.household.registered", {
             "household_no": no, "year": 2020, "county": "东安县", "township": "花桥镇", "village": "花桥村",
             "head_name": "成员0", "head_phone": "13900001111",
@@ -68,8 +70,8 @@ def seeds(files):
                          "category": "rural"} for m in p["members"]]}), "registry", NOW))
     client = _app("payments").test_client()
     orders = []
-    for no in households[:2]:
-        r = signed_post(client, "/v1/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"},
+    for no, channel in zip(households, ["mobile_app", "mobile_app", "pos"]):  # open, paid (below), open with proof
+        r = signed_post(client, "/v1/orders", {"household_no": no, "year": 2020, "channel": channel},
                         secret=GATEWAY_SECRET, at=NOW, extra={"Idempotency-Key": secrets.token_hex(8)})
         assert r.status_code == 201, r.json
         orders.append({**r.json, "transaction_id": "T" + secrets.token_hex(6)})
@@ -84,7 +86,7 @@ def seeds(files):
     assert r.status_code == 201, r.json
     r = client.post("/v1/withholding/batches", json={"bank": WITHHOLDING_BANK, "year": 2020}, headers=staff)
     assert r.status_code == 201 and r.json["count"] == 1, r.json
-    return {"households": households, "orders": orders, "batch": r.json}
+    return {"households": households, "members": members, "orders": orders, "batch": r.json}
 
 
 def _result_file(batch: dict, draw) -> bytes:
@@ -106,14 +108,18 @@ def _result_file(batch: dict, draw) -> bytes:
     return out.getvalue().encode()
 
 
-def _steer(body, order: dict, household_no: str, draw):
+def _steer(body, order: dict, household_no: str, members: list[str], draw):
     """Put seeded numbers into some of a generated body's fields (each field on a coin flip), so a
     case reaches a real household or order instead of stopping at 404."""
     if not isinstance(body, dict):
         return body
-    known = {"household_no": household_no, "year": 2020, "order_no": order["order_no"], "channel": "mobile_app",
+    from shared.consistency import mid_year_token
+    token = mid_year_token(draw(st.sampled_from([2020, 2021, 10 ** 11])), household_no, draw(st.sampled_from(members)),
+                           draw(st.integers(0, 10 ** 12 - 1)))
+    known = {"household_no": household_no, "year": 2020, "order_no": order["order_no"],
+             "channel": draw(st.sampled_from(["mobile_app", "pos", "village_cash"])),
              "amount_fen": order["amount_fen"], "transaction_id": order["transaction_id"],
-             "paid_at": NOW.isoformat(), "date": NOW.date().isoformat()}
+             "paid_at": NOW.isoformat(), "date": NOW.date().isoformat(), "consistency_token": token}
     return {k: (known[k] if k in known and draw(st.booleans()) else v) for k, v in body.items()}
 
 
@@ -163,7 +169,8 @@ def test_no_operation_answers_5xx_or_off_its_schema(service, seeds):
                 case.headers = {**(case.headers or {}), "Authorization": f"Bearer {COUNTY}"}
                 case.call_and_validate(checks=CHECKS)
                 return
-            body = None if case.body is NOT_SET else _steer(case.body, order, household_no, data.draw)
+            body = None if case.body is NOT_SET else _steer(case.body, order, household_no,
+                                                                    seeds["members"][household_no], data.draw)
             gateway = "bank-a"
             if "batch_no" in (case.path_parameters or {}) and data.draw(st.booleans()):
                 case.path_parameters = {**case.path_parameters, "batch_no": seeds["batch"]["batch_no"]}
