@@ -122,7 +122,9 @@ def _steer(body, order: dict, household_no: str, members: list[str], draw):
              "channel": draw(st.sampled_from(["mobile_app", "pos", "village_cash"])),
              "amount_fen": order["amount_fen"], "transaction_id": order["transaction_id"],
              "paid_at": NOW.isoformat(), "date": NOW.date().isoformat(), "consistency_token": token}
-    return {k: (known[k] if k in known and draw(st.booleans()) else v) for k, v in body.items()}
+    return {k: (known[k] if k in known and draw(st.booleans()) else
+                [_steer(x, order, household_no, members, draw) for x in v] if isinstance(v, list) else v)
+            for k, v in body.items()}  # into lists too: a statement's lines name orders
 
 
 def _signed_call(client, case, body, gateway="bank-a"):
