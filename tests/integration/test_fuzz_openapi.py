@@ -31,6 +31,7 @@ NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)
 COUNTY = secrets.token_hex(8)
 GATEWAY_SECRET = secrets.token_hex(16)
 WITHHOLDING_BANK = "bank-fz"  # this module's own: a batch takes every active agreement of its bank
+CSV_BANK = "bank-fz-csv"  # the result file regression test's own batch
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -42,6 +43,7 @@ def files(namespace, tmp_path_factory):
             gateways=[{"id": "bank-a", "secret": GATEWAY_SECRET, "kind": "bank",
                        "channels": ["mobile_app", "online_banking", "pos", "bank_counter", "withholding"]},
                       {"id": WITHHOLDING_BANK, "secret": GATEWAY_SECRET, "kind": "bank", "channels": ["withholding"]},
+                      {"id": CSV_BANK, "secret": GATEWAY_SECRET, "kind": "bank", "channels": ["withholding"]},
                       {"id": "village-fz", "secret": GATEWAY_SECRET, "kind": "village_collector",
                        "channels": ["village_cash"], "townships": ["花桥镇"]}]):
         yield
@@ -81,14 +83,20 @@ def seeds(files):
     r = signed_post(client, "/v1/notifications", {"order_no": paid["order_no"], "transaction_id": paid["transaction_id"],
                     "amount_fen": paid["amount_fen"], "paid_at": NOW.isoformat()}, secret=GATEWAY_SECRET, at=NOW)
     assert r.status_code == 200, r.json
+    return {"households": households, "members": members, "orders": orders,
+            "batch": _batch(client, households[2], WITHHOLDING_BANK)}
+
+
+def _batch(client, household_no: str, bank: str) -> dict:
+    """A withholding batch of one household (its agreement with `bank`)."""
     staff = {"Authorization": f"Bearer {COUNTY}"}
     r = client.post("/v1/withholding/agreements", json={
-        "household_no": households[2], "year": 2020, "bank": WITHHOLDING_BANK, "account_no": "6222000000009001",
+        "household_no": household_no, "year": 2020, "bank": bank, "account_no": "6222000000009001",
         "account_name": "成员零", "signed_on": "2019-09-10"}, headers=staff)
     assert r.status_code == 201, r.json
-    r = client.post("/v1/withholding/batches", json={"bank": WITHHOLDING_BANK, "year": 2020}, headers=staff)
+    r = client.post("/v1/withholding/batches", json={"bank": bank, "year": 2020}, headers=staff)
     assert r.status_code == 201 and r.json["count"] == 1, r.json
-    return {"households": households, "members": members, "orders": orders, "batch": r.json}
+    return r.json
 
 
 def _result_file(batch: dict, draw) -> bytes:
@@ -276,3 +284,23 @@ def test_a_signed_amount_beyond_the_stores_integers_is_a_clear_refusal(path, bod
     assert "金额" in json.dumps(r.json, ensure_ascii=False), r.json
     line = app.test_client().get("/openapi.json").json["components"]["schemas"]["StatementLineIn"]
     assert line["properties"]["amount_fen"].get("maximum") == 10 ** 12, line
+
+
+@pytest.mark.parametrize("cell, code", [("成功\r扣款", "RESULT_FILE_ROW"), ("x" * 200_000, "RESULT_FILE_FORMAT")])
+def test_a_result_file_csv_cannot_parse_is_a_clear_refusal(seeds, cell, code):
+    """Found by the signed fuzzing: a bare CR inside an unquoted cell (and a cell over csv's field
+    size limit) raised csv.Error (500); the file is now refused and nothing is imported."""
+    client = _app("payments").test_client()
+    if "csv_batch" not in seeds:
+        seeds["csv_batch"] = _batch(client, seeds["households"][3], CSV_BANK)
+    batch = seeds["csv_batch"]
+    line = batch["lines"][0]
+    raw = ("batch_no,line_no,order_no,amount_fen,result_code,bank_txn_id,debited_at,message\n"
+           f"{batch['batch_no']},{line['line_no']},{line['order_no']},{line['amount_fen']},00,B1,"
+           f"{NOW.isoformat()},{cell}\n").encode()
+    r = signed_post(client, f"/v1/withholding/batches/{batch['batch_no']}/results", raw=raw, secret=GATEWAY_SECRET,
+                    at=NOW, gateway=CSV_BANK, content_type="text/csv")
+    assert (r.status_code, r.json["code"]) == (400, code), r.json
+    assert r.json["message"]
+    staff = {"Authorization": f"Bearer {COUNTY}"}
+    assert client.get(f"/v1/withholding/batches/{batch['batch_no']}", headers=staff).json["status"] == "sent"
