@@ -170,7 +170,10 @@ class LineResult:
 def parse_results(text: str, batch: dict[str, Any]) -> list[LineResult]:
     """Every row checked before anything is written: the batch, the line, its order and amount;
     every line of the batch answered exactly once. A bad row refuses the whole file."""
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    try:  # newline="": a bare CR ends a row as csv expects; a field over csv's size limit is refused
+        rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"), newline="")))
+    except csv.Error:
+        raise ValidationFailed("RESULT_FILE_FORMAT", "回盘文件不是有效的CSV（请检查换行与引号）") from None
     if not rows or [c.strip() for c in rows[0]] != RESULT_HEADER:
         raise ValidationFailed("RESULT_FILE_HEADER", "回盘文件表头不符合约定格式", {"expected": ",".join(RESULT_HEADER)})
     by_line = {l["line_no"]: l for l in batch["lines"]}

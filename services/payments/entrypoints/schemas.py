@@ -4,6 +4,13 @@ from shared.web import year_range
 
 from ..domain.model import CHANNELS
 
+MAX_FEN = 10 ** 12  # 100 million yuan: far above any household's payment, far below the store's 8-byte integers
+
+
+def fen_amount():
+    """A gateway's amount in fen: a 20-digit amount on a statement line overflowed the store (500)."""
+    return validate.Range(min=0, max=MAX_FEN, error="金额应为0至1000000000000之间的整数（分）")
+
 
 class QuoteIn(Schema):
     household_no = fields.String(required=True)
@@ -59,7 +66,7 @@ class OrderOut(Schema):
 class NotificationIn(Schema):
     order_no = fields.String(required=True)
     transaction_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    amount_fen = fields.Integer(required=True, strict=True)
+    amount_fen = fields.Integer(required=True, strict=True, validate=fen_amount())
     paid_at = fields.AwareDateTime(required=True)
     proof = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(max=64)), load_default=None,
                         metadata={"description": "proof of payment per channel, see docs/gateway-signing.md"})
@@ -78,7 +85,7 @@ class ReversalIn(Schema):
     reversal_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     order_no = fields.String(required=True)
     transaction_id = fields.String(required=True)
-    amount_fen = fields.Integer(required=True, strict=True)
+    amount_fen = fields.Integer(required=True, strict=True, validate=fen_amount())
     reason = fields.String(load_default="gateway_reversal", validate=validate.OneOf(["gateway_reversal", "overpayment"]))
 
 
@@ -210,7 +217,7 @@ class ReturnsOut(Schema):
 class StatementLineIn(Schema):
     order_no = fields.String(required=True)
     transaction_id = fields.String(required=True)
-    amount_fen = fields.Integer(required=True, strict=True)
+    amount_fen = fields.Integer(required=True, strict=True, validate=fen_amount())
     paid_at = fields.AwareDateTime(load_default=None)
 
 
