@@ -18,7 +18,7 @@ from shared.money import yuan
 
 from .clients import GatewayClient, StaffClient, wait_for
 from .ids import make_id
-from .suite import Suite
+from .suite import Suite, from_env
 
 DEMO = [  # (township, village, [(name, relation, birth, sex)])
     ("白牙市镇", "五一村", [("蒋建国", "户主", date(1968, 3, 2), "M"), ("李秀英", "配偶", date(1970, 7, 9), "F"),
@@ -92,4 +92,4 @@ def print_table(table: dict, out=sys.stdout) -> None:
 
 
 if __name__ == "__main__":
-    run(Suite())
+    run(from_env())

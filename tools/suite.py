@@ -105,11 +105,26 @@ class Suite:
     def start(self, wait: bool = True) -> None:
         self.secrets()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.check_ports()
         for svc in SERVICES:
             self.start_web(svc)
             self.start_worker(svc)
         if wait:
             self.wait_ready()
+
+    def check_ports(self) -> None:
+        """Refuse to start where another program (another checkout's suite, above all) holds one of
+        this suite's ports: its services would fail to bind while callers talk to the other suite."""
+        import socket
+        for svc in SERVICES:
+            for name, port in ((f"{svc}-web", self.port(svc)), (f"{svc}-worker", self.worker_base_port + SERVICES.index(svc) + 1)):
+                pidfile = self.run_dir / f"{name}.pid"
+                if pidfile.exists() and _alive(int(pidfile.read_text())):
+                    continue  # ours, already running
+                with socket.socket() as sock:
+                    if sock.connect_ex(("127.0.0.1", port)) == 0:
+                        raise RuntimeError(f"port {port} ({name}) is in use by another program (another checkout's "
+                                           f"suite?): stop it, or set SUITE_WEB_BASE_PORT / SUITE_WORKER_BASE_PORT")
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         pidfile = self.run_dir / f"{name}.pid"
@@ -235,11 +250,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def from_env(**kw) -> Suite:
+    """The demo's suite, on SUITE_WEB_BASE_PORT / SUITE_WORKER_BASE_PORT when set (`./run demo`
+    sets them when another checkout's suite holds the default ports)."""
+    return Suite(web_base_port=int(os.environ.get("SUITE_WEB_BASE_PORT", "8100")),
+                 worker_base_port=int(os.environ.get("SUITE_WORKER_BASE_PORT", "9100")), **kw)
+
+
 def main(argv: list[str]) -> int:
     extra = {}
     if os.environ.get("CLOCK_NOW"):
         extra["CLOCK_NOW"] = os.environ["CLOCK_NOW"]
-    suite = Suite(extra_env=extra)
+    suite = from_env(extra_env=extra)
     cmd = argv[1] if len(argv) > 1 else "status"
     if cmd == "start":
         suite.start()
