@@ -121,6 +121,53 @@ def declare(container, handlers) -> None:
     conn.close()
 
 
+def shifted_year(raw: dict, years: int = 1) -> dict:
+    """A test-only copy of a policy year with every date moved `years` on (figures unchanged)."""
+    def move(d: str) -> str:
+        return f"{int(d[:4]) + years}{d[4:]}"
+    out = json.loads(json.dumps(raw))
+    out["year"] = raw["year"] + years
+    out["source"] = f"TEST ONLY: {raw['source']} — dates shifted {years} year(s); not a real document"
+    out["window"] = {**raw["window"], "opens": move(raw["window"]["opens"]), "closes": move(raw["window"]["closes"])}
+    if raw.get("benefit_period"):
+        out["benefit_period"] = {**raw["benefit_period"], "starts": move(raw["benefit_period"]["starts"]),
+                                 "ends": move(raw["benefit_period"]["ends"])}
+    if (raw.get("subsidy") or {}).get("new_hardship_after"):
+        out["subsidy"]["new_hardship_after"] = move(raw["subsidy"]["new_hardship_after"])
+    return out
+
+
+def shifted_policy(d, years: int):
+    """Dong'an 2020 with its dates moved `years` on, written into folder `d` as a test-only policy file
+    (its places file named by absolute path); returns the file's path."""
+    from pathlib import Path
+    from shared.config import ROOT
+    raw = json.loads((ROOT / "policies" / "dongan-2020.json").read_text(encoding="utf-8"))
+    raw["places_file"] = str(ROOT / "policies" / raw["places_file"])
+    out = shifted_year(raw, years)
+    path = Path(d) / f"dongan-{out['year']}-test.json"
+    path.write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def run_until(until, what: str, *, relays=(), consumers=(), timeout: float = 30) -> None:
+    """Run these containers' outbox relays and event consumers (queues declared first, handlers from
+    each service's bootstrap) until `until()` holds: the events between services, for real."""
+    import importlib
+    from contextlib import ExitStack
+    with ExitStack() as stack:
+        for c in relays:
+            stack.enter_context(running(c.relay()))
+        for c in consumers:
+            handlers = importlib.import_module(f"services.{c.service}.bootstrap").event_handlers(c)
+            declare(c, handlers)
+            stack.enter_context(running(c.consumer(handlers)))
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, f"not seen: {what}"
+            time.sleep(0.05)
+
+
 @contextmanager
 def secret_files(d, tokens: list[dict] | None = None, gateways: list[dict] | None = None):
     """Write a module's staff tokens and gateway keys under `d` and point the settings at them for

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 from datetime import datetime
 
 import pytest
@@ -20,8 +19,7 @@ from services.registry.entrypoints.flask_app import create_app
 from shared import workdays
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
-from shared.config import ROOT
-from tests.helpers import household_payload, secret_files
+from tests.helpers import household_payload, secret_files, shifted_policy
 
 NOW = datetime(2026, 12, 30, 10, 0, tzinfo=SHANGHAI)  # a Wednesday, in the 2027 window of this test's policy
 COUNTY, BAIYA = secrets.token_hex(8), secrets.token_hex(8)
@@ -37,12 +35,8 @@ TEST_2027 = {"year": 2027, "source": "测试用 2027 年安排（非官方）",
 def api(namespace, tmp_path_factory):
     import os
     d = tmp_path_factory.mktemp("hol")
-    raw = json.loads((ROOT / "policies" / "dongan-2020.json").read_text(encoding="utf-8"))
-    raw.update(year=2027, window={"opens": "2026-09-01", "closes": "2026-12-31"})
-    (d / "dongan-2027.json").write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
-    shutil.copy(ROOT / "policies" / "dongan-2020-villages.csv", d)
     old = os.environ.get("POLICY_FILE")
-    os.environ["POLICY_FILE"] = str(d / "dongan-2027.json")
+    os.environ["POLICY_FILE"] = str(shifted_policy(d, 7))  # 2027, its window 2026-09-01..12-31
     with secret_files(d, tokens=[
             {"sha256": token_hash(COUNTY), "subject": "county-ops", "role": "county", "county": "东安县"},
             {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县",

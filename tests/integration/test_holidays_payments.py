@@ -9,11 +9,8 @@ real relay, broker and consumer, on the real store.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import shutil
-import time
 from datetime import datetime
 
 import pytest
@@ -25,8 +22,7 @@ from services.registry.entrypoints.flask_app import create_app as registry_app
 from shared import workdays
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
-from shared.config import ROOT
-from tests.helpers import declare, household_payload, running, secret_files, signed_post
+from tests.helpers import household_payload, run_until, secret_files, shifted_policy, signed_post
 
 PAID_AT = datetime(2026, 12, 30, 10, 0, tzinfo=SHANGHAI)  # a Wednesday in this test's 2027 window
 COUNTY = secrets.token_hex(8)
@@ -42,12 +38,8 @@ TEST_2027 = {"year": 2027, "source": "测试用 2027 年安排（非官方）",
 @pytest.fixture(scope="module")
 def suite(namespace, tmp_path_factory):
     d = tmp_path_factory.mktemp("holpay")
-    raw = json.loads((ROOT / "policies" / "dongan-2020.json").read_text(encoding="utf-8"))
-    raw.update(year=2027, window={"opens": "2026-09-01", "closes": "2026-12-31"})
-    (d / "dongan-2027.json").write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
-    shutil.copy(ROOT / "policies" / "dongan-2020-villages.csv", d)
     old = os.environ.get("POLICY_FILE")
-    os.environ["POLICY_FILE"] = str(d / "dongan-2027.json")
+    os.environ["POLICY_FILE"] = str(shifted_policy(d, 7))  # 2027, its window 2026-09-01..12-31
     clock = FixedClock(PAID_AT)
     with secret_files(d, tokens=[{"sha256": token_hash(COUNTY), "subject": "county-ops", "role": "county",
                                   "county": "东安县"}],
@@ -64,16 +56,8 @@ def county():
 
 
 def flow(rc, pc, until, what, timeout=30):
-    """Run both services' real relays and consumers until `until()` holds."""
-    rh, ph = registry_boot.event_handlers(rc), payments_boot.event_handlers(pc)
-    declare(rc, rh)
-    declare(pc, ph)
-    with running(rc.relay()), running(pc.relay()), running(rc.consumer(rh)), running(pc.consumer(ph)):
-        deadline = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < deadline, f"not seen: {what}"
-            time.sleep(0.05)
-
+    """Both relays and both consumers run until `until()` holds."""
+    run_until(until, what, relays=(rc, pc), consumers=(rc, pc), timeout=timeout)
 
 def signed(api, path, payload):
     return signed_post(api, path, payload, secret=BANK_SECRET, at=PAID_AT,

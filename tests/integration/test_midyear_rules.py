@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from datetime import date, datetime
 
 import pytest
@@ -28,7 +27,7 @@ from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.config import ROOT
 from shared.masking import mask_id
-from tests.helpers import declare, household_payload, running, secret_files, signed_post
+from tests.helpers import household_payload, run_until, secret_files, signed_post
 from tools.ids import make_id
 
 COUNTY = secrets.token_hex(8)
@@ -63,15 +62,8 @@ def staff():
 
 
 def flow(rc, pc, until, what, timeout=30):
-    rh, ph = registry_boot.event_handlers(rc), payments_boot.event_handlers(pc)
-    declare(rc, rh)
-    declare(pc, ph)
-    with running(rc.relay()), running(pc.relay()), running(rc.consumer(rh)), running(pc.consumer(ph)):
-        deadline = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < deadline, f"not seen: {what}"
-            time.sleep(0.05)
-
+    """Both relays and both consumers run until `until()` holds."""
+    run_until(until, what, relays=(rc, pc), consumers=(rc, pc), timeout=timeout)
 
 def signed(client, clock, path, payload, idem=None):
     return signed_post(client, path, payload, secret=BANK_SECRET, at=clock.now(),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from datetime import date, datetime
 
 import pytest
@@ -25,7 +24,7 @@ from services.registry.entrypoints.flask_app import create_app as registry_app
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.masking import mask_id
-from tests.helpers import declare, household_payload, running, secret_files, signed_post
+from tests.helpers import household_payload, run_until, secret_files, signed_post
 from tools.ids import make_id
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # inside the 2020 window
@@ -71,25 +70,12 @@ def money(pc):
 
 def deliver(rc, pc, until, what):
     """Registry's relay publishes what its writes carry; payments' own consumer takes it."""
-    handlers = payments_boot.event_handlers(pc)
-    declare(pc, handlers)
-    with running(rc.relay()), running(pc.consumer(handlers)):
-        deadline = time.monotonic() + 20
-        while not until():
-            assert time.monotonic() < deadline, f"payments did not receive {what}"
-            time.sleep(0.05)
-
+    run_until(until, f"payments received {what}", relays=(rc,), consumers=(pc,), timeout=20)
 
 def registry_takes_the_payment(rc, pc, household_no):
     """Payments' relay publishes the confirmation; registry's consumer records the household paid."""
-    handlers = registry_boot.event_handlers(rc)
-    declare(rc, handlers)
-    with running(pc.relay()), running(rc.consumer(handlers)):
-        deadline = time.monotonic() + 20
-        while (rc.db.households.find_one({"_id": f"2020:{household_no}"}).get("enrolment") or {}).get("status") != "paid":
-            assert time.monotonic() < deadline, "registry did not record the mid-year payment"
-            time.sleep(0.05)
-
+    run_until(lambda: (rc.db.households.find_one({"_id": f"2020:{household_no}"}).get("enrolment") or {}).get(
+        "status") == "paid", "registry recording the mid-year payment", relays=(pc,), consumers=(rc,), timeout=20)
 
 def case_status(pc, person_id):
     d = pc.db.duplicate_cases.find_one({"_id": f"2020:{person_id}"})

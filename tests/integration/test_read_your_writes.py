@@ -20,11 +20,10 @@ from services.payments import bootstrap as payments_boot
 from services.payments.entrypoints.flask_app import create_app as payments_app
 from services.registry import bootstrap as registry_boot
 from services.registry.entrypoints.flask_app import create_app as registry_app
-from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.config import ROOT
-from tests.helpers import declare, household_payload, running, secret_files
+from tests.helpers import household_payload, run_until, secret_files, signed_post
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # inside the 2020 window
 LATE = datetime(2020, 3, 2, 10, 0, tzinfo=SHANGHAI)  # after it, inside the policy year
@@ -59,23 +58,12 @@ def county():
 
 def quote(api, household_no, token=None):
     payload = {"household_no": household_no, "year": 2020, **({"consistency_token": token} if token else {})}
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    ts, nonce = str(int(LATE.timestamp())), secrets.token_hex(16)
-    return api.post("/v1/quotes", data=body, headers={
-        "X-Gateway-Id": "bank-a", "X-Timestamp": ts, "X-Nonce": nonce, "Content-Type": "application/json",
-        "X-Signature": signing.sign(BANK_SECRET, "POST", "/v1/quotes", ts, nonce, body)})
+    return signed_post(api, "/v1/quotes", payload, secret=BANK_SECRET, at=LATE)
 
 
 def deliver(rc, pc, until, what):
     """Registry's relay publishes what its writes carry; payments' own consumer takes it."""
-    handlers = payments_boot.event_handlers(pc)
-    declare(pc, handlers)
-    with running(rc.relay()), running(pc.consumer(handlers)):
-        deadline = time.monotonic() + 20
-        while not until():
-            assert time.monotonic() < deadline, f"payments did not receive {what}"
-            time.sleep(0.05)
-
+    run_until(until, f"payments received {what}", relays=(rc,), consumers=(pc,), timeout=20)
 
 def approval_at_payments(pc, person, version):
     return lambda: (pc.db.mid_year_approvals.find_one({"_id": f"2020:{person}"}) or {}).get("version") == version

@@ -27,7 +27,7 @@ from services.registry.entrypoints.flask_app import create_app as registry_app
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.masking import mask_id
-from tests.helpers import declare, household_payload, running, secret_files, signed_post
+from tests.helpers import household_payload, run_until, secret_files, signed_post
 from tools.ids import make_id
 
 NOW = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)  # inside the 2020 window
@@ -60,17 +60,8 @@ def signed(client, clock, path, payload, idem=None):
                        extra={"Idempotency-Key": idem} if idem else None)
 
 def flow(rc, pc, until, what, timeout=30):
-    """Both relays and both consumers run until `until()` holds (registry → payments read models;
-    payments → registry enrolment and payments' own receipt, money log and order status)."""
-    rh, ph = registry_boot.event_handlers(rc), payments_boot.event_handlers(pc)
-    declare(rc, rh)
-    declare(pc, ph)
-    with running(rc.relay()), running(pc.relay()), running(rc.consumer(rh)), running(pc.consumer(ph)):
-        deadline = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < deadline, f"not seen: {what}"
-            time.sleep(0.05)
-
+    """Both relays and both consumers run until `until()` holds."""
+    run_until(until, what, relays=(rc, pc), consumers=(rc, pc), timeout=timeout)
 
 def member_status(rc, household_no):
     doc = rc.db.households.find_one({"_id": f"2020:{household_no}"})

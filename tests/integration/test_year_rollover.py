@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import threading
-import time
 from datetime import datetime
 
 import pytest
@@ -30,29 +29,13 @@ from shared import signing
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.config import ROOT
-from tests.helpers import declare, household_payload, running, secret_files
+from tests.helpers import household_payload, run_until, secret_files, shifted_year
 from tools.clients import wait_for
 
 T_OLD = datetime(2019, 10, 20, 9, 0, tzinfo=SHANGHAI)   # 2020's window; only 2020 loaded
 T_NEW = datetime(2020, 10, 15, 10, 0, tzinfo=SHANGHAI)  # the test 2021's window; 2020 is the benefit year
 COUNTY = secrets.token_hex(8)
 BANK_SECRET = secrets.token_hex(16)
-
-
-def shifted_year(raw: dict, years: int = 1) -> dict:
-    """A test-only copy of a policy year with every date moved `years` on (figures unchanged)."""
-    def move(d: str) -> str:
-        return f"{int(d[:4]) + years}{d[4:]}"
-    out = json.loads(json.dumps(raw))
-    out["year"] = raw["year"] + years
-    out["source"] = f"TEST ONLY: {raw['source']} — dates shifted {years} year(s); not a real document"
-    out["window"] = {**raw["window"], "opens": move(raw["window"]["opens"]), "closes": move(raw["window"]["closes"])}
-    if raw.get("benefit_period"):
-        out["benefit_period"] = {**raw["benefit_period"], "starts": move(raw["benefit_period"]["starts"]),
-                                 "ends": move(raw["benefit_period"]["ends"])}
-    if (raw.get("subsidy") or {}).get("new_hardship_after"):
-        out["subsidy"]["new_hardship_after"] = move(raw["subsidy"]["new_hardship_after"])
-    return out
 
 
 def write_catalogue(d, *, with_next: bool):
@@ -95,14 +78,7 @@ def quote(api, household_no, year, at):
 
 def deliver(relays, pc, until, what):
     """The producers' relays publish what their writes carry; payments' own consumer takes it."""
-    handlers = payments_boot.event_handlers(pc)
-    declare(pc, handlers)
-    with running(relays[0]), running(pc.consumer(handlers)):
-        deadline = time.monotonic() + 20
-        while not until():
-            assert time.monotonic() < deadline, f"payments did not receive {what}"
-            time.sleep(0.05)
-
+    run_until(until, f"payments received {what}", relays=relays, consumers=(pc,), timeout=20)
 
 def grant(ctx, pid, ref):
     out = subsidy_handlers.receive_identity_update(ctx, {
@@ -145,14 +121,14 @@ def test_identities_granted_before_the_next_year_was_loaded_count_in_its_quotes(
     sub, rc, pc = subsidy_boot.bootstrap(clock), registry_boot.bootstrap(clock), payments_boot.bootstrap(clock)
     reg, api = registry_app(clock).test_client(), payments_app(clock).test_client()
     assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
-    deliver([rc.relay()], pc, lambda: pc.db.households.find_one({"_id": "2021:YR-0001"}), "the 2021 household")
+    deliver([rc], pc, lambda: pc.db.households.find_one({"_id": "2021:YR-0001"}), "the 2021 household")
 
     stop = threading.Event()  # the subsidy worker's rollover loop, in batches of one person
     loop = threading.Thread(target=subsidy_boot.rollover_loop, args=(sub,), daemon=True,
                             kwargs={"every_s": 0.05, "limit": 1, "stop": stop})
     loop.start()
     try:
-        deliver([sub.relay()], pc, lambda: pc.db.entitlements.find_one({"_id": f"2021:{dibao}"}), "the 2021 entitlement")
+        deliver([sub], pc, lambda: pc.db.entitlements.find_one({"_id": f"2021:{dibao}"}), "the 2021 entitlement")
         wait_for(lambda: (sub.db.rollovers.find_one({"_id": "entitlements:2021"}) or {}).get("done"), timeout=15,
                  what="the 2021 rollover run")
     finally:
@@ -200,7 +176,7 @@ def test_next_years_roster_starts_from_last_years_as_it_stands_and_leaves_paymen
     registry_handlers.on_payment_confirmed(registry_boot.repository(rc), paid)
     assert reg.get("/v1/households/2020/YR-B", headers=county()).json["status"] == "paid"
 
-    deliver([rc.relay()], pc, lambda: pc.db.households.find_one({"_id": "2020:YR-A"}), "the 2020 household")
+    deliver([rc], pc, lambda: pc.db.households.find_one({"_id": "2020:YR-A"}), "the 2020 household")
     r = api.post("/v1/withholding/agreements", json={  # 三方代扣协议, signed in 2020 (keyed by household number)
         "household_no": "YR-A", "year": 2020, "bank": "bank-a", "account_no": "6222000000000000123",
         "account_name": a["members"][0]["name"], "signed_on": "2020-09-10"}, headers=county())
@@ -225,7 +201,7 @@ def test_next_years_roster_starts_from_last_years_as_it_stands_and_leaves_paymen
 
     again = reg.post("/v1/years/2021/rollover", headers=county()).json
     assert again["done"] and again["batch"]["created"] == 0 and again["total"] == reports[-1]["total"]
-    deliver([rc.relay()], pc, lambda: pc.db.households.find_one({"_id": "2021:YR-A"}), "the carried households")
+    deliver([rc], pc, lambda: pc.db.households.find_one({"_id": "2021:YR-A"}), "the carried households")
     q = quote(api, "YR-A", 2021, T_NEW)  # 2020's payment status does not carry: the household pays for 2021
     assert (q.status_code, q.json["total_fen"]) == (200, 50000), q.json
     batch = api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2021}, headers=county())
@@ -250,16 +226,8 @@ def test_a_household_pays_for_the_new_year_while_a_newborn_of_the_old_year_enrol
     clock = FixedClock(T_NEW)
     rc, pc = registry_boot.bootstrap(clock), payments_boot.bootstrap(clock)
     reg, api = registry_app(clock).test_client(), payments_app(clock).test_client()
-    rh, ph = registry_boot.event_handlers(rc), payments_boot.event_handlers(pc)
-    declare(rc, rh)
-    declare(pc, ph)
-
     def flow(until, what):
-        with running(rc.relay()), running(pc.relay()), running(rc.consumer(rh)), running(pc.consumer(ph)):
-            deadline = time.monotonic() + 30
-            while not until():
-                assert time.monotonic() < deadline, f"not seen: {what}"
-                time.sleep(0.05)
+        run_until(until, what, relays=(rc, pc), consumers=(rc, pc))
 
     def signed(path, payload, idem=None):
         return signed_post(api, path, payload, secret=BANK_SECRET, at=clock.now(),
