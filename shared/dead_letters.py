@@ -20,9 +20,10 @@ import pika
 from marshmallow import Schema, fields
 
 from .bus import broker_user, connection_params
+from .clock import iso
 from .errors import Conflict, NotFound
 from .masking import mask_text
-from .store import DEAD_LETTERS, OUTBOX, insert_once, iso
+from .store import DEAD_LETTERS, OUTBOX, insert_once
 
 OPS_ROLES = ("county",)
 

@@ -356,9 +356,3 @@ def public(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     if doc is None:
         return None
     return {k: v for k, v in doc.items() if k != "_outbox"}
-
-
-def iso(dt: datetime | None) -> str | None:
-    """The clock's one rendering of an instant (shared.clock.iso)."""
-    from .clock import iso as clock_iso
-    return clock_iso(dt) if dt else None
