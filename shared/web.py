@@ -274,10 +274,9 @@ class Api:
                            for p in path.split("/") if p.startswith("{")],
             "responses": {"410": {"description": "已停用，改用新地址", **_ERROR}}}))
 
-        def view(**_kwargs):
-            e = DomainError("ID_NUMBER_IN_URL", f"身份证号码不得放在网址中，请改用 {new}（号码放在 JSON 请求体中）",
-                            {"use": new}, status=410)
-            return jsonify(e.to_json()), 410
+        def view(**_kwargs):  # answered by the DomainError handler, masked like every error
+            raise DomainError("ID_NUMBER_IN_URL", f"身份证号码不得放在网址中，请改用 {new}（号码放在 JSON 请求体中）",
+                              {"use": new}, status=410)
         endpoint = "moved:" + method.upper() + ":" + path
         self.app.add_url_rule(path.replace("{", "<").replace("}", ">"), endpoint=endpoint, view_func=view,
                               methods=[method.upper()])
