@@ -210,7 +210,7 @@ def main() -> int:
         n = args.households
         t = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
-            codes = list(pool.map(lambda i: staff.post("/v1/households", household(i)).status_code, range(n)))
+            codes = list(pool.map(lambda i: staff.post("/v1/counties/431122/households", household(i)).status_code, range(n)))
         assert all(c == 201 for c in codes), f"registration failed: {sorted(set(codes))}"
         pdb = MongoClient(mongo_url)[f"{ns}_payments"]
         deadline = time.monotonic() + 300
@@ -236,7 +236,7 @@ def main() -> int:
         watcher = Watcher(amqp_url, ns)
         watcher.start()
         watcher.ready.wait(10)
-        jobs = [{"key": o["order_no"], "signed": True, "path": "/v1/notifications",
+        jobs = [{"key": o["order_no"], "signed": True, "path": "/v1/counties/431122/notifications",
                  "body": {"order_no": o["order_no"], "transaction_id": "T" + secrets.token_hex(8),
                           "amount_fen": o["amount_fen"], "paid_at": CLOCK_NOW}} for o in orders]
         paused = [int((suite.run_dir / f"{svc}-worker.pid").read_text()) for svc in SERVICES] \

@@ -71,7 +71,7 @@ def main() -> int:
                        "members": [{"person_id": m["id_number"], "name": m["name"], "relation": m["relation"],
                                     "category": "rural"} for m in h["members"]]}
             repo.upsert_household(payload, f"{i:08d}")
-            r = post("/v1/orders", {"household_no": h["household_no"], "year": 2020, "channel": "mobile_app"},
+            r = post("/v1/counties/431122/orders", {"household_no": h["household_no"], "year": 2020, "channel": "mobile_app"},
                      {"Idempotency-Key": f"profile-key-{i:06d}"})
             assert r.status_code == 201, r.get_json()
             orders.append(r.get_json())
@@ -79,7 +79,7 @@ def main() -> int:
         prof = cProfile.Profile()
         prof.enable()
         for o in orders:
-            r = post("/v1/notifications", {"order_no": o["order_no"], "transaction_id": "T" + secrets.token_hex(8),
+            r = post("/v1/counties/431122/notifications", {"order_no": o["order_no"], "transaction_id": "T" + secrets.token_hex(8),
                                            "amount_fen": o["amount_fen"], "paid_at": CLOCK_NOW})
             assert r.status_code == 200, r.get_json()
         prof.disable()

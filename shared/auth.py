@@ -1,10 +1,10 @@
 """Bearer-token authentication and every role's reach, in one table.
 
 Tokens are kept hashed (SHA-256) in a JSON file named by AUTH_TOKENS_FILE, outside the repo:
-{"tokens": [{"sha256": "...", "subject": "county-ops", "role": "county", "county": "东安县"},
-            {"sha256": "...", "subject": "baiyashi-staff", "role": "township", "county": "东安县",
+{"tokens": [{"sha256": "...", "subject": "county-ops", "role": "county", "county": "431122"},
+            {"sha256": "...", "subject": "baiyashi-staff", "role": "township", "county": "431122",
              "township": "白牙市镇"},
-            {"sha256": "...", "subject": "tax-bureau", "role": "system", "county": "东安县",
+            {"sha256": "...", "subject": "tax-bureau", "role": "system", "county": "431122",
              "permissions": ["payments:audit"], "services": ["payments"]}]}
 
 A token carries its subject, its role and so its permissions (ROLE_PERMISSIONS below, the one
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def principal_of(entry: dict) -> Principal:
     role = entry["role"]
     if role not in ROLE_PERMISSIONS:
         raise ValueError(f"token {entry.get('subject')!r}: unknown role {role!r}")
+    if not re.fullmatch(r"[1-9][0-9]{5}", str(entry.get("county") or "")):
+        raise ValueError(f"token {entry.get('subject')!r}: a token names its county by its six-digit code (431122)")
     if role == "township" and not entry.get("township"):
         raise ValueError(f"token {entry.get('subject')!r}: a township token names its township")
     listed = entry.get("permissions")

@@ -35,6 +35,7 @@ class DeadLetterOut(Schema):
     attempts = fields.Integer()
     queue = fields.String(allow_none=True)
     at = fields.String(allow_none=True)
+    county = fields.String(allow_none=True)  # the county whose event it is (outbox events)
     source = fields.String()  # "consumer" (a message that failed) or "outbox" (an event that could not be built)
     replayed_at = fields.String(allow_none=True)
     replays = fields.Integer()
@@ -55,14 +56,14 @@ def render(doc: dict[str, Any]) -> dict[str, Any]:
     """ID and phone numbers in the message are masked: the reader needs the shape, not the person."""
     return {"id": doc["_id"], "type": doc.get("type"), "reason": mask_text(doc.get("reason") or ""),
             "attempts": doc.get("attempts", 0), "queue": doc.get("queue"), "at": iso(doc.get("at")),
-            "source": doc.get("source", "consumer"),
+            "source": doc.get("source", "consumer"), "county": doc.get("county"),
             "replayed_at": iso(doc.get("replayed_at")), "replays": doc.get("replays", 0),
             "body": mask_text(doc.get("body") or "")}
 
 
 def routes(api, c) -> None:
-    """Add the two routes to a service's API (`c`: its container)."""
-    coll = c.db[DEAD_LETTERS]
+    """Add the two routes to a service's API (`c`: its container; one list for all its counties)."""
+    coll = c.suite_db[DEAD_LETTERS]
 
     @api.route("/v1/dead-letters", "GET", summary="死信列表（已屏蔽身份证号与手机号）", permission="ops:dead-letters",
                response=DeadLetterList)
@@ -99,10 +100,11 @@ def routes(api, c) -> None:
 def _back_to_outbox(c, coll, doc: dict[str, Any], principal) -> dict[str, Any]:
     """The event goes back into its aggregate's `_outbox` with a pointer: the relay builds it again."""
     env = json.loads(doc["body"])
-    found = c.db[doc["coll"]].update_one({"_id": doc["agg"]}, {"$set": {f"_outbox.{env['id']}": env}})
+    db = c.county(doc.get("county") or c.county_code).db
+    found = db[doc["coll"]].update_one({"_id": doc["agg"]}, {"$set": {f"_outbox.{env['id']}": env}})
     if not found.matched_count:
         raise Conflict("DEAD_LETTER_AGGREGATE_GONE", "该事件所属的记录已不存在，不能重新投递", {"id": doc["_id"]})
-    insert_once(c.db[OUTBOX], {"_id": env["id"], "coll": doc["coll"], "agg": doc["agg"], "seq": env.get("seq", ""),
+    insert_once(db[OUTBOX], {"_id": env["id"], "coll": doc["coll"], "agg": doc["agg"], "seq": env.get("seq", ""),
                                "snapshots": bool(env.get("snapshot")), "created_at": datetime.now(timezone.utc)})
     coll.update_one({"_id": doc["_id"]}, {"$set": {"replayed_at": datetime.now(timezone.utc),
                                                    "replayed_by": principal.subject}, "$inc": {"replays": 1}})

@@ -38,25 +38,29 @@ class Envelope:
     causation_id: str | None
     payload: dict[str, Any]
     seq: str = field(default="")
+    county: str | None = None  # GB/T 2260 code of the county whose data it is; None: not a county's event
+
 
     @classmethod
     def new(cls, event: Event, producer: str, occurred_at: datetime, correlation_id: str | None = None,
-            causation_id: str | None = None) -> "Envelope":
+            causation_id: str | None = None, county: str | None = None) -> "Envelope":
         eid = uuid.uuid4().hex
         return cls(id=eid, type=event.type, version=CATALOGUE[event.type].version,
                    occurred_at=iso(occurred_at), producer=producer,
-                   correlation_id=correlation_id or eid, causation_id=causation_id, payload=event.payload)
+                   correlation_id=correlation_id or eid, causation_id=causation_id, payload=event.payload,
+                   county=county)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "version": self.version, "occurred_at": self.occurred_at,
                 "producer": self.producer, "correlation_id": self.correlation_id,
-                "causation_id": self.causation_id, "payload": self.payload, "seq": self.seq}
+                "causation_id": self.causation_id, "payload": self.payload, "seq": self.seq, "county": self.county}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Envelope":
         EnvelopeSchema().load(d)
         return cls(**{k: d.get(k) for k in ("id", "type", "version", "occurred_at", "producer", "correlation_id",
-                                              "causation_id", "payload")}, seq=d.get("seq") or "")
+                                              "causation_id", "payload")}, seq=d.get("seq") or "",
+                   county=d.get("county"))
 
 
 class EnvelopeSchema(Schema):
@@ -69,6 +73,7 @@ class EnvelopeSchema(Schema):
     causation_id = fields.String(allow_none=True, load_default=None)
     payload = fields.Dict(required=True)
     seq = fields.String(load_default="")
+    county = fields.String(allow_none=True, load_default=None, validate=validate.Regexp(r"^[1-9][0-9]{5}$"))
 
 
 # ---- payload schemas -------------------------------------------------------------------------

@@ -32,8 +32,14 @@ log = logging.getLogger(__name__)
 
 class OutboxRelay:
     def __init__(self, db, publisher: Publisher, service: str, clock: Clock, collections: Iterable[str],
-                 batch: int = 200, sweep_every_s: float = 300.0, snapshots: dict | None = None):
+                 batch: int = 200, sweep_every_s: float = 300.0, snapshots: dict | None = None,
+                 dead_db=None, county: str | None = None):
+        """`db`: the county's database whose outbox this relays; `dead_db`: where set-aside events go
+        (the service's dead letters, beside the consumer's; default `db`)."""
         self.db = db
+        self.dead_db = dead_db if dead_db is not None else db
+        self.county = county or ""
+
         self.publisher = publisher
         self.service = service
         self.clock = clock
@@ -93,12 +99,12 @@ class OutboxRelay:
         outbox: a crash in between only buries it again)."""
         reason = f"outbox: payload cannot be built: {type(error).__name__}: {error}"[:500]
         record = {"_id": env["id"], "type": env.get("type"), "reason": reason, "attempts": 1, "queue": None,
-                  "source": "outbox", "coll": coll, "agg": agg,
+                  "source": "outbox", "coll": coll, "agg": agg, "county": self.county,
                   "body": json.dumps(env, ensure_ascii=False, default=str)[:100_000], "at": self.clock.now()}
         try:
-            self.db[DEAD_LETTERS].insert_one(record)
+            self.dead_db[DEAD_LETTERS].insert_one(record)
         except DuplicateKeyError:  # dead again after a replay
-            self.db[DEAD_LETTERS].update_one({"_id": env["id"]}, {"$set": {"reason": reason, "at": record["at"]},
+            self.dead_db[DEAD_LETTERS].update_one({"_id": env["id"]}, {"$set": {"reason": reason, "at": record["at"]},
                                                                   "$unset": {"replayed_at": ""}})
         metrics.EVENTS_DEAD.labels(self.service, env.get("type") or "unknown").inc()
         log.error("outbox event %s %s set aside: %s", env.get("type"), env["id"], reason,
@@ -126,11 +132,11 @@ class OutboxRelay:
         collections are small by design). Read from the store alone, so they tell the truth while
         the broker is down, which is when the backlog alert is needed."""
         oldest = self.db[OUTBOX].find_one({}, {"created_at": 1}, sort=[("seq", 1)])
-        metrics.OUTBOX_BACKLOG.labels(self.service).set(self.db[OUTBOX].count_documents({}))
+        metrics.OUTBOX_BACKLOG.labels(self.service, self.county).set(self.db[OUTBOX].count_documents({}))
         age = (datetime.now(timezone.utc) - oldest["created_at"]).total_seconds() if oldest else 0
-        metrics.OUTBOX_AGE.labels(self.service).set(max(age, 0))
-        metrics.OUTBOX_DEAD.labels(self.service).set(self.db[DEAD_LETTERS].count_documents(
-            {"source": "outbox", "replayed_at": {"$exists": False}}))
+        metrics.OUTBOX_AGE.labels(self.service, self.county).set(max(age, 0))
+        metrics.OUTBOX_DEAD.labels(self.service, self.county).set(self.dead_db[DEAD_LETTERS].count_documents(
+            {"source": "outbox", "county": self.county, "replayed_at": {"$exists": False}}))
 
     def run(self, idle_s: float = 0.05, idle_max_s: float = 0.4, observe_every_s: float = 2.0) -> None:
         """Poll the pointers; when idle, back off from `idle_s` to `idle_max_s` (each poll is a

@@ -74,7 +74,7 @@ class MidYearRules:
 
 @dataclass(frozen=True)
 class PolicyYear:
-    county: str
+    county: str  # the county's name as its notice prints it (东安县)
     year: int
     standard_fen: int | None  # 个人缴费标准, integer fen; None where the notice prints none (Nayong 2017)
     window_opens: date | None
@@ -90,6 +90,7 @@ class PolicyYear:
     mid_year: MidYearRules | None = None
     source_file: str = ""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    county_code: str = ""  # GB/T 2260 code (431122): the county's key in URLs, events, tokens and databases
 
     def __post_init__(self):
         if self.benefit_starts is None:  # the resident insurance year is the calendar year of the policy year
@@ -99,7 +100,7 @@ class PolicyYear:
 
     @property
     def key(self) -> tuple[str, int]:
-        return (self.county, self.year)
+        return (self.county_code, self.year)
 
     def township(self, name: str) -> Township | None:
         return next((t for t in self.townships if t.name == name), None)
@@ -243,6 +244,8 @@ NULLABLE_WITH_NOTE = ("standard_fen", "window", "townships", "declared_task_tota
 class PolicySchema(_Base):
     source = fields.String(required=True)
     county = fields.String(required=True, validate=validate.Length(min=1))
+    county_code = fields.String(required=True, validate=validate.Regexp(
+        r"^[1-9][0-9]{5}$", error="county_code must be the county's six-digit GB/T 2260 code"))
     year = StrictInt(required=True, validate=validate.Range(min=2000, max=2100))
     standard_fen = StrictInt(required=True, allow_none=True,
                              validate=validate.Range(min=0, error="standard_fen must be a non-negative integer (fen)"))
@@ -340,6 +343,14 @@ def parse_policy(raw: dict, villages: dict[str, list[str]] | None = None, *, fil
         errors = _flatten(e.messages)
         detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(errors.items()))
         raise PolicyError(f"invalid policy file: {detail}", file, errors) from e
+    from .resident_id import county_name
+    printed = county_name(data["county_code"])
+    if printed is None:
+        raise PolicyError(f"county_code: {data['county_code']} is not a county-level GB/T 2260 code", file,
+                          {"county_code": ["not a county-level GB/T 2260 code"]})
+    if data["county"] not in printed:
+        raise PolicyError(f"county_code: {data['county_code']} is {printed}, not {data['county']}", file,
+                          {"county_code": [f"is {printed}, not {data['county']}"]})
     towns = tuple(Township(t["name"], t["task"], tuple((villages or {}).get(t["name"], ())), t.get("population"))
                   for t in data["townships"] or ())
     unknown = set(villages or {}) - {t.name for t in towns}
@@ -376,14 +387,14 @@ def parse_policy(raw: dict, villages: dict[str, list[str]] | None = None, *, fil
                       declared_task_total=declared, target_rate_percent=target, warnings=tuple(warnings),
                       financing_standard_fen=mid_rules.financing_standard_fen if mid_rules else None,
                       task_total_rule=rule, benefit_starts=benefit.get("starts"), benefit_ends=benefit.get("ends"),
-                      mid_year=mid_rules, source_file=file, raw=raw)
+                      mid_year=mid_rules, source_file=file, raw=raw, county_code=data["county_code"])
 
 
 # ---- the catalogue ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Catalogue:
-    """Every county-year loaded from a directory, keyed (county, year)."""
+    """Every county-year loaded from a directory, keyed (county code, year)."""
     policies: dict[tuple[str, int], PolicyYear]
 
     def get(self, county: str, year: int) -> PolicyYear | None:
@@ -411,7 +422,7 @@ def load_catalogue(directory: Path | str) -> Catalogue:
     for path in sorted(directory.glob("*.json")):
         p = load_policy(path)
         if p.key in found:
-            raise PolicyError(f"two policy files for {p.county} {p.year}: {found[p.key].source_file} and {path.name}",
+            raise PolicyError(f"two policy files for {p.county} ({p.county_code}) {p.year}: {found[p.key].source_file} and {path.name}",
                               path.name, {"county": [f"duplicate of {found[p.key].source_file}"]})
         found[p.key] = p
     if not found:

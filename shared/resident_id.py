@@ -57,6 +57,14 @@ def _known_region(code: str) -> bool:
     return any("county" in props for _part, props in numdb.get("cn/loc").info(code))
 
 
+def county_name(code: str) -> str | None:
+    """The names a county-level code has carried ("[2015-]武鸣区"), None when it is not one."""
+    if code.endswith("00"):  # a prefecture's or province's code (431100 永州市), not a county's
+        return None
+    names = [props["county"] for _part, props in numdb.get("cn/loc").info(code) if "county" in props]
+    return " ".join(names) if names else None
+
+
 def check_declared(rid: ResidentId, birth_date: date | None, sex: str | None, *, field: str) -> None:
     """A declared birth date or sex must agree with the number (花名册 rows carry both)."""
     if birth_date is not None and birth_date != rid.birth_date:

@@ -47,6 +47,7 @@ class Gateway:
     channels: tuple[str, ...]
     townships: tuple[str, ...] = ()
     villages: tuple[str, ...] = ()  # "<township>/<village>"
+    counties: tuple[str, ...] = ()  # GB/T 2260 codes of the counties it serves (a bank may serve several)
 
     @property
     def collector(self) -> bool:
@@ -60,12 +61,17 @@ class Gateway:
 
 def load_gateways(path: Path | None) -> dict[str, Gateway]:
     """GATEWAY_KEYS_FILE: {"gateways": [{"id": "icbc-dongan", "secret": "...", "kind": "bank",
-    "channels": ["bank_counter", "pos"]}, {"id": "hq-collector-1", "secret": "...",
+    "channels": ["bank_counter", "pos"], "counties": ["431122"]}, {"id": "hq-collector-1", "secret": "...",
     "kind": "village_collector", "channels": ["village_collector"], "villages": ["花桥镇/花桥村"],
-    "townships": []}]} — kept outside the repo."""
+    "townships": [], "counties": ["431122"]}]} — kept outside the repo."""
     if path is None or not Path(path).is_file():
         return {}
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    return {g["id"]: Gateway(g["id"], g["secret"], g.get("kind", "bank"), tuple(g.get("channels", [])),
-                             tuple(g.get("townships", [])), tuple(g.get("villages", [])))
-            for g in raw.get("gateways", [])}
+    out = {}
+    for g in raw.get("gateways", []):
+        counties = tuple(g.get("counties") or ())
+        if not counties:
+            raise ValueError(f"gateway {g.get('id')!r}: a gateway key names the counties it serves (counties)")
+        out[g["id"]] = Gateway(g["id"], g["secret"], g.get("kind", "bank"), tuple(g.get("channels", [])),
+                               tuple(g.get("townships", [])), tuple(g.get("villages", [])), counties)
+    return out

@@ -198,10 +198,13 @@ class GroupInsert:
 class OutboxWriter:
     """Writes a state change and its events in one document write, then points the relay at it."""
 
-    def __init__(self, db: Database, producer: str, clock: Clock, snapshots: Iterable[str] = ()):
+    def __init__(self, db: Database, producer: str, clock: Clock, snapshots: Iterable[str] = (),
+                 county: str | None = None):
         """`snapshots`: event types whose payload the relay builds from the document when it
-        publishes (see OutboxRelay): they are stored without payload, so the write is smaller."""
+        publishes (see OutboxRelay): they are stored without payload, so the write is smaller.
+        `county`: the county whose database this is; every event written here names it."""
         self.db = db
+        self.county = county
         self.producer = producer
         self.clock = clock
         self.snapshots = frozenset(snapshots)
@@ -216,7 +219,7 @@ class OutboxWriter:
         for ev in events:
             if validate and ev.type not in self.snapshots:  # (a snapshot's builder is checked by its test)
                 validate_payload(ev.type, ev.payload)  # a bad payload is refused where it is made
-            env = Envelope.new(ev, self.producer, self.clock.now(), correlation_id, causation_id)
+            env = Envelope.new(ev, self.producer, self.clock.now(), correlation_id, causation_id, self.county)
             env.seq = _seq.next()
             out.append(env)
         return out

@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from . import dead_letters, metrics
 from .auth import Principal, TokenBook
 from .clock import iso
-from .errors import DomainError, Forbidden
+from .errors import DomainError, Forbidden, NotFound
 from .logs import correlation_id
 from .masking import mask_json
 
@@ -175,25 +175,45 @@ def _schema_ref(schema: type[Schema] | None) -> dict | None:
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+COUNTY_PREFIX = "/v1/counties/{county}"
+COUNTY_PARAM = {"name": "county", "in": "path", "required": True, "description": "县（区）的区划代码（GB/T 2260，如东安县 431122）",
+                "schema": {"type": "string", "pattern": "^[1-9][0-9]{5}$"}}
+
+
+def county_path(path: str, county: str | None) -> str:
+    """`/v1/x` as served for one county: `/v1/counties/<code>/x` (`county` None: the path itself)."""
+    if county is None:
+        return path
+    assert path.startswith("/v1/"), path
+    return COUNTY_PREFIX.replace("{county}", county) + path[3:]
+
+
+def check_county(principal, county: str | None) -> None:
+    """A token names the county it acts for (`shared/auth.py`); a guard (a gateway signature) checks
+    its own reach."""
+    if county is None or not isinstance(principal, Principal):
+        return
+    if principal.county != county:
+        raise Forbidden("SCOPE_COUNTY", "无权操作其他县（区）的数据", {"county": county})
+
+
 class Api:
-    def __init__(self, app: Flask, service: str, tokens: TokenBook, county: str | None = None):
+    def __init__(self, app: Flask, service: str, tokens: TokenBook):
         self.app = app
         self.service = service
         self.tokens = tokens
-        self.county = county  # the county this suite runs; a token of another county acts nowhere here
         self.doc = ApiDoc(title=f"{service} service")
+        self._documented: set[tuple[str, str]] = set()
 
-    def check_county(self, principal: Principal) -> None:
-        """A token names its county (`shared/auth.py`); this suite serves one county's data."""
-        if self.county and principal.county and principal.county != self.county:
-            raise Forbidden("SCOPE_COUNTY", "无权操作其他县（区）的数据", {"county": principal.county})
+    def for_county(self, county: str) -> "CountyApi":
+        return CountyApi(self, county)
 
     def route(self, path: str, method: str, *, summary: str, roles: tuple[str, ...] | None = None,
               permission: str | None = None, body: type[Schema] | None = None,
               response: type[Schema] | None = None, status: int = 200, also: tuple[int, ...] = (),
               guard: Callable[[], Any] | None = None, query: list[dict] | None = None,
               headers: list[dict] | None = None, raw_body: dict | None = None,
-              produces: str | tuple[str, ...] | None = None):
+              produces: str | tuple[str, ...] | None = None, county: str | None = None):
         """Register an endpoint: authenticate, check the query, parse the body, mask and (strict)
         check the response, document it all.
 
@@ -202,9 +222,11 @@ class Api:
         The view receives `principal` (or None) and, when `body` is given, `data` (the loaded body).
         A view may return a body or (body, status) (`status`, or one of `also`). `raw_body`
         documents a non-JSON request body ({media type: description}); `produces` a non-JSON reply.
+        `county`: the route serves that county's data, at `/v1/counties/<county>/...` (CountyApi).
         """
         security = "gatewaySignature" if guard else "bearer"
-        flask_path = path.replace("{", "<").replace("}", ">")
+        flask_path = county_path(path, county).replace("{", "<").replace("}", ">")
+        doc_path = COUNTY_PREFIX + path[3:] if county is not None else path
         media = (produces,) if isinstance(produces, str) else tuple(produces or ())
         ok = ({"content": {mt: {"schema": {"type": "string", "format": "binary"}} for mt in media}} if media
               else (_schema_ref(response) or {}))
@@ -213,8 +235,9 @@ class Api:
         op: dict[str, Any] = {"summary": summary, "responses": responses}
         if permission:
             op["description"] = f"权限：`{permission}`（见 README 角色表）"
-        params = [{"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
-                  for p in path.split("/") if p.startswith("{")]
+        params = [COUNTY_PARAM] if county is not None else []
+        params += [{"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                   for p in path.split("/") if p.startswith("{")]
         declared_query = list(query or [])
         params += declared_query
         if guard:
@@ -230,7 +253,9 @@ class Api:
                 for mt, d in raw_body.items()}}
         if roles or guard or permission:
             op["security"] = [{security: []}]
-        self.doc.operations.append((path, method.lower(), op))
+        if (doc_path, method.lower()) not in self._documented:  # once for all the counties
+            self._documented.add((doc_path, method.lower()))
+            self.doc.operations.append((doc_path, method.lower(), op))
 
         loader = body() if body is not None else None  # one instance per route (load() keeps no state)
         checker = response() if response is not None else None
@@ -241,10 +266,11 @@ class Api:
             def view(**kwargs):
                 if guard is not None:
                     principal = guard()
+                    check_county(principal, county)
                 elif permission or roles:
                     principal = self.tokens.authenticate(request.headers.get("Authorization"), roles or (),
                                                          permission=permission, service=self.service)
-                    self.check_county(principal)
+                    check_county(principal, county)
                 else:
                     principal = None
                 check_query(declared_query, request.args)
@@ -261,7 +287,8 @@ class Api:
                 if checker is not None and strict_responses():
                     _check_response(self.app, fn.__name__, checker, data, code, codes)
                 return jsonify(data), code
-            self.app.add_url_rule(flask_path, endpoint=fn.__name__, view_func=view, methods=[method.upper()])
+            endpoint = fn.__name__ if county is None else f"{county}:{fn.__name__}"
+            self.app.add_url_rule(flask_path, endpoint=endpoint, view_func=view, methods=[method.upper()])
             return view
         return decorate
 
@@ -280,6 +307,28 @@ class Api:
         endpoint = "moved:" + method.upper() + ":" + path
         self.app.add_url_rule(path.replace("{", "<").replace("}", ">"), endpoint=endpoint, view_func=view,
                               methods=[method.upper()])
+
+
+class CountyApi:
+    """The routes of one county: a service declares `/v1/...` paths once and registers them per
+    county it serves, at `/v1/counties/<code>/...`, each bound to that county's container; a token or
+    gateway key of another county is refused (403 SCOPE_COUNTY). Documented once, with `{county}`."""
+
+    def __init__(self, api: Api, county: str):
+        self.api = api
+        self.county = county
+
+    def route(self, path: str, method: str, **options):
+        return self.api.route(path, method, county=self.county, **options)
+
+    def moved(self, path: str, method: str, new: str, *, summary: str):
+        """An old ID-in-URL path answers 410 as it was (without a county) and under a county's prefix;
+        registered once for all the counties."""
+        if (path, method.lower()) not in self.api._documented:
+            self.api._documented.add((path, method.lower()))
+            new = new.replace("/v1/", COUNTY_PREFIX + "/", 1)
+            self.api.moved(path, method, new, summary=summary)
+            self.api.moved(COUNTY_PREFIX + path[3:], method, new, summary=summary)
 
 
 def _check_response(app: Flask, name: str, checker: Schema, data: Any, code: int, codes: set[int]) -> None:
@@ -382,8 +431,28 @@ def create_base_app(service: str, tokens: TokenBook, ready_checks: dict[str, Cal
 
 def create_service_app(c) -> tuple[Flask, Api]:
     """A service's app from its container (shared/container.py): the base app with the store and
-    broker readiness checks, and the dead-letter routes for the people who run it."""
+    broker readiness checks, the dead-letter routes for the people who run it, and clear answers for
+    a path without its county or with a county the suite does not serve."""
     app, api = create_base_app(c.service, c.tokens, {"store": c.store_ok, "broker": c.broker_ok})
-    api.county = c.policy.county
     dead_letters.routes(api, c)
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+
+    @app.route("/v1/counties/<county>/<path:rest>", methods=methods)
+    def _county_unknown(county, rest):
+        c.county(county)  # 404 COUNTY_UNKNOWN for a county the suite does not serve
+        raise NotFound("NOT_FOUND", "资源不存在", {"path": f"/v1/counties/{county}/{rest}"})
+
+    @app.route("/v1/<path:rest>", methods=methods)
+    def _county_missing(rest):
+        if rest.split("/")[0] in ("dead-letters", "counties"):
+            raise DomainError("HTTP_405", "不支持的请求方法", status=405)
+        raise NotFound("COUNTY_REQUIRED", "接口地址须含县（区）区划代码：/v1/counties/{区划代码}/…",
+                       {"use": f"/v1/counties/{{county}}/{rest}", "counties": list(c.counties())})
     return app, api
+
+
+def county_routes(api: Api, c, declare: Callable[[CountyApi, Any], None]) -> None:
+    """Declare a service's county routes (`declare(county api, county container)`) for every county
+    the suite serves."""
+    for code, cc in c.counties().items():
+        declare(api.for_county(code), cc)

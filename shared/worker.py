@@ -26,10 +26,10 @@ from .outbox import OutboxRelay
 log = logging.getLogger(__name__)
 
 
-def run_worker(service: str, consumer: Consumer | None, relay: OutboxRelay, amqp_url: str, dead_queue: str | None,
+def run_worker(service: str, consumer: Consumer | None, relays: Sequence[OutboxRelay], amqp_url: str, dead_queue: str | None,
                metrics_port: int | None, ping_store, extra_consumers: Sequence[Consumer] = (),
                background: Sequence[threading.Thread] = (), check_every_s: float = 5.0) -> None:
-    """`extra_consumers`: feeds of the service beyond its event queue (e.g. outside publishers);
+    """`relays`: one per county database; `extra_consumers`: feeds of the service beyond its event queue (e.g. outside publishers);
     `background`: the service's own loop threads, already started, watched like the others."""
     consumers = [c for c in (consumer, *extra_consumers) if c is not None]
     if metrics_port:
@@ -38,13 +38,15 @@ def run_worker(service: str, consumer: Consumer | None, relay: OutboxRelay, amqp
 
     def _term(*_):
         stop.set()
-        relay.stop()
+        for relay in relays:
+            relay.stop()
         for c in consumers:
             c.stop()
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
-    threads = [threading.Thread(target=relay.run, name="relay", daemon=True)]
+    threads = [threading.Thread(target=relay.run, name=f"relay-{relay.county}" if relay.county else "relay", daemon=True)
+               for relay in relays]
     for i, c in enumerate(consumers):
         threads.append(threading.Thread(target=c.run, name="consumer" if i == 0 else f"consumer-{i}", daemon=True))
     for t in threads:

@@ -14,6 +14,8 @@ import pika
 
 from tools.ids import make_id
 
+DONGAN = "431122"  # 东安县, the county of most tests
+
 
 def signed_post(client, path: str, payload=None, *, secret: str, at, gateway: str = "bank-a",
                 raw: bytes | None = None, nonce: str | None = None, ts: str | None = None, extra=None,
@@ -152,14 +154,17 @@ def shifted_policy(d, years: int):
 
 def run_until(until, what: str, *, relays=(), consumers=(), timeout: float = 30) -> None:
     """Run these containers' outbox relays and event consumers (queues declared first, handlers from
-    each service's bootstrap) until `until()` holds: the events between services, for real."""
+    each service's bootstrap) until `until()` holds: the events between services, for real. As the
+    workers do: a relay per county of the suite, and one consumer routing each event to its county."""
     import importlib
     from contextlib import ExitStack
+    from shared.container import county_handlers
     with ExitStack() as stack:
         for c in relays:
-            stack.enter_context(running(c.relay()))
+            for cc in c.counties().values():
+                stack.enter_context(running(cc.relay()))
         for c in consumers:
-            handlers = importlib.import_module(f"services.{c.service}.bootstrap").event_handlers(c)
+            handlers = county_handlers(c, importlib.import_module(f"services.{c.service}.bootstrap").event_handlers)
             declare(c, handlers)
             stack.enter_context(running(c.consumer(handlers)))
         deadline = time.monotonic() + timeout
@@ -178,7 +183,8 @@ def secret_files(d, tokens: list[dict] | None = None, gateways: list[dict] | Non
         (d / "tokens.json").write_text(json.dumps({"tokens": tokens}, ensure_ascii=False))
         files["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
     if gateways is not None:
-        (d / "gw.json").write_text(json.dumps({"gateways": gateways}))
+        # a gateway key names the counties it serves; the tests' gateways serve Dong'an unless they say
+        (d / "gw.json").write_text(json.dumps({"gateways": [{"counties": [DONGAN], **g} for g in gateways]}))
         files["GATEWAY_KEYS_FILE"] = str(d / "gw.json")
     old = {k: os.environ.get(k) for k in files}
     os.environ.update(files)

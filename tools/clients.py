@@ -15,8 +15,11 @@ from shared import signing
 class GatewayClient:
     """Plays a bank / mobile-payment gateway: signs every request as docs/gateway-signing.md says."""
 
-    def __init__(self, base_url: str, gateway_id: str, secret: str, now: Callable[[], datetime] | None = None):
+    def __init__(self, base_url: str, gateway_id: str, secret: str, now: Callable[[], datetime] | None = None,
+                 county: str = "431122"):
+        """`county`: the county whose notify and quote URLs it calls (its merchant account there)."""
         self.base_url = base_url.rstrip("/")
+        self.county = county
         self.gateway_id = gateway_id
         self.secret = secret
         self.now = now or (lambda: datetime.now().astimezone())
@@ -44,39 +47,39 @@ class GatewayClient:
                 **({"consistency_token": consistency_token} if consistency_token else {})}
         deadline = time.monotonic() + wait
         while True:
-            r = self.post("/v1/quotes", body)
+            r = self.post(f"/v1/counties/{self.county}/quotes", body)
             if r.status_code != 409 or r.json().get("code") != "SYNC_PENDING" or time.monotonic() >= deadline:
                 return r
             time.sleep(min(float(r.headers.get("Retry-After") or 1), max(deadline - time.monotonic(), 0)))
 
     def order(self, household_no: str, year: int, channel: str = "mobile_app", key: str | None = None) -> requests.Response:
-        return self.post("/v1/orders", {"household_no": household_no, "year": year, "channel": channel},
+        return self.post(f"/v1/counties/{self.county}/orders", {"household_no": household_no, "year": year, "channel": channel},
                          {"Idempotency-Key": key or secrets.token_hex(12)})
 
     def notify(self, order_no: str, amount_fen: int, transaction_id: str | None = None,
                paid_at: datetime | None = None, **sign_kw) -> requests.Response:
-        return self.post("/v1/notifications", {
+        return self.post(f"/v1/counties/{self.county}/notifications", {
             "order_no": order_no, "amount_fen": amount_fen, "transaction_id": transaction_id or secrets.token_hex(10),
             "paid_at": (paid_at or self.now()).isoformat()}, **sign_kw)
 
     def notify_with_proof(self, order_no: str, amount_fen: int, proof: dict[str, str],
                           transaction_id: str | None = None, paid_at: datetime | None = None) -> requests.Response:
         """A notification carrying the channel's proof of payment (docs/gateway-signing.md)."""
-        return self.post("/v1/notifications", {
+        return self.post(f"/v1/counties/{self.county}/notifications", {
             "order_no": order_no, "amount_fen": amount_fen, "transaction_id": transaction_id or secrets.token_hex(10),
             "paid_at": (paid_at or self.now()).isoformat(), "proof": proof})
 
     def reverse(self, order_no: str, transaction_id: str, amount_fen: int, reason: str = "gateway_reversal",
                 reversal_id: str | None = None) -> requests.Response:
-        return self.post("/v1/reversals", {"reversal_id": reversal_id or secrets.token_hex(8), "order_no": order_no,
+        return self.post(f"/v1/counties/{self.county}/reversals", {"reversal_id": reversal_id or secrets.token_hex(8), "order_no": order_no,
                                            "transaction_id": transaction_id, "amount_fen": amount_fen, "reason": reason})
 
     def statement(self, day: str, lines: list[dict[str, Any]]) -> requests.Response:
-        return self.post("/v1/reconciliation/statements", {"date": day, "lines": lines})
+        return self.post(f"/v1/counties/{self.county}/reconciliation/statements", {"date": day, "lines": lines})
 
     def withholding_results(self, batch_no: str, csv_text: str) -> requests.Response:
         """The bank's result file (docs/withholding.md), signed over its raw bytes."""
-        path = f"/v1/withholding/batches/{batch_no}/results"
+        path = f"/v1/counties/{self.county}/withholding/batches/{batch_no}/results"
         body = csv_text.encode("utf-8")
         h = self.headers("POST", path, body)
         h["Content-Type"] = "text/csv"

@@ -92,10 +92,18 @@ def _split(value: str | None) -> list[str] | None:
 
 # ---- checks ----------------------------------------------------------------------------------
 
-def _policy(policy_file: str | None):
-    from shared.policy import load_policy
+def _policy(policy_file: str | None, county: str | None = None):
+    """The policy naming the county and its townships: `--policy`, else the newest year of `county` in
+    the catalogue (POLICY_DIR), else POLICY_FILE."""
+    from shared.policy import load_catalogue, load_policy
     path = policy_file or env("POLICY_FILE", str(ROOT / "policies" / "dongan-2020.json"))
     try:
+        if county is not None and not policy_file:
+            found = sorted((y, p) for (code, y), p in load_catalogue(env("POLICY_DIR") or ROOT / "policies").policies.items()
+                           if code == county)
+            if not found:
+                raise CredentialError("COUNTY_UNKNOWN", f"政策目录中没有区划代码为 {county} 的县（区）")
+            return found[-1][1]
         return load_policy(path)
     except (OSError, ValueError, KeyError) as e:
         raise CredentialError("POLICY_UNREADABLE", f"无法读取政策文件 {path}：{e}") from e
@@ -108,8 +116,8 @@ def token_entry(role: str, subject: str, county: str, township: str | None, perm
         raise CredentialError("SUBJECT_INVALID", "须指定主体名称（--subject，1至80个字符）")
     if role not in ROLE_PERMISSIONS:
         raise CredentialError("ROLE_UNKNOWN", f"未知角色 {role!r}，可选：{', '.join(ROLE_PERMISSIONS)}")
-    if county != policy.county:
-        raise CredentialError("COUNTY_UNKNOWN", f"政策文件中没有该县：{county}（本套服务为{policy.county}）")
+    if county != policy.county_code:
+        raise CredentialError("COUNTY_UNKNOWN", f"政策文件中没有该县（区）：{county}（该政策文件为{policy.county} {policy.county_code}）")
     if role == "township":
         if not township:
             raise CredentialError("TOWNSHIP_REQUIRED", "乡镇经办人员的凭证须指定乡镇（--township）")
@@ -143,8 +151,10 @@ def token_entry(role: str, subject: str, county: str, township: str | None, perm
 
 
 def gateway_entry(gid: str, kind: str, channels: list[str] | None, townships: list[str] | None,
-                  villages: list[str] | None, policy) -> dict[str, Any]:
-    """The file entry for a new gateway (without its secret)."""
+                  villages: list[str] | None, policy, counties: list[str] | None = None) -> dict[str, Any]:
+    """The file entry for a new gateway (without its secret); `counties`: the counties it serves
+    (default: the policy's; a village collector serves the policy's county only)."""
+    counties = counties or [policy.county_code]
     if not gid or len(gid) > 64 or not all(ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in gid):
         raise CredentialError("GATEWAY_ID_INVALID", "网关编号须为1至64位字母、数字或 -_.")
     if kind not in GATEWAY_KINDS:
@@ -169,9 +179,15 @@ def gateway_entry(gid: str, kind: str, channels: list[str] | None, townships: li
                 raise CredentialError("VILLAGE_UNKNOWN", f"村的写法应为 乡镇/村，且乡镇须属于{policy.county}：{v}")
             if town.villages and not town.has_village(name):
                 raise CredentialError("VILLAGE_UNKNOWN", f"{t}没有该村（社区）：{name}")
+        if counties != [policy.county_code]:
+            raise CredentialError("COLLECTOR_ONE_COUNTY", f"村级代收员只服务所在县（区）：{policy.county} {policy.county_code}")
     elif townships or villages:
         raise CredentialError("SCOPE_NOT_ALLOWED", "银行和移动支付网关服务全县，不能指定乡镇或村")
-    return {"id": gid, "kind": kind, "channels": channels, "townships": townships, "villages": villages}
+    bad = [x for x in counties if not (len(x) == 6 and x.isdigit())]
+    if bad:
+        raise CredentialError("COUNTY_UNKNOWN", f"区划代码应为6位数字：{', '.join(bad)}")
+    return {"id": gid, "kind": kind, "channels": channels, "townships": townships, "villages": villages,
+            "counties": counties}
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -225,7 +241,7 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("issue-token", help="a bearer token for county or township staff or another system")
     t.add_argument("--role", required=True, choices=sorted(ROLE_PERMISSIONS))
     t.add_argument("--subject", required=True, help="who holds it (a system: its source_system, e.g. civil_affairs)")
-    t.add_argument("--county", help="default: the policy file's county")
+    t.add_argument("--county", help="the county's six-digit code (431122); default: the policy file's county")
     t.add_argument("--township", help="township staff: their township")
     t.add_argument("--permissions", help="comma-separated; system: required (grantable ones); others: a narrowing")
     t.add_argument("--services", help=f"comma-separated services that accept the token ({', '.join(SERVICES)})")
@@ -236,6 +252,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--channels", required=True, help=f"comma-separated: {', '.join(ORDER_CHANNELS)}")
     g.add_argument("--townships", help="village collector: comma-separated townships")
     g.add_argument("--villages", help="village collector: comma-separated 乡镇/村")
+    g.add_argument("--counties", help="comma-separated county codes it serves (default: the policy file's county)")
     g.add_argument("--replace", action="store_true", help="replace the gateway's secret (rotation)")
     sub.add_parser("list", help="subjects and gateways with their reach (no hashes, no secrets)")
     r = sub.add_parser("revoke", help="remove a token (by subject) or a gateway key (by id)")
@@ -256,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "issue-token":
-            policy = _policy(args.policy)
-            entry = token_entry(args.role, args.subject, args.county or policy.county, args.township,
+            policy = _policy(args.policy, args.county)
+            entry = token_entry(args.role, args.subject, args.county or policy.county_code, args.township,
                                 _split(args.permissions), _split(args.services), policy)
             path = _file(args.tokens_file, "AUTH_TOKENS_FILE")
             plain = issue_token(path, entry, args.replace)
@@ -265,9 +282,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"已为 {entry['subject']}（{entry['role']}）签发凭证，写入 {path}（只存散列）。"
                   "凭证只显示这一次，请妥善交付；重启服务后生效。", file=sys.stderr)
         elif args.command == "issue-gateway-key":
-            policy = _policy(args.policy)
+            counties = _split(args.counties)
+            policy = _policy(args.policy, counties[0] if counties else None)
             entry = gateway_entry(args.id, args.kind, _split(args.channels), _split(args.townships),
-                                  _split(args.villages), policy)
+                                  _split(args.villages), policy, counties)
             path = _file(args.gateways_file, "GATEWAY_KEYS_FILE")
             print(issue_gateway_key(path, entry, args.replace))
             print(f"已为网关 {entry['id']}（{entry['kind']}）签发签名密钥，写入 {path}。请经安全渠道交付；重启缴费服务后生效。",

@@ -37,7 +37,7 @@ def unregistered_id(staff: StaffClient, rng: random.Random, birth: date, sex: st
     again on the same databases, and the same person in two households is refused (多地重复参保)."""
     for _ in range(50):
         candidate = make_id(birth, rng.randrange(500), sex)
-        if staff.post("/v1/persons/lookup", {"id_number": candidate, "year": year}).status_code == 404:
+        if staff.post("/v1/counties/431122/persons/lookup", {"id_number": candidate, "year": year}).status_code == 404:
             return candidate
     raise RuntimeError(f"no unregistered ID number left for a person born {birth}")
 
@@ -55,7 +55,7 @@ def run(suite: Suite, households: list = DEMO, year: int = 2020, out=sys.stdout)
         hh_no = f"DEMO-{run_tag}-{i:02d}"
         members = [{"id_number": unregistered_id(staff, rng, b, s, year), "name": n, "relation": r,
                     "birth_date": b.isoformat(), "sex": s} for n, r, b, s in people]
-        r = staff.post("/v1/households", {"household_no": hh_no, "year": year, "township": township,
+        r = staff.post("/v1/counties/431122/households", {"household_no": hh_no, "year": year, "township": township,
                                           "village": village, "head_phone": f"139{rng.randrange(10**8):08d}",
                                           "members": members})
         r.raise_for_status()
@@ -72,7 +72,7 @@ def run(suite: Suite, households: list = DEMO, year: int = 2020, out=sys.stdout)
     scoring = StaffClient(suite.url("scoring"), "")
 
     def progress_reached():
-        table = scoring.get(f"/v1/progress/{year}").json()
+        table = scoring.get(f"/v1/counties/431122/progress/{year}").json()
         rows = {r["township"]: r for r in table["rows"]}
         return table if all(rows[t]["enrolled_persons"] >= n for t, n in expected.items()) else None
 

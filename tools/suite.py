@@ -48,6 +48,7 @@ class Suite:
     # ---- secrets (generated locally, never in git) -------------------------------------
     # Who the demo and test suites hold tokens for (shared/auth.py's role table says what each may do):
     # name → (role, township, granted permissions, services that accept the token).
+    COUNTY = "431122"  # the demo's and e2e tests' county: Dong'an (东安县)
     TOKENS = {"county": ("county", None, None, None),
               "township:白牙市镇": ("township", "白牙市镇", None, None),
               "tax-bureau": ("system", None, ["payments:audit"], ["payments"]),
@@ -72,7 +73,7 @@ class Suite:
         for name, tok in data["tokens"].items():
             role, township, perms, services = self.TOKENS.get(name, (name.partition(":")[0], name.partition(":")[2] or None,
                                                                      None, None))
-            tokens.append({"sha256": token_hash(tok), "subject": name, "role": role, "county": "东安县",
+            tokens.append({"sha256": token_hash(tok), "subject": name, "role": role, "county": self.COUNTY,
                            **({"township": township} if township else {}),
                            **({"permissions": perms} if perms is not None else {}),
                            **({"services": services} if services is not None else {})})
@@ -82,7 +83,7 @@ class Suite:
             kind, channels, townships, villages = self.GATEWAYS.get(gid, ("bank", ["mobile_app", "bank_counter", "pos"],
                                                                           [], []))
             gateways.append({"id": gid, "secret": s, "kind": kind, "channels": channels, "townships": townships,
-                             "villages": villages})
+                             "villages": villages, "counties": [self.COUNTY]})
         (d / f"{self.namespace}.gateway_keys.json").write_text(json.dumps({"gateways": gateways}, ensure_ascii=False))
         for f in d.iterdir():
             f.chmod(0o600)

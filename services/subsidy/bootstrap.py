@@ -2,11 +2,10 @@
 outside publishers, the outbox relay, and the rules of the policy year."""
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
-from shared.bus import Consumer, InboundTopology, broker_user
+from shared.bus import Consumer, InboundTopology, PermanentFailure, broker_user
 from shared.clock import Clock
 from shared.container import Container
 
@@ -21,7 +20,8 @@ SERVICE = "subsidy"
 class SubsidyContainer(Container):
     @cached_property
     def rules(self) -> SubsidyRules:
-        return parse_subsidy_rules(json.loads(self.settings.policy_file.read_text(encoding="utf-8")))
+        """The subsidy rules of the county's current year."""
+        return parse_subsidy_rules(self.policy.raw)
 
     @cached_property
     def rules_by_year(self) -> dict[int, SubsidyRules]:
@@ -32,19 +32,30 @@ class SubsidyContainer(Container):
     def identity_topology(self) -> InboundTopology:
         return identity_feed.topology(self.settings.namespace, SERVICE)
 
-    @cached_property
+    @property
     def handler_pool(self) -> ThreadPoolExecutor:
-        """One handler thread for both consumers: a person's documents have one writer."""
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+        """One handler thread for both consumers and every county's rollover loop: a person's
+        documents have one writer."""
+        if "handler_pool" not in self.shared:
+            self.shared["handler_pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+        return self.shared["handler_pool"]
 
     def consumer(self, handlers_, topology=None, **options) -> Consumer:
         options.setdefault("executor", self.handler_pool)
         return super().consumer(handlers_, topology, **options)
 
     def identity_consumer(self) -> Consumer:
-        ctx = context(self)
-        return self.consumer({identity_feed.IDENTITY_UPDATE: lambda env: handlers.receive_identity_update(
-            ctx, env.payload["body"], via="amqp", message_id=env.id, correlation_id=env.correlation_id)},
+        """The feed of every county: an update names its county (`county`, docs/identity-feed.md)."""
+        contexts = {code: context(cc) for code, cc in self.counties().items()}
+
+        def receive(env):
+            ctx = contexts.get(identity_feed.county_of(env.payload["body"]))
+            if ctx is None:
+                raise PermanentFailure(f"identity update names county {identity_feed.county_of(env.payload['body'])!r}; "
+                                       f"this suite serves {sorted(contexts)}")
+            return handlers.receive_identity_update(ctx, env.payload["body"], via="amqp", message_id=env.id,
+                                                    correlation_id=env.correlation_id)
+        return self.consumer({identity_feed.IDENTITY_UPDATE: receive},
             self.identity_topology, dedupe=False, decode=identity_feed.decoder(
                 identity_feed.feed_accounts(), broker_user(self.settings.amqp_url), self.clock))
 

@@ -30,7 +30,7 @@ def suite(namespace, infra, broker):
 
 
 def test_a_payment_confirmed_while_rabbitmq_is_down_enrols_the_members_exactly_once(suite, gateway, staff, broker):
-    staff.post("/v1/households", household_payload("E2E-RESTART", "水岭乡", seed=3)).raise_for_status()
+    staff.post("/v1/counties/431122/households", household_payload("E2E-RESTART", "水岭乡", seed=3)).raise_for_status()
     wait_for(lambda: gateway.quote("E2E-RESTART", 2020).status_code == 200, what="read model")
     before = progress_of(suite, "水岭乡")["enrolled_persons"]
     order = gateway.order("E2E-RESTART", 2020).json()
@@ -41,10 +41,10 @@ def test_a_payment_confirmed_while_rabbitmq_is_down_enrols_the_members_exactly_o
         again = gateway.notify(order["order_no"], order["amount_fen"])   # the gateway retries meanwhile
         assert again.json()["duplicate"] is True
         time.sleep(1)
-        assert staff.get("/v1/households/2020/E2E-RESTART").json()["status"] == "registered"
+        assert staff.get("/v1/counties/431122/households/2020/E2E-RESTART").json()["status"] == "registered"
     finally:
         broker.start()
-    wait_for(lambda: staff.get("/v1/households/2020/E2E-RESTART").json()["status"] == "paid", timeout=90,
+    wait_for(lambda: staff.get("/v1/counties/431122/households/2020/E2E-RESTART").json()["status"] == "paid", timeout=90,
              what="enrolment after the broker came back")
     wait_for(lambda: progress_of(suite, "水岭乡")["enrolled_persons"] == before + 3, timeout=60, what="progress")
     time.sleep(2)  # any duplicate delivery would land now

@@ -17,7 +17,7 @@ from tools.suite import SERVICES
 
 
 def progress_of(suite, township):
-    rows = requests.get(suite.url("scoring") + "/v1/progress/2020", timeout=5).json()["rows"]
+    rows = requests.get(suite.url("scoring") + "/v1/counties/431122/progress/2020", timeout=5).json()["rows"]
     return next(r for r in rows if r["township"] == township)
 
 
@@ -30,14 +30,14 @@ def pay(gateway, household_no, amount=None):
 
 
 def test_one_household_enrolled_end_to_end(suite, gateway, staff):
-    r = staff.post("/v1/households", household_payload("E2E-0001", "南桥镇"))
+    r = staff.post("/v1/counties/431122/households", household_payload("E2E-0001", "南桥镇"))
     assert r.status_code == 201, r.text
     q, order, ack = pay(gateway, "E2E-0001")
     assert q["total_fen"] == 75000 and order["amount_fen"] == 75000
     assert ack.status_code == 200 and ack.json()["code"] == "SUCCESS"
 
     hh = wait_for(lambda: (lambda d: d if d["status"] == "paid" else None)(
-        staff.get("/v1/households/2020/E2E-0001").json()), what="registry marks paid")
+        staff.get("/v1/counties/431122/households/2020/E2E-0001").json()), what="registry marks paid")
     assert [m["status"] for m in hh["members"]] == ["paid"] * 3
     assert all("*" in m["id_number"] for m in hh["members"])  # masked in responses
 
@@ -46,15 +46,15 @@ def test_one_household_enrolled_end_to_end(suite, gateway, staff):
     assert row["task"] == 31481 and row["enrolled_households"] == 1
 
     notices = StaffClient(suite.url("notices"), suite.secrets()["tokens"]["county"])
-    got = wait_for(lambda: notices.get("/v1/households/2020/E2E-0001/notices").json()["notices"], what="receipt notice")
+    got = wait_for(lambda: notices.get("/v1/counties/431122/households/2020/E2E-0001/notices").json()["notices"], what="receipt notice")
     assert got[0]["kind"] == "receipt" and "750.00元" in got[0]["text"] and got[0]["recipient_phone"] == "139****1111"
 
     # the payments worker completed the confirmation from its own event: the money-log row (no
     # reader writes it) and the receipt, which the gateway's acknowledgement named
     money = StaffClient(suite.url("payments"), suite.secrets()["tokens"]["county"])
-    log = wait_for(lambda: money.get("/v1/money-log?ref=2020:E2E-0001").json()["entries"], what="money log row")
+    log = wait_for(lambda: money.get("/v1/counties/431122/money-log?ref=2020:E2E-0001").json()["entries"], what="money log row")
     assert [(e["action"], e["amount_fen"]) for e in log] == [("confirmed", 75000)]
-    receipt = money.get(f"/v1/receipts/{ack.json()['receipt_no']}").json()
+    receipt = money.get(f"/v1/counties/431122/receipts/{ack.json()['receipt_no']}").json()
     assert receipt["amount_fen"] == 75000 and receipt["order_no"] == order["order_no"]
 
 
@@ -89,7 +89,7 @@ def test_a_worker_killed_mid_stream_resumes_without_loss(suite, gateway, staff):
     etype = "payments.payment.confirmed"
     before = progress_of(suite, township)["enrolled_persons"]
     for i in range(n):
-        staff.post("/v1/households", household_payload(f"E2E-KILL-{i:02d}", township, n=2, seed=10 + i)).raise_for_status()
+        staff.post("/v1/counties/431122/households", household_payload(f"E2E-KILL-{i:02d}", township, n=2, seed=10 + i)).raise_for_status()
     orders = []
     for i in range(n):
         wait_for(lambda: gateway.quote(f"E2E-KILL-{i:02d}", 2020).status_code == 200, what="read model")
@@ -104,12 +104,12 @@ def test_a_worker_killed_mid_stream_resumes_without_loss(suite, gateway, staff):
     suite.stop_process("registry-worker", sig=signal.SIGKILL)
     notifier.join()
     assert acks == [200] * n
-    paid_at_kill = sum(staff.get(f"/v1/households/2020/E2E-KILL-{i:02d}").json()["status"] == "paid" for i in range(n))
+    paid_at_kill = sum(staff.get(f"/v1/counties/431122/households/2020/E2E-KILL-{i:02d}").json()["status"] == "paid" for i in range(n))
     assert 0 < paid_at_kill < n, f"the kill must land mid-stream ({paid_at_kill} of {n} households enrolled by then)"
     suite.start_worker("registry")
     wait_for(lambda: progress_of(suite, township)["enrolled_persons"] == before + 2 * n, timeout=120,
              what="every household counted")
     for i in range(n):
-        assert staff.get(f"/v1/households/2020/E2E-KILL-{i:02d}").json()["status"] == "paid"
+        assert staff.get(f"/v1/counties/431122/households/2020/E2E-KILL-{i:02d}").json()["status"] == "paid"
     time.sleep(2)
     assert progress_of(suite, township)["enrolled_persons"] == before + 2 * n

@@ -41,7 +41,7 @@ def suite(namespace, infra, store):
 
 
 def enrolled(suite, township: str) -> int:
-    rows = requests.get(suite.url("scoring") + "/v1/progress/2020", timeout=10).json()["rows"]
+    rows = requests.get(suite.url("scoring") + "/v1/counties/431122/progress/2020", timeout=10).json()["rows"]
     return next(r for r in rows if r["township"] == township)["enrolled_persons"]
 
 
@@ -54,7 +54,7 @@ def test_a_store_restart_while_payments_flow_loses_and_doubles_nothing(suite, st
     notices = StaffClient(suite.url("notices"), suite.secrets()["tokens"]["county"])
     township, n = "横塘镇", 6
     for i in range(n):
-        staff.post("/v1/households", household_payload(f"E2E-STORE-{i}", township, n=2, seed=40 + i)).raise_for_status()
+        staff.post("/v1/counties/431122/households", household_payload(f"E2E-STORE-{i}", township, n=2, seed=40 + i)).raise_for_status()
     orders = []
     for i in range(n):
         wait_for(lambda: gateway.quote(f"E2E-STORE-{i}", 2020).status_code == 200, what="read model")
@@ -86,8 +86,8 @@ def test_a_store_restart_while_payments_flow_loses_and_doubles_nothing(suite, st
         assert ack.json()["code"] == "SUCCESS"
     wait_for(lambda: enrolled(suite, township) == 2 * n, timeout=120, what="every household counted")
     for i in range(n):
-        assert staff.get(f"/v1/households/2020/E2E-STORE-{i}").json()["status"] == "paid"
-        got = wait_for(lambda: notices.get(f"/v1/households/2020/E2E-STORE-{i}/notices").json()["notices"],
+        assert staff.get(f"/v1/counties/431122/households/2020/E2E-STORE-{i}").json()["status"] == "paid"
+        got = wait_for(lambda: notices.get(f"/v1/counties/431122/households/2020/E2E-STORE-{i}/notices").json()["notices"],
                        what="receipt notice")
         assert [x["kind"] for x in got] == ["receipt"]
     time.sleep(2)  # a duplicate delivery would land now

@@ -33,9 +33,9 @@ def secrets_files(namespace, tmp_path_factory):
     import os
     d = tmp_path_factory.mktemp("secrets")
     (d / "tokens.json").write_text(json.dumps({"tokens": [
-        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
-        {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县", "township": "白牙市镇"}]}))
-    (d / "gw.json").write_text(json.dumps({"gateways": [{"id": "bank-a", "secret": GW_SECRET, "kind": "bank"}]}))
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "431122"},
+        {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "431122", "township": "白牙市镇"}]}))
+    (d / "gw.json").write_text(json.dumps({"gateways": [{"id": "bank-a", "secret": GW_SECRET, "kind": "bank", "counties": ["431122"]}]}))
     os.environ["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
     os.environ["GATEWAY_KEYS_FILE"] = str(d / "gw.json")
     yield
@@ -71,16 +71,16 @@ def auth(token):
 
 def test_writes_need_a_valid_token(registry):
     body = household_payload("API-0001", "白牙市镇")
-    assert registry.post("/v1/households", json=body).json["code"] == "AUTH_REQUIRED"
-    r = registry.post("/v1/households", json=body, headers=auth("wrong"))
+    assert registry.post("/v1/counties/431122/households", json=body).json["code"] == "AUTH_REQUIRED"
+    r = registry.post("/v1/counties/431122/households", json=body, headers=auth("wrong"))
     assert (r.status_code, r.json["code"]) == (401, "AUTH_INVALID")
 
 
 def test_township_staff_are_limited_to_their_township(registry, mongo, namespace):
-    r = registry.post("/v1/households", json=household_payload("API-0002", "花桥镇"), headers=auth(BAIYA))
+    r = registry.post("/v1/counties/431122/households", json=household_payload("API-0002", "花桥镇"), headers=auth(BAIYA))
     assert (r.status_code, r.json["code"]) == (403, "SCOPE_TOWNSHIP")
-    assert mongo[f"{namespace}_registry"].households.find_one({"_id": "2020:API-0002"}) is None
-    r = registry.post("/v1/households", json=household_payload("API-0002", "白牙市镇", seed=2), headers=auth(BAIYA))
+    assert mongo[f"{namespace}_registry_431122"].households.find_one({"_id": "2020:API-0002"}) is None
+    r = registry.post("/v1/counties/431122/households", json=household_payload("API-0002", "白牙市镇", seed=2), headers=auth(BAIYA))
     assert r.status_code == 201, r.json
     assert r.json["members"][0]["id_number"].count("*") == 8
 
@@ -90,36 +90,36 @@ def test_a_bad_member_row_writes_nothing_for_the_household(registry, mongo, name
     good_id = body["members"][0]["id_number"]
     body["members"][2]["id_number"] = body["members"][2]["id_number"][:-1] + (
         "0" if body["members"][2]["id_number"][-1] != "0" else "1")
-    r = registry.post("/v1/households", json=body, headers=auth(COUNTY))
+    r = registry.post("/v1/counties/431122/households", json=body, headers=auth(COUNTY))
     assert (r.status_code, r.json["code"]) == (400, "ID_CHECKSUM")
     assert r.json["details"]["field"] == "members[2].id_number" and r.json["message"] == "身份证号码校验位错误"
-    db = mongo[f"{namespace}_registry"]
+    db = mongo[f"{namespace}_registry_431122"]
     assert db.households.find_one({"_id": "2020:API-0003"}) is None
     assert db.persons.find_one({"_id": f"2020:{good_id}"}) is None
 
 
 def test_malformed_bodies_get_4xx_with_a_code_never_500(registry):
-    r = registry.post("/v1/households", data="{oops", headers={**auth(COUNTY), "Content-Type": "application/json"})
+    r = registry.post("/v1/counties/431122/households", data="{oops", headers={**auth(COUNTY), "Content-Type": "application/json"})
     assert (r.status_code, r.json["code"]) == (400, "BODY_NOT_JSON")
-    r = registry.post("/v1/households", json={"household_no": "x"}, headers=auth(COUNTY))
+    r = registry.post("/v1/counties/431122/households", json={"household_no": "x"}, headers=auth(COUNTY))
     assert r.status_code == 400 and r.json["code"] == "VALIDATION_FAILED" and "members" in r.json["details"]
-    r = registry.get("/v1/households/abc/API-0001", headers=auth(COUNTY))
+    r = registry.get("/v1/counties/431122/households/abc/API-0001", headers=auth(COUNTY))
     assert (r.status_code, r.json["code"]) == (400, "BAD_YEAR")
 
 
 def test_one_person_in_two_households_is_a_duplicate_with_both_places(registry):
     first = household_payload("API-0004", "白牙市镇", seed=4)
-    assert registry.post("/v1/households", json=first, headers=auth(COUNTY)).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=first, headers=auth(COUNTY)).status_code == 201
     second = household_payload("API-0005", "花桥镇", seed=5)
     second["members"][1] = dict(first["members"][1])
-    r = registry.post("/v1/households", json=second, headers=auth(COUNTY))
+    r = registry.post("/v1/counties/431122/households", json=second, headers=auth(COUNTY))
     assert r.status_code == 201  # registered with the person flagged, both places named (多地重复参保)
     [flag] = [m["duplicate"] for m in r.json["members"] if "duplicate" in m]
     assert [(p["household_no"], p["township"]) for p in flag["households"]] == [("API-0004", "白牙市镇"),
                                                                               ("API-0005", "花桥镇")]
-    r = registry.post("/v1/households", json=first, headers=auth(COUNTY))
+    r = registry.post("/v1/counties/431122/households", json=first, headers=auth(COUNTY))
     assert r.json["code"] == "HOUSEHOLD_EXISTS"
-    assert registry.post("/v1/households", json=second, headers=auth(COUNTY)).json["code"] == "HOUSEHOLD_EXISTS"
+    assert registry.post("/v1/counties/431122/households", json=second, headers=auth(COUNTY)).json["code"] == "HOUSEHOLD_EXISTS"
 
 
 # ---- payments -------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ _SEEDS = itertools.count(200)  # distinct people per household (hash() of a stri
 
 def known_household(pdb, no, n=3, township="花桥镇"):
     p = household_payload(no, township, n=n, seed=next(_SEEDS))
-    payload = {"household_no": no, "year": 2020, "county": "东安县", "township": township, "village": "花桥村",
+    payload = {"household_no": no, "year": 2020, "county": "431122", "township": township, "village": "花桥村",
                "head_name": "成员0", "head_phone": None,
                "members": [{"person_id": m["id_number"], "name": m["name"], "relation": m["relation"],
                             "category": "rural"} for m in p["members"]]}
@@ -141,7 +141,7 @@ def known_household(pdb, no, n=3, township="花桥镇"):
 
 
 def new_order(payments, no):
-    r = signed(payments, "/v1/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"},
+    r = signed(payments, "/v1/counties/431122/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"},
                extra={"Idempotency-Key": secrets.token_hex(8)})
     assert r.status_code == 201, r.json
     return r.json
@@ -153,7 +153,7 @@ def nothing_paid(pdb, no):
 
 def test_quote_is_the_whole_household_at_250_yuan_each(payments, pdb):
     known_household(pdb, "PAY-0001", n=4)
-    r = signed(payments, "/v1/quotes", {"household_no": "PAY-0001", "year": 2020})
+    r = signed(payments, "/v1/counties/431122/quotes", {"household_no": "PAY-0001", "year": 2020})
     assert r.status_code == 200 and r.json["total_fen"] == 100000 and len(r.json["lines"]) == 4
 
 
@@ -166,7 +166,7 @@ def test_unsigned_or_stale_notifications_are_refused_and_change_nothing(payments
     no = f"PAY-T{zlib.crc32((code + str(tamper)).encode()) % 10**6}"
     known_household(pdb, no)
     order = new_order(payments, no)
-    r = signed(payments, "/v1/notifications", {"order_no": order["order_no"], "transaction_id": "T1",
+    r = signed(payments, "/v1/counties/431122/notifications", {"order_no": order["order_no"], "transaction_id": "T1",
                                                "amount_fen": order["amount_fen"], "paid_at": NOW.isoformat()}, **tamper)
     assert (r.status_code, r.json["code"]) == (401, code)
     assert nothing_paid(pdb, no) and pdb.db.orders.find_one({"_id": order["order_no"]})["status"] == "created"
@@ -176,19 +176,19 @@ def test_a_replayed_nonce_is_refused(payments, pdb):
     known_household(pdb, "PAY-0002")
     order = new_order(payments, "PAY-0002")
     body = {"order_no": order["order_no"], "transaction_id": "T2", "amount_fen": 1, "paid_at": NOW.isoformat()}
-    signed(payments, "/v1/notifications", body, nonce="n" * 20)
-    r = signed(payments, "/v1/notifications", body, nonce="n" * 20)
+    signed(payments, "/v1/counties/431122/notifications", body, nonce="n" * 20)
+    r = signed(payments, "/v1/counties/431122/notifications", body, nonce="n" * 20)
     assert (r.status_code, r.json["code"]) == (401, "NONCE_REPLAYED")
 
 
 def test_amount_mismatch_and_unknown_order_are_refused(payments, pdb):
     known_household(pdb, "PAY-0003")
     order = new_order(payments, "PAY-0003")
-    r = signed(payments, "/v1/notifications", {"order_no": order["order_no"], "transaction_id": "T3",
+    r = signed(payments, "/v1/counties/431122/notifications", {"order_no": order["order_no"], "transaction_id": "T3",
                                                "amount_fen": order["amount_fen"] - 1, "paid_at": NOW.isoformat()})
     assert (r.status_code, r.json["code"]) == (400, "AMOUNT_MISMATCH")
     assert nothing_paid(pdb, "PAY-0003")
-    r = signed(payments, "/v1/notifications", {"order_no": "P-NOPE", "transaction_id": "T3", "amount_fen": 1,
+    r = signed(payments, "/v1/counties/431122/notifications", {"order_no": "P-NOPE", "transaction_id": "T3", "amount_fen": 1,
                                                "paid_at": NOW.isoformat()})
     assert (r.status_code, r.json["code"]) == (404, "ORDER_NOT_FOUND")
 
@@ -198,7 +198,7 @@ def test_an_expired_order_is_refused(payments, pdb, clock):
     known_household(pdb, "PAY-0004")
     order = new_order(payments, "PAY-0004")
     clock.advance(timedelta(hours=3))
-    r = signed(payments, "/v1/notifications", {"order_no": order["order_no"], "transaction_id": "T4",
+    r = signed(payments, "/v1/counties/431122/notifications", {"order_no": order["order_no"], "transaction_id": "T4",
                                                "amount_fen": order["amount_fen"], "paid_at": NOW.isoformat()},
                ts=str(int(clock.now().timestamp())))
     assert (r.status_code, r.json["code"]) == (422, "ORDER_EXPIRED")
@@ -208,10 +208,10 @@ def test_an_expired_order_is_refused(payments, pdb, clock):
 def test_the_same_idempotency_key_returns_the_same_order_and_another_body_is_refused(payments, pdb):
     known_household(pdb, "PAY-0005")
     body = {"household_no": "PAY-0005", "year": 2020, "channel": "mobile_app"}
-    a = signed(payments, "/v1/orders", body, extra={"Idempotency-Key": "key-0005-abc"})
-    b = signed(payments, "/v1/orders", body, extra={"Idempotency-Key": "key-0005-abc"})
+    a = signed(payments, "/v1/counties/431122/orders", body, extra={"Idempotency-Key": "key-0005-abc"})
+    b = signed(payments, "/v1/counties/431122/orders", body, extra={"Idempotency-Key": "key-0005-abc"})
     assert (a.status_code, b.status_code) == (201, 200) and a.json["order_no"] == b.json["order_no"]
-    c = signed(payments, "/v1/orders", dict(body, channel="pos"), extra={"Idempotency-Key": "key-0005-abc"})
+    c = signed(payments, "/v1/counties/431122/orders", dict(body, channel="pos"), extra={"Idempotency-Key": "key-0005-abc"})
     assert (c.status_code, c.json["code"]) == (409, "IDEMPOTENCY_KEY_REUSED")
 
 
@@ -220,7 +220,7 @@ def test_a_notification_delivered_three_times_confirms_once(payments, pdb):
     order = new_order(payments, "PAY-0006")
     body = {"order_no": order["order_no"], "transaction_id": "T6", "amount_fen": order["amount_fen"],
             "paid_at": NOW.isoformat()}
-    acks = [signed(payments, "/v1/notifications", body).json for _ in range(3)]
+    acks = [signed(payments, "/v1/counties/431122/notifications", body).json for _ in range(3)]
     assert [a["code"] for a in acks] == ["SUCCESS"] * 3 and [a["duplicate"] for a in acks] == [False, True, True]
     doc = pdb.db.payments.find_one({"_id": "2020:PAY-0006"})
     assert len(doc["_outbox"]) == 1  # one payments.payment.confirmed event
@@ -243,7 +243,7 @@ def test_concurrent_notifications_for_one_order_confirm_once(secrets_files, pdb)
         def notify(c):
             start.wait()
             try:
-                r = signed(c, "/v1/notifications", body)
+                r = signed(c, "/v1/counties/431122/notifications", body)
                 results.append((r.status_code, r.json))
             except Exception as e:  # noqa: BLE001 — a crashed caller fails the test below
                 errors.append(e)
@@ -262,7 +262,7 @@ def test_concurrent_notifications_for_one_order_confirm_once(secrets_files, pdb)
 def test_outside_the_window_no_quote_is_given(payments, pdb, clock):
     known_household(pdb, "PAY-0008")
     clock.set(datetime(2020, 1, 1, 0, 0, tzinfo=SHANGHAI))
-    r = signed(payments, "/v1/quotes", {"household_no": "PAY-0008", "year": 2020}, ts=str(int(clock.now().timestamp())))
+    r = signed(payments, "/v1/counties/431122/quotes", {"household_no": "PAY-0008", "year": 2020}, ts=str(int(clock.now().timestamp())))
     assert (r.status_code, r.json["code"]) == (422, "WINDOW_CLOSED")
 
 
@@ -280,7 +280,7 @@ def test_a_household_change_reaches_quotes_and_an_older_snapshot_never_wins(paym
     older = Envelope.new(Event("registry.household.registered", {**grown, "members": base["members"]}), "registry", NOW)
     older.seq = "00000000000000000001"
     on_household_snapshot(repo, older)  # redelivered late
-    r = signed(payments, "/v1/quotes", {"household_no": "PAY-0009", "year": 2020})
+    r = signed(payments, "/v1/counties/431122/quotes", {"household_no": "PAY-0009", "year": 2020})
     assert r.status_code == 200 and len(r.json["lines"]) == 3 and r.json["total_fen"] == 75000
 
 
@@ -288,9 +288,9 @@ def test_a_household_merged_into_another_is_not_quoted(payments, pdb):
     known_household(pdb, "PAY-0010")
     repo = payments_boot.repository(pdb)
     env = Envelope.new(Event("registry.household.dissolved", {
-        "household_no": "PAY-0010", "year": 2020, "county": "东安县", "township": "花桥镇", "village": "花桥村",
+        "household_no": "PAY-0010", "year": 2020, "county": "431122", "township": "花桥镇", "village": "花桥村",
         "merged_into": "PAY-0011", "reason": "合户"}), "registry", NOW)
     from services.payments.service_layer.handlers import on_household_dissolved
     on_household_dissolved(repo, env)
-    r = signed(payments, "/v1/quotes", {"household_no": "PAY-0010", "year": 2020})
+    r = signed(payments, "/v1/counties/431122/quotes", {"household_no": "PAY-0010", "year": 2020})
     assert (r.status_code, r.json["code"]) == (409, "HOUSEHOLD_MERGED") and r.json["details"]["merged_into"] == "PAY-0011"

@@ -27,7 +27,7 @@ NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)
 
 def enrolment(no: str) -> Event:
     return Event("registry.enrolment.changed", {
-        "household_no": no, "year": 2020, "county": "东安县", "township": "花桥镇", "village": "花桥村",
+        "household_no": no, "year": 2020, "county": "431122", "township": "花桥镇", "village": "花桥村",
         "status": "paid", "person_ids": ["43112219800506001X"], "order_no": "P" + no})
 
 
@@ -49,10 +49,10 @@ def test_an_event_claiming_another_producer_than_its_catalogued_publisher_is_dea
     with running(scoring.consumer(scoring_boot.event_handlers(scoring))):
         send(scoring, infra, forged)
         send(scoring, infra, genuine)
-        wait_for(lambda: scoring.db.processed_events.find_one({"_id": genuine.id}), what="the genuine event")
-        dead = wait_for(lambda: scoring.db.dead_letters.find_one({"_id": forged.id}), what="the forged one")
+        wait_for(lambda: scoring.suite_db.processed_events.find_one({"_id": genuine.id}), what="the genuine event")
+        dead = wait_for(lambda: scoring.suite_db.dead_letters.find_one({"_id": forged.id}), what="the forged one")
     assert dead["reason"].startswith("forged") and "registry" in dead["reason"]
-    assert not scoring.db.processed_events.find_one({"_id": forged.id})
+    assert not scoring.suite_db.processed_events.find_one({"_id": forged.id})
     assert scoring.db.progress.find_one({"_id": "2020:花桥镇"})["households"] == 1
 
 
@@ -82,11 +82,11 @@ def test_with_a_broker_user_per_service_the_publishing_user_must_be_the_catalogu
                 json.dumps(impostor.to_dict()).encode(), impostor.id)
         publish(infra.service_env["AMQP_URL_REGISTRY"], scoring.topology.exchange, unsigned.type,
                 json.dumps(unsigned.to_dict()).encode(), unsigned.id, user_id=None)
-        wait_for(lambda: scoring.db.processed_events.find_one({"_id": genuine.id}), what="registry's own event")
+        wait_for(lambda: scoring.suite_db.processed_events.find_one({"_id": genuine.id}), what="registry's own event")
         for env in (impostor, unsigned):
-            dead = wait_for(lambda: scoring.db.dead_letters.find_one({"_id": env.id}), what="forged dead letter")
+            dead = wait_for(lambda: scoring.suite_db.dead_letters.find_one({"_id": env.id}), what="forged dead letter")
             assert dead["reason"].startswith("forged") and "broker user" in dead["reason"]
-    assert not scoring.db.processed_events.find_one({"_id": impostor.id})
+    assert not scoring.suite_db.processed_events.find_one({"_id": impostor.id})
 
 
 def test_a_service_broker_user_may_publish_only_its_own_routing_keys_and_read_only_its_own_queues(
@@ -127,7 +127,7 @@ def test_the_civil_affairs_account_cannot_speak_for_the_poverty_office(namespace
     u = urlsplit(infra.amqp_url)
     url = f"amqp://civil_affairs:{secret.read_text().strip()}@{u.hostname}:{u.port}/%2F"
     pid = make_id(date(1961, 1, 1), 21, "F")
-    update = {"id_number": pid, "category": "registered_poor", "action": "grant", "effective_date": "2019-09-01",
+    update = {"county": "431122", "id_number": pid, "category": "registered_poor", "action": "grant", "effective_date": "2019-09-01",
               "source_system": "poverty_office", "source_ref": "FP-FORGED-1"}
     with running(sub.identity_consumer()):
         conn = pika.BlockingConnection(pika.URLParameters(url))
@@ -140,6 +140,6 @@ def test_the_civil_affairs_account_cannot_speak_for_the_poverty_office(namespace
                          pika.BasicProperties(delivery_mode=2, message_id="forged-fp-2"))  # no user named
         conn.close()
         for mid in ("forged-fp-1", "forged-fp-2"):
-            dead = wait_for(lambda: sub.db.dead_letters.find_one({"_id": mid}), timeout=20, what="forged feed update")
+            dead = wait_for(lambda: sub.suite_db.dead_letters.find_one({"_id": mid}), timeout=20, what="forged feed update")
             assert dead["reason"].startswith("forged")
     assert not sub.db.identities.find_one({"_id": pid})

@@ -77,29 +77,29 @@ def test_issued_tokens_open_exactly_their_scope_and_a_revoked_one_nothing(files)
     registry = registry_app(FixedClock(NOW)).test_client()
     own = household_payload("CRED-0001", "白牙市镇", seed=501)
     other = household_payload("CRED-0002", "花桥镇", seed=502)
-    assert registry.post("/v1/households", json=own, headers=bearer(baiya)).status_code == 201
-    r = registry.post("/v1/households", json=other, headers=bearer(baiya))
+    assert registry.post("/v1/counties/431122/households", json=own, headers=bearer(baiya)).status_code == 201
+    r = registry.post("/v1/counties/431122/households", json=other, headers=bearer(baiya))
     assert (r.status_code, r.json["code"]) == (403, "SCOPE_TOWNSHIP")
-    r = registry.get("/v1/duplicates", headers=bearer(baiya))  # county staff only (duplicates:manage)
+    r = registry.get("/v1/counties/431122/duplicates", headers=bearer(baiya))  # county staff only (duplicates:manage)
     assert (r.status_code, r.json["code"]) == (403, "ROLE_FORBIDDEN")
-    assert registry.get("/v1/duplicates", headers=bearer(county)).status_code == 200
-    r = registry.get("/v1/households/2020/CRED-0001", headers=bearer(civil))  # a subsidy-only token
+    assert registry.get("/v1/counties/431122/duplicates", headers=bearer(county)).status_code == 200
+    r = registry.get("/v1/counties/431122/households/2020/CRED-0001", headers=bearer(civil))  # a subsidy-only token
     assert (r.status_code, r.json["code"]) == (401, "AUTH_INVALID")
 
     subsidy = subsidy_app(FixedClock(NOW)).test_client()
     update = {"id_number": make_id(date(1971, 3, 4), 41), "category": "dibao_rural", "action": "grant",
               "effective_date": "2019-09-01", "source_system": "civil_affairs", "source_ref": "MZ-CLI-1"}
-    r = subsidy.post("/v1/identity-batches", json={"updates": [update]}, headers=bearer(civil))
+    r = subsidy.post("/v1/counties/431122/identity-batches", json={"updates": [update]}, headers=bearer(civil))
     assert r.status_code == 202 and r.json["items"][0]["status"] == "queued", r.json
-    r = subsidy.post("/v1/identity-batches", json={"updates": [update]}, headers=bearer(baiya))
+    r = subsidy.post("/v1/counties/431122/identity-batches", json={"updates": [update]}, headers=bearer(baiya))
     assert (r.status_code, r.json["code"]) == (403, "ROLE_FORBIDDEN")
 
     r = cli(files, "revoke", "--subject", "baiyashi-staff")
     assert r.returncode == 0, r.stderr
     restarted = registry_app(FixedClock(NOW)).test_client()  # services read the file at start
-    r = restarted.get("/v1/households/2020/CRED-0001", headers=bearer(baiya))
+    r = restarted.get("/v1/counties/431122/households/2020/CRED-0001", headers=bearer(baiya))
     assert (r.status_code, r.json["code"]) == (401, "AUTH_INVALID")
-    assert restarted.get("/v1/households/2020/CRED-0001", headers=bearer(county)).status_code == 200
+    assert restarted.get("/v1/counties/431122/households/2020/CRED-0001", headers=bearer(county)).status_code == 200
 
 
 def test_issued_gateway_keys_sign_within_their_reach(files):
@@ -113,15 +113,15 @@ def test_issued_gateway_keys_sign_within_their_reach(files):
 
     payments = payments_app(FixedClock(NOW)).test_client()
     body = {"household_no": "CRED-NONE", "year": 2020}
-    r = signed(payments, "bank-cli", bank, "/v1/quotes", body)  # signature accepted: the household is unknown
+    r = signed(payments, "bank-cli", bank, "/v1/counties/431122/quotes", body)  # signature accepted: the household is unknown
     assert r.status_code == 404, r.json
-    r = signed(payments, "collector-cli", collector, "/v1/quotes", body)  # not in its village
+    r = signed(payments, "collector-cli", collector, "/v1/counties/431122/quotes", body)  # not in its village
     assert (r.status_code, r.json["code"]) == (403, "GATEWAY_SCOPE")
-    r = signed(payments, "bank-cli", "not-the-secret", "/v1/quotes", body)
+    r = signed(payments, "bank-cli", "not-the-secret", "/v1/counties/431122/quotes", body)
     assert (r.status_code, r.json["code"]) == (401, "SIGNATURE_INVALID")
 
     assert cli(files, "revoke", "--gateway", "bank-cli").returncode == 0
-    r = signed(payments_app(FixedClock(NOW)).test_client(), "bank-cli", bank, "/v1/quotes", body)
+    r = signed(payments_app(FixedClock(NOW)).test_client(), "bank-cli", bank, "/v1/counties/431122/quotes", body)
     assert (r.status_code, r.json["code"]) == (401, "SIGNATURE_INVALID")
 
 

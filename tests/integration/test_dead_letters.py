@@ -24,8 +24,8 @@ COUNTY, TOWN = secrets.token_hex(8), secrets.token_hex(8)
 @pytest.fixture(scope="module")
 def tokens(namespace, tmp_path_factory):
     with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
-            {"sha256": token_hash(COUNTY), "subject": "county-ops", "role": "county", "county": "东安县"},
-            {"sha256": token_hash(TOWN), "subject": "town", "role": "township", "county": "东安县",
+            {"sha256": token_hash(COUNTY), "subject": "county-ops", "role": "county", "county": "431122"},
+            {"sha256": token_hash(TOWN), "subject": "town", "role": "township", "county": "431122",
              "township": "花桥镇"}]):
         yield
 
@@ -43,7 +43,7 @@ def test_a_dead_letter_is_listed_masked_and_replayed_once_its_cause_is_fixed(tok
     people = [m["id_number"] for m in hh["members"]]
     # payments confirmed a household registry does not know yet (say, its registration was lost)
     payment = Envelope.new(Event("payments.payment.confirmed", {
-        "order_no": "PDL1", "receipt_no": "RDL1", "household_no": "DL-0001", "year": 2020, "county": "东安县",
+        "order_no": "PDL1", "receipt_no": "RDL1", "household_no": "DL-0001", "year": 2020, "county": "431122",
         "township": "花桥镇", "village": hh["village"], "head_name": "成员0", "head_phone": "13900001111",
         "amount_fen": 50000, "channel": "mobile_app", "gateway": "g", "transaction_id": "t1",
         "paid_at": NOW.isoformat(),
@@ -53,7 +53,7 @@ def test_a_dead_letter_is_listed_masked_and_replayed_once_its_cause_is_fixed(tok
     declare(c, handlers)
     with running(c.consumer(handlers)):
         publish(infra.amqp_url, c.topology.exchange, payment.type, json.dumps(payment.to_dict()).encode(), payment.id)
-        wait_for(lambda: c.db.dead_letters.find_one({"_id": payment.id}), timeout=30, what="dead letter")
+        wait_for(lambda: c.suite_db.dead_letters.find_one({"_id": payment.id}), timeout=30, what="dead letter")
 
         listed = api.get("/v1/dead-letters", headers=auth(COUNTY))
         assert listed.status_code == 200
@@ -67,19 +67,19 @@ def test_a_dead_letter_is_listed_masked_and_replayed_once_its_cause_is_fixed(tok
         assert api.post("/v1/dead-letters/nope/replay", headers=auth(COUNTY)).json["code"] == "DEAD_LETTER_NOT_FOUND"
 
         # the cause is fixed (the household is registered), then the letter goes back to its queue
-        assert api.post("/v1/households", json=hh, headers=auth(COUNTY)).status_code == 201
+        assert api.post("/v1/counties/431122/households", json=hh, headers=auth(COUNTY)).status_code == 201
         r = api.post(f"/v1/dead-letters/{payment.id}/replay", headers=auth(COUNTY))
         assert r.status_code == 200 and r.json == {"id": payment.id, "queue": c.topology.queue, "replays": 1}
-        wait_for(lambda: api.get("/v1/households/2020/DL-0001", headers=auth(COUNTY)).json["status"] == "paid",
+        wait_for(lambda: api.get("/v1/counties/431122/households/2020/DL-0001", headers=auth(COUNTY)).json["status"] == "paid",
                  timeout=30, what="the replayed payment applied")
         # replayed again by mistake: no second effect (the consumer has seen the event)
         api.post(f"/v1/dead-letters/{payment.id}/replay", headers=auth(COUNTY))
-        wait_for(lambda: c.db.processed_events.find_one({"_id": payment.id}), what="processed")
+        wait_for(lambda: c.suite_db.processed_events.find_one({"_id": payment.id}), what="processed")
     doc = c.db.households.find_one({"_id": "2020:DL-0001"})
     paid = [e for e in doc["_outbox"].values() if e["type"] == "registry.enrolment.changed"
             and e["payload"]["status"] == "paid"]
     assert len(paid) == 1  # the relay is not running here: every event the household produced is still in it
-    assert c.db.dead_letters.find_one({"_id": payment.id})["replays"] == 2
+    assert c.suite_db.dead_letters.find_one({"_id": payment.id})["replays"] == 2
 
 
 MEMBERS = [{"person_id": f"43112219800506{i:03d}X", "name": f"成员{i}", "relation": r, "category": "rural"}
@@ -89,7 +89,7 @@ MEMBERS = [{"person_id": f"43112219800506{i:03d}X", "name": f"成员{i}", "relat
 def household_doc(no: str, members: list | None = None) -> dict:
     """A registry household document as the snapshot builder reads it (a merge before the
     registration went out can leave it with no members to publish)."""
-    return {"_id": f"2020:{no}", "household_no": no, "year": 2020, "county": "东安县", "township": "花桥镇",
+    return {"_id": f"2020:{no}", "household_no": no, "year": 2020, "county": "431122", "township": "花桥镇",
             "village": "花桥村", "head_phone": None, "members": MEMBERS if members is None else members}
 
 
@@ -117,7 +117,7 @@ def test_an_event_that_cannot_be_built_is_set_aside_inspectable_and_the_rest_flo
     assert (dl["type"], dl["source"]) == ("registry.household.registered", "outbox")
     assert dl["reason"].startswith("outbox: payload cannot be built: ")
     relay.observe()
-    assert metrics.OUTBOX_DEAD.labels("registry")._value.get() == 1
+    assert metrics.OUTBOX_DEAD.labels("registry", "431122")._value.get() == 1
 
     # the document is repaired; the replay puts the event back into its outbox and it goes out
     c.db.households.update_one({"_id": "2020:HEADLESS"}, {"$set": {"members": MEMBERS}})
@@ -127,5 +127,5 @@ def test_an_event_that_cannot_be_built_is_set_aside_inspectable_and_the_rest_flo
     [got] = probe.take(1)
     assert (got["id"], got["payload"]["household_no"], got["payload"]["head_name"]) == (bad.id, "HEADLESS", "成员0")
     relay.observe()
-    assert metrics.OUTBOX_DEAD.labels("registry")._value.get() == 0
+    assert metrics.OUTBOX_DEAD.labels("registry", "431122")._value.get() == 0
     probe.close()

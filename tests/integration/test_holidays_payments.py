@@ -42,7 +42,7 @@ def suite(namespace, tmp_path_factory):
     os.environ["POLICY_FILE"] = str(shifted_policy(d, 7))  # 2027, its window 2026-09-01..12-31
     clock = FixedClock(PAID_AT)
     with secret_files(d, tokens=[{"sha256": token_hash(COUNTY), "subject": "county-ops", "role": "county",
-                                  "county": "东安县"}],
+                                  "county": "431122"}],
                       gateways=[{"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]):
         yield (registry_app(clock).test_client(), payments_app(clock).test_client(),
                registry_boot.bootstrap(clock), payments_boot.bootstrap(clock))
@@ -67,7 +67,7 @@ def signed(api, path, payload):
 def overdue_on(day: int, no: str) -> list[dict]:
     """The overdue audits as a fresh payments process answers on 2027-01-`day` (one with no cache)."""
     c = FixedClock(datetime(2027, 1, day, 12, 0, tzinfo=SHANGHAI))
-    r = payments_app(c).test_client().get("/v1/audits/overdue?year=2027", headers=county())
+    r = payments_app(c).test_client().get("/v1/counties/431122/audits/overdue?year=2027", headers=county())
     assert r.status_code == 200, r.json
     return [o for o in r.json["overdue"] if o["household_no"] == no]
 
@@ -75,13 +75,13 @@ def overdue_on(day: int, no: str) -> list[dict]:
 def test_a_schedule_loaded_at_registry_reaches_payments_and_moves_the_audit_due_date(suite):
     registry, api, rc, pc = suite
     no = f"HP-{secrets.token_hex(3)}"
-    r = registry.post("/v1/households", json=dict(household_payload(no, "花桥镇", n=2, seed=901), year=2027),
+    r = registry.post("/v1/counties/431122/households", json=dict(household_payload(no, "花桥镇", n=2, seed=901), year=2027),
                       headers=county())
     assert r.status_code == 201, r.json
     flow(rc, pc, lambda: pc.db.households.find_one({"_id": f"2027:{no}"}), "the household at payments")
-    o = signed(api, "/v1/orders", {"household_no": no, "year": 2027, "channel": "mobile_app"})
+    o = signed(api, "/v1/counties/431122/orders", {"household_no": no, "year": 2027, "channel": "mobile_app"})
     assert o.status_code == 201, o.json
-    paid = signed(api, "/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": "T" + secrets.token_hex(6),
+    paid = signed(api, "/v1/counties/431122/notifications", {"order_no": o.json["order_no"], "transaction_id": "T" + secrets.token_hex(6),
                                              "amount_fen": o.json["amount_fen"], "paid_at": PAID_AT.isoformat()})
     assert paid.status_code == 200, paid.json
 
@@ -90,7 +90,7 @@ def test_a_schedule_loaded_at_registry_reaches_payments_and_moves_the_audit_due_
     (row,) = overdue_on(6, no)
     assert (row["audit_due"], row["due_estimated"]) == ("2027-01-05", True)
 
-    assert registry.put("/v1/holidays/2027", json=TEST_2027, headers=county()).status_code == 200
+    assert registry.put("/v1/counties/431122/holidays/2027", json=TEST_2027, headers=county()).status_code == 200
     (row,) = overdue_on(6, no)  # not yet delivered: payments still counts the estimate, and says so
     assert (row["audit_due"], row["due_estimated"]) == ("2027-01-05", True)
 
@@ -106,7 +106,7 @@ def test_a_corrected_schedule_wins_at_payments_and_an_older_one_delivered_late_d
     registry, api, rc, pc = suite
     corrected = dict(TEST_2027, holidays=[dict(TEST_2027["holidays"][0], to="2027-01-05"), *TEST_2027["holidays"][1:]])
     before = (rc.db.holiday_schedules.find_one({"_id": "2027"}) or {}).get("version", 0)
-    assert registry.put("/v1/holidays/2027", json=corrected, headers=county()).status_code == 200
+    assert registry.put("/v1/counties/431122/holidays/2027", json=corrected, headers=county()).status_code == 200
     flow(rc, pc, lambda: (pc.db.holiday_schedules.find_one({"_id": "2027"}) or {}).get("version", 0) > before,
          "the corrected schedule at payments")
     repo = payments_boot.repository(pc)

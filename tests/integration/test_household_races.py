@@ -35,7 +35,7 @@ ROUNDS = 10
 @pytest.fixture(scope="module")
 def env(namespace, tmp_path_factory):
     with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
-            {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"}]):
+            {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "431122"}]):
         clock = FixedClock(NOW)
         yield create_app(clock).test_client(), boot.bootstrap(clock)
 
@@ -46,7 +46,7 @@ def county():
 
 def register(api, no, seed, township="白牙市镇"):
     body = household_payload(no, township, seed=seed)
-    r = api.post("/v1/households", json=body, headers=county())
+    r = api.post("/v1/counties/431122/households", json=body, headers=county())
     assert r.status_code == 201, r.json
     return body
 
@@ -55,7 +55,7 @@ def payment(body, order_no, members=None):
     """payments.payment.confirmed as payments sends it: for the members its order was made for."""
     return Envelope.new(Event("payments.payment.confirmed", {
         "order_no": order_no, "receipt_no": "R" + order_no, "household_no": body["household_no"], "year": 2020,
-        "county": "东安县", "township": body["township"], "village": body["village"], "head_name": "成员0",
+        "county": "431122", "township": body["township"], "village": body["village"], "head_name": "成员0",
         "amount_fen": 25000 * len(members or body["members"]), "channel": "bank_withholding", "gateway": "g",
         "transaction_id": "T" + order_no, "paid_at": NOW.isoformat(),
         "members": [{"person_id": m["id_number"], "name": m["name"], "standard_fen": 25000, "subsidy_fen": 0,
@@ -90,13 +90,13 @@ def test_a_payment_and_a_staff_correction_at_once_both_stay(env):
     for rnd in range(ROUNDS):
         no = f"RACE-C{rnd:03d}"
         body = register(api, no, seed=600 + rnd)
-        r = api.post("/v1/corrections", json={"household_no": no, "year": 2020,
+        r = api.post("/v1/counties/431122/corrections", json={"household_no": no, "year": 2020,
                                               "id_number": body["members"][1]["id_number"],
                                               "changes": {"name": "更正后姓名"}, "reason": "姓名错字"}, headers=county())
         assert r.status_code == 201, r.json
         cid = r.json["correction_id"]
         approved, _ = at_once(
-            lambda: api.post(f"/v1/corrections/{cid}/decision", json={"approve": True}, headers=county()),
+            lambda: api.post(f"/v1/counties/431122/corrections/{cid}/decision", json={"approve": True}, headers=county()),
             lambda: confirmed(payment(body, f"P-RC-{rnd}")))
         assert approved.status_code == 200, approved.json
         doc = c.db.households.find_one({"_id": f"2020:{no}"})
@@ -120,7 +120,7 @@ def test_a_payment_and_a_death_at_once_lose_neither(env):
         body = register(api, no, seed=640 + rnd)
         dead = body["members"][2]["id_number"]
         death, _ = at_once(
-            lambda: api.post(f"/v1/households/2020/{no}/changes", json={"kind": "death", "id_number": dead},
+            lambda: api.post(f"/v1/counties/431122/households/2020/{no}/changes", json={"kind": "death", "id_number": dead},
                              headers=county()),
             lambda: confirmed(payment(body, f"P-RD-{rnd}")))
         doc = c.db.households.find_one({"_id": f"2020:{no}"})
@@ -148,7 +148,7 @@ def test_a_birth_while_the_order_is_open_leaves_the_newborn_for_mid_year_and_not
     body = register(api, "OPEN-0001", seed=680)
     ordered = list(body["members"])  # the withholding order is made now (it may stay open 10 days)
     baby = {"id_number": make_id(date(2019, 11, 10), 7, "F"), "name": "新生儿", "relation": "子女"}
-    r = api.post("/v1/households/2020/OPEN-0001/changes", json={"kind": "birth", "member": baby}, headers=county())
+    r = api.post("/v1/counties/431122/households/2020/OPEN-0001/changes", json={"kind": "birth", "member": baby}, headers=county())
     assert r.status_code == 200 and len(r.json["members"]) == 4
     paid = payment(body, "P-OPEN-1", ordered)
     handlers = boot.event_handlers(c)
@@ -156,9 +156,9 @@ def test_a_birth_while_the_order_is_open_leaves_the_newborn_for_mid_year_and_not
     with running(c.consumer(handlers)):
         publish(infra.amqp_url, c.topology.exchange, paid.type, json.dumps(paid.to_dict()).encode(), paid.id)
         wait_for(lambda: (c.db.households.find_one({"_id": "2020:OPEN-0001"}).get("enrolment") or {}).get("status")
-                 or c.db.dead_letters.find_one({"_id": paid.id}), timeout=30, what="the payment handled")
-    assert c.db.dead_letters.find_one({"_id": paid.id}) is None
-    hh = api.get("/v1/households/2020/OPEN-0001", headers=county()).json
+                 or c.suite_db.dead_letters.find_one({"_id": paid.id}), timeout=30, what="the payment handled")
+    assert c.suite_db.dead_letters.find_one({"_id": paid.id}) is None
+    hh = api.get("/v1/counties/431122/households/2020/OPEN-0001", headers=county()).json
     status = {m["name"]: m["status"] for m in hh["members"]}
     assert status == {"成员0": "paid", "成员1": "paid", "成员2": "paid", "新生儿": "registered"}
     doc = c.db.households.find_one({"_id": "2020:OPEN-0001"})
@@ -168,7 +168,7 @@ def test_a_birth_while_the_order_is_open_leaves_the_newborn_for_mid_year_and_not
     listed = awaiting_mid_year(boot.repository(c), 2020)
     assert [(x["household_no"], x["name"], x["order_no"]) for x in listed] == [("OPEN-0001", "新生儿", "P-OPEN-1")]
     # the township records the newborn's mid-year enrolment (001 四), though the household has paid
-    r = api.post("/v1/mid-year/decisions", json={"id_number": baby["id_number"], "on": "2019-11-20"},
+    r = api.post("/v1/counties/431122/mid-year/decisions", json={"id_number": baby["id_number"], "on": "2019-11-20"},
                  headers=county())
     assert r.status_code in (200, 201), r.json
     assert r.json["allowed"] is True and r.json["code"] == "NEWBORN_28_DAYS", r.json
@@ -181,7 +181,7 @@ def test_a_household_merged_before_its_registration_went_out_is_still_published(
     api, c = env
     register(api, "MRG-0001", seed=700)
     register(api, "MRG-0002", seed=701)
-    r = api.post("/v1/households/2020/MRG-0001/merge", json={"other_household_no": "MRG-0002"}, headers=county())
+    r = api.post("/v1/counties/431122/households/2020/MRG-0001/merge", json={"other_household_no": "MRG-0002"}, headers=county())
     assert r.status_code == 200 and len(r.json["members"]) == 6, r.json
     ended = c.db.households.find_one({"_id": "2020:MRG-0002"})
     assert ended["members"] == [] and ended["merged_into"] == "MRG-0001"
@@ -216,9 +216,9 @@ def test_a_merge_and_a_birth_in_the_ending_household_at_once_lose_nobody(env):
         register(api, other, seed=721 + 2 * rnd)
         baby = {"id_number": make_id(date(2019, 11, 1), 100 + rnd, "M"), "name": "新生儿", "relation": "子女"}
         merged, birth = at_once(
-            lambda: api.post(f"/v1/households/2020/{target}/merge", json={"other_household_no": other},
+            lambda: api.post(f"/v1/counties/431122/households/2020/{target}/merge", json={"other_household_no": other},
                              headers=county()),
-            lambda: api.post(f"/v1/households/2020/{other}/changes", json={"kind": "birth", "member": baby},
+            lambda: api.post(f"/v1/counties/431122/households/2020/{other}/changes", json={"kind": "birth", "member": baby},
                              headers=county()))
         assert merged.status_code == 200, merged.json
         doc = c.db.households.find_one({"_id": f"2020:{target}"})

@@ -42,7 +42,7 @@ def suite(namespace, tmp_path):
 
     def build(policy_file, county, at):
         tokens = [{"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": county}]
-        gateways = [{"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]
+        gateways = [{"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"], "counties": [county]}]
         cm = secret_files(tmp_path, tokens=tokens, gateways=gateways)
         cm.__enter__()
         old = os.environ.get("POLICY_FILE")
@@ -76,7 +76,7 @@ def test_wuming_suite_accepts_a_newborn_of_2_months_and_refuses_one_of_4_with_th
     months old (未超过3个月); one born May 10 (4 months) is refused with the closed period's reason
     naming the newborn exception; the replies quote the plan. Before: the rules were hard-coded per
     county name, a child of exactly 3 months was refused, the reason named no exception."""
-    registry, api, clock, rc, pc = suite(ROOT / "policies" / "wuming-2018.json", "武鸣区",
+    registry, api, clock, rc, pc = suite(ROOT / "policies" / "wuming-2018.json", "450110",
                                          datetime(2018, 9, 15, 10, 0, tzinfo=SHANGHAI))
     no = f"WM-{secrets.token_hex(3)}"
     two, four = make_id(date(2018, 7, 10), 21, "F"), make_id(date(2018, 5, 10), 22, "M")
@@ -86,18 +86,18 @@ def test_wuming_suite_accepts_a_newborn_of_2_months_and_refuses_one_of_4_with_th
                         {"id_number": two, "name": "两月婴", "relation": "子女", "sex": "F"},
                         {"id_number": four, "name": "四月婴", "relation": "子女", "sex": "M"},
                         {"id_number": three, "name": "三月婴", "relation": "子女", "sex": "F"}]}
-    r = registry.post("/v1/households", json=body, headers=staff())
+    r = registry.post("/v1/counties/450110/households", json=body, headers=staff())
     assert r.status_code == 201, r.json
 
-    ok = registry.post("/v1/mid-year/decisions", json={"id_number": two}, headers=staff())
+    ok = registry.post("/v1/counties/450110/mid-year/decisions", json={"id_number": two}, headers=staff())
     assert ok.status_code == 201, ok.json
     assert (ok.json["allowed"], ok.json["code"], ok.json["pays"]) == (True, "NEWBORN_3_MONTHS", "individual")
     assert "出生未超过3个月的新生儿" in ok.json["rule"]
     assert ok.json["benefits_from"] is None  # the plan sets no start: not guessed
-    exactly = registry.post("/v1/mid-year/decisions", json={"id_number": three}, headers=staff())
+    exactly = registry.post("/v1/counties/450110/mid-year/decisions", json={"id_number": three}, headers=staff())
     assert (exactly.status_code, exactly.json["code"]) == (201, "NEWBORN_3_MONTHS"), exactly.json
 
-    refused = registry.post("/v1/mid-year/decisions", json={"id_number": four}, headers=staff())
+    refused = registry.post("/v1/counties/450110/mid-year/decisions", json={"id_number": four}, headers=staff())
     assert refused.status_code == 200, refused.json
     assert (refused.json["allowed"], refused.json["code"], refused.json["recorded"]) == (False, "MID_YEAR_CLOSED", False)
     assert "每年7月1日至12月31日不再办理当年度参保缴费" in refused.json["reason"]
@@ -108,7 +108,7 @@ def test_wuming_suite_accepts_a_newborn_of_2_months_and_refuses_one_of_4_with_th
     flow(rc, pc, lambda: pc.db.mid_year_approvals.find_one({"_id": f"2018:{two}"})
          and pc.db.mid_year_approvals.find_one({"_id": f"2018:{three}"})
          and pc.db.households.find_one({"_id": f"2018:{no}"}), "the household and the approvals at payments")
-    q = signed(api, clock, "/v1/quotes", {"household_no": no, "year": 2018})
+    q = signed(api, clock, "/v1/counties/450110/quotes", {"household_no": no, "year": 2018})
     assert q.status_code == 200, q.json
     assert (q.json["total_fen"], q.json["mid_year"]) == (36000, True)
     assert sorted(l["id_number"] for l in q.json["lines"]) == sorted([mask_id(two), mask_id(three)])
@@ -122,14 +122,14 @@ def test_dongan_benefit_start_is_the_month_after_payment_on_the_member_and_the_r
     raw["mid_year"]["financing_standard_fen"] = FIGURE_FEN
     raw["places_file"] = str(ROOT / "policies" / raw["places_file"])
     (tmp_path / "dongan.json").write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
-    registry, api, clock, rc, pc = suite(tmp_path / "dongan.json", "东安县",
+    registry, api, clock, rc, pc = suite(tmp_path / "dongan.json", "431122",
                                          datetime(2020, 3, 2, 10, 0, tzinfo=SHANGHAI))
     no = f"DA-{secrets.token_hex(3)}"
     body = household_payload(no, "花桥镇", seed=int(secrets.token_hex(2), 16) % 500)
-    assert registry.post("/v1/households", json=body, headers=staff()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=body, headers=staff()).status_code == 201
     mover = body["members"][2]["id_number"]
 
-    d = registry.post("/v1/mid-year/decisions", json={"id_number": mover, "special_case": "moved_in"},
+    d = registry.post("/v1/counties/431122/mid-year/decisions", json={"id_number": mover, "special_case": "moved_in"},
                       headers=staff())
     assert d.status_code == 201, d.json
     assert (d.json["pays"], d.json["benefits_from"], d.json["benefits_rule"]) == (
@@ -139,21 +139,21 @@ def test_dongan_benefit_start_is_the_month_after_payment_on_the_member_and_the_r
          and pc.db.households.find_one({"_id": f"2020:{no}"}), "the household and the approval at payments")
     paid_at = datetime(2020, 4, 3, 9, 30, tzinfo=SHANGHAI)
     clock.set(paid_at)
-    o = signed(api, clock, "/v1/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"}, f"{no}-o")
+    o = signed(api, clock, "/v1/counties/431122/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"}, f"{no}-o")
     assert o.status_code == 201 and o.json["amount_fen"] == FIGURE_FEN, o.json
-    ack = signed(api, clock, "/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": f"T-{no}",
+    ack = signed(api, clock, "/v1/counties/431122/notifications", {"order_no": o.json["order_no"], "transaction_id": f"T-{no}",
                                                    "amount_fen": FIGURE_FEN, "paid_at": paid_at.isoformat()})
     assert ack.json["code"] == "SUCCESS", ack.json
 
     def member(name_id):
-        hh = registry.get(f"/v1/households/2020/{no}", headers=staff()).json
+        hh = registry.get(f"/v1/counties/431122/households/2020/{no}", headers=staff()).json
         return next(m for m in hh["members"] if m["id_number"] == mask_id(name_id))
     flow(rc, pc, lambda: member(mover)["status"] == "paid" and pc.db.receipts.find_one(
         {"_id": ack.json["receipt_no"]}), "the enrolment at registry and the receipt")
     assert member(mover)["benefits_from"] == "2020-05-01"
     assert "benefits_from" not in member(body["members"][0]["id_number"])
 
-    receipt = api.get(f"/v1/receipts/{ack.json['receipt_no']}", headers=staff())
+    receipt = api.get(f"/v1/counties/431122/receipts/{ack.json['receipt_no']}", headers=staff())
     assert receipt.status_code == 200, receipt.json
     [line] = receipt.json["members"]
     assert (line["id_number"], line["benefits_from"]) == (mask_id(mover), "2020-05-01")

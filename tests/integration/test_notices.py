@@ -28,7 +28,7 @@ def test_a_withholding_failure_becomes_an_sms_and_a_line_on_the_towns_list_once(
     handlers = notices_boot.event_handlers(c)
     declare(c, handlers)
     env = Envelope.new(Event("payments.withholding.failed", {
-        "batch_no": "B7", "order_no": "P7", "household_no": "H7", "year": 2018, "county": "东安县", "township": "花桥镇",
+        "batch_no": "B7", "order_no": "P7", "household_no": "H7", "year": 2018, "county": "431122", "township": "花桥镇",
         "village": "花桥村", "head_name": "黄某", "head_phone": "13800004444", "amount_fen": 36000, "bank": "农商银行",
         "reason": "INSUFFICIENT_BALANCE", "reason_text": "账户余额不足", "retryable": True}), "payments", NOW)
     before, applied = handled(env.type), count("consumed", env.type)

@@ -27,7 +27,7 @@ NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)
 
 def enrolment_event(household_no: str, township: str = "花桥镇", n: int = 3) -> Event:
     return Event("registry.enrolment.changed", {
-        "household_no": household_no, "year": 2020, "county": "东安县", "township": township, "village": "花桥村",
+        "household_no": household_no, "year": 2020, "county": "431122", "township": township, "village": "花桥村",
         "status": "paid", "person_ids": [f"43112219800506{i:03d}X" for i in range(n)], "order_no": "P" + household_no})
 
 
@@ -94,7 +94,7 @@ def test_a_duplicated_event_has_one_effect(namespace, infra):
     with running(consumer):
         for _ in range(3):
             publish(infra.amqp_url, c.topology.exchange, env.type, body, env.id)
-        wait_for(lambda: c.db.processed_events.find_one({"_id": env.id}), what="event processed")
+        wait_for(lambda: c.suite_db.processed_events.find_one({"_id": env.id}), what="event processed")
         wait_for(lambda: queue_messages(infra.amqp_url, c.topology.queue) == [], what="queue drained")
     doc = c.db.progress.find_one({"_id": "2020:水岭乡"})
     assert doc["persons"] == 3 and doc["households"] == 1 and doc["inflight"] == []
@@ -124,7 +124,7 @@ def test_a_poison_message_is_dead_lettered_after_its_retries_and_can_be_inspecte
     monkeypatch.setenv("CONSUMER_RETRY_BASE_MS", "50")
     c = registry_boot.bootstrap(FixedClock(NOW))
     payment = Event("payments.payment.confirmed", {
-        "order_no": "PX", "receipt_no": "RX", "household_no": "NO-SUCH-HOUSEHOLD", "year": 2020, "county": "东安县",
+        "order_no": "PX", "receipt_no": "RX", "household_no": "NO-SUCH-HOUSEHOLD", "year": 2020, "county": "431122",
         "township": "花桥镇", "village": "花桥村", "head_name": "某", "amount_fen": 25000, "channel": "mobile_app",
         "gateway": "g", "transaction_id": "t", "paid_at": NOW.isoformat(),
         "members": [{"person_id": "43112219800506001X", "name": "某", "standard_fen": 25000, "subsidy_fen": 0,
@@ -135,14 +135,14 @@ def test_a_poison_message_is_dead_lettered_after_its_retries_and_can_be_inspecte
     consumer = c.consumer(handlers)
     with running(consumer):
         publish(infra.amqp_url, c.topology.exchange, env.type, json.dumps(env.to_dict()).encode(), env.id)
-        dead = wait_for(lambda: c.db.dead_letters.find_one({"_id": env.id}), timeout=30, what="dead letter")
+        dead = wait_for(lambda: c.suite_db.dead_letters.find_one({"_id": env.id}), timeout=30, what="dead letter")
         publish(infra.amqp_url, c.topology.exchange, env.type, b"{not json", "garbage-1")
-        garbage = wait_for(lambda: c.db.dead_letters.find_one({"_id": "garbage-1"}), what="malformed dead letter")
+        garbage = wait_for(lambda: c.suite_db.dead_letters.find_one({"_id": "garbage-1"}), what="malformed dead letter")
     assert dead["attempts"] == 3 and "not registered" in dead["reason"]
     assert garbage["attempts"] == 1 and garbage["reason"].startswith("malformed")
     in_queue = queue_messages(infra.amqp_url, c.topology.dead_queue)
     assert {h.get("x-attempt") for h, _ in in_queue} == {3, 1}
-    assert not c.db.processed_events.find_one({"_id": env.id})
+    assert not c.suite_db.processed_events.find_one({"_id": env.id})
 
 
 def test_a_handler_slower_than_the_heartbeat_keeps_its_connection_and_runs_once(namespace, infra, monkeypatch):
@@ -165,7 +165,7 @@ def test_a_handler_slower_than_the_heartbeat_keeps_its_connection_and_runs_once(
     dups_before = dup._value.get()
     with running(c.consumer(handlers)):
         publish(infra.amqp_url, c.topology.exchange, env.type, json.dumps(env.to_dict()).encode(), env.id)
-        wait_for(lambda: c.db.processed_events.find_one({"_id": env.id}), timeout=30, what="slow handler done")
+        wait_for(lambda: c.suite_db.processed_events.find_one({"_id": env.id}), timeout=30, what="slow handler done")
         _time.sleep(1.5)
     assert runs == [env.id]
     assert dup._value.get() == dups_before  # not dropped by the broker and redelivered meanwhile
@@ -205,9 +205,9 @@ def test_the_outbox_gauges_read_the_store_while_the_broker_is_down(registry, nam
                 m = scrape(port)
             except Exception:  # noqa: BLE001 — not serving yet
                 return None
-            return m if m.get('outbox_backlog{service="registry"}') == 3 else None
+            return m if m.get('outbox_backlog{county="431122",service="registry"}') == 3 else None
         m = wait_for(gauges, timeout=20, what="the backlog gauge")
-        assert m['outbox_oldest_age_seconds{service="registry"}'] > 0
+        assert m['outbox_oldest_age_seconds{county="431122",service="registry"}'] > 0
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -227,7 +227,7 @@ def test_an_event_published_before_its_consumer_ever_started_is_delivered(infra,
         assert reg.relay().run_once() == 1
         sc = scoring_boot.bootstrap(FixedClock(NOW))
         with running(sc.consumer(scoring_boot.event_handlers(sc))):  # its first start, after the event
-            wait_for(lambda: sc.db.processed_events.find_one({"_id": env.id}), timeout=20, what="the early event")
+            wait_for(lambda: sc.suite_db.processed_events.find_one({"_id": env.id}), timeout=20, what="the early event")
         assert sc.db.progress.find_one({"_id": "2020:水岭乡"})["persons"] == 2
     finally:
         for name in mongo.list_database_names():
@@ -292,6 +292,7 @@ class Dying:
         pass
 
 class Idle:
+    county = "431122"
     def __init__(self):
         self.stopping = threading.Event()
     def run(self):
@@ -299,7 +300,7 @@ class Idle:
     def stop(self):
         self.stopping.set()
 
-run_worker("probe", Dying(), Idle(), "amqp://x:x@127.0.0.1:1/%2F", None, int(sys.argv[1]), lambda: True,
+run_worker("probe", Dying(), [Idle()], "amqp://x:x@127.0.0.1:1/%2F", None, int(sys.argv[1]), lambda: True,
            check_every_s=0.2)
 """
 

@@ -36,10 +36,10 @@ BANK_SECRET, VILLAGE_SECRET = secrets.token_hex(16), secrets.token_hex(16)
 @pytest.fixture(scope="module")
 def secrets_files(namespace, tmp_path_factory):
     with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
-        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
-        {"sha256": token_hash(HUAQIAO), "subject": "huaqiao", "role": "township", "county": "东安县", "township": "花桥镇"},
-        {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县", "township": "白牙市镇"},
-        {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "county": "东安县",
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "431122"},
+        {"sha256": token_hash(HUAQIAO), "subject": "huaqiao", "role": "township", "county": "431122", "township": "花桥镇"},
+        {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "431122", "township": "白牙市镇"},
+        {"sha256": token_hash(TAX), "subject": "tax-bureau", "role": "system", "county": "431122",
          "permissions": ["payments:audit"]}], gateways=[
         {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank",
          "channels": ["mobile_app", "online_banking", "pos", "bank_counter", "self_service", "withholding"]},
@@ -83,7 +83,7 @@ _SEEDS = itertools.count(200)  # distinct people per household (hash() of a stri
 def register(pc, no, n=3, township="花桥镇", seed=None):
     """Feed payments' household read model as registry's event would."""
     p = household_payload(no, township, n=n, seed=seed if seed is not None else next(_SEEDS))
-    payload = {"household_no": no, "year": 2020, "county": "东安县", "township": township, "village": "花桥村",
+    payload = {"household_no": no, "year": 2020, "county": "431122", "township": township, "village": "花桥村",
                "head_name": "成员0", "head_phone": "13900001111",
                "members": [{"person_id": m["id_number"], "name": m["name"], "relation": m["relation"],
                             "category": "rural"} for m in p["members"]]}
@@ -94,7 +94,7 @@ def register(pc, no, n=3, township="花桥镇", seed=None):
 
 def order(api, no, channel="mobile_app", *, clock=None, client_kw=None, **body):
     call = village if channel == "village_cash" else signed
-    r = call(api, "/v1/orders", {"household_no": no, "year": 2020, "channel": channel, **body}, clock=clock,
+    r = call(api, "/v1/counties/431122/orders", {"household_no": no, "year": 2020, "channel": channel, **body}, clock=clock,
              extra={"Idempotency-Key": secrets.token_hex(8)})
     assert r.status_code == 201, r.json
     return r.json
@@ -106,7 +106,7 @@ def pay(api, o, *, clock=None, txn=None, proof=None, paid_at=None, gateway="bank
     if proof is not None:
         body["proof"] = proof
     call = village if gateway == "village-a" else signed
-    r = call(api, "/v1/notifications", body, clock=clock)
+    r = call(api, "/v1/counties/431122/notifications", body, clock=clock)
     assert r.status_code == 200, r.json
     return {**r.json, "transaction_id": body["transaction_id"]}
 
@@ -173,7 +173,7 @@ def test_dongan_2020_household_with_a_registered_poor_and_a_tekun_member(api, pc
     deliver(pc, infra.amqp_url, namespace,
             [entitlement(pc, poor, "建档立卡贫困人口", 13000), entitlement(pc, tekun, "特困供养人员", 0, full=True)],
             until=lambda: all(db.entitlements.find_one({"_id": f"2020:{p}"}) for p in (poor, tekun)))
-    q = signed(api, "/v1/quotes", {"household_no": "SUB-0001", "year": 2020}).json
+    q = signed(api, "/v1/counties/431122/quotes", {"household_no": "SUB-0001", "year": 2020}).json
     assert [(l["standard_fen"], l["subsidy_fen"], l["payable_fen"]) for l in q["lines"]] == [
         (25000, 0, 25000), (25000, 0, 25000), (25000, 13000, 12000), (25000, 25000, 0)]
     assert (q["standard_fen"], q["subsidy_fen"], q["total_fen"]) == (100000, 38000, 62000)
@@ -184,14 +184,14 @@ def test_dongan_2020_household_with_a_registered_poor_and_a_tekun_member(api, pc
     # the poor member's identity is withdrawn after the order: the order keeps its amount (fixed at creation)
     deliver(pc, infra.amqp_url, namespace, [entitlement(pc, poor, None, 0)],
             until=lambda: len(db.entitlements.find_one({"_id": f"2020:{poor}"})["changes"]) == 2)
-    assert signed(api, "/v1/quotes", {"household_no": "SUB-0001", "year": 2020}).json["total_fen"] == 75000
+    assert signed(api, "/v1/counties/431122/quotes", {"household_no": "SUB-0001", "year": 2020}).json["total_fen"] == 75000
     ack = pay(api, o)
     payment = db.payments.find_one({"_id": "2020:SUB-0001"})
     assert outbox_events(payment, "payments.payment.confirmed")[0]["snapshot"]  # built when published:
     confirmed = complete_confirmations(pc, "SUB-0001")[0]["payload"]  # as the relay published it
     assert confirmed["amount_fen"] == 62000
     assert [m["payable_fen"] for m in confirmed["members"]] == [25000, 25000, 12000, 0]
-    r = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
+    r = api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
     assert (r["standard_fen"], r["subsidy_fen"], r["amount_fen"]) == (100000, 38000, 62000)
 
 
@@ -204,14 +204,14 @@ def test_an_identity_change_after_payment_is_neither_topped_up_nor_refunded(api,
     p = pc.db.payments.find_one({"_id": "2020:SUB-0002"})
     assert p["status"] == "confirmed" and p["amount_fen"] == 50000
     assert not outbox_events(p, "payments.payment.reversed") and pc.db.reversals.find_one({"_id": ack["order_no"]}) is None
-    assert signed(api, "/v1/quotes", {"household_no": "SUB-0002", "year": 2020}).json["code"] == "HOUSEHOLD_ALREADY_PAID"
+    assert signed(api, "/v1/counties/431122/quotes", {"household_no": "SUB-0002", "year": 2020}).json["code"] == "HOUSEHOLD_ALREADY_PAID"
 
 
 def test_a_future_entitlement_does_not_apply_before_its_date(api, pc, infra, namespace):
     ids = register(pc, "SUB-0003", n=1)
     deliver(pc, infra.amqp_url, namespace, [entitlement(pc, ids[0], "建档立卡贫困人口", 13000, effective="2019-12-01")],
             until=lambda: pc.db.entitlements.find_one({"_id": f"2020:{ids[0]}"}))
-    assert signed(api, "/v1/quotes", {"household_no": "SUB-0003", "year": 2020}).json["total_fen"] == 25000
+    assert signed(api, "/v1/counties/431122/quotes", {"household_no": "SUB-0003", "year": 2020}).json["total_fen"] == 25000
 
 
 # ---- whole household, window: refused and nothing written ------------------------------------------
@@ -220,13 +220,13 @@ def test_a_split_household_order_is_refused_and_nothing_is_written(api, pc):
     """001 五: 同一户籍家庭人员不得拆分参保、不得选择性参保."""
     ids = register(pc, "SPL-0001", n=3)
     key = "split-key-0001"
-    r = signed(api, "/v1/orders", {"household_no": "SPL-0001", "year": 2020, "channel": "mobile_app",
+    r = signed(api, "/v1/counties/431122/orders", {"household_no": "SPL-0001", "year": 2020, "channel": "mobile_app",
                                    "person_ids": ids[:2]}, extra={"Idempotency-Key": key})
     assert (r.status_code, r.json["code"]) == (400, "HOUSEHOLD_SPLIT")
     assert r.json["details"]["missing"] == 1 and ids[0] not in json.dumps(r.json)
     assert pc.db.orders.find_one({"household_key": "2020:SPL-0001"}) is None
     assert pc.db.idempotency.find_one({"_id": f"bank-a:{key}"}) is None
-    whole = signed(api, "/v1/orders", {"household_no": "SPL-0001", "year": 2020, "channel": "mobile_app",
+    whole = signed(api, "/v1/counties/431122/orders", {"household_no": "SPL-0001", "year": 2020, "channel": "mobile_app",
                                        "person_ids": ids}, extra={"Idempotency-Key": key})
     assert whole.status_code == 201 and whole.json["amount_fen"] == 75000
 
@@ -236,7 +236,7 @@ def test_an_order_outside_the_window_is_refused_and_nothing_is_written(secrets_f
     enrolment (see test_quote_refusals.py for those who are)."""
     register(pc, "WIN-0001")
     late = FixedClock(datetime(2020, 1, 2, 9, 0, tzinfo=SHANGHAI))
-    r = signed(payments_app(late).test_client(), "/v1/orders",
+    r = signed(payments_app(late).test_client(), "/v1/counties/431122/orders",
                {"household_no": "WIN-0001", "year": 2020, "channel": "mobile_app"}, clock=late,
                extra={"Idempotency-Key": "late-key-0001"})
     assert (r.status_code, r.json["code"]) == (422, "WINDOW_CLOSED")
@@ -250,29 +250,29 @@ def test_one_receipt_per_household_retrievable_and_verifiable_by_number(api, pc)
     register(pc, "RCP-0001", n=3)
     o = order(api, "RCP-0001", channel="pos")
     ack = pay(api, o, proof={"terminal_id": "POS-07", "slip_no": "000123"})
-    r = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(HUAQIAO))
+    r = api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}", headers=auth(HUAQIAO))
     assert r.status_code == 200
     rc = r.json
     assert (rc["head_name"], rc["amount_fen"], rc["channel_name"]) == ("成员0", 75000, "银行POS机")
     assert [m["name"] for m in rc["members"]] == ["成员0", "成员1", "成员2"]
     assert all(m["id_number"].count("*") == 8 for m in rc["members"])
     assert rc["paid_at"] == NOW.isoformat() and rc["proof"] == {"terminal_id": "POS-07", "slip_no": "000123"}
-    assert api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(BAIYA)).json["code"] == "SCOPE_TOWNSHIP"
+    assert api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}", headers=auth(BAIYA)).json["code"] == "SCOPE_TOWNSHIP"
     # anyone holding the paper can verify it by number and check code; a wrong code learns nothing
-    v = api.get(f"/v1/receipts/{ack['receipt_no']}/verification?check_code={rc['check_code'].lower()}")
+    v = api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}/verification?check_code={rc['check_code'].lower()}")
     assert v.status_code == 200 and v.json["valid"] and v.json["amount_fen"] == 75000
     assert v.json["head_name"] == "成**" and "members" not in v.json
-    bad = api.get(f"/v1/receipts/{ack['receipt_no']}/verification?check_code=000000000000")
-    unknown = api.get(f"/v1/receipts/RNOPE/verification?check_code={rc['check_code']}")
+    bad = api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}/verification?check_code=000000000000")
+    unknown = api.get(f"/v1/counties/431122/receipts/RNOPE/verification?check_code={rc['check_code']}")
     assert bad.status_code == unknown.status_code == 404 and bad.json["code"] == unknown.json["code"]
     # a second delivery of the notification makes no second receipt or log row
     pay(api, o, txn=ack["transaction_id"], proof={"terminal_id": "POS-07", "slip_no": "000123"})
     complete_confirmations(pc, "RCP-0001", times=2)  # the worker's event delivered twice
     assert pc.db.receipts.count_documents({"_id": ack["receipt_no"]}) == 1
-    log = api.get("/v1/money-log?ref=2020:RCP-0001", headers=auth(COUNTY)).json["entries"]
+    log = api.get("/v1/counties/431122/money-log?ref=2020:RCP-0001", headers=auth(COUNTY)).json["entries"]
     assert [(e["action"], e["amount_fen"], e["actor"]) for e in log] == [("confirmed", 75000, "bank-a")]
-    assert api.get(f"/v1/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"][0]["action"] == "order_created"
-    assert api.get("/v1/money-log?ref=x", headers=auth(HUAQIAO)).json["code"] == "ROLE_FORBIDDEN"
+    assert api.get(f"/v1/counties/431122/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"][0]["action"] == "order_created"
+    assert api.get("/v1/counties/431122/money-log?ref=x", headers=auth(HUAQIAO)).json["code"] == "ROLE_FORBIDDEN"
 
 
 # ---- (c) channels and their proof ---------------------------------------------------------------
@@ -280,19 +280,19 @@ def test_one_receipt_per_household_retrievable_and_verifiable_by_number(api, pc)
 def test_village_cash_collection_names_the_collector_and_the_receipt_book(api, pc):
     """001 五 / 七(四): 村（社区）收缴, 《湖南省社会保险基金收据》; the proof travels to the receipt."""
     register(pc, "VIL-0001", n=2)
-    r = signed(api, "/v1/orders", {"household_no": "VIL-0001", "year": 2020, "channel": "village_cash"},
+    r = signed(api, "/v1/counties/431122/orders", {"household_no": "VIL-0001", "year": 2020, "channel": "village_cash"},
                extra={"Idempotency-Key": "bank-cash-0001"})
     assert (r.status_code, r.json["code"]) == (403, "CHANNEL_NOT_ALLOWED")  # a bank is not a village collector
     o = order(api, "VIL-0001", channel="village_cash")
     body = {"order_no": o["order_no"], "transaction_id": "C-0001", "amount_fen": 50000, "paid_at": NOW.isoformat(),
             "proof": {"collector_id": "HQ-C03", "collector_name": "李收款"}}
-    r = village(api, "/v1/notifications", body)
+    r = village(api, "/v1/counties/431122/notifications", body)
     assert (r.status_code, r.json["code"]) == (400, "PROOF_MISSING")
     assert set(r.json["details"]["missing"]) == {"receipt_book_no", "receipt_sheet_no"}
     assert pc.db.payments.find_one({"_id": "2020:VIL-0001"}) is None
     body["proof"].update({"receipt_book_no": "湘0012345", "receipt_sheet_no": "07"})
-    ack = village(api, "/v1/notifications", body).json
-    rc = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
+    ack = village(api, "/v1/counties/431122/notifications", body).json
+    rc = api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
     assert rc["channel"] == "village_cash" and rc["proof"]["receipt_book_no"] == "湘0012345"
     assert rc["proof"]["collector_name"] == "李收款"
 
@@ -312,7 +312,7 @@ def test_each_channel_keeps_its_proof_of_payment(api, pc, channel, proof):
 # ---- (d) bank withholding -------------------------------------------------------------------------
 
 def agree(api, no, account, token=HUAQIAO):
-    return api.post("/v1/withholding/agreements", json={
+    return api.post("/v1/counties/431122/withholding/agreements", json={
         "household_no": no, "year": 2020, "bank": "bank-a", "account_no": account, "account_name": "成员零",
         "signed_on": "2019-09-10"}, headers=auth(token))
 
@@ -336,21 +336,21 @@ def test_withholding_batch_failure_classification_and_retry(api, pc):
     assert agree(api, "WH-0000", "62220000000000999", token=BAIYA).json["code"] == "SCOPE_TOWNSHIP"
     assert agree(api, "WH-0000", "12ab").json["code"] == "ACCOUNT_NO_INVALID"
     # other agreements of this module's bank (from other tests) must not leak in: only WH-* are active here
-    b = api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2020}, headers=auth(COUNTY))
+    b = api.post("/v1/counties/431122/withholding/batches", json={"bank": "bank-a", "year": 2020}, headers=auth(COUNTY))
     assert b.status_code == 201, b.json
     batch = b.json
     assert batch["count"] == 3 and batch["total_fen"] == 150000
     assert all("*" in l["account_no"] for l in batch["lines"])
-    f = api.get(f"/v1/withholding/batches/{batch['batch_no']}/file", headers=auth(COUNTY))
+    f = api.get(f"/v1/counties/431122/withholding/batches/{batch['batch_no']}/file", headers=auth(COUNTY))
     rows = list(csv.reader(io.StringIO(f.get_data(as_text=True))))
     assert rows[0] == ["batch_no", "line_no", "order_no", "agreement_no", "account_no", "account_name", "amount_fen"]
     assert rows[1][4] == "622200000000000000" and rows[-1] == ["TOTAL", batch["batch_no"], "3", "150000"]
     by_hh = {l["household_no"]: l for l in batch["lines"]}
     # a household in a batch awaiting its result is not put in a second batch (no double withholding)
-    assert api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2020},
+    assert api.post("/v1/counties/431122/withholding/batches", json={"bank": "bank-a", "year": 2020},
                     headers=auth(COUNTY)).json["code"] == "BATCH_EMPTY"
 
-    path = f"/v1/withholding/batches/{batch['batch_no']}/results"
+    path = f"/v1/counties/431122/withholding/batches/{batch['batch_no']}/results"
     l0, l1, l2 = by_hh["WH-0000"], by_hh["WH-0001"], by_hh["WH-0002"]
     # a file whose amount disagrees with the batch is refused whole: nothing is written
     wrong = result_file(batch["batch_no"], [(l0["line_no"], l0["order_no"], 1, "00", "B1", NOW.isoformat(), ""),
@@ -374,12 +374,12 @@ def test_withholding_batch_failure_classification_and_retry(api, pc):
                                                   "payments.withholding.failed")]
     assert sorted((e["household_no"], e["reason"], e["retryable"], e["township"]) for e in failed) == [
         ("WH-0001", "INSUFFICIENT_BALANCE", True, "花桥镇"), ("WH-0002", "ACCOUNT_CLOSED", False, "花桥镇")]
-    assert api.get("/v1/withholding/agreements/WH-0002", headers=auth(COUNTY)).json["status"] == "invalid"
-    back = api.get(f"/v1/withholding/batches/{batch['batch_no']}/returns", headers=auth(HUAQIAO)).json["lines"]
+    assert api.get("/v1/counties/431122/withholding/agreements/WH-0002", headers=auth(COUNTY)).json["status"] == "invalid"
+    back = api.get(f"/v1/counties/431122/withholding/batches/{batch['batch_no']}/returns", headers=auth(HUAQIAO)).json["lines"]
     assert [(l["household_no"], l["reason_text"], l["retryable"]) for l in back] == [
         ("WH-0001", "账户余额不足", True), ("WH-0002", "账户已销户", False)]
     assert all("*" in l["account_no"] for l in back)
-    assert api.get(f"/v1/withholding/batches/{batch['batch_no']}/returns", headers=auth(BAIYA)).json["lines"] == []
+    assert api.get(f"/v1/counties/431122/withholding/batches/{batch['batch_no']}/returns", headers=auth(BAIYA)).json["lines"] == []
     # the same file again: acknowledged, no second effect; another file: refused
     again = signed(api, path, raw=good, content_type="text/csv")
     assert again.status_code == 200 and again.json["paid"] == 1
@@ -389,11 +389,11 @@ def test_withholding_batch_failure_classification_and_retry(api, pc):
     assert signed(api, path, raw=wrong, content_type="text/csv").json["code"] == "RESULT_ALREADY_IMPORTED"
 
     # the town urged a deposit; the retry batch takes only the insufficient balance again
-    retry = api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2020, "retry_of": batch["batch_no"]},
+    retry = api.post("/v1/counties/431122/withholding/batches", json={"bank": "bank-a", "year": 2020, "retry_of": batch["batch_no"]},
                      headers=auth(COUNTY)).json
     assert [l["household_no"] for l in retry["lines"]] == ["WH-0001"] and retry["retry_of"] == batch["batch_no"]
     l = retry["lines"][0]
-    r = signed(api, f"/v1/withholding/batches/{retry['batch_no']}/results", content_type="text/csv",
+    r = signed(api, f"/v1/counties/431122/withholding/batches/{retry['batch_no']}/results", content_type="text/csv",
                raw=result_file(retry["batch_no"], [(l["line_no"], l["order_no"], 50000, "00", "B2", NOW.isoformat(), "")]))
     assert r.json["paid"] == 1
     assert pc.db.payments.find_one({"_id": "2020:WH-0001"})["amount_fen"] == 50000
@@ -414,7 +414,7 @@ def test_a_day_reconciled_with_one_missing_and_one_mismatched_transaction(secret
         {"order_no": acks[0]["order_no"], "transaction_id": acks[0]["transaction_id"], "amount_fen": 25000},
         {"order_no": acks[1]["order_no"], "transaction_id": acks[1]["transaction_id"], "amount_fen": 24900},
         {"order_no": "P-UNKNOWN-1", "transaction_id": "TX-9", "amount_fen": 25000}]}
-    r = signed(api, "/v1/reconciliation/statements", stmt, clock=day)
+    r = signed(api, "/v1/counties/431122/reconciliation/statements", stmt, clock=day)
     assert r.status_code == 200, r.json
     rep = r.json
     assert rep["matched"] == [acks[0]["order_no"]] and not rep["balanced"]
@@ -428,10 +428,10 @@ def test_a_day_reconciled_with_one_missing_and_one_mismatched_transaction(secret
     audited = outbox_events(p0, "payments.payment.audited")[0]["payload"]
     assert audited["source"] == "reconciliation" and audited["audited_by"] == "reconciliation:bank-a:2019-11-18"
     assert pc.db.payments.find_one({"_id": "2020:REC-0001"})["status"] == "confirmed"
-    stored = api.get("/v1/reconciliation/bank-a/2019-11-18", headers=auth(COUNTY)).json
+    stored = api.get("/v1/counties/431122/reconciliation/bank-a/2019-11-18", headers=auth(COUNTY)).json
     assert stored["difference_fen"] == -100
     # the same statement again audits nothing twice
-    again = signed(api, "/v1/reconciliation/statements", stmt, clock=day).json
+    again = signed(api, "/v1/counties/431122/reconciliation/statements", stmt, clock=day).json
     assert again["audited"] == 0
     assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:REC-0000"}), "payments.payment.audited")) == 1
 
@@ -446,18 +446,18 @@ def test_audits_overdue_after_three_chinese_working_days_and_audit_by_api(secret
 
     def overdue_on(d, token=COUNTY):
         c = FixedClock(datetime(2019, 10, d, 12, 0, tzinfo=SHANGHAI))
-        return payments_app(c).test_client().get("/v1/audits/overdue?year=2020", headers=auth(token)).json["overdue"]
+        return payments_app(c).test_client().get("/v1/counties/431122/audits/overdue?year=2020", headers=auth(token)).json["overdue"]
 
     assert "AUD-0001" not in [o["household_no"] for o in overdue_on(8)]
     late = [o for o in overdue_on(9) if o["household_no"] == "AUD-0001"]
     assert late and late[0]["audit_due"] == "2019-10-08"
     assert "AUD-0001" not in [o["household_no"] for o in overdue_on(9, BAIYA)]  # other township's staff
-    r = api.post("/v1/payments/2020/AUD-0001/audit", headers=auth(HUAQIAO))
+    r = api.post("/v1/counties/431122/payments/2020/AUD-0001/audit", headers=auth(HUAQIAO))
     assert (r.status_code, r.json["code"]) == (403, "ROLE_FORBIDDEN")
-    r = api.post("/v1/payments/2020/AUD-0001/audit", headers=auth(TAX))
+    r = api.post("/v1/counties/431122/payments/2020/AUD-0001/audit", headers=auth(TAX))
     assert r.status_code == 200 and r.json["status"] == "audited"
     assert [h["status"] for h in r.json["history"]] == ["confirmed", "audited"]
-    assert api.post("/v1/payments/2020/AUD-0001/audit", headers=auth(TAX)).json["status"] == "audited"
+    assert api.post("/v1/counties/431122/payments/2020/AUD-0001/audit", headers=auth(TAX)).json["status"] == "audited"
     assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:AUD-0001"}), "payments.payment.audited")) == 1
     assert "AUD-0001" not in [o["household_no"] for o in overdue_on(9)]
 
@@ -471,13 +471,13 @@ def test_remittance_summaries_every_three_days(secrets_files, pc):
     c.set(datetime(2019, 9, 4, 8, 0, tzinfo=SHANGHAI))  # period 09-04..09-06
     register(pc, "REM-0002", n=1)
     pay(api, order(api, "REM-0002", clock=c), clock=c)
-    r = api.get("/v1/remittances?year=2020", headers=auth(COUNTY)).json
+    r = api.get("/v1/counties/431122/remittances?year=2020", headers=auth(COUNTY)).json
     assert r["interval_days"] == 3
     first, second = r["periods"][0], r["periods"][1]
     assert (first["period_start"], first["period_end"], first["remit_by"]) == ("2019-09-01", "2019-09-03", "2019-09-04")
     assert (first["households"], first["amount_fen"], first["by_channel"]) == (1, 50000, {"mobile_app": 50000})
     assert (second["households"], second["amount_fen"]) == (1, 25000)
-    assert api.get("/v1/remittances?year=2020", headers=auth(BAIYA)).json["periods"][0]["households"] == 0
+    assert api.get("/v1/counties/431122/remittances?year=2020", headers=auth(BAIYA)).json["periods"][0]["households"] == 0
 
 
 def test_an_acknowledged_payment_is_whole_for_readers_before_the_worker_completes_it(api, pc):
@@ -490,18 +490,18 @@ def test_an_acknowledged_payment_is_whole_for_readers_before_the_worker_complete
     assert (ack["status"], ack["receipt_no"]) == ("paid", "R" + o["order_no"][1:])
     assert pc.db.receipts.find_one({"_id": ack["receipt_no"]}) is None  # the worker has not run
     assert pc.db.orders.find_one({"_id": o["order_no"]})["status"] == "created"
-    assert api.get(f"/v1/orders/{o['order_no']}", headers=auth(COUNTY)).json["status"] == "paid"
-    rc = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY))
+    assert api.get(f"/v1/counties/431122/orders/{o['order_no']}", headers=auth(COUNTY)).json["status"] == "paid"
+    rc = api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}", headers=auth(COUNTY))
     assert rc.status_code == 200 and rc.json["amount_fen"] == 50000 and len(rc.json["members"]) == 2
     assert pc.db.receipts.find_one({"_id": ack["receipt_no"]})["check_code"] == rc.json["check_code"]
     # a reversal before the worker: the worker's late status does not undo it
-    r = signed(api, "/v1/reversals", {"reversal_id": "RV-ACK", "order_no": o["order_no"],
+    r = signed(api, "/v1/counties/431122/reversals", {"reversal_id": "RV-ACK", "order_no": o["order_no"],
                                       "transaction_id": ack["transaction_id"], "amount_fen": 50000})
     assert r.json["revokes_enrolment"]
     complete_confirmations(pc, "ACK-0001")
     assert pc.db.orders.find_one({"_id": o["order_no"]})["status"] == "reversed"
     assert pc.db.receipts.find_one({"_id": ack["receipt_no"]})["status"] == "reversed"
-    log = api.get("/v1/money-log?ref=2020:ACK-0001", headers=auth(COUNTY)).json["entries"]
+    log = api.get("/v1/counties/431122/money-log?ref=2020:ACK-0001", headers=auth(COUNTY)).json["entries"]
     assert [(e["action"], e["amount_fen"]) for e in log] == [("confirmed", 50000)]
 
 
@@ -513,23 +513,23 @@ def test_a_gateway_reversal_revokes_the_enrolment_through_an_event(api, pc):
     ack = pay(api, o)
     body = {"reversal_id": "RV-1", "order_no": o["order_no"], "transaction_id": ack["transaction_id"],
             "amount_fen": 49999}
-    r = signed(api, "/v1/reversals", body)
+    r = signed(api, "/v1/counties/431122/reversals", body)
     assert (r.status_code, r.json["code"]) == (400, "AMOUNT_MISMATCH")
     assert pc.db.reversals.find_one({"_id": o["order_no"]}) is None
     body["amount_fen"] = 50000
-    r = signed(api, "/v1/reversals", body)
+    r = signed(api, "/v1/counties/431122/reversals", body)
     assert r.status_code == 200 and r.json["revokes_enrolment"] and not r.json["duplicate"]
-    assert signed(api, "/v1/reversals", body).json["duplicate"]
+    assert signed(api, "/v1/counties/431122/reversals", body).json["duplicate"]
     p = pc.db.payments.find_one({"_id": "2020:REV-0001"})
     assert p["status"] == "reversed"
     ev = outbox_events(p, "payments.payment.reversed")
     assert len(ev) == 1 and ev[0]["payload"]["reason"] == "gateway_reversal" and len(ev[0]["payload"]["person_ids"]) == 2
-    rc = api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
+    rc = api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).json
     assert rc["status"] == "reversed"
-    assert not api.get(f"/v1/receipts/{ack['receipt_no']}/verification?check_code={rc['check_code']}").json["valid"]
-    log = api.get(f"/v1/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"]
+    assert not api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}/verification?check_code={rc['check_code']}").json["valid"]
+    log = api.get(f"/v1/counties/431122/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"]
     assert ("reversed", -50000) in [(e["action"], e["amount_fen"]) for e in log]
-    assert api.post("/v1/payments/2020/REV-0001/audit", headers=auth(TAX)).json["code"] == "PAYMENT_REVERSED"
+    assert api.post("/v1/counties/431122/payments/2020/REV-0001/audit", headers=auth(TAX)).json["code"] == "PAYMENT_REVERSED"
 
 
 def test_an_overpayment_is_refunded_without_touching_the_enrolment(api, pc):
@@ -539,7 +539,7 @@ def test_an_overpayment_is_refunded_without_touching_the_enrolment(api, pc):
     pay(api, first)
     dup = pay(api, second)
     assert dup["status"] == "duplicate_payment"
-    r = signed(api, "/v1/reversals", {"reversal_id": "RV-2", "order_no": second["order_no"],
+    r = signed(api, "/v1/counties/431122/reversals", {"reversal_id": "RV-2", "order_no": second["order_no"],
                                       "transaction_id": dup["transaction_id"], "amount_fen": 25000})
     assert r.json["reason"] == "overpayment" and not r.json["revokes_enrolment"]
     p = pc.db.payments.find_one({"_id": "2020:REV-0002"})
@@ -550,12 +550,12 @@ def test_an_overpayment_is_refunded_without_touching_the_enrolment(api, pc):
 def test_the_openapi_document_describes_gateway_and_staff_endpoints(api):
     doc = api.get("/openapi.json").json
     paths = doc["paths"]
-    for p in ("/v1/reversals", "/v1/withholding/batches/{batch_no}/results", "/v1/reconciliation/statements",
-              "/v1/receipts/{receipt_no}/verification", "/v1/audits/overdue", "/v1/remittances", "/v1/money-log"):
+    for p in ("/v1/counties/{county}/reversals", "/v1/counties/{county}/withholding/batches/{batch_no}/results", "/v1/counties/{county}/reconciliation/statements",
+              "/v1/counties/{county}/receipts/{receipt_no}/verification", "/v1/counties/{county}/audits/overdue", "/v1/counties/{county}/remittances", "/v1/counties/{county}/money-log"):
         assert p in paths, p
-    assert paths["/v1/notifications"]["post"]["security"] == [{"gatewaySignature": []}]
-    assert paths["/v1/withholding/batches"]["post"]["security"] == [{"bearer": []}]
-    assert "security" not in paths["/v1/receipts/{receipt_no}/verification"]["get"]
+    assert paths["/v1/counties/{county}/notifications"]["post"]["security"] == [{"gatewaySignature": []}]
+    assert paths["/v1/counties/{county}/withholding/batches"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in paths["/v1/counties/{county}/receipts/{receipt_no}/verification"]["get"]
 
 
 def test_a_retry_after_a_crash_mid_confirmation_completes_it_even_past_expiry(secrets_files, pc):
@@ -574,13 +574,13 @@ def test_a_retry_after_a_crash_mid_confirmation_completes_it_even_past_expiry(se
     c.advance(timedelta(hours=3))
     ack = pay(api, o, clock=c, txn="T-CRASH", paid_at=NOW)
     assert ack["status"] == "paid" and ack["receipt_no"]
-    assert api.get(f"/v1/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).status_code == 200
+    assert api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}", headers=auth(COUNTY)).status_code == 200
     assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:CRS-0001"}), "payments.payment.confirmed")) == 1
     # an expired order that was never paid is still refused
     register(pc, "CRS-0002", n=1)
     o2 = order(api, "CRS-0002", clock=c)
     c.advance(timedelta(hours=3))
-    r = signed(api, "/v1/notifications", {"order_no": o2["order_no"], "transaction_id": "T2", "amount_fen": 25000,
+    r = signed(api, "/v1/counties/431122/notifications", {"order_no": o2["order_no"], "transaction_id": "T2", "amount_fen": 25000,
                                           "paid_at": c.now().isoformat()}, clock=c)
     assert r.json["code"] == "ORDER_EXPIRED" and pc.db.payments.find_one({"_id": "2020:CRS-0002"}) is None
 
@@ -591,14 +591,14 @@ def test_a_second_transaction_for_a_paid_order_is_acknowledged_once_and_logged_f
     register(pc, "TWC-0001", n=1)
     o = order(api, "TWC-0001")
     first = pay(api, o, txn="T-FIRST")
-    r = signed(api, "/v1/notifications", {"order_no": o["order_no"], "transaction_id": "T-SECOND",
+    r = signed(api, "/v1/counties/431122/notifications", {"order_no": o["order_no"], "transaction_id": "T-SECOND",
                                           "amount_fen": 25000, "paid_at": NOW.isoformat()})
     assert r.status_code == 200 and r.json["duplicate"] and r.json["receipt_no"] == first["receipt_no"]
     p = pc.db.payments.find_one({"_id": "2020:TWC-0001"})
     assert p["transaction_id"] == "T-FIRST" and len(outbox_events(p, "payments.payment.confirmed")) == 1
-    log = api.get(f"/v1/money-log?ref={o['order_no']}:T-SECOND", headers=auth(COUNTY)).json["entries"]
+    log = api.get(f"/v1/counties/431122/money-log?ref={o['order_no']}:T-SECOND", headers=auth(COUNTY)).json["entries"]
     assert [(e["action"], e["amount_fen"]) for e in log] == [("paid_twice", 25000)]
-    assert api.get(f"/v1/money-log?ref={o['order_no']}:T-FIRST", headers=auth(COUNTY)).json["entries"] == []
+    assert api.get(f"/v1/counties/431122/money-log?ref={o['order_no']}:T-FIRST", headers=auth(COUNTY)).json["entries"] == []
 
 
 # ---- every rejection leaves nothing written -----------------------------------------------------
@@ -623,9 +623,9 @@ def test_every_rejection_leaves_nothing_written(secrets_files, pc, case):
     body = {"order_no": o["order_no"], "transaction_id": "T-" + case, "amount_fen": o["amount_fen"],
             "paid_at": NOW.isoformat()}
     kw: dict = {"clock": c}
-    path = "/v1/notifications"
+    path = "/v1/counties/431122/notifications"
     if case == "replayed_nonce":
-        signed(api, "/v1/quotes", {"household_no": no, "year": 2020}, nonce="r" * 24, clock=c)
+        signed(api, "/v1/counties/431122/quotes", {"household_no": no, "year": 2020}, nonce="r" * 24, clock=c)
         kw["nonce"] = "r" * 24
     before = snapshot(pc)
     if case == "bad_signature":
@@ -644,11 +644,11 @@ def test_every_rejection_leaves_nothing_written(secrets_files, pc, case):
     elif case == "expired_order":
         c.advance(timedelta(hours=2, seconds=1))
     elif case == "split_household":
-        path, body = "/v1/orders", {"household_no": no, "year": 2020, "channel": "mobile_app", "person_ids": ids[:1]}
+        path, body = "/v1/counties/431122/orders", {"household_no": no, "year": 2020, "channel": "mobile_app", "person_ids": ids[:1]}
         kw["extra"] = {"Idempotency-Key": "split-" + secrets.token_hex(4)}
     elif case == "closed_window":
         c.set(datetime(2020, 1, 1, 0, 0, 1, tzinfo=SHANGHAI))
-        path, body = "/v1/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"}
+        path, body = "/v1/counties/431122/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"}
         kw["extra"] = {"Idempotency-Key": "late-" + secrets.token_hex(4)}
     if case != "stale_timestamp":
         r = signed(api, path, body, **kw)
@@ -668,8 +668,8 @@ def test_audited_and_reversed_events_reach_the_bus(secrets_files, pc, infra, nam
     register(pc, "BUS-0001", n=2)
     o = order(api, "BUS-0001")
     ack = pay(api, o)
-    api.post("/v1/payments/2020/BUS-0001/audit", headers=auth(TAX))
-    signed(api, "/v1/reversals", {"reversal_id": "RV-BUS", "order_no": o["order_no"],
+    api.post("/v1/counties/431122/payments/2020/BUS-0001/audit", headers=auth(TAX))
+    signed(api, "/v1/counties/431122/reversals", {"reversal_id": "RV-BUS", "order_no": o["order_no"],
                                   "transaction_id": ack["transaction_id"], "amount_fen": o["amount_fen"]})
     probe = Probe(infra.amqp_url, namespace, ["payments.payment.audited", "payments.payment.reversed"])
     try:
@@ -704,7 +704,7 @@ def test_concurrent_notifications_with_different_transactions_confirm_once_and_k
     assert {r["code"] for r in results} == {"SUCCESS"} and len(results) == 3
     p = pc.db.payments.find_one({"_id": "2020:RACE-0001"})
     assert len(outbox_events(p, "payments.payment.confirmed")) == 1
-    shown = payments_app(FixedClock(NOW)).test_client().get(f"/v1/orders/{o['order_no']}", headers=auth(COUNTY)).json
+    shown = payments_app(FixedClock(NOW)).test_client().get(f"/v1/counties/431122/orders/{o['order_no']}", headers=auth(COUNTY)).json
     assert (shown["status"], shown["transaction_id"]) == ("paid", p["transaction_id"])  # before the worker ran
     complete_confirmations(pc, "RACE-0001")
     assert pc.db.orders.find_one({"_id": o["order_no"]})["transaction_id"] == p["transaction_id"]
@@ -728,19 +728,19 @@ def test_a_household_change_while_an_order_is_open_alters_no_confirmation(secret
     o = order(api, "HCO-0001")
     for no in wh_ids:
         assert agree(api, no, "62229999" + no[-4:] + "0000").status_code == 201
-    b = api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2020}, headers=auth(COUNTY)).json
+    b = api.post("/v1/counties/431122/withholding/batches", json={"bank": "bank-a", "year": 2020}, headers=auth(COUNTY)).json
     lines = {l["household_no"]: l for l in b["lines"] if l["household_no"] in wh_ids}
     assert set(lines) == set(wh_ids)
 
     def newborn(no, ids):
         baby = make_id(datetime(2019, 11, 1).date(), 900 + int(no[-1]), "F")
         return Envelope.new(Event("registry.household.changed", {
-            "household_no": no, "year": 2020, "county": "东安县", "township": "花桥镇", "village": "花桥村",
+            "household_no": no, "year": 2020, "county": "431122", "township": "花桥镇", "village": "花桥村",
             "head_name": "成员0", "head_phone": "13900001111", "change": "birth", "reason": "出生",
             "members": [*({"person_id": p, "name": f"成员{i}"} for i, p in enumerate(ids)),
                         {"person_id": baby, "name": "新生儿"}]}), "registry", NOW)
     merged = Envelope.new(Event("registry.household.dissolved", {
-        "household_no": "HCW-0002", "year": 2020, "county": "东安县", "township": "花桥镇", "village": "花桥村",
+        "household_no": "HCW-0002", "year": 2020, "county": "431122", "township": "花桥镇", "village": "花桥村",
         "merged_into": "HCW-0001", "reason": "合户"}), "registry", NOW)
     deliver(pc, infra.amqp_url, namespace,
             [newborn("HCO-0001", card["HCO-0001"]), newborn("HCW-0001", wh_ids["HCW-0001"]), merged],
@@ -754,7 +754,7 @@ def test_a_household_change_while_an_order_is_open_alters_no_confirmation(secret
             for no, l in lines.items()]
     other = [(l["line_no"], l["order_no"], l["amount_fen"], "51", "", "", "") for l in b["lines"]
              if l["household_no"] not in wh_ids]
-    r = signed(api, f"/v1/withholding/batches/{b['batch_no']}/results", raw=result_file(b["batch_no"], rows + other),
+    r = signed(api, f"/v1/counties/431122/withholding/batches/{b['batch_no']}/results", raw=result_file(b["batch_no"], rows + other),
                content_type="text/csv")
     assert r.status_code == 200 and r.json["paid"] == 2, r.json
     published = {e["payload"]["household_no"]: e["payload"]

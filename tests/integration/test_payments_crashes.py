@@ -51,7 +51,7 @@ def _reversal(o, ack, rid):
 def _reversal_is_complete(pc, api, o, ack) -> bool:
     doc = pc.db.payments.find_one({"_id": f"2020:{o['household_no']}"})
     receipt = pc.db.receipts.find_one({"_id": ack["receipt_no"]})
-    log = api.get(f"/v1/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"]
+    log = api.get(f"/v1/counties/431122/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"]
     return (doc["status"] == "reversed" and receipt is not None and receipt["status"] == "reversed"
             and pc.db.orders.find_one({"_id": o["order_no"]})["status"] == "reversed"
             and ("reversed", -o["amount_fen"]) in [(e["action"], e["amount_fen"]) for e in log]
@@ -71,7 +71,7 @@ def test_a_reversal_that_died_before_its_write_is_made_by_the_retry(secrets_file
     _crash_once(monkeypatch, OutboxWriter, "update", lambda coll, *a, **k: coll == "payments")
     _reverse_crashing(pc, o, ack, "RV-CRR-1")
     assert pc.db.payments.find_one({"_id": "2020:CRR-0001"})["status"] == "confirmed"  # nothing acknowledged
-    r = signed(api, "/v1/reversals", _reversal(o, ack, "RV-CRR-1"))
+    r = signed(api, "/v1/counties/431122/reversals", _reversal(o, ack, "RV-CRR-1"))
     assert r.status_code == 200 and r.json["revokes_enrolment"]
     doc = pc.db.payments.find_one({"_id": "2020:CRR-0001"})
     assert len(outbox_events(doc, "payments.payment.reversed")) == 1
@@ -84,7 +84,7 @@ def test_a_reversal_that_died_after_its_write_is_completed_by_the_retry(secrets_
     _reverse_crashing(pc, o, ack, "RV-CRR-2")
     assert pc.db.payments.find_one({"_id": "2020:CRR-0002"})["status"] == "reversed"
     assert not _reversal_is_complete(pc, api, o, ack)
-    r = signed(api, "/v1/reversals", _reversal(o, ack, "RV-CRR-2"))
+    r = signed(api, "/v1/counties/431122/reversals", _reversal(o, ack, "RV-CRR-2"))
     assert r.status_code == 200 and r.json["duplicate"]
     assert _reversal_is_complete(pc, api, o, ack)
     assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:CRR-0002"}), "payments.payment.reversed")) == 1
@@ -95,9 +95,9 @@ def test_an_audit_that_died_after_its_write_is_completed_by_the_retry(secrets_fi
     _crash_once(monkeypatch, PaymentsRepository, "log_money", lambda ref, action, *a, **k: action == "audited")
     with pytest.raises(RuntimeError):
         handlers.audit_payment(payments_boot.repository(pc), FixedClock(NOW), 2020, "CRA-0001", "tax-bureau", "staff")
-    r = api.post("/v1/payments/2020/CRA-0001/audit", headers=auth(TAX))
+    r = api.post("/v1/counties/431122/payments/2020/CRA-0001/audit", headers=auth(TAX))
     assert r.status_code == 200 and r.json["status"] == "audited"
-    log = api.get("/v1/money-log?ref=2020:CRA-0001", headers=auth(COUNTY)).json["entries"]
+    log = api.get("/v1/counties/431122/money-log?ref=2020:CRA-0001", headers=auth(COUNTY)).json["entries"]
     assert [e["action"] for e in log] == ["audited"]  # (the confirmation's row comes from the worker)
 
 

@@ -27,7 +27,7 @@ from shared.clock import SHANGHAI, FixedClock
 from tests.integration.test_payments import (  # noqa: F401 — fixtures and helpers of the payments tests
     COUNTY, NOW, TAX, auth, order, outbox_events, pay, pc, register, secrets_files, signed)
 
-STAFF = Principal("county", "county", "东安县")
+STAFF = Principal("county", "county", "431122")
 
 
 def _run(*targets):
@@ -75,7 +75,7 @@ def _check_audit_and_reversal(pc, no, audit_reply, reversal_reply):
         assert (audit_reply.status_code, audit_reply.json["code"]) == (409, "PAYMENT_REVERSED")
         assert not audited and [h["status"] for h in doc["history"]] == ["confirmed", "reversed"]
     assert doc["version"] == len(doc["history"])
-    periods = payments_app(FixedClock(NOW)).test_client().get("/v1/remittances?year=2020",
+    periods = payments_app(FixedClock(NOW)).test_client().get("/v1/counties/431122/remittances?year=2020",
                                                                headers=auth(COUNTY)).json["periods"]
     remitted = sum(p["amount_fen"] for p in periods)
     assert remitted == sum(p["amount_fen"] for p in pc.db.payments.find({"status": {"$ne": "reversed"}}))
@@ -103,12 +103,12 @@ def test_an_audit_paused_after_its_read_cannot_overwrite_a_reversal(secrets_file
 
     def audit():
         audit_thread.append(threading.current_thread())
-        replies["audit"] = apis[0].post("/v1/payments/2020/ARP-0001/audit", headers=auth(TAX))
+        replies["audit"] = apis[0].post("/v1/counties/431122/payments/2020/ARP-0001/audit", headers=auth(TAX))
 
     def reverse():
         assert audit_read.wait(20)
         try:
-            replies["reverse"] = signed(apis[1], "/v1/reversals", _reversal(o, ack, "RV-ARP"))
+            replies["reverse"] = signed(apis[1], "/v1/counties/431122/reversals", _reversal(o, ack, "RV-ARP"))
         finally:
             reversed_.set()
     _run(audit, reverse)
@@ -132,11 +132,11 @@ def test_an_audit_and_a_reversal_released_together_end_consistent(secrets_files,
         def audit():
             start.wait()
             time.sleep(rnd * 0.001)
-            replies["audit"] = apis[0].post(f"/v1/payments/2020/{no}/audit", headers=auth(TAX))
+            replies["audit"] = apis[0].post(f"/v1/counties/431122/payments/2020/{no}/audit", headers=auth(TAX))
 
         def reverse():
             start.wait()
-            replies["reverse"] = signed(apis[1], "/v1/reversals", _reversal(o, ack, f"RV-ARB-{rnd}"))
+            replies["reverse"] = signed(apis[1], "/v1/counties/431122/reversals", _reversal(o, ack, f"RV-ARB-{rnd}"))
         _run(audit, reverse)
         seen.add(_check_audit_and_reversal(pc, no, replies["audit"], replies["reverse"]))
     assert seen  # (which orders occurred is up to the scheduler; each one was checked whole)

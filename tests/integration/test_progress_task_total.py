@@ -16,7 +16,7 @@ NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)
 
 
 def test_progress_shows_the_printed_total_the_rows_and_the_rule(namespace):
-    body = create_app(FixedClock(NOW)).test_client().get("/v1/progress/2020").json
+    body = create_app(FixedClock(NOW)).test_client().get("/v1/counties/431122/progress/2020").json
     assert (body["task_total"], body["task_total_printed"], body["task_total_rows"], body["task_rule"]) == (
         578501, 578500, 578501, "rows")
     assert "578500" in body["task_warning"] and "578501" in body["task_warning"]
@@ -29,6 +29,6 @@ def test_a_county_that_chose_the_printed_total_is_measured_against_it(namespace,
                                                encoding="utf-8")
     shutil.copy(ROOT / "policies" / "dongan-2020-villages.csv", tmp_path)
     monkeypatch.setenv("POLICY_FILE", str(tmp_path / "dongan-2020.json"))
-    body = create_app(FixedClock(NOW)).test_client().get("/v1/progress/2020").json
+    body = create_app(FixedClock(NOW)).test_client().get("/v1/counties/431122/progress/2020").json
     assert (body["task_total"], body["task_total_printed"], body["task_total_rows"], body["task_rule"]) == (
         578500, 578500, 578501, "printed")

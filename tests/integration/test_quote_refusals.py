@@ -36,7 +36,7 @@ MONEY_COLLECTIONS = ("payments", "receipts", "money_log", "orders", "idempotency
 @pytest.fixture(scope="module")
 def secrets_files(namespace, tmp_path_factory):
     with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
-        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"}], gateways=[
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "431122"}], gateways=[
         {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]):
         yield
 
@@ -85,7 +85,7 @@ def case_status(pc, person_id):
 # ---- 多地重复参保 holds the household that has the person ------------------------------------------
 
 def quote_of(api, clock, household_no):
-    return signed(api, "/v1/quotes", {"household_no": household_no, "year": 2020}, clock)
+    return signed(api, "/v1/counties/431122/quotes", {"household_no": household_no, "year": 2020}, clock)
 
 
 def members_in_payments(pc, household_no):
@@ -96,14 +96,14 @@ def members_in_payments(pc, household_no):
 def two_households_sharing_a_person(registry, first_no, second_no, seed):
     """The second household registers a person the first has: 201, the person flagged in both."""
     first = household_payload(first_no, "白牙市镇", seed=seed)
-    assert registry.post("/v1/households", json=first, headers=county()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=first, headers=county()).status_code == 201
     second = household_payload(second_no, "花桥镇", seed=seed + 1)
     held = first["members"][2]["id_number"]
     second["members"][2] = dict(first["members"][2])
-    r = registry.post("/v1/households", json=second, headers=county())
+    r = registry.post("/v1/counties/431122/households", json=second, headers=county())
     assert r.status_code == 201, r.json  # failed before: 409 DUPLICATE_PERSON, the whole household refused
     for no in (first_no, second_no):
-        got = registry.get(f"/v1/households/2020/{no}", headers=county()).json
+        got = registry.get(f"/v1/counties/431122/households/2020/{no}", headers=county()).json
         flagged = [m for m in got["members"] if "duplicate" in m]
         assert [m["id_number"] for m in flagged] == [mask_id(held)] and len(got["members"]) == 3
         assert [p["household_no"] for p in flagged[0]["duplicate"]["households"]] == [first_no, second_no]
@@ -135,18 +135,18 @@ def test_a_second_household_with_a_person_registered_elsewhere_is_registered_hel
         q = quote_of(api, clock, no)
         assert (q.status_code, q.json["code"]) == (409, "MEMBER_DUPLICATE_UNRESOLVED"), no
         assert mask_id(held) in q.json["message"] and held not in q.get_data(as_text=True)
-    o = signed(api, "/v1/orders", {"household_no": "DQ-0002", "year": 2020, "channel": "mobile_app"}, clock,
+    o = signed(api, "/v1/counties/431122/orders", {"household_no": "DQ-0002", "year": 2020, "channel": "mobile_app"}, clock,
                idem="dup-held-0002")
     assert (o.status_code, o.json["code"]) == (409, "MEMBER_DUPLICATE_UNRESOLVED")
     assert money(pc) == before  # nothing written: no order, no idempotency key, no money log
 
     # the county decides the person belongs to the second household: they leave the first
-    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "other", "note": "户籍在花桥镇"},
+    r = registry.post("/v1/counties/431122/duplicates/2020/resolution", json={"id_number": held, "keep": "other", "note": "户籍在花桥镇"},
                       headers=county())
     assert r.status_code == 200 and r.json["status"] == "resolved", r.json
     assert r.json["kept"]["household_no"] == "DQ-0002"
-    one = registry.get("/v1/households/2020/DQ-0001", headers=county()).json
-    two = registry.get("/v1/households/2020/DQ-0002", headers=county()).json
+    one = registry.get("/v1/counties/431122/households/2020/DQ-0001", headers=county()).json
+    two = registry.get("/v1/counties/431122/households/2020/DQ-0002", headers=county()).json
     assert mask_id(held) not in [m["id_number"] for m in one["members"]] and len(one["members"]) == 2
     assert mask_id(held) in [m["id_number"] for m in two["members"]] and len(two["members"]) == 3
     assert not any("duplicate" in m for m in one["members"] + two["members"])
@@ -158,24 +158,24 @@ def test_a_second_household_with_a_person_registered_elsewhere_is_registered_hel
     assert (q2.status_code, q2.json["total_fen"]) == (200, 75000)
     assert mask_id(held) in [x["id_number"] for x in q2.json["lines"]]  # the person is charged once, here
     assert mask_id(held) not in [x["id_number"] for x in q1.json["lines"]]
-    o = signed(api, "/v1/orders", {"household_no": "DQ-0002", "year": 2020, "channel": "mobile_app"}, clock,
+    o = signed(api, "/v1/counties/431122/orders", {"household_no": "DQ-0002", "year": 2020, "channel": "mobile_app"}, clock,
                idem="dup-held-0002")
     assert o.status_code == 201 and o.json["amount_fen"] == 75000
 
     # the same registration sent again is the household that exists: the decided case stays decided
-    assert registry.post("/v1/households", json=second, headers=county()).json["code"] == "HOUSEHOLD_EXISTS"
+    assert registry.post("/v1/counties/431122/households", json=second, headers=county()).json["code"] == "HOUSEHOLD_EXISTS"
     assert rc.db.duplicates.find_one({"_id": f"2020:{held}"})["status"] == "resolved"
-    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
+    r = registry.post("/v1/counties/431122/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
     assert r.json["code"] == "DUPLICATE_RESOLVED"
 
 
 def test_keep_current_leaves_the_person_in_the_first_household_and_both_are_quoted(registry, rc, pc):
     first, second, held = two_households_sharing_a_person(registry, "DQ-0011", "DQ-0012", 391)
     deliver(rc, pc, lambda: members_in_payments(pc, "DQ-0012") and case_status(pc, held) == "open", "the open case")
-    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current", "note": "核实为本户成员"},
+    r = registry.post("/v1/counties/431122/duplicates/2020/resolution", json={"id_number": held, "keep": "current", "note": "核实为本户成员"},
                       headers=county())
     assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0011"
-    two = registry.get("/v1/households/2020/DQ-0012", headers=county()).json
+    two = registry.get("/v1/counties/431122/households/2020/DQ-0012", headers=county()).json
     assert mask_id(held) not in [m["id_number"] for m in two["members"]] and len(two["members"]) == 2
     assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0011"  # its claim untouched
     deliver(rc, pc, lambda: case_status(pc, held) == "resolved" and len(members_in_payments(pc, "DQ-0012")) == 2,
@@ -188,7 +188,7 @@ def test_keep_current_leaves_the_person_in_the_first_household_and_both_are_quot
     # a third household registering the person re-opens the case and holds the first again
     third = household_payload("DQ-0013", "川岩乡", seed=393)
     third["members"][2] = dict(first["members"][2])
-    assert registry.post("/v1/households", json=third, headers=county()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=third, headers=county()).status_code == 201
     deliver(rc, pc, lambda: case_status(pc, held) == "open", "the re-opened case")
     assert quote_of(api, clock, "DQ-0011").json["code"] == "MEMBER_DUPLICATE_UNRESOLVED"
     assert quote_of(api, clock, "DQ-0012").status_code == 200  # no longer has the person
@@ -199,7 +199,7 @@ def places_of(rc, person_id):
 
 
 def flagged_in(registry, household_no):
-    got = registry.get(f"/v1/households/2020/{household_no}", headers=county()).json
+    got = registry.get(f"/v1/counties/431122/households/2020/{household_no}", headers=county()).json
     return [m["id_number"] for m in got["members"] if "duplicate" in m], len(got["members"])
 
 
@@ -212,9 +212,9 @@ def test_a_move_in_or_birth_of_a_person_registered_elsewhere_is_added_flagged_he
     first = household_payload("DQ-0021", "白牙市镇", seed=321)
     second = household_payload("DQ-0022", "花桥镇", seed=322)
     for body in (first, second):
-        assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+        assert registry.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     mover = first["members"][2]
-    r = registry.post("/v1/households/2020/DQ-0022/changes", headers=county(),
+    r = registry.post("/v1/counties/431122/households/2020/DQ-0022/changes", headers=county(),
                       json={"kind": "move_in", "member": dict(mover), "reason": "迁入"})
     assert r.status_code == 200, r.json  # failed before: 409 DUPLICATE_PERSON
     assert [m["id_number"] for m in r.json["members"] if "duplicate" in m] == [mask_id(mover["id_number"])]
@@ -224,11 +224,11 @@ def test_a_move_in_or_birth_of_a_person_registered_elsewhere_is_added_flagged_he
     assert rc.db.persons.find_one({"_id": f"2020:{mover['id_number']}"})["household"] == "2020:DQ-0021"
     # a baby already registered in the mother's household is born into the father's too
     baby = {"id_number": make_id(date(2019, 10, 20), 323, "F"), "name": "新生儿", "relation": "子女"}
-    r = registry.post("/v1/households/2020/DQ-0021/changes", headers=county(), json={"kind": "birth", "member": baby})
+    r = registry.post("/v1/counties/431122/households/2020/DQ-0021/changes", headers=county(), json={"kind": "birth", "member": baby})
     assert r.status_code == 200 and len(r.json["members"]) == 4, r.json
     third = household_payload("DQ-0023", "花桥镇", seed=323)
-    assert registry.post("/v1/households", json=third, headers=county()).status_code == 201
-    r = registry.post("/v1/households/2020/DQ-0023/changes", headers=county(), json={"kind": "birth", "member": baby})
+    assert registry.post("/v1/counties/431122/households", json=third, headers=county()).status_code == 201
+    r = registry.post("/v1/counties/431122/households/2020/DQ-0023/changes", headers=county(), json={"kind": "birth", "member": baby})
     assert r.status_code == 200 and len(r.json["members"]) == 4, r.json
     assert places_of(rc, baby["id_number"]) == ["DQ-0021", "DQ-0023"]
     deliver(rc, pc, lambda: len(members_in_payments(pc, "DQ-0022") or []) == 4
@@ -241,10 +241,10 @@ def test_a_move_in_or_birth_of_a_person_registered_elsewhere_is_added_flagged_he
         q = quote_of(api, clock, no)
         assert (q.status_code, q.json["code"]) == (409, "MEMBER_DUPLICATE_UNRESOLVED"), no
 
-    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": mover["id_number"], "keep": "other",
+    r = registry.post("/v1/counties/431122/duplicates/2020/resolution", json={"id_number": mover["id_number"], "keep": "other",
                                                               "note": "已迁入花桥镇"}, headers=county())
     assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0022", r.json
-    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": baby["id_number"], "keep": "current"},
+    r = registry.post("/v1/counties/431122/duplicates/2020/resolution", json={"id_number": baby["id_number"], "keep": "current"},
                       headers=county())
     assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0021", r.json
     assert rc.db.persons.find_one({"_id": f"2020:{mover['id_number']}"})["household"] == "2020:DQ-0022"
@@ -263,19 +263,19 @@ def test_a_split_and_a_merge_of_a_member_in_an_open_case_leave_the_claim_with_it
     still puts the person in exactly one household."""
     first, second, held = two_households_sharing_a_person(registry, "DQ-0031", "DQ-0032", 331)
     spouse = second["members"][1]["id_number"]
-    r = registry.post("/v1/households/2020/DQ-0032/split", headers=county(), json={
+    r = registry.post("/v1/counties/431122/households/2020/DQ-0032/split", headers=county(), json={
         "id_numbers": [spouse, held], "new_household_no": "DQ-0033", "new_head": spouse, "reason": "分户"})
     assert r.status_code == 201, r.json
     assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0031"  # failed before: DQ-0033
     assert places_of(rc, held) == ["DQ-0031", "DQ-0033"]
     assert flagged_in(registry, "DQ-0033") == ([mask_id(held)], 2) and flagged_in(registry, "DQ-0032") == ([], 1)
-    r = registry.post("/v1/households/2020/DQ-0032/merge", headers=county(),
+    r = registry.post("/v1/counties/431122/households/2020/DQ-0032/merge", headers=county(),
                       json={"other_household_no": "DQ-0033", "reason": "合户"})
     assert r.status_code == 200 and len(r.json["members"]) == 3, r.json
     assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0031"  # failed before: DQ-0032
     assert places_of(rc, held) == ["DQ-0031", "DQ-0032"]
     # the holder splits the person off: the claim goes with them and the case names the new holder
-    r = registry.post("/v1/households/2020/DQ-0031/split", headers=county(), json={
+    r = registry.post("/v1/counties/431122/households/2020/DQ-0031/split", headers=county(), json={
         "id_numbers": [held], "new_household_no": "DQ-0034", "new_head": held})
     assert r.status_code == 201, r.json
     assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0034"
@@ -286,7 +286,7 @@ def test_a_split_and_a_merge_of_a_member_in_an_open_case_leave_the_claim_with_it
     api = payments_app(clock).test_client()
     assert [quote_of(api, clock, no).status_code for no in ("DQ-0031", "DQ-0032", "DQ-0034")] == [200, 409, 409]
 
-    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
+    r = registry.post("/v1/counties/431122/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
     assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0034", r.json
     assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0034"
     assert [flagged_in(registry, no) for no in ("DQ-0031", "DQ-0032", "DQ-0034")] == [([], 2), ([], 2), ([], 1)]
@@ -329,15 +329,15 @@ def test_merging_the_holder_into_the_other_household_of_a_case_leaves_the_person
     held = first["members"][2]["id_number"]
     second["members"][2] = dict(first["members"][2])
     for body in (first, second):
-        assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
-    r = registry.post("/v1/households/2020/DQ-0052/merge", headers=county(), json={"other_household_no": "DQ-0051"})
+        assert registry.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
+    r = registry.post("/v1/counties/431122/households/2020/DQ-0052/merge", headers=county(), json={"other_household_no": "DQ-0051"})
     assert r.status_code == 200 and len(r.json["members"]) == 5, r.json
     assert [m["id_number"] for m in r.json["members"]].count(mask_id(held)) == 1
     assert rc.db.persons.find_one({"_id": f"2020:{held}"})["household"] == "2020:DQ-0052"
     assert places_of(rc, held) == ["DQ-0052"]  # failed before: the ended DQ-0051 still named, as holder
-    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
+    r = registry.post("/v1/counties/431122/duplicates/2020/resolution", json={"id_number": held, "keep": "current"}, headers=county())
     assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0052", r.json
-    assert len(registry.get("/v1/households/2020/DQ-0052", headers=county()).json["members"]) == 5
+    assert len(registry.get("/v1/counties/431122/households/2020/DQ-0052", headers=county()).json["members"]) == 5
 
 
 def test_a_split_of_a_person_whose_case_is_being_decided_is_refused_and_writes_nothing(registry, rc):
@@ -347,12 +347,12 @@ def test_a_split_of_a_person_whose_case_is_being_decided_is_refused_and_writes_n
     cases = registry_boot.duplicates(rc)
     assert cases.begin(cases.get(2020, held), {"household_no": "DQ-0062"})
     spouse = second["members"][1]["id_number"]
-    r = registry.post("/v1/households/2020/DQ-0062/split", headers=county(), json={
+    r = registry.post("/v1/counties/431122/households/2020/DQ-0062/split", headers=county(), json={
         "id_numbers": [spouse, held], "new_household_no": "DQ-0063", "new_head": spouse})
     assert (r.status_code, r.json["code"]) == (409, "DUPLICATE_RESOLVING"), r.json
     assert held not in r.get_data(as_text=True)
     assert rc.db.households.find_one({"_id": "2020:DQ-0063"}) is None and places_of(rc, held) == ["DQ-0061", "DQ-0062"]
-    r = registry.post("/v1/duplicates/2020/resolution", json={"id_number": held, "keep": "other"}, headers=county())
+    r = registry.post("/v1/counties/431122/duplicates/2020/resolution", json={"id_number": held, "keep": "other"}, headers=county())
     assert r.status_code == 200 and r.json["kept"]["household_no"] == "DQ-0062", r.json
 
 
@@ -443,7 +443,7 @@ def payments_api(clock, policy_file=None):
 
 
 def approve(client, id_number, **body):
-    return client.post("/v1/mid-year/decisions", json={"id_number": id_number, **body}, headers=county())
+    return client.post("/v1/counties/431122/mid-year/decisions", json={"id_number": id_number, **body}, headers=county())
 
 
 def test_mid_year_enrolment_after_the_window_charges_only_the_approved_member_at_the_financing_standard(
@@ -453,7 +453,7 @@ def test_mid_year_enrolment_after_the_window_charges_only_the_approved_member_at
     approval with its event; payments refuses while the figure is unset, then charges that member alone
     at the figure; registry enrols that member alone when the payment is confirmed."""
     body = household_payload("MY-0001", "花桥镇", seed=311)
-    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     newcomer, other = body["members"][2]["id_number"], body["members"][0]["id_number"]
     late_registry = registry_app(FixedClock(LATE)).test_client()
 
@@ -482,28 +482,28 @@ def test_mid_year_enrolment_after_the_window_charges_only_the_approved_member_at
     clock = FixedClock(LATE)
     unset = payments_api(clock)
     before = money(pc)
-    q = signed(unset, "/v1/quotes", {"household_no": "MY-0001", "year": 2020}, clock)
+    q = signed(unset, "/v1/counties/431122/quotes", {"household_no": "MY-0001", "year": 2020}, clock)
     assert (q.status_code, q.json["code"]) == (422, "FINANCING_STANDARD_UNSET") and "筹资标准" in q.json["message"]
-    o = signed(unset, "/v1/orders", {"household_no": "MY-0001", "year": 2020, "channel": "mobile_app"}, clock,
+    o = signed(unset, "/v1/counties/431122/orders", {"household_no": "MY-0001", "year": 2020, "channel": "mobile_app"}, clock,
                idem="mid-year-unset")
     assert o.json["code"] == "FINANCING_STANDARD_UNSET" and money(pc) == before
 
     # figure set: the approved member alone, at the figure, no subsidy deducted
     api = payments_api(clock, policy_with_figure)
-    q = signed(api, "/v1/quotes", {"household_no": "MY-0001", "year": 2020}, clock)
+    q = signed(api, "/v1/counties/431122/quotes", {"household_no": "MY-0001", "year": 2020}, clock)
     assert q.status_code == 200, q.json
     assert (q.json["mid_year"], q.json["total_fen"], q.json["subsidy_fen"]) == (True, FIGURE_FEN, 0)
     assert [l["id_number"] for l in q.json["lines"]] == [mask_id(newcomer)]
-    o = signed(api, "/v1/orders", {"household_no": "MY-0001", "year": 2020, "channel": "mobile_app"}, clock,
+    o = signed(api, "/v1/counties/431122/orders", {"household_no": "MY-0001", "year": 2020, "channel": "mobile_app"}, clock,
                idem="mid-year-set")
     assert o.status_code == 201 and o.json["amount_fen"] == FIGURE_FEN
-    ack = signed(api, "/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-MID-1",
+    ack = signed(api, "/v1/counties/431122/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-MID-1",
                                             "amount_fen": FIGURE_FEN, "paid_at": LATE.isoformat()}, clock)
     assert ack.status_code == 200 and ack.json["code"] == "SUCCESS", ack.json
 
     # registry takes the confirmed payment: the approved member is enrolled, the others are not
     registry_takes_the_payment(rc, pc, "MY-0001")
-    hh = registry.get("/v1/households/2020/MY-0001", headers=county()).json
+    hh = registry.get("/v1/counties/431122/households/2020/MY-0001", headers=county()).json
     assert [m["status"] for m in hh["members"]] == ["registered", "registered", "paid"]
     # one payment per household and year: another member cannot be approved to pay separately now
     assert approve(late_registry, other, special_case="graduate").json["code"] == "HOUSEHOLD_ALREADY_PAID"
@@ -513,15 +513,15 @@ def test_after_the_window_a_household_with_nobody_approved_is_refused_with_the_r
                                                                                        policy_with_figure):
     """001 四: 未在规定缴费期内集中参保缴费的，原则上不得中途参保 — even with the figure set."""
     body = household_payload("MY-0002", "花桥镇", seed=312)
-    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:MY-0002"}), "the household")
     clock = FixedClock(LATE)
     api = payments_api(clock, policy_with_figure)
     before = money(pc)
-    q = signed(api, "/v1/quotes", {"household_no": "MY-0002", "year": 2020}, clock)
+    q = signed(api, "/v1/counties/431122/quotes", {"household_no": "MY-0002", "year": 2020}, clock)
     assert (q.status_code, q.json["code"]) == (422, "WINDOW_CLOSED")
     assert "不得中途参保" in q.json["message"] and q.json["details"]["reason"] == "NO_MID_YEAR_APPROVAL"
-    o = signed(api, "/v1/orders", {"household_no": "MY-0002", "year": 2020, "channel": "mobile_app"}, clock,
+    o = signed(api, "/v1/counties/431122/orders", {"household_no": "MY-0002", "year": 2020, "channel": "mobile_app"}, clock,
                idem="mid-year-nobody")
     assert o.json["code"] == "WINDOW_CLOSED" and money(pc) == before
 
@@ -532,11 +532,11 @@ def test_a_mid_year_approval_withdrawn_before_payment_is_not_charged_and_can_be_
     before the payment, payments stops charging the person; approved again, charged again; once paid,
     it can no longer be withdrawn (a payment is undone by its reversal)."""
     body = household_payload("MY-0003", "花桥镇", seed=313)
-    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     person = body["members"][1]["id_number"]
     late = registry_app(FixedClock(LATE)).test_client()
     assert approve(late, person, special_case="graduate").status_code == 201
-    path = "/v1/mid-year/approvals/2020/withdrawal"
+    path = "/v1/counties/431122/mid-year/approvals/2020/withdrawal"
     r = late.post(path, json={"id_number": person, "reason": "批准有误：该人员未毕业"}, headers=county())
     assert r.status_code == 200 and (r.json["status"], r.json["id_number"]) == ("withdrawn", mask_id(person))
     assert late.post(path, json={"id_number": person, "reason": "重复提交"},
@@ -550,7 +550,7 @@ def test_a_mid_year_approval_withdrawn_before_payment_is_not_charged_and_can_be_
         "the approval and its withdrawal")
     clock = FixedClock(LATE)
     api = payments_api(clock, policy_with_figure)
-    q = signed(api, "/v1/quotes", {"household_no": "MY-0003", "year": 2020}, clock)
+    q = signed(api, "/v1/counties/431122/quotes", {"household_no": "MY-0003", "year": 2020}, clock)
     assert (q.status_code, q.json["code"]) == (422, "WINDOW_CLOSED")
 
     # approved again: charged again (the events carry the approval's version: 1, 2, 3)
@@ -558,11 +558,11 @@ def test_a_mid_year_approval_withdrawn_before_payment_is_not_charged_and_can_be_
     assert rc.db.mid_year_approvals.find_one({"_id": f"2020:{person}"})["version"] == 3
     deliver(rc, pc, lambda: (pc.db.mid_year_approvals.find_one({"_id": f"2020:{person}"}) or {}).get("version") == 3,
             "the approval given again")
-    q = signed(api, "/v1/quotes", {"household_no": "MY-0003", "year": 2020}, clock)
+    q = signed(api, "/v1/counties/431122/quotes", {"household_no": "MY-0003", "year": 2020}, clock)
     assert q.status_code == 200 and q.json["total_fen"] == FIGURE_FEN
-    o = signed(api, "/v1/orders", {"household_no": "MY-0003", "year": 2020, "channel": "mobile_app"}, clock,
+    o = signed(api, "/v1/counties/431122/orders", {"household_no": "MY-0003", "year": 2020, "channel": "mobile_app"}, clock,
                idem="mid-year-again")
-    ack = signed(api, "/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-MID-3",
+    ack = signed(api, "/v1/counties/431122/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-MID-3",
                                             "amount_fen": FIGURE_FEN, "paid_at": LATE.isoformat()}, clock)
     assert ack.json["code"] == "SUCCESS"
     registry_takes_the_payment(rc, pc, "MY-0003")

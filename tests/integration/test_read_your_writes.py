@@ -40,7 +40,7 @@ def env(namespace, tmp_path_factory):
     raw["places_file"] = str(ROOT / "policies" / raw["places_file"])
     (d / "policy.json").write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
     with secret_files(d, tokens=[{"sha256": token_hash(COUNTY), "subject": "county", "role": "county",
-                                  "county": "东安县"}],
+                                  "county": "431122"}],
                       gateways=[{"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]):
         import os
         os.environ["POLICY_FILE"] = str(d / "policy.json")
@@ -58,7 +58,7 @@ def county():
 
 def quote(api, household_no, token=None):
     payload = {"household_no": household_no, "year": 2020, **({"consistency_token": token} if token else {})}
-    return signed_post(api, "/v1/quotes", payload, secret=BANK_SECRET, at=LATE)
+    return signed_post(api, "/v1/counties/431122/quotes", payload, secret=BANK_SECRET, at=LATE)
 
 
 def deliver(rc, pc, until, what):
@@ -72,11 +72,11 @@ def approval_at_payments(pc, person, version):
 def test_a_quote_with_the_approvals_token_waits_for_it_instead_of_refusing(env):
     registry, late, api, rc, pc = env
     body = household_payload("RYW-0001", "花桥镇", seed=611)
-    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:RYW-0001"}), "the household")
     person = body["members"][2]["id_number"]
 
-    r = late.post("/v1/mid-year/decisions", json={"id_number": person, "special_case": "moved_in"}, headers=county())
+    r = late.post("/v1/counties/431122/mid-year/decisions", json={"id_number": person, "special_case": "moved_in"}, headers=county())
     assert r.status_code == 201 and r.json["recorded"], r.json
     token = r.json["consistency_token"]
     assert person not in token and person[6:14] not in token  # no ID number in the reply
@@ -99,15 +99,15 @@ def test_after_a_withdrawal_the_token_of_the_new_approval_waits_for_that_one(env
     withdrawal; the third write's token waits for the third, not for 'some approval'."""
     registry, late, api, rc, pc = env
     body = household_payload("RYW-0002", "花桥镇", seed=612)
-    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     person = body["members"][1]["id_number"]
     decide = {"id_number": person, "special_case": "graduate"}
-    assert late.post("/v1/mid-year/decisions", json=decide, headers=county()).status_code == 201
-    w = late.post("/v1/mid-year/approvals/2020/withdrawal", json={"id_number": person, "reason": "批准有误"},
+    assert late.post("/v1/counties/431122/mid-year/decisions", json=decide, headers=county()).status_code == 201
+    w = late.post("/v1/counties/431122/mid-year/approvals/2020/withdrawal", json={"id_number": person, "reason": "批准有误"},
                   headers=county())
     assert w.status_code == 200, w.json
     deliver(rc, pc, approval_at_payments(pc, person, 2), "the approval and its withdrawal")
-    r = late.post("/v1/mid-year/decisions", json=decide, headers=county())
+    r = late.post("/v1/counties/431122/mid-year/decisions", json=decide, headers=county())
     assert r.status_code == 201, r.json
     q = quote(api, "RYW-0002", r.json["consistency_token"])
     assert (q.status_code, q.json["code"]) == (409, "SYNC_PENDING")
@@ -115,7 +115,7 @@ def test_after_a_withdrawal_the_token_of_the_new_approval_waits_for_that_one(env
     q = quote(api, "RYW-0002", r.json["consistency_token"])
     assert q.status_code == 200 and q.json["total_fen"] == FIGURE_FEN, q.json
     # the same decision again (200) carries the token of the approval on record
-    again = late.post("/v1/mid-year/decisions", json=decide, headers=county())
+    again = late.post("/v1/counties/431122/mid-year/decisions", json=decide, headers=county())
     assert again.status_code == 200 and again.json["consistency_token"] == r.json["consistency_token"]
 
 
@@ -124,8 +124,8 @@ def test_a_malformed_or_foreign_token_is_a_clear_error(env):
     q = quote(api, "RYW-0001", "not-a-token")
     assert (q.status_code, q.json["code"]) == (400, "CONSISTENCY_TOKEN_INVALID") and q.json["message"]
     body = household_payload("RYW-0003", "花桥镇", seed=613)
-    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
-    r = late.post("/v1/mid-year/decisions", json={"id_number": body["members"][0]["id_number"],
+    assert registry.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
+    r = late.post("/v1/counties/431122/mid-year/decisions", json={"id_number": body["members"][0]["id_number"],
                                                    "special_case": "moved_in"}, headers=county())
     q = quote(api, "RYW-0001", r.json["consistency_token"])  # another household's approval
     assert (q.status_code, q.json["code"]) == (400, "CONSISTENCY_TOKEN_MISMATCH")
@@ -143,10 +143,10 @@ def test_the_demo_client_passes_the_token_and_retries_after_as_told(env):
     from tools.clients import GatewayClient
     registry, late, api, rc, pc = env
     body = household_payload("RYW-0004", "花桥镇", seed=614)
-    assert registry.post("/v1/households", json=body, headers=county()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     deliver(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:RYW-0004"}), "the household")
     person = body["members"][0]["id_number"]
-    r = late.post("/v1/mid-year/decisions", json={"id_number": person, "special_case": "moved_in"}, headers=county())
+    r = late.post("/v1/counties/431122/mid-year/decisions", json={"id_number": person, "special_case": "moved_in"}, headers=county())
     assert r.status_code == 201, r.json
     server = make_server("127.0.0.1", 0, api.application, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

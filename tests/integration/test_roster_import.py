@@ -172,7 +172,7 @@ def test_an_employee_insured_member_is_left_out_and_the_rest_of_the_household_im
 
 def test_township_staff_import_only_their_own_township(c):
     rows = roster_rows("R4")
-    report, problems = do_import(c, csv_bytes(rows), principal=Principal("baiya", "township", "东安县", "白牙市镇"))
+    report, problems = do_import(c, csv_bytes(rows), principal=Principal("baiya", "township", "431122", "白牙市镇"))
     assert report.households_created == 1  # only G2 is in 白牙市镇
     # every household outside 白牙市镇 is refused for scope before anything else is looked at
     assert sum(p["code"] == "SCOPE_TOWNSHIP" for p in problems) == 6 == report.households_rejected
@@ -195,12 +195,12 @@ def test_xlsx_rosters_import_like_csv(c):
 def test_upload_over_http_runs_in_the_worker_and_reports_progress_and_problems(c, namespace, tmp_path, monkeypatch):
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"tokens": [
-        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
-        {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县", "township": "白牙市镇"}]}))
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "431122"},
+        {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "431122", "township": "白牙市镇"}]}))
     monkeypatch.setenv("AUTH_TOKENS_FILE", str(tokens))
     client = create_app(FixedClock(NOW)).test_client()
     auth = {"Authorization": f"Bearer {COUNTY}"}
-    r = client.post("/v1/imports?year=2020", data={"file": (io.BytesIO(csv_bytes(roster_rows("R6"))), "花桥镇.csv")},
+    r = client.post("/v1/counties/431122/imports?year=2020", data={"file": (io.BytesIO(csv_bytes(roster_rows("R6"))), "花桥镇.csv")},
                     headers=auth, content_type="multipart/form-data")
     assert r.status_code == 202 and r.json["status"] == "queued"
     iid = r.json["import_id"]
@@ -208,34 +208,34 @@ def test_upload_over_http_runs_in_the_worker_and_reports_progress_and_problems(c
     job = imports.claim_next(NOW)
     assert job["_id"] == iid and imports.claim_next(NOW) is None  # one worker runs it
     run_job(boot.repository(c), imports, c.policy, c.clock, job)
-    status = client.get(f"/v1/imports/{iid}", headers=auth).json
+    status = client.get(f"/v1/counties/431122/imports/{iid}", headers=auth).json
     assert status["status"] == "done" and status["fraction"] == 1.0
     assert status["counts"]["households_created"] == 3 and status["counts"]["problems"] == 4
-    page = client.get(f"/v1/imports/{iid}/problems?page=0", headers=auth).json["problems"]
+    page = client.get(f"/v1/counties/431122/imports/{iid}/problems?page=0", headers=auth).json["problems"]
     assert {p["code"] for p in page} == {"ID_CHECKSUM", "ID_BIRTH_MISMATCH", "HEAD_REQUIRED", "UNKNOWN_VILLAGE"}
     # another township's staff cannot read this import
-    r = client.get(f"/v1/imports/{iid}", headers={"Authorization": f"Bearer {BAIYA}"})
+    r = client.get(f"/v1/counties/431122/imports/{iid}", headers={"Authorization": f"Bearer {BAIYA}"})
     assert r.status_code == 404
     # bad uploads are refused with a code
-    r = client.post("/v1/imports?kind=pdf", data=b"%PDF", headers=auth)
+    r = client.post("/v1/counties/431122/imports?kind=pdf", data=b"%PDF", headers=auth)
     assert (r.status_code, r.json["code"]) == (400, "ROSTER_FORMAT")
 
 
 def test_village_roster_export_for_printing(c, tmp_path, monkeypatch):
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"tokens": [
-        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"}]}))
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "431122"}]}))
     monkeypatch.setenv("AUTH_TOKENS_FILE", str(tokens))
     do_import(c, csv_bytes(roster_rows("R7")))
     client = create_app(FixedClock(NOW)).test_client()
     auth = {"Authorization": f"Bearer {COUNTY}"}
-    r = client.get("/v1/exports/2020/白牙市镇/五一村?format=csv", headers=auth)
+    r = client.get("/v1/counties/431122/exports/2020/白牙市镇/五一村?format=csv", headers=auth)
     assert r.status_code == 200
     lines = list(csv.reader(io.StringIO(r.data.decode("utf-8-sig"))))
     assert lines[0] == HEAD
     r7 = [l for l in lines[1:] if l[0] == "R7G2"]
     assert [l[7] for l in r7] == ["户主", "父母"] and r7[1][6] == "1940-03-08"
-    x = client.get("/v1/exports/2020/白牙市镇/五一村?format=xlsx", headers=auth)
+    x = client.get("/v1/counties/431122/exports/2020/白牙市镇/五一村?format=xlsx", headers=auth)
     ws = load_workbook(io.BytesIO(x.data), read_only=True).worksheets[0]
     assert [c.value for c in next(ws.iter_rows(max_row=1))] == HEAD
 

@@ -11,7 +11,7 @@ NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)
 
 def enrolment(status, order="P1", hh="S1", n=3, **extra):
     return Envelope.new(Event("registry.enrolment.changed", {
-        "household_no": hh, "year": 2020, "county": "东安县", "township": "紫溪市镇", "village": "紫溪市一村",
+        "household_no": hh, "year": 2020, "county": "431122", "township": "紫溪市镇", "village": "紫溪市一村",
         "status": status, "person_ids": [f"43112219800506{i:03d}X" for i in range(n)], "order_no": order, **extra}),
         "registry", NOW)
 
@@ -60,11 +60,11 @@ def test_registered_poor_coverage_is_shown_beside_progress(namespace):
     from services.scoring.entrypoints.flask_app import create_app
     c = scoring_boot.bootstrap(FixedClock(NOW))
     repo = scoring_boot.repository(c)
-    cov = {"year": 2020, "county": "东安县", "township": "紫溪市镇", "category": "registered_poor", "hardship_persons": 40,
+    cov = {"year": 2020, "county": "431122", "township": "紫溪市镇", "category": "registered_poor", "hardship_persons": 40,
            "enrolled_persons": 39, "not_enrolled_persons": 1, "rate_bp": 9750, "as_of": "2019-12-01T00:00:00+08:00"}
     repo.store_coverage(cov)
     repo.store_coverage(dict(cov, enrolled_persons=30, rate_bp=7500, as_of="2019-11-01T00:00:00+08:00"))  # late, older
-    rows = create_app(FixedClock(NOW)).test_client().get("/v1/progress/2020").json["rows"]
+    rows = create_app(FixedClock(NOW)).test_client().get("/v1/counties/431122/progress/2020").json["rows"]
     zx = next(r for r in rows if r["township"] == "紫溪市镇")
     assert zx["registered_poor"] == {"hardship_persons": 40, "enrolled_persons": 39, "rate_bp": 9750}
     assert next(r for r in rows if r["township"] == "花桥镇")["registered_poor"] is None

@@ -32,9 +32,9 @@ def tokens(namespace, tmp_path_factory):
     import os
     d = tmp_path_factory.mktemp("subsidy-secrets")
     (d / "tokens.json").write_text(json.dumps({"tokens": [
-        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
-        {"sha256": token_hash(HUAQIAO), "subject": "hq", "role": "township", "county": "东安县", "township": "花桥镇"},
-        {"sha256": token_hash(CIVIL), "subject": "civil_affairs", "role": "system",
+        {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "431122"},
+        {"sha256": token_hash(HUAQIAO), "subject": "hq", "role": "township", "county": "431122", "township": "花桥镇"},
+        {"sha256": token_hash(CIVIL), "subject": "civil_affairs", "role": "system", "county": "431122",
          "permissions": ["identities:submit", "identities:read"], "services": ["subsidy"]}]}))
     os.environ["AUTH_TOKENS_FILE"] = str(d / "tokens.json")
     yield
@@ -82,13 +82,13 @@ def env(etype, payload, producer):
 
 def register(ctx, no, people, township="花桥镇"):
     handlers.on_household_registered(ctx, env("registry.household.registered", {
-        "household_no": no, "year": 2020, "county": "东安县", "township": township, "village": "花桥村",
+        "household_no": no, "year": 2020, "county": "431122", "township": township, "village": "花桥村",
         "head_name": people[0][1], "members": [{"person_id": p, "name": n} for p, n in people]}, "registry"))
 
 
 def payment(no, lines, township="花桥镇", paid_at=T_PAID):
     return env("payments.payment.confirmed", {
-        "order_no": f"P{no}", "receipt_no": f"R{no}", "household_no": no, "year": 2020, "county": "东安县",
+        "order_no": f"P{no}", "receipt_no": f"R{no}", "household_no": no, "year": 2020, "county": "431122",
         "township": township, "village": "花桥村", "head_name": lines[0][1], "amount_fen": sum(25000 - s for *_, s in lines),
         "channel": "mobile_app", "gateway": "bank-a", "transaction_id": f"T{no}", "paid_at": paid_at.isoformat(),
         "members": [{"person_id": p, "name": n, "standard_fen": 25000, "subsidy_fen": s, "payable_fen": 25000 - s}
@@ -96,7 +96,7 @@ def payment(no, lines, township="花桥镇", paid_at=T_PAID):
 
 
 def ent(api, pid, at=None, token=COUNTY, year=2020):
-    return api.post(f"/v1/entitlements/{year}/lookup", json={"id_number": pid, **({"at": at.isoformat()} if at else {})},
+    return api.post(f"/v1/counties/431122/entitlements/{year}/lookup", json={"id_number": pid, **({"at": at.isoformat()} if at else {})},
                     headers=auth(token))
 
 
@@ -106,7 +106,7 @@ def test_dongan_2020_amounts_through_the_batch_query(api, ctx):
     grant(ctx, dibao, "dibao_urban")
     grant(ctx, tekun, "extreme_poverty")
     grant(ctx, disabled, "certified_disabled")
-    r = api.post("/v1/entitlements/2020/query", json={"id_numbers": [poor, dibao, tekun, nobody, disabled]},
+    r = api.post("/v1/counties/431122/entitlements/2020/query", json={"id_numbers": [poor, dibao, tekun, nobody, disabled]},
                  headers=auth(COUNTY))
     assert r.status_code == 200, r.json
     got = [(x["category"], x["subsidy_fen"], x["payable_fen"], x["configured"]) for x in r.json["results"]]
@@ -132,7 +132,7 @@ def test_the_identity_at_payment_time_counts_and_later_changes_neither_top_up_no
     before = ent(api, b, at=T_PAID - timedelta(hours=1)).json  # before paying, b had no identity on record
     assert (before["frozen"], before["category"]) == (False, None)
     assert c.db.claims.find_one({"_id": f"2020:{a}"}) is None and c.db.claims.find_one({"_id": f"2020:{b}"}) is None
-    hist = api.post("/v1/persons/identities", json={"id_number": a}, headers=auth(COUNTY)).json
+    hist = api.post("/v1/counties/431122/persons/identities", json={"id_number": a}, headers=auth(COUNTY)).json
     assert [h["action"] for h in hist["history"]] == ["grant", "revoke"] and hist["current"] == []
 
 
@@ -152,17 +152,17 @@ def test_pay_first_reimburse_later_for_hardship_cases_after_the_cutoff(api, ctx,
     # `late` becomes a hardship case after paying in full: its identity took effect after the cutoff
     clock.set(T_PAID + timedelta(days=5))
     grant(ctx, late, "registered_poor", "2019-11-18", ref="FP-L1")
-    claims = {x["name"]: x for x in api.get("/v1/claims/2020", headers=auth(COUNTY)).json["claims"]}
+    claims = {x["name"]: x for x in api.get("/v1/counties/431122/claims/2020", headers=auth(COUNTY)).json["claims"]}
     assert {n: (x["amount_fen"], x["department"], x["status"]) for n, x in claims.items() if n in "丙丁戊"} == {
         "丙": (13000, "medical_assistance", "pending"), "戊": (13000, "poverty_office", "pending")}
     assert ent(api, new).json["reimbursable_fen"] == 13000
-    r = api.post("/v1/claims/2020/paid", json={"id_number": new, "payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
+    r = api.post("/v1/counties/431122/claims/2020/paid", json={"id_number": new, "payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
     assert (r.status_code, r.json["status"]) == (200, "paid")
-    again = api.post("/v1/claims/2020/paid", json={"id_number": new, "payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
+    again = api.post("/v1/counties/431122/claims/2020/paid", json={"id_number": new, "payment_ref": "MZ-PAY-1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
     assert again.status_code == 200
-    other = api.post("/v1/claims/2020/paid", json={"id_number": new, "payment_ref": "MZ-PAY-2", "paid_on": "2019-12-21"}, headers=auth(COUNTY))
+    other = api.post("/v1/counties/431122/claims/2020/paid", json={"id_number": new, "payment_ref": "MZ-PAY-2", "paid_on": "2019-12-21"}, headers=auth(COUNTY))
     assert (other.status_code, other.json["code"]) == (409, "CLAIM_ALREADY_PAID")
-    none = api.post("/v1/claims/2020/paid", json={"id_number": on_cutoff, "payment_ref": "X1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
+    none = api.post("/v1/counties/431122/claims/2020/paid", json={"id_number": on_cutoff, "payment_ref": "X1", "paid_on": "2019-12-20"}, headers=auth(COUNTY))
     assert (none.status_code, none.json["code"]) == (404, "CLAIM_NOT_FOUND")
     while c.relay().run_once():
         pass
@@ -177,21 +177,21 @@ def test_the_ledger_counts_what_each_department_owes_once(api, ctx, clock):
     clock.set(T_IDENT)
     grant(ctx, d1, "dibao_urban", ref="MZ-L1")
     grant(ctx, t1, "extreme_poverty", ref="MZ-L2")
-    before = {r["department"]: r for r in api.get("/v1/ledger/2020", headers=auth(COUNTY)).json["rows"]}
+    before = {r["department"]: r for r in api.get("/v1/counties/431122/ledger/2020", headers=auth(COUNTY)).json["rows"]}
     register(ctx, "HH-LED", [(d1, "己"), (t1, "庚")], township="水岭乡")
     clock.set(T_PAID)
     pay = payment("HH-LED", [(d1, "己", 13000), (t1, "庚", 25000)], township="水岭乡")
     handlers.on_payment_confirmed(ctx, pay)
     handlers.on_payment_confirmed(ctx, pay)  # redelivered
-    after = {r["department"]: r for r in api.get("/v1/ledger/2020", headers=auth(COUNTY)).json["rows"]}
+    after = {r["department"]: r for r in api.get("/v1/counties/431122/ledger/2020", headers=auth(COUNTY)).json["rows"]}
     ma = "medical_assistance"
     assert after[ma]["persons"] - before[ma]["persons"] == 2
     assert after[ma]["owed_fen"] - before[ma]["owed_fen"] == 38000
-    csv_r = api.get(f"/v1/ledger/2020/{ma}/statement.csv", headers=auth(COUNTY))
+    csv_r = api.get(f"/v1/counties/431122/ledger/2020/{ma}/statement.csv", headers=auth(COUNTY))
     text = csv_r.get_data(as_text=True)
     assert csv_r.status_code == 200 and "己" in text and "250.00" in text and "130.00" in text
     assert d1 not in text and d1[:6] + "********" + d1[-4:] in text  # masked
-    assert api.get("/v1/ledger/2020", headers=auth(HUAQIAO)).status_code == 403
+    assert api.get("/v1/counties/431122/ledger/2020", headers=auth(HUAQIAO)).status_code == 403
 
 
 def test_coverage_of_hardship_persons_per_township_and_category(api, ctx, clock, c, infra, namespace):
@@ -203,7 +203,7 @@ def test_coverage_of_hardship_persons_per_township_and_category(api, ctx, clock,
     grant(ctx, p2, "registered_poor", ref="FP-C2")
 
     def row(township):
-        rows = api.get("/v1/coverage/2020", headers=auth(COUNTY)).json["rows"]
+        rows = api.get("/v1/counties/431122/coverage/2020", headers=auth(COUNTY)).json["rows"]
         return next((r for r in rows if r["township"] == township and r["category"] == "registered_poor"), None)
 
     assert row("")["hardship_persons"] >= 2  # in no registered household yet
@@ -211,7 +211,7 @@ def test_coverage_of_hardship_persons_per_township_and_category(api, ctx, clock,
     r = row("川岩乡")
     assert (r["hardship_persons"], r["enrolled_persons"], r["not_enrolled_persons"], r["rate_bp"]) == (2, 0, 2, 0)
     handlers.on_enrolment_changed(ctx, env("registry.enrolment.changed", {
-        "household_no": "HH-COV", "year": 2020, "county": "东安县", "township": "川岩乡", "village": "花桥村",
+        "household_no": "HH-COV", "year": 2020, "county": "431122", "township": "川岩乡", "village": "花桥村",
         "status": "paid", "person_ids": [p1, p2], "order_no": "PHH-COV"}, "registry"))
     r = row("川岩乡")
     assert (r["hardship_persons"], r["enrolled_persons"], r["rate_bp"]) == (2, 2, 10000)
@@ -219,7 +219,7 @@ def test_coverage_of_hardship_persons_per_township_and_category(api, ctx, clock,
         pass
     last = [m["payload"] for m in probe.take(20, timeout=3) if m["payload"]["township"] == "川岩乡"][-1]
     assert (last["hardship_persons"], last["enrolled_persons"], last["rate_bp"]) == (2, 2, 10000)
-    township_view = api.get("/v1/coverage/2020", headers=auth(HUAQIAO)).json["rows"]
+    township_view = api.get("/v1/counties/431122/coverage/2020", headers=auth(HUAQIAO)).json["rows"]
     assert all(x["township"] == "花桥镇" for x in township_view)
     probe.close()
 
@@ -230,21 +230,21 @@ def test_systems_without_a_broker_submit_batches_over_http(api, c, clock):
             "source_system": "civil_affairs", "source_ref": "MZ-HTTP-1"}
     bad_id = {**good, "id_number": pid[:-1] + ("1" if pid[-1] != "1" else "2"), "source_ref": "MZ-HTTP-2"}
     not_ours = {**good, "category": "registered_poor", "source_system": "poverty_office", "source_ref": "FP-HTTP-3"}
-    r = api.post("/v1/identity-batches", json={"updates": [good, bad_id, not_ours]}, headers=auth(CIVIL))
+    r = api.post("/v1/counties/431122/identity-batches", json={"updates": [good, bad_id, not_ours]}, headers=auth(CIVIL))
     assert r.status_code == 202, r.json
     assert [(x["status"], x["code"]) for x in r.json["items"]] == [
         ("queued", None), ("rejected", "ID_CHECKSUM"), ("rejected", "SOURCE_NOT_ALLOWED")]
     batch = r.json["batch_id"]
     with running(c.identity_consumer()):
-        wait_for(lambda: api.get(f"/v1/identity-batches/{batch}", headers=auth(CIVIL)).json["items"][0]["status"]
+        wait_for(lambda: api.get(f"/v1/counties/431122/identity-batches/{batch}", headers=auth(CIVIL)).json["items"][0]["status"]
                  == "applied", timeout=15, what="batch applied")
-        r2 = api.post("/v1/identity-batches", json={"updates": [good]}, headers=auth(CIVIL))  # resubmitted
+        r2 = api.post("/v1/counties/431122/identity-batches", json={"updates": [good]}, headers=auth(CIVIL))  # resubmitted
         b2 = r2.json["batch_id"]
-        wait_for(lambda: api.get(f"/v1/identity-batches/{b2}", headers=auth(CIVIL)).json["items"][0]["status"]
+        wait_for(lambda: api.get(f"/v1/counties/431122/identity-batches/{b2}", headers=auth(CIVIL)).json["items"][0]["status"]
                  == "duplicate", timeout=15, what="resubmission reported as duplicate")
     assert len(c.db.identities.find_one({"_id": pid})["history"]) == 1
     assert ent(api, pid).json["subsidy_fen"] == 13000
-    report = api.get("/v1/identity-updates?outcome=rejected", headers=auth(COUNTY)).json["updates"]
+    report = api.get("/v1/counties/431122/identity-updates?outcome=rejected", headers=auth(COUNTY)).json["updates"]
     mine = {r["key"]: r for r in report if r["key"].startswith(f"rejected:{batch}:")}
     assert {r["code"] for r in mine.values()} == {"ID_CHECKSUM", "SOURCE_NOT_ALLOWED"}
     assert all(r["via"] == "http" and r["message"] for r in mine.values())
@@ -253,18 +253,18 @@ def test_systems_without_a_broker_submit_batches_over_http(api, c, clock):
 
 def test_clear_errors(api):
     pid = make_id(date(1990, 1, 1), 99)
-    assert api.post("/v1/entitlements/2020/lookup", json={"id_number": pid}).json["code"] == "AUTH_REQUIRED"
+    assert api.post("/v1/counties/431122/entitlements/2020/lookup", json={"id_number": pid}).json["code"] == "AUTH_REQUIRED"
     r = ent(api, f"{pid[:-1]}{'1' if pid[-1] != '1' else '2'}")
     assert (r.status_code, r.json["code"]) == (400, "ID_CHECKSUM")
     r = ent(api, pid, year=2021)
     assert (r.status_code, r.json["code"]) == (404, "YEAR_UNKNOWN")
-    r = api.post("/v1/entitlements/2020/lookup", json={"id_number": pid, "at": "yesterday"}, headers=auth(COUNTY))
+    r = api.post("/v1/counties/431122/entitlements/2020/lookup", json={"id_number": pid, "at": "yesterday"}, headers=auth(COUNTY))
     assert (r.status_code, r.json["code"]) == (400, "BAD_INSTANT")
-    r = api.post("/v1/identity-batches", json={"updates": []}, headers=auth(CIVIL))
+    r = api.post("/v1/counties/431122/identity-batches", json={"updates": []}, headers=auth(CIVIL))
     assert (r.status_code, r.json["code"]) == (400, "VALIDATION_FAILED")
-    assert api.post("/v1/identity-batches", json={"updates": [{}]}, headers=auth(HUAQIAO)).status_code == 403
+    assert api.post("/v1/counties/431122/identity-batches", json={"updates": [{}]}, headers=auth(HUAQIAO)).status_code == 403
     spec = api.get("/openapi.json").json
-    assert "/v1/entitlements/{year}/lookup" in spec["paths"] and "/v1/ledger/{year}" in spec["paths"]
+    assert "/v1/counties/{county}/entitlements/{year}/lookup" in spec["paths"] and "/v1/counties/{county}/ledger/{year}" in spec["paths"]
 
 
 def test_payment_events_over_the_real_bus_freeze_once(c, ctx, clock, infra):
@@ -278,7 +278,7 @@ def test_payment_events_over_the_real_bus_freeze_once(c, ctx, clock, infra):
     with running(c.consumer(handlers_)):
         for _ in range(2):
             publish(infra.amqp_url, c.topology.exchange, e.type, body, e.id)
-        wait_for(lambda: c.db.processed_events.find_one({"_id": e.id}), timeout=15, what="payment processed")
+        wait_for(lambda: c.suite_db.processed_events.find_one({"_id": e.id}), timeout=15, what="payment processed")
     frozen = c.db.freezes.find_one({"_id": f"2020:{pid}"})
     assert (frozen["subsidy_fen"], frozen["category"], frozen["department"]) == (13000, "registered_poor", "poverty_office")
     assert c.db.ledger_facts.count_documents({"_id": f"2020:{pid}"}) == 1
@@ -294,7 +294,7 @@ def test_entitlement_events_follow_the_best_identity_until_the_year_is_paid(api,
     grant(ctx, pid, "extreme_poverty", "2019-10-15", ref="MZ-E3", action="revoke")
     grant(ctx, pid, "dibao_urban", "2019-10-18", ref="MZ-E4", action="revoke")
     register(ctx, "HH-EV", [(pid, "子")], township="大盛镇")
-    rows = {r["township"]: r for r in api.get("/v1/coverage/2020", headers=auth(COUNTY)).json["rows"]}
+    rows = {r["township"]: r for r in api.get("/v1/counties/431122/coverage/2020", headers=auth(COUNTY)).json["rows"]}
     assert "大盛镇" not in rows  # no identity any more: not a hardship person
     grant(ctx, pid, "dibao_urban", "2019-10-19", ref="MZ-E5")  # granted again after the cutoff: 先缴后补
     clock.set(T_PAID)
@@ -309,7 +309,7 @@ def test_entitlement_events_follow_the_best_identity_until_the_year_is_paid(api,
                    ("dibao_urban", 13000, False, "2019-10-15"), (None, 0, False, "2019-10-18"),
                    ("dibao_urban", 0, False, "2019-10-19")]
     assert c.db.claims.find_one({"_id": f"2020:{pid}"})["amount_fen"] == 13000
-    rows = api.get("/v1/coverage/2020", headers=auth(COUNTY)).json["rows"]
+    rows = api.get("/v1/counties/431122/coverage/2020", headers=auth(COUNTY)).json["rows"]
     assert not [r for r in rows if r["township"] == "大盛镇"]  # identity revoked: no longer counted
     probe.close()
 
@@ -323,13 +323,13 @@ def test_a_member_who_moves_out_no_longer_counts_in_the_township(api, ctx, clock
     register(ctx, "HH-MOVE", [(stay, "丑"), (leave, "寅")], township="南桥镇")
 
     def hardship(township):
-        rows = api.get("/v1/coverage/2020", headers=auth(COUNTY)).json["rows"]
+        rows = api.get("/v1/counties/431122/coverage/2020", headers=auth(COUNTY)).json["rows"]
         return sum(r["hardship_persons"] for r in rows if r["township"] == township and r["category"] == "registered_poor")
 
     assert hardship("南桥镇") == 2
     unregistered = hardship("")
     handlers.on_household_registered(ctx, env("registry.household.changed", {
-        "household_no": "HH-MOVE", "year": 2020, "county": "东安县", "township": "南桥镇", "village": "花桥村",
+        "household_no": "HH-MOVE", "year": 2020, "county": "431122", "township": "南桥镇", "village": "花桥村",
         "head_name": "丑", "members": [{"person_id": stay, "name": "丑"}], "change": "move_out"}, "registry"))
     assert hardship("南桥镇") == 1 and hardship("") == unregistered + 1
 
@@ -349,7 +349,7 @@ def test_a_mid_year_payment_at_the_financing_standard_and_the_hardship_members_i
     clock.set(paid_at)
     full = 80000  # a financing standard for the test (Dong'an's notice prints none)
     handlers.on_payment_confirmed(ctx, env("payments.payment.confirmed", {
-        "order_no": "PHH-MID", "receipt_no": "RHH-MID", "household_no": "HH-MID", "year": 2020, "county": "东安县",
+        "order_no": "PHH-MID", "receipt_no": "RHH-MID", "household_no": "HH-MID", "year": 2020, "county": "431122",
         "township": "花桥镇", "village": "花桥村", "head_name": "甲", "amount_fen": 2 * full, "channel": "bank_counter",
         "gateway": "bank-a", "transaction_id": "THH-MID", "paid_at": paid_at.isoformat(),
         "members": [{"person_id": p, "name": n, "standard_fen": full, "subsidy_fen": 0, "payable_fen": full}
@@ -357,6 +357,6 @@ def test_a_mid_year_payment_at_the_financing_standard_and_the_hardship_members_i
     frozen = {d["name"]: d for d in ctx.repo.db.freezes.find({"household_no": "HH-MID"})}
     assert {n: (d["standard_fen"], d["subsidy_fen"], d["mismatch"]) for n, d in frozen.items()} == {
         "甲": (full, 0, False), "乙": (full, 0, True)}  # 甲: nothing was due at the counter anyway
-    claims = {x["name"]: x for x in api.get("/v1/claims/2020", headers=auth(COUNTY)).json["claims"]}
+    claims = {x["name"]: x for x in api.get("/v1/counties/431122/claims/2020", headers=auth(COUNTY)).json["claims"]}
     assert ("甲" in claims, "乙" in claims) == (True, False)
     assert (claims["甲"]["amount_fen"], claims["甲"]["department"]) == (13000, "poverty_office")

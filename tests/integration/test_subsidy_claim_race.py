@@ -26,7 +26,7 @@ ROUNDS = 10
 @pytest.fixture(scope="module")
 def setup(namespace, tmp_path_factory):
     with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
-            {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"}]):
+            {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "431122"}]):
         clock = FixedClock(T_IDENT)
         c = subsidy_boot.bootstrap(clock)
         yield c, subsidy_boot.context(c), create_app(clock).test_client(), clock
@@ -41,7 +41,7 @@ def open_claim(ctx, clock, pid, no):
     assert out["status"] == "applied", out
     clock.set(T_PAID)
     handlers.on_payment_confirmed(ctx, Envelope.new(Event("payments.payment.confirmed", {
-        "order_no": f"P{no}", "receipt_no": f"R{no}", "household_no": no, "year": 2020, "county": "东安县",
+        "order_no": f"P{no}", "receipt_no": f"R{no}", "household_no": no, "year": 2020, "county": "431122",
         "township": "花桥镇", "village": "花桥村", "head_name": "甲", "amount_fen": 25000, "channel": "mobile_app",
         "gateway": "bank-a", "transaction_id": f"T{no}", "paid_at": T_PAID.isoformat(),
         "members": [{"person_id": pid, "name": "甲", "standard_fen": 25000, "subsidy_fen": 0,
@@ -64,7 +64,7 @@ def test_two_reports_of_the_same_claim_paid_at_once_pay_it_once(setup):
 
         def report(i):
             start.wait()
-            answers[i] = api.post("/v1/claims/2020/paid", json={"id_number": pid, "payment_ref": refs[i], "paid_on": "2019-12-20"},
+            answers[i] = api.post("/v1/counties/431122/claims/2020/paid", json={"id_number": pid, "payment_ref": refs[i], "paid_on": "2019-12-20"},
                                   headers=auth)
         threads = [threading.Thread(target=report, args=(i,)) for i in range(2)]
         for t in threads:
@@ -82,6 +82,6 @@ def test_two_reports_of_the_same_claim_paid_at_once_pay_it_once(setup):
         paid_events = [e for e in doc["_outbox"].values() if e["type"] == "subsidy.claim.paid"]
         assert len(paid_events) == 1, f"round {rnd}: announced {len(paid_events)} times"
         paid_fen += doc["amount_fen"]
-    ledger = api.get("/v1/ledger/2020", headers=auth).json
+    ledger = api.get("/v1/counties/431122/ledger/2020", headers=auth).json
     assert sum(r["claims_paid_fen"] for r in ledger["rows"]) == paid_fen == ROUNDS * 13000
     assert sum(r["claims_pending_fen"] for r in ledger["rows"]) == 0

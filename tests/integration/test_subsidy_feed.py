@@ -50,8 +50,8 @@ def report(sub, key: str):
 
 
 def upd(pid: str, ref: str, **kw) -> dict:
-    u = {"id_number": pid, "category": "dibao_rural", "action": "grant", "effective_date": "2019-09-01",
-         "source_system": "civil_affairs", "source_ref": ref}
+    u = {"county": "431122", "id_number": pid, "category": "dibao_rural", "action": "grant",
+         "effective_date": "2019-09-01", "source_system": "civil_affairs", "source_ref": ref}
     u.update(kw)
     return u
 
@@ -126,14 +126,27 @@ def test_an_older_update_arriving_after_a_newer_one_is_refused(sub, feed, infra)
 
 def test_an_unreadable_message_is_dead_lettered(sub, feed, infra):
     send(sub, infra, {}, "garbage-feed-1", body=b"\xff not json")
-    dead = wait_for(lambda: sub.db.dead_letters.find_one({"_id": "garbage-feed-1"}), timeout=15, what="dead letter")
+    dead = wait_for(lambda: sub.suite_db.dead_letters.find_one({"_id": "garbage-feed-1"}), timeout=15, what="dead letter")
     assert dead["reason"].startswith("malformed")
     assert any(b == b"\xff not json" for _h, b in queue_messages(infra.amqp_url, sub.topology.dead_queue))
 
 
-def test_a_json_value_that_is_not_an_update_is_reported(sub, feed, infra):
-    send(sub, infra, {}, "list-1", body=b"[1, 2]")
-    assert report(sub, "rejected:list-1")["code"] == "NOT_AN_OBJECT"
+def test_an_update_that_names_no_county_the_suite_serves_is_dead_lettered_with_the_reason(sub, feed, infra):
+    """Which county's residents it is about decides where it is judged and recorded: without one (or
+    with a county the suite does not serve) it cannot be applied anywhere, nor reported in a county."""
+    pid = make_id(date(1961, 6, 6), 41, "F")
+    for mid, body in (("list-1", b"[1, 2]"), ("no-county-1", json.dumps({**upd(pid, "MZ-NC-1"), "county": None}).encode()),
+                      ("other-county-1", json.dumps({**upd(pid, "MZ-NC-2"), "county": "110101"}).encode())):
+        send(sub, infra, {}, mid, body=body)
+        dead = wait_for(lambda: sub.suite_db.dead_letters.find_one({"_id": mid}), timeout=15, what=f"dead letter {mid}")
+        assert dead["reason"].startswith("permanent: identity update names county"), dead["reason"]
+    assert history(sub, pid) == []
+
+
+def test_an_update_of_a_served_county_with_a_bad_field_is_reported_in_that_county(sub, feed, infra):
+    send(sub, infra, {}, "badcat-1", body=json.dumps(upd(make_id(date(1962, 7, 7), 43, "M"), "MZ-BC-1",
+                                                         category="martian")).encode())
+    assert report(sub, "rejected:badcat-1")["code"] == "UNKNOWN_CATEGORY"
 
 
 def test_the_civil_affairs_account_may_publish_identities_and_nothing_else(sub, feed, infra, namespace):

@@ -40,10 +40,10 @@ MONEY = ("payments", "receipts", "money_log", "orders", "idempotency", "reversal
 @pytest.fixture(scope="module")
 def env(namespace, tmp_path_factory):
     with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
-            {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "东安县"},
-            {"sha256": token_hash(HUAQIAO), "subject": "huaqiao", "role": "township", "county": "东安县",
+            {"sha256": token_hash(COUNTY), "subject": "county", "role": "county", "county": "431122"},
+            {"sha256": token_hash(HUAQIAO), "subject": "huaqiao", "role": "township", "county": "431122",
              "township": "花桥镇"},
-            {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "东安县",
+            {"sha256": token_hash(BAIYA), "subject": "baiya", "role": "township", "county": "431122",
              "township": "白牙市镇"}], gateways=[
             {"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]):
         clock = FixedClock(NOW)
@@ -81,14 +81,14 @@ def paid_household_with_a_newborn(env, no, seed, idem):
     order is paid. Registry enrols the three and lists the newborn for mid-year enrolment."""
     registry, api, clock, rc, pc = env
     body = household_payload(no, "花桥镇", seed=seed)
-    assert registry.post("/v1/households", json=body, headers=staff()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=body, headers=staff()).status_code == 201
     flow(rc, pc, lambda: pc.db.households.find_one({"_id": f"2020:{no}"}), "the household at payments")
-    order = signed(api, clock, "/v1/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"}, idem)
+    order = signed(api, clock, "/v1/counties/431122/orders", {"household_no": no, "year": 2020, "channel": "mobile_app"}, idem)
     assert order.status_code == 201 and order.json["amount_fen"] == 75000, order.json
     baby = {"id_number": make_id(BORN, seed % 900 + 11, "F"), "name": "新生儿", "relation": "子女"}
-    r = registry.post(f"/v1/households/2020/{no}/changes", json={"kind": "birth", "member": baby}, headers=staff())
+    r = registry.post(f"/v1/counties/431122/households/2020/{no}/changes", json={"kind": "birth", "member": baby}, headers=staff())
     assert r.status_code == 200, r.json
-    ack = signed(api, clock, "/v1/notifications", {"order_no": order.json["order_no"], "transaction_id": f"T-{no}-1",
+    ack = signed(api, clock, "/v1/counties/431122/notifications", {"order_no": order.json["order_no"], "transaction_id": f"T-{no}-1",
                                                    "amount_fen": 75000, "paid_at": NOW.isoformat()})
     assert ack.json["code"] == "SUCCESS", ack.json
     flow(rc, pc, lambda: member_status(rc, no)["成员0"] == "paid"
@@ -109,7 +109,7 @@ def test_a_newborn_after_the_household_paid_is_approved_charged_alone_at_the_ind
     body, baby, first_order = paid_household_with_a_newborn(env, "SUP-0001", 811, "sup-0001-a")
 
     # the township's list: the newborn awaits mid-year enrolment, no approval yet; another township sees nothing
-    listed = registry.get("/v1/mid-year/awaiting/2020", headers=staff(HUAQIAO))
+    listed = registry.get("/v1/counties/431122/mid-year/awaiting/2020", headers=staff(HUAQIAO))
     assert listed.status_code == 200, listed.json
     mine = [m for m in listed.json["members"] if m["household_no"] == "SUP-0001"]
     assert mine == [{"household_no": "SUP-0001", "township": "花桥镇", "village": body["village"],
@@ -117,27 +117,27 @@ def test_a_newborn_after_the_household_paid_is_approved_charged_alone_at_the_ind
                      "id_number": mask_id(baby["id_number"])}]
     assert baby["id_number"] not in listed.get_data(as_text=True)
     assert all(m["township"] == "白牙市镇" for m in
-               registry.get("/v1/mid-year/awaiting/2020", headers=staff(BAIYA)).json["members"])
+               registry.get("/v1/counties/431122/mid-year/awaiting/2020", headers=staff(BAIYA)).json["members"])
 
     # the township records the approval (the household has paid: allowed for a member left unpaid)
-    r = registry.post("/v1/mid-year/decisions", json={"id_number": baby["id_number"]}, headers=staff(HUAQIAO))
+    r = registry.post("/v1/counties/431122/mid-year/decisions", json={"id_number": baby["id_number"]}, headers=staff(HUAQIAO))
     assert r.status_code == 201 and (r.json["code"], r.json["pays"]) == ("NEWBORN_28_DAYS", "individual"), r.json
-    [row] = [m for m in registry.get("/v1/mid-year/awaiting/2020", headers=staff()).json["members"]
+    [row] = [m for m in registry.get("/v1/counties/431122/mid-year/awaiting/2020", headers=staff()).json["members"]
              if m["household_no"] == "SUP-0001"]
     assert row["approval"] == {"code": "NEWBORN_28_DAYS", "pays": "individual", "decided_on": "2019-11-15"}
     flow(rc, pc, lambda: pc.db.mid_year_approvals.find_one({"_id": f"2020:{baby['id_number']}"}), "the approval")
 
     # payments: the newborn alone, at the individual standard
-    q = signed(api, clock, "/v1/quotes", {"household_no": "SUP-0001", "year": 2020})
+    q = signed(api, clock, "/v1/counties/431122/quotes", {"household_no": "SUP-0001", "year": 2020})
     assert q.status_code == 200, q.json
     assert (q.json["total_fen"], q.json["standard_fen"], q.json["mid_year"]) == (25000, 25000, True)
     assert [l["id_number"] for l in q.json["lines"]] == [mask_id(baby["id_number"])]
-    o = signed(api, clock, "/v1/orders", {"household_no": "SUP-0001", "year": 2020, "channel": "mobile_app"},
+    o = signed(api, clock, "/v1/counties/431122/orders", {"household_no": "SUP-0001", "year": 2020, "channel": "mobile_app"},
                "sup-0001-b")
     assert o.status_code == 201 and o.json["amount_fen"] == 25000, o.json
     note = {"order_no": o.json["order_no"], "transaction_id": "T-SUP-0001-2", "amount_fen": 25000,
             "paid_at": NOW.isoformat()}
-    ack = signed(api, clock, "/v1/notifications", note)
+    ack = signed(api, clock, "/v1/counties/431122/notifications", note)
     assert (ack.json["code"], ack.json["duplicate"], ack.json["status"]) == ("SUCCESS", False, "paid"), ack.json
 
     # one more payment record, its own; the household's first payment stands as it was
@@ -156,8 +156,8 @@ def test_a_newborn_after_the_household_paid_is_approved_charged_alone_at_the_ind
     doc = rc.db.households.find_one({"_id": "2020:SUP-0001"})
     assert "unpaid" not in doc["enrolment"] and doc["enrolment"]["order_no"] == first_order
     assert doc["enrolment"]["status"] == "paid"
-    assert rc.db.dead_letters.count_documents({}) == 0
-    assert not [m for m in registry.get("/v1/mid-year/awaiting/2020", headers=staff()).json["members"]
+    assert rc.suite_db.dead_letters.count_documents({}) == 0
+    assert not [m for m in registry.get("/v1/counties/431122/mid-year/awaiting/2020", headers=staff()).json["members"]
                 if m["household_no"] == "SUP-0001"]
     receipt = pc.db.receipts.find_one({"_id": receipt_no})
     assert [m["name"] for m in receipt["members"]] == ["新生儿"] and receipt["amount_fen"] == 25000
@@ -165,7 +165,7 @@ def test_a_newborn_after_the_household_paid_is_approved_charged_alone_at_the_ind
 
     # the same notification again: acknowledged, no second effect anywhere
     before, version = money(pc, "SUP-0001"), doc["version"]
-    again = signed(api, clock, "/v1/notifications", note)
+    again = signed(api, clock, "/v1/counties/431122/notifications", note)
     assert (again.json["code"], again.json["duplicate"]) == ("SUCCESS", True)
     settle_by = time.monotonic() + 1.5  # both relays and consumers get their chance to do anything
     flow(rc, pc, lambda: time.monotonic() > settle_by, "a quiet moment")
@@ -178,7 +178,7 @@ def test_a_newborn_after_the_household_paid_is_approved_charged_alone_at_the_ind
     on_payment_confirmed(registry_boot.repository(rc), again_event, registry_boot.mid_year(rc))
     assert rc.db.households.find_one({"_id": "2020:SUP-0001"})["version"] == version
     # and nothing is left to charge
-    q = signed(api, clock, "/v1/quotes", {"household_no": "SUP-0001", "year": 2020})
+    q = signed(api, clock, "/v1/counties/431122/quotes", {"household_no": "SUP-0001", "year": 2020})
     assert (q.status_code, q.json["code"]) == (409, "HOUSEHOLD_ALREADY_PAID")
 
 
@@ -188,18 +188,18 @@ def test_a_reversal_of_the_supplement_revokes_only_the_newborn(env):
     keep their enrolment and their payment (before: registry had no supplement to revoke)."""
     registry, api, clock, rc, pc = env
     body, baby, first_order = paid_household_with_a_newborn(env, "SUP-0002", 812, "sup-0002-a")
-    assert registry.post("/v1/mid-year/decisions", json={"id_number": baby["id_number"]},
+    assert registry.post("/v1/counties/431122/mid-year/decisions", json={"id_number": baby["id_number"]},
                          headers=staff()).status_code == 201
     flow(rc, pc, lambda: pc.db.mid_year_approvals.find_one({"_id": f"2020:{baby['id_number']}"}), "the approval")
-    o = signed(api, clock, "/v1/orders", {"household_no": "SUP-0002", "year": 2020, "channel": "mobile_app"},
+    o = signed(api, clock, "/v1/counties/431122/orders", {"household_no": "SUP-0002", "year": 2020, "channel": "mobile_app"},
                "sup-0002-b")
     assert o.status_code == 201 and o.json["amount_fen"] == 25000, o.json
-    ack = signed(api, clock, "/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-SUP-0002-2",
+    ack = signed(api, clock, "/v1/counties/431122/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-SUP-0002-2",
                                                    "amount_fen": 25000, "paid_at": NOW.isoformat()})
     assert ack.json["code"] == "SUCCESS"
     flow(rc, pc, lambda: member_status(rc, "SUP-0002")["新生儿"] == "paid", "the supplement enrolled")
 
-    r = signed(api, clock, "/v1/reversals", {"order_no": o.json["order_no"], "transaction_id": "T-SUP-0002-2",
+    r = signed(api, clock, "/v1/counties/431122/reversals", {"order_no": o.json["order_no"], "transaction_id": "T-SUP-0002-2",
                                              "amount_fen": 25000, "reversal_id": "RV-SUP-0002"})
     assert r.status_code == 200 and (r.json["code"], r.json["revokes_enrolment"]) == ("SUCCESS", True), r.json
     flow(rc, pc, lambda: member_status(rc, "SUP-0002")["新生儿"] == "registered"
@@ -210,10 +210,10 @@ def test_a_reversal_of_the_supplement_revokes_only_the_newborn(env):
     assert (doc["enrolment"]["status"], doc["enrolment"]["order_no"]) == ("paid", first_order)
     assert pc.db.payments.find_one({"_id": "2020:SUP-0002"})["status"] == "confirmed"
     assert pc.db.payments.find_one({"_id": "2020:SUP-0002:2"})["status"] == "reversed"
-    assert [m["household_no"] for m in registry.get("/v1/mid-year/awaiting/2020", headers=staff()).json["members"]
+    assert [m["household_no"] for m in registry.get("/v1/counties/431122/mid-year/awaiting/2020", headers=staff()).json["members"]
             if m["household_no"] == "SUP-0002"] == ["SUP-0002"]  # listed again, to pay again
-    assert rc.db.dead_letters.count_documents({}) == 0
-    q = signed(api, clock, "/v1/quotes", {"household_no": "SUP-0002", "year": 2020})
+    assert rc.suite_db.dead_letters.count_documents({}) == 0
+    q = signed(api, clock, "/v1/counties/431122/quotes", {"household_no": "SUP-0002", "year": 2020})
     assert q.status_code == 200 and q.json["total_fen"] == 25000  # the newborn may pay again
 
 
@@ -223,12 +223,12 @@ def test_two_supplement_orders_for_the_newborn_pay_once_the_second_money_is_an_o
     overpayment to refund (重复缴费待退款), never a second enrolment."""
     registry, api, clock, rc, pc = env
     body, baby, _ = paid_household_with_a_newborn(env, "SUP-0003", 813, "sup-0003-a")
-    assert registry.post("/v1/mid-year/decisions", json={"id_number": baby["id_number"]},
+    assert registry.post("/v1/counties/431122/mid-year/decisions", json={"id_number": baby["id_number"]},
                          headers=staff()).status_code == 201
     flow(rc, pc, lambda: pc.db.mid_year_approvals.find_one({"_id": f"2020:{baby['id_number']}"}), "the approval")
-    orders = [signed(api, clock, "/v1/orders", {"household_no": "SUP-0003", "year": 2020, "channel": "mobile_app"},
+    orders = [signed(api, clock, "/v1/counties/431122/orders", {"household_no": "SUP-0003", "year": 2020, "channel": "mobile_app"},
                      f"sup-0003-{k}").json["order_no"] for k in "bc"]
-    acks = [signed(api, clock, "/v1/notifications", {"order_no": no, "transaction_id": f"T-{no}", "amount_fen": 25000,
+    acks = [signed(api, clock, "/v1/counties/431122/notifications", {"order_no": no, "transaction_id": f"T-{no}", "amount_fen": 25000,
                                                      "paid_at": NOW.isoformat()}).json for no in orders]
     assert [(a["code"], a["status"]) for a in acks] == [("SUCCESS", "paid"), ("SUCCESS", "duplicate_payment")]
     assert pc.db.payments.find_one({"_id": "2020:SUP-0003:3"}) is None
@@ -240,25 +240,25 @@ def test_staff_list_payments_for_persons_who_left_their_township_only(env):
     county staff (a refund is a reversal), listed for the county and the household's township only."""
     registry, api, clock, rc, pc = env
     body = household_payload("SUP-0004", "花桥镇", seed=814)
-    assert registry.post("/v1/households", json=body, headers=staff()).status_code == 201
+    assert registry.post("/v1/counties/431122/households", json=body, headers=staff()).status_code == 201
     flow(rc, pc, lambda: pc.db.households.find_one({"_id": "2020:SUP-0004"}), "the household at payments")
-    o = signed(api, clock, "/v1/orders", {"household_no": "SUP-0004", "year": 2020, "channel": "mobile_app"},
+    o = signed(api, clock, "/v1/counties/431122/orders", {"household_no": "SUP-0004", "year": 2020, "channel": "mobile_app"},
                "sup-0004-a")
     gone = body["members"][2]["id_number"]
-    assert registry.post("/v1/households/2020/SUP-0004/changes", json={"kind": "death", "id_number": gone},
+    assert registry.post("/v1/counties/431122/households/2020/SUP-0004/changes", json={"kind": "death", "id_number": gone},
                          headers=staff()).status_code == 200
-    assert signed(api, clock, "/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-SUP-0004",
+    assert signed(api, clock, "/v1/counties/431122/notifications", {"order_no": o.json["order_no"], "transaction_id": "T-SUP-0004",
                                                     "amount_fen": 75000, "paid_at": NOW.isoformat()}).json["code"] \
         == "SUCCESS"
     flow(rc, pc, lambda: (rc.db.households.find_one({"_id": "2020:SUP-0004"}).get("enrolment") or {}).get("review"),
          "the payment at registry")
 
     def listed(token):
-        r = registry.get("/v1/enrolment/review/2020", headers=staff(token))
+        r = registry.get("/v1/counties/431122/enrolment/review/2020", headers=staff(token))
         assert r.status_code == 200, r.json
         return [p for p in r.json["persons"] if p["household_no"] == "SUP-0004"]
     expected = [{"household_no": "SUP-0004", "township": "花桥镇", "village": body["village"],
                  "order_no": o.json["order_no"], "reason": "left_after_order", "id_number": mask_id(gone)}]
     assert listed(COUNTY) == expected and listed(HUAQIAO) == expected
     assert listed(BAIYA) == []
-    assert registry.get("/v1/enrolment/review/20x0", headers=staff()).json["code"] == "BAD_YEAR"
+    assert registry.get("/v1/counties/431122/enrolment/review/20x0", headers=staff()).json["code"] == "BAD_YEAR"

@@ -53,7 +53,7 @@ def dirs(namespace, tmp_path_factory):
     base = tmp_path_factory.mktemp("years")
     one, two = write_catalogue(base / "one", with_next=False), write_catalogue(base / "two", with_next=True)
     with secret_files(base, tokens=[{"sha256": token_hash(COUNTY), "subject": "county", "role": "county",
-                                     "county": "东安县"}],
+                                     "county": "431122"}],
                       gateways=[{"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]):
         old = {k: os.environ.get(k) for k in ("POLICY_FILE", "POLICY_DIR")}
         os.environ["POLICY_FILE"] = str(one / "dongan-2020.json")
@@ -71,9 +71,9 @@ def county():
 def quote(api, household_no, year, at):
     body = json.dumps({"household_no": household_no, "year": year}, ensure_ascii=False).encode()
     ts, nonce = str(int(at.timestamp())), secrets.token_hex(16)
-    return api.post("/v1/quotes", data=body, headers={
+    return api.post("/v1/counties/431122/quotes", data=body, headers={
         "X-Gateway-Id": "bank-a", "X-Timestamp": ts, "X-Nonce": nonce, "Content-Type": "application/json",
-        "X-Signature": signing.sign(BANK_SECRET, "POST", "/v1/quotes", ts, nonce, body)})
+        "X-Signature": signing.sign(BANK_SECRET, "POST", "/v1/counties/431122/quotes", ts, nonce, body)})
 
 
 def deliver(relays, pc, until, what):
@@ -98,10 +98,10 @@ def test_the_suite_loads_every_year_of_its_county_and_names_them_for_an_unknown_
     assert (r.status_code, r.json["code"], r.json["details"]["years"]) == (404, "YEAR_UNKNOWN", [2020, 2021]), r.json
     reg = registry_app(FixedClock(T_NEW)).test_client()
     body = {**household_payload("YR-2022", "花桥镇", seed=901), "year": 2022}
-    r = reg.post("/v1/households", json=body, headers=county())
+    r = reg.post("/v1/counties/431122/households", json=body, headers=county())
     assert (r.status_code, r.json["code"]) == (404, "YEAR_UNKNOWN"), r.json
     body["year"] = 2021  # the next year's roster is open for registration
-    assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+    assert reg.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
 
 
 def test_identities_granted_before_the_next_year_was_loaded_count_in_its_quotes(dirs):
@@ -120,7 +120,7 @@ def test_identities_granted_before_the_next_year_was_loaded_count_in_its_quotes(
     clock = FixedClock(T_NEW)
     sub, rc, pc = subsidy_boot.bootstrap(clock), registry_boot.bootstrap(clock), payments_boot.bootstrap(clock)
     reg, api = registry_app(clock).test_client(), payments_app(clock).test_client()
-    assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+    assert reg.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     deliver([rc], pc, lambda: pc.db.households.find_one({"_id": "2021:YR-0001"}), "the 2021 household")
 
     stop = threading.Event()  # the subsidy worker's rollover loop, in batches of one person
@@ -135,7 +135,7 @@ def test_identities_granted_before_the_next_year_was_loaded_count_in_its_quotes(
         stop.set()
         loop.join(timeout=15)
     from services.subsidy.entrypoints.flask_app import create_app as subsidy_app
-    seen = subsidy_app(clock).test_client().get("/v1/rollover/2021", headers=county())
+    seen = subsidy_app(clock).test_client().get("/v1/counties/431122/rollover/2021", headers=county())
     assert seen.status_code == 200, seen.json
     assert seen.json["done"] and seen.json["published"] >= 1 and seen.json["persons_seen"] >= 1, seen.json
 
@@ -162,53 +162,53 @@ def test_next_years_roster_starts_from_last_years_as_it_stands_and_leaves_paymen
     reg, api = registry_app(clock).test_client(), payments_app(clock).test_client()
     a, b = household_payload("YR-A", "花桥镇", seed=905), household_payload("YR-B", "花桥镇", seed=907)
     for body in (a, b):
-        assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+        assert reg.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     dead = a["members"][2]["id_number"]
-    r = reg.post("/v1/households/2020/YR-A/changes", json={"kind": "death", "id_number": dead, "reason": "死亡"},
+    r = reg.post("/v1/counties/431122/households/2020/YR-A/changes", json={"kind": "death", "id_number": dead, "reason": "死亡"},
                  headers=county())
     assert r.status_code == 200, r.json
     paid = Envelope.new(Event("payments.payment.confirmed", {
-        "order_no": "PYR-B", "receipt_no": "RYR-B", "household_no": "YR-B", "year": 2020, "county": "东安县",
+        "order_no": "PYR-B", "receipt_no": "RYR-B", "household_no": "YR-B", "year": 2020, "county": "431122",
         "township": "花桥镇", "village": b["village"], "head_name": b["members"][0]["name"], "amount_fen": 75000,
         "channel": "mobile_app", "gateway": "bank-a", "transaction_id": "TYR-B", "paid_at": T_OLD.isoformat(),
         "members": [{"person_id": m["id_number"], "name": m["name"], "standard_fen": 25000, "subsidy_fen": 0,
                      "payable_fen": 25000} for m in b["members"]]}), "payments", T_OLD)
     registry_handlers.on_payment_confirmed(registry_boot.repository(rc), paid)
-    assert reg.get("/v1/households/2020/YR-B", headers=county()).json["status"] == "paid"
+    assert reg.get("/v1/counties/431122/households/2020/YR-B", headers=county()).json["status"] == "paid"
 
     deliver([rc], pc, lambda: pc.db.households.find_one({"_id": "2020:YR-A"}), "the 2020 household")
-    r = api.post("/v1/withholding/agreements", json={  # 三方代扣协议, signed in 2020 (keyed by household number)
+    r = api.post("/v1/counties/431122/withholding/agreements", json={  # 三方代扣协议, signed in 2020 (keyed by household number)
         "household_no": "YR-A", "year": 2020, "bank": "bank-a", "account_no": "6222000000000000123",
         "account_name": a["members"][0]["name"], "signed_on": "2020-09-10"}, headers=county())
     assert r.status_code == 201, r.json
 
     reports = []
     while not (reports and reports[-1]["done"]):
-        r = reg.post("/v1/years/2021/rollover?limit=1", headers=county())
+        r = reg.post("/v1/counties/431122/years/2021/rollover?limit=1", headers=county())
         assert r.status_code == 200, r.json
         reports.append(r.json)
     carried = [x["batch"]["created"] for x in reports]
     assert sum(carried) >= 2 and max(carried) <= 1  # bounded batches, one household each
     assert reports[-1]["total"]["rejected"] == 0, reports[-1]
 
-    got_a = reg.get("/v1/households/2021/YR-A", headers=county()).json
+    got_a = reg.get("/v1/counties/431122/households/2021/YR-A", headers=county()).json
     assert len(got_a["members"]) == 2 and got_a["status"] == "registered"  # the dead member is not carried
-    got_b = reg.get("/v1/households/2021/YR-B", headers=county()).json
+    got_b = reg.get("/v1/counties/431122/households/2021/YR-B", headers=county()).json
     assert (got_b["status"], {m["status"] for m in got_b["members"]}) == ("registered", {"registered"})
-    r = reg.post("/v1/households/2021/YR-B/changes", json={"kind": "move_out", "id_number": b["members"][2]["id_number"],
+    r = reg.post("/v1/counties/431122/households/2021/YR-B/changes", json={"kind": "move_out", "id_number": b["members"][2]["id_number"],
                                                             "reason": "迁出"}, headers=county())
     assert r.status_code == 200, r.json  # 2020's lock did not carry
 
-    again = reg.post("/v1/years/2021/rollover", headers=county()).json
+    again = reg.post("/v1/counties/431122/years/2021/rollover", headers=county()).json
     assert again["done"] and again["batch"]["created"] == 0 and again["total"] == reports[-1]["total"]
     deliver([rc], pc, lambda: pc.db.households.find_one({"_id": "2021:YR-A"}), "the carried households")
     q = quote(api, "YR-A", 2021, T_NEW)  # 2020's payment status does not carry: the household pays for 2021
     assert (q.status_code, q.json["total_fen"]) == (200, 50000), q.json
-    batch = api.post("/v1/withholding/batches", json={"bank": "bank-a", "year": 2021}, headers=county())
+    batch = api.post("/v1/counties/431122/withholding/batches", json={"bank": "bank-a", "year": 2021}, headers=county())
     assert batch.status_code == 201, batch.json  # last year's agreement debits the new year's amount
     assert [(l["household_no"], l["amount_fen"]) for l in batch.json["lines"]] == [("YR-A", 50000)], batch.json
 
-    r = reg.post("/v1/years/2022/rollover", headers=county())
+    r = reg.post("/v1/counties/431122/years/2022/rollover", headers=county())
     assert (r.status_code, r.json["code"]) == (404, "YEAR_UNKNOWN")
 
 
@@ -236,22 +236,22 @@ def test_a_household_pays_for_the_new_year_while_a_newborn_of_the_old_year_enrol
     old = household_payload("YR-OLD", "花桥镇", seed=911)  # 2020, not paid in its window
     new = {**household_payload("YR-NEW", "花桥镇", seed=913), "year": 2021}
     for body in (old, new):
-        assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+        assert reg.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     baby = {"id_number": make_id(date(2020, 10, 10), 17, "F"), "name": "新生儿", "relation": "子女"}
-    r = reg.post("/v1/households/2020/YR-OLD/changes", json={"kind": "birth", "member": baby}, headers=county())
+    r = reg.post("/v1/counties/431122/households/2020/YR-OLD/changes", json={"kind": "birth", "member": baby}, headers=county())
     assert r.status_code == 200, r.json
-    r = reg.post("/v1/mid-year/decisions", json={"id_number": baby["id_number"], "year": 2020}, headers=county())
+    r = reg.post("/v1/counties/431122/mid-year/decisions", json={"id_number": baby["id_number"], "year": 2020}, headers=county())
     assert r.status_code == 201 and r.json["code"] == "NEWBORN_28_DAYS" and r.json["recorded"], r.json
     flow(lambda: pc.db.mid_year_approvals.find_one({"_id": f"2020:{baby['id_number']}"})
          and pc.db.households.find_one({"_id": "2021:YR-NEW"}), "the approval and the 2021 household")
 
     orders = {}
     for no, year, amount in (("YR-OLD", 2020, 25000), ("YR-NEW", 2021, 75000)):
-        q = signed("/v1/quotes", {"household_no": no, "year": year})
+        q = signed("/v1/counties/431122/quotes", {"household_no": no, "year": year})
         assert (q.status_code, q.json["total_fen"], q.json["mid_year"]) == (200, amount, year == 2020), q.json
-        o = signed("/v1/orders", {"household_no": no, "year": year, "channel": "mobile_app"}, f"idem-{no}-{year}")
+        o = signed("/v1/counties/431122/orders", {"household_no": no, "year": year, "channel": "mobile_app"}, f"idem-{no}-{year}")
         assert o.status_code == 201 and o.json["amount_fen"] == amount, o.json
-        ack = signed("/v1/notifications", {"order_no": o.json["order_no"], "transaction_id": f"T-{no}",
+        ack = signed("/v1/counties/431122/notifications", {"order_no": o.json["order_no"], "transaction_id": f"T-{no}",
                                            "amount_fen": amount, "paid_at": T_NEW.isoformat()})
         assert ack.json["code"] == "SUCCESS", ack.json
         orders[no] = o.json["order_no"]
@@ -282,7 +282,7 @@ def test_two_rollover_calls_at_once_carry_each_household_once_and_count_it_once(
     rc, reg = registry_boot.bootstrap(clock), registry_app(clock).test_client()
     for i in range(3):
         body = {**household_payload(f"YR-R{i}", "花桥镇", seed=921 + 2 * i), "year": 2021}
-        assert reg.post("/v1/households", json=body, headers=county()).status_code == 201
+        assert reg.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
     barrier = threading.Barrier(2, timeout=10)
 
     class Racing(RolloverStore):
@@ -317,9 +317,9 @@ def test_progress_answers_each_loaded_year_by_its_own_task_table(dirs):
     one, two = dirs
     os.environ["POLICY_DIR"] = str(two)
     api = scoring_app(FixedClock(T_NEW)).test_client()
-    r = api.get("/v1/progress/2021", headers=county())
+    r = api.get("/v1/counties/431122/progress/2021", headers=county())
     assert (r.status_code, r.json["year"], r.json["task_total"]) == (200, 2021, 578501), r.json
-    r = api.get("/v1/progress/2022", headers=county())
+    r = api.get("/v1/counties/431122/progress/2022", headers=county())
     assert (r.status_code, r.json["code"], r.json["details"]["years"]) == (404, "YEAR_UNKNOWN", [2020, 2021]), r.json
 
 
@@ -338,7 +338,7 @@ def test_a_year_already_paid_keeps_what_was_charged_and_a_new_grant_counts_in_ev
     sub = subsidy_boot.bootstrap(FixedClock(T_NEW))
     ctx = subsidy_boot.context(sub)
     subsidy_handlers.on_payment_confirmed(ctx, Envelope.new(Event("payments.payment.confirmed", {
-        "order_no": "PYR-F", "receipt_no": "RYR-F", "household_no": "YR-F", "year": 2021, "county": "东安县",
+        "order_no": "PYR-F", "receipt_no": "RYR-F", "household_no": "YR-F", "year": 2021, "county": "431122",
         "township": "花桥镇", "village": "花桥村", "head_name": "甲", "amount_fen": 25000, "channel": "mobile_app",
         "gateway": "bank-a", "transaction_id": "TYR-F", "paid_at": T_NEW.isoformat(),
         "members": [{"person_id": paid, "name": "甲", "standard_fen": 25000, "subsidy_fen": 0, "payable_fen": 25000}]}),

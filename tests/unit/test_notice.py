@@ -2,7 +2,7 @@
 from services.notices.domain.notice import (claim_created_notice, coverage_alert, receipt_notice,
                                             withholding_failure_notices)
 
-PAYLOAD = {"order_no": "P1", "receipt_no": "R1", "household_no": "H1", "year": 2020, "county": "东安县",
+PAYLOAD = {"order_no": "P1", "receipt_no": "R1", "household_no": "H1", "year": 2020, "county": "431122",
            "township": "花桥镇", "village": "花桥村", "head_name": "刘春生", "head_phone": "13900001111",
            "amount_fen": 75000, "channel": "mobile_app", "gateway": "g", "transaction_id": "t",
            "paid_at": "2019-11-15T02:00:00+00:00",
@@ -37,7 +37,7 @@ def test_an_insufficient_balance_goes_to_the_head_and_back_to_the_town():
 
 def test_coverage_alerts_only_while_hardship_persons_are_missing():
     # 001 六: 以上所有困难群众必须确保100%参保
-    cov = {"year": 2020, "county": "东安县", "township": "花桥镇", "category": "registered_poor", "hardship_persons": 50,
+    cov = {"year": 2020, "county": "431122", "township": "花桥镇", "category": "registered_poor", "hardship_persons": 50,
            "enrolled_persons": 48, "not_enrolled_persons": 2, "rate_bp": 9600, "as_of": "2019-12-01T00:00:00+08:00"}
     alert = coverage_alert(cov)
     assert "建档立卡贫困人口共50人" in alert.text and "尚有2人未参保" in alert.text and "96.00%" in alert.text
@@ -48,7 +48,7 @@ def test_a_reimbursement_claim_is_announced_to_the_household_head():
     # 001 六: 2019年10月1日之后新增的困难群众……全额缴费、先缴后补
     claim = {"claim_id": "2020:x", "person_id": "43112219800506001X", "name": "王某", "year": 2020,
              "category": "dibao_rural", "amount_fen": 13000, "department": "medical_assistance",
-             "effective_date": "2019-11-01", "household_no": "H1", "county": "东安县", "township": "花桥镇"}
+             "effective_date": "2019-11-01", "household_no": "H1", "county": "431122", "township": "花桥镇"}
     n = claim_created_notice(claim, {"head_name": "王大", "head_phone": "13900003333"})
     assert n.recipient_phone == "13900003333" and "农村低保对象" in n.text and "130.00元" in n.text
     assert claim_created_notice(claim, None).status == "no_contact"

@@ -13,7 +13,7 @@ from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.policy import load_policy
 
 POLICY = load_policy(ROOT / "policies" / "dongan-2020.json")
-HH = {"household_no": "H1", "year": 2020, "county": "东安县", "township": "白牙市镇", "village": "五一村",
+HH = {"household_no": "H1", "year": 2020, "county": "431122", "township": "白牙市镇", "village": "五一村",
       "head_name": "甲", "members": [{"person_id": f"43112219700101{i:03d}X", "name": n} for i, n in enumerate("甲乙丙")]}
 
 

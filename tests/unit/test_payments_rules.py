@@ -17,7 +17,7 @@ from shared.policy import load_policy
 
 POLICY = load_policy(ROOT / "policies" / "dongan-2020.json")
 IDS = [f"43112219700101{i:03d}X" for i in range(4)]
-HH = {"household_no": "H1", "year": 2020, "county": "东安县", "township": "白牙市镇", "village": "五一村",
+HH = {"household_no": "H1", "year": 2020, "county": "431122", "township": "白牙市镇", "village": "五一村",
       "head_name": "甲", "members": [{"person_id": p, "name": n} for p, n in zip(IDS, "甲乙丙丁")]}
 AT = datetime(2019, 10, 1, 9, tzinfo=SHANGHAI)
 

@@ -22,7 +22,7 @@ AT = datetime(2019, 11, 15, 10, 0, tzinfo=SHANGHAI)
 
 def payment(status="confirmed", **extra):
     return Payment({"_id": "2020:H1", "order_no": "P1", "receipt_no": "R1", "household_no": "H1", "year": 2020,
-                    "county": "东安县", "township": "花桥镇", "village": "花桥村", "amount_fen": 50000,
+                    "county": "431122", "township": "花桥镇", "village": "花桥村", "amount_fen": 50000,
                     "person_ids": ["a", "b"], "status": status, "version": 1, "paid_day": "2019-11-15",
                     "channel": "mobile_app", "gateway": "bank-a", "history": [{"status": "confirmed"}], **extra})
 

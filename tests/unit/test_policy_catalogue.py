@@ -27,13 +27,27 @@ def sh(*a) -> datetime:
 
 def test_the_catalogue_holds_the_three_counties_each_from_its_notice():
     cat = load_catalogue(POLICIES)
-    assert cat.counties() == ["东安县", "武鸣区", "纳雍县"]
-    assert [(c, cat.years(c)) for c in cat.counties()] == [("东安县", [2020]), ("武鸣区", [2018]), ("纳雍县", [2017])]
-    wuming = cat.get("武鸣区", 2018)
+    assert cat.counties() == ["431122", "450110", "520525"]  # keyed by GB/T 2260 code
+    assert [(c, cat.years(c), cat.get(c, cat.years(c)[0]).county) for c in cat.counties()] == [
+        ("431122", [2020], "东安县"), ("450110", [2018], "武鸣区"), ("520525", [2017], "纳雍县")]
+    wuming = cat.get("450110", 2018)
     assert wuming.standard_fen == 18000 and wuming.target_rate_percent == 97
     assert (wuming.window_opens, wuming.window_closes) == (date(2017, 9, 1), date(2017, 12, 31))
     assert len(wuming.townships) == 13 and wuming.task_total == 608897 and wuming.warnings == ()
-    assert cat.get("东安县", 2020).task_total == 578501
+    assert cat.get("431122", 2020).task_total == 578501
+
+
+def test_a_county_code_must_be_the_county_the_file_names(tmp_path):
+    """The code is the county's key everywhere (URLs, events, tokens, databases): a code of another
+    county, or one that is not a county's, is refused at load."""
+    raw = json.loads((POLICIES / "dongan-2020.json").read_text(encoding="utf-8"))
+    raw["places_file"] = str(POLICIES / raw["places_file"])
+    for code, says in (("450110", "武鸣区"), ("431100", "not a county-level")):
+        path = tmp_path / f"bad-{code}.json"
+        path.write_text(json.dumps({**raw, "county_code": code}, ensure_ascii=False), encoding="utf-8")
+        with pytest.raises(PolicyError) as e:
+            load_policy(path)
+        assert "county_code" in e.value.errors and says in str(e.value)
 
 
 def test_wuming_tasks_are_the_printed_2016_population_times_97_percent():

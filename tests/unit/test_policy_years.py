@@ -17,16 +17,22 @@ from tests.integration.test_year_rollover import shifted_year
 def container(policy_file, policy_dir) -> Container:
     s = Settings("payments", "mongodb://unused", "unused", "amqp://unused", "t", policy_file, None, None,
                  policy_dir=policy_dir)
-    return Container("payments", s, FixedClock(datetime(2020, 10, 1, tzinfo=SHANGHAI)))
+    return Container.build("payments", settings=s, clock=FixedClock(datetime(2020, 10, 1, tzinfo=SHANGHAI)))
 
 
 def test_the_shipped_catalogue_gives_dongan_its_own_years_only():
     c = container(ROOT / "policies" / "dongan-2020.json", ROOT / "policies")
-    assert list(c.policies) == [2020]  # Wuming 2018 and Nayong 2017 are other counties
+    assert list(c.policies) == [2020]  # Wuming 2018 and Nayong 2017 are other counties, each its own container
+    assert {code: list(cc.policies) for code, cc in c.counties().items()} == {
+        "431122": [2020], "450110": [2018], "520525": [2017]}
+    assert c.county("450110").policy.county == "武鸣区" and c.county("450110").counties() == c.counties()
+    with pytest.raises(NotFound) as unknown:
+        c.county("431100")
+    assert unknown.value.code == "COUNTY_UNKNOWN"
     assert c.policy_for(2020) is c.policy
     with pytest.raises(NotFound) as e:
         c.policy_for(2018)
-    assert (e.value.code, e.value.details["years"], e.value.details["county"]) == ("YEAR_UNKNOWN", [2020], "东安县")
+    assert (e.value.code, e.value.details["years"], e.value.details["county"]) == ("YEAR_UNKNOWN", [2020], "431122")
     assert "2020" in e.value.message
 
 

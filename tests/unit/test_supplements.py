@@ -17,7 +17,7 @@ from tools.ids import make_id
 
 POLICY = load_policy(ROOT / "policies" / "dongan-2020.json")
 IDS = [f"43112219700101{i:03d}X" for i in range(4)]
-HH = {"household_no": "H1", "year": 2020, "county": "东安县", "township": "白牙市镇", "village": "五一村",
+HH = {"household_no": "H1", "year": 2020, "county": "431122", "township": "白牙市镇", "village": "五一村",
       "head_name": "甲", "members": [{"person_id": p, "name": n} for p, n in zip(IDS, "甲乙丙丁")]}
 NEWBORN = MidYearApproval("individual", "NEWBORN_28_DAYS", "出生28天以内新生儿")
 IN_WINDOW, LATE, NEXT_YEAR = (datetime(2019, 11, 15, tzinfo=SHANGHAI), datetime(2020, 3, 2, tzinfo=SHANGHAI),

@@ -7,7 +7,7 @@ from marshmallow import Schema, fields
 from shared.clock import Clock
 from shared.logs import setup
 from shared.masking import mask_phone
-from shared.web import create_service_app, path_year, query_param
+from shared.web import county_routes, create_service_app, path_year, query_param
 
 from .. import bootstrap as boot
 
@@ -37,6 +37,12 @@ def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
     app, api = create_service_app(c)
+    county_routes(api, c, declare)
+    return app
+
+
+def declare(api, c) -> None:
+    """The routes of one county, bound to its container `c` (shared/web.py county_routes)."""
     repo = boot.repository(c)
 
     @api.route("/v1/households/{year}/{household_no}/notices", "GET", summary="某户的通知记录",
@@ -55,5 +61,3 @@ def create_app(clock: Clock | None = None) -> Flask:
         principal.check_township(township)
         path_year(year)
         return {"notices": [render(d) for d in repo.listing(int(year), township, request.args.get("kind"))]}
-
-    return app

@@ -17,7 +17,7 @@ from shared.errors import DomainError, Forbidden, NotFound, Unauthorized, Valida
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_json
 from shared.store import insert_once
-from shared.web import IDEMPOTENCY_KEY, create_service_app, path_year, query_param
+from shared.web import county_routes, IDEMPOTENCY_KEY, create_service_app, path_year, query_param
 
 from .. import bootstrap as boot
 from ..domain import withholding as wh
@@ -79,6 +79,32 @@ def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
     app, api = create_service_app(c)
+    county_routes(api, c, declare)
+    if env("PAYMENTS_BENCH_BASELINE") == "1":
+        @app.post("/bench/baseline")
+        def bench_baseline():
+            """The benchmark's baseline: the same stack writing one document, nothing else."""
+            insert_once(c.db["bench_baseline"], {"_id": secrets.token_hex(12), "body": request.get_json(silent=True)})
+            return {"code": "SUCCESS"}
+
+        @app.post("/bench/floor")
+        def bench_floor():
+            """The store operations no confirmation can do without, and nothing else: the nonce
+            (replay), the order (amount, expiry), the one-per-household insert, the outbox pointer,
+            into scratch collections. What the stack allows a confirmation at best."""
+            body = request.get_json(silent=True) or {}
+            insert_once(c.db["bench_floor_nonces"], {"_id": secrets.token_hex(16)})
+            order = c.db["orders"].find_one({"_id": str(body.get("order_no"))})
+            key = secrets.token_hex(12)
+            insert_once(c.db["bench_floor_payments"], {"_id": key, "order": order and order["_id"], "body": body})
+            insert_once(c.db["bench_floor_outbox"], {"_id": key, "coll": "bench_floor_payments", "agg": key})
+            return {"code": "SUCCESS"}
+
+    return app
+
+
+def declare(api, c) -> None:
+    """The routes of one county, bound to its container `c` (shared/web.py county_routes)."""
     repo = boot.repository(c)
     work_calendar = boot.calendar(repo)
 
@@ -91,6 +117,8 @@ def create_app(clock: Clock | None = None) -> Flask:
         gw = c.gateways.get(gw_id)
         if gw is None or not signing.verify(gw.secret, sig, request.method, request.path, ts, nonce, request.get_data()):
             raise Unauthorized("SIGNATURE_INVALID", "签名校验失败")
+        if c.county_code not in gw.counties:
+            raise Forbidden("SCOPE_COUNTY", "该支付渠道未签约本县（区）", {"county": c.county_code})
         if not re.fullmatch(r"[0-9]{1,12}", ts) or abs(c.clock.now().timestamp() - int(ts)) > signing.SKEW_SECONDS:
             raise Unauthorized("TIMESTAMP_OUT_OF_WINDOW", "请求时间戳超出允许范围（±5分钟）")
         if not (16 <= len(nonce) <= 64):
@@ -276,26 +304,4 @@ def create_app(clock: Clock | None = None) -> Flask:
             raise ValidationFailed("FILTER_REQUIRED", "请按对象（ref）或日期（day）查询")
         return {"entries": [{**{k: v for k, v in e.items() if k != "_id"}, "at": iso(e["at"])}
                             for e in repo.money_log(flt)]}
-
-    if env("PAYMENTS_BENCH_BASELINE") == "1":
-        @app.post("/bench/baseline")
-        def bench_baseline():
-            """The benchmark's baseline: the same stack writing one document, nothing else."""
-            insert_once(c.db["bench_baseline"], {"_id": secrets.token_hex(12), "body": request.get_json(silent=True)})
-            return {"code": "SUCCESS"}
-
-        @app.post("/bench/floor")
-        def bench_floor():
-            """The store operations no confirmation can do without, and nothing else: the nonce
-            (replay), the order (amount, expiry), the one-per-household insert, the outbox pointer,
-            into scratch collections. What the stack allows a confirmation at best."""
-            body = request.get_json(silent=True) or {}
-            insert_once(c.db["bench_floor_nonces"], {"_id": secrets.token_hex(16)})
-            order = c.db["orders"].find_one({"_id": str(body.get("order_no"))})
-            key = secrets.token_hex(12)
-            insert_once(c.db["bench_floor_payments"], {"_id": key, "order": order and order["_id"], "body": body})
-            insert_once(c.db["bench_floor_outbox"], {"_id": key, "coll": "bench_floor_payments", "agg": key})
-            return {"code": "SUCCESS"}
-
-    return app
 

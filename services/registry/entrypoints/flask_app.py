@@ -12,7 +12,7 @@ from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_phone
 from shared.resident_id import parse_resident_id
-from shared.web import create_service_app, path_year, query_flag, query_param
+from shared.web import county_routes, create_service_app, path_year, query_flag, query_param
 
 from .. import bootstrap as boot
 from ..adapters.roster_files import write_csv, write_xlsx
@@ -48,6 +48,12 @@ def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
     app, api = create_service_app(c)
+    county_routes(api, c, declare)
+    return app
+
+
+def declare(api, c) -> None:
+    """The routes of one county, bound to its container `c` (shared/web.py county_routes)."""
     repo = boot.repository(c)
     duplicates = boot.duplicates(c)
 
@@ -320,7 +326,11 @@ def create_app(clock: Clock | None = None) -> Flask:
     from ..adapters.holidays import HolidayStore
     from .schemas import HolidayScheduleIn, HolidayScheduleOut
     holidays = HolidayStore(c.db, c.outbox)
-    wd.use_source(holidays.all)
+    # the schedule is the State Council's, one for the country: this process's calendar reads what any
+    # county of the suite loaded (each county's payments reads its own county's copy)
+    loaders = c.shared.setdefault("holiday_loaders", [])
+    loaders.append(holidays.all)
+    wd.use_source(lambda: [s for load in loaders for s in load()])
 
     def holiday_calendar(y: int) -> dict:
         doc = holidays.get(y) if wd.schedule_source(y) == "official" else None
@@ -374,5 +384,3 @@ def create_app(clock: Clock | None = None) -> Flask:
             raise ValidationFailed("BAD_LIMIT", "每批户数须为1至2000的整数", {"limit": limit})
         return roll_over(repo, rollover_runs, duplicates, policy, y - 1, c.clock.now(), limit=int(limit),
                          correlation_id=correlation_id.get())
-
-    return app

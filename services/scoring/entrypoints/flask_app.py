@@ -7,7 +7,7 @@ from marshmallow import Schema, fields
 from shared.clock import Clock
 from shared.errors import NotFound
 from shared.logs import setup
-from shared.web import create_service_app, is_year
+from shared.web import county_routes, create_service_app, is_year
 
 from .. import bootstrap as boot
 from ..service_layer import handlers
@@ -27,6 +27,7 @@ class ProgressRow(Schema):
 
 class ProgressOut(Schema):
     county = fields.String()
+    county_code = fields.String(metadata={"description": "县（区）区划代码（GB/T 2260）"})
     year = fields.Integer()
     task_total = fields.Integer(metadata={"description": "县任务合计：按 task_rule 取印刷合计或各乡镇任务之和"})
     task_total_printed = fields.Integer(allow_none=True, metadata={"description": "文件印刷的任务合计；未印出为 null"})
@@ -41,6 +42,12 @@ def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
     app, api = create_service_app(c)
+    county_routes(api, c, declare)
+    return app
+
+
+def declare(api, c) -> None:
+    """The routes of one county, bound to its container `c` (shared/web.py county_routes)."""
     repo = boot.repository(c)
 
     @api.route("/v1/progress/{year}", "GET", summary="各乡镇参保进度（人数/任务）", response=ProgressOut)
@@ -52,7 +59,8 @@ def create_app(clock: Clock | None = None) -> Flask:
         acc = repo.accuracy(int(year), [t.name for t in policy.townships])
         poor = repo.coverage(int(year), [t.name for t in policy.townships], "registered_poor")
         mismatch = next((w for w in policy.warnings if w.code == "TASK_TOTAL_MISMATCH"), None)
-        return {"county": policy.county, "year": policy.year, "task_total": policy.task_total,
+        return {"county": policy.county, "county_code": policy.county_code, "year": policy.year,
+                "task_total": policy.task_total,
                 "task_total_printed": policy.declared_task_total, "task_total_rows": policy.task_rows_total,
                 "task_rule": policy.task_total_rule, "task_warning": mismatch.message if mismatch else None,
                 "enrolled_total": sum(r.enrolled_persons for _, r in table),
@@ -63,5 +71,3 @@ def create_app(clock: Clock | None = None) -> Flask:
                           "registered_poor": ({k: poor[r.township][k] for k in ("hardship_persons", "enrolled_persons",
                                                                                 "rate_bp")}
                                               if r.township in poor else None)} for rank, r in table]}
-
-    return app

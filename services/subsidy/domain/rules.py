@@ -22,6 +22,8 @@ CATEGORY_NAMES: dict[str, str] = {
     "wubao": "五保户",
     "only_child": "独生子女户",
     "two_daughters": "双女结扎户",
+    "dibao": "低保户",  # Wuming 2018 names 低保户 without urban / rural
+    "disabled": "残疾人",  # Wuming 2018: 残疾人, no certificate or poverty condition printed
 }
 
 # Systems that publish identity updates (身份标识来源).
@@ -93,7 +95,8 @@ def parse_subsidy_rules(raw_policy: dict) -> SubsidyRules:
     try:
         sec = raw_policy["subsidy"]
         standard = raw_policy["standard_fen"]
-        new_after = date.fromisoformat(sec["new_hardship_after"])
+        # no cutoff printed (Nayong 2017): every identity counts as established, none is 先缴后补
+        new_after = date.fromisoformat(sec["new_hardship_after"]) if sec.get("new_hardship_after") else date.max
         departments = dict(sec.get("departments", {}))
         cats: dict[str, CategoryRule] = {}
         for row in sec["categories"]:

@@ -16,7 +16,7 @@ from shared.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id
 from shared.money import yuan
-from shared.web import create_service_app, path_year, query_param
+from shared.web import county_routes, create_service_app, path_year, query_param
 
 from .. import bootstrap as boot
 from ..domain.coverage import UNREGISTERED_NAME, rows_of
@@ -47,6 +47,12 @@ def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
     app, api = create_service_app(c)
+    county_routes(api, c, declare)
+    return app
+
+
+def declare(api, c) -> None:
+    """The routes of one county, bound to its container `c` (shared/web.py county_routes)."""
     ctx = boot.context(c)
     repo, rules = ctx.repo, c.rules
 
@@ -85,7 +91,9 @@ def create_app(clock: Clock | None = None) -> Flask:
                 if principal.role == "system" and principal.subject != u.source_system:
                     raise Rejected("SOURCE_NOT_ALLOWED", "只能提交本系统（来源）的身份变更",
                                    {"source_system": u.source_system})
-                messages.append((item["message_id"], f"identity.{u.source_system}", raw))
+                if raw.get("county", c.county_code) != c.county_code:
+                    raise Rejected("COUNTY_MISMATCH", "身份变更所属县（区）与提交地址不一致", {"county": raw.get("county")})
+                messages.append((item["message_id"], f"identity.{u.source_system}", {**raw, "county": c.county_code}))
             except Rejected as e:
                 item.update(status="rejected", code=e.code, message=e.message)
                 handlers.report_rejection(ctx, raw, e, via="http", message_id=item["message_id"])
@@ -302,5 +310,3 @@ def create_app(clock: Clock | None = None) -> Flask:
         return {"year": y, "started": bool(run), "done": bool(run.get("done")), "persons_seen": run.get("seen", 0),
                 "published": run.get("published", 0), "frozen": run.get("frozen", 0),
                 "at": iso(run["at"]) if run.get("at") else None}
-
-    return app

@@ -63,6 +63,12 @@ def decoder(accounts: dict[str, set[str]] | None, own_user: str, clock: Clock | 
     return checked
 
 
+def county_of(raw) -> str | None:
+    """The county an update is for (its GB/T 2260 code), None when it names none."""
+    county = raw.get("county") if isinstance(raw, dict) else None
+    return county if isinstance(county, str) else None
+
+
 def decode(props, body: bytes, clock: Clock | None = None) -> Envelope:
     """An outside message as our envelope; `occurred_at` is when it arrived, by the service's clock."""
     raw = json.loads(body.decode("utf-8"))  # ValueError (incl. UnicodeDecodeError) → dead letter
