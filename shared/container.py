@@ -67,10 +67,11 @@ class Container:
     def counties(self) -> dict[str, "Container"]:
         """county code → its container, for every county of the catalogue (SUITE_COUNTIES limits them)."""
         siblings = self.shared["siblings"]
-        for code in sorted({code for code, _ in self.catalogue}):
+        codes = sorted({code for code, _ in self.catalogue})
+        for code in codes:
             if code not in siblings:
                 siblings[code] = replace(self, county_code=code)
-        return {code: siblings[code] for code in sorted(siblings) if any(k[0] == code for k in self.catalogue)}
+        return {code: siblings[code] for code in codes}
 
     def county(self, code: str | None) -> "Container":
         """The container of county `code`; an unknown county is a clear 404."""

@@ -20,6 +20,7 @@ from flask import Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema, ValidationError
 from pymongo.errors import ConnectionFailure
+import werkzeug.exceptions
 from werkzeug.exceptions import HTTPException
 
 from . import dead_letters, metrics
@@ -226,7 +227,7 @@ class Api:
         """
         security = "gatewaySignature" if guard else "bearer"
         flask_path = county_path(path, county).replace("{", "<").replace("}", ">")
-        doc_path = COUNTY_PREFIX + path[3:] if county is not None else path
+        doc_path = county_path(path, None if county is None else "{county}")
         media = (produces,) if isinstance(produces, str) else tuple(produces or ())
         ok = ({"content": {mt: {"schema": {"type": "string", "format": "binary"}} for mt in media}} if media
               else (_schema_ref(response) or {}))
@@ -265,8 +266,7 @@ class Api:
             @wraps(fn)
             def view(**kwargs):
                 if guard is not None:
-                    principal = guard()
-                    check_county(principal, county)
+                    principal = guard()  # a guard checks its own reach (e.g. a gateway key's counties)
                 elif permission or roles:
                     principal = self.tokens.authenticate(request.headers.get("Authorization"), roles or (),
                                                          permission=permission, service=self.service)
@@ -326,9 +326,9 @@ class CountyApi:
         registered once for all the counties."""
         if (path, method.lower()) not in self.api._documented:
             self.api._documented.add((path, method.lower()))
-            new = new.replace("/v1/", COUNTY_PREFIX + "/", 1)
+            new = new.replace("/v1/", COUNTY_PREFIX + "/", 1)  # "POST /v1/…": a method and a path
             self.api.moved(path, method, new, summary=summary)
-            self.api.moved(COUNTY_PREFIX + path[3:], method, new, summary=summary)
+            self.api.moved(county_path(path, "{county}"), method, new, summary=summary)
 
 
 def _check_response(app: Flask, name: str, checker: Schema, data: Any, code: int, codes: set[int]) -> None:
@@ -440,12 +440,12 @@ def create_service_app(c) -> tuple[Flask, Api]:
     @app.route("/v1/counties/<county>/<path:rest>", methods=methods)
     def _county_unknown(county, rest):
         c.county(county)  # 404 COUNTY_UNKNOWN for a county the suite does not serve
-        raise NotFound("NOT_FOUND", "资源不存在", {"path": f"/v1/counties/{county}/{rest}"})
+        raise werkzeug.exceptions.NotFound()  # answered by the HTTPException handler: HTTP_404
 
     @app.route("/v1/<path:rest>", methods=methods)
     def _county_missing(rest):
         if rest.split("/")[0] in ("dead-letters", "counties"):
-            raise DomainError("HTTP_405", "不支持的请求方法", status=405)
+            raise werkzeug.exceptions.MethodNotAllowed()  # a suite-wide path, another method: HTTP_405
         raise NotFound("COUNTY_REQUIRED", "接口地址须含县（区）区划代码：/v1/counties/{区划代码}/…",
                        {"use": f"/v1/counties/{{county}}/{rest}", "counties": list(c.counties())})
     return app, api

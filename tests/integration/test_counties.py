@@ -119,6 +119,10 @@ def test_a_token_or_gateway_key_of_one_county_acts_nowhere_in_another(suite):
     assert set(r.json["details"]["counties"]) >= {DONGAN, WUMING}
     r = s["registry"].get("/v1/households/2018/X", headers=staff(DONGAN_STAFF))
     assert (r.status_code, r.json["code"]) == (404, "COUNTY_REQUIRED")
+    r = s["registry"].get(f"/v1/counties/{DONGAN}/no-such-thing", headers=staff(DONGAN_STAFF))
+    assert (r.status_code, r.json["code"]) == (404, "HTTP_404")  # a served county, a path nobody serves
+    r = s["registry"].delete("/v1/dead-letters", headers=staff(DONGAN_STAFF))
+    assert (r.status_code, r.json["code"]) == (405, "HTTP_405")  # a suite-wide path is not "missing its county"
 
 
 def test_each_countys_events_name_it_and_its_progress_counts_only_its_own(suite):
