@@ -17,11 +17,13 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .clock import shanghai_end_of_day, shanghai_start_of_day
+from .errors import Conflict
 
 log = logging.getLogger(__name__)
 
 TASK_TOTAL_RULES = ("rows", "printed")
 PHASES = ("draft", "window_open", "benefit_year", "closed")
+PHASE_NAMES = {"draft": "筹备中", "window_open": "集中参保缴费期", "benefit_year": "待遇享受期", "closed": "已结束"}
 
 
 @dataclass(frozen=True)
@@ -451,6 +453,16 @@ def phase_at(policy: PolicyYear, at: datetime) -> str:
     if policy.window_opens is None and at < shanghai_start_of_day(policy.benefit_starts):
         return "draft"
     return "benefit_year"
+
+
+def refuse_if_closed(policy: PolicyYear, at: datetime) -> None:
+    """A closed year (its benefit year over) takes no new households, roster imports or rollover:
+    nobody can pay for it any more (payments refuses it too), so a roster written now would only
+    lower its figures. Changes and corrections of its households stay possible (audits)."""
+    if phase_at(policy, at) == "closed":
+        raise Conflict("YEAR_CLOSED", f"{policy.county}{policy.year}年度已结束（待遇享受期至{policy.benefit_ends.isoformat()}），"
+                       "不能再登记该年度的参保户", {"year": policy.year, "phase": "closed",
+                                          "benefit_ends": policy.benefit_ends.isoformat()})
 
 
 # ---- mid-year benefit start ---------------------------------------------------------------------------

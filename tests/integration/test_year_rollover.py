@@ -34,7 +34,7 @@ from tools.clients import wait_for
 
 T_OLD = datetime(2019, 10, 20, 9, 0, tzinfo=SHANGHAI)   # 2020's window; only 2020 loaded
 T_NEW = datetime(2020, 10, 15, 10, 0, tzinfo=SHANGHAI)  # the test 2021's window; 2020 is the benefit year
-COUNTY = secrets.token_hex(8)
+COUNTY, WUMING = secrets.token_hex(8), secrets.token_hex(8)
 BANK_SECRET = secrets.token_hex(16)
 
 
@@ -43,8 +43,10 @@ def write_catalogue(d, *, with_next: bool):
     raw["places_file"] = str(ROOT / "policies" / raw["places_file"])
     d.mkdir(parents=True, exist_ok=True)
     (d / "dongan-2020.json").write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
-    if with_next:
+    if with_next:  # and a second county: the done-when suite has two counties and two years
         (d / "dongan-2021-test.json").write_text(json.dumps(shifted_year(raw), ensure_ascii=False), encoding="utf-8")
+        (d / "wuming-2018.json").write_text((ROOT / "policies" / "wuming-2018.json").read_text(encoding="utf-8"),
+                                            encoding="utf-8")
     return d
 
 
@@ -53,7 +55,9 @@ def dirs(namespace, tmp_path_factory):
     base = tmp_path_factory.mktemp("years")
     one, two = write_catalogue(base / "one", with_next=False), write_catalogue(base / "two", with_next=True)
     with secret_files(base, tokens=[{"sha256": token_hash(COUNTY), "subject": "county", "role": "county",
-                                     "county": "431122"}],
+                                     "county": "431122"},
+                                    {"sha256": token_hash(WUMING), "subject": "wuming", "role": "county",
+                                     "county": "450110"}],
                       gateways=[{"id": "bank-a", "secret": BANK_SECRET, "kind": "bank", "channels": ["mobile_app"]}]):
         old = {k: os.environ.get(k) for k in ("POLICY_FILE", "POLICY_DIR")}
         os.environ["POLICY_FILE"] = str(one / "dongan-2020.json")
@@ -213,57 +217,93 @@ def test_next_years_roster_starts_from_last_years_as_it_stands_and_leaves_paymen
 
 
 def test_a_household_pays_for_the_new_year_while_a_newborn_of_the_old_year_enrols_at_the_township(dirs):
-    """Two years loaded (issue 10, done when): in the 2021 window (2020-09-01..12-31, the test file)
-    2020 is still the benefit year. 001 五: 出生28天以内新生儿……应先行到乡镇办理当年度参保缴费 — the 2020
-    newborn is approved and pays 2020 alone at the individual standard (三: 250元), mid-year; 001 四 —
-    another household pays 2021 as a whole in its window. Each year is charged by its own policy."""
+    """Issue 10's done-when, through the APIs, with two counties (Dong'an, Wuming) and two Dong'an
+    years loaded. In the 2021 window (2020-09-01..12-31, the test file) 2020 is still the benefit year:
+    - 001 五: 出生28天以内新生儿……应先行到乡镇办理当年度参保缴费 — the newborn of a household that paid
+      for 2020 in 2020's window is approved at the township and pays 2020 alone at the individual
+      standard (三: 250元), mid-year;
+    - 001 四/六 — another household pays 2021 as a whole in its window, its 低保 member charged 120
+      of 250 (资助130元) by an identity granted while only 2020 was loaded;
+    - each year stands where its dates put it (draft → window_open → benefit_year → closed): Wuming's
+      2018 is closed, so it takes no new household; both counties answer for their own years."""
     from datetime import date
 
     from tests.helpers import signed_post
     from tools.ids import make_id
     one, two = dirs
+    old = household_payload("YR-OLD", "花桥镇", seed=911)  # 2020, paid in its window
+    new = {**household_payload("YR-NEW", "花桥镇", seed=913), "year": 2021}
+    dibao = new["members"][1]["id_number"]
+    os.environ["POLICY_DIR"] = str(one)  # 2020's window, only 2020 loaded: the identity is granted
+    grant(subsidy_boot.context(subsidy_boot.bootstrap(FixedClock(T_OLD))), dibao, "MZ-YR-DONE")
+
     os.environ["POLICY_DIR"] = str(two)
-    clock = FixedClock(T_NEW)
-    rc, pc = registry_boot.bootstrap(clock), payments_boot.bootstrap(clock)
+    clock = FixedClock(T_OLD)
+    rc, pc, sub = registry_boot.bootstrap(clock), payments_boot.bootstrap(clock), subsidy_boot.bootstrap(clock)
+    assert set(rc.counties()) == {"431122", "450110"} and list(rc.policies) == [2020, 2021]
     reg, api = registry_app(clock).test_client(), payments_app(clock).test_client()
     def flow(until, what):
-        run_until(until, what, relays=(rc, pc), consumers=(rc, pc))
+        run_until(until, what, relays=(rc, pc, sub), consumers=(rc, pc))
 
     def signed(path, payload, idem=None):
         return signed_post(api, path, payload, secret=BANK_SECRET, at=clock.now(),
                            extra={"Idempotency-Key": idem} if idem else None)
 
-    old = household_payload("YR-OLD", "花桥镇", seed=911)  # 2020, not paid in its window
-    new = {**household_payload("YR-NEW", "花桥镇", seed=913), "year": 2021}
-    for body in (old, new):
-        assert reg.post("/v1/counties/431122/households", json=body, headers=county()).status_code == 201
-    baby = {"id_number": make_id(date(2020, 10, 10), 17, "F"), "name": "新生儿", "relation": "子女"}
-    r = reg.post("/v1/counties/431122/households/2020/YR-OLD/changes", json={"kind": "birth", "member": baby}, headers=county())
-    assert r.status_code == 200, r.json
-    r = reg.post("/v1/counties/431122/mid-year/decisions", json={"id_number": baby["id_number"], "year": 2020}, headers=county())
-    assert r.status_code == 201 and r.json["code"] == "NEWBORN_28_DAYS" and r.json["recorded"], r.json
-    flow(lambda: pc.db.mid_year_approvals.find_one({"_id": f"2020:{baby['id_number']}"})
-         and pc.db.households.find_one({"_id": "2021:YR-NEW"}), "the approval and the 2021 household")
-
-    orders = {}
-    for no, year, amount in (("YR-OLD", 2020, 25000), ("YR-NEW", 2021, 75000)):
+    def pay(no, year, amount):
         q = signed("/v1/counties/431122/quotes", {"household_no": no, "year": year})
-        assert (q.status_code, q.json["total_fen"], q.json["mid_year"]) == (200, amount, year == 2020), q.json
-        o = signed("/v1/counties/431122/orders", {"household_no": no, "year": year, "channel": "mobile_app"}, f"idem-{no}-{year}")
+        assert (q.status_code, q.json["total_fen"]) == (200, amount), q.json
+        o = signed("/v1/counties/431122/orders", {"household_no": no, "year": year, "channel": "mobile_app"},
+                   f"idem-{no}-{year}-{amount}")
         assert o.status_code == 201 and o.json["amount_fen"] == amount, o.json
-        ack = signed("/v1/counties/431122/notifications", {"order_no": o.json["order_no"], "transaction_id": f"T-{no}",
-                                           "amount_fen": amount, "paid_at": T_NEW.isoformat()})
+        ack = signed("/v1/counties/431122/notifications", {"order_no": o.json["order_no"], "transaction_id": f"T-{no}-{amount}",
+                                                           "amount_fen": amount, "paid_at": clock.now().isoformat()})
         assert ack.json["code"] == "SUCCESS", ack.json
-        orders[no] = o.json["order_no"]
+        return q.json
 
     def status(year, no):
         doc = rc.db.households.find_one({"_id": f"{year}:{no}"})
         return {m["name"]: m["status"] for m in doc["members"]}
+
+    # 2020's window: the household pays for its three members
+    assert reg.post("/v1/counties/431122/households", json=old, headers=county()).status_code == 201
+    flow(lambda: pc.db.households.find_one({"_id": "2020:YR-OLD"}), "the 2020 household at payments")
+    pay("YR-OLD", 2020, 75000)
+    flow(lambda: set(status(2020, "YR-OLD").values()) == {"paid"}, "the 2020 payment at registry")
+
+    # a year later: 2021's window is open and 2020 is the benefit year; Wuming's 2018 is over
+    clock.set(T_NEW)
+    years = {y["year"]: y["phase"] for y in reg.get("/v1/counties/431122/years", headers=county()).json["years"]}
+    assert years == {2020: "benefit_year", 2021: "window_open"}
+    wuming = reg.get("/v1/counties/450110/years", headers={"Authorization": f"Bearer {WUMING}"}).json
+    assert [(y["year"], y["phase"], y["phase_name"]) for y in wuming["years"]] == [(2018, "closed", "已结束")], wuming
+    town = rc.county("450110").policy.townships[0]
+    late = {**household_payload("YR-WM", seed=915), "year": 2018, "township": town.name,
+            "village": (town.villages or ("某村",))[0]}
+    r = reg.post("/v1/counties/450110/households", json=late, headers={"Authorization": f"Bearer {WUMING}"})
+    assert (r.status_code, r.json["code"]) == (409, "YEAR_CLOSED"), r.json
+
+    # the standing identity is carried into 2021 (the subsidy worker's rollover batches)
+    while not subsidy_handlers.publish_year(subsidy_boot.context(sub), 2021, limit=50)["done"]:
+        pass
+    assert reg.post("/v1/counties/431122/households", json=new, headers=county()).status_code == 201
+    baby = {"id_number": make_id(date(2020, 10, 10), 17, "F"), "name": "新生儿", "relation": "子女"}
+    r = reg.post("/v1/counties/431122/households/2020/YR-OLD/changes", json={"kind": "birth", "member": baby}, headers=county())
+    assert r.status_code == 200, r.json  # a birth into a household that paid (it was 409 LOCKED_AFTER_PAYMENT)
+    r = reg.post("/v1/counties/431122/mid-year/decisions", json={"id_number": baby["id_number"], "year": 2020}, headers=county())
+    assert r.status_code == 201 and r.json["code"] == "NEWBORN_28_DAYS" and r.json["recorded"], r.json
+    flow(lambda: pc.db.mid_year_approvals.find_one({"_id": f"2020:{baby['id_number']}"})
+         and pc.db.households.find_one({"_id": "2021:YR-NEW"}) and pc.db.entitlements.find_one({"_id": f"2021:{dibao}"}),
+         "the approval, the 2021 household and its 2021 entitlement")
+
+    newborn = pay("YR-OLD", 2020, 25000)  # the newborn alone, mid-year, by 2020's policy
+    assert newborn["mid_year"] and len(newborn["lines"]) == 1, newborn
+    whole = pay("YR-NEW", 2021, 62000)  # 3 × 250 − 130: 2021's policy, the identity carried
+    assert (whole["standard_fen"], whole["subsidy_fen"], whole["mid_year"]) == (75000, 13000, False), whole
     flow(lambda: status(2020, "YR-OLD")["新生儿"] == "paid" and status(2021, "YR-NEW")["成员0"] == "paid",
          "both payments at registry")
-    assert status(2020, "YR-OLD") == {"成员0": "registered", "成员1": "registered", "成员2": "registered",
-                                      "新生儿": "paid"}  # the newborn alone, for 2020
+    assert set(status(2020, "YR-OLD").values()) == {"paid"}  # the three of the window and the newborn
     assert set(status(2021, "YR-NEW").values()) == {"paid"}
+    assert rc.suite_db.dead_letters.count_documents({"county": "431122"}) == 0
 
 
 def test_two_rollover_calls_at_once_carry_each_household_once_and_count_it_once(dirs, tmp_path):

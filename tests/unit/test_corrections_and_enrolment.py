@@ -97,11 +97,23 @@ def test_the_lock_is_per_policy_year_so_the_next_year_still_changes():
     this = paid_household()
     following = Household.register(next_year, household(year=2021))
     baby = {"id_number": make_id(date(2020, 10, 1), 5, "F"), "name": "新生儿", "relation": "子女"}
+    newcomer = {"id_number": make_id(date(1990, 5, 5), 7, "M"), "name": "迁入", "relation": "其他"}
     with pytest.raises(Conflict) as e:
-        this.add_member(baby, "birth")
+        this.add_member(newcomer, "move_in")
     assert e.value.code == "LOCKED_AFTER_PAYMENT"
-    following.add_member(baby, "birth")
+    following.add_member(newcomer, "move_in")
     assert len(following.members) == 4
+
+
+def test_a_newborn_joins_a_household_that_paid_unpaid_and_the_paid_members_stay_paid():
+    # 001 四: 出生28天以内新生儿……应先行到乡镇办理当年度参保缴费 — the birth is recorded after the
+    # household's payment registration; the newborn awaits mid-year enrolment, nobody else changes
+    this = paid_household()
+    baby = {"id_number": make_id(date(2020, 10, 1), 5, "F"), "name": "新生儿", "relation": "子女"}
+    this.add_member(baby, "birth")
+    assert [m.status for m in this.members] == ["paid", "paid", "paid", "registered"]
+    assert this.enrolment_status == "paid" and this.locked
+    assert [m.name for m in this.unpaid_members] == ["新生儿"]  # the township's mid-year list
 
 
 def test_a_mid_year_payment_enrols_only_its_approved_members():

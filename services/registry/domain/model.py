@@ -121,8 +121,12 @@ class Household:
                            {"household_no": self.household_no, "year": self.year})
 
     def add_member(self, m: dict[str, Any], kind: str, reason: str = "") -> Member:
-        """A birth or a move into the household (异动), before payment registration only."""
-        self._check_unlocked()
+        """A birth or a move into the household (异动). A move-in waits for no payment registration
+        (001 七(二)); a birth does not: the newborn of a household that paid joins it unpaid, to be
+        enrolled mid-year at the township for the current year (001 四: 出生28天以内新生儿……应先行到
+        乡镇办理当年度参保缴费), while the members the payment named stay as they were."""
+        if kind != "birth":
+            self._check_unlocked()
         rid = parse_resident_id(m["id_number"], field="member.id_number")
         check_declared(rid, m.get("birth_date"), m.get("sex"), field="member.id_number")
         if any(x.person_id == rid.number for x in self.members):
@@ -131,6 +135,9 @@ class Household:
             raise ValidationFailed("HEAD_REQUIRED", "每户必须有且只有一名户主", {"heads": 2})
         member = Member(rid.number, m["name"], m["relation"], m.get("category", "rural"), rid.birth_date, rid.sex)
         self.members.append(member)
+        if self.locked:  # a birth after the payment: listed for mid-year enrolment, as one born after the order is
+            self.enrolment = {**self.enrolment, "unpaid": [*(self.enrolment.get("unpaid") or []),
+                                                           {"person_id": member.person_id, "reason": "born_after_payment"}]}
         self.events.append(Event("registry.household.changed", {**self._snapshot(), "change": kind, "reason": reason}))
         return member
 

@@ -11,6 +11,7 @@ from shared.consistency import mid_year_token
 from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id, setup
 from shared.masking import mask_id, mask_phone
+from shared.policy import PHASE_NAMES, phase_at, refuse_if_closed
 from shared.resident_id import parse_resident_id
 from shared.web import county_routes, create_service_app, path_year, query_flag, query_param
 
@@ -21,7 +22,7 @@ from ..service_layer import handlers
 from .schemas import (ChangeIn, CorrectionIn, CorrectionList, CorrectionOut, DecisionIn, DuplicateList, DuplicateOut,
                       ExclusionIn, ExclusionOut, HouseholdIn, HouseholdOut, ImportOut, MergeIn, MidYearIn, MidYearOut,
                       MidYearWithdrawalIn, MidYearWithdrawalOut, PersonLookupIn, ProblemsOut, ResolutionIn, SplitIn,
-                      SplitOut, AccuracyOut)
+                      SplitOut, AccuracyOut, YearsOut)
 
 CORRECTION_STATUSES = ["open", "approved", "rejected"]
 
@@ -244,7 +245,7 @@ def declare(api, c) -> None:
         if kind not in ("csv", "xlsx"):
             raise ValidationFailed("ROSTER_FORMAT", "花名册文件格式应为 CSV 或 XLSX", {"kind": kind})
         year = request.args.get("year", str(c.policy.year))
-        c.policy_for(path_year(year))
+        refuse_if_closed(c.policy_for(path_year(year)), c.clock.now())
         stream = upload.stream if upload else request.stream
         who = {"subject": principal.subject, "role": principal.role, "county": principal.county,
                "township": principal.township}
@@ -352,6 +353,20 @@ def declare(api, c) -> None:
     def get_holidays(principal, year):
         return holiday_calendar(year_of(year))
 
+    # ---- the county's policy years and where each stands (draft → window_open → benefit_year → closed)
+
+    @api.route("/v1/years", "GET", summary="本县（区）已载入的政策年度及所处阶段（筹备、集中缴费期、待遇享受期、已结束）",
+               roles=("county", "township"), response=YearsOut)
+    def policy_years(principal):
+        at = c.clock.now()
+        return {"county_code": c.county_code, "county": c.policy.county, "at": iso(at), "years": [{
+            "year": y, "phase": phase_at(p, at), "phase_name": PHASE_NAMES[phase_at(p, at)],
+            "window_opens": p.window_opens and p.window_opens.isoformat(),
+            "window_closes": p.window_closes and p.window_closes.isoformat(),
+            "benefit_starts": p.benefit_starts.isoformat(), "benefit_ends": p.benefit_ends.isoformat(),
+            "standard_fen": p.standard_fen, "task_total": p.task_total, "default": y == c.policy.year,
+            "source_file": p.source_file} for y, p in c.policies.items()]}
+
     # ---- year rollover (issue 10 item 2): year Y's roster starts from year Y-1's as it stands
     # (service_layer/rollover.py); county staff call it until `done`, one bounded batch per call
     from marshmallow import Schema, fields as mf
@@ -378,6 +393,7 @@ def declare(api, c) -> None:
     def rollover(principal, year):
         y = year_of(year)
         policy = c.policy_for(y)
+        refuse_if_closed(policy, c.clock.now())
         c.policy_for(y - 1)
         limit = request.args.get("limit", "500")
         if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 2000:

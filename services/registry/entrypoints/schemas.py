@@ -1,6 +1,7 @@
 """Request and response bodies of the registry API (also the source of its OpenAPI document)."""
 from marshmallow import Schema, fields, validate
 
+from shared.policy import PHASES
 from shared.web import year_range
 
 from ..domain.model import CATEGORIES, RELATIONS
@@ -298,3 +299,22 @@ class HolidayScheduleOut(Schema):
     loaded_at = fields.String(allow_none=True)
     holidays = fields.List(fields.Nested(HolidayDay))
     workdays = fields.List(fields.Nested(HolidayDay), metadata={"description": "调休上班的周六、周日"})
+
+
+class PolicyYearOut(Schema):
+    year = fields.Integer()
+    phase = fields.String(validate=validate.OneOf(PHASES), metadata={
+        "description": "draft（集中缴费期未开始）| window_open（集中参保缴费期）| benefit_year（待遇享受期，中途参保规则适用）"
+                       "| closed（已结束，不再登记、不再收费）；按文件所载日期与当前时刻（北京时间）"})
+    phase_name = fields.String()
+    window_opens, window_closes = fields.String(allow_none=True), fields.String(allow_none=True)
+    benefit_starts, benefit_ends = fields.String(), fields.String()
+    standard_fen = fields.Integer(allow_none=True, metadata={"description": "个人缴费标准（分）；文件未载明时为 null"})
+    task_total = fields.Integer()
+    default = fields.Boolean(metadata={"description": "请求未写年度时所用的年度"})
+    source_file = fields.String()
+
+
+class YearsOut(Schema):
+    county_code, county, at = fields.String(), fields.String(), fields.String()
+    years = fields.List(fields.Nested(PolicyYearOut))

@@ -18,7 +18,7 @@ from shared.clock import iso
 from shared.errors import Conflict, DomainError, NotFound, ValidationFailed
 from shared.events import Envelope
 from shared.masking import mask_id
-from shared.policy import PolicyYear
+from shared.policy import PolicyYear, refuse_if_closed
 from shared.resident_id import parse_resident_id
 
 from ..adapters.duplicates import places
@@ -38,6 +38,8 @@ def register_household(repo: HouseholdRepository, policy: PolicyYear, data: dict
     is registered with them, their case opened first (open_duplicates) for county staff to decide."""
     if principal is not None:
         principal.check_township(data["township"])
+    if clock is not None:
+        refuse_if_closed(policy, clock.now())
     insured = {m["id_number"].strip().upper() for m in data["members"]
                if duplicates is not None and duplicates.excluded(data["year"], m["id_number"].strip().upper())}
     hh = Household.register(policy, data, insured)
