@@ -444,10 +444,20 @@ class Consumer:
         try:
             self.db[DEAD_LETTERS].insert_one({
                 "_id": key, "type": raw_type, "reason": reason, "attempts": attempt, "queue": self.topology.queue,
-                "body": body.decode("utf-8", "replace")[:100_000],
+                "body": body.decode("utf-8", "replace")[:100_000], "county": county_of_body(body),
                 "at": self.clock.now() if self.clock else None})
         except DuplicateKeyError:  # dead again after a replay (or recorded before a crash)
             self.db[DEAD_LETTERS].update_one({"_id": key}, {"$set": {"reason": reason, "attempts": attempt}})
+
+
+def county_of_body(body: bytes) -> str | None:
+    """The county an envelope names (its staff see the dead letter), None for a body that names none
+    or cannot be read (shared/dead_letters.py shows those to every county's operators)."""
+    try:
+        county = json.loads(body).get("county")
+    except (ValueError, AttributeError):
+        return None
+    return county if isinstance(county, str) and len(county) == 6 and county.isdigit() else None
 
 
 def queue_depth(url: str, queue: str) -> int | None:

@@ -61,20 +61,28 @@ def render(doc: dict[str, Any]) -> dict[str, Any]:
             "body": mask_text(doc.get("body") or "")}
 
 
+def visible_to(principal, doc: dict[str, Any]) -> bool:
+    """A county's operators see their county's dead letters, and those that name no county (a
+    malformed message belongs to nobody else who could mend it); another county's stay theirs."""
+    return doc.get("county") in (None, principal.county)
+
+
 def routes(api, c) -> None:
-    """Add the two routes to a service's API (`c`: its container; one list for all its counties)."""
+    """Add the two routes to a service's API (`c`: its container; one list for all its counties,
+    each principal seeing its county's part)."""
     coll = c.suite_db[DEAD_LETTERS]
 
-    @api.route("/v1/dead-letters", "GET", summary="死信列表（已屏蔽身份证号与手机号）", permission="ops:dead-letters",
-               response=DeadLetterList)
+    @api.route("/v1/dead-letters", "GET", summary="死信列表（本县及未注明县的；已屏蔽身份证号与手机号）",
+               permission="ops:dead-letters", response=DeadLetterList)
     def list_dead_letters(principal):
-        return {"dead_letters": [render(d) for d in coll.find({}).sort("at", -1).limit(200)]}
+        found = coll.find({"county": {"$in": [None, principal.county]}}).sort("at", -1).limit(200)
+        return {"dead_letters": [render(d) for d in found]}
 
     @api.route("/v1/dead-letters/{letter_id}/replay", "POST", summary="死信重新投递（原因排除后）", permission="ops:dead-letters",
                response=ReplayOut)
     def replay_dead_letter(principal, letter_id):
         doc = coll.find_one({"_id": letter_id})
-        if doc is None:
+        if doc is None or not visible_to(principal, doc):
             raise NotFound("DEAD_LETTER_NOT_FOUND", "死信不存在", {"id": letter_id})
         if doc.get("type") is None:
             raise Conflict("DEAD_LETTER_MALFORMED", "该消息格式无效，不能重新投递", {"id": letter_id})

@@ -18,7 +18,7 @@ from tests.helpers import declare, household_payload, publish, running, secret_f
 from tools.clients import wait_for
 
 NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)
-COUNTY, TOWN = secrets.token_hex(8), secrets.token_hex(8)
+COUNTY, TOWN, WUMING = secrets.token_hex(8), secrets.token_hex(8), secrets.token_hex(8)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,8 @@ def tokens(namespace, tmp_path_factory):
     with secret_files(tmp_path_factory.mktemp("secrets"), tokens=[
             {"sha256": token_hash(COUNTY), "subject": "county-ops", "role": "county", "county": "431122"},
             {"sha256": token_hash(TOWN), "subject": "town", "role": "township", "county": "431122",
-             "township": "花桥镇"}]):
+             "township": "花桥镇"},
+            {"sha256": token_hash(WUMING), "subject": "wuming-ops", "role": "county", "county": "450110"}]):
         yield
 
 
@@ -129,3 +130,39 @@ def test_an_event_that_cannot_be_built_is_set_aside_inspectable_and_the_rest_flo
     relay.observe()
     assert metrics.OUTBOX_DEAD.labels("registry", "431122")._value.get() == 0
     probe.close()
+
+
+def test_a_countys_operators_see_and_replay_only_their_countys_dead_letters(tokens, infra, monkeypatch):
+    """Scopes (issue 10: tokens are scoped to a county): one suite keeps every county's dead letters,
+    whose bodies name households and payments; Wuming's operators see Wuming's and those naming no
+    county, Dong'an's cannot list or replay Wuming's (404, as for a letter that does not exist)."""
+    monkeypatch.setenv("CONSUMER_MAX_ATTEMPTS", "1")
+    c = registry_boot.bootstrap(FixedClock(NOW))
+    api = registry_app(FixedClock(NOW)).test_client()
+    payment = Envelope.new(Event("payments.payment.confirmed", {
+        "order_no": "PDL-WM", "receipt_no": "RDL-WM", "household_no": "DL-WM-1", "year": 2018, "county": "450110",
+        "township": "城厢镇", "village": "某村", "head_name": "甲", "amount_fen": 18000, "channel": "mobile_app",
+        "gateway": "g", "transaction_id": "t-wm", "paid_at": NOW.isoformat(),
+        "members": [{"person_id": "450110198001010011", "name": "甲", "standard_fen": 18000, "subsidy_fen": 0,
+                     "payable_fen": 18000}]}), "payments", NOW, county="450110")
+    malformed_id = f"malformed-{secrets.token_hex(4)}"
+    handlers = registry_boot.event_handlers(c)
+    declare(c, handlers)
+    with running(c.consumer(handlers)):
+        publish(infra.amqp_url, c.topology.exchange, payment.type, json.dumps(payment.to_dict()).encode(), payment.id)
+        publish(infra.amqp_url, c.topology.exchange, payment.type, b"{not json", malformed_id)
+        wait_for(lambda: c.suite_db.dead_letters.find_one({"_id": payment.id})
+                 and c.suite_db.dead_letters.find_one({"_id": malformed_id}), timeout=30, what="two dead letters")
+
+    def listed(token):
+        r = api.get("/v1/dead-letters", headers=auth(token))
+        assert r.status_code == 200, r.json
+        return {d["id"]: d["county"] for d in r.json["dead_letters"]}
+    assert listed(WUMING).get(payment.id) == "450110" and malformed_id in listed(WUMING)
+    assert payment.id not in listed(COUNTY) and malformed_id in listed(COUNTY)
+    assert all(county in (None, "431122") for county in listed(COUNTY).values())
+    r = api.post(f"/v1/dead-letters/{payment.id}/replay", headers=auth(COUNTY))
+    assert (r.status_code, r.json["code"]) == (404, "DEAD_LETTER_NOT_FOUND")
+    assert c.suite_db.dead_letters.find_one({"_id": payment.id}).get("replays", 0) == 0
+    r = api.post(f"/v1/dead-letters/{payment.id}/replay", headers=auth(WUMING))
+    assert r.status_code == 200 and r.json["replays"] == 1, r.json
