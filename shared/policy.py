@@ -266,6 +266,8 @@ class PolicySchema(_Base):
     places_note = fields.String()
     subsidy = fields.Nested(SubsidySchema, allow_none=True)
     notes = fields.Dict(keys=fields.String(), values=fields.String())
+    assessment = fields.Dict(allow_none=True, metadata={
+        "description": "考核方案: validated by scoring (services/scoring/domain/scheme.py)"})
 
     @validates_schema
     def _cross_checks(self, data, **_):
@@ -292,19 +294,19 @@ class PolicySchema(_Base):
             raise ValidationError(errors)
 
 
-def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(messages, dict):
         for k, v in messages.items():
             key = (prefix if k == "_schema" else f"{prefix}[{k}]" if isinstance(k, int)
                    else f"{prefix}.{k}" if prefix else str(k))
-            for kk, vv in _flatten(v, key).items():
+            for kk, vv in flatten_errors(v, key).items():
                 out.setdefault(kk, []).extend(vv)
     elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         out[prefix or "(file)"] = list(messages)
     elif isinstance(messages, list):
         for i, m in enumerate(messages):
-            out.update(_flatten(m, f"{prefix}[{i}]"))
+            out.update(flatten_errors(m, f"{prefix}[{i}]"))
     else:
         out[prefix or "(file)"] = [str(messages)]
     return out
@@ -342,7 +344,7 @@ def parse_policy(raw: dict, villages: dict[str, list[str]] | None = None, *, fil
     try:
         data = PolicySchema().load(raw)
     except ValidationError as e:
-        errors = _flatten(e.messages)
+        errors = flatten_errors(e.messages)
         detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(errors.items()))
         raise PolicyError(f"invalid policy file: {detail}", file, errors) from e
     from .resident_id import county_name
