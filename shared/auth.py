@@ -46,17 +46,21 @@ PERMISSIONS: dict[str, str] = {
     "ledger:read": "资助部门代缴台账与对账单",
     "notices:read": "查看通知记录与乡镇工作清单",
     "ops:dead-letters": "死信查看与重投",
+    "scores:read": "查看考核结果、计分、排名与预测（县门户可获只读凭证）",
+    "scores:manage": "发布与更正考核结果，录入考核项与上年参合数",
+    "funds:credit": "登记乡镇汇划县基金专户的到账款项",
 }
 
 _STAFF = frozenset({"households:read", "households:write", "mid_year:decide", "corrections:file",
-                    "payments:read", "withholding:agree", "identities:read", "claims:read", "notices:read"})
+                    "payments:read", "withholding:agree", "identities:read", "claims:read", "notices:read",
+                    "scores:read"})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "county": frozenset(PERMISSIONS),  # county staff: everything, across the county
     "township": _STAFF,                # township staff: day-to-day work, their township only
     "system": frozenset(),             # other systems: only what their token is granted
 }
-SYSTEM_GRANTABLE = frozenset({"payments:audit", "identities:submit", "identities:read"})
+SYSTEM_GRANTABLE = frozenset({"payments:audit", "identities:submit", "identities:read", "scores:read", "funds:credit"})
 TOWNSHIP_SCOPED = frozenset({"township"})
 # the services a token may name in `services` (each checks its own name against the list)
 SERVICES = ("registry", "payments", "subsidy", "scoring", "notices")

@@ -238,6 +238,13 @@ class EnrolmentChangedSchema(HouseholdPlaceSchema):
     supplement = fields.Boolean(load_default=False)
     # person_id → 待遇享受起始日 (ISO date) of mid-year members whose county sets a start; sent only then
     benefits_from = fields.Dict(keys=fields.String(), values=fields.String(), load_default=None)
+    # when the change took effect, as shared.clock.iso renders it: `paid_at` the instant the payment
+    # was recorded as paid (its gateway's time; a supplement's own), on status paid and confirmed;
+    # `reversed_at` the instant its money went back, on status revoked. Scoring dates its progress
+    # by them (staged deadlines, 000 二); absent in events published before they were sent, when a
+    # consumer takes the envelope's occurred_at.
+    paid_at = fields.String(load_default=None)
+    reversed_at = fields.String(load_default=None)
 
 
 class EntitlementChangedSchema(Schema):
@@ -357,6 +364,41 @@ class HolidaysPublishedSchema(Schema):
     loaded_at = fields.String(required=True)  # ISO instant
 
 
+class EvaluatedAwardSchema(Schema):
+    award = fields.String(required=True)
+    name = fields.String(required=True)  # zh-CN (流动红旗, 黄牌, …)
+    to = fields.List(fields.String(), required=True)  # township | head | deputy | village_cadres
+    to_names = fields.List(fields.String(), required=True)  # zh-CN (主要负责人, …)
+    status = fields.String(required=True, validate=validate.OneOf(["given", "exempted", "pending"]))
+
+
+class EvaluatedRowSchema(Schema):
+    township = fields.String(required=True)
+    rank = fields.Integer(allow_none=True, required=True)
+    rate_bp = fields.Integer(allow_none=True, required=True)
+    score = fields.String(allow_none=True, required=True)  # points schemes: two decimals
+    fund_fen = fields.Integer(allow_none=True, required=True)
+    awards = fields.List(fields.Nested(EvaluatedAwardSchema), required=True)
+
+
+class StageEvaluatedSchema(Schema):
+    """scoring.stage.evaluated: a version of an evaluation was published (immutable; a correction is
+    the next version, naming its reason)."""
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    county_name = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(["stage", "points", "funds"]))
+    no = fields.Integer(required=True)
+    name = fields.String(required=True)
+    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    as_of = fields.String(required=True)
+    evaluated_at = fields.String(required=True)
+    evaluated_by = fields.String(required=True)
+    reason = fields.String(allow_none=True, load_default=None)
+    complete = fields.Boolean(required=True)
+    rows = fields.List(fields.Nested(EvaluatedRowSchema), required=True)
+
+
 @dataclass(frozen=True)
 class EventSpec:
     type: str
@@ -393,7 +435,8 @@ CATALOGUE: dict[str, EventSpec] = {
         EventSpec("registry.holidays.published", HolidaysPublishedSchema, "registry", ("payments",),
                   doc="County staff loaded a year's official holiday schedule (days off and make-up working days); payments counts its working-day deadlines by it."),
         EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
-                  doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked)."),
+                  doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked); "
+                      "`paid_at` / `reversed_at` say when it took effect (scoring counts progress as of an instant by them)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),
                   doc="A person's subsidy entitlement for a year changed: one event per live policy year (and, at a year's rollover, every standing identity once for the new year); payments keeps a read model."),
         EventSpec("subsidy.claim.created", ClaimCreatedSchema, "subsidy", ("notices",),
@@ -410,6 +453,8 @@ CATALOGUE: dict[str, EventSpec] = {
                       "enrolment (payments itself completes the receipt, money-log row and order status)."),
         EventSpec("payments.withholding.failed", WithholdingFailedSchema, "payments", ("notices",),
                   doc="A bank withholding failed, classified; insufficient balances go back to their town for a notice and a retry batch."),
+        EventSpec("scoring.stage.evaluated", StageEvaluatedSchema, "scoring", ("notices",),
+                  doc="A version of a stage evaluation, a points score or the work funds was published (at its deadline or corrected by county staff): ranks, awards (流动红旗, 黄牌, warnings) and their status per township; for notices to tell the townships named."),
     )
 }
 

@@ -29,4 +29,5 @@ def event_handlers(c: Container):
             "registry.correction.overdue": h(handlers.on_correction_overdue),
             "subsidy.claim.created": h(handlers.on_claim_created),
             "subsidy.claim.paid": h(handlers.on_claim_paid),
-            "subsidy.coverage.changed": h(handlers.on_coverage_changed)}
+            "subsidy.coverage.changed": h(handlers.on_coverage_changed),
+            "scoring.stage.evaluated": h(handlers.on_stage_evaluated)}

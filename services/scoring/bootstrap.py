@@ -4,6 +4,7 @@ from __future__ import annotations
 from shared.clock import Clock
 from shared.container import Container
 
+from .adapters import assessment_store
 from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, ProgressRepository
 from .service_layer import handlers
 
@@ -11,7 +12,22 @@ SERVICE = "scoring"
 
 
 def bootstrap(clock: Clock | None = None) -> Container:
-    return Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS, indexes=INDEXES)
+    c = Container.build(SERVICE, clock=clock, outbox_collections=OUTBOX_COLLECTIONS + assessment_store.OUTBOX_COLLECTIONS,
+                        indexes=INDEXES)
+    check_schemes(c)
+    return c
+
+
+def check_schemes(c: Container) -> None:
+    """Every assessment scheme of the catalogue parses, or scoring does not start (the file and the
+    field are named)."""
+    from .domain.scheme import scheme_of
+    for policy in c.catalogue.values():
+        scheme_of(policy)
+
+
+def assessments(c: Container) -> assessment_store.AssessmentStore:
+    return assessment_store.AssessmentStore(c.db, c.outbox)
 
 
 def repository(c: Container) -> ProgressRepository:

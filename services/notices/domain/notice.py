@@ -25,7 +25,7 @@ CATEGORY_NAMES = {"registered_poor": "建档立卡贫困人口", "extreme_povert
 @dataclass(frozen=True)
 class Notice:
     notice_id: str
-    kind: str  # receipt | withholding_failure | correction_overdue | claim_created | claim_paid | coverage_alert
+    kind: str  # receipt | withholding_failure | correction_overdue | claim_created | claim_paid | coverage_alert | stage_result
     household_no: str | None
     year: int
     township: str
@@ -105,3 +105,27 @@ def coverage_alert(p: dict[str, Any]) -> Notice | None:
             f"困难群众须100%参保，请尽快动员缴费。")
     return Notice(f"coverage:{p['year']}:{p['township']}:{p['category']}:{p['as_of']}", "coverage_alert", None,
                   p["year"], p["township"], f"{p['township']}人民政府", None, "internal", text)
+
+
+STATUS_WORDS = {"given": "", "exempted": "（符合免除条件，免除本次处罚）", "pending": "（待定：数据不全或并列，由县里决定）"}
+
+
+def stage_result_notices(p: dict[str, Any]) -> list[Notice]:
+    """A published evaluation (scoring.stage.evaluated) to each township it names an award for: what
+    it got and who it falls on (000 二: 挂流动红旗、黄牌，约谈，预警). A correction is a new version and
+    a new notice, saying it corrects."""
+    out = []
+    for row in p["rows"]:
+        if not row["awards"]:
+            continue
+        said = "；".join(f"{a['name']}{'（' + '、'.join(a['to_names']) + '）' if a['to'] != ['township'] else ''}"
+                        f"{STATUS_WORDS[a['status']]}" for a in row["awards"])
+        at = datetime.fromisoformat(p["as_of"]).astimezone(SHANGHAI)
+        place = f"排名第{row['rank']}" if row["rank"] is not None else "未排名"
+        rate = f"参合（参保）率{row['rate_bp'] // 100}.{row['rate_bp'] % 100:02d}%，" if row["rate_bp"] is not None else ""
+        again = f"（更正第{p['version'] - 1}版：{p['reason']}）" if p["version"] > 1 else ""
+        text = (f"{p['county_name']}{p['year']}年度{p['name']}考核结果{again}（截至{at:%Y年%m月%d日%H时%M分}）："
+                f"{row['township']}{rate}{place}，{said}。")
+        out.append(Notice(f"stage:{p['year']}:{p['kind']}:{p['no']}:v{p['version']}:{row['township']}", "stage_result",
+                          None, p["year"], row["township"], f"{row['township']}人民政府", None, "internal", text))
+    return out

@@ -39,3 +39,8 @@ def on_coverage_changed(repo: NoticeRepository, clock: Clock, env: Envelope) -> 
     alert = n.coverage_alert(env.payload)
     if alert is not None:
         repo.add(alert, clock.now())
+
+
+def on_stage_evaluated(repo: NoticeRepository, clock: Clock, env: Envelope) -> None:
+    for x in n.stage_result_notices(env.payload):
+        repo.add(x, clock.now())

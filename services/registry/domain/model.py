@@ -10,6 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 from shared.aggregate import machine
+from shared.clock import iso
 from shared.errors import Conflict, ValidationFailed
 from shared.events import Event
 from shared.policy import PolicyYear
@@ -397,7 +398,7 @@ class Household:
             "household_no": self.household_no, "year": self.year, "county": self.county,
             "township": self.township, "village": self.village, "status": status,
             "person_ids": [m.person_id for m in self.members if m.person_id in ids], "order_no": order_no,
-            "supplement": True}))
+            "supplement": True, **_effective_at(self._supplement(order_no) or {}, status)}))
 
     def note_benefit_starts(self, starts: dict[str, str]) -> None:
         """待遇享受起始日 of mid-year members a payment covered (payments computed them from the policy's
@@ -457,4 +458,13 @@ class Household:
         self.events.append(Event("registry.enrolment.changed", {
             "household_no": self.household_no, "year": self.year, "county": self.county,
             "township": self.township, "village": self.village, "status": status,
-            "person_ids": [m.person_id for m in members], "order_no": order_no}))
+            "person_ids": [m.person_id for m in members], "order_no": order_no,
+            **_effective_at(self.enrolment, status)}))
+
+
+def _effective_at(record: dict[str, Any], status: str) -> dict[str, str]:
+    """When an enrolment change took effect, for registry.enrolment.changed: the payment's `paid_at`
+    (paid, confirmed) or its reversal's `reversed_at` (revoked), so scoring counts it by its own time
+    against staged deadlines (000 二: 在截止时间内), not by when the event happened to be published."""
+    key = "reversed_at" if status == "revoked" else "paid_at"
+    return {key: iso(record[key])} if record.get(key) else {}

@@ -1,9 +1,24 @@
-"""Progress counters per township and year (`_id` "<year>:<township>"), counted once per household."""
+"""Progress counters per township and year (`_id` "<year>:<township>"), counted once per household.
+
+A township's counter holds the cumulative figures, the figures of each Shanghai calendar day
+(`days.<YYYY-MM-DD>`, with that day's per village `days.<day>.villages.<key>`) and the cumulative
+figures per village (`villages.<key>`; keys escaped by domain.progress.village_key), all in the
+one `$inc` of count_once, so they never disagree. The counter collection stays townships × years:
+count_once's step-1 filter is scanned by the local store. The instants inside a day live in
+`progress_days`, one document per township and day (`_id` "<year>:<township>:<YYYY-MM-DD>",
+read and written by `_id` alone), for a deadline that falls inside that day.
+"""
 from __future__ import annotations
 
+from datetime import datetime
+
+from shared.clock import iso
 from shared.store import count_once
 
+from ..domain.progress import Standing, counted_increments, shanghai_day, standing_as_of
+
 PROGRESS = "progress"
+DAYS = "progress_days"  # {_id: "<year>:<township>:<day>", entries: [{fact, at, persons, households, village}]}
 OUTBOX_COLLECTIONS: tuple[str, ...] = ()
 INDEXES = ()
 
@@ -13,20 +28,63 @@ class ProgressRepository:
         self.db = db
 
     def count_paid_household(self, year: int, township: str, household_no: str, order_no: str, persons: int,
-                             households: int = 1) -> bool:
+                             households: int = 1, *, village: str | None = None,
+                             at: datetime | None = None) -> bool:
         """Once per household payment (keyed by its order): a redelivery never counts twice. A
-        supplementary payment (补缴) counts its persons and no household (`households` 0)."""
-        return count_once(self.db, PROGRESS, f"{year}:{township}", f"paid:{year}:{household_no}:{order_no}",
-                          {"persons": persons, "households": households}, {"township": township, "persons": persons},
-                          on_insert={"year": year, "township": township})
+        supplementary payment (补缴) counts its persons and no household (`households` 0). `at`: when
+        the payment was recorded (its day and instant), `village`: where (None for either: not kept)."""
+        key = f"paid:{year}:{household_no}:{order_no}"
+        fact = {"township": township, "persons": persons, "households": households, "village": village,
+                "at": iso(at)}
+        counted = count_once(self.db, PROGRESS, f"{year}:{township}", key,
+                             counted_increments(at and shanghai_day(at), village, persons, households), fact,
+                             on_insert={"year": year, "township": township})
+        self._note_entry(year, key, fact if counted else None)
+        return counted
 
     def uncount_revoked_household(self, year: int, township: str, household_no: str, order_no: str,
-                                  persons: int, households: int = 1) -> bool:
-        """A reversed payment takes its persons back out, once, and only if they were counted."""
-        if not self.db[f"{PROGRESS}_facts"].find_one({"_id": f"paid:{year}:{household_no}:{order_no}"}):
+                                  persons: int, households: int = 1, *, at: datetime | None = None) -> bool:
+        """A reversed payment takes its persons back out, once, and only if they were counted: from
+        `at` on (its day, its instant), out of the village its payment was counted in."""
+        paid = self.db[f"{PROGRESS}_facts"].find_one({"_id": f"paid:{year}:{household_no}:{order_no}"})
+        if not paid:
             return False
-        return count_once(self.db, PROGRESS, f"{year}:{township}", f"revoked:{year}:{household_no}:{order_no}",
-                          {"persons": -persons, "households": -households}, {"township": township, "persons": -persons})
+        key = f"revoked:{year}:{household_no}:{order_no}"
+        village = paid.get("village")  # None: counted before villages were kept, in no village's figure
+        fact = {"township": township, "persons": -persons, "households": -households, "village": village,
+                "at": iso(at)}
+        counted = count_once(self.db, PROGRESS, f"{year}:{township}", key,
+                             counted_increments(at and shanghai_day(at), village, -persons, -households), fact)
+        self._note_entry(year, key, fact if counted else None)
+        return counted
+
+    def _note_entry(self, year: int, key: str, fact: dict | None) -> None:
+        """The fact's entry in its day's document, written whether or not count_once counted just now
+        (a crash between the two writes heals on redelivery; `$addToSet` makes the second write none).
+        `fact` None: read the one recorded (the first delivery's figures and time stand)."""
+        if fact is None:
+            fact = self.db[f"{PROGRESS}_facts"].find_one({"_id": key}) or {}
+        if not fact.get("at"):  # counted without a time: in the cumulative figures only
+            return
+        day = shanghai_day(datetime.fromisoformat(fact["at"]))
+        entry = {"fact": key, "at": fact["at"], "persons": fact["persons"], "households": fact["households"],
+                 "village": fact.get("village")}
+        self.db[DAYS].update_one({"_id": f"{year}:{fact['township']}:{day}"},
+                                 {"$addToSet": {"entries": entry},
+                                  "$setOnInsert": {"year": year, "township": fact["township"], "day": day}},
+                                 upsert=True)
+
+    def progress_as_of(self, year: int, townships: list[str], at: datetime) -> dict[str, Standing]:
+        """Each township's persons and households (and each village's) as of instant `at`, inclusive
+        (000 二: 在截止时间内): two `_id` lookups per township, its counter and at's day, never a scan."""
+        day = shanghai_day(at)
+        out = {}
+        for t in townships:
+            counter = self.db[PROGRESS].find_one({"_id": f"{year}:{t}"})
+            entries = (self.db[DAYS].find_one({"_id": f"{year}:{t}:{day}"}) or {}).get("entries") or [] \
+                if counter else []
+            out[t] = standing_as_of(counter, entries, at)
+        return out
 
     def store_accuracy(self, year: int, as_of: str, rows: list[dict]) -> None:
         """Keep the latest published figure per township (an older report arriving late loses)."""

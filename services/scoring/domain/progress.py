@@ -1,13 +1,16 @@
 """Township progress (参保进度): enrolled persons against the task (参保任务) of the policy year.
 
 Rates are kept as exact fractions and shown in basis points, so ranking never depends on float
-rounding. Rule: 001_93f5b63ac6b4a653.txt 附件1 (tasks) and 附件2 2.1 (rate against 95 %).
+rounding. Rule: 001_93f5b63ac6b4a653.txt 附件1 (tasks) and 附件2 2.1 (rate against 95 %); figures as
+of a deadline and per village: 000_6db0cfefa235a8dc.txt 二 (below).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 
+from shared.clock import SHANGHAI, parse_instant
 from shared.policy import PolicyYear
 
 
@@ -37,5 +40,127 @@ def progress_table(policy: PolicyYear, counters: dict[str, dict]) -> list[tuple[
     for i, r in enumerate(rows, start=1):
         if r.rate != prev:
             rank, prev = i, r.rate
+        ranked.append((rank, r))
+    return ranked
+
+
+# ---- progress as of an instant (截止时间内), per township and per village ----------------------
+# Staged assessments rank townships by the persons counted by a deadline (000_6db0cfefa235a8dc.txt
+# 二: 每阶段考核结果按各乡(镇、街道)在截止时间内……计算人数的参合率排名; 第一阶段截止2016年11月15日
+# 下午5时), and name the two lowest villages of a township (二(二): 本乡(镇、街道)排名后两位村(社区)).
+# The township's counter keeps cumulative figures, figures per Shanghai calendar day and per
+# village; the entries of one day (their instants) answer for a deadline inside that day.
+
+
+@dataclass(frozen=True)
+class Figures:
+    persons: int = 0
+    households: int = 0
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A township's enrolled persons and households as of an instant, and each village's."""
+    persons: int
+    households: int
+    villages: dict[str, Figures]
+
+
+def village_key(name: str) -> str:
+    """A village name as a field key: the store takes no '.' and no leading '$' in keys, so '%' is
+    written '%25', '.' '%2E' and a leading '$' '%24' (percent-encoding); the empty name is '%'."""
+    if name == "":
+        return "%"
+    key = name.replace("%", "%25").replace(".", "%2E")
+    return "%24" + key[1:] if key.startswith("$") else key
+
+
+def village_name(key: str) -> str:
+    """The village name a field key stands for (village_key's inverse)."""
+    if key == "%":
+        return ""
+    return key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
+
+
+def shanghai_day(at: datetime) -> str:
+    """The Asia/Shanghai calendar day (YYYY-MM-DD) of an instant: deadlines are Shanghai wall time."""
+    return at.astimezone(SHANGHAI).date().isoformat()
+
+
+def effective_at(payload: dict, occurred_at: str) -> datetime:
+    """When an enrolment change counts: a payment at its `paid_at`, a revocation at its `reversed_at`;
+    the envelope's `occurred_at` for an event sent before they were (or a status with neither)."""
+    key = "reversed_at" if payload.get("status") == "revoked" else "paid_at"
+    return parse_instant(payload.get(key) or occurred_at)
+
+
+def counted_increments(day: str | None, village: str | None, persons: int, households: int) -> dict[str, int]:
+    """The `$inc` of one counted fact on its township's counter: cumulative, its day's (`days.<day>`),
+    its village's (`villages.<key>`) and its village's of that day (`days.<day>.villages.<key>`).
+    `day` None: a fact without a time (counted before facts were dated), cumulative only;
+    `village` None: in no village (a revocation of such a fact)."""
+    paths = [""]
+    if village is not None:
+        paths.append(f"villages.{village_key(village)}.")
+    if day is not None:
+        paths.append(f"days.{day}.")
+        if village is not None:
+            paths.append(f"days.{day}.villages.{village_key(village)}.")
+    return {f"{p}{k}": v for p in paths for k, v in (("persons", persons), ("households", households))}
+
+
+def standing_as_of(counter: dict | None, entries: list[dict], at: datetime) -> Standing:
+    """Figures as of `at` inclusive (a payment at 17:00:00 counts for a 17:00 deadline, one at
+    17:00:01 does not): the days before at's Shanghai day from their totals, that day from its
+    entries up to `at`. What was counted without a day (before days were kept) counts at any
+    instant: cumulative minus the days' totals."""
+    counter = counter or {}
+    today = shanghai_day(at)
+    days: dict = counter.get("days") or {}
+    persons, households = counter.get("persons", 0), counter.get("households", 0)
+    villages: dict[str, list[int]] = {k: [v.get("persons", 0), v.get("households", 0)]
+                                      for k, v in (counter.get("villages") or {}).items()}
+    for day, totals in days.items():  # from the cumulative figures take back the days from at's on
+        if day >= today:
+            persons -= totals.get("persons", 0)
+            households -= totals.get("households", 0)
+            for k, v in (totals.get("villages") or {}).items():
+                fig = villages.setdefault(k, [0, 0])
+                fig[0] -= v.get("persons", 0)
+                fig[1] -= v.get("households", 0)
+    for e in entries:  # ... and add at's day up to `at`
+        when = parse_instant(e["at"])
+        if shanghai_day(when) != today or when > at:
+            continue
+        persons += e["persons"]
+        households += e["households"]
+        if e.get("village") is not None:
+            fig = villages.setdefault(village_key(e["village"]), [0, 0])
+            fig[0] += e["persons"]
+            fig[1] += e["households"]
+    return Standing(persons, households, {village_name(k): Figures(p, h) for k, (p, h) in villages.items()})
+
+
+@dataclass(frozen=True)
+class VillageProgress:
+    village: str
+    listed: bool  # in the county's places list (村（社区）名册); False: seen only in events
+    enrolled_persons: int
+    enrolled_households: int
+
+
+def village_table(listed: tuple[str, ...], standing: Standing) -> list[tuple[int, VillageProgress]]:
+    """Every village of a township, ranked by enrolled persons (ties share a rank): the places list's
+    villages, zero where nothing is counted, and the villages seen only in events after them in rank
+    order (a name the places list does not know stays visible for staff to correct)."""
+    known = set(listed)
+    rows = [VillageProgress(v, True, standing.villages.get(v, Figures()).persons,
+                            standing.villages.get(v, Figures()).households) for v in listed]
+    rows += [VillageProgress(v, False, f.persons, f.households) for v, f in standing.villages.items() if v not in known]
+    rows.sort(key=lambda r: (-r.enrolled_persons, r.village))
+    ranked, prev, rank = [], None, 0
+    for i, r in enumerate(rows, start=1):
+        if r.enrolled_persons != prev:
+            rank, prev = i, r.enrolled_persons
         ranked.append((rank, r))
     return ranked

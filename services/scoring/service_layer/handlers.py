@@ -1,11 +1,13 @@
 """Use cases of scoring."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from shared.events import Envelope
 from shared.policy import PolicyYear
 
 from ..adapters.repository import ProgressRepository
-from ..domain.progress import progress_table
+from ..domain.progress import effective_at, progress_table, village_table
 
 
 def on_enrolment_changed(repo: ProgressRepository, env: Envelope) -> None:
@@ -13,14 +15,29 @@ def on_enrolment_changed(repo: ProgressRepository, env: Envelope) -> None:
     households = 0 if p.get("supplement") else 1  # 补缴: members joining a household counted already
     if p["status"] == "paid":
         repo.count_paid_household(p["year"], p["township"], p["household_no"], p["order_no"], len(p["person_ids"]),
-                                  households)
+                                  households, village=p["village"], at=effective_at(p, env.occurred_at))
     elif p["status"] == "revoked":
         repo.uncount_revoked_household(p["year"], p["township"], p["household_no"], p["order_no"],
-                                       len(p["person_ids"]), households)
+                                       len(p["person_ids"]), households, at=effective_at(p, env.occurred_at))
 
 
-def progress(repo: ProgressRepository, policy: PolicyYear, year: int):
-    return progress_table(policy, repo.counters(year, [t.name for t in policy.townships]))
+def progress(repo: ProgressRepository, policy: PolicyYear, year: int, at: datetime | None = None):
+    """The township table as of instant `at` (000 二: 在截止时间内); None: everything counted so far."""
+    if at is None:
+        return progress_table(policy, repo.counters(year, [t.name for t in policy.townships]))
+    standings = repo.progress_as_of(year, [t.name for t in policy.townships], at)
+    return progress_table(policy, {t: {"persons": s.persons, "households": s.households}
+                                   for t, s in standings.items()})
+
+
+def village_progress(repo: ProgressRepository, policy: PolicyYear, year: int, township: str, at: datetime):
+    """A township's villages as of `at`, ranked (000 二(二): 本乡(镇、街道)排名后两位村(社区)), and
+    the township's own standing. None: no such township in the year's task table."""
+    town = policy.township(township)
+    if town is None:
+        return None
+    standing = repo.progress_as_of(year, [town.name], at)[town.name]
+    return town, standing, village_table(town.villages, standing)
 
 
 def on_accuracy_published(repo: ProgressRepository, env: Envelope) -> None:

@@ -1,0 +1,220 @@
+"""HTTP API of assessments (考核): evaluations and their versions, and the figures county staff load.
+
+Reads need `scores:read` (county and township staff; a county portal gets a system token granted
+it), writes `scores:manage` (county staff) or `funds:credit` (the county's fund-account records).
+"""
+from __future__ import annotations
+
+from flask import request
+from marshmallow import Schema, fields, validate
+
+from shared.clock import iso
+from shared.errors import NotFound, ValidationFailed
+from shared.logs import correlation_id
+from shared.web import path_year, query_param
+
+from .. import bootstrap as boot
+from ..service_layer import assessments as svc
+
+
+class AwardOut(Schema):
+    award, name = fields.String(), fields.String()
+    to, to_names = fields.List(fields.String()), fields.List(fields.String())
+    status = fields.String(metadata={"description": "given（给予）| exempted（免除）| pending（待县里决定或待补数据）"})
+    rule, reason = fields.String(), fields.String()
+    missing, villages = fields.List(fields.String()), fields.List(fields.String())
+
+
+class EvaluationRow(Schema):
+    township = fields.String()
+    rank = fields.Integer(allow_none=True, metadata={"description": "并列同名次，下一名次顺延；缺数据不排名"})
+    task, counted = fields.Integer(allow_none=True), fields.Integer(allow_none=True)
+    rate_bp = fields.Integer(allow_none=True)
+    rate_percent = fields.String(allow_none=True)
+    reached = fields.Boolean(allow_none=True)
+    score = fields.String(allow_none=True, metadata={"description": "得分（两位小数，四舍五入显示）"})
+    score_exact = fields.String(allow_none=True, metadata={"description": "得分的精确分数形式"})
+    items = fields.List(fields.Dict(), metadata={"description": "各考核项：规则原文、数据、基数、差额、得分"})
+    fund_fen = fields.Integer(allow_none=True)
+    funds = fields.List(fields.Dict())
+    awards = fields.List(fields.Nested(AwardOut))
+    missing = fields.List(fields.String())
+
+
+class EvaluationOut(Schema):
+    year, county, kind, no, name = fields.Integer(), fields.String(), fields.String(), fields.Integer(), fields.String()
+    county_name = fields.String()
+    version = fields.Integer()
+    corrects = fields.Integer(allow_none=True, metadata={"description": "更正的版本号；首次发布为 null"})
+    as_of = fields.String(metadata={"description": "计数截止时刻"})
+    evaluated_at, evaluated_by, trigger = fields.String(), fields.String(), fields.String()
+    reason = fields.String(allow_none=True)
+    source, counts, counts_rule = fields.String(), fields.String(), fields.String()
+    reading, reading_rule = fields.String(allow_none=True), fields.String(allow_none=True)
+    complete = fields.Boolean(metadata={"description": "false：有数据缺失或待县里决定的事项（见 missing 与各行）"})
+    missing = fields.List(fields.String())
+    fund_total_fen = fields.Integer(allow_none=True)
+    rows = fields.List(fields.Nested(EvaluationRow))
+
+
+class EvaluateIn(Schema):
+    reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+
+class VersionOut(Schema):
+    version = fields.Integer()
+    evaluated_at, evaluated_by, trigger = fields.String(), fields.String(), fields.String()
+    reason = fields.String(allow_none=True)
+    complete = fields.Boolean()
+
+
+class VersionList(Schema):
+    versions = fields.List(fields.Nested(VersionOut))
+
+
+class PriorRow(Schema):
+    township = fields.String(required=True)
+    persons = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+
+
+class PriorIn(Schema):
+    counted_year = fields.Integer(required=True, strict=True, validate=validate.Range(min=2000, max=2100))
+    source = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    rows = fields.List(fields.Nested(PriorRow), required=True, validate=validate.Length(min=1, max=500))
+
+
+class PriorOut(Schema):
+    year, counted_year = fields.Integer(), fields.Integer()
+    source, loaded_by, loaded_at = fields.String(), fields.String(), fields.String()
+    rows = fields.List(fields.Nested(PriorRow))
+
+
+class Deduction(Schema):
+    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=100))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=300))
+
+
+class EntryIn(Schema):
+    incidents = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=100),
+                               metadata={"description": "网络舆情例数（2.4项每例扣2分）"})
+    deductions = fields.List(fields.Nested(Deduction), load_default=list)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class EntryOut(Schema):
+    year = fields.Integer()
+    township, by, at, reason = fields.String(), fields.String(), fields.String(), fields.String()
+    incidents = fields.Integer()
+    deductions = fields.List(fields.Nested(Deduction))
+
+
+class CreditIn(Schema):
+    year = fields.Integer(required=True, strict=True)
+    township = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    ref = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$"),
+                        metadata={"description": "银行流水号：同一笔只记一次"})
+    amount_fen = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    credited_at = fields.AwareDateTime(required=True, metadata={"description": "到账时刻（带时区）"})
+
+
+class CreditOut(Schema):
+    year, amount_fen = fields.Integer(), fields.Integer()
+    township, ref, credited_at = fields.String(), fields.String(), fields.String()
+    duplicate = fields.Boolean(metadata={"description": "true：该流水号已登记过，未重复计入"})
+
+
+KIND_PARAM = ("stage", "points", "funds")
+
+
+def declare(api, c) -> None:
+    """The assessment routes of one county (its container `c`)."""
+    repo, store = boot.repository(c), boot.assessments(c)
+
+    def kind_no(kind: str, no: str) -> tuple[str, int]:
+        if kind not in KIND_PARAM or not (no.isascii() and no.isdigit()) or not 1 <= int(no) <= 20:
+            raise NotFound("EVALUATION_UNKNOWN", "考核方案中没有该项考核", {"kind": kind[:20], "no": no[:20]})
+        return kind, int(no)
+
+    @api.route("/v1/evaluations/{year}/{kind}/{no}", "POST", summary="发布考核结果（首次或更正为新版本，更正须写明理由）",
+               permission="scores:manage", body=EvaluateIn, response=EvaluationOut, status=201, also=(200,))
+    def publish_evaluation(principal, data, year, kind, no):
+        kind, n = kind_no(kind, no)
+        doc, wrote = svc.publish(repo, store, c.policy_for(path_year(year)), kind, n, c.clock.now(), principal.subject,
+                                 data["reason"], "staff", correlation_id.get())
+        return doc, 201 if wrote else 200
+
+    @api.route("/v1/evaluations/{year}/{kind}/{no}", "GET", summary="考核结果（最新版本，或 ?version= 指定版本）",
+               permission="scores:read", response=EvaluationOut, query=[query_param("version", "integer", minimum=1)])
+    def get_evaluation(principal, year, kind, no):
+        kind, n = kind_no(kind, no)
+        y = c.policy_for(path_year(year)).year
+        v = request.args.get("version")
+        doc = store.version(y, kind, n, int(v)) if v else store.latest(y, kind, n)
+        if doc is None:
+            raise NotFound("EVALUATION_NOT_PUBLISHED", "该项考核结果尚未发布", {"kind": kind, "no": n, "version": v})
+        return {k: val for k, val in doc.items() if k != "_id"}
+
+    @api.route("/v1/evaluations/{year}/{kind}/{no}/versions", "GET", summary="考核结果的各版本（更正记录）",
+               permission="scores:read", response=VersionList)
+    def list_versions(principal, year, kind, no):
+        kind, n = kind_no(kind, no)
+        y = c.policy_for(path_year(year)).year
+        latest = store.latest(y, kind, n)
+        docs = [store.version(y, kind, n, v) for v in range(1, (latest or {}).get("version", 0) + 1)]
+        return {"versions": [{k: d.get(k) for k in ("version", "evaluated_at", "evaluated_by", "trigger", "reason",
+                                                     "complete")} for d in docs if d]}
+
+    @api.route("/v1/prior-year/{year}", "PUT", summary="导入上年参合（参保）绝对数（各乡镇），记录导入人",
+               permission="scores:manage", body=PriorIn, response=PriorOut)
+    def put_prior(principal, data, year):
+        policy = c.policy_for(path_year(year))
+        known = {t.name for t in policy.townships}
+        unknown = sorted({r["township"] for r in data["rows"]} - known)
+        if unknown:
+            raise ValidationFailed("TOWNSHIP_UNKNOWN", "任务表中没有这些乡（镇、街道）", {"townships": unknown[:20]})
+        doc = {"year": policy.year, "counted_year": data["counted_year"], "source": data["source"],
+               "rows": [{"township": r["township"], "persons": r["persons"]} for r in data["rows"]],
+               "loaded_by": principal.subject,
+               "loaded_at": iso(c.clock.now())}
+        store.save_prior_year(policy.year, doc)
+        return render_prior(doc)
+
+    @api.route("/v1/prior-year/{year}", "GET", summary="上年参合（参保）绝对数及导入人", permission="scores:read",
+               response=PriorOut)
+    def get_prior(principal, year):
+        policy = c.policy_for(path_year(year))
+        doc = store.prior_year(policy.year)
+        if doc is None:
+            raise NotFound("PRIOR_YEAR_NOT_LOADED", "上年参合（参保）绝对数尚未导入", {"year": policy.year})
+        return render_prior(doc)
+
+    @api.route("/v1/assessment-entries/{year}/{township}", "PUT", summary="录入由县经办机构评定的考核项（如2.4项网络舆情扣分），记录录入人与理由",
+               permission="scores:manage", body=EntryIn, response=EntryOut)
+    def put_entry(principal, data, year, township):
+        policy = c.policy_for(path_year(year))
+        if policy.township(township) is None:
+            raise NotFound("TOWNSHIP_UNKNOWN", "任务表中没有该乡（镇、街道）", {"township": township[:100]})
+        doc = {"year": policy.year, "township": township, "incidents": data["incidents"],
+               "deductions": data["deductions"], "reason": data["reason"], "by": principal.subject,
+               "at": iso(c.clock.now())}
+        store.save_entry(policy.year, township, doc)
+        return doc
+
+    @api.route("/v1/fund-credits", "POST", summary="登记乡镇汇划县基金专户的到账款项（按流水号只记一次）",
+               permission="funds:credit", body=CreditIn, response=CreditOut, status=201, also=(200,))
+    def add_credit(principal, data):
+        policy = c.policy_for(data["year"])
+        if policy.township(data["township"]) is None:
+            raise ValidationFailed("TOWNSHIP_UNKNOWN", "任务表中没有该乡（镇、街道）", {"township": data["township"]})
+        fresh = store.add_credit(policy.year, data["township"], data["ref"], data["amount_fen"], data["credited_at"],
+                                 principal.subject, c.clock.now())
+        stored = store.credit(policy.year, data["ref"])
+        out = {"year": policy.year, "township": stored["township"], "ref": data["ref"],
+               "amount_fen": stored["amount_fen"], "credited_at": iso(stored["credited_at"]), "duplicate": not fresh}
+        return out, 201 if fresh else 200
+
+
+def render_prior(doc: dict) -> dict:
+    return {"year": doc["year"], "counted_year": doc["counted_year"], "source": doc["source"],
+            "loaded_by": doc["loaded_by"], "loaded_at": doc["loaded_at"],
+            "rows": doc["rows"]}

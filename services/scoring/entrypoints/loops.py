@@ -1,0 +1,23 @@
+"""Background loop of the scoring worker: each evaluation published at its deadline (once)."""
+from __future__ import annotations
+
+import logging
+import time
+
+from .. import bootstrap as boot
+from ..service_layer.assessments import publish_due
+
+log = logging.getLogger(__name__)
+
+
+def evaluation_loop(c, every_s: float = 30.0) -> None:
+    """Version 1 of every evaluation whose deadline (plus EVALUATION_GRACE_S) has passed on the
+    suite's clock; two workers racing write it once (its `_id`)."""
+    repo, store = boot.repository(c), boot.assessments(c)
+    while True:
+        try:
+            for doc in publish_due(repo, store, c.policies, c.clock.now()):
+                log.info("published %s %s %s v%s", doc["year"], doc["kind"], doc["no"], doc["version"])
+        except Exception:  # noqa: BLE001 — the next round tries again
+            log.exception("evaluation round failed")
+        time.sleep(every_s)
