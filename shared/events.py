@@ -399,6 +399,29 @@ class StageEvaluatedSchema(Schema):
     rows = fields.List(fields.Nested(EvaluatedRowSchema), required=True)
 
 
+class ForecastRowSchema(Schema):
+    township = fields.String(required=True)
+    rate_bp = fields.Integer(allow_none=True, required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["behind", "insufficient_data"]))
+    projected_rate_bp = fields.Integer(allow_none=True, required=True)
+    needed_per_day = fields.Integer(allow_none=True, required=True)
+
+
+class ForecastPublishedSchema(Schema):
+    """scoring.forecast.published: days before a stage's deadline, the townships that will miss it
+    at their recent pace (or cannot be forecast), with the persons a day they would need."""
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    county_name = fields.String(required=True)
+    stage = fields.Integer(required=True)
+    name = fields.String(required=True)
+    deadline = fields.String(required=True)
+    share_percent = fields.Integer(required=True)
+    as_of = fields.String(required=True)
+    method = fields.String(required=True)  # zh-CN, the forecast's stated method
+    rows = fields.List(fields.Nested(ForecastRowSchema), required=True)
+
+
 @dataclass(frozen=True)
 class EventSpec:
     type: str
@@ -453,6 +476,8 @@ CATALOGUE: dict[str, EventSpec] = {
                       "enrolment (payments itself completes the receipt, money-log row and order status)."),
         EventSpec("payments.withholding.failed", WithholdingFailedSchema, "payments", ("notices",),
                   doc="A bank withholding failed, classified; insufficient balances go back to their town for a notice and a retry batch."),
+        EventSpec("scoring.forecast.published", ForecastPublishedSchema, "scoring", ("notices",),
+                  doc="FORECAST_DAYS_BEFORE days before a stage's deadline: the townships that will miss it at their recent pace, and the persons a day each needs; notices warns them."),
         EventSpec("scoring.stage.evaluated", StageEvaluatedSchema, "scoring", ("notices",),
                   doc="A version of a stage evaluation, a points score or the work funds was published (at its deadline or corrected by county staff): ranks, awards (流动红旗, 黄牌, warnings) and their status per township; for notices to tell the townships named."),
     )

@@ -238,7 +238,7 @@ class Api:
               response: type[Schema] | None = None, status: int = 200, also: tuple[int, ...] = (),
               guard: Callable[[], Any] | None = None, query: list[dict] | None = None,
               headers: list[dict] | None = None, raw_body: dict | None = None,
-              produces: str | tuple[str, ...] | None = None, county: str | None = None):
+              produces: str | tuple[str, ...] | None = None, county: str | None = None, etag: bool = False):
         """Register an endpoint: authenticate, check the query, parse the body, mask and (strict)
         check the response, document it all.
 
@@ -248,6 +248,8 @@ class Api:
         A view may return a body or (body, status) (`status`, or one of `also`). `raw_body`
         documents a non-JSON request body ({media type: description}); `produces` a non-JSON reply.
         `county`: the route serves that county's data, at `/v1/counties/<county>/...` (CountyApi).
+        `etag`: the reply carries an ETag of its body; a GET sending it back in If-None-Match gets
+        304 and no body (portals polling a ranking re-read nothing that did not change).
         """
         security = "gatewaySignature" if guard else "bearer"
         flask_path = county_path(path, county).replace("{", "<").replace("}", ">")
@@ -256,6 +258,8 @@ class Api:
         ok = ({"content": {mt: {"schema": {"type": "string", "format": "binary"}} for mt in media}} if media
               else (_schema_ref(response) or {}))
         responses = {str(s): {"description": "OK", **ok} for s in (status, *also)}
+        if etag:
+            responses["304"] = {"description": "未变化（If-None-Match 与 ETag 相同）"}
         responses["4XX"] = {"description": "调用方错误（code + 中文 message）", **_ERROR}
         op: dict[str, Any] = {"summary": summary, "responses": responses}
         if permission:
@@ -310,6 +314,8 @@ class Api:
                 data = mask_json(data)
                 if checker is not None and strict_responses():
                     _check_response(self.app, fn.__name__, checker, data, code, codes)
+                if etag:
+                    return _with_etag(self.app, data, code)
                 return jsonify(data), code
             endpoint = fn.__name__ if county is None else f"{county}:{fn.__name__}"
             self.app.add_url_rule(flask_path, endpoint=endpoint, view_func=view, methods=[method.upper()])
@@ -353,6 +359,17 @@ class CountyApi:
             new = new.replace("/v1/", COUNTY_PREFIX + "/", 1)  # "POST /v1/…": a method and a path
             self.api.moved(path, method, new, summary=summary)
             self.api.moved(county_path(path, "{county}"), method, new, summary=summary)
+
+
+def _with_etag(app: Flask, data: Any, code: int) -> Response:
+    """The reply with a strong ETag of its body; 304 without a body when the caller has it already."""
+    import hashlib
+    body = app.json.dumps(data)
+    tag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+    if tag in [t.strip() for t in (request.headers.get("If-None-Match") or "").split(",")]:
+        return Response(status=304, headers={"ETag": tag})
+    return Response(body, status=code, mimetype="application/json",
+                    headers={"ETag": tag, "Cache-Control": "private, no-cache"})
 
 
 def _check_response(app: Flask, name: str, checker: Schema, data: Any, code: int, codes: set[int]) -> None:

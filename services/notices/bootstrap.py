@@ -30,4 +30,5 @@ def event_handlers(c: Container):
             "subsidy.claim.created": h(handlers.on_claim_created),
             "subsidy.claim.paid": h(handlers.on_claim_paid),
             "subsidy.coverage.changed": h(handlers.on_coverage_changed),
-            "scoring.stage.evaluated": h(handlers.on_stage_evaluated)}
+            "scoring.stage.evaluated": h(handlers.on_stage_evaluated),
+            "scoring.forecast.published": h(handlers.on_forecast_published)}

@@ -173,3 +173,65 @@ def test_stage_two_reads_the_cards_of_stage_one_and_the_prior_year_loaded_with_w
     assert set(awards(doc, "red_flag")) == {"一镇", "二镇", "四镇", "五镇", "六镇", "三镇"}  # 800 ×3 tie at 2nd
     assert set(awards(doc, "accountability", "pending")) == set(TOWNS)  # the registered-poor rate is not known
     assert "2016年参合（参保）绝对数未导入" not in doc["missing"]
+
+
+def test_rankings_share_ranks_on_ties_show_the_change_since_the_last_stage_and_answer_304_when_unchanged(suite):
+    s = suite
+    at = STAGE2 + timedelta(hours=2)
+    s["clock"].set(at)
+    r = s["api"].get(f"/v1/counties/{NAYONG}/rankings/2017?top=2&bottom=1", headers=auth(PORTAL))
+    assert r.status_code == 200, r.json
+    t = r.json
+    assert (t["counts"], t["last_stage"], t["target"]["no"], t["target"]["share_percent"]) == ("remitted_persons", 2, 3, 80)
+    rows = {x["township"]: x for x in t["rows"]}
+    assert [rows[x]["rank"] for x in ("一镇", "二镇", "四镇", "五镇", "六镇")] == [1, 2, 2, 2, 5]  # 800 × 3 share 2nd
+    assert rows["八镇"]["rank_last_stage"] == 7 and rows["八镇"]["rank_change_stage"] == 0
+    assert (rows["一镇"]["band"], rows["七镇"]["band"]) == ("reached", "no_data")  # 七镇: too few days to forecast
+    assert rows["七镇"]["forecast"]["needed_per_day"] > 0
+    assert set(t["top"]) == {"一镇", "二镇", "四镇", "五镇"} and t["bottom"] == ["七镇"]  # ties stay together
+    assert t["average"] == {"counted": 1800 + 800 * 3 + 750 + 700 + 420 + 570, "task": 8000,
+                            "rate_bp": 8300, "mean_rate_bp": 8300}  # 6,640 of 8,000
+    again = s["api"].get(f"/v1/counties/{NAYONG}/rankings/2017?top=2&bottom=1", headers={
+        **auth(PORTAL), "If-None-Match": r.headers["ETag"]})
+    assert (again.status_code, again.get_data()) == (304, b"")
+    credit(s, "七镇", 10, at - timedelta(minutes=1))
+    changed = s["api"].get(f"/v1/counties/{NAYONG}/rankings/2017?top=2&bottom=1", headers={
+        **auth(PORTAL), "If-None-Match": r.headers["ETag"]})
+    assert changed.status_code == 200 and changed.headers["ETag"] != r.headers["ETag"]
+    bad = s["api"].get(f"/v1/counties/{NAYONG}/rankings/2017?as_of=yesterday", headers=auth(PORTAL))
+    assert (bad.status_code, bad.json["code"]) == (400, "BAD_QUERY")
+
+
+def test_a_scorecard_lists_each_published_stage_and_the_cards_so_far(suite):
+    s = suite
+    r = s["api"].get(f"/v1/counties/{NAYONG}/scorecards/2017/八镇", headers=auth(COUNTY))
+    assert r.status_code == 200, r.json
+    card = r.json
+    assert [(h["no"], h["version"]) for h in card["history"]] == [(1, 2), (2, 1)]  # stage 1's newest version
+    assert card["awards_total"] == {"yellow_card": 1}
+    assert card["current"]["township"] == "八镇"
+    r = s["api"].get(f"/v1/counties/{NAYONG}/scorecards/2017/不存在镇", headers=auth(COUNTY))
+    assert (r.status_code, r.json["code"]) == (404, "TOWNSHIP_UNKNOWN")
+
+
+def test_a_forecast_is_published_once_days_before_the_next_deadline_and_tells_the_townships_behind(suite):
+    from services.notices import bootstrap as notices_boot
+    from services.scoring.service_layer.rankings import publish_forecasts
+    s = suite
+    c = s["c"]
+    repo, store = scoring_boot.repository(c), scoring_boot.assessments(c)
+    stage3 = datetime(2016, 12, 15, 17, 0, tzinfo=SHANGHAI)
+    for day in range(1, 9):  # 六镇 remits 5 persons a day: far too slow for 80 %
+        credit(s, "六镇", 5, stage3 - timedelta(days=3 + day))
+    assert publish_forecasts(repo, store, c.policies, stage3 - timedelta(days=4)) == []  # not yet
+    [doc] = publish_forecasts(repo, store, c.policies, stage3 - timedelta(days=2))
+    assert publish_forecasts(repo, store, c.policies, stage3 - timedelta(days=1)) == []  # once
+    six = next(r for r in doc["rows"] if r["township"] == "六镇")
+    # 790 of the 800 that 80 % asks, gaining 30 in the last 7 days: about 798 by the deadline
+    assert (six["counted"], six["forecast"]["status"], six["forecast"]["projected_persons"]) == (790, "behind", 798)
+    assert six["forecast"]["needed_per_day"] == 5  # 10 more in the 2 days left
+    nc = notices_boot.bootstrap(s["clock"])
+    run_until(lambda: nc.db.notices.find_one({"_id": "forecast:2017:3:六镇"}), "the forecast notice",
+              relays=(c,), consumers=(nc,))
+    text = nc.db.notices.find_one({"_id": "forecast:2017:3:六镇"})["text"]
+    assert "第三阶段将于2016年12月15日17时00分截止" in text and "每天须新增参保" in text

@@ -25,7 +25,7 @@ CATEGORY_NAMES = {"registered_poor": "建档立卡贫困人口", "extreme_povert
 @dataclass(frozen=True)
 class Notice:
     notice_id: str
-    kind: str  # receipt | withholding_failure | correction_overdue | claim_created | claim_paid | coverage_alert | stage_result
+    kind: str  # receipt | withholding_failure | correction_overdue | claim_created | claim_paid | coverage_alert | stage_result | forecast
     household_no: str | None
     year: int
     township: str
@@ -128,4 +128,24 @@ def stage_result_notices(p: dict[str, Any]) -> list[Notice]:
                 f"{row['township']}{rate}{place}，{said}。")
         out.append(Notice(f"stage:{p['year']}:{p['kind']}:{p['no']}:v{p['version']}:{row['township']}", "stage_result",
                           None, p["year"], row["township"], f"{row['township']}人民政府", None, "internal", text))
+    return out
+
+
+def forecast_notices(p: dict[str, Any]) -> list[Notice]:
+    """A published forecast (scoring.forecast.published) to each township that will miss the stage:
+    how far it is and the persons a day it needs (or that its pace cannot be forecast yet)."""
+    out = []
+    deadline = datetime.fromisoformat(p["deadline"]).astimezone(SHANGHAI)
+    for row in p["rows"]:
+        rate = f"{row['rate_bp'] // 100}.{row['rate_bp'] % 100:02d}%" if row["rate_bp"] is not None else "无数据"
+        if row["status"] == "behind":
+            ahead = f"{row['projected_rate_bp'] // 100}.{row['projected_rate_bp'] % 100:02d}%"
+            how = f"按近期进度预计截止时达到{ahead}，未达{p['share_percent']}%的阶段目标"
+        else:
+            how = "近期参保数据不足，无法预测"
+        need = f"，自即日起每天须新增参保{row['needed_per_day']}人" if row["needed_per_day"] else ""
+        text = (f"{p['county_name']}{p['year']}年度{p['name']}将于{deadline:%Y年%m月%d日%H时%M分}截止："
+                f"{row['township']}当前参合（参保）率{rate}，{how}{need}，请加快进度。")
+        out.append(Notice(f"forecast:{p['year']}:{p['stage']}:{row['township']}", "forecast", None, p["year"],
+                          row["township"], f"{row['township']}人民政府", None, "internal", text))
     return out

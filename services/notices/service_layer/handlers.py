@@ -44,3 +44,8 @@ def on_coverage_changed(repo: NoticeRepository, clock: Clock, env: Envelope) -> 
 def on_stage_evaluated(repo: NoticeRepository, clock: Clock, env: Envelope) -> None:
     for x in n.stage_result_notices(env.payload):
         repo.add(x, clock.now())
+
+
+def on_forecast_published(repo: NoticeRepository, clock: Clock, env: Envelope) -> None:
+    for x in n.forecast_notices(env.payload):
+        repo.add(x, clock.now())

@@ -73,6 +73,19 @@ class AssessmentStore:
                 out[t] = sum(c["amount_fen"] for c in doc.get("credits", []) if c["credited_at"] <= at)
         return out
 
+    def credited_by_day(self, year: int, townships: list[str]) -> dict[str, dict]:
+        """Fen credited per township and Shanghai day (for the forecast's pace)."""
+        from shared.clock import SHANGHAI
+        out = {}
+        for t in townships:
+            doc = self.db[INPUTS].find_one({"_id": f"credits:{year}:{t}"})
+            days: dict = {}
+            for c in (doc or {}).get("credits", []):
+                d = c["credited_at"].astimezone(SHANGHAI).date()
+                days[d] = days.get(d, 0) + c["amount_fen"]
+            out[t] = days
+        return out
+
     # ---- evaluations ---------------------------------------------------------------------------
 
     def latest(self, year: int, kind: str, no: int) -> dict | None:

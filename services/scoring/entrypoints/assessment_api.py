@@ -11,10 +11,11 @@ from marshmallow import Schema, fields, validate
 from shared.clock import iso
 from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id
-from shared.web import path_year, query_param
+from shared.web import path_year, query_instant, query_param
 
 from .. import bootstrap as boot
 from ..service_layer import assessments as svc
+from ..service_layer import rankings as rk
 
 
 class AwardOut(Schema):
@@ -123,6 +124,74 @@ class CreditOut(Schema):
     duplicate = fields.Boolean(metadata={"description": "true：该流水号已登记过，未重复计入"})
 
 
+class ForecastOut(Schema):
+    status = fields.String(metadata={"description": "reached | on_track | behind | insufficient_data（数据不足，不作预测）| no_target"})
+    pace_per_day = fields.Float(allow_none=True, metadata={"description": "近7天日均新增参保人数"})
+    projected_persons, projected_rate_bp = fields.Integer(allow_none=True), fields.Integer(allow_none=True)
+    projected_completion = fields.String(allow_none=True, metadata={"description": "按此进度完成全部任务的日期"})
+    needed_per_day = fields.Integer(allow_none=True, metadata={"description": "为按期达到目标，自现在起每天须新增的人数"})
+    target_persons = fields.Integer(allow_none=True)
+
+
+class RankingRow(Schema):
+    township = fields.String()
+    rank = fields.Integer(allow_none=True)
+    task = fields.Integer(allow_none=True)
+    counted = fields.Integer(allow_none=True, metadata={"description": "考核所计人数（按方案 counts：参保人数或汇划金额折算人数）"})
+    enrolled_persons, enrolled_households = fields.Integer(), fields.Integer()
+    rate_bp = fields.Integer(allow_none=True, metadata={"description": "counted ÷ task（万分比）"})
+    rate_percent = fields.String(allow_none=True)
+    band = fields.String(metadata={"description": "reached（已达标）| on_track（按期可达）| behind（进度落后）| no_data | no_target"})
+    band_name = fields.String()
+    rank_week_before = fields.Integer(allow_none=True)
+    rank_change_week = fields.Integer(allow_none=True, metadata={"description": "较7天前上升的名次（负数为下降）"})
+    rank_last_stage = fields.Integer(allow_none=True)
+    rank_change_stage = fields.Integer(allow_none=True, metadata={"description": "较上一阶段考核上升的名次"})
+    forecast = fields.Nested(ForecastOut)
+
+
+class TargetOut(Schema):
+    kind, name, deadline = fields.String(), fields.String(), fields.String()
+    no = fields.Integer(allow_none=True)
+    share_percent = fields.Integer()
+
+
+class AverageOut(Schema):
+    counted, task = fields.Integer(), fields.Integer()
+    rate_bp = fields.Integer(allow_none=True, metadata={"description": "全县合计参保人数 ÷ 任务合计"})
+    mean_rate_bp = fields.Integer(allow_none=True, metadata={"description": "各乡镇参保率的平均"})
+
+
+class RankingOut(Schema):
+    year = fields.Integer()
+    county, county_name, as_of, method = fields.String(), fields.String(), fields.String(), fields.String()
+    counts = fields.String(metadata={"description": "enrolled_persons | remitted_persons"})
+    target = fields.Nested(TargetOut, allow_none=True)
+    last_stage, last_stage_version = fields.Integer(allow_none=True), fields.Integer(allow_none=True)
+    average = fields.Nested(AverageOut)
+    top, bottom = fields.List(fields.String()), fields.List(fields.String())
+    rows = fields.List(fields.Nested(RankingRow))
+
+
+class HistoryOut(Schema):
+    kind, name, as_of = fields.String(), fields.String(), fields.String()
+    no, version = fields.Integer(), fields.Integer()
+    rank, rate_bp, fund_fen = fields.Integer(allow_none=True), fields.Integer(allow_none=True), fields.Integer(allow_none=True)
+    score = fields.String(allow_none=True)
+    awards = fields.List(fields.Nested(AwardOut))
+
+
+class ScorecardOut(Schema):
+    year = fields.Integer()
+    county, township, as_of = fields.String(), fields.String(), fields.String()
+    target = fields.Nested(TargetOut, allow_none=True)
+    current = fields.Nested(RankingRow)
+    history = fields.List(fields.Nested(HistoryOut))
+    awards_total = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                               metadata={"description": "各类结果累计次数（如黄牌）"})
+
+
+AS_OF = query_param("as_of", format="date-time", description="截至时刻（含），带时区；未指定为当前时刻")
 KIND_PARAM = ("stage", "points", "funds")
 
 
@@ -163,6 +232,21 @@ def declare(api, c) -> None:
         docs = [store.version(y, kind, n, v) for v in range(1, (latest or {}).get("version", 0) + 1)]
         return {"versions": [{k: d.get(k) for k in ("version", "evaluated_at", "evaluated_by", "trigger", "reason",
                                                      "complete")} for d in docs if d]}
+
+    @api.route("/v1/rankings/{year}", "GET", summary="各乡镇排名（并列同名次）、名次变化、达标色带、预测与前后N名",
+               permission="scores:read", response=RankingOut, etag=True,
+               query=[AS_OF, query_param("top", "integer", minimum=0, maximum=50),
+                      query_param("bottom", "integer", minimum=0, maximum=50)])
+    def get_rankings(principal, year):
+        at = query_instant(request.args, "as_of") or c.clock.now()
+        return rk.rankings(repo, store, c.policy_for(path_year(year)), at, int(request.args.get("top", 3)),
+                           int(request.args.get("bottom", 3)))
+
+    @api.route("/v1/scorecards/{year}/{township}", "GET", summary="乡镇考核档案：当前进度与预测、各阶段结果与累计（黄牌等）",
+               permission="scores:read", response=ScorecardOut, etag=True, query=[AS_OF])
+    def get_scorecard(principal, year, township):
+        at = query_instant(request.args, "as_of") or c.clock.now()
+        return rk.scorecard(repo, store, c.policy_for(path_year(year)), township, at)
 
     @api.route("/v1/prior-year/{year}", "PUT", summary="导入上年参合（参保）绝对数（各乡镇），记录导入人",
                permission="scores:manage", body=PriorIn, response=PriorOut)

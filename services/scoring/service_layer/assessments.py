@@ -51,20 +51,50 @@ def as_of(scheme: Scheme, kind: str, no: int) -> tuple[datetime, str]:
     raise NotFound("EVALUATION_UNKNOWN", "考核方案中没有该项考核", {"kind": kind, "no": no})
 
 
+MISSING_STANDARD = "个人缴费标准未配置，无法由汇划县基金专户的金额折算人数"
+
+
+def counted_as_of(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, counts: str,
+                  names: list[str], at: datetime) -> dict[str, int | None]:
+    """Persons per township as of `at` by what the scheme counts: enrolled persons (Dong'an, Wuming),
+    or the whole persons the money remitted into the county fund account pays for (Nayong 000 二:
+    汇划县新农合基金专户累计金额计算人数; None without a contribution standard to divide by)."""
+    if counts == "enrolled_persons":
+        return {t: s.persons for t, s in repo.progress_as_of(policy.year, names, at).items()}
+    if not policy.standard_fen:
+        return {t: None for t in names}
+    credited = store.credited_as_of(policy.year, names, at)
+    return {t: credited.get(t, 0) // policy.standard_fen for t in names}
+
+
+def daily_counts(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, counts: str,
+                 names: list[str]) -> dict[str, dict]:
+    """Persons gained per Shanghai day and township, by the same count (for the forecast's pace)."""
+    from datetime import date
+    if counts == "enrolled_persons":
+        return {t: {date.fromisoformat(d): v.get("persons", 0) for d, v in ((doc or {}).get("days") or {}).items()}
+                for t, doc in repo.counters(policy.year, names).items()}
+    if not policy.standard_fen:
+        return {}
+    out = {}
+    for t, by_day in store.credited_by_day(policy.year, names).items():
+        running, before, days = 0, 0, {}
+        for d in sorted(by_day):
+            running += by_day[d]
+            days[d] = running // policy.standard_fen - before
+            before += days[d]
+        out[t] = days
+    return out
+
+
 def figures(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, scheme: Scheme,
             at: datetime) -> tuple[list[Figures], list[str]]:
     """Every township's figures as of `at`, and what the county has not provided."""
     names = [t.name for t in policy.townships]
     missing = [] if names else [MISSING_TOWNSHIPS]
-    counted: dict[str, int | None]
-    if scheme.counts == "enrolled_persons":
-        counted = {t: s.persons for t, s in repo.progress_as_of(policy.year, names, at).items()}
-    elif policy.standard_fen:
-        credited = store.credited_as_of(policy.year, names, at)
-        counted = {t: credited.get(t, 0) // policy.standard_fen for t in names}  # whole persons the money pays for
-    else:
-        counted = {t: None for t in names}
-        missing.append("个人缴费标准未配置，无法由汇划县基金专户的金额折算人数")
+    counted = counted_as_of(repo, store, policy, scheme.counts, names, at)
+    if scheme.counts == "remitted_persons" and not policy.standard_fen:
+        missing.append(MISSING_STANDARD)
     prior = {r["township"]: r["persons"] for r in (store.prior_year(policy.year) or {}).get("rows") or []}
     if scheme.prior_year is not None and not prior:
         missing.append(f"{scheme.prior_year}年参合（参保）绝对数未导入")
