@@ -128,7 +128,8 @@ def test_stage_one_is_published_once_after_its_deadline_from_the_money_remitted_
     assert text.startswith("纳雍县2017年度第一阶段考核结果（截至2016年11月15日17时00分）：八镇参合（参保）率10.00%")
     assert "黄牌" in text
     assert "流动红旗" in nc.db.notices.find_one({"_id": "stage:2017:stage:1:v1:一镇"})["text"]
-    assert nc.db.notices.find_one({"_id": "stage:2017:stage:1:v1:七镇"}) is None  # nothing to tell it
+    seven = nc.db.notices.find_one({"_id": "stage:2017:stage:1:v1:七镇"})["text"]  # eight townships: all in the
+    assert "专项督办" in seven and "黄牌" not in seven and "流动红旗" not in seven  # bottom ten (三)
 
 
 def test_a_correction_is_a_new_version_with_its_reason_and_the_first_stays_readable(suite):
@@ -208,7 +209,7 @@ def test_a_scorecard_lists_each_published_stage_and_the_cards_so_far(suite):
     assert r.status_code == 200, r.json
     card = r.json
     assert [(h["no"], h["version"]) for h in card["history"]] == [(1, 2), (2, 1)]  # stage 1's newest version
-    assert card["awards_total"] == {"yellow_card": 1}
+    assert card["awards_total"] == {"yellow_card": 1, "inspection": 2}  # 三: stages 1-2's bottom ten
     assert card["current"]["township"] == "八镇"
     r = s["api"].get(f"/v1/counties/{NAYONG}/scorecards/2017/不存在镇", headers=auth(COUNTY))
     assert (r.status_code, r.json["code"]) == (404, "TOWNSHIP_UNKNOWN")

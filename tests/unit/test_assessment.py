@@ -64,7 +64,7 @@ def test_a_tie_across_the_sixth_place_is_left_to_the_county_never_a_seventh_flag
     res = evaluate_stage(NAYONG, NAYONG.stage(1), towns(900, 800, 700, 600, 550, 500, 500, 100, 50, 20))
     assert awards(res, "red_flag") == ["T01", "T02", "T03", "T04", "T05"]
     assert awards(res, "red_flag", "pending") == ["T06", "T07"]
-    [why] = [a.missing for r in res.rows for a in r.awards if r.township == "T06"]
+    [why] = [a.missing for r in res.rows for a in r.awards if r.township == "T06" and a.award == "red_flag"]
     assert "并列第6位" in why[0] and "由县里决定" in why[0]
     assert not res.complete
 
@@ -258,3 +258,12 @@ def test_a_fractional_score_gives_a_fund_rounded_half_up_once_per_township():
     [r] = evaluate_points(prop, figs).rows  # 45 + 9.55 + 40 + 10 = 104.55 points
     assert r.score == Fraction(10455, 100)
     assert r.funds[0]["exact_fen"] == "873/2" and r.fund_fen == 437  # 3 × 145.5 = 436.5 → 437
+
+
+def test_the_bottom_ten_of_stages_one_and_two_are_put_under_inspection_and_later_stages_not():
+    # 000 三: 对筹资工作一、二阶段参合率排名后十位的乡(镇、街道)进行专项督办
+    figures = towns(*range(950, 350, -50))  # twelve townships
+    for no in (1, 2):
+        res = evaluate_stage(NAYONG, NAYONG.stage(no), figures)
+        assert awards(res, "inspection") == [f"T{i:02d}" for i in range(3, 13)]
+    assert awards(evaluate_stage(NAYONG, NAYONG.stage(3), figures), "inspection") == []

@@ -135,8 +135,6 @@ class AssessmentSchema(_Base):
     counts_rule = fields.String(required=True)
     prior_year = fields.Nested(PriorYearSchema, allow_none=True, load_default=None)
     stages = fields.List(fields.Nested(StageSchema), load_default=list)
-    stage_rules = fields.List(fields.Nested(RuleSchema), load_default=list,
-                              metadata={"description": "rules over several stages, e.g. inspection of the bottom 10"})
     health_points = fields.Dict(load_default=None, allow_none=True)
     points = fields.Nested(PointsSchema, load_default=None, allow_none=True)
     funds = fields.List(fields.Nested(FundsSchema), load_default=list)
@@ -221,7 +219,7 @@ class Scheme:
     prior_year: int | None
     prior_year_rule: str | None
     stages: tuple[Stage, ...]
-    stage_rules: tuple[Rule, ...]
+    health_points: dict | None
     points: Points | None
     funds: tuple[Funds, ...]
     notes: dict = field(default_factory=dict)
@@ -257,7 +255,7 @@ def scheme_of(policy: PolicyYear) -> Scheme | None:
         prior_year_rule=(d["prior_year"] or {}).get("rule"),
         stages=tuple(Stage(s["no"], s["name"], _wall(s["deadline"]), s["share_percent"], s["rule"],
                            tuple(_rule(r) for r in s["rules"])) for s in d["stages"]),
-        stage_rules=tuple(_rule(r) for r in d["stage_rules"]),
+        health_points=d["health_points"],
         points=None if points is None else Points(
             _wall(points["as_of"]), points["reading"], points["reading_rule"],
             tuple(Item(**i) for i in points["items"]), tuple(_rule(r) for r in points["rewards"])),

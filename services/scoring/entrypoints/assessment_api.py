@@ -54,6 +54,7 @@ class EvaluationOut(Schema):
     reading, reading_rule = fields.String(allow_none=True), fields.String(allow_none=True)
     complete = fields.Boolean(metadata={"description": "false：有数据缺失或待县里决定的事项（见 missing 与各行）"})
     missing = fields.List(fields.String())
+    notes = fields.List(fields.String(), metadata={"description": "方案的说明：文件未载明、本系统未计的事项"})
     fund_total_fen = fields.Integer(allow_none=True)
     rows = fields.List(fields.Nested(EvaluationRow))
 

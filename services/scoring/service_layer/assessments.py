@@ -150,9 +150,14 @@ def evaluate(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYea
         raise Conflict("EVALUATION_NOT_DUE", f"{name}的截止时间（{iso(at)}）未到，不能发布考核结果；进度与预测见进度接口",
                        {"as_of": iso(at)})
     figs, missing = figures(repo, store, policy, scheme, at)
+    notes = []
     if kind == "stage":
         result = evaluate_stage(scheme, scheme.stage(no), figs, history(store, policy.year, no))
         rows, missing = result.rows, missing + result.missing
+        health = scheme.health_points or {}
+        if no in health.get("stages", []):
+            notes.append(f"本阶段结果计入卫生重点目标考核（第{'、'.join(map(str, health['stages']))}阶段合计"
+                         f"{health['points']}分：{health['rule']}）；各阶段如何折算分值文件未载明，本系统不折算。")
     elif kind == "points":
         result = evaluate_points(scheme, figs)
         rows, missing = result.rows, missing + result.missing
@@ -166,7 +171,8 @@ def evaluate(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYea
             "as_of": iso(at), "source": scheme.source, "counts": scheme.counts, "counts_rule": scheme.counts_rule,
             "reading": scheme.points.reading if scheme.points else None,
             "reading_rule": scheme.points.reading_rule if scheme.points else None,
-            "complete": complete, "missing": sorted(set(missing)), "rows": rendered,
+            "complete": complete, "missing": sorted(set(missing)), "notes": notes + list(scheme.notes.values()),
+            "rows": rendered,
             "fund_total_fen": sum(r["fund_fen"] or 0 for r in rendered) if kind != "stage" else None}
 
 
