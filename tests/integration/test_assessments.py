@@ -236,3 +236,23 @@ def test_a_forecast_is_published_once_days_before_the_next_deadline_and_tells_th
               relays=(c,), consumers=(nc,))
     text = nc.db.notices.find_one({"_id": "forecast:2017:3:六镇"})["text"]
     assert "第三阶段将于2016年12月15日17时00分截止" in text and "每天须新增参保" in text
+
+
+def test_the_ranking_and_an_evaluation_export_as_csv_and_xlsx_for_staff_spreadsheets(suite):
+    import io
+
+    from openpyxl import load_workbook
+    s = suite
+    r = s["api"].get(f"/v1/counties/{NAYONG}/rankings/2017/export?format=csv", headers=auth(PORTAL))
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    lines = r.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("名次,乡（镇、街道）,任务数") and lines[1].startswith("1,一镇,1000,1800")
+    assert lines[-1].startswith(",全县合计,8000")
+    assert "filename*=UTF-8''" in r.headers["Content-Disposition"]
+    x = s["api"].get(f"/v1/counties/{NAYONG}/evaluations/2017/stage/1/export?format=xlsx&version=1", headers=auth(PORTAL))
+    assert x.status_code == 200, x.get_data(as_text=True)[:200]
+    sheet = load_workbook(io.BytesIO(x.get_data())).active
+    rows = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert rows[0][:2] == ["名次", "乡（镇、街道）"]
+    eight = next(r for r in rows if r[1] == "八镇")
+    assert "黄牌" in eight[7]

@@ -11,7 +11,7 @@ from marshmallow import Schema, fields, validate
 from shared.clock import iso
 from shared.errors import NotFound, ValidationFailed
 from shared.logs import correlation_id
-from shared.web import path_year, query_instant, query_param
+from shared.web import XLSX, path_year, query_instant, query_param, table_file
 
 from .. import bootstrap as boot
 from ..service_layer import assessments as svc
@@ -242,6 +242,45 @@ def declare(api, c) -> None:
         at = query_instant(request.args, "as_of") or c.clock.now()
         return rk.rankings(repo, store, c.policy_for(path_year(year)), at, int(request.args.get("top", 3)),
                            int(request.args.get("bottom", 3)))
+
+    FORMAT = query_param("format", enum=["csv", "xlsx"], description="csv（默认）或 xlsx")
+
+    @api.route("/v1/rankings/{year}/export", "GET", summary="导出各乡镇排名表（CSV 或 XLSX）", permission="scores:read",
+               query=[AS_OF, FORMAT], produces=("text/csv", XLSX))
+    def export_rankings(principal, year):
+        at = query_instant(request.args, "as_of") or c.clock.now()
+        policy = c.policy_for(path_year(year))
+        t = rk.rankings(repo, store, policy, at)
+        head = ["名次", "乡（镇、街道）", "任务数", "考核计数人数", "参保率", "达标情况", "较上周名次变化", "较上阶段名次变化",
+                "预测截止时参保率", "每天须新增人数"]
+        rows = [[r["rank"], r["township"], r["task"], r["counted"], r["rate_percent"], r["band_name"],
+                 r["rank_change_week"], r["rank_change_stage"],
+                 None if r["forecast"]["projected_rate_bp"] is None else f"{r['forecast']['projected_rate_bp'] / 100:.2f}%",
+                 r["forecast"]["needed_per_day"]] for r in t["rows"]]
+        rows.append(["", "全县合计", t["average"]["task"], t["average"]["counted"],
+                     None if t["average"]["rate_bp"] is None else f"{t['average']['rate_bp'] / 100:.2f}%",
+                     "", "", "", "", ""])
+        return table_file(head, rows, f"{policy.county}{policy.year}年度乡镇排名（截至{iso(at)[:16].replace('T', ' ')}）",
+                          request.args.get("format", "csv"))
+
+    @api.route("/v1/evaluations/{year}/{kind}/{no}/export", "GET", summary="导出考核结果表（CSV 或 XLSX）",
+               permission="scores:read", query=[query_param("version", "integer", minimum=1), FORMAT],
+               produces=("text/csv", XLSX))
+    def export_evaluation(principal, year, kind, no):
+        kind, n = kind_no(kind, no)
+        y = c.policy_for(path_year(year)).year
+        v = request.args.get("version")
+        doc = store.version(y, kind, n, int(v)) if v else store.latest(y, kind, n)
+        if doc is None:
+            raise NotFound("EVALUATION_NOT_PUBLISHED", "该项考核结果尚未发布", {"kind": kind, "no": n, "version": v})
+        head = ["名次", "乡（镇、街道）", "任务数", "考核计数人数", "参保率", "得分", "工作经费（元）", "考核结果", "待补数据"]
+        rows = [[r["rank"], r["township"], r["task"], r["counted"], r["rate_percent"], r["score"],
+                 None if r["fund_fen"] is None else f"{r['fund_fen'] / 100:.2f}",
+                 "；".join(f"{a['name']}（{'、'.join(a['to_names'])}）{'' if a['status'] == 'given' else '·' + a['status']}"
+                          for a in r["awards"]),
+                 "；".join(r["missing"])] for r in doc["rows"]]
+        return table_file(head, rows, f"{doc['county_name']}{y}年度{doc['name']}考核结果（第{doc['version']}版）",
+                          request.args.get("format", "csv"))
 
     @api.route("/v1/scorecards/{year}/{township}", "GET", summary="乡镇考核档案：当前进度与预测、各阶段结果与累计（黄牌等）",
                permission="scores:read", response=ScorecardOut, etag=True, query=[AS_OF])
