@@ -27,6 +27,7 @@ from fractions import Fraction
 from math import floor
 from typing import Iterable
 
+from .ranking import competition_ranks
 from .scheme import AWARDS, RECIPIENTS, Funds, Item, Rule, Scheme, Stage
 
 UNKNOWN = None  # a condition on a figure nobody loaded
@@ -91,16 +92,6 @@ def bp(x: Fraction | None) -> int | None:
 def pct(x: Fraction | None) -> str | None:
     b = bp(x)
     return None if b is None else f"{b // 100}.{b % 100:02d}%"
-
-
-def competition_ranks(keys: list[Fraction]) -> list[int]:
-    """1-based ranks of values already sorted best first; equal values share a rank (1, 2, 2, 4)."""
-    ranks, prev = [], object()
-    for i, k in enumerate(keys, start=1):
-        if k != prev:
-            rank, prev = i, k
-        ranks.append(rank)
-    return ranks
 
 
 # ---- conditions ----------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from fractions import Fraction
 from shared.clock import SHANGHAI, parse_instant
 from shared.policy import PolicyYear
 
+from .ranking import ranked
+
 
 @dataclass(frozen=True)
 class TownshipProgress:
@@ -35,13 +37,7 @@ def progress_table(policy: PolicyYear, counters: dict[str, dict]) -> list[tuple[
     """Every township of the policy, ranked by rate (ties share a rank), zero where nothing is counted."""
     rows = [TownshipProgress(t.name, t.task, counters.get(t.name, {}).get("persons", 0),
                              counters.get(t.name, {}).get("households", 0)) for t in policy.townships]
-    rows.sort(key=lambda r: (-r.rate, r.township))
-    ranked, prev, rank = [], None, 0
-    for i, r in enumerate(rows, start=1):
-        if r.rate != prev:
-            rank, prev = i, r.rate
-        ranked.append((rank, r))
-    return ranked
+    return ranked(rows, key=lambda r: (-r.rate, r.township))
 
 
 # ---- progress as of an instant (截止时间内), per township and per village ----------------------
@@ -157,10 +153,4 @@ def village_table(listed: tuple[str, ...], standing: Standing) -> list[tuple[int
     rows = [VillageProgress(v, True, standing.villages.get(v, Figures()).persons,
                             standing.villages.get(v, Figures()).households) for v in listed]
     rows += [VillageProgress(v, False, f.persons, f.households) for v, f in standing.villages.items() if v not in known]
-    rows.sort(key=lambda r: (-r.enrolled_persons, r.village))
-    ranked, prev, rank = [], None, 0
-    for i, r in enumerate(rows, start=1):
-        if r.enrolled_persons != prev:
-            rank, prev = i, r.enrolled_persons
-        ranked.append((rank, r))
-    return ranked
+    return ranked(rows, key=lambda r: (-r.enrolled_persons, r.village))

@@ -200,6 +200,16 @@ def declare(api, c) -> None:
     """The assessment routes of one county (its container `c`)."""
     repo, store = boot.repository(c), boot.assessments(c)
 
+    def published(year: str, kind: str, no: str) -> dict:
+        """The version asked for (?version=) or the newest; 404 until one is published."""
+        kind, n = kind_no(kind, no)
+        y = c.policy_for(path_year(year)).year
+        v = request.args.get("version")
+        doc = store.version(y, kind, n, int(v)) if v else store.latest(y, kind, n)
+        if doc is None:
+            raise NotFound("EVALUATION_NOT_PUBLISHED", "该项考核结果尚未发布", {"kind": kind, "no": n, "version": v})
+        return doc
+
     def kind_no(kind: str, no: str) -> tuple[str, int]:
         if kind not in KIND_PARAM or not (no.isascii() and no.isdigit()) or not 1 <= int(no) <= 20:
             raise NotFound("EVALUATION_UNKNOWN", "考核方案中没有该项考核", {"kind": kind[:20], "no": no[:20]})
@@ -216,13 +226,7 @@ def declare(api, c) -> None:
     @api.route("/v1/evaluations/{year}/{kind}/{no}", "GET", summary="考核结果（最新版本，或 ?version= 指定版本）",
                permission="scores:read", response=EvaluationOut, query=[query_param("version", "integer", minimum=1)])
     def get_evaluation(principal, year, kind, no):
-        kind, n = kind_no(kind, no)
-        y = c.policy_for(path_year(year)).year
-        v = request.args.get("version")
-        doc = store.version(y, kind, n, int(v)) if v else store.latest(y, kind, n)
-        if doc is None:
-            raise NotFound("EVALUATION_NOT_PUBLISHED", "该项考核结果尚未发布", {"kind": kind, "no": n, "version": v})
-        return {k: val for k, val in doc.items() if k != "_id"}
+        return {k: val for k, val in published(year, kind, no).items() if k != "_id"}
 
     @api.route("/v1/evaluations/{year}/{kind}/{no}/versions", "GET", summary="考核结果的各版本（更正记录）",
                permission="scores:read", response=VersionList)
@@ -267,19 +271,14 @@ def declare(api, c) -> None:
                permission="scores:read", query=[query_param("version", "integer", minimum=1), FORMAT],
                produces=("text/csv", XLSX))
     def export_evaluation(principal, year, kind, no):
-        kind, n = kind_no(kind, no)
-        y = c.policy_for(path_year(year)).year
-        v = request.args.get("version")
-        doc = store.version(y, kind, n, int(v)) if v else store.latest(y, kind, n)
-        if doc is None:
-            raise NotFound("EVALUATION_NOT_PUBLISHED", "该项考核结果尚未发布", {"kind": kind, "no": n, "version": v})
+        doc = published(year, kind, no)
         head = ["名次", "乡（镇、街道）", "任务数", "考核计数人数", "参保率", "得分", "工作经费（元）", "考核结果", "待补数据"]
         rows = [[r["rank"], r["township"], r["task"], r["counted"], r["rate_percent"], r["score"],
                  None if r["fund_fen"] is None else f"{r['fund_fen'] / 100:.2f}",
                  "；".join(f"{a['name']}（{'、'.join(a['to_names'])}）{'' if a['status'] == 'given' else '·' + a['status']}"
                           for a in r["awards"]),
                  "；".join(r["missing"])] for r in doc["rows"]]
-        return table_file(head, rows, f"{doc['county_name']}{y}年度{doc['name']}考核结果（第{doc['version']}版）",
+        return table_file(head, rows, f"{doc['county_name']}{doc['year']}年度{doc['name']}考核结果（第{doc['version']}版）",
                           request.args.get("format", "csv"))
 
     @api.route("/v1/scorecards/{year}/{township}", "GET", summary="乡镇考核档案：当前进度与预测、各阶段结果与累计（黄牌等）",

@@ -19,7 +19,8 @@ from shared.policy import PolicyYear
 
 from ..adapters.assessment_store import AssessmentStore
 from ..adapters.repository import ProgressRepository
-from ..domain.assessment import bp, competition_ranks, pct
+from ..domain.assessment import bp, pct
+from ..domain.ranking import competition_ranks
 from ..domain.forecast import BANDS, forecast, method
 from ..domain.scheme import scheme_of
 from .assessments import counted_as_of, daily_counts
