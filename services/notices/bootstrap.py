@@ -1,10 +1,13 @@
 """Composition root of notices."""
 from __future__ import annotations
 
+import os
+
 from shared.clock import Clock
 from shared.container import Container
 
 from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, NoticeRepository
+from .adapters.templates import TemplateBook
 from .service_layer import handlers
 
 SERVICE = "notices"
@@ -18,10 +21,17 @@ def repository(c: Container) -> NoticeRepository:
     return NoticeRepository(c.db)
 
 
+def templates(c: Container) -> TemplateBook:
+    """The county's notice texts; its SMS signature is the provider's registered sign name
+    (NOTICE_SMS_SIGN), by default the county's name and 医保 (【东安县医保】)."""
+    return TemplateBook(sign_name=os.environ.get("NOTICE_SMS_SIGN") or f"{c.policy.county}医保")
+
+
 def event_handlers(c: Container):
-    repo = repository(c)
+    repo, book = repository(c), templates(c)
+
     def h(fn):
-        return lambda env: fn(repo, c.clock, env)
+        return lambda env: fn(repo, c.clock, env, book)
     return {"payments.payment.confirmed": h(handlers.on_payment_confirmed),
             "registry.household.registered": h(handlers.on_household_snapshot),
             "registry.household.changed": h(handlers.on_household_snapshot),

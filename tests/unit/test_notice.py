@@ -1,6 +1,30 @@
-"""Receipt notice to the household head — 001_93f5b63ac6b4a653.txt 五: 注明户主、家庭成员姓名、缴费金额、缴费时间."""
-from services.notices.domain.notice import (claim_created_notice, coverage_alert, receipt_notice,
-                                            withholding_failure_notices)
+"""Notices from their templates (services/notices/templates/): who is told what, in what words.
+
+Receipt notice to the household head — 001_93f5b63ac6b4a653.txt 五: 注明户主、家庭成员姓名、缴费金额、缴费时间.
+"""
+import pytest
+
+from services.notices.adapters.templates import TemplateBook, TemplateError, sms_segments, zh_date, zh_deadline
+from services.notices.domain import notice as domain
+
+BOOK = TemplateBook(sign_name="东安县医保")
+
+
+def receipt_notice(p):
+    return BOOK.fill(domain.receipt_notice(p))
+
+
+def withholding_failure_notices(p):
+    return [BOOK.fill(x) for x in domain.withholding_failure_notices(p)]
+
+
+def coverage_alert(p):
+    x = domain.coverage_alert(p)
+    return None if x is None else BOOK.fill(x)
+
+
+def claim_created_notice(p, contact):
+    return BOOK.fill(domain.claim_created_notice(p, contact))
 
 PAYLOAD = {"order_no": "P1", "receipt_no": "R1", "household_no": "H1", "year": 2020, "county": "431122",
            "township": "花桥镇", "village": "花桥村", "head_name": "刘春生", "head_phone": "13900001111",
@@ -13,8 +37,11 @@ PAYLOAD = {"order_no": "P1", "receipt_no": "R1", "household_no": "H1", "year": 2
 def test_receipt_names_head_members_amount_and_shanghai_time():
     n = receipt_notice(PAYLOAD)
     assert n.notice_id == "receipt:P1" and n.channel == "sms" and n.status == "queued"
-    for part in ("刘春生户主", "王小红", "刘洋", "3人", "750.00元", "2019年11月15日 10:00", "R1"):
-        assert part in n.text
+    assert n.text == ("【东安县医保】刘春生户主您好：您户3人（刘春生、王小红、刘洋）2020年度城乡居民医保费共750.00元"
+                      "已于2019年11月15日 10:00缴纳成功，电子收据号R1。")
+    assert n.template == {"name": "receipt.sms", "version": 1, "code": "SMS_ENROL_RECEIPT_1",
+                          "params": domain.receipt_notice(PAYLOAD).template["params"]}
+    assert n.sms_segments == 2 and not n.urgent  # 84 characters: billed as two
 
 
 def test_without_a_phone_the_notice_is_kept_as_no_contact():
@@ -52,3 +79,55 @@ def test_a_reimbursement_claim_is_announced_to_the_household_head():
     n = claim_created_notice(claim, {"head_name": "王大", "head_phone": "13900003333"})
     assert n.recipient_phone == "13900003333" and "农村低保对象" in n.text and "130.00元" in n.text
     assert claim_created_notice(claim, None).status == "no_contact"
+
+
+def test_every_template_renders_from_its_declared_parameters_and_the_others_are_refused():
+    samples = {
+        "correction_overdue.internal": {"township": "花桥镇", "village": "花桥村", "household_no": "H1",
+                                        "correction_id": "C1", "due_at": "2019-11-05T17:00:00+08:00"},
+        "claim_paid.sms": {"name": "王某", "year": 2020, "amount_fen": 13000, "paid_on": "2020-03-02",
+                           "payment_ref": "MZ-1"},
+        "stage_result.internal": {"county_name": "纳雍县", "year": 2017, "name": "第一阶段", "version": 2,
+                                  "reason": "银行补报", "as_of": "2016-11-15T17:00:00+08:00", "township": "一镇",
+                                  "rate_bp": 3900, "rank": 8, "awards": [
+                                      {"name": "黄牌", "to": ["township"], "to_names": ["乡（镇、街道）"], "status": "given"},
+                                      {"name": "黄色预警", "to": ["deputy"], "to_names": ["分管负责人"], "status": "pending"}]},
+        "forecast.internal": {"county_name": "纳雍县", "year": 2017, "name": "第三阶段",
+                              "deadline": "2016-12-15T17:00:00+08:00", "township": "六镇", "rate_bp": 7900,
+                              "status": "behind", "projected_rate_bp": 7980, "share_percent": 80, "needed_per_day": 5},
+    }
+    assert BOOK.render("correction_overdue.internal", samples["correction_overdue.internal"]).endswith(
+        "（应于2019年11月5日前办结），请县医保局尽快处理。")  # dates as Chinese readers write them
+    assert BOOK.render("claim_paid.sms", samples["claim_paid.sms"]) == \
+        "【东安县医保】王某您好：2020年度医保费资助款130.00元已于2020年3月2日退还（凭证号MZ-1）。"
+    assert BOOK.render("stage_result.internal", samples["stage_result.internal"]) == (
+        "纳雍县2017年度第一阶段考核结果（更正第1版：银行补报）（截至2016年11月15日17时00分）：一镇参合（参保）率39.00%，"
+        "排名第8，黄牌；黄色预警（分管负责人）（待定：数据不全或并列，由县里决定）。")
+    assert "每天须新增参保5人" in BOOK.render("forecast.internal", samples["forecast.internal"])
+    with pytest.raises(TemplateError):
+        BOOK.render("claim_paid.sms", {"name": "王某"})  # parameters missing
+    with pytest.raises(TemplateError):
+        BOOK.render("no_such.sms", {})
+    rendered = {"receipt.sms", "withholding_failure.sms", "withholding_failure.internal", "coverage_alert.internal",
+                "claim_created.sms"} | set(samples)
+    assert rendered == set(BOOK.manifest)  # every template has a rendering test here
+
+
+def test_sms_parts_are_counted_as_providers_bill_them_signature_included():
+    assert sms_segments("字" * 70) == 1 and sms_segments("字" * 71) == 2 and sms_segments("a" * 134) == 2
+    assert sms_segments("字" * 135) == 3
+    many = dict(PAYLOAD, members=[dict(PAYLOAD["members"][0], name=f"成员{i}") for i in range(8)])
+    assert receipt_notice(many).sms_segments == 2
+
+
+def test_a_template_using_an_undeclared_parameter_stops_the_book_from_loading(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"x.internal": {"version": 1, "code": null, "params": ["a"]}}')
+    (tmp_path / "x.internal.j2").write_text("{{ a }}{{ b }}")
+    with pytest.raises(TemplateError, match="does not declare"):
+        TemplateBook(tmp_path)
+
+
+def test_chinese_dates_and_deadlines_in_shanghai_time():
+    assert zh_date("2019-11-05") == "2019年11月5日"
+    assert zh_date("2019-11-04T16:30:00+00:00") == "2019年11月5日"  # 00:30 in Shanghai
+    assert zh_deadline("2016-11-15T09:00:00+00:00") == "2016年11月15日17时00分"
