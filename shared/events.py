@@ -457,7 +457,7 @@ CATALOGUE: dict[str, EventSpec] = {
                   doc="A mid-year approval was withdrawn before its payment; payments stops charging the person."),
         EventSpec("registry.holidays.published", HolidaysPublishedSchema, "registry", ("payments",),
                   doc="County staff loaded a year's official holiday schedule (days off and make-up working days); payments counts its working-day deadlines by it."),
-        EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy"),
+        EventSpec("registry.enrolment.changed", EnrolmentChangedSchema, "registry", ("scoring", "subsidy", "notices"),
                   doc="Members' enrolment status for a year changed (registered → paid → confirmed, or revoked); "
                       "`paid_at` / `reversed_at` say when it took effect (scoring counts progress as of an instant by them)."),
         EventSpec("subsidy.entitlement.changed", EntitlementChangedSchema, "subsidy", ("payments",),

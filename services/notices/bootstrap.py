@@ -8,6 +8,7 @@ from shared.container import Container
 
 from .adapters.repository import INDEXES, OUTBOX_COLLECTIONS, NoticeRepository
 from .adapters.templates import TemplateBook
+from .adapters.unpaid import ReminderRuns, UnpaidLedger
 from .service_layer import handlers
 
 SERVICE = "notices"
@@ -18,7 +19,7 @@ def bootstrap(clock: Clock | None = None) -> Container:
 
 
 def repository(c: Container) -> NoticeRepository:
-    return NoticeRepository(c.db)
+    return NoticeRepository(c.db, c.county_code)
 
 
 def templates(c: Container) -> TemplateBook:
@@ -27,14 +28,26 @@ def templates(c: Container) -> TemplateBook:
     return TemplateBook(sign_name=os.environ.get("NOTICE_SMS_SIGN") or f"{c.policy.county}医保")
 
 
+def unpaid(c: Container) -> UnpaidLedger:
+    return UnpaidLedger(c.db)
+
+
+def reminder_runs(c: Container) -> ReminderRuns:
+    return ReminderRuns(c.db)
+
+
 def event_handlers(c: Container):
-    repo, book = repository(c), templates(c)
+    repo, book, ledger = repository(c), templates(c), unpaid(c)
 
     def h(fn):
         return lambda env: fn(repo, c.clock, env, book)
+
+    def snapshot(env):
+        handlers.on_household_snapshot(repo, c.clock, env, book, ledger)
     return {"payments.payment.confirmed": h(handlers.on_payment_confirmed),
-            "registry.household.registered": h(handlers.on_household_snapshot),
-            "registry.household.changed": h(handlers.on_household_snapshot),
+            "registry.household.registered": snapshot,
+            "registry.household.changed": snapshot,
+            "registry.enrolment.changed": lambda env: handlers.on_enrolment_changed(ledger, env),
             "payments.withholding.failed": h(handlers.on_withholding_failed),
             "registry.correction.overdue": h(handlers.on_correction_overdue),
             "subsidy.claim.created": h(handlers.on_claim_created),

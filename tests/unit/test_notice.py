@@ -104,6 +104,11 @@ def test_every_template_renders_from_its_declared_parameters_and_the_others_are_
         "纳雍县2017年度第一阶段考核结果（更正第1版：银行补报）（截至2016年11月15日17时00分）：一镇参合（参保）率39.00%，"
         "排名第8，黄牌；黄色预警（分管负责人）（待定：数据不全或并列，由县里决定）。")
     assert "每天须新增参保5人" in BOOK.render("forecast.internal", samples["forecast.internal"])
+    samples["reminder.sms"] = {"head_name": "刘春生", "year": 2020, "closes": "集中缴费期",
+                               "deadline": "2019-12-31T23:59:59+08:00"}
+    reminder = BOOK.render("reminder.sms", samples["reminder.sms"])
+    assert reminder.startswith("【东安县医保】刘春生户主：2020年度城乡居民医保集中缴费期2019年12月31日23时59分截止，您户尚未缴费")
+    assert sms_segments(reminder) == 1  # 70 characters at most: one message
     with pytest.raises(TemplateError):
         BOOK.render("claim_paid.sms", {"name": "王某"})  # parameters missing
     with pytest.raises(TemplateError):

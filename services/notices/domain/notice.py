@@ -25,7 +25,7 @@ CATEGORY_NAMES = {"registered_poor": "建档立卡贫困人口", "extreme_povert
 @dataclass(frozen=True)
 class Notice:
     notice_id: str
-    kind: str  # receipt | withholding_failure | correction_overdue | claim_created | claim_paid | coverage_alert | stage_result | forecast
+    kind: str  # receipt | withholding_failure | correction_overdue | claim_created | claim_paid | coverage_alert | stage_result | forecast | reminder
     household_no: str | None
     year: int
     township: str
@@ -131,3 +131,14 @@ def forecast_notices(p: dict[str, Any]) -> list[Notice]:
                        projected_rate_bp=row["projected_rate_bp"], share_percent=p["share_percent"],
                        needed_per_day=row["needed_per_day"]))
             for row in p["rows"]]
+
+
+def reminder_notice(run_id: str, year: int, township: str, household_no: str, contact: dict[str, Any],
+                    closes: str, deadline: Any) -> Notice:
+    """催缴: to a household not paid yet, before its window or a stage closes (one per household and
+    reminder point)."""
+    phone = contact.get("head_phone")
+    t = _t("reminder.sms", head_name=contact.get("head_name") or "", year=year, closes=closes,
+           deadline=deadline.isoformat() if hasattr(deadline, "isoformat") else deadline)
+    return Notice(f"reminder:{run_id}:{household_no}", "reminder", household_no, year, township,
+                  contact.get("head_name") or "", phone, "sms", "", _sms(phone), t)

@@ -7,6 +7,7 @@ from shared.events import Envelope
 
 from ..adapters.repository import NoticeRepository
 from ..adapters.templates import TemplateBook
+from ..adapters.unpaid import UnpaidLedger
 from ..domain import notice as n
 
 
@@ -20,8 +21,23 @@ def on_payment_confirmed(repo: NoticeRepository, clock: Clock, env: Envelope, bo
     _add(repo, book, clock, n.receipt_notice(env.payload))
 
 
-def on_household_snapshot(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
-    repo.save_contact(env.payload)
+def on_household_snapshot(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook,
+                          ledger: UnpaidLedger | None = None) -> None:
+    p = env.payload
+    repo.save_contact(p)
+    if ledger is not None:
+        ledger.registered(p["year"], p["township"], p["household_no"])
+
+
+def on_enrolment_changed(ledger: UnpaidLedger, env: Envelope) -> None:
+    """Keeps who has not paid (for reminders): a paid household leaves the list, a revoked one returns."""
+    p = env.payload
+    if p.get("supplement"):
+        return  # a newborn's supplement: the household counted as paid already
+    if p["status"] in ("paid", "confirmed"):
+        ledger.paid(p["year"], p["township"], p["household_no"])
+    elif p["status"] == "revoked":
+        ledger.revoked(p["year"], p["township"], p["household_no"])
 
 
 def on_withholding_failed(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
