@@ -71,3 +71,20 @@ def run_reminders(repo: NoticeRepository, ledger: UnpaidLedger, runs: ReminderRu
                 t, after = (t + 1, "") if len(batch) < asked else (t, batch[-1])  # fewer than asked: township done
                 runs.advance(run_id, t, after, len(batch), t >= len(towns), now)
     return written
+
+
+def reminder_loop(c, every_s: float = 60.0, limit: int = 500) -> None:
+    """The notices worker's loop: a round of reminders every `every_s` (sooner while a run has more)."""
+    import logging
+    import time
+
+    from .. import bootstrap as boot
+    log = logging.getLogger(__name__)
+    repo, ledger, runs, book = boot.repository(c), boot.unpaid(c), boot.reminder_runs(c), boot.templates(c)
+    while True:
+        try:
+            busy = run_reminders(repo, ledger, runs, book, c.policies, c.clock.now(), limit) >= limit
+        except Exception:  # noqa: BLE001 — the next round tries again
+            log.exception("reminder round failed")
+            busy = False
+        time.sleep(1.0 if busy else every_s)
