@@ -9,6 +9,7 @@
 #   deploy/local.sh status
 #   deploy/local.sh rabbit-start                # start the broker or, when it runs, ensure its users
 #   deploy/local.sh write-env                   # rewrite var/local.env (per-service broker URLs)
+#   deploy/local.sh sms-start | sms-stop        # the fake SMS provider (tools/fake_sms.py) alone
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -222,6 +223,38 @@ ferret_stop() {
   rm -f "$VAR/ferretdb.pid"
 }
 
+# The fake SMS provider (tools/fake_sms.py, docs/notice-delivery.md): on a free port of this
+# checkout's own (var/fake_sms.port), with an access key secret and a receipt token generated under
+# var/secrets; its receipts go to the demo suite's notices web (SMS_RECEIPT_CALLBACK_URL).
+SMS_PID="$VAR/fake_sms.pid"
+SMS_KEY_ID="enrol-local"
+sms_running() { [ -f "$SMS_PID" ] && kill -0 "$(cat "$SMS_PID")" 2>/dev/null; }
+
+sms_start() {
+  if sms_running; then say "fake SMS provider already running on port $(cat "$VAR/fake_sms.port")"; return; fi
+  local port i
+  port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  say "starting the fake SMS provider on 127.0.0.1:$port (tools/fake_sms.py)"
+  SMS_ACCESS_KEY_ID="$SMS_KEY_ID" SMS_ACCESS_KEY_SECRET="$(secret sms_access_key_secret)" \
+    SMS_RECEIPT_TOKEN="$(secret sms_receipt_token)" PYTHONPATH="$ROOT" \
+    SMS_RECEIPT_CALLBACK_URL="${SMS_RECEIPT_CALLBACK_URL:-http://127.0.0.1:8105/v1/sms/receipts}" \
+    setsid "$VENV/bin/python" -m tools.fake_sms --port "$port" >"$VAR/fake_sms.log" 2>&1 </dev/null &
+  echo $! >"$SMS_PID"; echo "$port" >"$VAR/fake_sms.port"
+  for i in $(seq 1 50); do
+    sms_running || break
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return
+    sleep 0.1
+  done
+  say "the fake SMS provider did not start (notices will retry, then list them dead); see var/fake_sms.log"
+  rm -f "$SMS_PID" "$VAR/fake_sms.port"
+}
+
+sms_stop() {
+  if sms_running; then say "stopping the fake SMS provider"; kill -TERM "$(cat "$SMS_PID")"; fi
+  local i; for i in $(seq 1 30); do sms_running || break; sleep 0.1; done
+  rm -f "$SMS_PID" "$VAR/fake_sms.port"
+}
+
 write_env() {
   local svc users=""
   cat >"$VAR/local.env" <<ENV
@@ -235,18 +268,29 @@ ENV
     users="$users${users:+,}$svc=enrol_$svc"
   done
   echo "BUS_USERS=$users" >>"$VAR/local.env"  # consumers check the publishing user
+  if [ -s "$VAR/fake_sms.port" ]; then  # the fake SMS provider (sms_start)
+    cat >>"$VAR/local.env" <<ENV
+SMS_PROVIDER_URL=http://127.0.0.1:$(cat "$VAR/fake_sms.port")/
+SMS_ACCESS_KEY_ID=$SMS_KEY_ID
+SMS_ACCESS_KEY_SECRET=$(secret sms_access_key_secret)
+SMS_RECEIPT_TOKEN=$(secret sms_receipt_token)
+ENV
+  fi
   chmod 600 "$VAR/local.env"
 }
 
 case "${1:-start}" in
   install) install ;;
-  start) install; rabbit_start; ferret_start; write_env; say "ready: env in var/local.env" ;;
-  stop) ferret_stop; rabbit_stop ;;
-  status) rabbit_running && say "RabbitMQ: running" || say "RabbitMQ: stopped"; ferret_running && say "FerretDB: running" || say "FerretDB: stopped" ;;
+  start) install; rabbit_start; ferret_start; sms_start; write_env; say "ready: env in var/local.env" ;;
+  stop) sms_stop; ferret_stop; rabbit_stop ;;
+  status) rabbit_running && say "RabbitMQ: running" || say "RabbitMQ: stopped"; ferret_running && say "FerretDB: running" || say "FerretDB: stopped"
+          sms_running && say "fake SMS provider: running" || say "fake SMS provider: stopped" ;;
+  sms-start) sms_start; write_env ;;
+  sms-stop) sms_stop; write_env ;;
   rabbit-stop) rabbit_stop ;;
   rabbit-start) rabbit_start ;;
   write-env) write_env ;;
   ferret-stop) ferret_stop ;;
   ferret-start) ferret_start ;;
-  *) echo "usage: $0 install|start|stop|status|rabbit-stop|rabbit-start|ferret-stop|ferret-start" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status|rabbit-stop|rabbit-start|ferret-stop|ferret-start|sms-start|sms-stop" >&2; exit 2 ;;
 esac

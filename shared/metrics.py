@@ -28,6 +28,21 @@ DLQ_DEPTH = Gauge("dead_letter_queue_depth", "Messages in the service's dead-let
                   multiprocess_mode="max")
 HEARTBEAT = Gauge("consumer_heartbeat_timestamp_seconds", "Last time the consumer loop proved alive", ["service"],
                   multiprocess_mode="max")
+# notices' delivery (services/notices/service_layer/delivery.py); workers only, so no multiprocess mode
+NOTICES_SENT = Counter("notices_sent", "Notices a channel accepted (SMS provider, webhook receiver, work list)",
+                       ["service", "channel", "kind"])
+NOTICES_DELIVERED = Counter("notices_delivered", "Notices delivered (SMS: by the provider's receipt)",
+                            ["service", "channel", "kind"])
+NOTICES_FAILED = Counter("notices_failed", "Failed notice sends (stage=attempt) and failed deliveries (stage=receipt)",
+                         ["service", "channel", "kind", "stage"])
+NOTICES_DEAD = Counter("notices_dead", "Notices given up after the last retry or a refusal no retry cures",
+                       ["service", "channel", "kind"])
+NOTICES_HELD = Counter("notices_held", "Notices held back (quiet hours, per-number daily limit, identical text)",
+                       ["service", "channel", "reason"])
+NOTICE_PROVIDER_LATENCY = Histogram("notice_provider_latency_seconds", "Time a channel took to answer a send",
+                                    ["service", "channel"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+NOTICES_QUIET_BACKLOG = Gauge("notices_quiet_hours_backlog", "SMS notices waiting for the end of quiet hours",
+                              ["service", "county"], multiprocess_mode="max")
 READY = Gauge("service_ready", "1 when store and broker are reachable", ["service"], multiprocess_mode="min")
 
 

@@ -55,3 +55,20 @@ def event_handlers(c: Container):
             "subsidy.coverage.changed": h(handlers.on_coverage_changed),
             "scoring.stage.evaluated": h(handlers.on_stage_evaluated),
             "scoring.forecast.published": h(handlers.on_forecast_published)}
+
+
+def deliveries(c: Container):
+    from .adapters.deliveries import DeliveryStore
+    return DeliveryStore(c.db, c.county_code)
+
+
+def deliverer(c: Container, channels: dict | None = None, settings=None):
+    """The county's delivery loop body. Channels (their HTTP sessions) and the per-channel rate
+    limiter are the process's, shared by the counties: the provider counts one account."""
+    from .adapters.channels import channels_from_env
+    from .service_layer.delivery import Deliverer, DeliverySettings, RateLimiter
+    settings = settings or DeliverySettings.from_env()
+    if channels is None:
+        channels = c.shared.get("notice_channels") or c.shared.setdefault("notice_channels", channels_from_env())
+    limiters = c.shared.setdefault("notice_limiters", {"sms": RateLimiter(settings.sms_per_second)})
+    return Deliverer(deliveries(c), channels, settings, c.clock, limiters)

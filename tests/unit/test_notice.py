@@ -39,7 +39,7 @@ def test_receipt_names_head_members_amount_and_shanghai_time():
     assert n.notice_id == "receipt:P1" and n.channel == "sms" and n.status == "queued"
     assert n.text == ("【东安县医保】刘春生户主您好：您户3人（刘春生、王小红、刘洋）2020年度城乡居民医保费共750.00元"
                       "已于2019年11月15日 10:00缴纳成功，电子收据号R1。")
-    assert n.template == {"name": "receipt.sms", "version": 1, "code": "SMS_ENROL_RECEIPT_1",
+    assert n.template == {"name": "receipt.sms", "version": 1, "code": "SMS_ENROL_RECEIPT_1", "sign_name": "东安县医保",
                           "params": domain.receipt_notice(PAYLOAD).template["params"]}
     assert n.sms_segments == 2 and not n.urgent  # 84 characters: billed as two
 

@@ -7,22 +7,36 @@ from datetime import datetime
 from shared.store import IndexSpec, insert_once
 
 from ..domain.notice import Notice
+from . import deliveries
 
 NOTICES = "notices"
 OUTBOX_COLLECTIONS: tuple[str, ...] = ()
 INDEXES = (IndexSpec(NOTICES, (("household_no", 1), ("year", 1))),
-           IndexSpec(NOTICES, (("year", 1), ("township", 1), ("kind", 1))))
+           IndexSpec(NOTICES, (("year", 1), ("township", 1), ("kind", 1))), *deliveries.INDEXES)
 
 
 class NoticeRepository:
-    def __init__(self, db):
+    def __init__(self, db, county: str = ""):
         self.db = db
+        self.county = county
 
     def add(self, n: Notice, at: datetime) -> bool:
+        """The notice once (its natural `_id`), then its pointer in `deliveries_due` (once per notice).
+        A redelivered event finds the notice and points it again if a crash came between the two
+        inserts (still queued, never attempted): the pointer's own `_id` keeps it one."""
         doc = asdict(n)
         doc["_id"] = doc.pop("notice_id")
         doc["created_at"] = at
-        return insert_once(self.db[NOTICES], doc)
+        due = doc["status"] == "queued"
+        if due:
+            doc["delivery"] = deliveries.fresh_delivery(self.county, doc["_id"])
+        created = insert_once(self.db[NOTICES], doc)
+        if not created:
+            stored = self.get(doc["_id"]) or {}
+            due = stored.get("status") == "queued" and not (stored.get("delivery") or {}).get("attempt_no")
+        if due:
+            deliveries.DeliveryStore(self.db, self.county).point_due(doc["_id"], at, doc["channel"])
+        return created
 
     def get(self, notice_id: str) -> dict | None:
         return self.db[NOTICES].find_one({"_id": notice_id})

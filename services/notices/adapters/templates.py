@@ -98,5 +98,6 @@ class TemplateBook:
         spec = self.manifest[name]
         text = self.render(name, params)
         return replace(n, text=text, urgent=bool(spec.get("urgent")),
-                       template={"name": name, "version": spec["version"], "code": spec.get("code"), "params": params},
+                       template={"name": name, "version": spec["version"], "code": spec.get("code"), "params": params,
+                                 **({"sign_name": self.sign_name} if name.endswith(".sms") else {})},
                        sms_segments=sms_segments(text) if n.channel == "sms" else None)

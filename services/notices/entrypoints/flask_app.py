@@ -1,15 +1,26 @@
-"""HTTP API of notices: what was sent (or queued) to a household."""
+"""HTTP API of notices: what was sent (or queued) to a household, each notice's delivery (attempts,
+receipts), the dead ones and their resend, and the SMS provider's receipt push (docs/notice-delivery.md)."""
 from __future__ import annotations
 
-from flask import Flask
-from marshmallow import Schema, fields
+import hmac
+import logging
+import re
 
-from shared.clock import Clock
+from flask import Flask, request
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from shared.clock import Clock, iso
+from shared.config import env
+from shared.errors import DomainError, NotFound, Unauthorized
 from shared.logs import setup
 from shared.masking import mask_phone
 from shared.web import county_routes, create_service_app, path_year, query_param
 
 from .. import bootstrap as boot
+from ..domain.delivery import template_of
+from ..service_layer import delivery as deliver
+
+log = logging.getLogger(__name__)
 
 
 class NoticeOut(Schema):
@@ -33,12 +44,151 @@ def render(d: dict) -> dict:
             "channel": d["channel"], "status": d["status"], "text": d["text"]}
 
 
+class AttemptOut(Schema):
+    attempt_id = fields.String(allow_none=True)
+    at = fields.String(allow_none=True)
+    result = fields.String(metadata={"description": "accepted | retry | dead | unknown (interrupted, sent again)"})
+    error = fields.String(allow_none=True)
+    provider_id = fields.String(allow_none=True)
+    latency_ms = fields.Float(allow_none=True)
+
+
+class ReceiptOut(Schema):
+    at = fields.String(allow_none=True, metadata={"description": "when we received it"})
+    success = fields.Boolean()
+    err_code = fields.String(allow_none=True)
+    report_time = fields.String(allow_none=True)
+    send_time = fields.String(allow_none=True)
+    biz_id = fields.String(allow_none=True)
+
+
+class DeliveryOut(Schema):
+    delivery_id = fields.String(allow_none=True, metadata={"description": "OutId at the provider: county|notice|round"})
+    round = fields.Integer()
+    attempt_no = fields.Integer()
+    next_at = fields.String(allow_none=True)
+    provider_id = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class NoticeDeliveryOut(NoticeOut):
+    township = fields.String(allow_none=True)
+    year = fields.Integer(allow_none=True)
+    urgent = fields.Boolean()
+    template_code = fields.String()
+    created_at = fields.String(allow_none=True)
+    delivery = fields.Nested(DeliveryOut, allow_none=True)
+    attempts = fields.List(fields.Nested(AttemptOut))
+    receipts = fields.List(fields.Nested(ReceiptOut))
+
+
+class DeadNoticeOut(Schema):
+    notice_id = fields.String()
+    kind = fields.String(allow_none=True)
+    channel = fields.String(allow_none=True)
+    township = fields.String(allow_none=True)
+    year = fields.Integer(allow_none=True)
+    at = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class DeadList(Schema):
+    notices = fields.List(fields.Nested(DeadNoticeOut))
+
+
+class ReceiptIn(Schema):
+    """One 状态报告 as the provider pushes it (docs/notice-delivery.md "Receipts")."""
+    class Meta:
+        unknown = EXCLUDE
+    out_id = fields.String(required=True, validate=validate.Length(max=300))
+    success = fields.Boolean(required=True)
+    err_code = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    biz_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    phone_number = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
+    send_time = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
+    report_time = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
+
+
+class ReceiptsAck(Schema):
+    code = fields.Integer(metadata={"description": "0: received (the provider stops pushing them)"})
+    msg = fields.String()
+    applied = fields.Integer()
+    duplicate = fields.Integer()
+    waiting = fields.Integer()
+    stale = fields.Integer()
+    unmatched = fields.Integer()
+
+
+RECEIPT_TOKEN_HEADER = "X-Sms-Receipt-Token"
+MAX_RECEIPTS = 1000
+
+
+def render_delivery(d: dict) -> dict:
+    code, _params = template_of(d)
+    dl = d.get("delivery")
+    return {**render(d), "township": d.get("township"), "year": d.get("year"), "urgent": bool(d.get("urgent")),
+            "template_code": code, "created_at": iso(d.get("created_at")),
+            "delivery": None if dl is None else {
+                "delivery_id": dl.get("id"), "round": dl.get("round", 1), "attempt_no": dl.get("attempt_no", 0),
+                "next_at": iso(dl.get("next_at")), "provider_id": dl.get("provider_id"), "error": dl.get("error")},
+            "attempts": [{"attempt_id": a.get("attempt_id"), "at": iso(a.get("at")), "result": a.get("result"),
+                          "error": a.get("error"), "provider_id": a.get("provider_id"),
+                          "latency_ms": a.get("latency_ms")} for a in d.get("attempts") or []],
+            "receipts": [{"at": iso(r.get("at")), "success": bool(r.get("success")), "err_code": r.get("err_code"),
+                          "report_time": r.get("report_time"), "send_time": r.get("send_time"),
+                          "biz_id": r.get("biz_id")} for r in d.get("receipts") or []]}
+
+
+_NOTICE_ID = re.compile(r"[^\x00-\x1f\x7f]{1,300}")
+
+
+def notice_or_404(store, notice_id: str) -> dict:
+    doc = store.notice(notice_id) if _NOTICE_ID.fullmatch(notice_id or "") else None
+    if doc is None:
+        raise NotFound("NOTICE_NOT_FOUND", "没有这条通知", {"notice_id": notice_id[:80]})
+    return doc
+
+
 def create_app(clock: Clock | None = None) -> Flask:
     c = boot.bootstrap(clock)
     setup(c.service)
     app, api = create_service_app(c)
     county_routes(api, c, declare)
+    receipts_route(api, c)
     return app
+
+
+def receipts_route(api, c) -> None:
+    """The provider pushes every county's receipts to one URL; the OutId names the county."""
+
+    def store_of(code: str):
+        try:
+            return boot.deliveries(c.county(code))
+        except NotFound:
+            return None
+
+    @api.route("/v1/sms/receipts", "POST", summary="短信状态报告回执（短信服务商推送）", response=ReceiptsAck,
+               headers=[{"name": RECEIPT_TOKEN_HEADER, "in": "header", "required": True, "schema": {"type": "string"},
+                         "description": "the shared receipt token (SMS_RECEIPT_TOKEN); docs/notice-delivery.md"}])
+    def sms_receipts(principal):
+        expected = env("SMS_RECEIPT_TOKEN") or ""
+        given = request.headers.get(RECEIPT_TOKEN_HEADER) or ""
+        if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+            raise Unauthorized("RECEIPT_TOKEN_INVALID", "状态报告回执令牌无效")
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, list):
+            raise DomainError("RECEIPTS_NOT_A_LIST", "请求体应为状态报告的 JSON 数组", status=400)
+        if len(payload) > MAX_RECEIPTS:
+            raise DomainError("RECEIPTS_TOO_MANY", f"一次最多推送{MAX_RECEIPTS}条状态报告", status=400)
+        receipts = ReceiptIn(many=True).load(payload)
+        counts = deliver.receive_receipts(store_of, receipts, c.clock.now())
+        if counts["unmatched"]:
+            log.warning("receipts matching no notice: %s", counts["unmatched"])
+        return {"code": 0, "msg": "接收成功", **counts}
+
+    op = api.doc.operations[-1][2]  # the body is a JSON array of receipts
+    op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+        "type": "array", "maxItems": MAX_RECEIPTS, "items": ReceiptIn}}}}
 
 
 def declare(api, c) -> None:
@@ -61,3 +211,31 @@ def declare(api, c) -> None:
         principal.check_township(township)
         path_year(year)
         return {"notices": [render(d) for d in repo.listing(int(year), township, request.args.get("kind"))]}
+
+    store = boot.deliveries(c)
+
+    @api.route("/v1/notices/{notice_id}", "GET", summary="一条通知的送达情况（发送尝试与状态报告）",
+               permission="notices:read", response=NoticeDeliveryOut)
+    def notice_delivery(principal, notice_id):
+        doc = notice_or_404(store, notice_id)
+        principal.check_township(doc.get("township"))
+        return render_delivery(doc)
+
+    @api.route("/v1/notices/{notice_id}/resend", "POST", summary="重发发送失败或送达失败的通知", roles=("county",),
+               response=NoticeDeliveryOut, status=202)
+    def notice_resend(principal, notice_id):
+        notice_or_404(store, notice_id)
+        return render_delivery(deliver.resend(store, notice_id, c.clock.now())), 202
+
+    @api.route("/v1/deliveries/dead", "GET", summary="发送失败（已停止重试）的通知", permission="notices:read",
+               response=DeadList, query=[query_param("limit", "integer", minimum=1, maximum=500)])
+    def dead_notices(principal):
+        limit = int(request.args.get("limit") or 100)
+        rows = []
+        for p in store.dead(limit):
+            if principal.role == "township" and p.get("township") != principal.township:
+                continue
+            rows.append({"notice_id": p["_id"], "kind": p.get("kind"), "channel": p.get("channel"),
+                         "township": p.get("township"), "year": p.get("year"), "at": iso(p.get("at")),
+                         "error": p.get("error")})
+        return {"notices": rows}
