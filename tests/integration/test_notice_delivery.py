@@ -13,7 +13,7 @@ import json
 import secrets
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -393,3 +393,30 @@ def test_a_worker_that_died_while_sending_is_taken_over_at_least_once_with_the_s
     doc = notice(w, lost)
     assert [a["result"] for a in doc["attempts"]] == ["unknown", "accepted"]
     assert [s["out_id"] for s in sent_to(w, doc["delivery"]["id"])] == [doc["delivery"]["id"]]
+
+
+def test_staff_preview_a_template_with_its_signature_and_parts_and_bad_parameters_are_a_clear_400(namespace, tmp_path):
+    from services.notices.entrypoints.flask_app import create_app
+    from shared.auth import token_hash
+    from shared.clock import FixedClock
+    from tests.helpers import secret_files
+
+    token = secrets.token_hex(8)
+    with secret_files(tmp_path, tokens=[{"sha256": token_hash(token), "subject": "ops", "role": "county",
+                                         "county": "431122"}]):
+        api = create_app(FixedClock(datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc))).test_client()
+        h = {"Authorization": f"Bearer {token}"}
+        listed = api.get("/v1/counties/431122/templates", headers=h)
+        assert listed.status_code == 200 and "receipt.sms" in {t["name"] for t in listed.json["templates"]}
+        r = api.post("/v1/counties/431122/templates/claim_paid.sms/preview", headers=h, json={"params": {
+            "name": "王某", "year": 2020, "amount_fen": 13000, "paid_on": "2020-03-02", "payment_ref": "MZ-1"}})
+        assert r.status_code == 200, r.json
+        assert (r.json["text"], r.json["sms_segments"]) == (
+            "【东安县医保】王某您好：2020年度医保费资助款130.00元已于2020年3月2日退还（凭证号MZ-1）。", 1)
+        bad = api.post("/v1/counties/431122/templates/claim_paid.sms/preview", headers=h, json={"params": {"name": "王某"}})
+        assert (bad.status_code, bad.json["code"]) == (400, "TEMPLATE_PARAMS")
+        wrong = api.post("/v1/counties/431122/templates/claim_paid.sms/preview", headers=h, json={"params": {
+            "name": "王某", "year": 2020, "amount_fen": "many", "paid_on": "yesterday", "payment_ref": "x"}})
+        assert (wrong.status_code, wrong.json["code"]) == (400, "TEMPLATE_PARAMS")
+        assert api.post("/v1/counties/431122/templates/nope.sms/preview", headers=h,
+                        json={"params": {}}).json["code"] == "TEMPLATE_UNKNOWN"

@@ -191,9 +191,57 @@ def receipts_route(api, c) -> None:
         "type": "array", "maxItems": MAX_RECEIPTS, "items": ReceiptIn}}}}
 
 
+class TemplateOut(Schema):
+    name = fields.String(metadata={"description": "<kind>.<channel>"})
+    version = fields.Integer()
+    code = fields.String(allow_none=True, metadata={"description": "短信服务商的模板编号"})
+    urgent = fields.Boolean(metadata={"description": "true：可在夜间免打扰时段发送"})
+    params = fields.List(fields.String())
+
+
+class TemplateList(Schema):
+    templates = fields.List(fields.Nested(TemplateOut))
+
+
+class PreviewIn(Schema):
+    params = fields.Dict(keys=fields.String(), required=True)
+
+
+class PreviewOut(Schema):
+    name, text = fields.String(), fields.String()
+    version = fields.Integer()
+    code = fields.String(allow_none=True)
+    sms_segments = fields.Integer(allow_none=True, metadata={"description": "短信按服务商计费的条数（70字一条，超出按67字一条）"})
+
+
 def declare(api, c) -> None:
     """The routes of one county, bound to its container `c` (shared/web.py county_routes)."""
     repo = boot.repository(c)
+    book = boot.templates(c)
+
+    @api.route("/v1/templates", "GET", summary="通知模板（版本、短信模板编号、参数）", roles=("county",),
+               response=TemplateList)
+    def list_templates(principal):
+        return {"templates": [{"name": k, "version": v["version"], "code": v.get("code"), "urgent": bool(v.get("urgent")),
+                               "params": v["params"]} for k, v in sorted(book.manifest.items())]}
+
+    @api.route("/v1/templates/{name}/preview", "POST", summary="按参数预览通知文本（含签名与短信条数），不发送",
+               roles=("county",), body=PreviewIn, response=PreviewOut)
+    def preview_template(principal, data, name):
+        from ..adapters.templates import TemplateError, sms_segments
+        spec = book.manifest.get(name)
+        if spec is None:
+            raise NotFound("TEMPLATE_UNKNOWN", "没有该通知模板", {"name": name[:80]})
+        try:
+            text = book.render(name, data["params"])
+        except TemplateError as e:
+            raise DomainError("TEMPLATE_PARAMS", "模板参数不全", {"name": name, "params": spec["params"]},
+                              status=400) from e
+        except (TypeError, ValueError, AttributeError) as e:  # a parameter of the wrong kind (a date, an amount)
+            raise DomainError("TEMPLATE_PARAMS", f"模板参数格式不对：{type(e).__name__}",
+                              {"name": name, "params": spec["params"]}, status=400) from e
+        return {"name": name, "text": text, "version": spec["version"], "code": spec.get("code"),
+                "sms_segments": sms_segments(text) if name.endswith(".sms") else None}
 
     @api.route("/v1/households/{year}/{household_no}/notices", "GET", summary="某户的通知记录",
                permission="notices:read", response=NoticeList)
