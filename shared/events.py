@@ -422,6 +422,27 @@ class ForecastPublishedSchema(Schema):
     rows = fields.List(fields.Nested(ForecastRowSchema), required=True)
 
 
+class RankingRowSchema(Schema):
+    township = fields.String(required=True)
+    rank = fields.Integer(allow_none=True, required=True)
+    rate_bp = fields.Integer(allow_none=True, required=True)
+    band = fields.String(required=True)
+    rank_change = fields.Integer(allow_none=True, required=True)  # places gained since the previous bulletin
+
+
+class RankingPublishedSchema(Schema):
+    """scoring.ranking.published: the township ranking at a bulletin instant of the county's rhythm."""
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    county_name = fields.String(required=True)
+    as_of = fields.String(required=True)
+    rule = fields.String(required=True)  # the document's sentence for the rhythm
+    target_share_percent = fields.Integer(allow_none=True, required=True)
+    total_rate_bp = fields.Integer(allow_none=True, required=True)
+    townships = fields.Integer(required=True)
+    rows = fields.List(fields.Nested(RankingRowSchema), required=True)
+
+
 @dataclass(frozen=True)
 class EventSpec:
     type: str
@@ -476,6 +497,8 @@ CATALOGUE: dict[str, EventSpec] = {
                       "enrolment (payments itself completes the receipt, money-log row and order status)."),
         EventSpec("payments.withholding.failed", WithholdingFailedSchema, "payments", ("notices",),
                   doc="A bank withholding failed, classified; insufficient balances go back to their town for a notice and a retry batch."),
+        EventSpec("scoring.ranking.published", RankingPublishedSchema, "scoring", ("notices",),
+                  doc="The township ranking on the county's reporting rhythm (Wuming every Thursday, Dong'an monthly), with each township's change since the previous one; notices sends it to the townships' leaders by SMS."),
         EventSpec("scoring.forecast.published", ForecastPublishedSchema, "scoring", ("notices",),
                   doc="FORECAST_DAYS_BEFORE days before a stage's deadline: the townships that will miss it at their recent pace, and the persons a day each needs; notices warns them."),
         EventSpec("scoring.stage.evaluated", StageEvaluatedSchema, "scoring", ("notices",),

@@ -54,7 +54,8 @@ def event_handlers(c: Container):
             "subsidy.claim.paid": h(handlers.on_claim_paid),
             "subsidy.coverage.changed": h(handlers.on_coverage_changed),
             "scoring.stage.evaluated": h(handlers.on_stage_evaluated),
-            "scoring.forecast.published": h(handlers.on_forecast_published)}
+            "scoring.forecast.published": h(handlers.on_forecast_published),
+            "scoring.ranking.published": h(handlers.on_ranking_published)}
 
 
 def deliveries(c: Container):

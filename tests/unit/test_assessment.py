@@ -267,3 +267,20 @@ def test_the_bottom_ten_of_stages_one_and_two_are_put_under_inspection_and_later
         res = evaluate_stage(NAYONG, NAYONG.stage(no), figures)
         assert awards(res, "inspection") == [f"T{i:02d}" for i in range(3, 13)]
     assert awards(evaluate_stage(NAYONG, NAYONG.stage(3), figures), "inspection") == []
+
+
+def test_wumings_bulletin_is_each_thursday_at_9_within_the_window_and_only_the_newest_is_due():
+    # 002 七(四): 每周四通报各镇工作进展情况
+    from services.scoring.domain.scheme import latest_bulletin
+    [b] = WUMING.bulletins
+    start, end = datetime(2017, 9, 1, tzinfo=SHANGHAI), datetime(2018, 1, 1, 23, 59, tzinfo=SHANGHAI)
+    sat = datetime(2017, 12, 9, 10, 0, tzinfo=SHANGHAI)
+    assert latest_bulletin(b, sat, start, end) == datetime(2017, 12, 7, 9, 0, tzinfo=SHANGHAI)
+    assert latest_bulletin(b, datetime(2017, 12, 7, 8, 59, tzinfo=SHANGHAI), start, end) == \
+        datetime(2017, 11, 30, 9, 0, tzinfo=SHANGHAI)
+    assert latest_bulletin(b, datetime(2017, 9, 6, 12, 0, tzinfo=SHANGHAI), start, end) is None  # none yet
+    assert latest_bulletin(b, datetime(2018, 3, 1, tzinfo=SHANGHAI), start, end) == \
+        datetime(2017, 12, 28, 9, 0, tzinfo=SHANGHAI)  # the season's last
+    [monthly] = DONGAN.bulletins  # 001 七(五): 一月一通报
+    assert latest_bulletin(monthly, datetime(2019, 11, 20, tzinfo=SHANGHAI), start.replace(year=2019),
+                           end.replace(year=2020)) == datetime(2019, 11, 1, 9, 0, tzinfo=SHANGHAI)

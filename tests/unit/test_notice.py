@@ -113,6 +113,11 @@ def test_every_template_renders_from_its_declared_parameters_and_the_others_are_
         BOOK.render("claim_paid.sms", {"name": "王某"})  # parameters missing
     with pytest.raises(TemplateError):
         BOOK.render("no_such.sms", {})
+    ranking = {"county_name": "武鸣区", "as_of": "2017-12-07T09:00:00+08:00", "township": "城厢镇", "rate_bp": 8520,
+               "rank": 3, "townships": 13, "rank_change": 1, "target_share_percent": 97}
+    samples["ranking.sms"] = samples["ranking.internal"] = ranking
+    assert BOOK.render("ranking.sms", ranking) == "【东安县医保】截至2017年12月7日9时00分，城厢镇参保率85.20%，全区13个乡镇中第3名（较上期升1位）。"
+    assert BOOK.render("ranking.internal", dict(ranking, rank_change=-2)).endswith("较上期下降2位；目标97%。")
     rendered = {"receipt.sms", "withholding_failure.sms", "withholding_failure.internal", "coverage_alert.internal",
                 "claim_created.sms"} | set(samples)
     assert rendered == set(BOOK.manifest)  # every template has a rendering test here

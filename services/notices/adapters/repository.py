@@ -57,3 +57,13 @@ class NoticeRepository:
 
     def for_household(self, household_no: str, year: int) -> list[dict]:
         return list(self.db[NOTICES].find({"household_no": household_no, "year": year}).sort("created_at", 1))
+
+    # ---- township leaders (乡镇主要领导), who receive the ranking by SMS (003) ----------------------
+
+    def save_leaders(self, township: str, leaders: list[dict], by: str, at: datetime) -> dict:
+        doc = {"_id": township, "township": township, "leaders": leaders, "updated_by": by, "updated_at": at}
+        self.db["leaders"].replace_one({"_id": township}, doc, upsert=True)
+        return doc
+
+    def leaders(self, township: str) -> dict | None:
+        return self.db["leaders"].find_one({"_id": township})

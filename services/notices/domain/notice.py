@@ -25,7 +25,7 @@ CATEGORY_NAMES = {"registered_poor": "建档立卡贫困人口", "extreme_povert
 @dataclass(frozen=True)
 class Notice:
     notice_id: str
-    kind: str  # receipt | withholding_failure | correction_overdue | claim_created | claim_paid | coverage_alert | stage_result | forecast | reminder
+    kind: str  # receipt | withholding_failure | correction_overdue | claim_created | claim_paid | coverage_alert | stage_result | forecast | reminder | ranking
     household_no: str | None
     year: int
     township: str
@@ -142,3 +142,24 @@ def reminder_notice(run_id: str, year: int, township: str, household_no: str, co
            deadline=deadline.isoformat() if hasattr(deadline, "isoformat") else deadline)
     return Notice(f"reminder:{run_id}:{household_no}", "reminder", household_no, year, township,
                   contact.get("head_name") or "", phone, "sms", "", _sms(phone), t)
+
+
+def ranking_notices(p: dict[str, Any], leaders: dict[str, list[dict]]) -> list[Notice]:
+    """The ranking on the county's rhythm (scoring.ranking.published) to each township: its line on
+    the work list, and an SMS to each of its leaders (003: 每周把全县各乡镇筹资进度进行排名……以短信的方式
+    发给各乡镇主要领导). A leader is named in the notice id by a hash of the number, never the number."""
+    import hashlib
+    out = []
+    stamp = p["as_of"][:16].replace("-", "").replace(":", "").replace("T", "")
+    for row in p["rows"]:
+        params = {"county_name": p["county_name"], "as_of": p["as_of"], "township": row["township"],
+                  "rate_bp": row["rate_bp"], "rank": row["rank"], "townships": p["townships"],
+                  "rank_change": row["rank_change"], "target_share_percent": p["target_share_percent"]}
+        base = f"ranking:{p['year']}:{stamp}:{row['township']}"
+        out.append(Notice(base, "ranking", None, p["year"], row["township"], f"{row['township']}人民政府", None,
+                          "internal", "", template=_t("ranking.internal", **params)))
+        for leader in leaders.get(row["township"], []):
+            who = hashlib.sha256(leader["phone"].encode()).hexdigest()[:10]
+            out.append(Notice(f"{base}:{who}", "ranking", None, p["year"], row["township"], leader["name"],
+                              leader["phone"], "sms", "", "queued", _t("ranking.sms", **params)))
+    return out

@@ -214,10 +214,53 @@ class PreviewOut(Schema):
     sms_segments = fields.Integer(allow_none=True, metadata={"description": "短信按服务商计费的条数（70字一条，超出按67字一条）"})
 
 
+class Leader(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    phone = fields.String(required=True, validate=validate.Regexp(r"^1[3-9][0-9]{9}$", error="手机号码应为11位"),
+                          metadata={"description": "手机号码；回复中屏蔽"})
+    role = fields.String(load_default="head", validate=validate.OneOf(["head", "deputy", "staff"]),
+                         metadata={"description": "head 主要负责人 | deputy 分管负责人 | staff 经办人员"})
+
+
+class LeadersIn(Schema):
+    leaders = fields.List(fields.Nested(Leader), required=True, validate=validate.Length(max=20))
+
+
+class LeaderOut(Schema):
+    name, role = fields.String(), fields.String()
+    phone = fields.String(metadata={"description": "屏蔽后的号码（139****1001）"})
+
+
+class LeadersOut(Schema):
+    township = fields.String()
+    leaders = fields.List(fields.Nested(LeaderOut))
+    updated_by, updated_at = fields.String(allow_none=True), fields.String(allow_none=True)
+
+
 def declare(api, c) -> None:
     """The routes of one county, bound to its container `c` (shared/web.py county_routes)."""
     repo = boot.repository(c)
     book = boot.templates(c)
+
+    def known_township(township: str) -> str:
+        if c.policy.township(township) is None:
+            raise NotFound("TOWNSHIP_UNKNOWN", "任务表中没有该乡（镇、街道）", {"township": township[:100]})
+        return township
+
+    @api.route("/v1/township-leaders/{township}", "PUT", summary="登记乡镇领导的手机号码（接收排名短信；003 以短信发给各乡镇主要领导）",
+               roles=("county",), body=LeadersIn, response=LeadersOut)
+    def put_leaders(principal, data, township):
+        doc = repo.save_leaders(known_township(township), data["leaders"], principal.subject, c.clock.now())
+        return {"township": township, "leaders": doc["leaders"], "updated_by": doc["updated_by"],
+                "updated_at": iso(doc["updated_at"])}
+
+    @api.route("/v1/township-leaders/{township}", "GET", summary="乡镇领导（号码已屏蔽）", roles=("county", "township"),
+               response=LeadersOut)
+    def get_leaders(principal, township):
+        principal.check_township(township)
+        doc = repo.leaders(known_township(township)) or {"township": township, "leaders": []}
+        return {"township": township, "leaders": doc["leaders"], "updated_by": doc.get("updated_by"),
+                "updated_at": iso(doc.get("updated_at"))}
 
     @api.route("/v1/templates", "GET", summary="通知模板（版本、短信模板编号、参数）", roles=("county",),
                response=TemplateList)

@@ -68,3 +68,11 @@ def on_stage_evaluated(repo: NoticeRepository, clock: Clock, env: Envelope, book
 
 def on_forecast_published(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
     _add(repo, book, clock, *n.forecast_notices(env.payload))
+
+
+def on_ranking_published(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
+    leaders = {}
+    for row in env.payload["rows"]:
+        doc = repo.leaders(row["township"])
+        leaders[row["township"]] = (doc or {}).get("leaders") or []
+    _add(repo, book, clock, *n.ranking_notices(env.payload, leaders))

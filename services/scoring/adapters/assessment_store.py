@@ -117,3 +117,11 @@ class AssessmentStore:
         self.db[HEADS].update_one({"_id": key}, {"$max": {"version": doc["version"]}}, upsert=True)
         return True
 
+
+    def last_of(self, year: int, kind: str) -> dict | None:
+        """The newest of a series numbered by instant (the rankings of a rhythm)."""
+        head = self.db[HEADS].find_one({"_id": f"{year}:{kind}:last"})
+        return self.version(year, kind, head["no"], 1) if head else None
+
+    def note_last(self, year: int, kind: str, no: int) -> None:
+        self.db[HEADS].update_one({"_id": f"{year}:{kind}:last"}, {"$max": {"no": no}}, upsert=True)

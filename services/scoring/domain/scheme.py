@@ -124,6 +124,22 @@ class FundsSchema(_Base):
     rule = fields.String(required=True)
 
 
+class BulletinSchema(_Base):
+    """A reporting rhythm (通报): the ranking published weekly on a weekday or monthly on a day."""
+    every = fields.String(required=True, validate=validate.OneOf(["week", "month"]))
+    weekday = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=7))  # ISO: 4 = Thursday
+    day = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=28))
+    at = fields.String(required=True, validate=validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))
+    rule = fields.String(required=True)
+
+    @validates_schema
+    def _when(self, data, **_):
+        if data["every"] == "week" and data.get("weekday") is None:
+            raise ValidationError("a weekly bulletin names its weekday (1 = Monday … 7 = Sunday)", "weekday")
+        if data["every"] == "month" and data.get("day") is None:
+            raise ValidationError("a monthly bulletin names its day of the month", "day")
+
+
 class PriorYearSchema(_Base):
     year = fields.Integer(strict=True, required=True)
     rule = fields.String(required=True)
@@ -138,6 +154,7 @@ class AssessmentSchema(_Base):
     health_points = fields.Dict(load_default=None, allow_none=True)
     points = fields.Nested(PointsSchema, load_default=None, allow_none=True)
     funds = fields.List(fields.Nested(FundsSchema), load_default=list)
+    bulletins = fields.List(fields.Nested(BulletinSchema), load_default=list)
     notes = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
 
     @validates_schema
@@ -210,6 +227,15 @@ class Funds:
 
 
 @dataclass(frozen=True)
+class Bulletin:
+    every: str
+    weekday: int | None
+    day: int | None
+    at: str  # HH:MM, Asia/Shanghai
+    rule: str
+
+
+@dataclass(frozen=True)
 class Scheme:
     county_code: str
     year: int
@@ -223,6 +249,7 @@ class Scheme:
     points: Points | None
     funds: tuple[Funds, ...]
     notes: dict = field(default_factory=dict)
+    bulletins: tuple[Bulletin, ...] = ()
 
     def stage(self, no: int) -> Stage | None:
         return next((s for s in self.stages if s.no == no), None)
@@ -262,4 +289,21 @@ def scheme_of(policy: PolicyYear) -> Scheme | None:
         funds=tuple(Funds(tuple(f["requires"]), f["base_fen_per_person"], f["base_score"], f["per_point_above_fen"],
                           f["per_point_below_fen"], f["rule"], f["as_of"] and _wall(f["as_of"]), f["payee"])
                     for f in d["funds"]),
-        notes=d["notes"])
+        notes=d["notes"], bulletins=tuple(Bulletin(**b) for b in d["bulletins"]))
+
+
+def latest_bulletin(b: Bulletin, now: datetime, start: datetime, end: datetime) -> datetime | None:
+    """The newest instant of the rhythm at or before `now` inside [start, end] (Shanghai wall time);
+    None before the first. Only the newest is published: a worker back after days does not send the
+    bulletins it missed, which would only confuse who reads them."""
+    from datetime import timedelta
+    hour, minute = map(int, b.at.split(":"))
+    local = min(now, end).astimezone(SHANGHAI)
+    day = local.date()
+    for _ in range(40):  # at most a month back
+        fits = day.isoweekday() == b.weekday if b.every == "week" else day.day == b.day
+        at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=SHANGHAI)
+        if fits and at <= min(now, end):
+            return at if at >= start else None
+        day -= timedelta(days=1)
+    return None

@@ -1,5 +1,5 @@
 """Background loop of the scoring worker: each evaluation published at its deadline, each forecast
-FORECAST_DAYS_BEFORE days before it (once each)."""
+FORECAST_DAYS_BEFORE days before it, each ranking on the county's reporting rhythm (once each)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ import time
 
 from .. import bootstrap as boot
 from ..service_layer.assessments import publish_due
-from ..service_layer.rankings import publish_forecasts
+from ..service_layer.rankings import publish_forecasts, publish_rankings
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,8 @@ def evaluation_loop(c, every_s: float = 30.0) -> None:
                 log.info("published %s %s %s v%s", doc["year"], doc["kind"], doc["no"], doc["version"])
             for doc in publish_forecasts(repo, store, c.policies, c.clock.now()):
                 log.info("published the forecast before %s stage %s", doc["year"], doc["no"])
+            for doc in publish_rankings(repo, store, c.policies, c.clock.now()):
+                log.info("published the %s ranking as of %s", doc["year"], doc["as_of"])
         except Exception:  # noqa: BLE001 — the next round tries again
             log.exception("evaluation round failed")
         time.sleep(every_s)

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from shared.clock import iso, shanghai_end_of_day
+from shared.clock import SHANGHAI, iso, shanghai_end_of_day
 from shared.errors import NotFound
 from shared.events import Event
 from shared.policy import PolicyYear
@@ -179,5 +179,55 @@ def publish_forecasts(repo: ProgressRepository, store: AssessmentStore, policies
             doc = {"year": policy.year, "kind": "forecast", "no": s.no, "version": 1, "as_of": table["as_of"],
                    "table": {k: v for k, v in table.items() if k != "rows"}, "rows": table["rows"]}
             if store.publish(doc, [forecast_event(table)]):
+                written.append(doc)
+    return written
+
+
+# ---- the ranking published on the county's rhythm (每周四通报, 一月一通报) ------------------------------
+
+def season(policy: PolicyYear) -> tuple[datetime, datetime] | None:
+    """When a year's rankings are published: from its window's opening to a day after its close."""
+    if policy.window_opens is None or policy.window_closes is None:
+        return None
+    from shared.clock import shanghai_start_of_day
+    return shanghai_start_of_day(policy.window_opens), shanghai_end_of_day(policy.window_closes) + timedelta(days=1)
+
+
+def ranking_event(table: dict[str, Any], rule: str, previous: dict[str, Any] | None) -> Event:
+    """scoring.ranking.published: the township ranking at a bulletin instant, each row with its
+    change since the previous bulletin (notices sends it to the townships' leaders, 003: 以短信的方式
+    发给各乡镇主要领导)."""
+    before = {r["township"]: r["rank"] for r in (previous or {}).get("rows", [])}
+    return Event("scoring.ranking.published", {
+        "year": table["year"], "county": table["county"], "county_name": table["county_name"], "as_of": table["as_of"],
+        "rule": rule, "target_share_percent": (table["target"] or {}).get("share_percent"),
+        "total_rate_bp": table["average"]["rate_bp"], "townships": len(table["rows"]),
+        "rows": [{"township": r["township"], "rank": r["rank"], "rate_bp": r["rate_bp"], "band": r["band"],
+                  "rank_change": (before[r["township"]] - r["rank"]) if before.get(r["township"]) and r["rank"] else None}
+                 for r in table["rows"]]})
+
+
+def publish_rankings(repo: ProgressRepository, store: AssessmentStore, policies: dict[int, PolicyYear],
+                     now: datetime) -> list[dict[str, Any]]:
+    """The newest bulletin instant of each rhythm, once (`<year>:ranking:<YYYYMMDDHHMM>`)."""
+    from ..domain.scheme import latest_bulletin
+    written = []
+    for policy in policies.values():
+        scheme, span = scheme_of(policy), season(policy)
+        if scheme is None or span is None or not policy.townships:
+            continue
+        for b in scheme.bulletins:
+            at = latest_bulletin(b, now, *span)
+            if at is None:
+                continue
+            no = int(at.astimezone(SHANGHAI).strftime("%Y%m%d%H%M"))
+            if store.latest(policy.year, "ranking", no) is not None:
+                continue
+            table = rankings(repo, store, policy, at)
+            previous = store.last_of(policy.year, "ranking")
+            doc = {"year": policy.year, "kind": "ranking", "no": no, "version": 1, "as_of": table["as_of"],
+                   "rule": b.rule, "rows": table["rows"], "average": table["average"], "target": table["target"]}
+            if store.publish(doc, [ranking_event(table, b.rule, previous)]):
+                store.note_last(policy.year, "ranking", no)
                 written.append(doc)
     return written
