@@ -43,11 +43,11 @@ def test_an_event_counts_at_its_payment_or_reversal_time_else_when_it_was_publis
     assert effective_at({"status": "paid"}, published) == datetime(2016, 11, 16, 9, tzinfo=SHANGHAI)  # an older event
 
 
-def test_one_fact_increments_cumulative_day_village_and_village_of_the_day_together():
+def test_one_fact_increments_cumulative_day_and_village_together_and_no_village_of_the_day():
+    # a village's past figures come from the day documents' entries: the counter stays a township's days
     inc = counted_increments("2016-11-15", "a.b", 3, 1)
     assert inc == {"persons": 3, "households": 1, "villages.a%2Eb.persons": 3, "villages.a%2Eb.households": 1,
-                   "days.2016-11-15.persons": 3, "days.2016-11-15.households": 1,
-                   "days.2016-11-15.villages.a%2Eb.persons": 3, "days.2016-11-15.villages.a%2Eb.households": 1}
+                   "days.2016-11-15.persons": 3, "days.2016-11-15.households": 1}
     assert counted_increments(None, None, -2, 0) == {"persons": -2, "households": 0}
 
 
@@ -72,9 +72,11 @@ def test_as_of_a_deadline_counts_the_days_before_and_that_day_up_to_the_second_i
     later = standing_as_of(counter, entries, datetime(2016, 11, 15, 17, 0, 1, tzinfo=SHANGHAI))
     assert (later.persons, later.villages["二村"]) == (11, Figures(5, 2))
     day_14 = [{"fact": "paid:c", "at": "2016-11-14T12:00:00+08:00", "persons": 5, "households": 1, "village": "一村"}]
-    before = standing_as_of(counter, day_14, datetime(2016, 11, 14, 23, 59, 59, tzinfo=SHANGHAI))
-    assert (before.persons, before.villages["二村"]) == (1 + 5, Figures(0, 0))  # day 15 not yet
-    assert standing_as_of(counter, day_14, datetime(2016, 11, 14, 11, tzinfo=SHANGHAI)).persons == 1  # undated only
+    before = standing_as_of(counter, day_14 + entries, datetime(2016, 11, 14, 23, 59, 59, tzinfo=SHANGHAI))
+    assert (before.persons, before.villages["二村"]) == (1 + 5, Figures(0, 0))  # day 15 not yet (its entries)
+    assert standing_as_of(counter, day_14, datetime(2016, 11, 14, 23, 59, 59, tzinfo=SHANGHAI),
+                          villages=False).persons == 1 + 5  # the township's figure needs at's day alone
+    assert standing_as_of(counter, day_14 + entries, datetime(2016, 11, 14, 11, tzinfo=SHANGHAI)).persons == 1  # undated only
     tomorrow = standing_as_of(counter, [], datetime(2016, 11, 16, tzinfo=SHANGHAI))
     assert tomorrow.persons == 11 and tomorrow.villages == {"一村": Figures(5, 1), "二村": Figures(5, 2)}
 

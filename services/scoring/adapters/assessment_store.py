@@ -4,8 +4,9 @@
   year, with who loaded them), the items county staff score by hand (`entry:<year>:<township>`,
   Dong'an 2.4), and the money townships remitted into the county fund account (Nayong 000 二:
   汇划县新农合基金专户累计金额): one document per credit (`credit:<year>:<ref>`, the bank's
-  reference: a credit sent twice is kept once) and one per township and year listing its credits
-  (`credits:<year>:<township>`, written with `$addToSet`, so a retried write adds nothing).
+  reference: a credit sent twice is kept once); and `fund_credit_totals`, one document per year
+  and township listing its credits (`<year>:<township>`, written with `$addToSet`, so a retried
+  write adds nothing; townships × years, so a year's are read with one `_id $in` query).
 - `evaluations`: one immutable document per published version (`<year>:<kind>:<no>:v<n>`, inserted
   once with its event), and `evaluation_heads` pointing at the newest version; a head left behind by
   a crash is healed by reading on to the next version.
@@ -20,6 +21,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.store import insert_once, public
 
 INPUTS = "assessment_inputs"
+CREDIT_TOTALS = "fund_credit_totals"
 EVALUATIONS = "evaluations"
 HEADS = "evaluation_heads"
 OUTBOX_COLLECTIONS = (EVALUATIONS,)
@@ -56,35 +58,18 @@ class AssessmentStore:
         fresh = insert_once(self.db[INPUTS], {"_id": f"credit:{year}:{ref}", "year": year, "township": township,
                                               "amount_fen": amount_fen, "credited_at": credited_at, "by": by, "at": at})
         stored = self.db[INPUTS].find_one({"_id": f"credit:{year}:{ref}"})
-        self.db[INPUTS].update_one({"_id": f"credits:{year}:{stored['township']}"}, {"$addToSet": {"credits": {
+        self.db[CREDIT_TOTALS].update_one({"_id": f"{year}:{stored['township']}"}, {"$addToSet": {"credits": {
             "ref": ref, "amount_fen": stored["amount_fen"], "credited_at": stored["credited_at"]}}}, upsert=True)
         return fresh
 
     def credit(self, year: int, ref: str) -> dict | None:
         return public(self.db[INPUTS].find_one({"_id": f"credit:{year}:{ref}"}))
 
-    def credited_as_of(self, year: int, townships: list[str], at: datetime) -> dict[str, int]:
-        """Fen credited per township up to `at` (inclusive; the client is tz-aware); townships with
-        no credit are absent."""
-        out = {}
-        for t in townships:
-            doc = self.db[INPUTS].find_one({"_id": f"credits:{year}:{t}"})
-            if doc:
-                out[t] = sum(c["amount_fen"] for c in doc.get("credits", []) if c["credited_at"] <= at)
-        return out
-
-    def credited_by_day(self, year: int, townships: list[str]) -> dict[str, dict]:
-        """Fen credited per township and Shanghai day (for the forecast's pace)."""
-        from shared.clock import SHANGHAI
-        out = {}
-        for t in townships:
-            doc = self.db[INPUTS].find_one({"_id": f"credits:{year}:{t}"})
-            days: dict = {}
-            for c in (doc or {}).get("credits", []):
-                d = c["credited_at"].astimezone(SHANGHAI).date()
-                days[d] = days.get(d, 0) + c["amount_fen"]
-            out[t] = days
-        return out
+    def credit_lists(self, year: int, townships: list[str]) -> dict[str, list[dict]]:
+        """Each township's credits (ref, amount_fen, credited_at), one query."""
+        keys = [f"{year}:{t}" for t in townships]
+        return {doc["_id"].split(":", 1)[1]: doc.get("credits", [])
+                for doc in self.db[CREDIT_TOTALS].find({"_id": {"$in": keys}})}
 
     # ---- evaluations ---------------------------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """Progress counters per township and year (`_id` "<year>:<township>"), counted once per household.
 
 A township's counter holds the cumulative figures, the figures of each Shanghai calendar day
-(`days.<YYYY-MM-DD>`, with that day's per village `days.<day>.villages.<key>`) and the cumulative
-figures per village (`villages.<key>`; keys escaped by domain.progress.village_key), all in the
-one `$inc` of count_once, so they never disagree. The counter collection stays townships × years:
-count_once's step-1 filter is scanned by the local store. The instants inside a day live in
+(`days.<YYYY-MM-DD>`) and the cumulative figures per village (`villages.<key>`; keys escaped by
+domain.progress.village_key), all in the one `$inc` of count_once, so they never disagree. The
+counter collection stays townships × years (a county's few dozen documents of a few kB): rankings
+read all of a year's counters with one `_id $in` query. The instants inside a day live in
 `progress_days`, one document per township and day (`_id` "<year>:<township>:<YYYY-MM-DD>",
-read and written by `_id` alone), for a deadline that falls inside that day.
+read and written by `_id` alone), for a deadline that falls inside that day and for the villages
+of a past instant.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from datetime import datetime
 from shared.clock import iso
 from shared.store import count_once
 
-from ..domain.progress import Standing, counted_increments, shanghai_day, standing_as_of
+from ..domain.progress import Standing, counted_increments, days_from, shanghai_day, standing_as_of
 
 PROGRESS = "progress"
 DAYS = "progress_days"  # {_id: "<year>:<township>:<day>", entries: [{fact, at, persons, households, village}]}
@@ -74,16 +75,21 @@ class ProgressRepository:
                                   "$setOnInsert": {"year": year, "township": fact["township"], "day": day}},
                                  upsert=True)
 
-    def progress_as_of(self, year: int, townships: list[str], at: datetime) -> dict[str, Standing]:
-        """Each township's persons and households (and each village's) as of instant `at`, inclusive
-        (000 二: 在截止时间内): two `_id` lookups per township, its counter and at's day, never a scan."""
-        day = shanghai_day(at)
+    def progress_as_of(self, year: int, townships: list[str], at: datetime | None, *, villages: bool = False,
+                       counters: dict[str, dict] | None = None) -> dict[str, Standing]:
+        """Each township's persons and households (and, with `villages`, each village's) as of instant
+        `at`, inclusive (000 二: 在截止时间内); `at` None: everything counted so far. The counters
+        (one query, or `counters` already read) and the day documents an instant needs, by `_id`:
+        at's day for a township, every day from at's on for its villages; none for `at` None."""
+        counters = self.counters(year, townships) if counters is None else counters
         out = {}
         for t in townships:
-            counter = self.db[PROGRESS].find_one({"_id": f"{year}:{t}"})
-            entries = (self.db[DAYS].find_one({"_id": f"{year}:{t}:{day}"}) or {}).get("entries") or [] \
-                if counter else []
-            out[t] = standing_as_of(counter, entries, at)
+            counter = counters.get(t)
+            days = [] if at is None else days_from(counter, at)
+            if not villages:
+                days = [d for d in days if d == shanghai_day(at)]
+            entries = [e for d in days for e in (self.db[DAYS].find_one({"_id": f"{year}:{t}:{d}"}) or {}).get("entries") or []]
+            out[t] = standing_as_of(counter, entries, at, villages=villages)
         return out
 
     def store_accuracy(self, year: int, as_of: str, rows: list[dict]) -> None:
@@ -118,9 +124,7 @@ class ProgressRepository:
         return out
 
     def counters(self, year: int, townships: list[str]) -> dict[str, dict]:
-        out = {}
-        for t in townships:  # one `_id` lookup each: a county has a few dozen townships
-            doc = self.db[PROGRESS].find_one({"_id": f"{year}:{t}"})
-            if doc:
-                out[t] = doc
-        return out
+        """A year's township counters in one query: `_id $in` on a collection of townships × years
+        (bounded by the county's size in townships, not in persons)."""
+        keys = [f"{year}:{t}" for t in townships]
+        return {doc["township"]: doc for doc in self.db[PROGRESS].find({"_id": {"$in": keys}}) if doc.get("township")}

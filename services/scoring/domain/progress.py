@@ -91,50 +91,61 @@ def effective_at(payload: dict, occurred_at: str) -> datetime:
 
 
 def counted_increments(day: str | None, village: str | None, persons: int, households: int) -> dict[str, int]:
-    """The `$inc` of one counted fact on its township's counter: cumulative, its day's (`days.<day>`),
-    its village's (`villages.<key>`) and its village's of that day (`days.<day>.villages.<key>`).
-    `day` None: a fact without a time (counted before facts were dated), cumulative only;
-    `village` None: in no village (a revocation of such a fact)."""
+    """The `$inc` of one counted fact on its township's counter: cumulative, its day's (`days.<day>`)
+    and its village's (`villages.<key>`). A village's figures of a past instant come from the day
+    documents' entries (standing_as_of), so the counter stays small: a township's days, not its
+    days × villages (read by every ranking; bench/RESULTS.md). `day` None: a fact without a time
+    (counted before facts were dated), cumulative only; `village` None: in no village."""
     paths = [""]
     if village is not None:
         paths.append(f"villages.{village_key(village)}.")
     if day is not None:
         paths.append(f"days.{day}.")
-        if village is not None:
-            paths.append(f"days.{day}.villages.{village_key(village)}.")
     return {f"{p}{k}": v for p in paths for k, v in (("persons", persons), ("households", households))}
 
 
-def standing_as_of(counter: dict | None, entries: list[dict], at: datetime) -> Standing:
-    """Figures as of `at` inclusive (a payment at 17:00:00 counts for a 17:00 deadline, one at
-    17:00:01 does not): the days before at's Shanghai day from their totals, that day from its
-    entries up to `at`. What was counted without a day (before days were kept) counts at any
-    instant: cumulative minus the days' totals."""
-    counter = counter or {}
+def days_from(counter: dict | None, at: datetime) -> list[str]:
+    """The days with counted facts from at's Shanghai day on: whose entries an as-of `at` reads."""
     today = shanghai_day(at)
-    days: dict = counter.get("days") or {}
+    return sorted(d for d in ((counter or {}).get("days") or {}) if d >= today)
+
+
+def standing_as_of(counter: dict | None, entries: list[dict], at: datetime | None,
+                   villages: bool = True) -> Standing:
+    """Figures as of `at` inclusive (a payment at 17:00:00 counts for a 17:00 deadline, one at
+    17:00:01 does not): the cumulative figures minus everything counted after `at` — the days after
+    at's Shanghai day by their totals, at's own day by its entries after `at`. `entries`: at's day's
+    (and, for the villages, every later day's: the counter keeps villages cumulative only). `at`
+    None: everything counted so far. What was counted without a day counts at any instant."""
+    counter = counter or {}
     persons, households = counter.get("persons", 0), counter.get("households", 0)
-    villages: dict[str, list[int]] = {k: [v.get("persons", 0), v.get("households", 0)]
-                                      for k, v in (counter.get("villages") or {}).items()}
-    for day, totals in days.items():  # from the cumulative figures take back the days from at's on
-        if day >= today:
-            persons -= totals.get("persons", 0)
-            households -= totals.get("households", 0)
-            for k, v in (totals.get("villages") or {}).items():
-                fig = villages.setdefault(k, [0, 0])
-                fig[0] -= v.get("persons", 0)
-                fig[1] -= v.get("households", 0)
-    for e in entries:  # ... and add at's day up to `at`
-        when = parse_instant(e["at"])
-        if shanghai_day(when) != today or when > at:
-            continue
-        persons += e["persons"]
-        households += e["households"]
-        if e.get("village") is not None:
-            fig = villages.setdefault(village_key(e["village"]), [0, 0])
-            fig[0] += e["persons"]
-            fig[1] += e["households"]
-    return Standing(persons, households, {village_name(k): Figures(p, h) for k, (p, h) in villages.items()})
+    vil: dict[str, list[int]] = ({k: [v.get("persons", 0), v.get("households", 0)]
+                                  for k, v in (counter.get("villages") or {}).items()} if villages else {})
+    if at is not None:
+        today = shanghai_day(at)
+        for day, totals in (counter.get("days") or {}).items():
+            if day > today:
+                persons -= totals.get("persons", 0)
+                households -= totals.get("households", 0)
+        for e in entries:
+            when = parse_instant(e["at"])
+            if when <= at:
+                continue
+            if shanghai_day(when) == today:
+                persons -= e["persons"]
+                households -= e["households"]
+            if villages and e.get("village") is not None:
+                fig = vil.setdefault(village_key(e["village"]), [0, 0])
+                fig[0] -= e["persons"]
+                fig[1] -= e["households"]
+    return Standing(persons, households, {village_name(k): Figures(p, h) for k, (p, h) in vil.items()})
+
+
+def end_of_day(counter: dict | None, day: str) -> int:
+    """Persons counted by the end of a Shanghai day (YYYY-MM-DD), from the day totals alone."""
+    counter = counter or {}
+    return counter.get("persons", 0) - sum(t.get("persons", 0) for d, t in (counter.get("days") or {}).items()
+                                           if d > day)
 
 
 @dataclass(frozen=True)

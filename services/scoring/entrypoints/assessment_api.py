@@ -192,7 +192,7 @@ class ScorecardOut(Schema):
                                metadata={"description": "各类结果累计次数（如黄牌）"})
 
 
-AS_OF = query_param("as_of", format="date-time", description="截至时刻（含），带时区；未指定为当前时刻")
+AS_OF = query_param("as_of", format="date-time", description="截至时刻（含），带时区；未指定为当前（至今已计入的全部）")
 KIND_PARAM = ("stage", "points", "funds")
 
 
@@ -243,18 +243,19 @@ def declare(api, c) -> None:
                query=[AS_OF, query_param("top", "integer", minimum=0, maximum=50),
                       query_param("bottom", "integer", minimum=0, maximum=50)])
     def get_rankings(principal, year):
-        at = query_instant(request.args, "as_of") or c.clock.now()
-        return rk.rankings(repo, store, c.policy_for(path_year(year)), at, int(request.args.get("top", 3)),
-                           int(request.args.get("bottom", 3)))
+        asked = query_instant(request.args, "as_of")
+        return rk.rankings(repo, store, c.policy_for(path_year(year)), asked or c.clock.now(),
+                           int(request.args.get("top", 3)), int(request.args.get("bottom", 3)), exact=asked is not None)
 
     FORMAT = query_param("format", enum=["csv", "xlsx"], description="csv（默认）或 xlsx")
 
     @api.route("/v1/rankings/{year}/export", "GET", summary="导出各乡镇排名表（CSV 或 XLSX）", permission="scores:read",
                query=[AS_OF, FORMAT], produces=("text/csv", XLSX))
     def export_rankings(principal, year):
-        at = query_instant(request.args, "as_of") or c.clock.now()
+        asked = query_instant(request.args, "as_of")
+        at = asked or c.clock.now()
         policy = c.policy_for(path_year(year))
-        t = rk.rankings(repo, store, policy, at)
+        t = rk.rankings(repo, store, policy, at, exact=asked is not None)
         head = ["名次", "乡（镇、街道）", "任务数", "考核计数人数", "参保率", "达标情况", "较上周名次变化", "较上阶段名次变化",
                 "预测截止时参保率", "每天须新增人数"]
         rows = [[r["rank"], r["township"], r["task"], r["counted"], r["rate_percent"], r["band_name"],
@@ -284,8 +285,9 @@ def declare(api, c) -> None:
     @api.route("/v1/scorecards/{year}/{township}", "GET", summary="乡镇考核档案：当前进度与预测、各阶段结果与累计（黄牌等）",
                permission="scores:read", response=ScorecardOut, etag=True, query=[AS_OF])
     def get_scorecard(principal, year, township):
-        at = query_instant(request.args, "as_of") or c.clock.now()
-        return rk.scorecard(repo, store, c.policy_for(path_year(year)), township, at)
+        asked = query_instant(request.args, "as_of")
+        return rk.scorecard(repo, store, c.policy_for(path_year(year)), township, asked or c.clock.now(),
+                            exact=asked is not None)
 
     @api.route("/v1/prior-year/{year}", "PUT", summary="导入上年参合（参保）绝对数（各乡镇），记录导入人",
                permission="scores:manage", body=PriorIn, response=PriorOut)

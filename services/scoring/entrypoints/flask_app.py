@@ -87,7 +87,7 @@ def declare(api, c) -> None:
                query=[AS_OF])
     def get_progress(principal, year):
         policy = year_policy(year)
-        at = query_instant(request.args, "as_of") or c.clock.now()
+        at = query_instant(request.args, "as_of")  # None: everything counted so far (now)
         table = handlers.progress(repo, policy, int(year), at)
         acc = repo.accuracy(int(year), [t.name for t in policy.townships])
         poor = repo.coverage(int(year), [t.name for t in policy.townships], "registered_poor")
@@ -96,7 +96,7 @@ def declare(api, c) -> None:
                 "task_total": policy.task_total,
                 "task_total_printed": policy.declared_task_total, "task_total_rows": policy.task_rows_total,
                 "task_rule": policy.task_total_rule, "task_warning": mismatch.message if mismatch else None,
-                "enrolled_total": sum(r.enrolled_persons for _, r in table), "as_of": iso(at),
+                "enrolled_total": sum(r.enrolled_persons for _, r in table), "as_of": iso(at or c.clock.now()),
                 "rows": [{"rank": rank, "township": r.township, "task": r.task, "enrolled_persons": r.enrolled_persons,
                           "enrolled_households": r.enrolled_households, "rate_bp": r.rate_bp,
                           "rate_percent": f"{r.rate_bp // 100}.{r.rate_bp % 100:02d}%",
@@ -109,14 +109,14 @@ def declare(api, c) -> None:
                summary="某乡镇各村（社区）参保进度排名，可指定截至时刻", response=VillageProgressOut, query=[AS_OF])
     def get_village_progress(principal, year, township):
         policy = year_policy(year)
-        at = query_instant(request.args, "as_of") or c.clock.now()
+        at = query_instant(request.args, "as_of")
         found = handlers.village_progress(repo, policy, int(year), township, at)
         if found is None:
             raise NotFound("TOWNSHIP_UNKNOWN", "乡镇不在本县该年度参保任务表中",
                            {"township": township[:40], "townships": [t.name for t in policy.townships]})
         town, standing, table = found
         return {"county": policy.county, "county_code": policy.county_code, "year": policy.year,
-                "township": town.name, "as_of": iso(at), "enrolled_persons": standing.persons,
+                "township": town.name, "as_of": iso(at or c.clock.now()), "enrolled_persons": standing.persons,
                 "enrolled_households": standing.households,
                 "places_loaded": any(t.villages for t in policy.townships),
                 "villages": [{"rank": rank, "village": r.village, "listed": r.listed,

@@ -20,6 +20,7 @@ from shared.policy import PolicyYear
 from ..adapters.assessment_store import AssessmentStore
 from ..adapters.repository import ProgressRepository
 from ..domain.assessment import (Figures, Row, bp, evaluate_funds, evaluate_points, evaluate_stage, pct)
+from ..domain.progress import end_of_day, shanghai_day
 from ..domain.scheme import AWARDS, Scheme, scheme_of
 
 KINDS = ("stage", "points", "funds")
@@ -54,37 +55,60 @@ def as_of(scheme: Scheme, kind: str, no: int) -> tuple[datetime, str]:
 MISSING_STANDARD = "个人缴费标准未配置，无法由汇划县基金专户的金额折算人数"
 
 
-def counted_as_of(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, counts: str,
-                  names: list[str], at: datetime) -> dict[str, int | None]:
-    """Persons per township as of `at` by what the scheme counts: enrolled persons (Dong'an, Wuming),
-    or the whole persons the money remitted into the county fund account pays for (Nayong 000 二:
-    汇划县新农合基金专户累计金额计算人数; None without a contribution standard to divide by)."""
-    if counts == "enrolled_persons":
-        return {t: s.persons for t, s in repo.progress_as_of(policy.year, names, at).items()}
-    if not policy.standard_fen:
-        return {t: None for t in names}
-    credited = store.credited_as_of(policy.year, names, at)
-    return {t: credited.get(t, 0) // policy.standard_fen for t in names}
+class SeasonCounts:
+    """A year's counts for one request, read once: the township counters (one query) and, where the
+    scheme counts remitted money (Nayong 000 二: 汇划县新农合基金专户累计金额计算人数), the fund
+    credits (one query); then persons as of any instant, at the end of a day, and gained per day."""
 
+    def __init__(self, repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, counts: str):
+        self.repo, self.policy, self.counts = repo, policy, counts
+        self.names = [t.name for t in policy.townships]
+        self.counters = repo.counters(policy.year, self.names)
+        self.credits = store.credit_lists(policy.year, self.names) if counts == "remitted_persons" else {}
 
-def daily_counts(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, counts: str,
-                 names: list[str]) -> dict[str, dict]:
-    """Persons gained per Shanghai day and township, by the same count (for the forecast's pace)."""
-    from datetime import date
-    if counts == "enrolled_persons":
-        return {t: {date.fromisoformat(d): v.get("persons", 0) for d, v in ((doc or {}).get("days") or {}).items()}
-                for t, doc in repo.counters(policy.year, names).items()}
-    if not policy.standard_fen:
-        return {}
-    out = {}
-    for t, by_day in store.credited_by_day(policy.year, names).items():
-        running, before, days = 0, 0, {}
-        for d in sorted(by_day):
-            running += by_day[d]
-            days[d] = running // policy.standard_fen - before
-            before += days[d]
-        out[t] = days
-    return out
+    def standing(self, at: datetime | None):
+        """Enrolled persons and households as of `at` (None: all so far), whatever the scheme counts."""
+        return self.repo.progress_as_of(self.policy.year, self.names, at, counters=self.counters)
+
+    def persons(self, at: datetime | None, day_end: str | None = None) -> dict[str, int | None]:
+        """Persons by the scheme's count as of `at` (None: all so far), or at the end of `day_end`
+        (YYYY-MM-DD, Shanghai) from the day totals alone. None per township without a standard to
+        divide remitted money by."""
+        if self.counts == "enrolled_persons":
+            if day_end is not None:
+                return {t: end_of_day(self.counters.get(t), day_end) for t in self.names}
+            return {t: s.persons for t, s in self.standing(at).items()}
+        if not self.policy.standard_fen:
+            return {t: None for t in self.names}
+        out = {}
+        for t in self.names:
+            fen = sum(c["amount_fen"] for c in self.credits.get(t, [])
+                      if (day_end is not None and shanghai_day(c["credited_at"]) <= day_end)
+                      or (day_end is None and (at is None or c["credited_at"] <= at)))
+            out[t] = fen // self.policy.standard_fen  # whole persons the money pays for
+        return out
+
+    def daily(self) -> dict[str, dict]:
+        """Persons gained per Shanghai day and township, by the same count (the forecast's pace)."""
+        from datetime import date
+        if self.counts == "enrolled_persons":
+            return {t: {date.fromisoformat(d): v.get("persons", 0) for d, v in ((doc or {}).get("days") or {}).items()}
+                    for t, doc in self.counters.items()}
+        if not self.policy.standard_fen:
+            return {}
+        out = {}
+        for t, credits in self.credits.items():
+            by_day: dict = {}
+            for c in credits:
+                d = date.fromisoformat(shanghai_day(c["credited_at"]))
+                by_day[d] = by_day.get(d, 0) + c["amount_fen"]
+            running, before, days = 0, 0, {}
+            for d in sorted(by_day):
+                running += by_day[d]
+                days[d] = running // self.policy.standard_fen - before
+                before += days[d]
+            out[t] = days
+        return out
 
 
 def figures(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, scheme: Scheme,
@@ -92,7 +116,7 @@ def figures(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear
     """Every township's figures as of `at`, and what the county has not provided."""
     names = [t.name for t in policy.townships]
     missing = [] if names else [MISSING_TOWNSHIPS]
-    counted = counted_as_of(repo, store, policy, scheme.counts, names, at)
+    counted = SeasonCounts(repo, store, policy, scheme.counts).persons(at)
     if scheme.counts == "remitted_persons" and not policy.standard_fen:
         missing.append(MISSING_STANDARD)
     prior = {r["township"]: r["persons"] for r in (store.prior_year(policy.year) or {}).get("rows") or []}

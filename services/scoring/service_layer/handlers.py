@@ -23,20 +23,18 @@ def on_enrolment_changed(repo: ProgressRepository, env: Envelope) -> None:
 
 def progress(repo: ProgressRepository, policy: PolicyYear, year: int, at: datetime | None = None):
     """The township table as of instant `at` (000 二: 在截止时间内); None: everything counted so far."""
-    if at is None:
-        return progress_table(policy, repo.counters(year, [t.name for t in policy.townships]))
     standings = repo.progress_as_of(year, [t.name for t in policy.townships], at)
     return progress_table(policy, {t: {"persons": s.persons, "households": s.households}
                                    for t, s in standings.items()})
 
 
-def village_progress(repo: ProgressRepository, policy: PolicyYear, year: int, township: str, at: datetime):
+def village_progress(repo: ProgressRepository, policy: PolicyYear, year: int, township: str, at: datetime | None):
     """A township's villages as of `at`, ranked (000 二(二): 本乡(镇、街道)排名后两位村(社区)), and
     the township's own standing. None: no such township in the year's task table."""
     town = policy.township(township)
     if town is None:
         return None
-    standing = repo.progress_as_of(year, [town.name], at)[town.name]
+    standing = repo.progress_as_of(year, [town.name], at, villages=True)[town.name]
     return town, standing, village_table(town.villages, standing)
 
 

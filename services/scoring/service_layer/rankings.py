@@ -1,7 +1,8 @@
 """Rankings, scorecards and forecasts for county portals, as of any instant.
 
-Every figure is as of the instant asked (progress_as_of: two `_id` reads per township); the week
-before is the same instant seven days earlier; the last stage is the newest published version of
+Every figure is as of the instant asked; "now" is everything counted so far (the year's counters,
+one query); the week before is the end of the Shanghai day seven days earlier (the counters' day
+totals); the last stage is the newest published version of
 the last evaluation due by then. Targets come from the scheme's next stage, else the year's target
 rate by the window's close; a township without a task or a county without a target says so.
 """
@@ -23,7 +24,8 @@ from ..domain.assessment import bp, pct
 from ..domain.ranking import competition_ranks
 from ..domain.forecast import BANDS, forecast, method
 from ..domain.scheme import scheme_of
-from .assessments import counted_as_of, daily_counts
+from ..domain.progress import shanghai_day
+from .assessments import SeasonCounts
 
 
 def target_at(policy: PolicyYear, at: datetime) -> dict[str, Any] | None:
@@ -52,17 +54,22 @@ def _ranks(rates: dict[str, Fraction | None]) -> dict[str, int]:
 
 
 def rankings(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, at: datetime,
-             top: int = 3, bottom: int = 3) -> dict[str, Any]:
+             top: int = 3, bottom: int = 3, exact: bool = True) -> dict[str, Any]:
+    """`exact` False: `at` is now, and the figures are everything counted so far (the counters
+    alone); True: as of the instant `at` (a bulletin's, a forecast's, an `as_of` asked for)."""
     names = [t.name for t in policy.townships]
     if not names:
         raise NotFound("TASKS_NOT_CONFIGURED", f"{policy.county}{policy.year}年度的政策文件未载乡（镇、街道）任务表，无法排名",
                        {"year": policy.year})
     scheme = scheme_of(policy)
     counts = scheme.counts if scheme else "enrolled_persons"
-    standing = repo.progress_as_of(policy.year, names, at)  # households, whatever the scheme counts
-    now = counted_as_of(repo, store, policy, counts, names, at)
-    week = counted_as_of(repo, store, policy, counts, names, at - timedelta(days=7))
-    daily = daily_counts(repo, store, policy, counts, names)
+    season = SeasonCounts(repo, store, policy, counts)  # the counters (and credits) read once
+    at_ = at if exact else None  # "now": everything counted so far, no day documents
+    standing = season.standing(at_)  # households, whatever the scheme counts
+    now = season.persons(at_)
+    week_day = shanghai_day(at - timedelta(days=7))
+    week = season.persons(None, day_end=week_day)
+    daily = season.daily()
     tasks = {t.name: t.task for t in policy.townships}
 
     def rate(persons, t):
@@ -117,11 +124,11 @@ def render_forecast(f) -> dict[str, Any]:
 
 
 def scorecard(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, township: str,
-              at: datetime) -> dict[str, Any]:
+              at: datetime, exact: bool = True) -> dict[str, Any]:
     """One township: its standing and forecast now, and what every published evaluation gave it."""
     if policy.township(township) is None:
         raise NotFound("TOWNSHIP_UNKNOWN", "任务表中没有该乡（镇、街道）", {"township": township[:100]})
-    table = rankings(repo, store, policy, at, 0, 0)
+    table = rankings(repo, store, policy, at, 0, 0, exact=exact)
     [row] = [r for r in table["rows"] if r["township"] == township]
     scheme = scheme_of(policy)
     history, cards = [], {}
