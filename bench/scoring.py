@@ -8,7 +8,7 @@ namespace and databases of its own (`bench<hex>_scoring_<county>`, dropped at th
 1. writes a Dong'an-size season straight into scoring's store, in the shape the repository writes:
    ~578,500 persons in ~200,000 households paid between 2019-09-01 and 2019-12-31 (Shanghai),
    spread over the 16 townships by task (each at its own rate) and over their villages; one counter
-   document per township (cumulative, per day, per village and per village and day: the sum of
+   document per township (cumulative, per day and per village: the sum of
    domain.progress.counted_increments of every payment) and one `progress_days` document per
    township and day (its entries as repository._note_entry writes them); registered-poor coverage,
    accuracy and the 2.4 entries, so the points evaluation is complete; then checks through
@@ -209,7 +209,7 @@ def check_dongan(c, policy, rows: list[dict]) -> dict:
     repo = boot.repository(c)
     names = [t.name for t in policy.townships]
     for at in (AS_OF, AS_OF - timedelta(days=7), datetime(2019, 12, 31, 23, 59, 59, tzinfo=SHANGHAI)):
-        got = repo.progress_as_of(policy.year, names, at)
+        got = repo.progress_as_of(policy.year, names, at, villages=True)
         want: dict[str, list[int]] = {}
         want_v: Counter = Counter()
         for r in rows:
@@ -278,6 +278,8 @@ class Recorder(monitoring.CommandListener):
         f = cmd.get("filter") if event.command_name == "find" else None
         if isinstance(f, dict) and list(f) == ["_id"] and not isinstance(f["_id"], dict):
             self.reads.append((cmd["find"], f["_id"]))
+        elif isinstance(f, dict) and list(f) == ["_id"] and list(f["_id"]) == ["$in"]:
+            self.reads.append((cmd["find"], ("$in", tuple(f["_id"]["$in"]))))  # one query for several `_id`s
         else:
             self.other[f"{event.command_name} {cmd.get(event.command_name)}"] += 1
 
@@ -437,12 +439,14 @@ def main() -> int:
         q = "as_of=" + quote(iso(AS_OF))
         paths = {
             "rankings": [f"/v1/counties/{DONGAN}/rankings/2020?{q}"] * 1,
+            "rankings_now": [f"/v1/counties/{DONGAN}/rankings/2020"] * 1,  # a portal's usual read: no as_of
             "scorecard": [f"/v1/counties/{DONGAN}/scorecards/2020/{quote(t)}?{q}" for t in names],
             "villages": [f"/v1/counties/{DONGAN}/progress/2020/townships/{quote(t)}/villages?{q}" for t in names],
         }
         t = time.perf_counter()
         inproc_ms = {}
-        reads = {"rankings": [rec.record(lambda: rk.rankings(rrepo, rstore, dongan, AS_OF))[0]]}
+        reads = {"rankings": [rec.record(lambda: rk.rankings(rrepo, rstore, dongan, AS_OF))[0]],
+                 "rankings_now": [rec.record(lambda: rk.rankings(rrepo, rstore, dongan, NOW, exact=False))[0]]}
         t1 = time.perf_counter()
         rk.rankings(ProgressRepository(c.db), AssessmentStore(c.db), dongan, AS_OF)
         inproc_ms["rankings"] = round((time.perf_counter() - t1) * 1000, 1)
@@ -455,6 +459,8 @@ def main() -> int:
         bsize: dict = {}
 
         def size_of(coll, _id):
+            if isinstance(_id, tuple) and _id[:1] == ("$in",):
+                return sum(size_of(coll, x) for x in _id[1])
             if (coll, _id) not in bsize:
                 d = client[f"{ns}_scoring_{DONGAN}"][coll].find_one({"_id": _id})
                 bsize[(coll, _id)] = len(bson.encode(d)) if d else 0
@@ -464,14 +470,17 @@ def main() -> int:
 
         def replay(seq):
             for coll, _id in seq:
-                bdb[coll].find_one({"_id": _id})
+                if isinstance(_id, tuple) and _id[:1] == ("$in",):
+                    list(bdb[coll].find({"_id": {"$in": list(_id[1])}}))
+                else:
+                    bdb[coll].find_one({"_id": _id})
 
         # -- the portal reads and their baselines, alternating -----------------------------------------------
         for kind in paths:  # warm-up: a few requests of each kind on every worker
             run_concurrent(4, lambda i, kind=kind: get(paths[kind][i % len(paths[kind])], tokens[DONGAN]), 4, 600)
         results: dict = {}
         per_round = max(1, args.requests // args.rounds)
-        for kind in ("rankings", "scorecard", "villages"):
+        for kind in ("rankings", "rankings_now", "scorecard", "villages"):
             lat = {"endpoint": [], "same_reads": [], "small_reads": []}
             wall = dict.fromkeys(lat, 0.0)
             k = len(paths[kind])

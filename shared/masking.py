@@ -49,3 +49,11 @@ def mask_json(value: Any, key: str | None = None) -> Any:
     if isinstance(value, (list, tuple)):
         return [mask_json(v, key) for v in value]
     return value
+
+
+def mask_email(value: str | None) -> str | None:
+    """w***@example.cn: enough to recognise one's own address, not to collect it."""
+    if not value or "@" not in value:
+        return value
+    user, _, domain = value.partition("@")
+    return f"{user[:1]}***@{domain}"

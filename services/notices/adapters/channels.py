@@ -3,10 +3,13 @@
 - SmsChannel: an SMS provider shaped like Aliyun SendSms (signed form POST; docs/notice-delivery.md
   "SMS provider"); OutId is our delivery id, so receipts find the notice by our id, not the BizId.
 - WebhookChannel: a signed JSON POST to the county's own system (docs/notice-webhooks.md).
+- EmailChannel: SMTP (STARTTLS or implicit TLS when configured), one message per notice, our
+  delivery id in its Message-ID so a bounce or reply finds the notice.
 - InternalChannel: a township's or the bureau's work list, which the notice already is.
 
 Settings come from the environment (SMS_PROVIDER_URL, SMS_ACCESS_KEY_ID, SMS_ACCESS_KEY_SECRET,
-SMS_SIGN_NAME, NOTICE_WEBHOOK_URL, NOTICE_WEBHOOK_SECRET); secrets are never in the repository.
+SMS_SIGN_NAME, NOTICE_WEBHOOK_URL, NOTICE_WEBHOOK_SECRET, SMTP_HOST, SMTP_PORT, SMTP_FROM,
+SMTP_USER, SMTP_PASSWORD, SMTP_TLS); secrets are never in the repository.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ class Delivery:
     urgent: bool = False
     at: datetime | None = None  # the suite's clock at the attempt
     sign_name: str | None = None  # the signature the text was rendered with (adapters/templates.py)
+    email: str | None = None  # the recipient's address (email channel)
 
 
 @dataclass(frozen=True)
@@ -177,5 +181,63 @@ class WebhookChannel:
         return SendResult(False, retryable=retryable, error=f"HTTP_{r.status_code}: {r.text[:200]}")
 
 
+KIND_SUBJECTS = {"ranking": "参保进度排名", "stage_result": "阶段考核结果", "forecast": "阶段目标预警",
+                 "coverage_alert": "困难群众参保情况", "withholding_failure": "代扣失败名单",
+                 "correction_overdue": "信息更正逾期", "reminder": "缴费提醒"}
+
+
+class EmailChannel:
+    """SMTP, as every mail system speaks it: SMTP_TLS "starttls" (port 587), "ssl" (465) or "none"
+    (a relay on the local network, and the tests' server). A refused recipient is final; a refused
+    connection or a temporary (4xx) answer is retried."""
+    name = "email"
+
+    def __init__(self, host: str | None, port: int, sender: str | None, user: str | None = None,
+                 password: str | None = None, tls: str = "none", timeout_s: float = 10.0):
+        self.host, self.port, self.sender, self.user, self.password = host, port, sender, user, password
+        self.tls, self.timeout_s = tls, timeout_s
+
+    @classmethod
+    def from_env(cls) -> "EmailChannel":
+        return cls(env("SMTP_HOST"), int(env("SMTP_PORT", "25")), env("SMTP_FROM"), env("SMTP_USER"),
+                   env("SMTP_PASSWORD"), env("SMTP_TLS", "none"), float(env("SMTP_TIMEOUT_S", "10")))
+
+    def message(self, d: Delivery):
+        from email.message import EmailMessage
+        from email.utils import format_datetime, make_msgid
+        m = EmailMessage()
+        m["From"], m["To"] = self.sender, d.email
+        m["Subject"] = f"{KIND_SUBJECTS.get(d.kind, '通知')}：{d.township or d.county}"
+        m["Message-ID"] = make_msgid(idstring=d.delivery_id.replace("|", "."), domain="notices.local")
+        m["X-Notice-Delivery"] = d.delivery_id
+        m["Date"] = format_datetime(d.at or datetime.now(timezone.utc))
+        m.set_content(d.text, charset="utf-8")
+        return m
+
+    def send(self, d: Delivery) -> SendResult:
+        import smtplib
+        import ssl
+        if not (self.host and self.sender):
+            return SendResult(False, retryable=True, error="EMAIL_NOT_CONFIGURED: SMTP_HOST / SMTP_FROM unset")
+        if not d.email:
+            return SendResult(False, error="NO_EMAIL")
+        try:
+            smtp_cls = smtplib.SMTP_SSL if self.tls == "ssl" else smtplib.SMTP
+            with smtp_cls(self.host, self.port, timeout=self.timeout_s) as s:
+                if self.tls == "starttls":
+                    s.starttls(context=ssl.create_default_context())
+                if self.user:
+                    s.login(self.user, self.password or "")
+                s.send_message(self.message(d))
+        except smtplib.SMTPRecipientsRefused as e:
+            return SendResult(False, error=f"SMTP_RECIPIENT_REFUSED: {list(e.recipients.values())[:1]}")
+        except smtplib.SMTPResponseException as e:
+            return SendResult(False, retryable=400 <= e.smtp_code < 500, error=f"SMTP_{e.smtp_code}: {e.smtp_error[:200]!r}")
+        except (OSError, smtplib.SMTPException) as e:
+            return SendResult(False, retryable=True, error=f"NETWORK: {type(e).__name__}")
+        return SendResult(True, d.delivery_id)
+
+
 def channels_from_env() -> dict[str, Channel]:
-    return {"sms": SmsChannel.from_env(), "webhook": WebhookChannel.from_env(), "internal": InternalChannel()}
+    return {"sms": SmsChannel.from_env(), "webhook": WebhookChannel.from_env(), "email": EmailChannel.from_env(),
+            "internal": InternalChannel()}

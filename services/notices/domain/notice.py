@@ -31,12 +31,13 @@ class Notice:
     township: str
     recipient_name: str
     recipient_phone: str | None
-    channel: str  # sms | internal (an office's work list) | webhook
+    channel: str  # sms | email | internal (an office's work list) | webhook
     text: str  # rendered from `template` (adapters/templates.py TemplateBook.fill)
     status: str = "queued"  # queued → sent | failed | no_contact
     template: dict = field(default_factory=dict)  # {"name", "params"}; once filled also "version", "code"
     urgent: bool = False  # may be sent within quiet hours
     sms_segments: int | None = None  # parts the provider bills (SMS)
+    recipient_email: str | None = None  # the email channel's address
 
 
 def _sms(contact: str | None) -> str:
@@ -160,6 +161,11 @@ def ranking_notices(p: dict[str, Any], leaders: dict[str, list[dict]]) -> list[N
                           "internal", "", template=_t("ranking.internal", **params)))
         for leader in leaders.get(row["township"], []):
             who = hashlib.sha256(leader["phone"].encode()).hexdigest()[:10]
-            out.append(Notice(f"{base}:{who}", "ranking", None, p["year"], row["township"], leader["name"],
-                              leader["phone"], "sms", "", "queued", _t("ranking.sms", **params)))
+            if leader.get("prefers") == "email" and leader.get("email"):  # the leader's own choice
+                out.append(Notice(f"{base}:{who}", "ranking", None, p["year"], row["township"], leader["name"],
+                                  None, "email", "", "queued", _t("ranking.internal", **params),
+                                  recipient_email=leader["email"]))
+            else:
+                out.append(Notice(f"{base}:{who}", "ranking", None, p["year"], row["township"], leader["name"],
+                                  leader["phone"], "sms", "", "queued", _t("ranking.sms", **params)))
     return out

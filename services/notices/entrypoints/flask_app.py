@@ -7,13 +7,13 @@ import logging
 import re
 
 from flask import Flask, request
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from shared.clock import Clock, iso
 from shared.config import env
 from shared.errors import DomainError, NotFound, Unauthorized
 from shared.logs import setup
-from shared.masking import mask_phone
+from shared.masking import mask_email, mask_phone
 from shared.web import county_routes, create_service_app, path_year, query_param
 
 from .. import bootstrap as boot
@@ -220,6 +220,14 @@ class Leader(Schema):
                           metadata={"description": "手机号码；回复中屏蔽"})
     role = fields.String(load_default="head", validate=validate.OneOf(["head", "deputy", "staff"]),
                          metadata={"description": "head 主要负责人 | deputy 分管负责人 | staff 经办人员"})
+    email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    prefers = fields.String(load_default="sms", validate=validate.OneOf(["sms", "email"]),
+                            metadata={"description": "接收方式：sms（默认）| email（须填 email）"})
+
+    @validates_schema
+    def _email_when_preferred(self, data, **_):
+        if data.get("prefers") == "email" and not data.get("email"):
+            raise ValidationError("选择邮件接收时须填写邮箱", "email")
 
 
 class LeadersIn(Schema):
@@ -227,7 +235,8 @@ class LeadersIn(Schema):
 
 
 class LeaderOut(Schema):
-    name, role = fields.String(), fields.String()
+    name, role, prefers = fields.String(), fields.String(), fields.String()
+    email = fields.String(allow_none=True, metadata={"description": "屏蔽后的邮箱"})
     phone = fields.String(metadata={"description": "屏蔽后的号码（139****1001）"})
 
 
@@ -242,6 +251,11 @@ def declare(api, c) -> None:
     repo = boot.repository(c)
     book = boot.templates(c)
 
+    def shown(leader: dict) -> dict:
+        """A leader as replies show them: the number masked (by the reply's one masking pass), the address too."""
+        return {"name": leader["name"], "role": leader.get("role", "head"), "phone": leader["phone"],
+                "prefers": leader.get("prefers", "sms"), "email": mask_email(leader.get("email"))}
+
     def known_township(township: str) -> str:
         if c.policy.township(township) is None:
             raise NotFound("TOWNSHIP_UNKNOWN", "任务表中没有该乡（镇、街道）", {"township": township[:100]})
@@ -251,7 +265,7 @@ def declare(api, c) -> None:
                roles=("county",), body=LeadersIn, response=LeadersOut)
     def put_leaders(principal, data, township):
         doc = repo.save_leaders(known_township(township), data["leaders"], principal.subject, c.clock.now())
-        return {"township": township, "leaders": doc["leaders"], "updated_by": doc["updated_by"],
+        return {"township": township, "leaders": [shown(x) for x in doc["leaders"]], "updated_by": doc["updated_by"],
                 "updated_at": iso(doc["updated_at"])}
 
     @api.route("/v1/township-leaders/{township}", "GET", summary="乡镇领导（号码已屏蔽）", roles=("county", "township"),
@@ -259,7 +273,7 @@ def declare(api, c) -> None:
     def get_leaders(principal, township):
         principal.check_township(township)
         doc = repo.leaders(known_township(township)) or {"township": township, "leaders": []}
-        return {"township": township, "leaders": doc["leaders"], "updated_by": doc.get("updated_by"),
+        return {"township": township, "leaders": [shown(x) for x in doc["leaders"]], "updated_by": doc.get("updated_by"),
                 "updated_at": iso(doc.get("updated_at"))}
 
     @api.route("/v1/templates", "GET", summary="通知模板（版本、短信模板编号、参数）", roles=("county",),

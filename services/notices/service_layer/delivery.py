@@ -169,7 +169,7 @@ class Deliverer:
                             recipient_name=doc.get("recipient_name"), phone=doc.get("recipient_phone"),
                             text=doc.get("text") or "", template_code=code, template_params=params,
                             urgent=bool(doc.get("urgent")), at=now,
-                            sign_name=(doc.get("template") or {}).get("sign_name"))
+                            sign_name=(doc.get("template") or {}).get("sign_name"), email=doc.get("recipient_email"))
         channel = self.channels.get(doc["channel"])
         t0 = time.perf_counter()
         try:
