@@ -78,3 +78,35 @@ def test_a_worker_back_after_days_sends_only_the_latest_point_of_each_target(nam
     late = datetime(2019, 12, 31, 9, 0, tzinfo=SHANGHAI)  # the 7-, 3- and 1-day points have all passed
     assert [(k, d) for k, _, _, d in due_points(c.policy, late)] == [("window", 1)]
     assert due_points(c.policy, datetime(2020, 1, 1, 0, 0, tzinfo=SHANGHAI)) == []  # closed: nothing to remind
+
+
+def test_a_household_that_declined_reminders_gets_none_but_still_its_receipt(namespace, tmp_path):
+    import secrets as _secrets
+
+    from services.notices.entrypoints.flask_app import create_app
+    from shared.auth import token_hash
+    from tests.helpers import secret_files
+    token = _secrets.token_hex(8)
+    clock = FixedClock(T7)
+    c = notices_boot.bootstrap(clock)
+    handlers = notices_boot.event_handlers(c)
+    for no in ("OPT-A", "OPT-B"):
+        handlers["registry.household.registered"](registered(no, "13900000009"))
+    with secret_files(tmp_path, tokens=[{"sha256": token_hash(token), "subject": "huaqiao", "role": "township",
+                                         "county": "431122", "township": TOWN}]):
+        api = create_app(clock).test_client()
+        h = {"Authorization": f"Bearer {token}"}
+        r = api.put("/v1/counties/431122/households/2020/OPT-A/notice-preferences", headers=h,
+                    json={"opt_out": ["reminder"], "reason": "户主本人到村委会申请不再接收催缴短信"})
+        assert r.status_code == 200 and r.json["opt_out"] == ["reminder"], r.json
+        bad = api.put("/v1/counties/431122/households/2020/OPT-A/notice-preferences", headers=h,
+                      json={"opt_out": ["receipt"], "reason": "x"})
+        assert (bad.status_code, bad.json["code"]) == (400, "VALIDATION_FAILED")  # receipts always go
+        handlers["registry.household.changed"](changed(registered("OPT-A", "13900000009")))  # a later snapshot
+    repo, ledger, runs, book = (notices_boot.repository(c), notices_boot.unpaid(c), notices_boot.reminder_runs(c),
+                                notices_boot.templates(c))
+    t1 = datetime(2019, 12, 31, 9, 0, tzinfo=SHANGHAI)  # the 1-day point (the other test ran the 7- and 3-day ones)
+    while run_reminders(repo, ledger, runs, book, c.policies, t1, limit=100):
+        pass
+    reminded = {x["household_no"] for x in c.db.notices.find({"kind": "reminder"}) if ":window:1:" in x["_id"]}
+    assert "OPT-B" in reminded and "OPT-A" not in reminded  # the opt-out survived the later snapshot

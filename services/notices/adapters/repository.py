@@ -44,9 +44,15 @@ class NoticeRepository:
     def save_contact(self, p: dict) -> None:
         """The household head's name and phone, from registry snapshots (for claim notices)."""
         key = f"{p['year']}:{p['household_no']}"
-        self.db["contacts"].replace_one({"_id": key}, {"_id": key, "head_name": p["head_name"],
-                                                       "head_phone": p.get("head_phone"), "township": p["township"]},
-                                        upsert=True)
+        self.db["contacts"].update_one({"_id": key}, {"$set": {  # $set: a household's opt-outs stay
+            "head_name": p["head_name"], "head_phone": p.get("head_phone"), "township": p["township"]}}, upsert=True)
+
+    def set_opt_out(self, year: int, household_no: str, kinds: list[str], by: str, reason: str, at: datetime) -> bool:
+        """The kinds of notice a household declined (only reminders may be: receipts and money notices
+        always go). False: no such household known to notices."""
+        res = self.db["contacts"].update_one({"_id": f"{year}:{household_no}"}, {"$set": {
+            "opt_out": kinds, "opt_out_by": by, "opt_out_reason": reason, "opt_out_at": at}})
+        return bool(res.matched_count)
 
     def contact(self, year: int, household_no: str | None) -> dict | None:
         return self.db["contacts"].find_one({"_id": f"{year}:{household_no}"}) if household_no else None

@@ -240,6 +240,18 @@ class LeaderOut(Schema):
     phone = fields.String(metadata={"description": "屏蔽后的号码（139****1001）"})
 
 
+class OptOutIn(Schema):
+    opt_out = fields.List(fields.String(validate=validate.OneOf(["reminder"])), required=True,
+                          metadata={"description": "户不再接收的通知种类；仅催缴提醒（reminder）可退订，收据与资金类通知照发"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=300))
+
+
+class OptOutOut(Schema):
+    household_no, updated_by, updated_at, reason = fields.String(), fields.String(), fields.String(), fields.String()
+    year = fields.Integer()
+    opt_out = fields.List(fields.String())
+
+
 class LeadersOut(Schema):
     township = fields.String()
     leaders = fields.List(fields.Nested(LeaderOut))
@@ -255,6 +267,20 @@ def declare(api, c) -> None:
         """A leader as replies show them: the number masked (by the reply's one masking pass), the address too."""
         return {"name": leader["name"], "role": leader.get("role", "head"), "phone": leader["phone"],
                 "prefers": leader.get("prefers", "sms"), "email": mask_email(leader.get("email"))}
+
+    @api.route("/v1/households/{year}/{household_no}/notice-preferences", "PUT",
+               summary="户的通知退订（仅催缴提醒可退订；收据、代扣失败、资助退款等照发）", permission="households:write",
+               body=OptOutIn, response=OptOutOut)
+    def put_opt_out(principal, data, year, household_no):
+        y = path_year(year)
+        contact = repo.contact(y, household_no)
+        if contact is None:
+            raise NotFound("HOUSEHOLD_UNKNOWN", "通知服务尚无该户的登记信息", {"household_no": household_no[:40]})
+        principal.check_township(contact.get("township"))
+        at = c.clock.now()
+        repo.set_opt_out(y, household_no, sorted(set(data["opt_out"])), principal.subject, data["reason"], at)
+        return {"household_no": household_no, "year": y, "opt_out": sorted(set(data["opt_out"])),
+                "updated_by": principal.subject, "updated_at": iso(at), "reason": data["reason"]}
 
     def known_township(township: str) -> str:
         if c.policy.township(township) is None:

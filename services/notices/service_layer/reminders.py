@@ -66,6 +66,8 @@ def run_reminders(repo: NoticeRepository, ledger: UnpaidLedger, runs: ReminderRu
                 batch = [h for h in ledger.households(policy.year, towns[t]) if h > after][:asked]
                 for no in batch:
                     contact = repo.contact(policy.year, no) or {}
+                    if "reminder" in (contact.get("opt_out") or []):
+                        continue  # the household declined reminders (it can still pay; receipts still go)
                     repo.add(book.fill(reminder_notice(run_id, policy.year, towns[t], no, contact, name, at)), now)
                 written += len(batch)
                 t, after = (t + 1, "") if len(batch) < asked else (t, batch[-1])  # fewer than asked: township done
