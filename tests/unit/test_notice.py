@@ -19,8 +19,11 @@ def withholding_failure_notices(p):
 
 
 def coverage_alert(p):
-    x = domain.coverage_alert(p)
-    return None if x is None else BOOK.fill(x)
+    found = [BOOK.fill(x) for x in domain.coverage_alerts(p)]
+    if found:  # the township's list first, the same text to civil affairs by webhook
+        assert [(x.channel, x.recipient_name) for x in found] == [("internal", "花桥镇人民政府"), ("webhook", "民政部门")]
+        assert found[0].text == found[1].text
+    return found[0] if found else None
 
 
 def claim_created_notice(p, contact):

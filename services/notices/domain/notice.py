@@ -94,15 +94,20 @@ def _to_household(nid: str, kind: str, p: dict[str, Any], contact: dict[str, Any
                   (contact or {}).get("head_name") or p.get("name") or "", phone, "sms", "", _sms(phone), template)
 
 
-def coverage_alert(p: dict[str, Any]) -> Notice | None:
-    """Only when hardship persons of a township are not all enrolled (the target is 100 %)."""
+def coverage_alerts(p: dict[str, Any]) -> list[Notice]:
+    """Only while hardship persons of a township are not all enrolled (001 六: 以上所有困难群众必须确保
+    100%参保): the township's work list, and the civil-affairs system by signed webhook (the
+    department that certified them helps enrol them)."""
     if p["not_enrolled_persons"] <= 0 or not p["township"]:
-        return None
+        return []
     t = _t("coverage_alert.internal", township=p["township"], category_name=CATEGORY_NAMES.get(p["category"], p["category"]),
            hardship_persons=p["hardship_persons"], enrolled_persons=p["enrolled_persons"],
            not_enrolled_persons=p["not_enrolled_persons"], rate_bp=p["rate_bp"])
-    return Notice(f"coverage:{p['year']}:{p['township']}:{p['category']}:{p['as_of']}", "coverage_alert", None,
-                  p["year"], p["township"], f"{p['township']}人民政府", None, "internal", "", template=t)
+    key = f"coverage:{p['year']}:{p['township']}:{p['category']}:{p['as_of']}"
+    return [Notice(key, "coverage_alert", None, p["year"], p["township"], f"{p['township']}人民政府", None,
+                   "internal", "", template=t),
+            Notice(f"{key}:civil-affairs", "coverage_alert", None, p["year"], p["township"], "民政部门", None,
+                   "webhook", "", template=t)]
 
 
 def stage_result_notices(p: dict[str, Any]) -> list[Notice]:

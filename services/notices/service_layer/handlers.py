@@ -59,7 +59,7 @@ def on_claim_paid(repo: NoticeRepository, clock: Clock, env: Envelope, book: Tem
 
 
 def on_coverage_changed(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
-    _add(repo, book, clock, n.coverage_alert(env.payload))
+    _add(repo, book, clock, *n.coverage_alerts(env.payload))
 
 
 def on_stage_evaluated(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
