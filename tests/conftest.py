@@ -25,6 +25,7 @@ from shared.config import _local_env
 
 # Every JSON response is checked against its documented schema while the tests run (shared/web.py).
 os.environ.setdefault("RESPONSE_VALIDATION", "strict")
+os.environ.setdefault("SCORES_CACHE_S", "0")  # tests read what they just wrote (tests/unit/test_read_cache.py: the cache)
 from tools.suite import delete_bus
 
 

@@ -39,3 +39,13 @@ def event_handlers(c: Container):
     return {"registry.enrolment.changed": lambda env: handlers.on_enrolment_changed(repo, env),
             "registry.accuracy.published": lambda env: handlers.on_accuracy_published(repo, env),
             "subsidy.coverage.changed": lambda env: handlers.on_coverage_changed(repo, env)}
+
+
+def read_cache(c: Container):
+    """One cache of portal reads per process, shared by the counties (SCORES_CACHE_S, default 5 s)."""
+    import os
+
+    from shared.read_cache import ReadCache
+    if "read_cache" not in c.shared:
+        c.shared["read_cache"] = ReadCache(float(os.environ.get("SCORES_CACHE_S", "5")))
+    return c.shared["read_cache"]

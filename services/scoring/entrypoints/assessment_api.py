@@ -199,6 +199,7 @@ KIND_PARAM = ("stage", "points", "funds")
 def declare(api, c) -> None:
     """The assessment routes of one county (its container `c`)."""
     repo, store = boot.repository(c), boot.assessments(c)
+    cache = boot.read_cache(c)  # portal reads: at most SCORES_CACHE_S old (shared/read_cache.py)
 
     def published(year: str, kind: str, no: str) -> dict:
         """The version asked for (?version=) or the newest; 404 until one is published."""
@@ -244,8 +245,10 @@ def declare(api, c) -> None:
                       query_param("bottom", "integer", minimum=0, maximum=50)])
     def get_rankings(principal, year):
         asked = query_instant(request.args, "as_of")
-        return rk.rankings(repo, store, c.policy_for(path_year(year)), asked or c.clock.now(),
-                           int(request.args.get("top", 3)), int(request.args.get("bottom", 3)), exact=asked is not None)
+        policy = c.policy_for(path_year(year))
+        top, bottom = int(request.args.get("top", 3)), int(request.args.get("bottom", 3))
+        return cache.get(("rankings", c.county_code, policy.year, asked, top, bottom), lambda: rk.rankings(
+            repo, store, policy, asked or c.clock.now(), top, bottom, exact=asked is not None))
 
     FORMAT = query_param("format", enum=["csv", "xlsx"], description="csv（默认）或 xlsx")
 
@@ -286,8 +289,9 @@ def declare(api, c) -> None:
                permission="scores:read", response=ScorecardOut, etag=True, query=[AS_OF])
     def get_scorecard(principal, year, township):
         asked = query_instant(request.args, "as_of")
-        return rk.scorecard(repo, store, c.policy_for(path_year(year)), township, asked or c.clock.now(),
-                            exact=asked is not None)
+        policy = c.policy_for(path_year(year))
+        return cache.get(("scorecard", c.county_code, policy.year, township, asked), lambda: rk.scorecard(
+            repo, store, policy, township, asked or c.clock.now(), exact=asked is not None))
 
     @api.route("/v1/prior-year/{year}", "PUT", summary="导入上年参合（参保）绝对数（各乡镇），记录导入人",
                permission="scores:manage", body=PriorIn, response=PriorOut)
