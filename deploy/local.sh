@@ -54,6 +54,14 @@ install() {
     "$VENV/bin/pip" install -q -r "$ROOT/requirements-dev.txt"
     echo "$want" >"$stamp"
   fi
+  # a CJK font for the bulletins' charts (通报, services/notices/adapters/bulletin_render.py); not
+  # fatal: without it the bulletins still render, with boxes for the Chinese glyphs (font_missing)
+  if ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then
+    say "installing Debian package: fonts-wqy-microhei (Chinese glyphs in the bulletins' charts)"
+    if [ ! -f "$VAR/.apt-updated" ]; then apt-get update -qq && touch "$VAR/.apt-updated" || true; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-wqy-microhei >/dev/null \
+      || say "WARNING: could not install fonts-wqy-microhei: bulletins will render without Chinese glyphs"
+  fi
   build_ferretdb
 }
 

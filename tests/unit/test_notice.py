@@ -121,6 +121,9 @@ def test_every_template_renders_from_its_declared_parameters_and_the_others_are_
     samples["ranking.sms"] = samples["ranking.internal"] = ranking
     assert BOOK.render("ranking.sms", ranking) == "【东安县医保】截至2017年12月7日9时00分，城厢镇参保率85.20%，全区13个乡镇中第3名（较上期升1位）。"
     assert BOOK.render("ranking.internal", dict(ranking, rank_change=-2)).endswith("较上期下降2位；目标97%。")
+    samples["bulletin.sms"] = {"summary": "武鸣区参保进度通报（截至11月30日9时）：全区55.91%。",
+                               "link": "http://127.0.0.1:8105/v1/counties/450110/bulletins/2018/201711300900"}
+    assert BOOK.render("bulletin.sms", samples["bulletin.sms"]).endswith("详见：http://127.0.0.1:8105/v1/counties/450110/bulletins/2018/201711300900")
     rendered = {"receipt.sms", "withholding_failure.sms", "withholding_failure.internal", "coverage_alert.internal",
                 "claim_created.sms"} | set(samples)
     assert rendered == set(BOOK.manifest)  # every template has a rendering test here

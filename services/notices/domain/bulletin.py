@@ -18,6 +18,8 @@ from typing import Any
 
 from shared.clock import SHANGHAI
 
+from .notice import Notice
+
 BAND_NAMES = {"reached": "已达目标", "on_track": "进度正常", "behind": "进度滞后", "no_data": "无数据",
               "no_target": "无阶段目标"}
 PRAISE, URGE = 3, 3  # 表扬先进，鞭策后进: the first three and the last three of the ranking
@@ -117,10 +119,11 @@ def praise_and_urge(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     ranked.sort(key=lambda r: r["rank"])
     top_edge = ranked[min(PRAISE, len(ranked)) - 1]["rank"]
     bottom_edge = ranked[max(len(ranked) - URGE, 0)]["rank"]
-    top = [r["township"] for r in ranked if r["rank"] <= top_edge and (r["rate_bp"] or 0) > 0]
-    bottom = [r["township"] for r in ranked if r["rank"] >= bottom_edge and r["band"] != "reached"]
-    both = set(top) & set(bottom)
-    return [t for t in top if t not in both], [t for t in bottom if t not in both]
+    top = [r for r in ranked if r["rank"] <= top_edge]
+    bottom = [r for r in ranked if r["rank"] >= bottom_edge]
+    both = {r["township"] for r in top} & {r["township"] for r in bottom}
+    return ([r["township"] for r in top if r["township"] not in both and (r["rate_bp"] or 0) > 0],
+            [r["township"] for r in bottom if r["township"] not in both and r["band"] != "reached"])
 
 
 def summary_text(county_name: str, as_of: str, total_rate_bp: int | None, target: int | None,
@@ -165,3 +168,21 @@ def bulletin_content(p: dict[str, Any], previous: dict[str, Any] | None = None) 
         total_text=pct(p.get("total_rate_bp")), townships=p["townships"], rows=tuple(rows), praised=tuple(praised),
         urged=tuple(urged), previous_stamp=(previous or {}).get("stamp"),
         summary=summary_text(p["county_name"], p["as_of"], p.get("total_rate_bp"), target, praised, urged))
+
+
+def bulletin_sms_notices(content: dict[str, Any], link: str, leaders: dict[str, list[dict]]) -> list[Notice]:
+    """The bulletin's summary and link by SMS to the townships' leaders (003_0724b4a19d5e14e1.txt:
+    以短信的方式发给各乡镇主要领导), one per phone number and bulletin (a leader of two townships gets
+    it once), template `bulletin.sms` (summary, link). Named, as the ranking SMS, by a hash of the number."""
+    import hashlib
+    out, seen = [], set()
+    for township, people in leaders.items():
+        for leader in people:
+            who = hashlib.sha256(leader["phone"].encode()).hexdigest()[:10]
+            if who in seen:
+                continue
+            seen.add(who)
+            out.append(Notice(f"bulletin:{content['year']}:{content['stamp']}:{who}", "bulletin", None, content["year"],
+                              township, leader["name"], leader["phone"], "sms", "", "queued",
+                              {"name": "bulletin.sms", "params": {"summary": content["summary"], "link": link}}))
+    return out

@@ -19,6 +19,7 @@ from shared.web import county_routes, create_service_app, path_year, query_param
 from .. import bootstrap as boot
 from ..domain.delivery import template_of
 from ..service_layer import delivery as deliver
+from . import bulletin_api
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ def create_app(clock: Clock | None = None) -> Flask:
     setup(c.service)
     app, api = create_service_app(c)
     county_routes(api, c, declare)
+    county_routes(api, c, bulletin_api.declare)
     receipts_route(api, c)
     return app
 

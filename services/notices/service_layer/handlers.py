@@ -5,10 +5,12 @@ from __future__ import annotations
 from shared.clock import Clock
 from shared.events import Envelope
 
+from ..adapters.bulletin_store import BulletinStore
 from ..adapters.repository import NoticeRepository
 from ..adapters.templates import TemplateBook
 from ..adapters.unpaid import UnpaidLedger
 from ..domain import notice as n
+from . import bulletins
 
 
 def _add(repo: NoticeRepository, book: TemplateBook, clock: Clock, *notices) -> None:
@@ -71,8 +73,12 @@ def on_forecast_published(repo: NoticeRepository, clock: Clock, env: Envelope, b
 
 
 def on_ranking_published(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
+    """The bulletin page first (the SMS links to it), then each township's line to its leaders and
+    its work list, and the bulletin's summary to the leaders."""
+    store = BulletinStore(repo.db)
+    bulletins.on_ranking_published_bulletin(store, clock, env)
     leaders = {}
     for row in env.payload["rows"]:
         doc = repo.leaders(row["township"])
         leaders[row["township"]] = (doc or {}).get("leaders") or []
-    _add(repo, book, clock, *n.ranking_notices(env.payload, leaders))
+    _add(repo, book, clock, *n.ranking_notices(env.payload, leaders), *bulletins.bulletin_sms(store, env, leaders))
