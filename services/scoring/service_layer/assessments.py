@@ -65,10 +65,14 @@ class SeasonCounts:
         self.names = [t.name for t in policy.townships]
         self.counters = repo.counters(policy.year, self.names)
         self.credits = store.credit_lists(policy.year, self.names) if counts == "remitted_persons" else {}
+        self._standings: dict = {}
 
     def standing(self, at: datetime | None):
-        """Enrolled persons and households as of `at` (None: all so far), whatever the scheme counts."""
-        return self.repo.progress_as_of(self.policy.year, self.names, at, counters=self.counters)
+        """Enrolled persons and households as of `at` (None: all so far), whatever the scheme counts
+        (each instant's day documents read once per request)."""
+        if at not in self._standings:
+            self._standings[at] = self.repo.progress_as_of(self.policy.year, self.names, at, counters=self.counters)
+        return self._standings[at]
 
     def persons(self, at: datetime | None, day_end: str | None = None) -> dict[str, int | None]:
         """Persons by the scheme's count as of `at` (None: all so far), or at the end of `day_end`
