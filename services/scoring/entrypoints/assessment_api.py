@@ -239,6 +239,11 @@ def declare(api, c) -> None:
         return {"versions": [{k: d.get(k) for k in ("version", "evaluated_at", "evaluated_by", "trigger", "reason",
                                                      "complete")} for d in docs if d]}
 
+    def ranking_table(policy, asked, top=3, bottom=3):
+        """The county's ranking at `asked` (None: now), from the read cache; scorecards share it."""
+        return cache.get(("rankings", c.county_code, policy.year, asked, top, bottom), lambda: rk.rankings(
+            repo, store, policy, asked or c.clock.now(), top, bottom, exact=asked is not None))
+
     @api.route("/v1/rankings/{year}", "GET", summary="各乡镇排名（并列同名次）、名次变化、达标色带、预测与前后N名",
                permission="scores:read", response=RankingOut, etag=True,
                query=[AS_OF, query_param("top", "integer", minimum=0, maximum=50),
@@ -246,9 +251,7 @@ def declare(api, c) -> None:
     def get_rankings(principal, year):
         asked = query_instant(request.args, "as_of")
         policy = c.policy_for(path_year(year))
-        top, bottom = int(request.args.get("top", 3)), int(request.args.get("bottom", 3))
-        return cache.get(("rankings", c.county_code, policy.year, asked, top, bottom), lambda: rk.rankings(
-            repo, store, policy, asked or c.clock.now(), top, bottom, exact=asked is not None))
+        return ranking_table(policy, asked, int(request.args.get("top", 3)), int(request.args.get("bottom", 3)))
 
     FORMAT = query_param("format", enum=["csv", "xlsx"], description="csv（默认）或 xlsx")
 
@@ -291,7 +294,8 @@ def declare(api, c) -> None:
         asked = query_instant(request.args, "as_of")
         policy = c.policy_for(path_year(year))
         return cache.get(("scorecard", c.county_code, policy.year, township, asked), lambda: rk.scorecard(
-            repo, store, policy, township, asked or c.clock.now(), exact=asked is not None))
+            repo, store, policy, township, asked or c.clock.now(), exact=asked is not None,
+            table=ranking_table(policy, asked)))
 
     @api.route("/v1/prior-year/{year}", "PUT", summary="导入上年参合（参保）绝对数（各乡镇），记录导入人",
                permission="scores:manage", body=PriorIn, response=PriorOut)

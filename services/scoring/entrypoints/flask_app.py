@@ -110,7 +110,8 @@ def declare(api, c) -> None:
     def get_village_progress(principal, year, township):
         policy = year_policy(year)
         at = query_instant(request.args, "as_of")
-        found = handlers.village_progress(repo, policy, int(year), township, at)
+        found = boot.read_cache(c).get(("villages", c.county_code, policy.year, township, at),
+                                       lambda: handlers.village_progress(repo, policy, int(year), township, at))
         if found is None:
             raise NotFound("TOWNSHIP_UNKNOWN", "乡镇不在本县该年度参保任务表中",
                            {"township": township[:40], "townships": [t.name for t in policy.townships]})

@@ -124,11 +124,12 @@ def render_forecast(f) -> dict[str, Any]:
 
 
 def scorecard(repo: ProgressRepository, store: AssessmentStore, policy: PolicyYear, township: str,
-              at: datetime, exact: bool = True) -> dict[str, Any]:
-    """One township: its standing and forecast now, and what every published evaluation gave it."""
+              at: datetime, exact: bool = True, table: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One township: its standing and forecast now, and what every published evaluation gave it.
+    `table`: the county's ranking at `at` already computed (every township's scorecard shares it)."""
     if policy.township(township) is None:
         raise NotFound("TOWNSHIP_UNKNOWN", "任务表中没有该乡（镇、街道）", {"township": township[:100]})
-    table = rankings(repo, store, policy, at, 0, 0, exact=exact)
+    table = table or rankings(repo, store, policy, at, exact=exact)
     [row] = [r for r in table["rows"] if r["township"] == township]
     scheme = scheme_of(policy)
     history, cards = [], {}
