@@ -1,4 +1,11 @@
-"""Notices, one document each (`_id` = natural key such as "receipt:<order_no>": exactly once)."""
+"""Notices, one document each (`_id` = natural key such as "receipt:<order_no>": exactly once).
+
+Lists by household and by township and kind are documents of their own in `notice_lists`
+(`household:<year>:<no>`, `township:<year>:<township>:<kind>`), each the ids of its notices, added
+with `$addToSet` whenever a notice is added (again on a redelivery, so a crash between the writes
+heals): a list is read by `_id` and its notices by `_id`, never by scanning `notices`, which grows
+with the county (a second per household list at 3,000 households before, issue 13).
+"""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -10,6 +17,9 @@ from ..domain.notice import Notice
 from . import deliveries
 
 NOTICES = "notices"
+LISTS = "notice_lists"
+KINDS = ("receipt", "withholding_failure", "correction_overdue", "claim_created", "claim_paid", "coverage_alert",
+         "stage_result", "forecast", "reminder", "ranking", "bulletin")
 OUTBOX_COLLECTIONS: tuple[str, ...] = ()
 INDEXES = (IndexSpec(NOTICES, (("household_no", 1), ("year", 1))),
            IndexSpec(NOTICES, (("year", 1), ("township", 1), ("kind", 1))), *deliveries.INDEXES)
@@ -36,7 +46,23 @@ class NoticeRepository:
             due = stored.get("status") == "queued" and not (stored.get("delivery") or {}).get("attempt_no")
         if due:
             deliveries.DeliveryStore(self.db, self.county).point_due(doc["_id"], at, doc["channel"])
+        self._list(doc if created else (self.get(doc["_id"]) or doc))
         return created
+
+    def _list(self, doc: dict) -> None:
+        entry = {"id": doc["_id"], "at": doc["created_at"]}
+        if doc.get("household_no"):
+            self.db[LISTS].update_one({"_id": f"household:{doc['year']}:{doc['household_no']}"},
+                                      {"$addToSet": {"items": entry}}, upsert=True)
+        if doc.get("township"):
+            self.db[LISTS].update_one({"_id": f"township:{doc['year']}:{doc['township']}:{doc['kind']}"},
+                                      {"$addToSet": {"items": entry}}, upsert=True)
+
+    def _notices(self, list_ids: list[str], offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
+        items = [x for lid in list_ids for x in (self.db[LISTS].find_one({"_id": lid}) or {}).get("items", [])]
+        items.sort(key=lambda x: (x["at"], x["id"]))
+        page = items[offset:offset + limit] if limit is not None else items[offset:]
+        return [d for d in (self.get(x["id"]) for x in page) if d], len(items)
 
     def get(self, notice_id: str) -> dict | None:
         return self.db[NOTICES].find_one({"_id": notice_id})
@@ -57,12 +83,14 @@ class NoticeRepository:
     def contact(self, year: int, household_no: str | None) -> dict | None:
         return self.db["contacts"].find_one({"_id": f"{year}:{household_no}"}) if household_no else None
 
-    def listing(self, year: int, township: str, kind: str | None) -> list[dict]:
-        q = {"year": year, "township": township, **({"kind": kind} if kind else {})}
-        return list(self.db[NOTICES].find(q).sort("created_at", 1))
+    def listing(self, year: int, township: str, kind: str | None, offset: int = 0,
+                limit: int = 200) -> tuple[list[dict], int]:
+        """A township's work list (of one kind, or all), oldest first, a page at a time; and its length."""
+        kinds = [kind] if kind else list(KINDS)
+        return self._notices([f"township:{year}:{township}:{k}" for k in kinds], offset, limit)
 
     def for_household(self, household_no: str, year: int) -> list[dict]:
-        return list(self.db[NOTICES].find({"household_no": household_no, "year": year}).sort("created_at", 1))
+        return self._notices([f"household:{year}:{household_no}"])[0]
 
     # ---- township leaders (乡镇主要领导), who receive the ranking by SMS (003) ----------------------
 

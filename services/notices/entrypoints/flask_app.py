@@ -37,6 +37,8 @@ class NoticeOut(Schema):
 
 class NoticeList(Schema):
     notices = fields.List(fields.Nested(NoticeOut))
+    total = fields.Integer(metadata={"description": "清单总条数"})
+    page = fields.Integer(metadata={"description": "页码（从0起，每页200条）"})
 
 
 def render(d: dict) -> dict:
@@ -335,15 +337,16 @@ def declare(api, c) -> None:
         docs = repo.for_household(household_no, int(year))
         for d in docs:
             principal.check_township(d["township"])
-        return {"notices": [render(d) for d in docs]}
+        return {"notices": [render(d) for d in docs], "total": len(docs), "page": 0}
 
-    @api.route("/v1/townships/{township}/notices/{year}", "GET", summary="乡镇工作清单（代扣失败、困难群众未参保等）",
-               permission="notices:read", response=NoticeList, query=[query_param("kind", maxLength=60)])
+    @api.route("/v1/townships/{township}/notices/{year}", "GET", summary="乡镇工作清单（代扣失败、困难群众未参保等；每页200条）",
+               permission="notices:read", response=NoticeList,
+               query=[query_param("kind", maxLength=60), query_param("page", "integer", minimum=0, maximum=100000)])
     def township_notices(principal, township, year):
-        from flask import request
         principal.check_township(township)
-        path_year(year)
-        return {"notices": [render(d) for d in repo.listing(int(year), township, request.args.get("kind"))]}
+        page = int(request.args.get("page") or 0)
+        docs, total = repo.listing(path_year(year), township, request.args.get("kind"), offset=page * 200)
+        return {"notices": [render(d) for d in docs], "total": total, "page": page}
 
     store = boot.deliveries(c)
 
