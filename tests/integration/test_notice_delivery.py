@@ -202,6 +202,26 @@ def test_a_provider_failing_twice_then_succeeding_delivers_once_with_every_attem
     assert len(notice(w, nid)["receipts"]) == 1
 
 
+def test_a_success_receipt_for_an_attempt_we_took_as_failed_delivers_it_without_a_second_sms(w):
+    """A send that timed out on our side but reached the phone: the receipt arrives while the
+    notice waits for its retry; the retry finds it and sends nothing (no duplicate SMS)."""
+    to, nid = phone(), "t:late-ok:" + secrets.token_hex(3)
+    w["repo"].add(sms(nid, to), NOW)
+    faults(w, fail_next=1)
+    assert w["deliverer"].run_once(NOW).get("retry") == 1
+    did = notice(w, nid)["delivery"]["id"]
+    r = requests.post(w["base"] + "/v1/sms/receipts", json=[{"out_id": did, "success": True, "biz_id": "B-LATE",
+                      "phone_number": to, "report_time": "2019-11-15 10:00:05", "err_code": "DELIVERED"}],
+                      headers={"X-Sms-Receipt-Token": RECEIPT_TOKEN})
+    assert r.status_code == 200 and r.json()["waiting"] == 1, r.text  # kept: the notice is queued for its retry
+    before = len(sent_to(w, did))
+    w["deliverer"].run_once(NOW + timedelta(seconds=61))
+    doc = notice(w, nid)
+    assert doc["status"] == "delivered" and [x["biz_id"] for x in doc["receipts"]] == ["B-LATE"]
+    assert len(sent_to(w, did)) == before  # no second send
+    assert w["c"].db.deliveries_due.find_one({"_id": nid}) is None
+
+
 def test_a_receipt_pushed_twice_changes_nothing_the_second_time(w):
     to, nid = phone(), "t:dup:" + secrets.token_hex(3)
     w["repo"].add(sms(nid, to), NOW)

@@ -131,6 +131,8 @@ class Deliverer:
             self.store.done(nid)
             return "done"
         d = doc.get("delivery") or fresh_delivery(self.store.county, nid)
+        if d.get("attempt_no") and self._delivered_after_all(doc, d, now):
+            return "delivered"
         if d.get("next_at") is not None and d["next_at"] > now:  # a retry's backoff not over yet
             self.store.reschedule(nid, d["next_at"], "retry")
             return "later"
@@ -155,6 +157,20 @@ class Deliverer:
             return "raced"  # another loop took it
         result, seconds = self._send(doc, d, attempt_id, now)
         return self._record(doc, d["id"], attempt_id, attempt_no, result, seconds, now)
+
+    def _delivered_after_all(self, doc: dict, d: dict, now: datetime) -> bool:
+        """A retry waiting for its turn whose earlier attempt reached the phone after all (a timeout
+        the provider had in fact accepted): its success receipt, kept while the notice was queued,
+        delivers it now, and no second SMS goes out."""
+        receipts = [r for r in self.store.waiting(d["id"]) if r.get("success")]
+        if not receipts:
+            return False
+        r = receipts[0]
+        if self.store.apply_receipt(doc["_id"], d["id"], receipt_key(r), receipt_record(r, now), "delivered", ("queued",)):
+            metrics.NOTICES_DELIVERED.labels(SERVICE, doc.get("channel") or "sms", doc.get("kind") or "").inc()
+        self.store.drop_waiting(d["id"])
+        self.store.done(doc["_id"])
+        return True
 
     def _hold(self, doc: dict, until: datetime, reason: str) -> str:
         self.store.reschedule(doc["_id"], until, reason)
