@@ -42,6 +42,8 @@ def test_a_withholding_failure_becomes_an_sms_and_a_line_on_the_towns_list_once(
     assert sorted(d["channel"] for d in docs) == ["internal", "sms"]
     town, _ = notices_boot.repository(c).listing(2018, "花桥镇", "withholding_failure")
     assert [d["_id"] for d in town if d["channel"] == "internal"] == ["wfail-town:B7:P7"]
+    # by the event that made them
+    assert sorted(d["_id"] for d in notices_boot.repository(c).for_event(env.id)) == ["wfail-town:B7:P7", "wfail:B7:P7"]
 
 
 def test_lists_by_household_and_township_are_read_by_id_a_page_at_a_time_and_one_per_notice(namespace):

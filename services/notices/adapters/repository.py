@@ -30,13 +30,15 @@ class NoticeRepository:
         self.db = db
         self.county = county
 
-    def add(self, n: Notice, at: datetime) -> bool:
+    def add(self, n: Notice, at: datetime, event_id: str | None = None) -> bool:
         """The notice once (its natural `_id`), then its pointer in `deliveries_due` (once per notice).
         A redelivered event finds the notice and points it again if a crash came between the two
         inserts (still queued, never attempted): the pointer's own `_id` keeps it one."""
         doc = asdict(n)
         doc["_id"] = doc.pop("notice_id")
         doc["created_at"] = at
+        if event_id:
+            doc["event_id"] = event_id  # the event that made it (GET /v1/counties/{county}/events/{id}/notices)
         due = doc["status"] == "queued"
         if due:
             doc["delivery"] = deliveries.fresh_delivery(self.county, doc["_id"])
@@ -57,6 +59,8 @@ class NoticeRepository:
         if doc.get("township"):
             self.db[LISTS].update_one({"_id": f"township:{doc['year']}:{doc['township']}:{doc['kind']}"},
                                       {"$addToSet": {"items": entry}}, upsert=True)
+        if doc.get("event_id"):
+            self.db[LISTS].update_one({"_id": f"event:{doc['event_id']}"}, {"$addToSet": {"items": entry}}, upsert=True)
 
     def _notices(self, list_ids: list[str], offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
         items = [x for lid in list_ids for x in (self.db[LISTS].find_one({"_id": lid}) or {}).get("items", [])]
@@ -88,6 +92,9 @@ class NoticeRepository:
         """A township's work list (of one kind, or all), oldest first, a page at a time; and its length."""
         kinds = [kind] if kind else list(KINDS)
         return self._notices([f"township:{year}:{township}:{k}" for k in kinds], offset, limit)
+
+    def for_event(self, event_id: str) -> list[dict]:
+        return self._notices([f"event:{event_id}"])[0]
 
     def for_household(self, household_no: str, year: int) -> list[dict]:
         return self._notices([f"household:{year}:{household_no}"])[0]

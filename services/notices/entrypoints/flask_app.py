@@ -339,6 +339,15 @@ def declare(api, c) -> None:
             principal.check_township(d["township"])
         return {"notices": [render(d) for d in docs], "total": len(docs), "page": 0}
 
+    @api.route("/v1/events/{event_id}/notices", "GET", summary="某一事件（如一笔缴费、一次考核发布）产生的全部通知",
+               permission="notices:read", response=NoticeList)
+    def event_notices(principal, event_id):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", event_id):
+            raise DomainError("BAD_EVENT_ID", "事件编号格式不正确", {"event_id": event_id[:64]}, status=400)
+        docs = [d for d in repo.for_event(event_id)
+                if principal.role != "township" or d.get("township") == principal.township]
+        return {"notices": [render(d) for d in docs], "total": len(docs), "page": 0}
+
     @api.route("/v1/townships/{township}/notices/{year}", "GET", summary="乡镇工作清单（代扣失败、困难群众未参保等；每页200条）",
                permission="notices:read", response=NoticeList,
                query=[query_param("kind", maxLength=60), query_param("page", "integer", minimum=0, maximum=100000)])

@@ -13,14 +13,14 @@ from ..domain import notice as n
 from . import bulletins
 
 
-def _add(repo: NoticeRepository, book: TemplateBook, clock: Clock, *notices) -> None:
+def _add(repo: NoticeRepository, book: TemplateBook, clock: Clock, *notices, env: Envelope | None = None) -> None:
     for x in notices:
         if x is not None:
-            repo.add(book.fill(x), clock.now())
+            repo.add(book.fill(x), clock.now(), event_id=env.id if env is not None else None)
 
 
 def on_payment_confirmed(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
-    _add(repo, book, clock, n.receipt_notice(env.payload))
+    _add(repo, book, clock, n.receipt_notice(env.payload), env=env)
 
 
 def on_household_snapshot(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook,
@@ -43,33 +43,33 @@ def on_enrolment_changed(ledger: UnpaidLedger, env: Envelope) -> None:
 
 
 def on_withholding_failed(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
-    _add(repo, book, clock, *n.withholding_failure_notices(env.payload))
+    _add(repo, book, clock, *n.withholding_failure_notices(env.payload), env=env)
 
 
 def on_correction_overdue(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
-    _add(repo, book, clock, n.correction_overdue_notice(env.payload))
+    _add(repo, book, clock, n.correction_overdue_notice(env.payload), env=env)
 
 
 def on_claim_created(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
     p = env.payload
-    _add(repo, book, clock, n.claim_created_notice(p, repo.contact(p["year"], p.get("household_no"))))
+    _add(repo, book, clock, n.claim_created_notice(p, repo.contact(p["year"], p.get("household_no"))), env=env)
 
 
 def on_claim_paid(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
     p = env.payload
-    _add(repo, book, clock, n.claim_paid_notice(p, repo.contact(p["year"], p.get("household_no"))))
+    _add(repo, book, clock, n.claim_paid_notice(p, repo.contact(p["year"], p.get("household_no"))), env=env)
 
 
 def on_coverage_changed(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
-    _add(repo, book, clock, *n.coverage_alerts(env.payload))
+    _add(repo, book, clock, *n.coverage_alerts(env.payload), env=env)
 
 
 def on_stage_evaluated(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
-    _add(repo, book, clock, *n.stage_result_notices(env.payload))
+    _add(repo, book, clock, *n.stage_result_notices(env.payload), env=env)
 
 
 def on_forecast_published(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
-    _add(repo, book, clock, *n.forecast_notices(env.payload))
+    _add(repo, book, clock, *n.forecast_notices(env.payload), env=env)
 
 
 def on_ranking_published(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
@@ -81,4 +81,4 @@ def on_ranking_published(repo: NoticeRepository, clock: Clock, env: Envelope, bo
     for row in env.payload["rows"]:
         doc = repo.leaders(row["township"])
         leaders[row["township"]] = (doc or {}).get("leaders") or []
-    _add(repo, book, clock, *n.ranking_notices(env.payload, leaders), *bulletins.bulletin_sms(store, env, leaders))
+    _add(repo, book, clock, *n.ranking_notices(env.payload, leaders), *bulletins.bulletin_sms(store, env, leaders), env=env)
