@@ -56,8 +56,50 @@ def parse_instant(text: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=SHANGHAI)
 
 
-def clock_from_env(value: str | None) -> Clock:
-    """CLOCK_NOW=2019-10-15T10:00:00+08:00 pins the clock (demo and tests); otherwise real time."""
+class FileClock(Clock):
+    """The instant written in a file, shared by every process of a suite: a season simulator moves
+    one suite's clock by rewriting it (`FileClock.write`), and each process reads it again when the
+    file changed (its modification time and size; at most once per `check_s`). An unreadable file
+    keeps the last instant read, so a write half done is never seen."""
+
+    def __init__(self, path: str, check_s: float = 0.05):
+        import os
+        self.path, self.check_s, self._os = path, check_s, os
+        self._lock = threading.Lock()
+        self._at = parse_instant(open(path, encoding="utf-8").read().strip())
+        self._seen: tuple = (None, None)
+        self._checked = 0.0
+
+    def now(self) -> datetime:
+        import time as _time
+        with self._lock:
+            t = _time.monotonic()
+            if t - self._checked >= self.check_s:
+                self._checked = t
+                try:
+                    st = self._os.stat(self.path)
+                    if (st.st_mtime_ns, st.st_size) != self._seen:
+                        text = open(self.path, encoding="utf-8").read().strip()
+                        self._at, self._seen = parse_instant(text), (st.st_mtime_ns, st.st_size)
+                except (OSError, ValueError):
+                    pass
+            return self._at
+
+    @staticmethod
+    def write(path: str, at: datetime) -> None:
+        """Move the suite's clock: a new file renamed over the old one (atomic)."""
+        import os
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(at.isoformat())
+        os.replace(tmp, path)
+
+
+def clock_from_env(value: str | None, path: str | None = None) -> Clock:
+    """CLOCK_NOW=2019-10-15T10:00:00+08:00 pins the clock (demo and tests); CLOCK_FILE=<path> is a
+    clock that a simulator moves for the whole suite (FileClock); otherwise real time."""
+    if path:
+        return FileClock(path)
     return FixedClock(parse_instant(value)) if value else Clock()
 
 

@@ -37,7 +37,7 @@ class Container:
     def build(cls, service: str, *, clock: Clock | None = None, outbox_collections=(), indexes=(),
               snapshots=None, county: str | None = None, settings: Settings | None = None) -> "Container":
         settings = settings or Settings.load(service)
-        c = cls(service=service, settings=settings, clock=clock or clock_from_env(env("CLOCK_NOW")),
+        c = cls(service=service, settings=settings, clock=clock or clock_from_env(env("CLOCK_NOW"), env("CLOCK_FILE")),
                 outbox_collections=tuple(outbox_collections), indexes=tuple(indexes), snapshots=dict(snapshots or {}))
         c.catalogue  # noqa: B018 — loads the policies, names the current year
         c.county_code = county or c.shared["current"][0]

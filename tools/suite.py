@@ -260,8 +260,9 @@ def from_env(**kw) -> Suite:
 
 def main(argv: list[str]) -> int:
     extra = {}
-    if os.environ.get("CLOCK_NOW"):
-        extra["CLOCK_NOW"] = os.environ["CLOCK_NOW"]
+    for name in ("CLOCK_NOW", "CLOCK_FILE"):  # CLOCK_FILE: a clock a simulator moves (shared.clock.FileClock)
+        if os.environ.get(name):
+            extra[name] = os.environ[name]
     suite = from_env(extra_env=extra)
     cmd = argv[1] if len(argv) > 1 else "status"
     if cmd == "start":

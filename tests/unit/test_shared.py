@@ -90,3 +90,19 @@ def test_an_identity_feed_message_is_stamped_by_the_services_clock():
     at = parse_instant("2019-10-20T09:00:00+08:00")
     env = decode(SimpleNamespace(message_id="m1", correlation_id=None), _json.dumps({"a": 1}).encode(), FixedClock(at))
     assert env.occurred_at == "2019-10-20T09:00:00+08:00"
+
+
+def test_a_file_clock_is_moved_for_every_process_by_rewriting_its_file(tmp_path):
+    # the season simulator's clock (issue 14): one file, read again by each process when it changes
+    import os
+    from shared.clock import FileClock, clock_from_env
+    path = str(tmp_path / "clock")
+    FileClock.write(path, datetime(2019, 9, 1, 8, 0, tzinfo=SHANGHAI))
+    a, b = clock_from_env(None, path), FileClock(path, check_s=0)
+    assert a.now() == b.now() == datetime(2019, 9, 1, 8, 0, tzinfo=SHANGHAI)
+    FileClock.write(path, datetime(2019, 12, 31, 17, 0, tzinfo=SHANGHAI))
+    assert b.now() == datetime(2019, 12, 31, 17, 0, tzinfo=SHANGHAI)
+    with open(path, "w") as f:
+        f.write("not a time")  # a broken write keeps the last instant read
+    os.utime(path, None)
+    assert b.now() == datetime(2019, 12, 31, 17, 0, tzinfo=SHANGHAI)
