@@ -71,5 +71,9 @@ def deliverer(c: Container, channels: dict | None = None, settings=None):
     settings = settings or DeliverySettings.from_env()
     if channels is None:
         channels = c.shared.get("notice_channels") or c.shared.setdefault("notice_channels", channels_from_env())
-    limiters = c.shared.setdefault("notice_limiters", {"sms": RateLimiter(settings.sms_per_second)})
+    import os
+    limiters = c.shared.setdefault("notice_limiters", {
+        "sms": RateLimiter(settings.sms_per_second),
+        "email": RateLimiter(float(os.environ.get("NOTICE_EMAIL_PER_SECOND", "5"))),  # a mail relay's own limit
+        "webhook": RateLimiter(float(os.environ.get("NOTICE_WEBHOOK_PER_SECOND", "20")))})
     return Deliverer(deliveries(c), channels, settings, c.clock, limiters)
