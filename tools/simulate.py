@@ -1,0 +1,688 @@
+"""A county's enrolment season played through the real suite at a small scale (issue 14, first slice).
+
+    .venv/bin/python -m tools.simulate [--county 431122] [--scale 0.0005] [--seed 7] [--days N] [--out DIR]
+
+Builds a synthetic county from the policy file's townships (the same seed gives the same county and
+the same season), starts a suite of its own (own namespace, free ports, CLOCK_FILE), imports each
+township's roster as CSV through registry's import, then moves the suite's clock to 10:00 of each
+simulated day and pays that day's households as a bank gateway would (quote → order → signed
+notification). At the end it waits for the event flow to settle and checks the suite against its
+own ledger. Nothing inside the services is faked. docs/simulator.md says what is assumed.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import csv
+import io
+import json
+import math
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+
+import requests
+
+from shared.clock import SHANGHAI, FileClock
+from shared.config import ROOT, _local_env
+from shared.policy import PolicyYear, load_policy
+
+from .clients import GatewayClient, StaffClient
+from .ids import make_id
+from .suite import SERVICES, Suite, delete_bus, free_port_block
+
+# ---- assumptions (docs/simulator.md) ---------------------------------------------------------------
+# Persons per hukou household (户籍户), 1..6. An assumption, not a figure from the county's documents:
+# the 2020 census gives 2.62 persons per family household nationally with about a quarter living
+# alone, but a hukou household keeps members who live and work elsewhere, so it is larger; mean 3.04.
+HOUSEHOLD_SIZES = {1: 0.15, 2: 0.24, 3: 0.25, 4: 0.20, 5: 0.10, 6: 0.06}
+# Channel mix of the households that pay (003 reports > 90 % online): mobile app, bank counter, POS.
+CHANNELS = {"mobile_app": 0.85, "bank_counter": 0.10, "pos": 0.05}
+NEVER_PAY = (0.03, 0.07)  # per township, the share of households that never pay (rates end near 95 %)
+BAD_KINDS = ("ID_CHECKSUM", "ID_BIRTH_DATE", "HEAD_REQUIRED", "UNKNOWN_VILLAGE")
+HEADERS = ["户编号", "乡镇", "村（社区）", "姓名", "身份证号码", "性别", "出生日期", "与户主关系", "人员类别", "联系电话"]
+SURNAMES = "蒋唐陈邓刘王李张周黄杨胡何罗谢曾彭吕蒋雷欧阳秦龙屈肖毛段"
+GIVEN = "建国志强秀英桂花德明丽思远琪春生小红洋水军华平芳玉兰海燕文武成林静波涛敏杰"
+
+
+@dataclass
+class Person:
+    name: str
+    id_number: str
+    sex: str  # M | F
+    birth: str  # YYYY-MM-DD; "" when the row leaves it out
+    relation: str
+
+
+@dataclass
+class Household:
+    no: str
+    township: str
+    village: str
+    phone: str
+    members: list[Person]
+    bad: str | None = None  # the defect the import must refuse it for
+    pays_on: str | None = None  # the window day it pays (ISO date); None: never
+    channel: str | None = None
+
+    @property
+    def persons(self) -> int:
+        return len(self.members)
+
+
+@dataclass
+class County:
+    code: str
+    name: str
+    year: int
+    scale: float
+    seed: int
+    opens: date
+    closes: date
+    standard_fen: int
+    tasks: dict[str, int]  # township → synthetic task (printed task × scale, at least 1)
+    households: list[Household] = field(default_factory=list)
+
+    def good(self) -> list[Household]:
+        return [h for h in self.households if h.bad is None]
+
+
+# ---- the synthetic county (pure: the seed decides everything) ----------------------------------------
+def find_policy(county: str) -> PolicyYear:
+    """The county's newest policy year in policies/ (Dong'an 2020 for 431122)."""
+    found = []
+    for path in sorted((ROOT / "policies").glob("*.json")):
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        if isinstance(raw, dict) and raw.get("county_code") == county:
+            found.append((raw.get("year", 0), path))
+    if not found:
+        raise SystemExit(f"no policy file for county {county} in policies/")
+    return load_policy(max(found)[1])
+
+
+def build_county(policy: PolicyYear, scale: float, seed: int, bad_rate: float = 0.02) -> County:
+    """Townships of the policy, task × scale persons each in households of HOUSEHOLD_SIZES, plus bad
+    households at `bad_rate` of the good ones; then the season: who pays, on which day, by which channel."""
+    if not (policy.window_opens and policy.window_closes and policy.standard_fen):
+        raise SystemExit(f"{policy.source_file}: the simulator needs a payment window and an individual standard")
+    rng = random.Random(f"county:{seed}")
+    county = County(policy.county_code, policy.county, policy.year, scale, seed, policy.window_opens,
+                    policy.window_closes, policy.standard_fen or 0,
+                    {t.name: max(1, round(t.task * scale)) for t in policy.townships})
+    used: set[str] = set()
+    for ti, t in enumerate(policy.townships):
+        villages = list(t.villages) or [f"{t.name}村"]
+        left, i = county.tasks[t.name], 0
+        while left > 0:
+            size = min(left, rng.choices(list(HOUSEHOLD_SIZES), list(HOUSEHOLD_SIZES.values()))[0])
+            county.households.append(household(rng, used, county, f"SIM-{ti:02d}-{i:05d}", t.name, rng.choice(villages), size))
+            left -= size
+            i += 1
+            if rng.random() < bad_rate:
+                bad = household(rng, used, county, f"SIM-{ti:02d}-{i:05d}", t.name, rng.choice(villages),
+                                rng.choice(list(HOUSEHOLD_SIZES)))
+                spoil(rng, bad, county.code, rng.choice(BAD_KINDS))
+                county.households.append(bad)
+                i += 1
+    plan_season(county, seed)
+    return county
+
+
+def household(rng: random.Random, used: set[str], county: County, no: str, township: str, village: str,
+              size: int) -> Household:
+    surname = rng.choice(SURNAMES)
+    head_birth = date(1940, 1, 1) + timedelta(days=rng.randrange(55 * 365))
+    head_sex = "M" if rng.random() < 0.8 else "F"
+    people = [("户主", head_birth, head_sex)]
+    if size >= 2 and rng.random() < 0.85:
+        people.append(("配偶", clamp(head_birth + timedelta(days=rng.randrange(-6 * 365, 6 * 365))),
+                       "F" if head_sex == "M" else "M"))
+    if size >= 5 and rng.random() < 0.5:
+        people.append(("父母", clamp(head_birth - timedelta(days=rng.randrange(20 * 365, 35 * 365))), rng.choice("MF")))
+    while len(people) < size:
+        rel = "孙子女" if len(people) == 5 and head_birth.year < 1965 else "子女"
+        gap = (40, 60) if rel == "孙子女" else (20, 40)
+        people.append((rel, clamp(head_birth + timedelta(days=rng.randrange(gap[0] * 365, gap[1] * 365))), rng.choice("MF")))
+    members = []
+    for rel, birth, sex in people:
+        while True:
+            id_number = make_id(birth, rng.randrange(500), sex, region=county.code)
+            if id_number not in used:
+                used.add(id_number)
+                break
+            birth += timedelta(days=1)
+        name = (surname if rel in ("户主", "子女", "孙子女") else rng.choice(SURNAMES)) + rng.choice(GIVEN) + rng.choice(GIVEN)
+        members.append(Person(name, id_number, sex, birth.isoformat(), rel))
+    return Household(no, township, village, f"13{rng.randrange(10**9):09d}", members)
+
+
+def clamp(d: date) -> date:
+    """Nobody in the roster is born after mid-2019 (newborns are mid-year cases, not this slice's)."""
+    return min(max(d, date(1925, 1, 1)), date(2019, 6, 30))
+
+
+def spoil(rng: random.Random, h: Household, region: str, kind: str) -> None:
+    """Make the household one the import must refuse whole (docs/roster.md's problem codes)."""
+    h.bad = kind
+    m = rng.choice(h.members)
+    if kind == "ID_CHECKSUM":
+        last = m.id_number[-1]
+        m.id_number = m.id_number[:-1] + ("0" if last != "0" else "1")
+    elif kind == "ID_BIRTH_DATE":  # 30 February, with a correct check digit
+        from stdnum.cn import ric
+        body = f"{region}19900230{rng.randrange(100, 999):03d}"
+        m.id_number, m.birth = body + ric.calc_check_digit(body + "0"), ""
+    elif kind == "HEAD_REQUIRED":
+        h.members[0].relation = "其他"
+    elif kind == "UNKNOWN_VILLAGE":
+        h.village = "无此村"
+
+
+def arrival_weights(rng: random.Random, days: int) -> list[float]:
+    """A township's pace over the window: an early wave after the opening, a flat middle and the
+    late-December rush (the documents' last-days push), each township with its own mix."""
+    early, base, rush = rng.uniform(0.5, 2.0), rng.uniform(0.2, 0.8), rng.uniform(3.0, 8.0)
+    e_tau, r_tau = rng.uniform(8, 20), rng.uniform(5, 18)
+    return [early * math.exp(-d / e_tau) + base + rush * math.exp(-(days - 1 - d) / r_tau) for d in range(days)]
+
+
+def plan_season(county: County, seed: int) -> None:
+    rng = random.Random(f"season:{seed}")
+    n_days = (county.closes - county.opens).days + 1
+    by_township: dict[str, list[Household]] = defaultdict(list)
+    for h in county.good():
+        by_township[h.township].append(h)
+    for township in county.tasks:
+        weights, never = arrival_weights(rng, n_days), rng.uniform(*NEVER_PAY)
+        for h in by_township[township]:
+            if rng.random() < never:
+                continue
+            day = rng.choices(range(n_days), weights)[0]
+            h.pays_on = (county.opens + timedelta(days=day)).isoformat()
+            h.channel = rng.choices(list(CHANNELS), list(CHANNELS.values()))[0]
+
+
+def sim_days(county: County, days: int | None) -> list[date]:
+    """Every window day, or `days` of them spread evenly (first and last included)."""
+    n = (county.closes - county.opens).days + 1
+    if not days or days >= n:
+        return [county.opens + timedelta(days=d) for d in range(n)]
+    days = max(days, 2)
+    return sorted({county.opens + timedelta(days=round(k * (n - 1) / (days - 1))) for k in range(days)})
+
+
+def pay_day(h: Household, days: list[date]) -> date:
+    """A household pays on the first simulated day on or after its own day."""
+    want = date.fromisoformat(h.pays_on)
+    return next(d for d in days if d >= want)
+
+
+def roster_csv(households: list[Household]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(HEADERS)
+    for h in households:
+        for m in h.members:
+            w.writerow([h.no, h.township, h.village, m.name, m.id_number, "男" if m.sex == "M" else "女", m.birth,
+                        m.relation, "", h.phone if m.relation == "户主" or m is h.members[0] else ""])
+    return out.getvalue()
+
+
+def write_rosters(county: County, folder: Path) -> dict[str, Path]:
+    """One CSV per township, as its staff would upload it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for i, township in enumerate(county.tasks):
+        path = folder / f"{i:02d}-{township}.csv"
+        path.write_text(roster_csv([h for h in county.households if h.township == township]), encoding="utf-8")
+        paths[township] = path
+    return paths
+
+
+# ---- the suite -----------------------------------------------------------------------------------------
+def start_suite(county: County, clock_file: Path, web_workers: int) -> Suite:
+    """A suite of the simulator's own: namespace, databases, free ports, the file clock."""
+    base = free_port_block()
+    suite_cls = type("SimSuite", (Suite,), {"COUNTY": county.code})  # the staff tokens name this county
+    s = suite_cls(namespace="sim" + uuid.uuid4().hex[:8], web_base_port=base, worker_base_port=base + 10,
+                  extra_env={"CLOCK_FILE": str(clock_file), "CLOCK_NOW": "", "LOG_LEVEL": "WARNING",
+                             "SCORES_CACHE_S": "0", "SUITE_COUNTIES": county.code},
+                  web_workers=web_workers)
+    atexit.register(s.stop)
+    s.start()
+    return s
+
+
+def drop_suite_data(s: Suite) -> None:
+    """Remove the run's databases, queues and secrets (the report in --out stays)."""
+    from pymongo import MongoClient
+    import os
+    local = {**_local_env(), **os.environ}
+    client = MongoClient(local.get("MONGO_URL", "mongodb://127.0.0.1:27217/"))
+    for name in client.list_database_names():
+        if name.startswith(s.namespace + "_"):
+            client.drop_database(name)
+    client.close()
+    delete_bus(local.get("AMQP_URL", ""), s.namespace)
+    for f in (s.var / "secrets").glob(f"{s.namespace}.*"):
+        f.unlink()
+
+
+class Clock:
+    """The simulator's hold on the suite's clock (CLOCK_FILE)."""
+
+    def __init__(self, path: Path):
+        self.path, self.at = path, None
+
+    def move(self, at: datetime) -> None:
+        FileClock.write(str(self.path), at)
+        self.at = at
+        time.sleep(0.2)  # every process re-reads the file within 0.05 s
+
+    def now(self) -> datetime:
+        return self.at
+
+
+# ---- playing the season ----------------------------------------------------------------------------------
+def import_rosters(county: County, s: Suite, staff: StaffClient, paths: dict[str, Path], timeout: float = 300) -> dict:
+    jobs = {}
+    for township, path in paths.items():
+        r = staff.http.post(f"{staff.base_url}/v1/counties/{county.code}/imports?year={county.year}",
+                            files={"file": (path.name, path.read_bytes(), "text/csv")}, timeout=30)
+        r.raise_for_status()
+        jobs[township] = r.json()["import_id"]
+    deadline, done = time.monotonic() + timeout, {}
+    while len(done) < len(jobs):
+        for township, iid in jobs.items():
+            if township not in done:
+                doc = staff.get(f"/v1/counties/{county.code}/imports/{iid}").json()
+                if doc["status"] in ("done", "failed"):
+                    done[township] = doc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"imports not finished after {timeout}s: {set(jobs) - set(done)}")
+        time.sleep(0.3)
+    return done
+
+
+def pay(county: County, gw: GatewayClient, h: Household, clock: Clock) -> dict:
+    """Quote → order → signed notification, as the gateway does; the ledger row of what it paid."""
+    deadline = time.monotonic() + 60
+    while True:  # the import's registered events reach payments' read model asynchronously
+        q = gw.quote(h.no, county.year)
+        if q.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    row = {"household_no": h.no, "township": h.township, "village": h.village, "persons": h.persons,
+           "channel": h.channel, "paid_at": clock.now().isoformat(), "quote_status": q.status_code}
+    if q.status_code != 200:
+        return {**row, "error": q.text[:300]}
+    row["quoted_fen"] = q.json()["total_fen"]
+    o = gw.order(h.no, county.year, channel=h.channel)
+    if o.status_code not in (200, 201):
+        return {**row, "error": o.text[:300]}
+    order = o.json()
+    txn = uuid.uuid4().hex[:20]
+    proof = {"bank_counter": {"branch": "东安支行", "voucher_no": txn[:12]},
+             "pos": {"terminal_id": "T" + txn[:8], "slip_no": txn[8:16]}}.get(h.channel)
+    ack = (gw.notify_with_proof(order["order_no"], order["amount_fen"], proof, transaction_id=txn, paid_at=clock.now())
+           if proof else gw.notify(order["order_no"], order["amount_fen"], transaction_id=txn, paid_at=clock.now()))
+    body = ack.json() if ack.headers.get("Content-Type", "").startswith("application/json") else {}
+    return {**row, "order_no": order["order_no"], "amount_fen": order["amount_fen"], "transaction_id": txn,
+            "ack_status": ack.status_code, "ack_code": body.get("code"), "duplicate": bool(body.get("duplicate")),
+            "receipt_no": body.get("receipt_no")}
+
+
+def play(county: County, s: Suite, clock: Clock, days: list[date], secrets: dict, threads: int,
+         progress: bool = True) -> list[dict]:
+    gw_id = next(g for g, (kind, *_rest) in Suite.GATEWAYS.items() if kind == "bank")
+    local = threading.local()
+
+    def gateway() -> GatewayClient:
+        if not hasattr(local, "gw"):
+            local.gw = GatewayClient(s.url("payments"), gw_id, secrets["gateways"][gw_id], now=clock.now, county=county.code)
+        return local.gw
+
+    todo: dict[date, list[Household]] = defaultdict(list)
+    for h in county.good():
+        if h.pays_on:
+            todo[pay_day(h, days)].append(h)
+    ledger: list[dict] = []
+    from tqdm import tqdm
+    bar = tqdm(days, desc="season", unit="day", disable=not progress, file=sys.stderr)
+    with ThreadPoolExecutor(threads) as pool:
+        for day in bar:
+            clock.move(datetime.combine(day, dtime(10, 0), SHANGHAI))
+            ledger += list(pool.map(lambda h: pay(county, gateway(), h, clock), todo[day]))
+            bar.set_postfix_str(f"{day:%m-%d} paid {sum(1 for r in ledger if r.get('ack_code') == 'SUCCESS')} households")
+    return ledger
+
+
+# ---- settling and checking ------------------------------------------------------------------------------------
+def paid_by_township(ledger: list[dict]) -> dict[str, int]:
+    out: Counter = Counter()
+    for r in ledger:
+        if r.get("ack_code") == "SUCCESS":
+            out[r["township"]] += r["persons"]
+    return dict(out)
+
+
+def progress(county: County, s: Suite, as_of: datetime | None = None) -> dict:
+    params = {"as_of": as_of.isoformat()} if as_of else None
+    return requests.get(f"{s.url('scoring')}/v1/counties/{county.code}/progress/{county.year}", params=params,
+                        timeout=10).json()
+
+
+def settle(county: County, s: Suite, ledger: list[dict], timeout: float) -> tuple[dict, float]:
+    """Wait until scoring counts what the ledger paid, township by township (or the timeout)."""
+    want, t0 = paid_by_township(ledger), time.monotonic()
+    while True:
+        table = progress(county, s)
+        got = {r["township"]: r["enrolled_persons"] for r in table["rows"]}
+        if all(got.get(t, 0) == want.get(t, 0) for t in county.tasks) or time.monotonic() - t0 > timeout:
+            return table, time.monotonic() - t0
+        time.sleep(0.5)
+
+
+def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: dict, table: dict,
+          days: list[date], timeout: float) -> tuple[list[dict], dict]:
+    """The invariants, against the ledger (what the gateway paid). Returns them and registry's paid counts."""
+    token = secrets["tokens"]["county"]
+    registry, payments, notices = (StaffClient(s.url(x), token) for x in ("registry", "payments", "notices"))
+    c, y = county.code, county.year
+    paid = {r["household_no"]: r for r in ledger if r.get("ack_code") == "SUCCESS"}
+    inv = []
+
+    def add(name: str, failures: list, total: int) -> None:
+        inv.append({"name": name, "passed": not failures, "checked": total, "failures": failures[:20]})
+
+    bad = [h for h in county.households if h.bad]
+    problems = [f"{t}: rejected {d['counts'].get('households_rejected')} created {d['counts'].get('households_created')}"
+                for t, d in imports.items()
+                if d["status"] != "done"
+                or d["counts"].get("households_rejected") != sum(1 for h in bad if h.township == t)
+                or d["counts"].get("households_created") != sum(1 for h in county.good() if h.township == t)]
+    add("roster import refused exactly the bad households", problems, len(imports))
+
+    add("every payment acknowledged once (SUCCESS, not a duplicate, amount = persons × standard)",
+        [r["household_no"] for r in ledger if r.get("ack_code") != "SUCCESS" or r.get("duplicate")
+         or r.get("amount_fen") != r["persons"] * county.standard_fen], len(ledger))
+
+    def per_household(fn, hhs, settle_s):
+        """fn(h) → failure text or None, retried until none fail or settle_s passed (events lag)."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            with ThreadPoolExecutor(4) as pool:
+                fails = [f for f in pool.map(fn, hhs) if f]
+            if not fails or time.monotonic() > deadline:
+                return fails
+            time.sleep(1)
+
+    def money(h):
+        log = payments.get(f"/v1/counties/{c}/money-log", params={"ref": f"{y}:{h.no}"}).json().get("entries", [])
+        confirmed = [e for e in log if e["action"] == "confirmed"]
+        twice = [e for e in log if e["action"] == "paid_twice"]
+        if h.no in paid and (len(confirmed) != 1 or confirmed[0]["amount_fen"] != paid[h.no]["amount_fen"] or twice):
+            return f"{h.no}: {len(confirmed)} confirmed, {len(twice)} paid twice"
+        if h.no not in paid and confirmed:
+            return f"{h.no}: confirmed but never paid"
+        return None
+    good = county.good()
+    add("every payment confirmed exactly once (payments' money log)", per_household(money, good, timeout), len(good))
+
+    statuses: dict[str, dict] = {}
+
+    def enrolled(h):
+        d = registry.get(f"/v1/counties/{c}/households/{y}/{h.no}").json()
+        statuses[h.no] = d
+        members = [m["status"] for m in d.get("members", [])]
+        if h.no in paid and (d.get("status") not in ("paid", "confirmed") or len(members) != h.persons
+                             or any(m not in ("paid", "confirmed") for m in members)):
+            return f"{h.no}: {d.get('status')} {members}"
+        if h.no not in paid and d.get("status") in ("paid", "confirmed"):
+            return f"{h.no}: enrolled without a payment"
+        return None
+    add("every paid household enrolled in registry (and no unpaid one)", per_household(enrolled, good, timeout), len(good))
+
+    def refused(h):
+        r = registry.get(f"/v1/counties/{c}/households/{y}/{h.no}")
+        return None if r.status_code == 404 else f"{h.no} ({h.bad}): {r.status_code}"
+    add("no refused household registered", per_household(refused, bad, 0), len(bad))
+
+    reg_paid: Counter = Counter()
+    for no, d in statuses.items():
+        reg_paid[d.get("township")] += sum(1 for m in d.get("members", []) if m["status"] in ("paid", "confirmed"))
+    ledger_paid = paid_by_township(ledger)
+    rows = {r["township"]: r for r in table["rows"]}
+    add("scoring's counts equal registry's and the ledger's, per township",
+        [f"{t}: scoring {rows.get(t, {}).get('enrolled_persons')} registry {reg_paid.get(t, 0)} ledger {ledger_paid.get(t, 0)}"
+         for t in county.tasks
+         if not (rows.get(t, {}).get("enrolled_persons") == reg_paid.get(t, 0) == ledger_paid.get(t, 0))], len(county.tasks))
+
+    cumulative, fails, by_day = 0, [], Counter()
+    for r in paid.values():
+        by_day[r["paid_at"][:10]] += r["persons"]
+    for day in days:
+        cumulative += by_day[day.isoformat()]
+        got = progress(county, s, datetime.combine(day, dtime(23, 59, 59), SHANGHAI))["enrolled_total"]
+        if got != cumulative:
+            fails.append(f"{day}: scoring {got} ledger {cumulative}")
+    add("scoring's progress as of each simulated day equals the ledger's (dated by paid_at)", fails, len(days))
+
+    def receipt(h):
+        got = notices.get(f"/v1/counties/{c}/households/{y}/{h.no}/notices").json().get("notices", [])
+        n = sum(1 for x in got if x["kind"] == "receipt")
+        want = 1 if h.no in paid else 0
+        return None if n == want else f"{h.no}: {n} receipt notices, {want} expected"
+    add("one receipt notice per paid household (none for the others)", per_household(receipt, good, timeout), len(good))
+
+    letters = []
+    for svc in SERVICES:
+        r = requests.get(f"{s.url(svc)}/v1/dead-letters", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        letters += [f"{svc}: {d.get('type')} {d.get('reason', '')[:120]}" for d in r.json().get("dead_letters", [])]
+    add("no dead letters in any service", letters, len(SERVICES))
+    return inv, dict(reg_paid)
+
+
+# ---- output ------------------------------------------------------------------------------------------------------
+def township_rows(county: County, ledger: list[dict], table: dict, reg_paid: dict) -> list[dict]:
+    scoring = {r["township"]: r for r in table["rows"]}
+    paid = paid_by_township(ledger)
+    out = []
+    for t, task in county.tasks.items():
+        hh = [h for h in county.good() if h.township == t]
+        out.append({"township": t, "task": task, "households": len(hh), "persons": sum(h.persons for h in hh),
+                    "bad_households": sum(1 for h in county.households if h.township == t and h.bad),
+                    "paid_households": sum(1 for r in ledger if r["township"] == t and r.get("ack_code") == "SUCCESS"),
+                    "paid_persons": paid.get(t, 0), "registry_paid": reg_paid.get(t, 0),
+                    "scoring_enrolled": scoring.get(t, {}).get("enrolled_persons"),
+                    "printed_task": scoring.get(t, {}).get("task"),
+                    "rate_percent": round(100 * paid.get(t, 0) / task, 1)})
+    return out
+
+
+def pad(text, width: int, right: bool = False) -> str:
+    """Pad to a terminal width where a Chinese character takes two columns."""
+    import unicodedata
+    text = str(text)
+    fill = " " * max(0, width - sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text))
+    return fill + text if right else text + fill
+
+
+def print_report(county: County, rows: list[dict], inv: list[dict], out=sys.stdout) -> None:
+    print(f"\n{county.name}（{county.code}）{county.year} 年度 模拟参保季  规模 {county.scale}  种子 {county.seed}", file=out)
+    widths = (10, 8, 10, 9, 10)
+    line = lambda *cells: "".join(pad(c, w, right=i > 0) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    print(line("乡镇", "任务", "已缴人数", "参保率", "评分计数"), file=out)
+    for r in rows:
+        print(line(r["township"], r["task"], r["paid_persons"], f"{r['rate_percent']:.1f}%", r["scoring_enrolled"]), file=out)
+    task, paid = sum(r["task"] for r in rows), sum(r["paid_persons"] for r in rows)
+    scored = sum(r["scoring_enrolled"] or 0 for r in rows)
+    print(line("合计", task, paid, f"{100 * paid / task:.1f}%", scored), file=out)
+    print("（任务 = 印刷任务 × 规模；参保率 = 已缴人数 / 任务；评分计数 = scoring 的已缴人数）", file=out)
+    print("\ninvariants:", file=out)
+    for i in inv:
+        print(f"  {'PASS' if i['passed'] else 'FAIL'}  {i['name']} ({i['checked']} checked)", file=out)
+        for f in i["failures"][:5]:
+            print(f"        {f}", file=out)
+
+
+def write_html(county: County, folder: Path, rows: list[dict], ledger: list[dict], days: list[date],
+               inv: list[dict]) -> Path:
+    """A small report: cumulative progress per township over the season (PNG) and the table."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import font_manager
+    import matplotlib.pyplot as plt
+    cjk = next((f.name for f in font_manager.fontManager.ttflist
+                if any(k in f.name for k in ("WenQuanYi", "Noto Sans CJK", "Noto Serif CJK"))), None)
+    if cjk:
+        plt.rcParams["font.family"] = cjk
+    fig, ax = plt.subplots(figsize=(10, 6))
+    for r in rows:
+        t, total, series = r["township"], 0, []
+        by_day = Counter()
+        for x in ledger:
+            if x["township"] == t and x.get("ack_code") == "SUCCESS":
+                by_day[x["paid_at"][:10]] += x["persons"]
+        for d in days:
+            total += by_day[d.isoformat()]
+            series.append(100 * total / r["task"])
+        ax.plot(days, series, label=t, linewidth=1.2)
+    ax.axhline(95, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_ylabel("参保率 %（已缴人数 / 模拟任务）")
+    ax.set_title(f"{county.name} {county.year} 年度 累计参保进度（模拟，规模 {county.scale}，种子 {county.seed}）")
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(folder / "progress.png", dpi=110)
+    plt.close(fig)
+    cells = "".join(f"<tr><td>{r['township']}</td><td>{r['task']}</td><td>{r['paid_persons']}</td>"
+                    f"<td>{r['rate_percent']}%</td><td>{r['scoring_enrolled']}</td></tr>" for r in rows)
+    checks = "".join(f"<li><b>{'PASS' if i['passed'] else 'FAIL'}</b> {i['name']}</li>" for i in inv)
+    path = folder / "report.html"
+    path.write_text(f"""<!doctype html><html lang="zh-CN"><meta charset="utf-8">
+<title>{county.name} {county.year} 模拟参保季</title>
+<body style="font-family:sans-serif;max-width:60em;margin:auto">
+<h1>{county.name} {county.year} 年度 模拟参保季</h1>
+<p>规模 {county.scale}，种子 {county.seed}，模拟 {len(days)} 天（{days[0]} 至 {days[-1]}）。</p>
+<img src="progress.png" alt="累计参保进度" style="width:100%">
+<table border="1" cellspacing="0" cellpadding="4"><tr><th>乡镇</th><th>模拟任务</th><th>已缴人数</th><th>参保率</th><th>评分计数</th></tr>{cells}</table>
+<h2>Invariants</h2><ul>{checks}</ul></body></html>""", encoding="utf-8")
+    return path
+
+
+# ---- command line ------------------------------------------------------------------------------------------------
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tools.simulate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--county", default="431122", help="GB/T 2260 code of a county in policies/ (default Dong'an)")
+    p.add_argument("--policy", help="a policy file instead of the county's newest year")
+    p.add_argument("--scale", type=float, default=0.0005, help="fraction of each township's printed task (1.0 = the county)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--days", type=int, help="simulate N days spread evenly over the window (default: every day)")
+    p.add_argument("--bad-rate", type=float, default=0.02, help="bad households per good one, refused by the import")
+    p.add_argument("--out", help="report folder (default var/sim/<stamp>)")
+    p.add_argument("--threads", type=int, default=4, help="concurrent gateway requests per day")
+    p.add_argument("--web-workers", type=int, default=1)
+    p.add_argument("--settle-timeout", type=float, default=120)
+    p.add_argument("--generate-only", action="store_true", help="write the county's rosters and plan, start nothing")
+    p.add_argument("--keep", action="store_true", help="keep the suite's databases, queues and secrets afterwards")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(sys.argv[1:] if argv is None else argv)
+    t0 = time.monotonic()
+    policy = load_policy(a.policy) if a.policy else find_policy(a.county)
+    county = build_county(policy, a.scale, a.seed, a.bad_rate)
+    out = Path(a.out or ROOT / "var" / "sim" / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    paths = write_rosters(county, out / "roster")
+    days = sim_days(county, a.days)
+    (out / "plan.json").write_text(json.dumps({"seed": a.seed, "scale": a.scale, "households": [
+        {"no": h.no, "township": h.township, "persons": h.persons, "bad": h.bad, "pays_on": h.pays_on, "channel": h.channel}
+        for h in county.households]}, ensure_ascii=False, indent=0), encoding="utf-8")
+    good = county.good()
+    print(f"{county.name}: {len(good)} households, {sum(h.persons for h in good)} persons in {len(county.tasks)} townships "
+          f"(+{len(county.households) - len(good)} bad households); {len(days)} simulated days; rosters in {out / 'roster'}",
+          file=sys.stderr)
+    if a.generate_only:
+        return 0
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM")))
+    clock = Clock(out / "clock.txt")
+    FileClock.write(str(clock.path), datetime.combine(county.opens, dtime(9, 0), SHANGHAI))
+    clock.at = datetime.combine(county.opens, dtime(9, 0), SHANGHAI)
+    s = start_suite(county, clock.path, a.web_workers)
+    try:
+        secrets = s.secrets()
+        staff = StaffClient(s.url("registry"), secrets["tokens"]["county"])
+        t_ready = time.monotonic()
+        imports = import_rosters(county, s, staff, paths)
+        t_import = time.monotonic()
+        ledger = play(county, s, clock, days, secrets, a.threads, progress=not a.no_progress)
+        t_play = time.monotonic()
+        table, settle_s = settle(county, s, ledger, a.settle_timeout)
+        inv, reg_paid = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout)
+        t_check = time.monotonic()
+    finally:
+        s.stop()
+        atexit.unregister(s.stop)
+        logs = out / "logs"
+        logs.mkdir(exist_ok=True)
+        for f in s.run_dir.glob("*.log"):
+            shutil.copy(f, logs / f.name)
+        shutil.rmtree(s.run_dir, ignore_errors=True)
+        if not a.keep:
+            drop_suite_data(s)
+
+    rows = township_rows(county, ledger, table, reg_paid)
+    print_report(county, rows, inv)
+    with open(out / "ledger.csv", "w", newline="", encoding="utf-8") as f:
+        fields = ["household_no", "township", "village", "persons", "channel", "paid_at", "order_no", "amount_fen",
+                  "transaction_id", "receipt_no", "ack_status", "ack_code", "duplicate", "quote_status", "quoted_fen", "error"]
+        w = csv.DictWriter(f, fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(ledger)
+    summary = {
+        "county": county.code, "county_name": county.name, "year": county.year, "scale": a.scale, "seed": a.seed,
+        "days": [d.isoformat() for d in days], "namespace": s.namespace,
+        "households": len(good), "persons": sum(h.persons for h in good),
+        "bad_households": Counter(h.bad for h in county.households if h.bad),
+        "channels": Counter(r["channel"] for r in ledger if r.get("ack_code") == "SUCCESS"),
+        "townships": rows,
+        "totals": {"task": sum(r["task"] for r in rows), "paid_households": sum(r["paid_households"] for r in rows),
+                   "paid_persons": sum(r["paid_persons"] for r in rows),
+                   "ledger_paid_persons": sum(r["persons"] for r in ledger if r.get("ack_code") == "SUCCESS"),
+                   "ledger_households": len(ledger), "scoring_enrolled": table.get("enrolled_total")},
+        "imports": {t: d["counts"] for t, d in imports.items()},
+        "invariants": inv, "passed": all(i["passed"] for i in inv),
+        "wall_s": {"suite_start": round(t_ready - t0, 1), "import": round(t_import - t_ready, 1),
+                   "season": round(t_play - t_import, 1), "settle": round(settle_s, 1),
+                   "checks": round(t_check - t_play - settle_s, 1), "total": round(time.monotonic() - t0, 1)},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    try:
+        html = write_html(county, out, rows, ledger, days, inv)
+        print(f"report: {html}")
+    except Exception as e:  # noqa: BLE001 — the chart is a nicety; the summary and exit status are the result
+        print(f"(no HTML report: {e})", file=sys.stderr)
+    print(f"summary: {out / 'summary.json'}  ({summary['wall_s']['total']} s)")
+    return 0 if summary["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
