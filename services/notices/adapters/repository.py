@@ -43,12 +43,13 @@ class NoticeRepository:
         if due:
             doc["delivery"] = deliveries.fresh_delivery(self.county, doc["_id"])
         created = insert_once(self.db[NOTICES], doc)
+        stored = doc
         if not created:
-            stored = self.get(doc["_id"]) or {}
+            stored = self.get(doc["_id"]) or doc  # the first delivery's notice (its created_at lists it)
             due = stored.get("status") == "queued" and not (stored.get("delivery") or {}).get("attempt_no")
         if due:
             deliveries.DeliveryStore(self.db, self.county).point_due(doc["_id"], at, doc["channel"])
-        self._list(doc if created else (self.get(doc["_id"]) or doc))
+        self._list(stored)
         return created
 
     def _list(self, doc: dict) -> None:
