@@ -264,8 +264,22 @@ def _wall(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
 
 
+_PARSED: dict[int, tuple[PolicyYear, "Scheme | None"]] = {}
+
+
 def scheme_of(policy: PolicyYear) -> Scheme | None:
-    """The policy's scheme, validated; None where the file has no `assessment` part."""
+    """The policy's scheme, validated; None where the file has no `assessment` part. Parsed once
+    per policy object (rankings ask for it on every request; the entry keeps the policy, so its id
+    is never reused)."""
+    hit = _PARSED.get(id(policy))
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    scheme = _parse_scheme(policy)
+    _PARSED[id(policy)] = (policy, scheme)
+    return scheme
+
+
+def _parse_scheme(policy: PolicyYear) -> Scheme | None:
     raw = policy.raw.get("assessment")
     if raw is None:
         return None
