@@ -273,6 +273,26 @@ class PaymentAuditedSchema(PaymentRefSchema):
     source = fields.String(required=True, validate=validate.OneOf(["reconciliation", "staff"]))
 
 
+class OverdueAuditTownSchema(Schema):
+    township = fields.String(required=True)
+    payments = fields.Integer(required=True, validate=validate.Range(min=1))
+    amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
+    oldest_paid_day = fields.String(required=True)
+
+
+class AuditsOverdueSchema(Schema):
+    """payments.audits.overdue: the day's digest of confirmed payments past their 3-working-day audit
+    (001 七(二): 税务局应于3个工作日内完成缴款审核工作……12月25日前完成全县缴款审核工作)."""
+    year = fields.Integer(required=True)
+    county = fields.String(required=True)
+    as_of = fields.String(required=True)  # the Shanghai day of the digest
+    payments = fields.Integer(required=True, validate=validate.Range(min=1))
+    amount_fen = fields.Integer(required=True, validate=validate.Range(min=0))
+    oldest_paid_day = fields.String(required=True)
+    county_deadline = fields.String(required=True)
+    townships = fields.List(fields.Nested(OverdueAuditTownSchema), required=True, validate=validate.Length(min=1))
+
+
 class PaymentReversedSchema(PaymentRefSchema):
     """payments.payment.reversed: the money of a household payment went back (a gateway reversal or
     an overpayment refund); registry revokes the enrolment it paid for. Never sent for an identity
@@ -495,6 +515,9 @@ CATALOGUE: dict[str, EventSpec] = {
         EventSpec("payments.payment.reversed", PaymentReversedSchema, "payments", ("registry", "payments"),
                   doc="A household payment was reversed (gateway reversal or overpayment refund); registry revokes the "
                       "enrolment (payments itself completes the receipt, money-log row and order status)."),
+        EventSpec("payments.audits.overdue", AuditsOverdueSchema, "payments", ("notices",),
+                  doc="Once a day while confirmed payments wait past their 3-working-day audit: how many and how much "
+                      "per township; notices puts it on the tax bureau's work list."),
         EventSpec("payments.withholding.failed", WithholdingFailedSchema, "payments", ("notices",),
                   doc="A bank withholding failed, classified; insufficient balances go back to their town for a notice and a retry batch."),
         EventSpec("scoring.ranking.published", RankingPublishedSchema, "scoring", ("notices",),

@@ -50,6 +50,7 @@ def event_handlers(c: Container):
             "registry.enrolment.changed": lambda env: handlers.on_enrolment_changed(ledger, env),
             "payments.withholding.failed": h(handlers.on_withholding_failed),
             "registry.correction.overdue": h(handlers.on_correction_overdue),
+            "payments.audits.overdue": h(handlers.on_audits_overdue),
             "subsidy.claim.created": h(handlers.on_claim_created),
             "subsidy.claim.paid": h(handlers.on_claim_paid),
             "subsidy.coverage.changed": h(handlers.on_coverage_changed),

@@ -2,7 +2,7 @@
 "each kind of notice from its event over the real bus; the same event … → one notice").
 
 Rules quoted: 001_93f5b63ac6b4a653.txt 五 (收据注明户主、家庭成员姓名、缴费金额、缴费时间), 六 (困难群众
-100%参保; 先缴后补), 七(一) (3个工作日内办结); 002_9137bd928f251374.txt 六(二) (余额不足的代扣帐户发回各镇),
+100%参保; 先缴后补), 七(一) (3个工作日内办结), 七(二) (3个工作日内完成缴款审核); 002_9137bd928f251374.txt 六(二) (余额不足的代扣帐户发回各镇),
 七(四) (每周四通报); 000_6db0cfefa235a8dc.txt 二 (流动红旗、黄牌); 003_0724b4a19d5e14e1.txt (排名以短信发给
 各乡镇主要领导).
 """
@@ -55,6 +55,12 @@ def events(tag: str) -> dict[str, tuple[Envelope, list[str]]]:
         "overdue": (ev("registry.correction.overdue", "registry", {
             "correction_id": f"C{tag}", "household_no": hh, "year": 2020, "township": TOWN, "village": VILLAGE,
             "filed_at": "2019-11-08T10:00:00+08:00", "due_at": "2019-11-13T17:00:00+08:00"}), [f"overdue:C{tag}"]),
+        "audits": (ev("payments.audits.overdue", "payments", {
+            "year": 2020, "county": DONGAN, "as_of": "2019-11-15", "payments": 3, "amount_fen": 75000,
+            "oldest_paid_day": "2019-11-08", "county_deadline": "2019-12-25",
+            "townships": [{"township": TOWN, "payments": 2, "amount_fen": 50000, "oldest_paid_day": "2019-11-08"},
+                          {"township": "白牙市镇", "payments": 1, "amount_fen": 25000, "oldest_paid_day": "2019-11-11"}]}),
+            ["audits-overdue:2020:2019-11-15"]),
         "claim": (ev("subsidy.claim.created", "subsidy", {
             **place, "claim_id": f"2020:{tag}", "person_id": PID, "name": "刘某", "category": "dibao_rural",
             "amount_fen": 13000, "department": "medical_assistance", "effective_date": "2019-11-01",
@@ -107,6 +113,9 @@ def test_each_event_kind_makes_its_notices_once_over_the_real_bus(namespace, inf
     assert repo.for_event(cases["forecast"][0].id)[0]["kind"] == "forecast"
     assert "ranking:2020:201911010900:花桥镇" in {d["_id"] for d in repo.for_event(last.id)}  # the work-list line
     assert repo.contact(2020, f"NK-{tag}")["head_phone"] == "13900007777"
+    audits = repo.get("audits-overdue:2020:2019-11-15")  # 001 七(二): the tax bureau owns the audit
+    assert audits["recipient_name"] == "县税务局" and "3笔" in audits["text"] and "花桥镇2笔，白牙市镇1笔" in audits["text"]
+    assert [d["_id"] for d in repo.for_office(2020, "县税务局")[0]] == ["audits-overdue:2020:2019-11-15"]
     receipt = repo.get(f"receipt:P{tag}")
     assert receipt["text"].startswith("【东安县医保】刘某户主您好：您户1人（刘某）2020年度城乡居民医保费共250.00元")
     assert c.suite_db.dead_letters.count_documents({"county": DONGAN, "queue": c.topology.queue}) == 0

@@ -443,6 +443,7 @@ def test_audits_overdue_after_three_chinese_working_days_and_audit_by_api(secret
     api = payments_app(paid_clock).test_client()
     register(pc, "AUD-0001", n=2)
     pay(api, order(api, "AUD-0001", clock=paid_clock), clock=paid_clock)
+    (confirmed,) = complete_confirmations(pc, "AUD-0001", times=2)  # the worker's side record, redelivered: one entry
 
     def overdue_on(d, token=COUNTY):
         c = FixedClock(datetime(2019, 10, d, 12, 0, tzinfo=SHANGHAI))
@@ -451,6 +452,7 @@ def test_audits_overdue_after_three_chinese_working_days_and_audit_by_api(secret
     assert "AUD-0001" not in [o["household_no"] for o in overdue_on(8)]
     late = [o for o in overdue_on(9) if o["household_no"] == "AUD-0001"]
     assert late and late[0]["audit_due"] == "2019-10-08"
+    assert len(late) == 1
     assert "AUD-0001" not in [o["household_no"] for o in overdue_on(9, BAIYA)]  # other township's staff
     r = api.post("/v1/counties/431122/payments/2020/AUD-0001/audit", headers=auth(HUAQIAO))
     assert (r.status_code, r.json["code"]) == (403, "ROLE_FORBIDDEN")
@@ -460,6 +462,51 @@ def test_audits_overdue_after_three_chinese_working_days_and_audit_by_api(secret
     assert api.post("/v1/counties/431122/payments/2020/AUD-0001/audit", headers=auth(TAX)).json["status"] == "audited"
     assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:AUD-0001"}), "payments.payment.audited")) == 1
     assert "AUD-0001" not in [o["household_no"] for o in overdue_on(9)]
+    on_payment_confirmed(payments_boot.repository(pc), Envelope.from_dict(confirmed))  # redelivered after the audit
+    assert "AUD-0001" not in [o["household_no"] for o in overdue_on(9)]
+
+
+def test_the_tax_bureau_is_told_once_a_day_while_audits_are_overdue(secrets_files, pc):
+    """001 七(二): 税务局应于3个工作日内完成缴款审核工作……12月25日前完成全县缴款审核工作 — a daily digest
+    (payments.audits.overdue) per township; a reversed payment is not waiting for an audit any more."""
+    from services.payments.entrypoints.loops import report_overdue_audits_once
+    paid_clock = FixedClock(datetime(2019, 10, 15, 9, 0, tzinfo=SHANGHAI))  # a Tuesday: due Friday 10-18
+    api = payments_app(paid_clock).test_client()
+    nos = ("DIG-0001", "DIG-0002", "DIG-0003")
+    register(pc, nos[0], n=2)
+    register(pc, nos[1], n=1)
+    register(pc, nos[2], n=3, township="白牙市镇")
+    orders = [order(api, no, clock=paid_clock) for no in nos]
+    acks = [pay(api, o, clock=paid_clock) for o in orders]
+    complete_confirmations(pc, *nos)
+    reverse = {"order_no": orders[1]["order_no"], "reversal_id": "R-" + secrets.token_hex(4),
+               "transaction_id": acks[1]["transaction_id"], "amount_fen": orders[1]["amount_fen"]}
+    assert signed(api, "/v1/counties/431122/reversals", reverse, clock=paid_clock).status_code == 200
+
+    def digest_on(day):
+        c = payments_boot.bootstrap(FixedClock(datetime(2019, 10, day, 8, 30, tzinfo=SHANGHAI)))
+        n = report_overdue_audits_once(c)
+        doc = pc.db.overdue_audit_reports.find_one({"_id": f"2020:2019-10-{day}"})
+        return n, doc
+
+    assert not [o for o in overdue_rows(pc, 18) if o["household_no"] in nos]  # not late on its due day
+    n, doc = digest_on(21)
+    assert n == 1 and digest_on(21)[0] == 0  # once a day, however often the loop passes
+    (event,) = outbox_events(doc, "payments.audits.overdue")
+    validate_payload("payments.audits.overdue", event["payload"])
+    towns = {t["township"]: t for t in event["payload"]["townships"]}
+    mine = [o for o in overdue_rows(pc, 21) if o["household_no"] in nos]
+    assert sorted(o["household_no"] for o in mine) == ["DIG-0001", "DIG-0003"]  # the reversed one is not waiting
+    assert towns["白牙市镇"]["payments"] >= 1 and towns["花桥镇"]["payments"] >= 1
+    assert event["payload"]["county_deadline"] == "2019-12-25" and event["payload"]["amount_fen"] >= sum(
+        o["amount_fen"] for o in mine)
+    assert digest_on(22)[0] == 1  # the next day, still overdue: told again
+
+
+def overdue_rows(pc, day):
+    c = FixedClock(datetime(2019, 10, day, 12, 0, tzinfo=SHANGHAI))
+    return payments_app(c).test_client().get("/v1/counties/431122/audits/overdue?year=2020",
+                                            headers=auth(COUNTY)).json["overdue"]
 
 
 def test_remittance_summaries_every_three_days(secrets_files, pc):

@@ -112,6 +112,12 @@ def test_every_template_renders_from_its_declared_parameters_and_the_others_are_
     reminder = BOOK.render("reminder.sms", samples["reminder.sms"])
     assert reminder.startswith("【东安县医保】刘春生户主：2020年度城乡居民医保集中缴费期2019年12月31日23时59分截止，您户尚未缴费")
     assert sms_segments(reminder) == 1  # 70 characters at most: one message
+    samples["audit_overdue.internal"] = {"year": 2020, "as_of": "2019-10-21", "payments": 3, "amount_fen": 75000,
+                                         "oldest_paid_day": "2019-10-15", "county_deadline": "2019-12-25",
+                                         "townships": [{"township": "花桥镇", "payments": 2}, {"township": "白牙市镇", "payments": 1}]}
+    assert BOOK.render("audit_overdue.internal", samples["audit_overdue.internal"]) == (
+        "截至2019年10月21日，2020年度有3笔居民医保缴费超过3个工作日未完成缴款审核，合计750.00元，最早一笔缴于2019年10月15日"
+        "（花桥镇2笔，白牙市镇1笔）。请县税务局尽快审核，全县缴款审核须于2019年12月25日前完成。")
     with pytest.raises(TemplateError):
         BOOK.render("claim_paid.sms", {"name": "王某"})  # parameters missing
     with pytest.raises(TemplateError):

@@ -183,7 +183,7 @@ class WebhookChannel:
 
 KIND_SUBJECTS = {"ranking": "参保进度排名", "stage_result": "阶段考核结果", "forecast": "阶段目标预警",
                  "coverage_alert": "困难群众参保情况", "withholding_failure": "代扣失败名单",
-                 "correction_overdue": "信息更正逾期", "reminder": "缴费提醒"}
+                 "correction_overdue": "信息更正逾期", "audit_overdue": "缴款审核逾期", "reminder": "缴费提醒"}
 
 
 class EmailChannel:

@@ -1,6 +1,6 @@
 """Notices, one document each (`_id` = natural key such as "receipt:<order_no>": exactly once).
 
-Lists by household and by township and kind are documents of their own in `notice_lists`
+Lists by household, by township and kind, and by office are documents of their own in `notice_lists`
 (`household:<year>:<no>`, `township:<year>:<township>:<kind>`), each the ids of its notices, added
 with `$addToSet` whenever a notice is added (again on a redelivery, so a crash between the writes
 heals): a list is read by `_id` and its notices by `_id`, never by scanning `notices`, which grows
@@ -18,8 +18,9 @@ from . import deliveries
 
 NOTICES = "notices"
 LISTS = "notice_lists"
-KINDS = ("receipt", "withholding_failure", "correction_overdue", "claim_created", "claim_paid", "coverage_alert",
+KINDS = ("receipt", "withholding_failure", "correction_overdue", "audit_overdue", "claim_created", "claim_paid", "coverage_alert",
          "stage_result", "forecast", "reminder", "ranking", "bulletin")
+OFFICE_CHANNELS = ("internal", "webhook")  # notices to an office (县税务局, 民政部门, a township government), not a person
 OUTBOX_COLLECTIONS: tuple[str, ...] = ()
 INDEXES = (IndexSpec(NOTICES, (("household_no", 1), ("year", 1))),
            IndexSpec(NOTICES, (("year", 1), ("township", 1), ("kind", 1))), *deliveries.INDEXES)
@@ -62,6 +63,9 @@ class NoticeRepository:
                                       {"$addToSet": {"items": entry}}, upsert=True)
         if doc.get("event_id"):
             self.db[LISTS].update_one({"_id": f"event:{doc['event_id']}"}, {"$addToSet": {"items": entry}}, upsert=True)
+        if doc.get("channel") in OFFICE_CHANNELS:
+            self.db[LISTS].update_one({"_id": f"office:{doc['year']}:{doc['recipient_name']}"},
+                                      {"$addToSet": {"items": entry}}, upsert=True)
 
     def _notices(self, list_ids: list[str], offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
         items = [x for lid in list_ids for x in (self.db[LISTS].find_one({"_id": lid}) or {}).get("items", [])]
@@ -93,6 +97,10 @@ class NoticeRepository:
         """A township's work list (of one kind, or all), oldest first, a page at a time; and its length."""
         kinds = [kind] if kind else list(KINDS)
         return self._notices([f"township:{year}:{township}:{k}" for k in kinds], offset, limit)
+
+    def for_office(self, year: int, office: str, offset: int = 0, limit: int = 200) -> tuple[list[dict], int]:
+        """An office's notices (its work list), oldest first, a page at a time; and its length."""
+        return self._notices([f"office:{year}:{office}"], offset, limit)
 
     def for_event(self, event_id: str) -> list[dict]:
         return self._notices([f"event:{event_id}"])[0]

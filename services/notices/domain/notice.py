@@ -4,6 +4,7 @@
 - withholding failures — 002_9137bd928f251374.txt 六(二): 对余额不足的代扣帐户发回各镇, the town urges the
   payer to deposit, the bank withholds again: an SMS to the head and the town's failure list;
 - overdue corrections — 001 七(一) 3 working days: an alert to the county bureau;
+- overdue audits — 001 七(二) 税务局应于3个工作日内完成缴款审核: the day's digest to the tax bureau;
 - 先缴后补 claims created and paid — 001 六: the household is told what it will get back and when it did;
 - hardship coverage below 100 % — 001 六 (必须确保100%参保): an alert to the township;
 - stage results and forecasts — 000 二: to the townships an evaluation names, and those behind.
@@ -25,7 +26,7 @@ CATEGORY_NAMES = {"registered_poor": "建档立卡贫困人口", "extreme_povert
 @dataclass(frozen=True)
 class Notice:
     notice_id: str
-    kind: str  # receipt | withholding_failure | correction_overdue | claim_created | claim_paid | coverage_alert | stage_result | forecast | reminder | ranking
+    kind: str  # receipt | withholding_failure | correction_overdue | audit_overdue | claim_created | claim_paid | coverage_alert | stage_result | forecast | reminder | ranking
     household_no: str | None
     year: int
     township: str
@@ -74,6 +75,16 @@ def correction_overdue_notice(p: dict[str, Any]) -> Notice:
            correction_id=p["correction_id"], due_at=p["due_at"])
     return Notice(f"overdue:{p['correction_id']}", "correction_overdue", p["household_no"], p["year"], p["township"],
                   "县医保局", None, "internal", "", template=t)
+
+
+def audits_overdue_notice(p: dict[str, Any]) -> Notice:
+    """The tax bureau, which owns the audit (001 七(二)), is told each day while payments wait past it:
+    how many, how much, where; township staff are not (they cannot audit)."""
+    t = _t("audit_overdue.internal", year=p["year"], as_of=p["as_of"], payments=p["payments"],
+           amount_fen=p["amount_fen"], oldest_paid_day=p["oldest_paid_day"], county_deadline=p["county_deadline"],
+           townships=[{"township": x["township"], "payments": x["payments"]} for x in p["townships"]])
+    return Notice(f"audits-overdue:{p['year']}:{p['as_of']}", "audit_overdue", None, p["year"], "",
+                  "县税务局", None, "internal", "", template=t)
 
 
 def claim_created_notice(p: dict[str, Any], contact: dict[str, Any] | None) -> Notice:

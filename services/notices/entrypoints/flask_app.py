@@ -11,7 +11,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 
 from shared.clock import Clock, iso
 from shared.config import env
-from shared.errors import DomainError, NotFound, Unauthorized
+from shared.errors import DomainError, Forbidden, NotFound, Unauthorized
 from shared.logs import setup
 from shared.masking import mask_email, mask_phone
 from shared.web import county_routes, create_service_app, path_year, query_param
@@ -355,6 +355,19 @@ def declare(api, c) -> None:
         principal.check_township(township)
         page = int(request.args.get("page") or 0)
         docs, total = repo.listing(path_year(year), township, request.args.get("kind"), offset=page * 200)
+        return {"notices": [render(d) for d in docs], "total": total, "page": page}
+
+    @api.route("/v1/offices/{office}/notices/{year}", "GET",
+               summary="某一单位收到的通知（县税务局、县医保局、民政部门、乡镇人民政府的工作清单；每页200条）",
+               permission="notices:read", response=NoticeList,
+               query=[query_param("page", "integer", minimum=0, maximum=100000)])
+    def office_notices(principal, office, year):
+        if len(office) > 60:
+            raise DomainError("BAD_OFFICE", "单位名称过长", {"max": 60}, status=400)
+        if principal.role == "township" and office != f"{principal.township}人民政府":
+            raise Forbidden("SCOPE_TOWNSHIP", "乡镇只能查看本乡镇人民政府的通知", {"office": office})
+        page = int(request.args.get("page") or 0)
+        docs, total = repo.for_office(path_year(year), office, offset=page * 200)
         return {"notices": [render(d) for d in docs], "total": total, "page": page}
 
     store = boot.deliveries(c)

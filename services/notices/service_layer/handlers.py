@@ -50,6 +50,10 @@ def on_correction_overdue(repo: NoticeRepository, clock: Clock, env: Envelope, b
     _add(repo, book, clock, n.correction_overdue_notice(env.payload), env=env)
 
 
+def on_audits_overdue(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
+    _add(repo, book, clock, n.audits_overdue_notice(env.payload), env=env)
+
+
 def on_claim_created(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
     p = env.payload
     _add(repo, book, clock, n.claim_created_notice(p, repo.contact(p["year"], p.get("household_no"))), env=env)

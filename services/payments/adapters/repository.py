@@ -25,6 +25,13 @@
 - `reversals`    `_id` order number: the money of that order went back (a record written after the
                   transition; the transition itself is in the payment or the order)
 - `settings`     `_id` "receipt_check_key": the key of receipt check codes, made once per database
+- `audit_days`   `_id` "<year>:<paid day>": the payments of that day still waiting for the tax
+                  bureau's audit (`open`, keyed by payment `_id`); joined when a payment is
+                  recorded, left when it is audited or reversed, so the overdue audits are read from
+                  a few day documents instead of scanning `payments`
+- `audit_index`  `_id` "<year>": the paid days that may have open audits (see prune_audit_day)
+- `overdue_audit_reports` `_id` "<year>:<day>": the day's overdue-audit digest, written once with
+                  its payments.audits.overdue event
 """
 from __future__ import annotations
 
@@ -47,7 +54,8 @@ DUPLICATE_CASES, MID_YEAR_APPROVALS = "duplicate_cases", "mid_year_approvals"
 HOLIDAY_SCHEDULES = "holiday_schedules"  # registry.holidays.published, `_id` = the year
 AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
     "agreements", "withholding_batches", "reconciliations", "reversals", "settings")
-OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES)
+AUDIT_DAYS, AUDIT_INDEX, OVERDUE_REPORTS = "audit_days", "audit_index", "overdue_audit_reports"
+OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES, OVERDUE_REPORTS)
 INDEXES = (
     IndexSpec(ORDERS, (("household_key", 1),)),
     IndexSpec(ORDERS, (("gateway", 1), ("paid_day", 1))),
@@ -324,6 +332,46 @@ class PaymentsRepository:
 
     def add_reversal(self, doc: dict[str, Any]) -> bool:
         return insert_once(self.db[REVERSALS], doc)
+
+    # ---- audits waiting (缴款审核) ------------------------------------------------------------
+    def await_audit(self, doc: dict[str, Any]) -> None:
+        """A confirmed payment joins its paid day's open audits, then the day joins the year's index
+        (in this order: prune_audit_day relies on it). Both writes are idempotent."""
+        year, day = doc["year"], doc["paid_day"]
+        entry = {k: doc[k] for k in ("household_no", "order_no", "township", "village", "amount_fen", "paid_day")}
+        self.db[AUDIT_DAYS].update_one({"_id": f"{year}:{day}"}, {"$set": {f"open.{doc['_id']}": entry}}, upsert=True)
+        self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$addToSet": {"days": day}}, upsert=True)
+
+    def audit_settled(self, doc: dict[str, Any]) -> None:
+        """The payment was audited or reversed: no longer waiting (idempotent)."""
+        self.db[AUDIT_DAYS].update_one({"_id": f"{doc['year']}:{doc['paid_day']}"}, {"$unset": {f"open.{doc['_id']}": ""}})
+
+    def audit_days(self, year: int) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+        """(paid day, open audits by payment `_id`) of every indexed day, oldest first: one `_id`
+        read for the index and one per day that may still hold open audits."""
+        idx = self.db[AUDIT_INDEX].find_one({"_id": str(year)}) or {}
+        out = []
+        for day in sorted(idx.get("days", ())):
+            d = self.db[AUDIT_DAYS].find_one({"_id": f"{year}:{day}"}) or {}
+            out.append((day, d.get("open") or {}))
+        return out
+
+    def prune_audit_day(self, year: int, day: str) -> None:
+        """Take a day with no open audit out of the index. A payment joining the day meanwhile is
+        not lost: it writes the day first and the index second, and the day is re-read after the
+        pull (either that read sees the payment, or the payment's index write comes after the pull)."""
+        self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$pull": {"days": day}})
+        d = self.db[AUDIT_DAYS].find_one({"_id": f"{year}:{day}"}) or {}
+        if d.get("open"):
+            self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$addToSet": {"days": day}}, upsert=True)
+
+    def report_overdue_audits(self, year: int, day: str, doc: dict[str, Any], event) -> bool:
+        """The day's digest and its event, once (a unique `_id`)."""
+        try:
+            self.outbox.insert(OVERDUE_REPORTS, {"_id": f"{year}:{day}", **doc}, [event])
+            return True
+        except DuplicateKeyError:
+            return False
 
 
 def _keep_newest(coll, key: str, payload: dict[str, Any], seq: str) -> None:

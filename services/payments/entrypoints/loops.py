@@ -1,4 +1,4 @@
-"""Background loops of the payments worker: expiring used gateway nonces."""
+"""Background loops of the payments worker: expiring used gateway nonces, the daily overdue-audit digest."""
 from __future__ import annotations
 
 import logging
@@ -34,4 +34,22 @@ def nonce_cleanup_loop(c, every_s: float = 300.0) -> None:
                 log.info("forgot %d expired gateway nonces", n)
         except Exception:  # noqa: BLE001 — the next pass tries again
             log.exception("nonce cleanup failed")
+        time.sleep(every_s)
+
+
+def report_overdue_audits_once(c) -> int:
+    """Each loaded year's digest of audits past their 3 working days, at most once a day each."""
+    from ..service_layer.handlers import report_overdue_audits
+    repo = boot.repository(c)
+    calendar = boot.calendar(repo)
+    return sum(report_overdue_audits(repo, c.clock, year, c.county_code, calendar) for year in sorted(c.policies))
+
+
+def overdue_audit_loop(c, every_s: float = 300.0) -> None:
+    """The digest goes out on the first pass of a day on which audits are overdue (001 七(二))."""
+    while True:
+        try:
+            report_overdue_audits_once(c)
+        except Exception:  # noqa: BLE001 — the next pass tries again
+            log.exception("overdue audit digest failed")
         time.sleep(every_s)

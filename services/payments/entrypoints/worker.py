@@ -1,10 +1,10 @@
 """Worker of payments: keeps the household and entitlement read models, completes its own
 transitions from their events, re-drives half-done withholding batches, expires used nonces,
-relays its outbox."""
+publishes the daily overdue-audit digest, relays its outbox."""
 from shared.worker_main import main
 
-from .loops import nonce_cleanup_loop
+from .loops import nonce_cleanup_loop, overdue_audit_loop
 
 if __name__ == "__main__":
     from services.payments.bootstrap import redrive
-    main("payments", background=(redrive, nonce_cleanup_loop))
+    main("payments", background=(redrive, nonce_cleanup_loop, overdue_audit_loop))

@@ -279,13 +279,15 @@ def _record_supplement(repo: PaymentsRepository, order: Order, household: dict[s
 
 
 def on_payment_confirmed(repo: PaymentsRepository, env: Envelope) -> None:
-    """payments.payment.confirmed (our own) → the receipt, the money-log row and the order status,
+    """payments.payment.confirmed (our own) → the receipt, the audit it waits for, the money-log row and the order status,
     off the gateway's request path. Each write is idempotent; the order's status only moves up
     from `created`, so a reversal that came first is not undone."""
     payment = _event_payment(repo, env.payload)
     if payment is None:
         return  # not ours to complete (cannot happen: the event rides in the payment's own write)
     issue_receipt(repo, payment)
+    if payment["status"] == "confirmed":  # an audit or reversal since then has settled it already
+        repo.await_audit(payment)
     repo.log_money(payment["_id"], "confirmed", payment["recorded_at"], payment["history"][0]["by"],
                    payment["amount_fen"], order_no=payment["order_no"], receipt_no=payment["receipt_no"],
                    channel=payment["channel"], transaction_id=payment["transaction_id"])
@@ -444,26 +446,54 @@ def audit_payment(repo: PaymentsRepository, clock: Clock, year: int, household_n
 
 
 def complete_audit(repo: PaymentsRepository, doc: dict[str, Any]) -> None:
-    """The side record of an audit (idempotent): its money-log row."""
+    """The side records of an audit (idempotent): its money-log row; it no longer waits."""
+    repo.audit_settled(doc)
     repo.log_money(doc["_id"], "audited", doc["audited_at"], doc["audited_by"], doc["amount_fen"],
                    order_no=doc["order_no"], source=doc.get("audit_source", "staff"))
 
-def overdue_audits(repo: PaymentsRepository, clock: Clock, principal: Principal, year: int,
+def overdue_audits(repo: PaymentsRepository, clock: Clock, principal: Principal | None, year: int,
                    calendar: WorkCalendar | None = None) -> list[dict[str, Any]]:
     """Confirmed payments not audited within 3 working days (001 七(二)). `due_estimated`: the due date
-    was counted through a year with no official holiday schedule yet (it may move when one arrives)."""
+    was counted through a year with no official holiday schedule yet (it may move when one arrives).
+
+    Read from the days' open audits (repository `audit_days`), not by scanning payments: a day's
+    due date is one computation, and only entries past it are checked against their payment (an
+    entry the worker's redelivery wrote back after an audit is dropped there). Empty days leave
+    the index. `principal` None: the whole county (the worker's digest)."""
     today = clock.today_shanghai()
     out = []
-    for p in repo.payments_where({"status": "confirmed", "year": year}):
-        if principal.role == "township" and p["township"] != principal.township:
+    for day, entries in repo.audit_days(year):
+        if not entries:
+            if day < today.isoformat():
+                repo.prune_audit_day(year, day)
             continue
-        paid = date.fromisoformat(p["paid_day"])
-        due = audit_rules.audit_deadline(paid, year, calendar)
-        if today > due.day:
-            out.append({"household_no": p["household_no"], "order_no": p["order_no"], "township": p["township"],
-                        "village": p["village"], "amount_fen": p["amount_fen"], "paid_day": p["paid_day"],
+        due = audit_rules.audit_deadline(date.fromisoformat(day), year, calendar)
+        if today <= due.day:
+            continue
+        for key, e in entries.items():
+            if principal is not None and principal.role == "township" and e["township"] != principal.township:
+                continue
+            p = repo.payment_by_id(key)
+            if p is None or p["status"] != "confirmed":
+                repo.audit_settled(p or {"_id": key, "year": year, "paid_day": day})
+                continue
+            out.append({"household_no": e["household_no"], "order_no": e["order_no"], "township": e["township"],
+                        "village": e["village"], "amount_fen": e["amount_fen"], "paid_day": day,
                         "audit_due": due.day.isoformat(), "due_estimated": due.estimated})
     return sorted(out, key=lambda r: (r["audit_due"], r["household_no"]))
+
+
+def report_overdue_audits(repo: PaymentsRepository, clock: Clock, year: int, county: str,
+                          calendar: WorkCalendar | None = None) -> bool:
+    """Once a day while audits are overdue, a digest to the tax bureau (payments.audits.overdue):
+    how many and how much per township, the oldest payment's day. One write, a unique `_id` per
+    day: a second worker, or a second pass the same day, publishes nothing."""
+    rows = overdue_audits(repo, clock, None, year, calendar)
+    if not rows:
+        return False
+    today = clock.today_shanghai().isoformat()
+    event = audit_rules.overdue_digest(rows, year, county, today)
+    return repo.report_overdue_audits(year, today, {"at": clock.now(), "payload": event.payload}, event)
 
 
 # ---- reversals ---------------------------------------------------------------------------------
@@ -522,6 +552,7 @@ def complete_reversal(repo: PaymentsRepository, doc: dict[str, Any]) -> None:
                        "at": r["at"], "household_key": key})
     issue_receipt(repo, doc)  # if the worker has not issued it yet, so that it is marked too
     repo.set_receipt_status(doc["receipt_no"], "reversed")
+    repo.audit_settled(doc)
     repo.log_money(order_no, "reversed", r["at"], r["by"], -doc["amount_fen"], reason=r["reason"],
                    revokes_enrolment=True, household_key=key)
 
