@@ -62,6 +62,13 @@ install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-wqy-microhei >/dev/null \
       || say "WARNING: could not install fonts-wqy-microhei: bulletins will render without Chinese glyphs"
   fi
+  # Pango for the bulletins' PDF (WeasyPrint); not fatal either: without it a bulletin has no PDF
+  if ! dpkg -s libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 >/dev/null 2>&1; then
+    say "installing Debian packages: libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 (the bulletins' PDF)"
+    if [ ! -f "$VAR/.apt-updated" ]; then apt-get update -qq && touch "$VAR/.apt-updated" || true; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+      >/dev/null || say "WARNING: could not install Pango: bulletins will be stored without a PDF"
+  fi
   build_ferretdb
 }
 

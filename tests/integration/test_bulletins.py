@@ -146,6 +146,24 @@ def test_without_a_cjk_font_the_bulletin_is_stored_anyway_and_says_so(container,
     assert "本机未安装中文字体" in doc["html"]
 
 
+def test_without_weasyprint_the_bulletin_is_stored_without_a_pdf_and_its_download_says_why(container, monkeypatch):
+    import builtins
+    wc = container.county(WUMING)
+    real_import = builtins.__import__
+
+    def no_weasyprint(name, *args, **kwargs):
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0'")  # what a machine without Pango raises
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_weasyprint)
+    assert on_ranking_published_bulletin(BulletinStore(wc.db), wc.clock, ranking(container, "2017-12-21T09:00:00+08:00",
+                                                                                 [6000, 200]))
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    r = app_of(container).get(f"/v1/counties/{WUMING}/bulletins/2018/201712210900/bulletin.pdf")
+    assert (r.status_code, r.json["code"]) == (404, "BULLETIN_PDF_MISSING") and "HTML" in r.json["message"]
+    assert app_of(container).get(f"/v1/counties/{WUMING}/bulletins/2018/201712210900").status_code == 200
+
+
 def test_staff_list_the_bulletins_and_anyone_downloads_a_page_and_its_chart(container):
     api = app_of(container)
     base = f"/v1/counties/{WUMING}/bulletins"
@@ -166,8 +184,19 @@ def test_staff_list_the_bulletins_and_anyone_downloads_a_page_and_its_chart(cont
     assert download.headers["Content-Disposition"].startswith("attachment; filename*=UTF-8''")
     chart = api.get(f"{base}/2018/201711300900/chart.png")
     assert chart.status_code == 200 and chart.mimetype == "image/png" and chart.data[:8] == b"\x89PNG\r\n\x1a\n"
+    pdf = api.get(f"{base}/2018/201711300900/bulletin.pdf")  # to print and post (张榜公布, 001 七(五))
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    assert pdf.headers["Content-Disposition"].startswith("attachment; filename*=UTF-8''")
+    from pypdf import PdfReader
+    reader = PdfReader(io.BytesIO(pdf.data))
+    text = "".join(p.extract_text() for p in reader.pages)
+    assert "武鸣区2018年度城乡居民医保参保进度通报" in text and "表扬先进" in text  # Chinese as text, not boxes
+    for town in (t.name for t in container.county(WUMING).policy.townships):
+        assert town in text, town
+    assert any(img for p in reader.pages for img in p.images)  # the chart is in it
 
-    for path in (f"{base}/2018/201801010900", f"{base}/2018/201801010900/chart.png", f"{base}/2018/abc",
+    for path in (f"{base}/2018/201801010900", f"{base}/2018/201801010900/chart.png",
+                 f"{base}/2018/201801010900/bulletin.pdf", f"{base}/2018/abc",
                  f"{base}/2018/2017113009001"):
         r = api.get(path)
         assert (r.status_code, r.json["code"], r.json["message"]) == (404, "BULLETIN_NOT_FOUND", "没有该期通报"), path

@@ -39,12 +39,12 @@ class BulletinStore:
         self.coll = db[BULLETINS]
 
     def add(self, content: dict[str, Any], html: str, png: bytes, font: str | None, font_missing: bool,
-            at: datetime) -> bool:
+            at: datetime, pdf: bytes | None = None) -> bool:
         """The bulletin once, then its index entry (always: a redelivery completes an interrupted add).
         True if this call created it."""
         doc = {"_id": bulletin_id(content["year"], content["stamp"]), "year": content["year"],
                "stamp": content["stamp"], "content": content, "html": html, "png": Binary(png), "font": font,
-               "font_missing": font_missing, "created_at": at}
+               "font_missing": font_missing, "pdf": Binary(pdf) if pdf is not None else None, "created_at": at}
         created = insert_once(self.coll, doc)
         self.note(content)
         return created
@@ -70,9 +70,13 @@ class BulletinStore:
         return self.exists(year, earlier[-1]["stamp"]) if earlier else None
 
     def page(self, year: int, stamp: str) -> dict[str, Any] | None:
-        """The bulletin without its chart bytes: `html`, `content`, `font_missing`."""
-        return self.coll.find_one({"_id": bulletin_id(year, stamp)}, {"png": 0})
+        """The bulletin without its chart and PDF bytes: `html`, `content`, `font_missing`."""
+        return self.coll.find_one({"_id": bulletin_id(year, stamp)}, {"png": 0, "pdf": 0})
 
     def chart(self, year: int, stamp: str) -> bytes | None:
         doc = self.coll.find_one({"_id": bulletin_id(year, stamp)}, {"png": 1})
         return None if doc is None else bytes(doc["png"])
+
+    def pdf(self, year: int, stamp: str) -> dict[str, Any] | None:
+        """The bulletin's `pdf` (None where it was stored without one) and `content.title`, or None."""
+        return self.coll.find_one({"_id": bulletin_id(year, stamp)}, {"pdf": 1, "content.title": 1})

@@ -1,7 +1,7 @@
 """HTTP API of bulletins (通报, service_layer/bulletins.py): the year's list for staff, and each
-bulletin's page and chart as downloads.
+bulletin's page, chart and PDF as downloads.
 
-The page and the chart are public (no token): they are what the SMS links to, opened on a township
+The page, the chart and the PDF are public (no token): they are what the SMS links to, opened on a township
 leader's phone with no bearer token, and what they show is already public — the county posts the
 townships' progress (001_93f5b63ac6b4a653.txt 七(五): 各村(社区)应对征缴进度定期张榜公布); a bulletin holds
 only townships' rates and ranks, never a person. The list is staff's (`notices:read`).
@@ -76,3 +76,18 @@ def declare(api, c) -> None:
             raise NotFound("BULLETIN_NOT_FOUND", "没有该期通报", {"year": y, "stamp": stamp})
         return Response(png, mimetype="image/png", headers={"X-Content-Type-Options": "nosniff",
                                                              "Cache-Control": "public, max-age=300"})
+
+    @api.route("/v1/bulletins/{year}/{stamp}/bulletin.pdf", "GET", summary="一期通报的 PDF（打印张贴、归档；公开）",
+               produces="application/pdf")
+    def bulletin_pdf(principal, year, stamp):
+        y, stamp = known(year, stamp)
+        doc = store.pdf(y, stamp)
+        if doc is None:
+            raise NotFound("BULLETIN_NOT_FOUND", "没有该期通报", {"year": y, "stamp": stamp})
+        if doc.get("pdf") is None:
+            raise NotFound("BULLETIN_PDF_MISSING", "该期通报未生成 PDF（服务器缺少排版组件），请下载 HTML 页面打印",
+                           {"year": y, "stamp": stamp})
+        name = f"{doc['content']['title']}.pdf"
+        return Response(bytes(doc["pdf"]), mimetype="application/pdf", headers={
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=300",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})

@@ -41,7 +41,7 @@ def on_ranking_published_bulletin(store: BulletinStore, clock: Clock, env: Envel
     out = render(content, clock.now())
     if out.font_missing:
         log.warning("bulletin %s:%s stored with font_missing: its chart has no Chinese glyphs", year, stamp)
-    return store.add(content.to_doc(), out.html, out.png, out.font, out.font_missing, clock.now())
+    return store.add(content.to_doc(), out.html, out.png, out.font, out.font_missing, clock.now(), pdf=out.pdf)
 
 
 def public_base_url() -> str:
