@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -319,6 +320,29 @@ def test_the_sixth_sms_of_a_day_to_one_number_waits_for_the_next_morning(w):
     assert pointer["due_at"] == datetime(2019, 11, 16, 8, 0, tzinfo=SHANGHAI) and pointer["held"] == "daily_limit"
     assert w["deliverer"].run_once(NOW + timedelta(hours=3)) == {}
     assert w["deliverer"].run_once(datetime(2019, 11, 16, 8, 0, tzinfo=SHANGHAI)).get("sent") == 1
+
+
+def test_the_per_number_limit_holds_a_fourth_reminder_to_a_shared_phone_until_the_next_morning(w):
+    """Four unpaid households whose head phone is one village cadre's number (common for elderly
+    households) at a limit of 3 a day: three reminders go, the fourth waits until 08:00 tomorrow."""
+    from services.notices.domain.notice import reminder_notice
+    book = boot.templates(w["c"])
+    deliverer = boot.deliverer(w["c"], channels=w["channels"], settings=replace(w["settings"], per_number_per_day=3))
+    cadre, run = phone(), f"2020:window:7:{secrets.token_hex(3)}"
+    deadline = datetime(2019, 12, 31, 23, 59, 59, tzinfo=SHANGHAI)
+    ids = []
+    for i in range(4):
+        n = book.fill(reminder_notice(run, 2020, "白牙市镇", f"SH-{i}", {"head_name": f"户主{i}", "head_phone": cadre},
+                                      "集中缴费期", deadline))
+        w["repo"].add(n, NOW)
+        ids.append(n.notice_id)
+    out = deliverer.run_once(NOW)
+    assert out.get("sent") == 3 and out.get("daily_limit") == 1, out
+    (held,) = [nid for nid in ids if notice(w, nid)["status"] == "queued"]
+    assert sum(len(sent_to(w, notice(w, nid)["delivery"]["id"])) for nid in ids) == 3  # at the provider
+    assert deliverer.run_once(datetime(2019, 11, 15, 23, 0, tzinfo=SHANGHAI)) == {}
+    assert deliverer.run_once(datetime(2019, 11, 16, 8, 0, tzinfo=SHANGHAI)).get("sent") == 1
+    assert len(sent_to(w, notice(w, held)["delivery"]["id"])) == 1
 
 
 def test_one_identical_text_per_number_per_thirty_seconds(w):
