@@ -212,7 +212,7 @@ def main() -> int:
         with ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(lambda i: staff.post("/v1/counties/431122/households", household(i)).status_code, range(n)))
         assert all(c == 201 for c in codes), f"registration failed: {sorted(set(codes))}"
-        pdb = MongoClient(mongo_url)[f"{ns}_payments"]
+        pdb = MongoClient(mongo_url)[f"{ns}_payments_431122"]  # a county's own database
         deadline = time.monotonic() + 300
         while pdb.households.find_one({"_id": f"2020:BENCH-{n - 1:06d}"}) is None or \
                 pdb.households.find_one({"_id": "2020:BENCH-000000"}) is None:

@@ -91,7 +91,9 @@ def main() -> int:
             print(f"{v / len(orders):5.2f}  {k}")
         return 0
     finally:
-        MongoClient(os.environ["MONGO_URL"]).drop_database(f"{ns}_payments")
+        for name in MongoClient(os.environ["MONGO_URL"]).list_database_names():  # each county's own
+            if name.startswith(f"{ns}_payments"):
+                MongoClient(os.environ["MONGO_URL"]).drop_database(name)
         delete_bus(os.environ["AMQP_URL"], ns)
 
 

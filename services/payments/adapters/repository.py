@@ -25,11 +25,11 @@
 - `reversals`    `_id` order number: the money of that order went back (a record written after the
                   transition; the transition itself is in the payment or the order)
 - `settings`     `_id` "receipt_check_key": the key of receipt check codes, made once per database
-- `audit_days`   `_id` "<year>:<paid day>": the payments of that day still waiting for the tax
-                  bureau's audit (`open`, keyed by payment `_id`); joined when a payment is
-                  recorded, left when it is audited or reversed, so the overdue audits are read from
-                  a few day documents instead of scanning `payments`
-- `audit_index`  `_id` "<year>": the paid days that may have open audits (see prune_audit_day)
+- `audit_days`   `_id` "<year>:<paid day>|<township>": the payments of that township's day still
+                  waiting for the tax bureau's audit (`open`, keyed by payment `_id`); joined when a
+                  payment is recorded, left when it is audited or reversed, so the overdue audits
+                  are read from a few small documents instead of scanning `payments`
+- `audit_index`  `_id` "<year>": the shards ("<day>|<township>") that may hold open audits
 - `overdue_audit_reports` `_id` "<year>:<day>": the day's overdue-audit digest, written once with
                   its payments.audits.overdue event
 """
@@ -56,6 +56,9 @@ AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
     "agreements", "withholding_batches", "reconciliations", "reversals", "settings")
 AUDIT_DAYS, AUDIT_INDEX, OVERDUE_REPORTS = "audit_days", "audit_index", "overdue_audit_reports"
 OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES, OVERDUE_REPORTS)
+# every kind of money-log row: a reference's rows are read by `_id` "<ref>:<action>", one per kind
+MONEY_ACTIONS = ("order_created", "confirmed", "overpaid", "paid_twice", "audited", "reversed",
+                 "withholding_batch_created", "withholding_failed", "reconciled")
 INDEXES = (
     IndexSpec(ORDERS, (("household_key", 1),)),
     IndexSpec(ORDERS, (("gateway", 1), ("paid_day", 1))),
@@ -67,6 +70,11 @@ INDEXES = (
     IndexSpec(MONEY_LOG, (("ref", 1),)),
     IndexSpec(AGREEMENTS, (("bank", 1), ("status", 1))),
 )
+
+
+def audit_shard(paid_day: str, township: str) -> str:
+    """A shard of the open audits: one township's paid day ("<day>|<township>")."""
+    return f"{paid_day}|{township}"
 
 
 def hh_key(year: int, household_no: str) -> str:
@@ -276,12 +284,21 @@ class PaymentsRepository:
 
     def log_money(self, ref: str, action: str, at: datetime, actor: str, amount_fen: int, **details: Any) -> None:
         """One row per state change of money; written once per (ref, action)."""
+        if action not in MONEY_ACTIONS:
+            raise ValueError(f"unknown money-log action {action!r}")  # money_log_of reads only these
         from shared.clock import SHANGHAI
         insert_once(self.db[MONEY_LOG], {"_id": f"{ref}:{action}", "ref": ref, "action": action, "at": at,
                                          "day": at.astimezone(SHANGHAI).date().isoformat(), "actor": actor,
                                          "amount_fen": amount_fen, **details})
 
+    def money_log_of(self, ref: str) -> list[dict[str, Any]]:
+        """Every row of one reference, oldest first: one `_id` read per kind of change (MONEY_ACTIONS),
+        never a scan of the log."""
+        rows = [self.db[MONEY_LOG].find_one({"_id": f"{ref}:{action}"}) for action in MONEY_ACTIONS]
+        return sorted((r for r in rows if r is not None), key=lambda r: r["at"])
+
     def money_log(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows by day: staff's audit report (a scan on FerretDB; indexed on MongoDB)."""
         return list(self.db[MONEY_LOG].find(flt).sort("at", 1).limit(5000))
 
     # ---- withholding -----------------------------------------------------------------------
@@ -335,35 +352,38 @@ class PaymentsRepository:
 
     # ---- audits waiting (缴款审核) ------------------------------------------------------------
     def await_audit(self, doc: dict[str, Any]) -> None:
-        """A confirmed payment joins its paid day's open audits, then the day joins the year's index
-        (in this order: prune_audit_day relies on it). Both writes are idempotent."""
-        year, day = doc["year"], doc["paid_day"]
-        entry = {k: doc[k] for k in ("household_no", "order_no", "township", "village", "amount_fen", "paid_day")}
-        self.db[AUDIT_DAYS].update_one({"_id": f"{year}:{day}"}, {"$set": {f"open.{doc['_id']}": entry}}, upsert=True)
-        self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$addToSet": {"days": day}}, upsert=True)
+        """A confirmed payment joins the open audits of its paid day and township, then that shard
+        joins the year's index (in this order: prune_audit_shard relies on it). Both idempotent. A
+        shard is one township's day, so no document grows with the county (the Dec 31 rush of one
+        township is a few hundred entries) and township staff read their own shards only."""
+        year, shard = doc["year"], audit_shard(doc["paid_day"], doc["township"])
+        entry = {k: doc[k] for k in ("household_no", "order_no", "village", "amount_fen")}
+        self.db[AUDIT_DAYS].update_one({"_id": f"{year}:{shard}"}, {"$set": {f"open.{doc['_id']}": entry}}, upsert=True)
+        self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$addToSet": {"shards": shard}}, upsert=True)
 
     def audit_settled(self, doc: dict[str, Any]) -> None:
         """The payment was audited or reversed: no longer waiting (idempotent)."""
-        self.db[AUDIT_DAYS].update_one({"_id": f"{doc['year']}:{doc['paid_day']}"}, {"$unset": {f"open.{doc['_id']}": ""}})
+        shard = audit_shard(doc["paid_day"], doc["township"])
+        self.db[AUDIT_DAYS].update_one({"_id": f"{doc['year']}:{shard}"}, {"$unset": {f"open.{doc['_id']}": ""}})
 
-    def audit_days(self, year: int) -> list[tuple[str, dict[str, dict[str, Any]]]]:
-        """(paid day, open audits by payment `_id`) of every indexed day, oldest first: one `_id`
-        read for the index and one per day that may still hold open audits."""
+    def audit_shards(self, year: int) -> list[tuple[str, str]]:
+        """(paid day, township) of every shard that may hold open audits, oldest first (one `_id` read)."""
         idx = self.db[AUDIT_INDEX].find_one({"_id": str(year)}) or {}
-        out = []
-        for day in sorted(idx.get("days", ())):
-            d = self.db[AUDIT_DAYS].find_one({"_id": f"{year}:{day}"}) or {}
-            out.append((day, d.get("open") or {}))
-        return out
+        return sorted(tuple(s.split("|", 1)) for s in idx.get("shards", ()))  # type: ignore[misc]
 
-    def prune_audit_day(self, year: int, day: str) -> None:
-        """Take a day with no open audit out of the index. A payment joining the day meanwhile is
-        not lost: it writes the day first and the index second, and the day is re-read after the
+    def open_audits(self, year: int, day: str, township: str) -> dict[str, dict[str, Any]]:
+        """The shard's open audits by payment `_id` (one `_id` read)."""
+        d = self.db[AUDIT_DAYS].find_one({"_id": f"{year}:{audit_shard(day, township)}"}) or {}
+        return d.get("open") or {}
+
+    def prune_audit_shard(self, year: int, day: str, township: str) -> None:
+        """Take a shard with no open audit out of the index. A payment joining it meanwhile is not
+        lost: it writes the shard first and the index second, and the shard is re-read after the
         pull (either that read sees the payment, or the payment's index write comes after the pull)."""
-        self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$pull": {"days": day}})
-        d = self.db[AUDIT_DAYS].find_one({"_id": f"{year}:{day}"}) or {}
-        if d.get("open"):
-            self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$addToSet": {"days": day}}, upsert=True)
+        shard = audit_shard(day, township)
+        self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$pull": {"shards": shard}})
+        if self.open_audits(year, day, township):
+            self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$addToSet": {"shards": shard}}, upsert=True)
 
     def report_overdue_audits(self, year: int, day: str, doc: dict[str, Any], event) -> bool:
         """The day's digest and its event, once (a unique `_id`)."""

@@ -292,16 +292,16 @@ def declare(api, c) -> None:
                permission="payments:manage", response=MoneyLogOut,
                query=[query_param("ref", maxLength=120), query_param("day", format="date")])
     def money_log(principal):
-        flt = {}
-        if request.args.get("ref"):
-            flt["ref"] = request.args["ref"]
+        ref, day = request.args.get("ref"), None
         if request.args.get("day"):
             try:
-                flt["day"] = date.fromisoformat(request.args["day"]).isoformat()
+                day = date.fromisoformat(request.args["day"]).isoformat()
             except ValueError:
                 raise ValidationFailed("BAD_DAY", "日期格式应为 YYYY-MM-DD") from None
-        if not flt:
+        if not ref and not day:
             raise ValidationFailed("FILTER_REQUIRED", "请按对象（ref）或日期（day）查询")
-        return {"entries": [{**{k: v for k, v in e.items() if k != "_id"}, "at": iso(e["at"])}
-                            for e in repo.money_log(flt)]}
+        rows = repo.money_log_of(ref) if ref else repo.money_log({"day": day})
+        if ref and day:
+            rows = [e for e in rows if e["day"] == day]
+        return {"entries": [{**{k: v for k, v in e.items() if k != "_id"}, "at": iso(e["at"])} for e in rows]}
 

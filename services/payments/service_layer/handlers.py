@@ -456,28 +456,29 @@ def overdue_audits(repo: PaymentsRepository, clock: Clock, principal: Principal 
     """Confirmed payments not audited within 3 working days (001 七(二)). `due_estimated`: the due date
     was counted through a year with no official holiday schedule yet (it may move when one arrives).
 
-    Read from the days' open audits (repository `audit_days`), not by scanning payments: a day's
-    due date is one computation, and only entries past it are checked against their payment (an
-    entry the worker's redelivery wrote back after an audit is dropped there). Empty days leave
-    the index. `principal` None: the whole county (the worker's digest)."""
+    Read from the open audits of each township's day (repository `audit_days`), not by scanning
+    payments: a shard not due yet is not read, and only entries past their due date are checked
+    against their payment (one an out-of-order redelivery wrote back after an audit is dropped
+    there). Empty shards leave the index. `principal` None: the whole county (the daily digest)."""
     today = clock.today_shanghai()
+    mine = principal.township if principal is not None and principal.role == "township" else None
     out = []
-    for day, entries in repo.audit_days(year):
-        if not entries:
-            if day < today.isoformat():
-                repo.prune_audit_day(year, day)
+    for day, township in repo.audit_shards(year):
+        if mine is not None and township != mine:
             continue
         due = audit_rules.audit_deadline(date.fromisoformat(day), year, calendar)
         if today <= due.day:
+            continue  # not due yet: not even read
+        entries = repo.open_audits(year, day, township)
+        if not entries:
+            repo.prune_audit_shard(year, day, township)
             continue
         for key, e in entries.items():
-            if principal is not None and principal.role == "township" and e["township"] != principal.township:
-                continue
             p = repo.payment_by_id(key)
             if p is None or p["status"] != "confirmed":
-                repo.audit_settled(p or {"_id": key, "year": year, "paid_day": day})
+                repo.audit_settled(p or {"_id": key, "year": year, "paid_day": day, "township": township})
                 continue
-            out.append({"household_no": e["household_no"], "order_no": e["order_no"], "township": e["township"],
+            out.append({"household_no": e["household_no"], "order_no": e["order_no"], "township": township,
                         "village": e["village"], "amount_fen": e["amount_fen"], "paid_day": day,
                         "audit_due": due.day.isoformat(), "due_estimated": due.estimated})
     return sorted(out, key=lambda r: (r["audit_due"], r["household_no"]))
