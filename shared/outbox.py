@@ -17,8 +17,9 @@ import logging
 import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Any, Iterable
 
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from . import metrics
@@ -55,18 +56,29 @@ class OutboxRelay:
         A pointer names one aggregate (`agg`) or, for bulk writes such as a roster import, many
         (`aggs`, in write order), and says `snapshots: true` when their events carry no payload of
         their own. It is deleted once every aggregate it names has been published.
+
+        A batch costs the store a handful of commands whatever its size: the pointers, the
+        aggregates they name (one `_id $in` read per collection, which the local store's launcher
+        answers from its index), one bulk write per collection marking them sent, and one delete of
+        the pointers. Each aggregate's events go out in `seq` order, the aggregates in the order of
+        their first pointer.
         """
-        pointers = list(self.db[OUTBOX].find({}).sort("seq", 1).limit(self.batch))
-        done: set = set()
-        sent = 0
+        pointers = list(self.db[OUTBOX].find({}).sort("seq", 1).limit(self.batch).batch_size(self.batch))
+        order: list[tuple[str, Any]] = []
+        full: set[tuple[str, Any]] = set()
         for p in pointers:
-            coll = p["coll"]
             for agg in p.get("aggs") or [p["agg"]]:
-                if (coll, agg) in done:
-                    continue
-                done.add((coll, agg))
-                # the whole document only where a pointer says snapshot events wait in it
-                doc = self.db[coll].find_one({"_id": agg}, None if p.get("snapshots") else {"_outbox": 1})
+                key = (p["coll"], agg)
+                if key not in full and p.get("snapshots"):
+                    full.add(key)
+                if key not in order:
+                    order.append(key)
+        docs = self._read(order, full)
+        sent = 0
+        unset: dict[str, list[UpdateOne]] = {}
+        try:
+            for coll, agg in order:
+                doc = docs.get((coll, agg))
                 pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
                 published = 0
                 for env in pending:
@@ -78,14 +90,40 @@ class OutboxRelay:
                             continue
                     else:
                         out = env
-                    self.publisher.publish(out)  # raises on broker trouble: nothing is marked
+                    self.publisher.publish(out)  # raises on broker trouble: this aggregate is not marked
                     published += 1
                 if pending:
-                    self.db[coll].update_one({"_id": agg}, {"$unset": {f"_outbox.{e['id']}": "" for e in pending}})
+                    unset.setdefault(coll, []).append(
+                        UpdateOne({"_id": agg}, {"$unset": {f"_outbox.{e['id']}": "" for e in pending}}))
                 sent += published
+        finally:  # what went out is marked sent even when the broker fails half-way (less to send again)
+            for coll, ops in unset.items():
+                self.db[coll].bulk_write(ops, ordered=False)
         if pointers:  # the pointer collection holds only what is pending: a small delete
             self.db[OUTBOX].delete_many({"_id": {"$in": [p["_id"] for p in pointers]}})
         return sent
+
+    def _read(self, order: list[tuple[str, Any]], full: set[tuple[str, Any]]) -> dict[tuple[str, Any], dict]:
+        """The aggregates of a batch by (collection, `_id`): their whole documents where snapshot
+        events wait in them, else only their `_outbox`; string `_id`s in one `$in` read per
+        collection and projection, any other kind one by one (none of ours is)."""
+        groups: dict[tuple[str, bool], list] = {}
+        for coll, agg in order:
+            groups.setdefault((coll, (coll, agg) in full), []).append(agg)
+        docs: dict[tuple[str, Any], dict] = {}
+        for (coll, whole), aggs in groups.items():
+            projection = None if whole else {"_outbox": 1}
+            ids = [a for a in aggs if isinstance(a, str)]
+            for i in range(0, len(ids), 1000):
+                chunk = ids[i:i + 1000]
+                for d in self.db[coll].find({"_id": {"$in": chunk}}, projection, limit=len(chunk), batch_size=len(chunk)):
+                    docs[(coll, d["_id"])] = d
+            for a in aggs:
+                if not isinstance(a, str):
+                    d = self.db[coll].find_one({"_id": a}, projection)
+                    if d is not None:
+                        docs[(coll, a)] = d
+        return docs
 
     def _materialise(self, env: dict, doc: dict) -> dict:
         """A snapshot event's payload is the document as written (the same write that recorded the

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from pymongo import MongoClient, monitoring
 from marshmallow import ValidationError
 
 from services.registry import bootstrap as registry_boot
@@ -50,6 +51,73 @@ def test_events_written_with_a_state_change_are_published_in_order_and_marked_se
     assert registry.db[OUTBOX].count_documents({}) == 0
     assert registry.db.households.find_one({"_id": "2020:A"})["_outbox"] == {}
     assert relay.run_once() == 0  # nothing is published twice
+    probe.close()
+
+
+class Commands(monitoring.CommandListener):
+    """The store commands a client sends, by name (what a batch costs the store)."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def started(self, event):
+        self.names.append(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+class FailingAfter(Publisher):
+    """The broker goes away after `n` publishes."""
+
+    def __init__(self, url, topology, n):
+        super().__init__(url, topology)
+        self.left = n
+
+    def publish(self, env):
+        if self.left == 0:
+            raise OSError("broker gone")
+        self.left -= 1
+        super().publish(env)
+
+
+def test_a_relay_batch_costs_the_store_a_few_commands_whatever_its_size(registry, infra, namespace):
+    """150 households with 2 events each: read in one query, marked sent in one write, each
+    household's events in order (issue 13: store commands per confirmation across the suite)."""
+    probe = Probe(infra.amqp_url, namespace, ["registry.enrolment.changed"])
+    w = registry.outbox
+    for i in range(150):
+        w.insert("households", {"_id": f"2020:R{i:03}"}, [enrolment_event(f"R{i:03}-1")])
+        w.update("households", f"2020:R{i:03}", {"$set": {"x": 1}}, [enrolment_event(f"R{i:03}-2")])
+    seen = Commands()
+    client = MongoClient(infra.mongo_url, event_listeners=[seen])
+    relay = OutboxRelay(client[registry.db.name], Publisher(infra.amqp_url, registry.topology), "registry",
+                        registry.clock, ["households"], batch=300)
+    assert relay.run_once() == 300
+    assert seen.names == ["find", "find", "update", "delete"], seen.names  # pointers, households, sent, pointers
+    got = [m["payload"]["household_no"] for m in probe.take(300)]
+    assert got == [f"R{i:03}-{k}" for i in range(150) for k in (1, 2)]
+    assert registry.db[OUTBOX].count_documents({}) == 0 and relay.run_once() == 0
+    assert registry.db.households.count_documents({"_outbox": {"$ne": {}}}) == 0
+    client.close()
+    probe.close()
+
+
+def test_a_broker_failing_half_way_through_a_batch_loses_nothing_and_resends_little(registry, infra, namespace):
+    probe = Probe(infra.amqp_url, namespace, ["registry.enrolment.changed"])
+    for i in range(10):
+        registry.outbox.insert("households", {"_id": f"2020:S{i}"}, [enrolment_event(f"S{i}")])
+    flaky = OutboxRelay(registry.db, FailingAfter(infra.amqp_url, registry.topology, 4), "registry",
+                        registry.clock, ["households"])
+    with pytest.raises(OSError):
+        flaky.run_once()
+    ours = {"_id": {"$in": [f"2020:S{i}" for i in range(10)]}}
+    assert registry.db.households.count_documents({**ours, "_outbox": {}}) == 4  # what went out is marked sent
+    assert registry.relay().run_once() == 6
+    assert sorted(m["payload"]["household_no"] for m in probe.take(11, timeout=3)) == [f"S{i}" for i in range(10)]
     probe.close()
 
 

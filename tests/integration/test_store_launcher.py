@@ -175,3 +175,15 @@ def test_a_batch_read_by_id_list_reads_only_those_rows(filled):
     batch = median_ms(lambda: list(filled.find({"_id": {"$in": ids}})))
     scan = median_ms(lambda: list(filled.find({"status": "nobody"})), times=3)
     assert batch * 5 < scan, (batch, scan)
+
+
+def test_an_update_command_of_hundreds_of_statements_completes(filled):
+    """One bulk write of a batch (a relay marking 300 aggregates sent): upstream FerretDB kept every
+    statement's SQLite connection until the command ended and waited forever at the 100th
+    (deploy/ferretdb/patches/0003), holding its write locks, so the collection was wedged for good."""
+    from pymongo import UpdateOne
+    ids = [f"2020:H{i:05}" for i in range(5000, 5300)]
+    res = filled.bulk_write([UpdateOne({"_id": i, "version": 3}, {"$set": {"sent": True}}) for i in ids], ordered=False)
+    assert res.modified_count == 300
+    assert filled.update_one({"_id": ids[0]}, {"$set": {"after": 1}}).modified_count == 1  # not wedged
+    assert filled.count_documents({"_id": {"$in": ids}, "sent": True}) == 300
