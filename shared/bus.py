@@ -194,6 +194,7 @@ class Publisher:
 
 
 Handler = Callable[[Envelope], None]
+BatchHandler = Callable[[list[Envelope]], None]  # events of one type in delivery order
 Decoder = Callable[[object, bytes], Envelope]  # (pika properties, body) → envelope; ValueError = malformed
 
 
@@ -211,10 +212,19 @@ class Consumer:
 
     Idempotency: an event id in `processed_events` is acknowledged without running the handler.
     The marker is written after the handler succeeds, so handlers themselves must be idempotent
-    for the crash window between the two (they key their effects on natural ids). Markers and
-    acks of a busy queue go out together, up to `flush_max` at a time or after `flush_s`: one
-    insert for many events instead of one each (a crash before the flush redelivers them, which
-    the same handler idempotency covers).
+    for the crash window between the two (they key their effects on natural ids). The markers and
+    acks of a batch go out together: one insert for many events instead of one each (a crash
+    before them redelivers the batch, which the same handler idempotency covers).
+
+    Batches: the consumer takes what the broker has delivered (prefetch 200), up to `batch_max`
+    messages or `flush_s` after the first, checks their markers with one `_id $in` read, and runs
+    consecutive events of one type through that type's batch handler (`batch_handlers`: a list
+    of envelopes in delivery order, which applies them with as few store commands as their effects
+    allow, keeping each aggregate's order); then one insert of markers and one ack. A batch handler
+    that fails (a stale version, a household not there yet, a refused change) has its events run
+    one at a time through the ordinary handler, each with its own retries and dead letter, so its
+    effects must be idempotent as every handler's are. A type without a batch handler, and a
+    batch of one, take the per-event path.
 
     `decode` replaces the envelope parsing for messages that are not our envelopes (outside
     publishers; it checks who published them itself); `dedupe=False` leaves duplicates to the
@@ -224,9 +234,10 @@ class Consumer:
 
     def __init__(self, url: str, topology: Topology, db, handlers: dict[str, Handler], *,
                  max_attempts: int = 5, retry_base_ms: int = 500, retry_max_ms: int = 30_000,
-                 prefetch: int = 20, clock=None, decode: Decoder | None = None, dedupe: bool = True,
-                 executor: ThreadPoolExecutor | None = None, flush_max: int = 50, flush_s: float = 0.1,
-                 publishers: dict[str, str] | None = None):
+                 prefetch: int = 200, clock=None, decode: Decoder | None = None, dedupe: bool = True,
+                 executor: ThreadPoolExecutor | None = None, flush_s: float = 0.1,
+                 publishers: dict[str, str] | None = None, batch_handlers: dict[str, BatchHandler] | None = None,
+                 batch_max: int = 100):
         self.url = url
         self.user = broker_user(url)
         self.publishers = publishers
@@ -240,8 +251,9 @@ class Consumer:
         self.clock = clock
         self.decode = decode
         self.dedupe = dedupe
-        self.flush_max = flush_max
         self.flush_s = flush_s
+        self.batch_handlers = batch_handlers or {}
+        self.batch_max = max(1, batch_max)
         self._pending: list[tuple[int, dict]] = []  # (delivery tag, marker) handled, not yet acked
         self._pending_ids: set[str] = set()
         self._pending_since = 0.0
@@ -274,15 +286,22 @@ class Consumer:
             ch.basic_qos(prefetch_count=self.prefetch)
             self._pending.clear()
             self._pending_ids.clear()
+            batch: list[tuple] = []
+            started = 0.0
             for method, props, body in ch.consume(self.topology.queue, inactivity_timeout=self.flush_s):
                 metrics.HEARTBEAT.labels(self.topology.service).set(time.time())
                 if self.stopping.is_set():
-                    break
+                    break  # a batch not handled yet stays unacknowledged: redelivered
                 if method is not None:
-                    self._deliver(conn, ch, method, props, body)
-                if self._pending and (method is None or len(self._pending) >= self.flush_max
-                                      or time.monotonic() - self._pending_since >= self.flush_s):
-                    self._flush(ch)
+                    if not batch:
+                        started = time.monotonic()
+                    batch.append((method, props, body))
+                if batch and (method is None or len(batch) >= self.batch_max
+                              or time.monotonic() - started >= self.flush_s):
+                    self._handle(conn, ch, batch)
+                    batch = []
+                    if self._pending and ch.is_open:
+                        self._flush(ch)
             if self._pending and ch.is_open:
                 self._flush(ch)
         finally:
@@ -292,8 +311,39 @@ class Consumer:
             except Exception:
                 pass
 
-    def _deliver(self, conn, ch, method, props, body: bytes) -> None:
-        svc = self.topology.service
+    def _handle(self, conn, ch, batch: list[tuple]) -> None:
+        """One batch of deliveries: parsed and checked, duplicates acknowledged, then the events in
+        delivery order, consecutive events of a type with a batch handler together."""
+        items = [(m, p, b, env) for m, p, b in batch if (env := self._parse(conn, ch, m, p, b)) is not None]
+        seen = self._seen(conn, [env.id for *_, env in items])
+        if seen is None:
+            return  # stopping while the store was down: unacknowledged, redelivered
+        fresh, ids = [], set()
+        for m, p, b, env in items:
+            if env.id in seen or env.id in ids:
+                metrics.EVENTS_DUPLICATE.labels(self.topology.service, env.type).inc()
+                ch.basic_ack(m.delivery_tag)
+            else:
+                ids.add(env.id)
+                fresh.append((m, p, b, env))
+        i = 0
+        while i < len(fresh):
+            j = i + 1
+            while j < len(fresh) and fresh[j][3].type == fresh[i][3].type:
+                j += 1
+            run = fresh[i:j]
+            many = self.batch_handlers.get(run[0][3].type)
+            if many is not None and len(run) > 1 and self._run_batch(conn, many, run):
+                for m, _p, _b, env in run:
+                    self._done(m, env)
+            else:
+                for m, p, b, env in run:
+                    if not self._handle_one(conn, ch, m, p, b, env):
+                        return  # stopping: the rest stay unacknowledged
+            i = j
+
+    def _parse(self, conn, ch, method, props, body: bytes) -> Envelope | None:
+        """The message's envelope, or None when it was dead-lettered (malformed, forged, no handler)."""
         attempt = int((props.headers or {}).get("x-attempt", 1))
         try:
             if self.decode is not None:
@@ -305,43 +355,74 @@ class Consumer:
                 self._check_publisher(env, props)
         except Forged as e:
             self._dead_letter(conn, ch, method, props, body, f"forged: {e}", attempt, raw_type=props.type)
-            return
+            return None
         except (ValueError, ValidationError, TypeError) as e:
             self._dead_letter(conn, ch, method, props, body, f"malformed: {e}", attempt, raw_type=props.type)
-            return
+            return None
         if env.type not in self.handlers:
             self._dead_letter(conn, ch, method, props, body, f"no handler for {env.type}", attempt, raw_type=env.type)
-            return
-        while True:  # a store outage is waited out here, not counted as the handler's failure
+            return None
+        return env
+
+    def _seen(self, conn, ids: list[str]) -> set[str] | None:
+        """The ids among `ids` handled already (one `_id $in` read of the markers); None if the
+        consumer stopped while waiting for the store."""
+        if not self.dedupe or not ids:
+            return set()
+        known = {i for i in ids if i in self._pending_ids}
+        rest = [i for i in ids if i not in known]
+        while rest:  # a store outage is waited out here, not counted as a handler's failure
             try:
-                seen = self.dedupe and (env.id in self._pending_ids or
-                                        self.db["processed_events"].find_one({"_id": env.id}, {"_id": 1}))
-                break
+                found = self.db["processed_events"].find({"_id": {"$in": rest}}, {"_id": 1}, limit=len(rest),
+                                                          batch_size=len(rest))
+                return known | {d["_id"] for d in found}
             except ConnectionFailure:
                 if not self._await_store(conn):
-                    return
-        if seen:
-            metrics.EVENTS_DUPLICATE.labels(svc, env.type).inc()
-            ch.basic_ack(method.delivery_tag)
-            return
+                    return None
+        return known
+
+    def _call(self, conn, fn) -> bool:
+        """Run `fn` on the handler thread, servicing heartbeats while it is slow; a store outage is
+        waited out and `fn` run again (handlers are idempotent). False: stopping meanwhile."""
+        while True:
+            future = self._pool.submit(fn)
+            # wait for the handler, servicing heartbeats only while it is slow: a handler that
+            # finishes in a millisecond must not wait for a broker poll (that capped a consumer at 5/s)
+            while not wait([future], timeout=0.5).done:
+                conn.process_data_events(time_limit=0)
+                metrics.HEARTBEAT.labels(self.topology.service).set(time.time())
+            try:
+                future.result()
+                return True
+            except ConnectionFailure:  # the store is down: run the handler again once it is back
+                if not self._await_store(conn):
+                    return False
+
+    def _run_batch(self, conn, many: BatchHandler, run: list[tuple]) -> bool:
+        """True when the batch handler took the whole run; False sends it one event at a time."""
+        envs = [env for *_, env in run]
+        try:
+            if not self._call(conn, lambda: many(envs)):
+                return False
+        except (AMQPError, OSError):
+            raise
+        except Exception as e:  # noqa: BLE001 — each event gets its own handling below
+            log.info("batch of %d %s handled one by one (%s: %s)", len(envs), envs[0].type, type(e).__name__, e)
+            metrics.EVENT_BATCHES.labels(self.topology.service, envs[0].type, "one_by_one").inc()
+            return False
+        metrics.EVENT_BATCHES.labels(self.topology.service, envs[0].type, "batch").inc()
+        return True
+
+    def _handle_one(self, conn, ch, method, props, body: bytes, env: Envelope) -> bool:
+        """The per-event path: the handler, then retry or dead letter on failure. False: stopping."""
+        attempt = int((props.headers or {}).get("x-attempt", 1))
         token = correlation_id.set(env.correlation_id)
         try:
-            while True:
-                future = self._pool.submit(self.handlers[env.type], env)
-                # wait for the handler, servicing heartbeats only while it is slow: a handler that
-                # finishes in a millisecond must not wait for a broker poll (that capped a consumer at 5/s)
-                while not wait([future], timeout=0.5).done:
-                    conn.process_data_events(time_limit=0)
-                    metrics.HEARTBEAT.labels(svc).set(time.time())
-                try:
-                    future.result()
-                    break
-                except ConnectionFailure:  # the store is down: run the handler again once it is back
-                    if not self._await_store(conn):
-                        return  # stopping: unacked, the broker redelivers it
+            if not self._call(conn, lambda: self.handlers[env.type](env)):
+                return False  # stopping: unacked, the broker redelivers it
         except PermanentFailure as e:
             self._dead_letter(conn, ch, method, props, body, f"permanent: {e}", attempt, raw_type=env.type)
-            return
+            return True
         except (AMQPError, OSError):
             raise
         except Exception as e:  # noqa: BLE001 — any handler failure is retried, then dead-lettered
@@ -352,15 +433,20 @@ class Consumer:
                                   raw_type=env.type)
             else:
                 self._retry(ch, method, props, body, attempt, env.type)
-            return
+            return True
         finally:
             correlation_id.reset(token)
+        self._done(method, env)
+        return True
+
+    def _done(self, method, env: Envelope) -> None:
+        """Handled: its marker and ack go out with the batch's."""
         if not self._pending:
             self._pending_since = time.monotonic()
         self._pending.append((method.delivery_tag, {"_id": env.id, "type": env.type,
                                                     "at": self.clock.now() if self.clock else None}))
         self._pending_ids.add(env.id)
-        metrics.EVENTS_CONSUMED.labels(svc, env.type).inc()
+        metrics.EVENTS_CONSUMED.labels(self.topology.service, env.type).inc()
 
     def _check_publisher(self, env: Envelope, props) -> None:
         publisher = publisher_of(env.type)

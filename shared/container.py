@@ -182,17 +182,39 @@ def county_handlers(c: Container, build: Callable[[Container], dict]) -> dict:
     return {t: route(t) for t in sorted({t for m in maps.values() for t in m})}
 
 
-def worker_main(container: Container, build_handlers, background=()) -> None:
+def county_batch_handlers(c: Container, build: Callable[[Container], dict]) -> dict:
+    """The suite's batch handler map: a batch is split by the county its envelopes name (in order)
+    and each part goes to that county's batch handler. An unknown county fails the batch, whose
+    events then go one by one to the per-event handlers, which dead-letter that event alone."""
+    maps = {code: build(cc) for code, cc in c.counties().items()}
+
+    def route(event_type: str):
+        def handle(envs):
+            parts: dict = {}
+            for env in envs:
+                parts.setdefault(env.county, []).append(env)
+            unknown = [code for code in parts if code not in maps]
+            if unknown:
+                raise PermanentFailure(f"events name counties {unknown!r}; this suite serves {sorted(maps)}")
+            for code, part in parts.items():
+                maps[code][event_type](part)
+        return handle
+    return {t: route(t) for t in sorted({t for m in maps.values() for t in m})}
+
+
+def worker_main(container: Container, build_handlers, background=(), build_batch_handlers=None) -> None:
     """Shared body of every `python -m services.<svc>.entrypoints.worker`: one consumer for every
-    county (`build_handlers(county container)` → that county's handlers), one outbox relay per
-    county, and the service's own loops (`background`) once per county, all watched."""
+    county (`build_handlers(county container)` → that county's handlers; `build_batch_handlers`,
+    the event types it can apply many at a time), one outbox relay per county, and the service's
+    own loops (`background`) once per county, all watched."""
     import threading
     from . import logs
     from .worker import run_worker
     logs.setup(container.service, env("LOG_LEVEL", "INFO"))
     counties = container.counties()
     handlers = county_handlers(container, build_handlers) if build_handlers else {}
-    consumer = container.consumer(handlers) if handlers else None
+    batch = county_batch_handlers(container, build_batch_handlers) if build_batch_handlers else {}
+    consumer = container.consumer(handlers, batch_handlers=batch) if handlers else None
     extra = container.extra_consumers()
     threads = [threading.Thread(target=loop, args=(cc,), name=f"{loop.__name__}-{code}", daemon=True)
                for code, cc in counties.items() for loop in background]

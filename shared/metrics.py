@@ -18,6 +18,7 @@ EVENTS_CONSUMED = Counter("events_consumed", "Events handled successfully", ["se
 EVENTS_DUPLICATE = Counter("events_duplicate", "Redelivered or duplicated events skipped", ["service", "type"])
 EVENTS_RETRIED = Counter("events_retried", "Events scheduled for another attempt", ["service", "type"])
 EVENTS_DEAD = Counter("events_dead_lettered", "Events sent to the dead-letter queue", ["service", "type"])
+EVENT_BATCHES = Counter("event_batches", "Batches of one event type handled together (outcome=batch) or one by one after the batch handler failed (outcome=one_by_one)", ["service", "type", "outcome"])
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Events written but not yet published", ["service", "county"],
                        multiprocess_mode="max")
 OUTBOX_AGE = Gauge("outbox_oldest_age_seconds", "Age of the oldest unpublished event", ["service", "county"],

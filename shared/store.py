@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from pymongo import ASCENDING, MongoClient, monitoring
+from pymongo import ASCENDING, MongoClient, UpdateOne, monitoring
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, WriteError
@@ -270,6 +270,31 @@ class OutboxWriter:
         if not matched:
             raise StaleVersion(f"{coll} {_id} is no longer at version {version}")
         return envs
+
+    def save_versioned_many(self, coll: str, items: list[tuple[str, int, dict[str, Any], list[Envelope]]]) -> None:
+        """save_versioned for a batch of aggregates in two store commands: one bulk write of the
+        compare-and-set updates (each with its envelopes, already built by `envelopes` so that each
+        event names the message that caused it), then one insert of their pointers. `items`:
+        (`_id`, version read, update, envelopes). Raises StaleVersion when any aggregate was written
+        by someone else since it was read: the others are written (with their pointers), and the
+        caller applies the batch again one event at a time (its changes are idempotent)."""
+        if not items:
+            return
+        ops = []
+        for _id, version, update, envs in items:
+            update = {k: dict(v) for k, v in update.items()}
+            update.setdefault("$set", {})["version"] = version + 1
+            update["$set"].update({f"_outbox.{e.id}": self.stored(e) for e in envs})
+            where = {"version": version} if version else {"version": {"$exists": False}}
+            ops.append(UpdateOne({"_id": _id, **where}, update))
+        res = self.db[coll].bulk_write(ops, ordered=False)
+        now = datetime.now(timezone.utc)
+        pointers = [{"_id": e.id, "coll": coll, "agg": _id, "seq": e.seq, "created_at": now,
+                     **({"snapshots": True} if e.type in self.snapshots else {})}
+                    for _id, _v, _u, envs in items for e in envs]
+        insert_many_once(self.db[OUTBOX], pointers)  # a pointer to an event not written is dropped by the relay
+        if res.matched_count != len(items):
+            raise StaleVersion(f"{len(items) - res.matched_count} of {len(items)} {coll} written by someone else")
 
     def stored(self, env: Envelope) -> dict[str, Any]:
         """An envelope as kept in `_outbox` (a snapshot type without its payload)."""

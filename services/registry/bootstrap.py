@@ -48,6 +48,15 @@ def imports(c: Container) -> import_store.ImportStore:
     return import_store.ImportStore(c.db)
 
 
+def event_batch_handlers(c: Container):
+    """The payment events a busy queue applies many at a time (handlers.apply_many)."""
+    repo, approvals = repository(c), mid_year(c)
+    return {"payments.payment.confirmed": lambda envs: handlers.apply_many(
+                repo, envs, lambda env: handlers.confirmed_change(env, approvals)),
+            "payments.payment.audited": lambda envs: handlers.apply_many(repo, envs, handlers.audited_change),
+            "payments.payment.reversed": lambda envs: handlers.apply_many(repo, envs, handlers.reversed_change)}
+
+
 def event_handlers(c: Container):
     repo, approvals = repository(c), mid_year(c)
     return {"payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env, approvals),

@@ -16,6 +16,7 @@ import threading
 from datetime import date, datetime
 
 import pytest
+from pymongo import monitoring
 
 from services.registry import bootstrap as boot
 from services.registry.adapters.repository import registered_payload
@@ -231,3 +232,134 @@ def test_a_merge_and_a_birth_in_the_ending_household_at_once_lose_nobody(env):
         else:
             assert (birth.status_code, birth.json["code"]) == (404, "HOUSEHOLD_MERGED") and len(names) == 6
             assert c.db.persons.find_one({"_id": f"2020:{baby['id_number']}"}) is None
+
+
+# --- batches (issue 13: consumers that keep up): registry applies a busy queue's payments together
+
+
+class Commands(monitoring.CommandListener):
+    """The store commands of clients made while it listens (pymongo's global listeners)."""
+
+    def __init__(self):
+        self.names: list[str] = []
+        self.on = True
+
+    def started(self, event):
+        if self.on:
+            self.names.append(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def in_county(env: Envelope) -> Envelope:
+    env.county = "431122"
+    return env
+
+
+def test_a_batch_of_payments_costs_three_store_commands_and_each_event_names_its_cause(env):
+    """40 households paid in one batch: read in one query, written in one bulk compare-and-set, their
+    events pointed at in one insert (the per-event path: 3 commands per payment, 120). A payment
+    delivered twice in the batch (a gateway's retry through payments) enrols once."""
+    api, _ = env
+    bodies = [register(api, f"BATCH-{i:03d}", seed=700 + i) for i in range(40)]
+    envs = [payment(b, f"P-B-{i}") for i, b in enumerate(bodies)]
+    envs.append(payment(bodies[3], "P-B-3"))  # the same order again, another event
+    seen = Commands()
+    monitoring.register(seen)
+    try:
+        c = boot.bootstrap(FixedClock(NOW))  # a client made now: its commands are seen
+        many = boot.event_batch_handlers(c)["payments.payment.confirmed"]
+        c.db  # noqa: B018 — indexes ensured before counting
+        seen.names.clear()
+        many(envs)
+        assert seen.names == ["find", "update", "insert"], seen.names
+    finally:
+        seen.on = False
+    for i, e in enumerate(envs[:40]):
+        doc = c.db.households.find_one({"_id": f"2020:BATCH-{i:03d}"})
+        assert doc["enrolment"]["status"] == "paid" and doc["enrolment"]["order_no"] == f"P-B-{i}"
+        assert [m["status"] for m in doc["members"]] == ["paid"] * 3
+        enrolled = [x for x in doc["_outbox"].values() if x["type"] == "registry.enrolment.changed"]
+        assert [x["causation_id"] for x in enrolled] == [e.id], f"household {i}: one enrolment, caused by its payment"
+    assert c.db.outbox.count_documents({"_id": {"$in": [x for d in c.db.households.find(
+        {"_id": {"$in": [f"2020:BATCH-{i:03d}" for i in range(40)]}}) for x in d["_outbox"]]}}) >= 40
+
+
+def test_a_refused_or_early_payment_in_a_batch_costs_only_itself(env, infra, monkeypatch):
+    """Through the worker's consumer: 19 payments queued while it was down, one for a household
+    not registered (retried, then dead-lettered), one a second order for a paid household (refused
+    at once: 该户本年度已缴费). The batch handler fails, its events are applied one by one, and every
+    other payment is enrolled once."""
+    from shared.container import county_batch_handlers, county_handlers
+    monkeypatch.setenv("CONSUMER_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("CONSUMER_RETRY_BASE_MS", "50")
+    api, c = env
+    bodies = [register(api, f"MIX-{i:03d}", seed=760 + i) for i in range(18)]
+    boot.event_handlers(c)["payments.payment.confirmed"](in_county(payment(bodies[0], "P-MIX-FIRST")))
+    ghost = {**bodies[1], "household_no": "MIX-NOT-THERE"}
+    envs = [in_county(payment(b, f"P-MIX-{i}")) for i, b in enumerate(bodies)]  # envs[0]: a second order
+    envs.insert(9, in_county(payment(ghost, "P-MIX-GHOST")))
+    handlers = county_handlers(c, boot.event_handlers)
+    batch = county_batch_handlers(c, boot.event_batch_handlers)
+    calls = []
+
+    def counted(envs):
+        calls.append(len(envs))
+        return batch["payments.payment.confirmed"](envs)
+    declare(c, handlers)
+    for e in envs:
+        publish(infra.amqp_url, c.topology.exchange, e.type, json.dumps(e.to_dict()).encode(), e.id)
+    consumer = c.consumer(handlers, batch_handlers={"payments.payment.confirmed": counted})
+    with running(consumer):
+        wait_for(lambda: c.suite_db.dead_letters.count_documents({"_id": {"$in": [envs[0].id, envs[9].id]}}) == 2,
+                 timeout=30, what="the refused and the unknown payment dead-lettered")
+        wait_for(lambda: all(c.db.households.find_one({"_id": f"2020:MIX-{i:03d}"})["enrolment"].get("order_no")
+                             == f"P-MIX-{i}" for i in range(1, 18)), timeout=30, what="the others enrolled")
+    assert calls and calls[0] > 1, "the queued payments reached the batch handler together"
+    assert c.db.households.find_one({"_id": "2020:MIX-000"})["enrolment"]["order_no"] == "P-MIX-FIRST"
+    assert "ALREADY_PAID" in c.suite_db.dead_letters.find_one({"_id": envs[0].id})["reason"]
+    assert c.suite_db.dead_letters.find_one({"_id": envs[9].id})["attempts"] == 2
+    for i in range(1, 18):
+        doc = c.db.households.find_one({"_id": f"2020:MIX-{i:03d}"})
+        assert len([x for x in doc["_outbox"].values() if x["type"] == "registry.enrolment.changed"]) == 1, i
+
+
+def test_a_staff_change_between_a_batch_read_and_its_write_loses_nothing(env, monkeypatch):
+    """A correction written after the batch read its households: that household's compare-and-set
+    fails (StaleVersion), the others are written; the consumer then applies the batch one event at
+    a time (here as it does: the per-event handler for each), and both the correction and every
+    payment stand, each enrolment once."""
+    from services.registry.adapters.repository import HouseholdRepository
+    from shared.aggregate import StaleVersion
+    api, c = env
+    bodies = [register(api, f"CAS-{i:03d}", seed=800 + i) for i in range(10)]
+    envs = [in_county(payment(b, f"P-CAS-{i}")) for i, b in enumerate(bodies)]
+    read = HouseholdRepository.get_many
+
+    def read_then_staff_writes(self, keys):
+        found = read(self, keys)
+        r = api.post("/v1/counties/431122/corrections", json={
+            "household_no": "CAS-004", "year": 2020, "id_number": bodies[4]["members"][1]["id_number"],
+            "changes": {"name": "更正后姓名"}, "reason": "姓名错字"}, headers=county())
+        assert r.status_code == 201, r.json
+        d = api.post(f"/v1/counties/431122/corrections/{r.json['correction_id']}/decision", json={"approve": True},
+                     headers=county())
+        assert d.status_code == 200, d.json
+        return found
+    monkeypatch.setattr(HouseholdRepository, "get_many", read_then_staff_writes)
+    with pytest.raises(StaleVersion):
+        boot.event_batch_handlers(c)["payments.payment.confirmed"](envs)
+    assert c.db.households.find_one({"_id": "2020:CAS-004"})["enrolment"].get("status") != "paid"
+    assert c.db.households.find_one({"_id": "2020:CAS-003"})["enrolment"]["order_no"] == "P-CAS-3"
+    one = boot.event_handlers(c)["payments.payment.confirmed"]
+    for e in envs:
+        one(e)
+    for i in range(10):
+        doc = c.db.households.find_one({"_id": f"2020:CAS-{i:03d}"})
+        assert doc["enrolment"]["order_no"] == f"P-CAS-{i}"
+        assert len([x for x in doc["_outbox"].values() if x["type"] == "registry.enrolment.changed"]) == 1, i
+    assert c.db.households.find_one({"_id": "2020:CAS-004"})["members"][1]["name"] == "更正后姓名"

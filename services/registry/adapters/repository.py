@@ -55,6 +55,16 @@ def _ending(hh: Household) -> dict[str, Any]:
     return {"merged_into": hh.merged_into, "merged_members": [_member_doc(m) for m in hh.merged_members]}
 
 
+def _written(hh: Household) -> dict[str, Any]:
+    """The fields a change of a stored household writes."""
+    doc = to_doc(hh)
+    fields = {k: doc[k] for k in ("members", "village", "head_phone", "enrolment")}
+    fields.update(_ending(hh))
+    if hh.corrections_applied:
+        fields["corrections_applied"] = hh.corrections_applied
+    return fields
+
+
 def from_doc(doc: dict[str, Any]) -> Household:
     return Household(doc["household_no"], doc["year"], doc["county"], doc["township"], doc["village"],
                      doc.get("head_phone"), [_member(m) for m in doc["members"]], doc.get("enrolment") or {},
@@ -72,6 +82,12 @@ class HouseholdRepository:
     def get(self, year: int, household_no: str) -> Household | None:
         doc = self.db[HOUSEHOLDS].find_one({"_id": household_key(year, household_no)}, {"_outbox": 0})
         return from_doc(doc) if doc else None
+
+    def get_many(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], Household]:
+        """Households by (year, household number), one `_id $in` read for the lot; absent ones left out."""
+        ids = sorted({household_key(y, no) for y, no in keys})
+        found = self.db[HOUSEHOLDS].find({"_id": {"$in": ids}}, {"_outbox": 0}, limit=len(ids), batch_size=len(ids))
+        return {(d["year"], d["household_no"]): from_doc(d) for d in found} if ids else {}
 
     def in_village(self, year: int, township: str, village: str):
         """Households of a village in household-number order (a scan on FerretDB; an index on MongoDB)."""
@@ -162,15 +178,25 @@ class HouseholdRepository:
     def save(self, hh: Household, *, correlation_id: str | None = None, causation_id: str | None = None) -> None:
         """Write a stored household as it now stands, with its events, if nobody wrote it since it was
         read (raises StaleVersion otherwise: nothing is written)."""
-        doc = to_doc(hh)
-        fields = {k: doc[k] for k in ("members", "village", "head_phone", "enrolment")}
-        fields.update(_ending(hh))
-        if hh.corrections_applied:
-            fields["corrections_applied"] = hh.corrections_applied
-        self.outbox.save_versioned(HOUSEHOLDS, doc["_id"], hh.version, {"$set": fields}, hh.events,
-                                   correlation_id=correlation_id, causation_id=causation_id)
+        self.outbox.save_versioned(HOUSEHOLDS, household_key(hh.year, hh.household_no), hh.version,
+                                   {"$set": _written(hh)}, hh.events, correlation_id=correlation_id,
+                                   causation_id=causation_id)
         hh.version += 1
         hh.events.clear()
+
+    def save_enrolments(self, changed: list[tuple[Household, list[tuple[list, str, str | None]]]]) -> None:
+        """`save` for a batch (service_layer.handlers.apply_many): each household as it now stands
+        with the events of each change (events, causing event id, correlation id), in one bulk
+        compare-and-set and one insert of pointers. StaleVersion if any lost a race (the others are
+        written)."""
+        items = []
+        for hh, changes in changed:
+            envs = [e for events, causation, correlation in changes
+                    for e in self.outbox.envelopes(events, correlation, causation)]
+            items.append((household_key(hh.year, hh.household_no), hh.version, {"$set": _written(hh)}, envs))
+        self.outbox.save_versioned_many(HOUSEHOLDS, items)
+        for hh, _ in changed:
+            hh.version += 1
 
     def save_change(self, hh: Household, added: list[Member] = (), removed: list[Member] = (),
                     moved: tuple[str, str] | None = None, correlation_id: str | None = None,

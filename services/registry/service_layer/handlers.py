@@ -216,12 +216,17 @@ def get_household(repo: HouseholdRepository, year: int, household_no: str, princ
 
 
 def on_payment_confirmed(repo: HouseholdRepository, env: Envelope, mid_year=None) -> None:
-    """payments.payment.confirmed → the persons the order paid for are enrolled (→ enrolment.changed);
-    members who joined after the order stay unpaid and are listed for mid-year enrolment, persons
-    who left since are recorded for staff (Household.record_payment): the money is taken, so the
-    payment is never refused for a change made while its order was open. After the window, members
-    approved for mid-year enrolment are looked up (only then). A supplementary payment (补缴) for
-    members who joined after the household's payment enrols them alone (Household.record_supplement)."""
+    """payments.payment.confirmed → the persons the order paid for are enrolled (→ enrolment.changed)."""
+    _apply(repo, env, confirmed_change(env, mid_year))
+
+
+def confirmed_change(env: Envelope, mid_year=None):
+    """The change a confirmed payment makes: members who joined after the order stay unpaid and
+    are listed for mid-year enrolment, persons who left since are recorded for staff
+    (Household.record_payment): the money is taken, so the payment is never refused for a change
+    made while its order was open. After the window, members approved for mid-year enrolment are
+    looked up (only then). A supplementary payment (补缴) for members who joined after the
+    household's payment enrols them alone (Household.record_supplement)."""
     p = env.payload
     paid = [m["person_id"] for m in p["members"]]
     starts = {m["person_id"]: m["benefits_from"] for m in p["members"] if m.get("benefits_from")}
@@ -231,15 +236,14 @@ def on_payment_confirmed(repo: HouseholdRepository, env: Envelope, mid_year=None
             hh.note_benefit_starts(starts)
         return done
     if p.get("supplement"):
-        _apply(repo, env, lambda hh: with_starts(hh.record_supplement(p["order_no"], paid, p["paid_at"]), hh))
-        return
+        return lambda hh: with_starts(hh.record_supplement(p["order_no"], paid, p["paid_at"]), hh)
 
     def change(hh: Household) -> bool:
         approved = set()
         if mid_year is not None and set(paid) != {m.person_id for m in hh.members}:
             approved = mid_year.approved_ids(hh.year, paid)
         return with_starts(hh.record_payment(p["order_no"], paid, p["paid_at"], approved), hh)
-    _apply(repo, env, change)
+    return change
 
 
 class SupplementNotHereYet(LookupError):
@@ -258,22 +262,27 @@ def _supplement_step(p: dict, decide):
 
 def on_payment_audited(repo: HouseholdRepository, env: Envelope) -> None:
     """payments.payment.audited → enrolment confirmed (paid → confirmed); a supplement's members alone."""
+    _apply(repo, env, audited_change(env))
+
+
+def audited_change(env: Envelope):
     p = env.payload
     if p.get("supplement"):
-        _apply(repo, env, _supplement_step(p, lambda hh: hh.record_supplement_audit(p["order_no"], p["audited_at"])))
-        return
-    _apply(repo, env, lambda hh: hh.record_audit(p["order_no"], p["audited_at"]))
+        return _supplement_step(p, lambda hh: hh.record_supplement_audit(p["order_no"], p["audited_at"]))
+    return lambda hh: hh.record_audit(p["order_no"], p["audited_at"])
 
 
 def on_payment_reversed(repo: HouseholdRepository, env: Envelope) -> None:
     """payments.payment.reversed → the enrolment that payment bought is revoked (a supplement's:
     only the members it paid for)."""
+    _apply(repo, env, reversed_change(env))
+
+
+def reversed_change(env: Envelope):
     p = env.payload
     if p.get("supplement"):
-        _apply(repo, env, _supplement_step(p, lambda hh: hh.record_supplement_reversal(
-            p["order_no"], p["reason"], p["reversed_at"])))
-        return
-    _apply(repo, env, lambda hh: hh.record_reversal(p["order_no"], p["reason"], p["reversed_at"]))
+        return _supplement_step(p, lambda hh: hh.record_supplement_reversal(p["order_no"], p["reason"], p["reversed_at"]))
+    return lambda hh: hh.record_reversal(p["order_no"], p["reason"], p["reversed_at"])
 
 
 def _apply(repo: HouseholdRepository, env: Envelope, change) -> None:
@@ -291,6 +300,27 @@ def _apply(repo: HouseholdRepository, env: Envelope, change) -> None:
         if changed:
             repo.save_enrolment(hh, causation_id=env.id, correlation_id=env.correlation_id)
     retry_stale(step, tries=20)
+
+
+def apply_many(repo: HouseholdRepository, envs: list[Envelope], change_of) -> None:
+    """A batch of payment events of one type (a busy queue) in a few store commands: the households
+    read in one query, each event's change made in delivery order on its household in memory
+    (one household may take several), each changed household written once (one bulk
+    compare-and-set, one insert of its events' pointers; every event still names the message that
+    caused it). Anything out of the ordinary raises (a household not registered yet, a refused
+    change, a household someone wrote meanwhile) and the consumer applies the batch one event at a
+    time through `_apply`, whose changes are idempotent: what this call wrote is recorded already."""
+    households = repo.get_many([(e.payload["year"], e.payload["household_no"]) for e in envs])
+    staged: dict[tuple[int, str], list[tuple[list, str, str | None]]] = {}
+    for env in envs:
+        key = (env.payload["year"], env.payload["household_no"])
+        hh = households.get(key)
+        if hh is None:
+            raise LookupError(f"household {key[1]} not registered yet")
+        if change_of(env)(hh):
+            staged.setdefault(key, []).append((list(hh.events), env.id, env.correlation_id))
+            hh.events.clear()
+    repo.save_enrolments([(households[k], changes) for k, changes in staged.items()])
 
 
 def awaiting_mid_year(repo: HouseholdRepository, year: int, principal: Principal | None = None,
