@@ -379,6 +379,64 @@ def count_once(db: Database, counters: str, counter_id: str, fact_key: str, inc:
     return bool(res.modified_count)
 
 
+@dataclass(frozen=True)
+class Count:
+    """One fact for count_many: what count_once takes."""
+    counter_id: str
+    fact_key: str
+    inc: dict[str, int]
+    fact: dict[str, Any]
+    on_insert: dict[str, Any] | None = None
+
+
+def count_many(db: Database, counters: str, items: list[Count]) -> set[str]:
+    """count_once for a batch of facts in a few store commands whatever its size; returns the fact
+    keys this call counted (the others were counted before, or are repeats of one in the batch).
+
+    0. the facts already recorded: one `_id $in` read; they are left out;
+    1. the counters made where missing (one bulk upsert), then each counter gets the sum of its
+       new facts' increments with all their keys in flight, in one bulk write whose filters
+       require none of those keys in flight already;
+    2. the facts recorded (one insert); 3. their in-flight marks cleared (one bulk write).
+    When a counter's step 1 did not apply (a fact of it in flight already: a crash between the
+    steps of an earlier delivery), every fact of the batch is finished by count_once instead,
+    which counts a fact in flight no second time, so nothing is counted twice or lost."""
+    facts = db[f"{counters}_facts"]
+    first: dict[str, Count] = {}
+    for it in items:
+        first.setdefault(it.fact_key, it)
+    if not first:
+        return set()
+    keys = list(first)
+    done = {d["_id"] for d in facts.find({"_id": {"$in": keys}}, {"_id": 1}, limit=len(keys), batch_size=len(keys))}
+    new = [it for k, it in first.items() if k not in done]
+    by_counter: dict[str, list[Count]] = {}
+    for it in new:
+        by_counter.setdefault(it.counter_id, []).append(it)
+    if by_counter:
+        try:
+            db[counters].bulk_write([UpdateOne({"_id": cid}, {"$setOnInsert": {**(its[0].on_insert or {}), "inflight": []}},
+                                               upsert=True) for cid, its in by_counter.items()], ordered=False)
+        except BulkWriteError as e:  # another worker made one at the same moment
+            if any(err.get("code") != 11000 for err in e.details.get("writeErrors", [])):
+                raise
+        ops = []
+        for cid, its in by_counter.items():
+            inc: dict[str, int] = {}
+            for it in its:
+                for path, v in it.inc.items():
+                    inc[path] = inc.get(path, 0) + v
+            ks = [it.fact_key for it in its]
+            ops.append(UpdateOne({"_id": cid, "inflight": {"$nin": ks}}, {"$inc": inc, "$push": {"inflight": {"$each": ks}}}))
+        if db[counters].bulk_write(ops, ordered=False).matched_count != len(ops):
+            return {it.fact_key for it in new if count_once(db, counters, it.counter_id, it.fact_key, it.inc, it.fact,
+                                                              it.on_insert)}
+        insert_many_once(facts, [{"_id": it.fact_key, "counter": it.counter_id, **it.fact} for it in new])
+        db[counters].bulk_write([UpdateOne({"_id": cid}, {"$pullAll": {"inflight": [it.fact_key for it in its]}})
+                                 for cid, its in by_counter.items()], ordered=False)
+    return {it.fact_key for it in new}
+
+
 def public(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     """A stored document without its outbox (never shown to callers)."""
     if doc is None:

@@ -41,6 +41,12 @@ def event_handlers(c: Container):
             "subsidy.coverage.changed": lambda env: handlers.on_coverage_changed(repo, env)}
 
 
+def event_batch_handlers(c: Container):
+    """Enrolment changes counted many at a time (handlers.on_enrolments_changed)."""
+    repo = repository(c)
+    return {"registry.enrolment.changed": lambda envs: handlers.on_enrolments_changed(repo, envs)}
+
+
 def read_cache(c: Container):
     """One cache of portal reads per process, shared by the counties (SCORES_CACHE_S, default 5 s)."""
     import os

@@ -187,6 +187,41 @@ def test_a_counter_survives_a_crash_between_its_steps(namespace, mongo):
     assert db.progress_facts.find_one({"_id": "paid:2020:H1"})
 
 
+def test_a_batch_of_facts_counts_as_the_facts_one_by_one_in_a_few_commands(namespace, mongo, infra):
+    """count_many (scoring's batch consumer) against count_once one fact at a time on another
+    database: the same counters, for fresh facts, repeats inside the batch, facts counted before,
+    and a fact left in flight by a crash of an earlier delivery (not counted twice)."""
+    import random
+    from shared.store import Count, count_many
+    rnd = random.Random(13)
+    batch_db, one_db = mongo[f"{namespace}_countmany_b"], mongo[f"{namespace}_countmany_o"]
+    towns = ["横塘镇", "花桥镇", "水岭乡"]
+    items = [Count(f"2020:{rnd.choice(towns)}", f"paid:2020:H{i}", {}, {"n": i}, {"year": 2020}) for i in range(120)]
+    items = [Count(it.counter_id, it.fact_key, {"persons": 1 + i % 4, "households": 1, f"days.2019-11-{10 + i % 5}.persons": 1},
+                   it.fact, it.on_insert) for i, it in enumerate(items)]
+    for db in (batch_db, one_db):  # counted before: the first 10; in flight after a crash: the 11th
+        for it in items[:10]:
+            count_once(db, "progress", it.counter_id, it.fact_key, it.inc, it.fact, it.on_insert)
+        crashed = items[10]
+        db.progress.update_one({"_id": crashed.counter_id}, {"$inc": crashed.inc, "$push": {"inflight": crashed.fact_key}},
+                               upsert=True)
+    batch = items + items[50:60]  # a redelivered stretch inside the batch
+    seen = Commands()
+    client = MongoClient(infra.mongo_url, event_listeners=[seen])
+    counted = count_many(client[batch_db.name], "progress", batch[11:])
+    assert counted == {it.fact_key for it in items[11:]}
+    assert len(seen.names) <= 6, seen.names  # facts, counters made, increments, facts, in-flight cleared
+    count_many(client[batch_db.name], "progress", batch)  # the batch again: the fact in flight is finished
+    client.close()
+    for it in batch:
+        count_once(one_db, "progress", it.counter_id, it.fact_key, it.inc, it.fact, it.on_insert)
+    strip = lambda d: {k: v for k, v in d.items() if k != "year"}  # noqa: E731
+    assert [strip(d) for d in batch_db.progress.find().sort("_id", 1)] == [strip(d) for d in one_db.progress.find().sort("_id", 1)]
+    assert all(d["inflight"] == [] for d in batch_db.progress.find())
+    assert batch_db.progress_facts.count_documents({}) == 120
+    assert sum(d["households"] for d in batch_db.progress.find()) == 120
+
+
 def test_a_poison_message_is_dead_lettered_after_its_retries_and_can_be_inspected(namespace, infra, monkeypatch):
     monkeypatch.setenv("CONSUMER_MAX_ATTEMPTS", "3")
     monkeypatch.setenv("CONSUMER_RETRY_BASE_MS", "50")

@@ -14,7 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.clock import iso
-from shared.store import count_once
+from pymongo import UpdateOne
+
+from shared.store import Count, count_many, count_once
 
 from ..domain.progress import Standing, counted_increments, days_from, shanghai_day, standing_as_of
 
@@ -43,6 +45,23 @@ class ProgressRepository:
         self._note_entry(year, key, fact if counted else None)
         return counted
 
+    def count_paid_households(self, paid: list[dict]) -> None:
+        """count_paid_household for a batch (each a dict of its arguments: year, township,
+        household_no, order_no, persons, households, village, at) in a few store commands
+        (shared.store.count_many), their day entries in one bulk write."""
+        items, facts = [], {}
+        for p in paid:
+            key = f"paid:{p['year']}:{p['household_no']}:{p['order_no']}"
+            at = p.get("at")
+            fact = {"township": p["township"], "persons": p["persons"], "households": p["households"],
+                    "village": p.get("village"), "at": iso(at)}
+            facts.setdefault(key, (p["year"], fact))
+            items.append(Count(f"{p['year']}:{p['township']}", key,
+                               counted_increments(at and shanghai_day(at), p.get("village"), p["persons"], p["households"]),
+                               fact, {"year": p["year"], "township": p["township"]}))
+        counted = count_many(self.db, PROGRESS, items)
+        self._note_entries([(year, key, fact if key in counted else None) for key, (year, fact) in facts.items()])
+
     def uncount_revoked_household(self, year: int, township: str, household_no: str, order_no: str,
                                   persons: int, households: int = 1, *, at: datetime | None = None) -> bool:
         """A reversed payment takes its persons back out, once, and only if they were counted: from
@@ -63,17 +82,25 @@ class ProgressRepository:
         """The fact's entry in its day's document, written whether or not count_once counted just now
         (a crash between the two writes heals on redelivery; `$addToSet` makes the second write none).
         `fact` None: read the one recorded (the first delivery's figures and time stand)."""
-        if fact is None:
-            fact = self.db[f"{PROGRESS}_facts"].find_one({"_id": key}) or {}
-        if not fact.get("at"):  # counted without a time: in the cumulative figures only
-            return
-        day = shanghai_day(datetime.fromisoformat(fact["at"]))
-        entry = {"fact": key, "at": fact["at"], "persons": fact["persons"], "households": fact["households"],
-                 "village": fact.get("village")}
-        self.db[DAYS].update_one({"_id": f"{year}:{fact['township']}:{day}"},
-                                 {"$addToSet": {"entries": entry},
-                                  "$setOnInsert": {"year": year, "township": fact["township"], "day": day}},
-                                 upsert=True)
+        self._note_entries([(year, key, fact)])
+
+    def _note_entries(self, noted: list[tuple[int, str, dict | None]]) -> None:
+        """_note_entry for many facts: one upsert per day document, all in one bulk write."""
+        by_doc: dict[str, tuple[int, str, str, list]] = {}
+        for year, key, fact in noted:
+            if fact is None:
+                fact = self.db[f"{PROGRESS}_facts"].find_one({"_id": key}) or {}
+            if not fact.get("at"):  # counted without a time: in the cumulative figures only
+                continue
+            day = shanghai_day(datetime.fromisoformat(fact["at"]))
+            entry = {"fact": key, "at": fact["at"], "persons": fact["persons"], "households": fact["households"],
+                     "village": fact.get("village")}
+            by_doc.setdefault(f"{year}:{fact['township']}:{day}", (year, fact["township"], day, []))[3].append(entry)
+        if by_doc:
+            self.db[DAYS].bulk_write([UpdateOne({"_id": _id}, {"$addToSet": {"entries": {"$each": entries}},
+                                                               "$setOnInsert": {"year": year, "township": town, "day": day}},
+                                                upsert=True) for _id, (year, town, day, entries) in by_doc.items()],
+                                     ordered=False)
 
     def progress_as_of(self, year: int, townships: list[str], at: datetime | None, *, villages: bool = False,
                        counters: dict[str, dict] | None = None) -> dict[str, Standing]:

@@ -21,6 +21,27 @@ def on_enrolment_changed(repo: ProgressRepository, env: Envelope) -> None:
                                        len(p["person_ids"]), households, at=effective_at(p, env.occurred_at))
 
 
+def on_enrolments_changed(repo: ProgressRepository, envs: list[Envelope]) -> None:
+    """A batch of registry.enrolment.changed in delivery order: each run of payments counted
+    together (ProgressRepository.count_paid_households), any other change one at a time where it
+    falls, so a reversal still follows the payment it takes back."""
+    run: list[dict] = []
+    for env in envs:
+        p = env.payload
+        if p["status"] == "paid":
+            run.append({"year": p["year"], "township": p["township"], "household_no": p["household_no"],
+                        "order_no": p["order_no"], "persons": len(p["person_ids"]),
+                        "households": 0 if p.get("supplement") else 1, "village": p["village"],
+                        "at": effective_at(p, env.occurred_at)})
+            continue
+        if run:
+            repo.count_paid_households(run)
+            run = []
+        on_enrolment_changed(repo, env)
+    if run:
+        repo.count_paid_households(run)
+
+
 def progress(repo: ProgressRepository, policy: PolicyYear, year: int, at: datetime | None = None):
     """The township table as of instant `at` (000 二: 在截止时间内); None: everything counted so far."""
     standings = repo.progress_as_of(year, [t.name for t in policy.townships], at)
