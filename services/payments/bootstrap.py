@@ -43,6 +43,12 @@ def event_handlers(c: Container):
             "registry.holidays.published": lambda env: handlers.on_holidays_published(repo, env)}
 
 
+def event_batch_handlers(c: Container):
+    """Our own confirmations completed many at a time (handlers.on_payments_confirmed)."""
+    repo = repository(c)
+    return {"payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(repo, envs)}
+
+
 def calendar(repo: PaymentsRepository, ttl_s: float = 30.0):
     """Payments' working-day calendar: the files and the library, then the schedules registry
     published (its read model, re-read every `ttl_s`), never another service's process state."""

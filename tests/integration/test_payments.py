@@ -111,11 +111,12 @@ def pay(api, o, *, clock=None, txn=None, proof=None, paid_at=None, gateway="bank
     return {**r.json, "transaction_id": body["transaction_id"]}
 
 
-def complete_confirmations(pc, *household_nos, times=1):
+def complete_confirmations(pc, *household_nos, times=1, batch=False):
     """What the payments worker does with its own payments.payment.confirmed events (receipt,
     money-log row, order status): the real relay publishes the households' events (their payload
     built by its snapshot builder from the payment documents) and payments' handler takes each as
-    delivered from the bus, `times` times (a redelivery). Returns the envelopes."""
+    delivered from the bus, `times` times (a redelivery); `batch`: all of them at once through the
+    worker's batch handler, as a busy queue delivers them. Returns the envelopes."""
     from tests.helpers import Probe
     probe = Probe(pc.settings.amqp_url, pc.topology.namespace, ["payments.payment.confirmed"])
     mine: dict[str, dict] = {}
@@ -133,6 +134,11 @@ def complete_confirmations(pc, *household_nos, times=1):
     for _ in range(times):
         for env in mine.values():
             validate_payload(env["type"], env["payload"])
+        if batch:
+            payments_boot.event_batch_handlers(pc)["payments.payment.confirmed"](
+                [Envelope.from_dict(env) for env in mine.values()])
+            continue
+        for env in mine.values():
             on_payment_confirmed(repo, Envelope.from_dict(env))
     return list(mine.values())
 
@@ -550,6 +556,36 @@ def test_an_acknowledged_payment_is_whole_for_readers_before_the_worker_complete
     assert pc.db.receipts.find_one({"_id": ack["receipt_no"]})["status"] == "reversed"
     log = api.get("/v1/counties/431122/money-log?ref=2020:ACK-0001", headers=auth(COUNTY)).json["entries"]
     assert [(e["action"], e["amount_fen"]) for e in log] == [("confirmed", 50000)]
+
+
+def test_a_batch_of_confirmations_completes_each_payment_as_one_by_one_would(api, pc):
+    """The payments worker's batch handler (a busy queue): receipts, open audits, money-log rows and
+    order statuses for 12 payments in a few store commands; a payment reversed before the worker
+    keeps its reversal; the batch delivered again changes nothing."""
+    nos = [f"BAT-{i:04d}" for i in range(12)]
+    acks = {}
+    for no in nos:
+        register(pc, no, n=2)
+        o = order(api, no)
+        acks[no] = (o, pay(api, o))
+    o11, ack11 = acks["BAT-0011"]
+    r = signed(api, "/v1/counties/431122/reversals", {"reversal_id": "RV-BAT", "order_no": o11["order_no"],
+                                                      "transaction_id": ack11["transaction_id"], "amount_fen": 50000})
+    assert r.status_code == 200, r.json
+    complete_confirmations(pc, *nos, times=2, batch=True)
+    for no in nos:
+        o, ack = acks[no]
+        assert pc.db.orders.find_one({"_id": o["order_no"]})["status"] == ("reversed" if no == "BAT-0011" else "paid")
+        receipt = pc.db.receipts.find_one({"_id": ack["receipt_no"]})
+        assert receipt["amount_fen"] == 50000 and receipt["check_code"]
+        rc = api.get(f"/v1/counties/431122/receipts/{ack['receipt_no']}", headers=auth(COUNTY))
+        assert rc.status_code == 200 and rc.json["check_code"] == receipt["check_code"]
+        log = api.get(f"/v1/counties/431122/money-log?ref=2020:{no}", headers=auth(COUNTY)).json["entries"]
+        assert [e["action"] for e in log].count("confirmed") == 1
+        pay_doc = pc.db.payments.find_one({"_id": f"2020:{no}"})
+        shard = pc.db.audit_days.find_one({"_id": f"2020:{pay_doc['paid_day']}|花桥镇"}) or {}
+        assert (f"2020:{no}" in shard.get("open", {})) == (no != "BAT-0011"), no
+    assert pc.db.receipts.find_one({"_id": ack11["receipt_no"]})["status"] == "reversed"
 
 
 # ---- (f) reversals ----------------------------------------------------------------------------

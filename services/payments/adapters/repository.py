@@ -39,9 +39,10 @@ import secrets
 from datetime import date, datetime
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import keep_newest, GroupInsert, IndexSpec, OutboxWriter, insert_once
+from shared.store import keep_newest, GroupInsert, IndexSpec, OutboxWriter, insert_many_once, insert_once
 from shared.workdays import YearSchedule
 
 from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine, supplement_key
@@ -190,6 +191,14 @@ class PaymentsRepository:
     def payment(self, year: int, household_no: str) -> dict[str, Any] | None:
         return self.db[PAYMENTS].find_one({"_id": hh_key(year, household_no)}, {"_outbox": 0})
 
+    def payments_by_id(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Payments by `_id`, one `_id $in` read for the lot; absent ones left out."""
+        ids = sorted(set(keys))
+        if not ids:
+            return {}
+        return {d["_id"]: d for d in self.db[PAYMENTS].find({"_id": {"$in": ids}}, {"_outbox": 0}, limit=len(ids),
+                                                            batch_size=len(ids))}
+
     def payment_by_id(self, key: str) -> dict[str, Any] | None:
         return self.db[PAYMENTS].find_one({"_id": key}, {"_outbox": 0})
 
@@ -231,6 +240,14 @@ class PaymentsRepository:
         d = self.db[ORDERS].find_one({"_id": order_no})
         return order_from_doc(d) if d else None
 
+    def orders(self, order_nos: list[str]) -> dict[str, Order]:
+        """Orders by number, one `_id $in` read."""
+        ids = sorted(set(order_nos))
+        if not ids:
+            return {}
+        return {d["_id"]: order_from_doc(d) for d in self.db[ORDERS].find({"_id": {"$in": ids}}, limit=len(ids),
+                                                                          batch_size=len(ids))}
+
     def order_doc(self, order_no: str) -> dict[str, Any] | None:
         return self.db[ORDERS].find_one({"_id": order_no})
 
@@ -243,6 +260,11 @@ class PaymentsRepository:
     def save_order(self, o: Order, change: Change) -> None:
         """A transition of the order as read (Order.version); StaleVersion if it changed since."""
         self.outbox.save_versioned(ORDERS, o.order_no, o.version, change.update())
+
+    def save_orders(self, changed: list[tuple[Order, Change]]) -> None:
+        """save_order for a batch: one bulk compare-and-set (StaleVersion if any lost a race; the
+        others are written)."""
+        self.outbox.save_versioned_many(ORDERS, [(o.order_no, o.version, change.update(), []) for o, change in changed])
 
     def paid_orders(self, gateway: str, day: str) -> list[dict[str, Any]]:
         """Reconciliation only, once per gateway and day (a scan on FerretDB; indexed on MongoDB)."""
@@ -276,6 +298,10 @@ class PaymentsRepository:
     def add_receipt(self, doc: dict[str, Any]) -> bool:
         return insert_once(self.db[RECEIPTS], doc)
 
+    def add_receipts(self, docs: list[dict[str, Any]]) -> None:
+        """add_receipt for a batch, one insert (a receipt written before stands)."""
+        insert_many_once(self.db[RECEIPTS], docs)
+
     def receipt(self, receipt_no: str) -> dict[str, Any] | None:
         return self.db[RECEIPTS].find_one({"_id": receipt_no})
 
@@ -290,6 +316,17 @@ class PaymentsRepository:
         insert_once(self.db[MONEY_LOG], {"_id": f"{ref}:{action}", "ref": ref, "action": action, "at": at,
                                          "day": at.astimezone(SHANGHAI).date().isoformat(), "actor": actor,
                                          "amount_fen": amount_fen, **details})
+
+    def log_money_many(self, rows: list[tuple[str, str, datetime, str, int, dict[str, Any]]]) -> None:
+        """log_money for a batch of (ref, action, at, actor, amount_fen, details), one insert."""
+        from shared.clock import SHANGHAI
+        for _ref, action, *_ in rows:
+            if action not in MONEY_ACTIONS:
+                raise ValueError(f"unknown money-log action {action!r}")
+        insert_many_once(self.db[MONEY_LOG], [
+            {"_id": f"{ref}:{action}", "ref": ref, "action": action, "at": at,
+             "day": at.astimezone(SHANGHAI).date().isoformat(), "actor": actor, "amount_fen": amount_fen, **details}
+            for ref, action, at, actor, amount_fen, details in rows])
 
     def money_log_of(self, ref: str) -> list[dict[str, Any]]:
         """Every row of one reference, oldest first: one `_id` read per kind of change (MONEY_ACTIONS),
@@ -360,6 +397,22 @@ class PaymentsRepository:
         entry = {k: doc[k] for k in ("household_no", "order_no", "village", "amount_fen")}
         self.db[AUDIT_DAYS].update_one({"_id": f"{year}:{shard}"}, {"$set": {f"open.{doc['_id']}": entry}}, upsert=True)
         self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$addToSet": {"shards": shard}}, upsert=True)
+
+    def await_audits(self, docs: list[dict[str, Any]]) -> None:
+        """await_audit for a batch: one bulk write of the shards, then one of the index (same order)."""
+        if not docs:
+            return
+        shards: dict[tuple[int, str], dict[str, Any]] = {}
+        for doc in docs:
+            entry = {k: doc[k] for k in ("household_no", "order_no", "village", "amount_fen")}
+            shards.setdefault((doc["year"], audit_shard(doc["paid_day"], doc["township"])), {})[f"open.{doc['_id']}"] = entry
+        self.db[AUDIT_DAYS].bulk_write([UpdateOne({"_id": f"{year}:{shard}"}, {"$set": entries}, upsert=True)
+                                        for (year, shard), entries in shards.items()], ordered=False)
+        by_year: dict[int, list[str]] = {}
+        for year, shard in shards:
+            by_year.setdefault(year, []).append(shard)
+        self.db[AUDIT_INDEX].bulk_write([UpdateOne({"_id": str(year)}, {"$addToSet": {"shards": {"$each": sorted(ss)}}},
+                                                   upsert=True) for year, ss in by_year.items()], ordered=False)
 
     def audit_settled(self, doc: dict[str, Any]) -> None:
         """The payment was audited or reversed: no longer waiting (idempotent)."""

@@ -294,6 +294,34 @@ def on_payment_confirmed(repo: PaymentsRepository, env: Envelope) -> None:
     _mark_order_paid(repo, payment)
 
 
+def on_payments_confirmed(repo: PaymentsRepository, envs: list[Envelope]) -> None:
+    """A batch of our own payments.payment.confirmed (a busy queue): what on_payment_confirmed
+    writes, each kind in one store command for the whole batch — the payments read, the receipts,
+    the open audits (shards, then the index), the money-log rows, the orders read and moved to
+    paid in one bulk compare-and-set. A supplement (补缴) takes the per-event path. An order written
+    meanwhile raises StaleVersion and the consumer applies the batch one event at a time (every
+    write here is idempotent)."""
+    plain = [e for e in envs if not e.payload.get("supplement")]
+    for e in envs:
+        if e.payload.get("supplement"):
+            on_payment_confirmed(repo, e)
+    found = repo.payments_by_id([hh_key(e.payload["year"], e.payload["household_no"]) for e in plain])
+    mine = list({d["_id"]: d for e in plain if (d := found.get(hh_key(e.payload["year"], e.payload["household_no"])))
+                 is not None and d["order_no"] == e.payload["order_no"]}.values())
+    if not mine:
+        return
+    key = repo.receipt_key()
+    repo.add_receipts([build_receipt(d, key) for d in mine])
+    repo.await_audits([d for d in mine if d["status"] == "confirmed"])
+    repo.log_money_many([(d["_id"], "confirmed", d["recorded_at"], d["history"][0]["by"], d["amount_fen"],
+                          {"order_no": d["order_no"], "receipt_no": d["receipt_no"], "channel": d["channel"],
+                           "transaction_id": d["transaction_id"]}) for d in mine])
+    orders = repo.orders([d["order_no"] for d in mine])
+    changes = [(o, change) for d in mine if (o := orders.get(d["order_no"])) is not None
+               and (change := o.mark_paid(d)) is not None]
+    repo.save_orders(changes)
+
+
 def _event_payment(repo: PaymentsRepository, p: dict[str, Any]) -> dict[str, Any] | None:
     """The payment record one of our payment events is about (a supplement's says so)."""
     return payment_of(repo, p["year"], p["household_no"], p["order_no"], bool(p.get("supplement")))
