@@ -320,7 +320,7 @@ class Consumer:
             return  # stopping while the store was down: unacknowledged, redelivered
         fresh, ids = [], set()
         for m, p, b, env in items:
-            if env.id in seen or env.id in ids:
+            if self.dedupe and (env.id in seen or env.id in ids):
                 metrics.EVENTS_DUPLICATE.labels(self.topology.service, env.type).inc()
                 ch.basic_ack(m.delivery_tag)
             else:

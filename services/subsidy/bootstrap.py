@@ -95,6 +95,13 @@ def rollover_loop(c: SubsidyContainer, every_s: float = 30.0, limit: int = 500, 
         stop.wait(every_s)
 
 
+def event_batch_handlers(c: SubsidyContainer):
+    """Enrolment changes and confirmations applied many at a time."""
+    ctx = context(c)
+    return {"registry.enrolment.changed": lambda envs: handlers.on_enrolments_changed(ctx, envs),
+            "payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(ctx, envs)}
+
+
 def event_handlers(c: SubsidyContainer):
     ctx = context(c)
     return {

@@ -360,3 +360,43 @@ def test_a_mid_year_payment_at_the_financing_standard_and_the_hardship_members_i
     claims = {x["name"]: x for x in api.get("/v1/counties/431122/claims/2020", headers=auth(COUNTY)).json["claims"]}
     assert ("甲" in claims, "乙" in claims) == (True, False)
     assert (claims["甲"]["amount_fen"], claims["甲"]["department"]) == (13000, "poverty_office")
+
+
+def test_a_batch_of_payments_and_enrolments_has_the_effects_of_each_once(api, ctx, clock):
+    """The worker's batch handlers (a busy queue): hardship members and plain households paid in
+    one batch, delivered twice; each department's ledger counts its members once, every member is
+    frozen, and the hardship members' coverage counts them enrolled (以上所有困难群众必须确保100%参保)."""
+    d1, t1, p1 = make_id(date(1952, 6, 1), 82), make_id(date(1953, 6, 1), 83), make_id(date(1942, 6, 1), 84)
+    clock.set(T_IDENT)
+    grant(ctx, d1, "dibao_urban", ref="MZ-B1")
+    grant(ctx, t1, "extreme_poverty", ref="MZ-B2")
+    grant(ctx, p1, "registered_poor", ref="FP-B3")
+    plain = [[(make_id(date(1980 + i, 1, 2), 10 + k), f"民{i}{k}") for k in range(3)] for i in range(5)]
+    register(ctx, "HH-BL", [(d1, "癸"), (t1, "子")], township="水岭乡")
+    register(ctx, "HH-BC", [(p1, "丑")], township="川岩乡")
+    for i, people in enumerate(plain):
+        register(ctx, f"HH-BP{i}", people, township="川岩乡")
+    before = {r["department"]: r for r in api.get("/v1/counties/431122/ledger/2020", headers=auth(COUNTY)).json["rows"]}
+    rows = api.get("/v1/counties/431122/coverage/2020", headers=auth(COUNTY)).json["rows"]
+    cov_before = next(r for r in rows if r["township"] == "川岩乡" and r["category"] == "registered_poor")
+    clock.set(T_PAID)
+    pays = [payment("HH-BL", [(d1, "癸", 13000), (t1, "子", 25000)], township="水岭乡"),
+            payment("HH-BC", [(p1, "丑", 13000)], township="川岩乡")]
+    pays += [payment(f"HH-BP{i}", [(p, n, 0) for p, n in people], township="川岩乡") for i, people in enumerate(plain)]
+    enrolments = [env("registry.enrolment.changed", {
+        "household_no": x.payload["household_no"], "year": 2020, "county": "431122", "township": x.payload["township"],
+        "village": "花桥村", "status": "paid", "person_ids": [m["person_id"] for m in x.payload["members"]],
+        "order_no": x.payload["order_no"]}, "registry") for x in pays]
+    for _ in range(2):  # delivered again
+        handlers.on_payments_confirmed(ctx, pays)
+        handlers.on_enrolments_changed(ctx, enrolments)
+    after = {r["department"]: r for r in api.get("/v1/counties/431122/ledger/2020", headers=auth(COUNTY)).json["rows"]}
+    ma = "medical_assistance"
+    assert after[ma]["persons"] - before[ma]["persons"] == 2
+    assert after[ma]["owed_fen"] - before[ma]["owed_fen"] == 38000
+    assert ctx.repo.db.freezes.count_documents({"household_no": {"$in": [x.payload["household_no"] for x in pays]}}) == 18
+    rows = api.get("/v1/counties/431122/coverage/2020", headers=auth(COUNTY)).json["rows"]
+    cov = next(r for r in rows if r["township"] == "川岩乡" and r["category"] == "registered_poor")
+    assert cov["enrolled_persons"] - cov_before["enrolled_persons"] == 1
+    assert cov["hardship_persons"] == cov_before["hardship_persons"]
+    assert ctx.repo.db.residents.find_one({"_id": f"2020:{plain[4][2][0]}"})["enrolled"] is True

@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.store import IndexSpec, OutboxWriter, count_once, insert_many_once, insert_once
@@ -65,6 +66,16 @@ class SubsidyRepository:
         return (PersonIdentities(id_number, [_history_from_doc(h) for h in d.get("history", [])]),
                 d.get("published") or {})
 
+    def persons(self, id_numbers: list[str]) -> dict[str, tuple[PersonIdentities, dict[str, Any]]]:
+        """`person` for many, one `_id $in` read; those with no identity record are left out (most)."""
+        ids = sorted(set(id_numbers))
+        if not ids:
+            return {}
+        return {d["_id"]: (PersonIdentities(d["_id"], [_history_from_doc(h) for h in d.get("history", [])]),
+                           d.get("published") or {})
+                for d in self.db[IDENTITIES].find({"_id": {"$in": ids}}, {"_outbox": 0}, limit=len(ids),
+                                                  batch_size=len(ids))}
+
     def save_person(self, p: PersonIdentities, published: dict[str, Any], events, *, correlation_id=None,
                     causation_id=None) -> None:
         self.outbox.update(IDENTITIES, p.id_number, {"$set": {
@@ -105,6 +116,14 @@ class SubsidyRepository:
         self.db[RESIDENTS].update_one({"_id": pkey(year, id_number)},
                                       {"$set": fields, "$setOnInsert": {"year": year, "id_number": id_number}},
                                       upsert=True)
+
+    def upsert_residents(self, rows: list[tuple[int, str, dict[str, Any]]]) -> None:
+        """upsert_resident for a batch of (year, id number, fields), one bulk write in the given
+        order (a person changed twice in a batch ends as the later change says)."""
+        if rows:
+            self.db[RESIDENTS].bulk_write([UpdateOne({"_id": pkey(year, pid)}, {
+                "$set": fields, "$setOnInsert": {"year": year, "id_number": pid}}, upsert=True)
+                for year, pid, fields in rows], ordered=True)
 
     def household_members(self, year: int, household_no: str) -> list[str]:
         d = self.db[HOUSEHOLDS].find_one({"_id": f"{year}:{household_no}"})

@@ -223,17 +223,55 @@ def on_enrolment_changed(ctx: Ctx, env: Envelope) -> None:
             refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id)
 
 
+def on_enrolments_changed(ctx: Ctx, envs: list[Envelope]) -> None:
+    """A batch of enrolment changes: every resident row in one ordered bulk write, every member's
+    identities in one read; the coverage of the few with an identity refreshed as one by one."""
+    rows = [(e.payload["year"], pid, {"household_no": e.payload["household_no"], "county": e.payload["county"],
+                                      "township": e.payload["township"], "village": e.payload["village"],
+                                      "enrolled": e.payload["status"] in ("paid", "confirmed")})
+            for e in envs for pid in e.payload["person_ids"]]
+    ctx.repo.upsert_residents(rows)
+    loaded = ctx.repo.persons([pid for _, pid, _ in rows])
+    for e in envs:
+        if e.payload["year"] in ctx.years:
+            for pid in e.payload["person_ids"]:
+                if pid in loaded:
+                    refresh_cover(ctx, e.payload["year"], pid, e.correlation_id, e.id, loaded=loaded[pid])
+
+
 def on_payment_confirmed(ctx: Ctx, env: Envelope) -> None:
     """Freeze each member's year as charged (依据缴费人当前身份进行征收; 缴费后不再补退), count the
     subsidy into its department's ledger (直接代缴), and open a 先缴后补 claim when one is due.
     Most members hold no identity: for them this is one read and one (household-wide) insert."""
+    loaded = {m["person_id"]: ctx.repo.person(m["person_id"]) for m in env.payload["members"]}
+    docs = _freezes(ctx, env, loaded)
+    if docs is not None:
+        _after_freezes(ctx, env, docs, ctx.repo.add_freezes(docs), loaded)
+
+
+def on_payments_confirmed(ctx: Ctx, envs: list[Envelope]) -> None:
+    """A batch of confirmations: every member's identities in one read, every freeze in one insert;
+    the ledger, claims and coverage of members with a subsidy or an identity as one by one."""
+    found = ctx.repo.persons([m["person_id"] for e in envs for m in e.payload["members"]])
+    staged = []
+    for e in envs:
+        loaded = {m["person_id"]: found.get(m["person_id"]) for m in e.payload["members"]}
+        docs = _freezes(ctx, e, loaded)
+        if docs is not None:
+            staged.append((e, docs, loaded))
+    existed = ctx.repo.add_freezes([d for _, docs, _ in staged for d in docs])
+    for e, docs, loaded in staged:
+        _after_freezes(ctx, e, docs, existed, loaded)
+
+
+def _freezes(ctx: Ctx, env: Envelope, loaded: dict) -> list[dict] | None:
+    """The members' freezes as charged; None for a year without subsidy rules."""
     p = env.payload
     rules = ctx.rules_for(p["year"])
     if rules is None:
         log.warning("payment for year %s ignored: no subsidy rules for it", p["year"])
-        return
+        return None
     paid_at = parse_instant(p["paid_at"])
-    loaded = {m["person_id"]: ctx.repo.person(m["person_id"]) for m in p["members"]}
     docs = []
     for m in p["members"]:
         pid = m["person_id"]
@@ -248,7 +286,14 @@ def on_payment_confirmed(ctx: Ctx, env: Envelope) -> None:
             "standard_fen": m["standard_fen"], "subsidy_fen": m["subsidy_fen"], "payable_fen": m["payable_fen"],
             "category": ours.category, "department": department, "our_subsidy_fen": ours.subsidy_fen,
             "mismatch": ours.subsidy_fen != m["subsidy_fen"], "frozen_at": ctx.clock.now()})
-    existed = ctx.repo.add_freezes(docs)  # a member frozen earlier keeps the first freeze
+    return docs
+
+
+def _after_freezes(ctx: Ctx, env: Envelope, docs: list[dict], existed: set, loaded: dict) -> None:
+    """Ledger, claim and coverage of each member from its freeze (a member frozen earlier keeps
+    the first freeze)."""
+    p = env.payload
+    paid_at = parse_instant(p["paid_at"])
     for m, doc in zip(p["members"], docs):
         pid = m["person_id"]
         freeze = ctx.repo.freeze(p["year"], pid) if doc["_id"] in existed else doc
