@@ -36,6 +36,12 @@ def reminder_runs(c: Container) -> ReminderRuns:
     return ReminderRuns(c.db)
 
 
+def event_batch_handlers(c: Container):
+    """Receipt notices of a busy queue's confirmations made together (handlers.on_payments_confirmed)."""
+    repo, book = repository(c), templates(c)
+    return {"payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(repo, c.clock, envs, book)}
+
+
 def event_handlers(c: Container):
     repo, book, ledger = repository(c), templates(c), unpaid(c)
 

@@ -119,3 +119,43 @@ def test_each_event_kind_makes_its_notices_once_over_the_real_bus(namespace, inf
     receipt = repo.get(f"receipt:P{tag}")
     assert receipt["text"].startswith("【东安县医保】刘某户主您好：您户1人（刘某）2020年度城乡居民医保费共250.00元")
     assert c.suite_db.dead_letters.count_documents({"county": DONGAN, "queue": c.topology.queue}) == 0
+
+
+def test_a_busy_queue_of_receipts_makes_each_notice_once_in_a_few_writes(namespace, infra):
+    """30 confirmations queued while the worker was down, each delivered twice: the batch handler
+    stores, points and lists the receipts together (001 五: 收据注明户主、家庭成员姓名、缴费金额);
+    each household gets one receipt notice, listed once in its household's and its township's list,
+    with one delivery pointer."""
+    from shared.container import county_batch_handlers
+    tag = secrets.token_hex(3)
+    c = notices_boot.bootstrap(FixedClock(NOW))
+    handlers = county_handlers(c, notices_boot.event_handlers)
+    batch = county_batch_handlers(c, notices_boot.event_batch_handlers)
+    sizes = []
+
+    def counted(envs):
+        sizes.append(len(envs))
+        return batch["payments.payment.confirmed"](envs)
+    envs = [ev("payments.payment.confirmed", "payments", {
+        "household_no": f"NB-{tag}-{i}", "year": 2020, "county": DONGAN, "township": TOWN, "village": VILLAGE,
+        "order_no": f"P{tag}{i:02d}", "receipt_no": f"R{tag}{i:02d}", "head_name": "刘某", "head_phone": f"139000{i:05d}",
+        "amount_fen": 25000, "channel": "mobile_app", "gateway": "g", "transaction_id": f"T{tag}{i}",
+        "paid_at": "2019-11-15T10:00:00+08:00",
+        "members": [{"person_id": PID, "name": "刘某", "standard_fen": 25000, "subsidy_fen": 0, "payable_fen": 25000}]})
+        for i in range(30)]
+    declare(c, handlers)
+    for _ in range(2):
+        for env in envs:
+            publish(infra.amqp_url, c.topology.exchange, env.type, json.dumps(env.to_dict()).encode(), env.id)
+    with running(c.consumer(handlers, batch_handlers={"payments.payment.confirmed": counted})):
+        wait_for(lambda: all(c.suite_db.processed_events.find_one({"_id": e.id}) for e in envs), timeout=60,
+                 what="every confirmation handled")
+    assert sizes and max(sizes) > 1, sizes
+    repo = notices_boot.repository(c)
+    ids = [f"receipt:P{tag}{i:02d}" for i in range(30)]
+    for i, nid in enumerate(ids):
+        assert [d["_id"] for d in repo.for_household(f"NB-{tag}-{i}", 2020)] == [nid]
+        assert repo.get(nid)["text"].startswith("【东安县医保】刘某户主您好")
+    listed = [d["_id"] for d in repo.listing(2020, TOWN, "receipt", limit=10_000)[0]]
+    assert sorted(x for x in listed if x in ids) == sorted(ids)
+    assert c.db.deliveries_due.count_documents({"_id": {"$in": ids}}) == 30  # no delivery loop runs here

@@ -21,7 +21,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import IndexSpec, insert_once
+from shared.store import IndexSpec, insert_many_once, insert_once
 
 NOTICES = "notices"
 DUE = "deliveries_due"
@@ -47,6 +47,10 @@ class DeliveryStore:
     def point_due(self, notice_id: str, due_at: datetime, channel: str) -> bool:
         """One pointer per notice however often it is pointed at (a redelivered event, a resend)."""
         return insert_once(self.db[DUE], {"_id": notice_id, "due_at": due_at, "channel": channel, "held": None})
+
+    def point_due_many(self, due: list[tuple[str, datetime, str]]) -> None:
+        """point_due for a batch of (notice id, due at, channel), one insert."""
+        insert_many_once(self.db[DUE], [{"_id": nid, "due_at": at, "channel": ch, "held": None} for nid, at, ch in due])
 
     def due(self, now: datetime, limit: int) -> list[dict]:
         # A filter on `due_at`, not `_id`: acceptable ONLY because deliveries_due holds pending

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 
-from shared.store import IndexSpec, insert_once
+from pymongo import UpdateOne
+
+from shared.store import IndexSpec, insert_many_once, insert_once
 
 from ..domain.notice import Notice
 from . import deliveries
@@ -53,19 +55,55 @@ class NoticeRepository:
         self._list(stored)
         return created
 
+    def add_many(self, notices: list[tuple[Notice, str | None]], at: datetime) -> None:
+        """`add` for a batch of (notice, event id) in four store commands whatever its size: the
+        notices in one insert, those that existed read back in one query (a redelivery: the first
+        delivery's copy stands), the delivery pointers in one insert, the lists in one bulk write."""
+        docs = []
+        for n, event_id in notices:
+            doc = asdict(n)
+            doc["_id"] = doc.pop("notice_id")
+            doc["created_at"] = at
+            if event_id:
+                doc["event_id"] = event_id
+            if doc["status"] == "queued":
+                doc["delivery"] = deliveries.fresh_delivery(self.county, doc["_id"])
+            docs.append(doc)
+        docs = list({d["_id"]: d for d in docs}.values())
+        if not docs:
+            return
+        existed = insert_many_once(self.db[NOTICES], docs)
+        first = {d["_id"]: d for d in self.db[NOTICES].find({"_id": {"$in": sorted(existed)}}, limit=len(existed),
+                                                            batch_size=len(existed))} if existed else {}
+        stored = [first.get(d["_id"], d) for d in docs]
+        due = [d for d in stored if d.get("status") == "queued" and
+               (d["_id"] not in existed or not (d.get("delivery") or {}).get("attempt_no"))]
+        deliveries.DeliveryStore(self.db, self.county).point_due_many([(d["_id"], at, d["channel"]) for d in due])
+        self._list_many(stored)
+
     def _list(self, doc: dict) -> None:
-        entry = {"id": doc["_id"], "at": doc["created_at"]}
-        if doc.get("household_no"):
-            self.db[LISTS].update_one({"_id": f"household:{doc['year']}:{doc['household_no']}"},
-                                      {"$addToSet": {"items": entry}}, upsert=True)
-        if doc.get("township"):
-            self.db[LISTS].update_one({"_id": f"township:{doc['year']}:{doc['township']}:{doc['kind']}"},
-                                      {"$addToSet": {"items": entry}}, upsert=True)
-        if doc.get("event_id"):
-            self.db[LISTS].update_one({"_id": f"event:{doc['event_id']}"}, {"$addToSet": {"items": entry}}, upsert=True)
-        if doc.get("channel") in OFFICE_CHANNELS:
-            self.db[LISTS].update_one({"_id": f"office:{doc['year']}:{doc['recipient_name']}"},
-                                      {"$addToSet": {"items": entry}}, upsert=True)
+        self._list_many([doc])
+
+    def _list_many(self, docs: list[dict]) -> None:
+        """Each notice into its lists: household, township and kind, the event that made it, the
+        office it is for; one `$addToSet` per list in one bulk write."""
+        lists: dict[str, list[dict]] = {}
+        for doc in docs:
+            entry = {"id": doc["_id"], "at": doc["created_at"]}
+            ids = []
+            if doc.get("household_no"):
+                ids.append(f"household:{doc['year']}:{doc['household_no']}")
+            if doc.get("township"):
+                ids.append(f"township:{doc['year']}:{doc['township']}:{doc['kind']}")
+            if doc.get("event_id"):
+                ids.append(f"event:{doc['event_id']}")
+            if doc.get("channel") in OFFICE_CHANNELS:
+                ids.append(f"office:{doc['year']}:{doc['recipient_name']}")
+            for lid in ids:
+                lists.setdefault(lid, []).append(entry)
+        if lists:
+            self.db[LISTS].bulk_write([UpdateOne({"_id": lid}, {"$addToSet": {"items": {"$each": entries}}}, upsert=True)
+                                       for lid, entries in lists.items()], ordered=False)
 
     def _notices(self, list_ids: list[str], offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
         items = [x for lid in list_ids for x in (self.db[LISTS].find_one({"_id": lid}) or {}).get("items", [])]

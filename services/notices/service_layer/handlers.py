@@ -23,6 +23,12 @@ def on_payment_confirmed(repo: NoticeRepository, clock: Clock, env: Envelope, bo
     _add(repo, book, clock, n.receipt_notice(env.payload), env=env)
 
 
+def on_payments_confirmed(repo: NoticeRepository, clock: Clock, envs: list[Envelope], book: TemplateBook) -> None:
+    """A batch of confirmations: their receipt notices stored, pointed and listed together."""
+    repo.add_many([(book.fill(x), env.id) for env in envs if (x := n.receipt_notice(env.payload)) is not None],
+                  clock.now())
+
+
 def on_household_snapshot(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook,
                           ledger: UnpaidLedger | None = None) -> None:
     p = env.payload
