@@ -66,8 +66,12 @@ def percentile(xs: list[float], p: float) -> float:
 
 # ---- the sender (a separate process) ----------------------------------------------------------
 
-def _sender(url: str, gateway_id: str, secret: str, ts: str, jobs: list[dict], concurrency: int, out) -> None:
+def _sender(url: str, gateway_id: str, secret: str, ts: str, jobs: list[dict], concurrency: int, out,
+            rate: float | None = None) -> None:
+    """Flat out, or (`rate`) at a constant arrival rate: job i is sent at start + i / rate, whatever
+    the replies of earlier ones (an open model, as gateways send); `lag` says how late a send was."""
     local = threading.local()
+    start = time.time() + 0.5
 
     def session() -> requests.Session:
         if not hasattr(local, "s"):
@@ -75,6 +79,8 @@ def _sender(url: str, gateway_id: str, secret: str, ts: str, jobs: list[dict], c
         return local.s
 
     def one(job: dict) -> tuple:
+        if rate:
+            time.sleep(max(0.0, start + job["i"] / rate - time.time()))
         body = json.dumps(job["body"], ensure_ascii=False).encode()
         nonce = secrets.token_hex(16)
         h = {"Content-Type": "application/json"}
@@ -87,7 +93,8 @@ def _sender(url: str, gateway_id: str, secret: str, ts: str, jobs: list[dict], c
             code = r.status_code
         except requests.RequestException:
             code = 0
-        return job.get("key"), t0, time.time(), code
+        lag = (t0 - (start + job["i"] / rate)) if rate else 0.0
+        return job.get("key"), t0, time.time(), code, lag
 
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(one, jobs))
@@ -95,9 +102,10 @@ def _sender(url: str, gateway_id: str, secret: str, ts: str, jobs: list[dict], c
     out.close()
 
 
-def send(url, gateway_id, secret, ts, jobs, concurrency) -> list[tuple]:
+def send(url, gateway_id, secret, ts, jobs, concurrency, rate=None) -> list[tuple]:
+    jobs = [{**j, "i": i} for i, j in enumerate(jobs)]
     parent, child = mp.Pipe(duplex=False)
-    p = mp.get_context("fork").Process(target=_sender, args=(url, gateway_id, secret, ts, jobs, concurrency, child))
+    p = mp.get_context("fork").Process(target=_sender, args=(url, gateway_id, secret, ts, jobs, concurrency, child, rate))
     p.start()
     results = parent.recv()
     p.join()
@@ -133,19 +141,24 @@ class Watcher(threading.Thread):
         conn.close()
 
 
-def wait_quiet(amqp_url: str, mongo_url: str, ns: str, timeout: float = 300) -> float:
-    """Until every service's queue and outbox is empty (twice in a row): the baseline is measured on
-    a quiet suite, not beside the consumers still working off the confirmations' events."""
+def wait_quiet(amqp_url: str, mongo_url: str, ns: str, timeout: float = 300) -> tuple[float, dict[str, float]]:
+    """Until every service's queue and outbox (each county's database) is empty twice in a row: the
+    baseline is measured on a quiet suite, not beside the consumers still working off the
+    confirmations' events. Also returns, per service, how long its queue or outbox stayed busy."""
     client = MongoClient(mongo_url)
+    dbs = {svc: [d for d in client.list_database_names() if d.startswith(f"{ns}_{svc}")] for svc in SERVICES}
     t0 = time.monotonic()
     calm = 0
+    busy_until: dict[str, float] = {}
     while calm < 2 and time.monotonic() - t0 < timeout:
-        busy = any((queue_depth(amqp_url, f"{ns}.{svc}.events") or 0) > 0 for svc in SERVICES) or \
-            any(client[f"{ns}_{svc}"]["outbox"].estimated_document_count() > 0 for svc in SERVICES)
+        busy = [svc for svc in SERVICES if (queue_depth(amqp_url, f"{ns}.{svc}.events") or 0) > 0
+                or any(client[d]["outbox"].estimated_document_count() > 0 for d in dbs[svc])]
+        for svc in busy:
+            busy_until[svc] = round(time.monotonic() - t0, 1)
         calm = 0 if busy else calm + 1
         time.sleep(0.5)
     client.close()
-    return time.monotonic() - t0
+    return time.monotonic() - t0, busy_until
 
 
 def trace_summary(path: Path, offset: int, n: int) -> dict[str, float]:
@@ -185,6 +198,9 @@ def main() -> int:
                          "the request path's own ceiling; they resume (SIGCONT) before the enrolments are awaited")
     ap.add_argument("--trace", action="store_true",
                     help="count the store commands per confirmation across the suite (STORE_TRACE)")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="send the notifications at this constant rate per second instead of flat out "
+                         "(e.g. 50: ten times a large county's December peak); --households / rate is the duration")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.jsonl"))
     args = ap.parse_args()
 
@@ -245,7 +261,7 @@ def main() -> int:
             os.kill(pid, signal.SIGSTOP)
         cpu0 = cpu.snapshot(suite.run_dir)
         trace_from = trace.stat().st_size if trace else 0
-        results = send(suite.url("payments"), gid, gsecret, ts, jobs, args.concurrency)
+        results = send(suite.url("payments"), gid, gsecret, ts, jobs, args.concurrency, args.rate)
         cpu_acks = cpu.delta(cpu0, cpu.snapshot(suite.run_dir))
         for pid in paused:
             os.kill(pid, signal.SIGCONT)
@@ -265,7 +281,7 @@ def main() -> int:
         e2e_s = (max(watcher.seen.values()) - first) if watcher.seen else float("nan")
         confirmed_in_store = pdb.payments.estimated_document_count()
 
-        quiet_s = wait_quiet(amqp_url, mongo_url, ns)
+        quiet_s, busy_after = wait_quiet(amqp_url, mongo_url, ns)
         base_jobs = [{"key": str(i), "signed": False, "path": "/bench/baseline", "body": {"i": i}} for i in range(n)]
         cpu1 = cpu.snapshot(suite.run_dir)
         base_results = send(suite.url("payments"), gid, gsecret, ts, base_jobs, args.concurrency)
@@ -295,7 +311,9 @@ def main() -> int:
             "baseline_ms_p50": round(percentile(base_lat, 50), 1), "baseline_ms_p99": round(percentile(base_lat, 99), 1),
             "ratio_to_baseline": round(conf_rate / base_rate, 3),
             "floor_per_s": round(floor_rate, 1), "floor_ratio_to_baseline": round(floor_rate / base_rate, 3),
-            "backlog_drained_s_after_last_enrolment": round(quiet_s, 1),
+            "backlog_drained_s_after_last_enrolment": round(quiet_s, 1), "busy_s_after_last_enrolment": busy_after,
+            **({"offered_per_s": args.rate, "send_lag_ms_p99": round(percentile([r[4] * 1000 for r in results], 99), 1),
+                "ack_window_s": round(http_s, 1)} if args.rate else {}),
             **({"store_ops_per_confirmation": store_ops} if store_ops else {}),
             "cpu_s_until_last_ack": cpu_acks, "cpu_s_until_last_enrolment": cpu_all, "cpu_s_baseline": cpu_base,
         }

@@ -96,8 +96,12 @@ def test_a_worker_killed_mid_stream_resumes_without_loss(suite, gateway, staff):
         orders.append(gateway.order(f"E2E-KILL-{i:02d}", 2020).json())
     applied0 = worker_count(suite, "registry", "events_consumed", etype)
     acks: list = []
-    notifier = threading.Thread(target=lambda: acks.extend(
-        gateway.notify(o["order_no"], o["amount_fen"]).status_code for o in orders))
+
+    def notify_paced():  # a payment every 50 ms: the worker applies them in several small batches
+        for o in orders:
+            acks.append(gateway.notify(o["order_no"], o["amount_fen"]).status_code)
+            time.sleep(0.05)
+    notifier = threading.Thread(target=notify_paced)
     notifier.start()  # payments go on arriving while the worker is killed
     wait_for(lambda: worker_count(suite, "registry", "events_consumed", etype) > applied0, timeout=60, interval=0.02,
              what="the registry worker applying the first payments")
