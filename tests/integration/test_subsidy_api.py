@@ -368,9 +368,9 @@ def test_a_batch_of_payments_and_enrolments_has_the_effects_of_each_once(api, ct
     frozen, and the hardship members' coverage counts them enrolled (以上所有困难群众必须确保100%参保)."""
     d1, t1, p1 = make_id(date(1952, 6, 1), 82), make_id(date(1953, 6, 1), 83), make_id(date(1942, 6, 1), 84)
     clock.set(T_IDENT)
-    grant(ctx, d1, "dibao_urban", ref="MZ-B1")
-    grant(ctx, t1, "extreme_poverty", ref="MZ-B2")
-    grant(ctx, p1, "registered_poor", ref="FP-B3")
+    grant(ctx, d1, "dibao_urban", ref="MZ-BAT-1")
+    grant(ctx, t1, "extreme_poverty", ref="MZ-BAT-2")
+    grant(ctx, p1, "registered_poor", ref="FP-BAT-3")
     plain = [[(make_id(date(1980 + i, 1, 2), 10 + k), f"民{i}{k}") for k in range(3)] for i in range(5)]
     register(ctx, "HH-BL", [(d1, "癸"), (t1, "子")], township="水岭乡")
     register(ctx, "HH-BC", [(p1, "丑")], township="川岩乡")
