@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import date
 
 import pika
+from pymongo import monitoring
 
 from tools.ids import make_id
 
@@ -309,3 +310,22 @@ class OwnBroker:
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class StoreCommands(monitoring.CommandListener):
+    """The names of the store commands a client sends while `on` (what a batch costs the store).
+    Pass it in `event_listeners`, or `monitoring.register` it before a container makes its client."""
+
+    def __init__(self):
+        self.names: list[str] = []
+        self.on = True
+
+    def started(self, event):
+        if self.on:
+            self.names.append(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass

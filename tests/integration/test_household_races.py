@@ -24,7 +24,7 @@ from services.registry.entrypoints.flask_app import create_app
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.events import Envelope, Event, validate_payload
-from tests.helpers import declare, household_payload, publish, running, secret_files
+from tests.helpers import StoreCommands, declare, household_payload, publish, running, secret_files
 from tools.clients import wait_for
 from tools.ids import make_id
 
@@ -237,24 +237,6 @@ def test_a_merge_and_a_birth_in_the_ending_household_at_once_lose_nobody(env):
 # --- batches (issue 13: consumers that keep up): registry applies a busy queue's payments together
 
 
-class Commands(monitoring.CommandListener):
-    """The store commands of clients made while it listens (pymongo's global listeners)."""
-
-    def __init__(self):
-        self.names: list[str] = []
-        self.on = True
-
-    def started(self, event):
-        if self.on:
-            self.names.append(event.command_name)
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
 def in_county(env: Envelope) -> Envelope:
     env.county = "431122"
     return env
@@ -268,7 +250,7 @@ def test_a_batch_of_payments_costs_three_store_commands_and_each_event_names_its
     bodies = [register(api, f"BATCH-{i:03d}", seed=700 + i) for i in range(40)]
     envs = [payment(b, f"P-B-{i}") for i, b in enumerate(bodies)]
     envs.append(payment(bodies[3], "P-B-3"))  # the same order again, another event
-    seen = Commands()
+    seen = StoreCommands()
     monitoring.register(seen)
     try:
         c = boot.bootstrap(FixedClock(NOW))  # a client made now: its commands are seen

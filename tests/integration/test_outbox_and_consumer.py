@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from marshmallow import ValidationError
 
 from services.registry import bootstrap as registry_boot
@@ -20,7 +20,7 @@ from shared.clock import FixedClock
 from shared.events import Envelope, Event
 from shared.outbox import OutboxRelay
 from shared.store import OUTBOX, count_once
-from tests.helpers import Probe, declare, publish, queue_messages, running
+from tests.helpers import StoreCommands, Probe, declare, publish, queue_messages, running
 from tools.clients import wait_for
 
 NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)
@@ -54,22 +54,6 @@ def test_events_written_with_a_state_change_are_published_in_order_and_marked_se
     probe.close()
 
 
-class Commands(monitoring.CommandListener):
-    """The store commands a client sends, by name (what a batch costs the store)."""
-
-    def __init__(self):
-        self.names: list[str] = []
-
-    def started(self, event):
-        self.names.append(event.command_name)
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
 class FailingAfter(Publisher):
     """The broker goes away after `n` publishes."""
 
@@ -92,7 +76,7 @@ def test_a_relay_batch_costs_the_store_a_few_commands_whatever_its_size(registry
     for i in range(150):
         w.insert("households", {"_id": f"2020:R{i:03}"}, [enrolment_event(f"R{i:03}-1")])
         w.update("households", f"2020:R{i:03}", {"$set": {"x": 1}}, [enrolment_event(f"R{i:03}-2")])
-    seen = Commands()
+    seen = StoreCommands()
     client = MongoClient(infra.mongo_url, event_listeners=[seen])
     relay = OutboxRelay(client[registry.db.name], Publisher(infra.amqp_url, registry.topology), "registry",
                         registry.clock, ["households"], batch=300)
@@ -206,7 +190,7 @@ def test_a_batch_of_facts_counts_as_the_facts_one_by_one_in_a_few_commands(names
         db.progress.update_one({"_id": crashed.counter_id}, {"$inc": crashed.inc, "$push": {"inflight": crashed.fact_key}},
                                upsert=True)
     batch = items + items[50:60]  # a redelivered stretch inside the batch
-    seen = Commands()
+    seen = StoreCommands()
     client = MongoClient(infra.mongo_url, event_listeners=[seen])
     counted = count_many(client[batch_db.name], "progress", batch[11:])
     assert counted == {it.fact_key for it in items[11:]}
