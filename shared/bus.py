@@ -226,6 +226,12 @@ class Consumer:
     effects must be idempotent as every handler's are. A type without a batch handler, and a
     batch of one, take the per-event path.
 
+    `commuting`: event types whose effects do not depend on each other's order (they touch
+    different documents, or each recomputes from current state): between two events of other
+    types, a batch's commuting events are grouped by type (each type's own order kept), so that
+    two interleaved streams (a payment's confirmation and its enrolment change) still make long
+    runs for the batch handlers.
+
     `decode` replaces the envelope parsing for messages that are not our envelopes (outside
     publishers; it checks who published them itself); `dedupe=False` leaves duplicates to the
     handler (which reports them); `executor` lets several consumers of one process run their
@@ -237,7 +243,7 @@ class Consumer:
                  prefetch: int = 200, clock=None, decode: Decoder | None = None, dedupe: bool = True,
                  executor: ThreadPoolExecutor | None = None, flush_s: float = 0.1,
                  publishers: dict[str, str] | None = None, batch_handlers: dict[str, BatchHandler] | None = None,
-                 batch_max: int = 100):
+                 batch_max: int = 100, commuting: frozenset[str] | set[str] = frozenset()):
         self.url = url
         self.user = broker_user(url)
         self.publishers = publishers
@@ -254,6 +260,7 @@ class Consumer:
         self.flush_s = flush_s
         self.batch_handlers = batch_handlers or {}
         self.batch_max = max(1, batch_max)
+        self.commuting = frozenset(commuting)
         self._pending: list[tuple[int, dict]] = []  # (delivery tag, marker) handled, not yet acked
         self._pending_ids: set[str] = set()
         self._pending_since = 0.0
@@ -326,6 +333,7 @@ class Consumer:
             else:
                 ids.add(env.id)
                 fresh.append((m, p, b, env))
+        fresh = grouped(fresh, self.commuting, lambda it: it[3].type)
         i = 0
         while i < len(fresh):
             j = i + 1
@@ -534,6 +542,28 @@ class Consumer:
                 "at": self.clock.now() if self.clock else None})
         except DuplicateKeyError:  # dead again after a replay (or recorded before a crash)
             self.db[DEAD_LETTERS].update_one({"_id": key}, {"$set": {"reason": reason, "attempts": attempt}})
+
+
+def grouped(items: list, commuting: frozenset[str], type_of) -> list:
+    """`items` with each stretch of commuting types grouped by type, in the order each type first
+    appears and each type's items in their own order; an item of any other type stays where it is
+    and bounds the stretches on either side of it."""
+    if not commuting:
+        return items
+    out: list = []
+    stretch: dict[str, list] = {}
+    for it in items:
+        t = type_of(it)
+        if t in commuting:
+            stretch.setdefault(t, []).append(it)
+            continue
+        for group in stretch.values():
+            out.extend(group)
+        stretch = {}
+        out.append(it)
+    for group in stretch.values():
+        out.extend(group)
+    return out
 
 
 def county_of_body(body: bytes) -> str | None:

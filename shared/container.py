@@ -202,10 +202,11 @@ def county_batch_handlers(c: Container, build: Callable[[Container], dict]) -> d
     return {t: route(t) for t in sorted({t for m in maps.values() for t in m})}
 
 
-def worker_main(container: Container, build_handlers, background=(), build_batch_handlers=None) -> None:
+def worker_main(container: Container, build_handlers, background=(), build_batch_handlers=None,
+                commuting=frozenset()) -> None:
     """Shared body of every `python -m services.<svc>.entrypoints.worker`: one consumer for every
     county (`build_handlers(county container)` → that county's handlers; `build_batch_handlers`,
-    the event types it can apply many at a time), one outbox relay per county, and the service's
+    the event types it can apply many at a time; `commuting`, see bus.Consumer), one outbox relay per county, and the service's
     own loops (`background`) once per county, all watched."""
     import threading
     from . import logs
@@ -214,7 +215,7 @@ def worker_main(container: Container, build_handlers, background=(), build_batch
     counties = container.counties()
     handlers = county_handlers(container, build_handlers) if build_handlers else {}
     batch = county_batch_handlers(container, build_batch_handlers) if build_batch_handlers else {}
-    consumer = container.consumer(handlers, batch_handlers=batch) if handlers else None
+    consumer = container.consumer(handlers, batch_handlers=batch, commuting=commuting) if handlers else None
     extra = container.extra_consumers()
     threads = [threading.Thread(target=loop, args=(cc,), name=f"{loop.__name__}-{code}", daemon=True)
                for code, cc in counties.items() for loop in background]

@@ -15,4 +15,5 @@ def main(service: str, background: tuple[Callable, ...] = ()) -> None:
     from .container import worker_main
     boot = importlib.import_module(f"services.{service}.bootstrap")
     worker_main(boot.bootstrap(), boot.event_handlers, background=background,
-                build_batch_handlers=getattr(boot, "event_batch_handlers", None))
+                build_batch_handlers=getattr(boot, "event_batch_handlers", None),
+                commuting=getattr(boot, "COMMUTING_EVENTS", frozenset()))

@@ -36,10 +36,16 @@ def reminder_runs(c: Container) -> ReminderRuns:
     return ReminderRuns(c.db)
 
 
+# a payment's receipt notice and its household leaving the unpaid list touch different documents
+COMMUTING_EVENTS = frozenset({"payments.payment.confirmed", "registry.enrolment.changed"})
+
+
 def event_batch_handlers(c: Container):
-    """Receipt notices of a busy queue's confirmations made together (handlers.on_payments_confirmed)."""
-    repo, book = repository(c), templates(c)
-    return {"payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(repo, c.clock, envs, book)}
+    """Receipt notices of a busy queue's confirmations made together (handlers.on_payments_confirmed),
+    and its paid households taken off the unpaid lists together (handlers.on_enrolments_changed)."""
+    repo, book, ledger = repository(c), templates(c), unpaid(c)
+    return {"payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(repo, c.clock, envs, book),
+            "registry.enrolment.changed": lambda envs: handlers.on_enrolments_changed(ledger, envs)}
 
 
 def event_handlers(c: Container):

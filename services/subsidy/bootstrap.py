@@ -95,6 +95,11 @@ def rollover_loop(c: SubsidyContainer, every_s: float = 30.0, limit: int = 500, 
         stop.wait(every_s)
 
 
+# a confirmation's freezes and ledger, an enrolment change's resident row: each refreshes a member's
+# coverage from the state as stored then, so the two streams' order does not change the outcome
+COMMUTING_EVENTS = frozenset({"payments.payment.confirmed", "registry.enrolment.changed"})
+
+
 def event_batch_handlers(c: SubsidyContainer):
     """Enrolment changes and confirmations applied many at a time."""
     ctx = context(c)

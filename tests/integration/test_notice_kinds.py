@@ -122,10 +122,11 @@ def test_each_event_kind_makes_its_notices_once_over_the_real_bus(namespace, inf
 
 
 def test_a_busy_queue_of_receipts_makes_each_notice_once_in_a_few_writes(namespace, infra):
-    """30 confirmations queued while the worker was down, each delivered twice: the batch handler
-    stores, points and lists the receipts together (001 五: 收据注明户主、家庭成员姓名、缴费金额);
-    each household gets one receipt notice, listed once in its household's and its township's list,
-    with one delivery pointer."""
+    """30 confirmations and their enrolment changes, interleaved, queued while the worker was down,
+    each delivered twice: grouped by type, the batch handlers store, point and list the receipts
+    together (001 五: 收据注明户主、家庭成员姓名、缴费金额) and take the paid households off the
+    township's unpaid list together; each household gets one receipt notice, listed once in its
+    household's and its township's list, with one delivery pointer."""
     from shared.container import county_batch_handlers
     tag = secrets.token_hex(3)
     c = notices_boot.bootstrap(FixedClock(NOW))
@@ -143,14 +144,30 @@ def test_a_busy_queue_of_receipts_makes_each_notice_once_in_a_few_writes(namespa
         "paid_at": "2019-11-15T10:00:00+08:00",
         "members": [{"person_id": PID, "name": "刘某", "standard_fen": 25000, "subsidy_fen": 0, "payable_fen": 25000}]})
         for i in range(30)]
+    enrolled = [ev("registry.enrolment.changed", "registry", {
+        "household_no": f"NB-{tag}-{i}", "year": 2020, "county": DONGAN, "township": TOWN, "village": VILLAGE,
+        "status": "paid", "person_ids": [PID], "order_no": f"P{tag}{i:02d}"}) for i in range(30)]
+    ledger = notices_boot.unpaid(c)
+    for i in range(32):  # registered: on the township's unpaid list (two of them never pay)
+        ledger.registered(2020, TOWN, f"NB-{tag}-{i}")
+    left = []
+
+    def left_unpaid(envs):
+        left.append(len(envs))
+        return batch["registry.enrolment.changed"](envs)
     declare(c, handlers)
     for _ in range(2):
-        for env in envs:
-            publish(infra.amqp_url, c.topology.exchange, env.type, json.dumps(env.to_dict()).encode(), env.id)
-    with running(c.consumer(handlers, batch_handlers={"payments.payment.confirmed": counted})):
-        wait_for(lambda: all(c.suite_db.processed_events.find_one({"_id": e.id}) for e in envs), timeout=60,
-                 what="every confirmation handled")
-    assert sizes and max(sizes) > 1, sizes
+        for pay, enrol in zip(envs, enrolled):  # the two streams interleaved, as the bus delivers them
+            for e in (pay, enrol):
+                publish(infra.amqp_url, c.topology.exchange, e.type, json.dumps(e.to_dict()).encode(), e.id)
+    consumer = c.consumer(handlers, commuting=notices_boot.COMMUTING_EVENTS,
+                          batch_handlers={"payments.payment.confirmed": counted, "registry.enrolment.changed": left_unpaid})
+    with running(consumer):
+        wait_for(lambda: all(c.suite_db.processed_events.find_one({"_id": e.id}) for e in envs + enrolled), timeout=60,
+                 what="every confirmation and enrolment change handled")
+    assert sizes and max(sizes) > 1 and left and max(left) > 1, (sizes, left)
+    assert [no for no in ledger.households(2020, TOWN) if no.startswith(f"NB-{tag}-")] == [
+        f"NB-{tag}-30", f"NB-{tag}-31"]  # reminders go only to who has not paid
     repo = notices_boot.repository(c)
     ids = [f"receipt:P{tag}{i:02d}" for i in range(30)]
     for i, nid in enumerate(ids):

@@ -106,3 +106,14 @@ def test_a_file_clock_is_moved_for_every_process_by_rewriting_its_file(tmp_path)
         f.write("not a time")  # a broken write keeps the last instant read
     os.utime(path, None)
     assert b.now() == datetime(2019, 12, 31, 17, 0, tzinfo=SHANGHAI)
+
+
+def test_commuting_events_are_grouped_by_type_between_the_others():
+    """A notices queue interleaves confirmations (c) and enrolment changes (e); grouped, each type
+    makes one run for its batch handler, in its own order, and any other event (h: a household
+    snapshot) stays where it was, bounding the groups on either side."""
+    from shared.bus import grouped
+    items = ["c1", "e1", "c2", "e2", "h1", "e3", "c3", "e4", "x1", "c4"]
+    got = grouped(items, frozenset({"c", "e"}), lambda it: it[0])
+    assert got == ["c1", "c2", "e1", "e2", "h1", "e3", "e4", "c3", "x1", "c4"]
+    assert grouped(items, frozenset(), lambda it: it[0]) == items  # nothing commutes: delivery order

@@ -48,6 +48,23 @@ def on_enrolment_changed(ledger: UnpaidLedger, env: Envelope) -> None:
         ledger.revoked(p["year"], p["township"], p["household_no"])
 
 
+def on_enrolments_changed(ledger: UnpaidLedger, envs: list[Envelope]) -> None:
+    """A batch of enrolment changes: each run of payments leaves the unpaid lists together
+    (UnpaidLedger.paid_many), a reversal returns its household where it falls in the batch."""
+    run: list[tuple[int, str, str]] = []
+    for env in envs:
+        p = env.payload
+        if not p.get("supplement") and p["status"] in ("paid", "confirmed"):
+            run.append((p["year"], p["township"], p["household_no"]))
+            continue
+        if run:
+            ledger.paid_many(run)
+            run = []
+        on_enrolment_changed(ledger, env)
+    if run:
+        ledger.paid_many(run)
+
+
 def on_withholding_failed(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:
     _add(repo, book, clock, *n.withholding_failure_notices(env.payload), env=env)
 
