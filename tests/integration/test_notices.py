@@ -62,4 +62,30 @@ def test_lists_by_household_and_township_are_read_by_id_a_page_at_a_time_and_one
     assert [d["_id"] for d in repo.for_household("HL-1", 2018)] == ["coverage:test:0", "coverage:test:1"]
     everything, total_all = repo.listing(2018, "石期市镇", None)
     assert total_all == 5 and len(everything) == 5
-    assert c.db.notice_lists.find_one({"_id": "township:2018:石期市镇:coverage_alert"})["items"][0]["id"] == "coverage:test:0"
+    assert c.db.notice_lists.find_one({"_id": "township:2018:石期市镇:coverage_alert"})["n"] == 5
+    assert c.db.notice_lists.find_one({"_id": "township:2018:石期市镇:coverage_alert#0"})["items"][0]["id"] == "coverage:test:0"
+
+
+def test_a_townships_list_is_paged_so_no_write_rewrites_the_whole_list(namespace):
+    """1,234 receipts of one township (a large township has tens of thousands): pages of 500
+    behind a head with the count; a page of the work list reads only the pages it falls in; a
+    redelivered batch lists nothing twice."""
+    from services.notices.adapters.repository import PAGE
+    from services.notices.domain.notice import Notice
+    c = notices_boot.bootstrap(FixedClock(NOW))
+    repo = notices_boot.repository(c)
+    made = [(Notice(f"receipt:PG{i:05d}", "receipt", f"PG-{i}", 2018, "芦洪市镇", "户主", "13900000000", "sms", f"收据{i}"),
+             f"ev-{i}") for i in range(1234)]
+    for start in range(0, 1234, 100):
+        repo.add_many(made[start:start + 100], NOW)
+    repo.add_many(made[300:400], NOW)  # a batch delivered again
+    head = c.db.notice_lists.find_one({"_id": "township:2018:芦洪市镇:receipt"})
+    assert head["n"] == 1234 and PAGE == 500
+    sizes = [len(c.db.notice_lists.find_one({"_id": f"township:2018:芦洪市镇:receipt#{k}"})["items"]) for k in range(3)]
+    assert sizes == [500, 500, 234]
+    page, total = repo.listing(2018, "芦洪市镇", "receipt", offset=990, limit=20)
+    assert total == 1234 and [d["_id"] for d in page] == [f"receipt:PG{i:05d}" for i in range(990, 1010)]
+    assert [d["_id"] for d in repo.listing(2018, "芦洪市镇", "receipt", offset=1200, limit=200)[0]] == [
+        f"receipt:PG{i:05d}" for i in range(1200, 1234)]
+    everything, total_all = repo.listing(2018, "芦洪市镇", None, offset=0, limit=5000)
+    assert total_all == 1234 and len({d["_id"] for d in everything}) == 1234

@@ -1,17 +1,26 @@
 """Notices, one document each (`_id` = natural key such as "receipt:<order_no>": exactly once).
 
-Lists by household, by township and kind, and by office are documents of their own in `notice_lists`
-(`household:<year>:<no>`, `township:<year>:<township>:<kind>`), each the ids of its notices, added
-with `$addToSet` whenever a notice is added (again on a redelivery, so a crash between the writes
-heals): a list is read by `_id` and its notices by `_id`, never by scanning `notices`, which grows
-with the county (a second per household list at 3,000 households before, issue 13).
+Lists by household, by township and kind, by office and by event are documents of their own in
+`notice_lists`, read by `_id`, their notices by `_id`; never a scan of `notices`, which grows with
+the county (a second per household list at 3,000 households before, issue 13).
+
+- Small lists (`household:<year>:<no>`, `event:<id>`, `office:<year>:<office>`): one document each,
+  the ids of its notices added with `$addToSet` (again on a redelivery: a crash between the writes
+  heals).
+- A township's list of a kind (`township:<year>:<township>:<kind>`) grows with the township (one
+  receipt per paying household: tens of thousands in a large township), so it is paged: the head
+  document holds the count `n`, pages `<list>#<k>` hold PAGE entries each. An append takes its slots
+  with one `$inc` of the head and pushes to the pages those slots fall in, so no write rewrites
+  more than a page, and a page of the list reads one or two pages. A notice is appended once: it is
+  marked `listed` after its append, and a redelivered notice already marked is not appended again
+  (a crash between the append and the mark lists it twice; readers drop the repeat).
 """
 from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
 
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 
 from shared.store import IndexSpec, insert_many_once, insert_once
 
@@ -20,6 +29,7 @@ from . import deliveries
 
 NOTICES = "notices"
 LISTS = "notice_lists"
+PAGE = 500  # entries per page of a township's list
 KINDS = ("receipt", "withholding_failure", "correction_overdue", "audit_overdue", "claim_created", "claim_paid", "coverage_alert",
          "stage_result", "forecast", "reminder", "ranking", "bulletin")
 OFFICE_CHANNELS = ("internal", "webhook")  # notices to an office (县税务局, 民政部门, a township government), not a person
@@ -85,31 +95,76 @@ class NoticeRepository:
         self._list_many([doc])
 
     def _list_many(self, docs: list[dict]) -> None:
-        """Each notice into its lists: household, township and kind, the event that made it, the
-        office it is for; one `$addToSet` per list in one bulk write."""
-        lists: dict[str, list[dict]] = {}
+        """Each notice into its lists: household, the event that made it, the office it is for
+        (one `$addToSet` per list, all in one bulk write), and its township's list of its kind
+        (paged; only notices not `listed` yet, which are then marked)."""
+        small: dict[str, list[dict]] = {}
+        paged: dict[str, list[dict]] = {}
         for doc in docs:
             entry = {"id": doc["_id"], "at": doc["created_at"]}
-            ids = []
             if doc.get("household_no"):
-                ids.append(f"household:{doc['year']}:{doc['household_no']}")
-            if doc.get("township"):
-                ids.append(f"township:{doc['year']}:{doc['township']}:{doc['kind']}")
+                small.setdefault(f"household:{doc['year']}:{doc['household_no']}", []).append(entry)
             if doc.get("event_id"):
-                ids.append(f"event:{doc['event_id']}")
+                small.setdefault(f"event:{doc['event_id']}", []).append(entry)
             if doc.get("channel") in OFFICE_CHANNELS:
-                ids.append(f"office:{doc['year']}:{doc['recipient_name']}")
-            for lid in ids:
-                lists.setdefault(lid, []).append(entry)
-        if lists:
+                small.setdefault(f"office:{doc['year']}:{doc['recipient_name']}", []).append(entry)
+            if doc.get("township") and not doc.get("listed"):
+                paged.setdefault(f"township:{doc['year']}:{doc['township']}:{doc['kind']}", []).append(entry)
+        if small:
             self.db[LISTS].bulk_write([UpdateOne({"_id": lid}, {"$addToSet": {"items": {"$each": entries}}}, upsert=True)
-                                       for lid, entries in lists.items()], ordered=False)
+                                       for lid, entries in small.items()], ordered=False)
+        if paged:
+            pushes = []
+            for lid, entries in paged.items():
+                head = self.db[LISTS].find_one_and_update({"_id": lid}, {"$inc": {"n": len(entries)}},
+                                                          upsert=True, return_document=ReturnDocument.AFTER)
+                first_slot = int(head["n"]) - len(entries)
+                for page in range(first_slot // PAGE, (first_slot + len(entries) - 1) // PAGE + 1):
+                    part = entries[max(0, page * PAGE - first_slot):(page + 1) * PAGE - first_slot]
+                    pushes.append(UpdateOne({"_id": f"{lid}#{page}"}, {"$push": {"items": {"$each": part}}}, upsert=True))
+            self.db[LISTS].bulk_write(pushes, ordered=False)
+            self.db[NOTICES].update_many({"_id": {"$in": [e["id"] for es in paged.values() for e in es]}},
+                                         {"$set": {"listed": True}})
+
+    def _paged(self, list_ids: list[str], offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
+        """Entries of paged lists: with one list, only the pages [offset, offset + limit) fall in;
+        with several (every kind of a township), all of their pages, merged by time. Repeats dropped."""
+        heads = {d["_id"]: d for d in self.db[LISTS].find({"_id": {"$in": list_ids}}, limit=len(list_ids))}
+        total = sum(int(h.get("n", 0)) for h in heads.values())
+        wanted = []
+        for lid in list_ids:
+            n = int((heads.get(lid) or {}).get("n", 0))
+            lo, hi = (offset, n if limit is None else min(n, offset + limit)) if len(list_ids) == 1 else (0, n)
+            wanted += [f"{lid}#{k}" for k in range(lo // PAGE, (hi - 1) // PAGE + 1)] if hi > lo else []
+        pages = {d["_id"]: d.get("items", []) for d in self.db[LISTS].find({"_id": {"$in": wanted}}, limit=len(wanted),
+                                                                            batch_size=len(wanted))} if wanted else {}
+        items, seen = [], set()
+        for pid in wanted:
+            for x in sorted(pages.get(pid, []), key=lambda x: (x["at"], x["id"])):
+                if x["id"] not in seen:
+                    seen.add(x["id"])
+                    items.append(x)
+        if len(list_ids) == 1:
+            skip = offset - (offset // PAGE) * PAGE
+            return items[skip:skip + limit] if limit is not None else items[skip:], total
+        items.sort(key=lambda x: (x["at"], x["id"]))
+        return (items[offset:offset + limit] if limit is not None else items[offset:]), total
 
     def _notices(self, list_ids: list[str], offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
         items = [x for lid in list_ids for x in (self.db[LISTS].find_one({"_id": lid}) or {}).get("items", [])]
         items.sort(key=lambda x: (x["at"], x["id"]))
         page = items[offset:offset + limit] if limit is not None else items[offset:]
-        return [d for d in (self.get(x["id"]) for x in page) if d], len(items)
+        return self._read(page), len(items)
+
+    def _read(self, entries: list[dict]) -> list[dict]:
+        """The notices of list entries, in their order (one `_id $in` read a page)."""
+        ids = [x["id"] for x in entries]
+        found = {}
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i:i + 1000]
+            found.update({d["_id"]: d for d in self.db[NOTICES].find({"_id": {"$in": chunk}}, limit=len(chunk),
+                                                                     batch_size=len(chunk))})
+        return [found[i] for i in ids if i in found]
 
     def get(self, notice_id: str) -> dict | None:
         return self.db[NOTICES].find_one({"_id": notice_id})
@@ -134,7 +189,8 @@ class NoticeRepository:
                 limit: int = 200) -> tuple[list[dict], int]:
         """A township's work list (of one kind, or all), oldest first, a page at a time; and its length."""
         kinds = [kind] if kind else list(KINDS)
-        return self._notices([f"township:{year}:{township}:{k}" for k in kinds], offset, limit)
+        entries, total = self._paged([f"township:{year}:{township}:{k}" for k in kinds], offset, limit)
+        return self._read(entries), total
 
     def for_office(self, year: int, office: str, offset: int = 0, limit: int = 200) -> tuple[list[dict], int]:
         """An office's notices (its work list), oldest first, a page at a time; and its length."""
