@@ -27,6 +27,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Callable
 
 import pika
@@ -37,7 +38,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 from . import metrics
 from .events import CATALOGUE, Envelope, consumed_by, publisher_of, validate_payload
 from .logs import correlation_id
-from .store import DEAD_LETTERS, insert_unordered
+from .store import DEAD_LETTERS, find_by_ids, insert_unordered
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +263,6 @@ class Consumer:
         self.batch_max = max(1, batch_max)
         self.commuting = frozenset(commuting)
         self._pending: list[tuple[int, dict]] = []  # (delivery tag, marker) handled, not yet acked
-        self._pending_ids: set[str] = set()
-        self._pending_since = 0.0
         self.stopping = threading.Event()
         self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
 
@@ -292,7 +291,6 @@ class Consumer:
             self.topology.declare(ch, consumes=list(self.handlers))
             ch.basic_qos(prefetch_count=self.prefetch)
             self._pending.clear()
-            self._pending_ids.clear()
             batch: list[tuple] = []
             started = 0.0
             for method, props, body in ch.consume(self.topology.queue, inactivity_timeout=self.flush_s):
@@ -333,14 +331,9 @@ class Consumer:
             else:
                 ids.add(env.id)
                 fresh.append((m, p, b, env))
-        fresh = grouped(fresh, self.commuting, lambda it: it[3].type)
-        i = 0
-        while i < len(fresh):
-            j = i + 1
-            while j < len(fresh) and fresh[j][3].type == fresh[i][3].type:
-                j += 1
-            run = fresh[i:j]
-            many = self.batch_handlers.get(run[0][3].type)
+        for etype, group in groupby(grouped(fresh, self.commuting, lambda it: it[3].type), lambda it: it[3].type):
+            run = list(group)
+            many = self.batch_handlers.get(etype)
             if many is not None and len(run) > 1 and self._run_batch(conn, many, run):
                 for m, _p, _b, env in run:
                     self._done(m, env)
@@ -348,7 +341,6 @@ class Consumer:
                 for m, p, b, env in run:
                     if not self._handle_one(conn, ch, m, p, b, env):
                         return  # stopping: the rest stay unacknowledged
-            i = j
 
     def _parse(self, conn, ch, method, props, body: bytes) -> Envelope | None:
         """The message's envelope, or None when it was dead-lettered (malformed, forged, no handler)."""
@@ -373,21 +365,16 @@ class Consumer:
         return env
 
     def _seen(self, conn, ids: list[str]) -> set[str] | None:
-        """The ids among `ids` handled already (one `_id $in` read of the markers); None if the
-        consumer stopped while waiting for the store."""
-        if not self.dedupe or not ids:
-            return set()
-        known = {i for i in ids if i in self._pending_ids}
-        rest = [i for i in ids if i not in known]
-        while rest:  # a store outage is waited out here, not counted as a handler's failure
+        """The ids among `ids` handled already (one `_id $in` read of the markers; the previous
+        batch's are written before this one is taken); None if the consumer stopped while waiting
+        for the store."""
+        while self.dedupe and ids:  # a store outage is waited out here, not counted as a handler's failure
             try:
-                found = self.db["processed_events"].find({"_id": {"$in": rest}}, {"_id": 1}, limit=len(rest),
-                                                          batch_size=len(rest))
-                return known | {d["_id"] for d in found}
+                return {d["_id"] for d in find_by_ids(self.db["processed_events"], ids, {"_id": 1})}
             except ConnectionFailure:
                 if not self._await_store(conn):
                     return None
-        return known
+        return set()
 
     def _call(self, conn, fn) -> bool:
         """Run `fn` on the handler thread, servicing heartbeats while it is slow; a store outage is
@@ -449,11 +436,8 @@ class Consumer:
 
     def _done(self, method, env: Envelope) -> None:
         """Handled: its marker and ack go out with the batch's."""
-        if not self._pending:
-            self._pending_since = time.monotonic()
         self._pending.append((method.delivery_tag, {"_id": env.id, "type": env.type,
                                                     "at": self.clock.now() if self.clock else None}))
-        self._pending_ids.add(env.id)
         metrics.EVENTS_CONSUMED.labels(self.topology.service, env.type).inc()
 
     def _check_publisher(self, env: Envelope, props) -> None:
@@ -497,7 +481,6 @@ class Consumer:
                 log.warning("processed-event markers not written (%s); acking anyway", type(e).__name__)
         ch.basic_ack(self._pending[-1][0], multiple=True)
         self._pending.clear()
-        self._pending_ids.clear()
 
     def _retry(self, ch, method, props, body, attempt, etype) -> None:
         delay = min(self.retry_base_ms * 2 ** (attempt - 1), self.retry_max_ms)

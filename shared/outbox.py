@@ -26,7 +26,7 @@ from . import metrics
 from .bus import Publisher
 from .clock import Clock
 from .events import validate_payload
-from .store import DEAD_LETTERS, OUTBOX
+from .store import DEAD_LETTERS, OUTBOX, find_by_ids
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +64,16 @@ class OutboxRelay:
         their first pointer.
         """
         pointers = list(self.db[OUTBOX].find({}).sort("seq", 1).limit(self.batch).batch_size(self.batch))
-        order: list[tuple[str, Any]] = []
-        full: set[tuple[str, Any]] = set()
+        whole: dict[tuple[str, Any], bool] = {}  # (collection, aggregate) in first-pointer order → read it whole
         for p in pointers:
             for agg in p.get("aggs") or [p["agg"]]:
                 key = (p["coll"], agg)
-                if key not in full and p.get("snapshots"):
-                    full.add(key)
-                if key not in order:
-                    order.append(key)
-        docs = self._read(order, full)
+                whole[key] = whole.get(key, False) or bool(p.get("snapshots"))
+        docs = self._read(whole)
         sent = 0
         unset: dict[str, list[UpdateOne]] = {}
         try:
-            for coll, agg in order:
+            for coll, agg in whole:
                 doc = docs.get((coll, agg))
                 pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
                 published = 0
@@ -103,26 +99,21 @@ class OutboxRelay:
             self.db[OUTBOX].delete_many({"_id": {"$in": [p["_id"] for p in pointers]}})
         return sent
 
-    def _read(self, order: list[tuple[str, Any]], full: set[tuple[str, Any]]) -> dict[tuple[str, Any], dict]:
+    def _read(self, whole: dict[tuple[str, Any], bool]) -> dict[tuple[str, Any], dict]:
         """The aggregates of a batch by (collection, `_id`): their whole documents where snapshot
         events wait in them, else only their `_outbox`; string `_id`s in one `$in` read per
         collection and projection, any other kind one by one (none of ours is)."""
         groups: dict[tuple[str, bool], list] = {}
-        for coll, agg in order:
-            groups.setdefault((coll, (coll, agg) in full), []).append(agg)
+        for (coll, agg), w in whole.items():
+            groups.setdefault((coll, w), []).append(agg)
         docs: dict[tuple[str, Any], dict] = {}
-        for (coll, whole), aggs in groups.items():
-            projection = None if whole else {"_outbox": 1}
-            ids = [a for a in aggs if isinstance(a, str)]
-            for i in range(0, len(ids), 1000):
-                chunk = ids[i:i + 1000]
-                for d in self.db[coll].find({"_id": {"$in": chunk}}, projection, limit=len(chunk), batch_size=len(chunk)):
-                    docs[(coll, d["_id"])] = d
+        for (coll, w), aggs in groups.items():
+            projection = None if w else {"_outbox": 1}
+            for d in find_by_ids(self.db[coll], [a for a in aggs if isinstance(a, str)], projection):
+                docs[(coll, d["_id"])] = d
             for a in aggs:
-                if not isinstance(a, str):
-                    d = self.db[coll].find_one({"_id": a}, projection)
-                    if d is not None:
-                        docs[(coll, a)] = d
+                if not isinstance(a, str) and (d := self.db[coll].find_one({"_id": a}, projection)) is not None:
+                    docs[(coll, a)] = d
         return docs
 
     def _materialise(self, env: dict, doc: dict) -> dict:

@@ -262,9 +262,7 @@ class OutboxWriter:
         """Compare-and-set: apply `update` and its events only if the document still has `version`
         (what the caller read; 0 = a document written before versions, which has none), and bump it.
         Raises StaleVersion when another write came first: nothing of this one is written."""
-        update = {k: dict(v) for k, v in update.items()}
-        update.setdefault("$set", {})["version"] = version + 1
-        where = {"version": version} if version else {"version": {"$exists": False}}
+        update, where = _versioned(update, version)
         matched, envs = self.update(coll, _id, update, events, correlation_id=correlation_id,
                                     causation_id=causation_id, where=where)
         if not matched:
@@ -282,17 +280,13 @@ class OutboxWriter:
             return
         ops = []
         for _id, version, update, envs in items:
-            update = {k: dict(v) for k, v in update.items()}
-            update.setdefault("$set", {})["version"] = version + 1
+            update, where = _versioned(update, version)
             update["$set"].update({f"_outbox.{e.id}": self.stored(e) for e in envs})
-            where = {"version": version} if version else {"version": {"$exists": False}}
             ops.append(UpdateOne({"_id": _id, **where}, update))
         res = self.db[coll].bulk_write(ops, ordered=False)
         now = datetime.now(timezone.utc)
-        pointers = [{"_id": e.id, "coll": coll, "agg": _id, "seq": e.seq, "created_at": now,
-                     **({"snapshots": True} if e.type in self.snapshots else {})}
-                    for _id, _v, _u, envs in items for e in envs]
-        insert_many_once(self.db[OUTBOX], pointers)  # a pointer to an event not written is dropped by the relay
+        # a pointer to an event not written is dropped by the relay
+        insert_many_once(self.db[OUTBOX], [self._pointer(coll, _id, e, now) for _id, _v, _u, envs in items for e in envs])
         if res.matched_count != len(items):
             raise StaleVersion(f"{len(items) - res.matched_count} of {len(items)} {coll} written by someone else")
 
@@ -306,10 +300,33 @@ class OutboxWriter:
     def _point(self, coll: str, agg_id: Any, envs: list[Envelope]) -> None:
         now = datetime.now(timezone.utc)  # real time: the backlog-age alert measures real delay
         for e in envs:
-            pointer = {"_id": e.id, "coll": coll, "agg": agg_id, "seq": e.seq, "created_at": now}
-            if e.type in self.snapshots:
-                pointer["snapshots"] = True
-            self._pointers.insert_once(pointer)
+            self._pointers.insert_once(self._pointer(coll, agg_id, e, now))
+
+    def _pointer(self, coll: str, agg_id: Any, e: Envelope, now: datetime) -> dict[str, Any]:
+        pointer = {"_id": e.id, "coll": coll, "agg": agg_id, "seq": e.seq, "created_at": now}
+        if e.type in self.snapshots:
+            pointer["snapshots"] = True
+        return pointer
+
+
+def _versioned(update: dict[str, Any], version: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A compare-and-set of `update` on the version read: the update (a copy) bumping the version,
+    and the condition (0 = a document written before versions, which has none)."""
+    update = {k: dict(v) for k, v in update.items()}
+    update.setdefault("$set", {})["version"] = version + 1
+    return update, ({"version": version} if version else {"version": {"$exists": False}})
+
+
+def find_by_ids(coll: Collection, ids: Iterable[Any], projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The documents of `ids` that exist, by `_id $in` (one query per 1,000, which the local store's
+    launcher answers from its index: deploy/ferretdb/patches/0001), in no particular order. Batch
+    handlers and the relay read a batch's aggregates with it."""
+    ids = list(dict.fromkeys(ids))
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(ids), 1000):
+        chunk = ids[i:i + 1000]
+        out.extend(coll.find({"_id": {"$in": chunk}}, projection, limit=len(chunk), batch_size=len(chunk)))
+    return out
 
 
 def insert_once(coll: Collection, doc: dict[str, Any]) -> bool:
@@ -408,7 +425,7 @@ def count_many(db: Database, counters: str, items: list[Count]) -> set[str]:
     if not first:
         return set()
     keys = list(first)
-    done = {d["_id"] for d in facts.find({"_id": {"$in": keys}}, {"_id": 1}, limit=len(keys), batch_size=len(keys))}
+    done = {d["_id"] for d in find_by_ids(facts, keys, {"_id": 1})}
     new = [it for k, it in first.items() if k not in done]
     by_counter: dict[str, list[Count]] = {}
     for it in new:

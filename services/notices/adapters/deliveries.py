@@ -44,9 +44,9 @@ class DeliveryStore:
 
     # ---- the work queue ---------------------------------------------------------------------------
 
-    def point_due(self, notice_id: str, due_at: datetime, channel: str) -> bool:
+    def point_due(self, notice_id: str, due_at: datetime, channel: str) -> None:
         """One pointer per notice however often it is pointed at (a redelivered event, a resend)."""
-        return insert_once(self.db[DUE], {"_id": notice_id, "due_at": due_at, "channel": channel, "held": None})
+        self.point_due_many([(notice_id, due_at, channel)])
 
     def point_due_many(self, due: list[tuple[str, datetime, str]]) -> None:
         """point_due for a batch of (notice id, due at, channel), one insert."""

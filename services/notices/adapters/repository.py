@@ -22,7 +22,7 @@ from datetime import datetime
 
 from pymongo import ReturnDocument, UpdateOne
 
-from shared.store import IndexSpec, insert_many_once, insert_once
+from shared.store import IndexSpec, find_by_ids, insert_many_once
 
 from ..domain.notice import Notice
 from . import deliveries
@@ -44,57 +44,40 @@ class NoticeRepository:
         self.county = county
 
     def add(self, n: Notice, at: datetime, event_id: str | None = None) -> bool:
-        """The notice once (its natural `_id`), then its pointer in `deliveries_due` (once per notice).
-        A redelivered event finds the notice and points it again if a crash came between the two
-        inserts (still queued, never attempted): the pointer's own `_id` keeps it one."""
-        doc = asdict(n)
-        doc["_id"] = doc.pop("notice_id")
-        doc["created_at"] = at
-        if event_id:
-            doc["event_id"] = event_id  # the event that made it (GET /v1/counties/{county}/events/{id}/notices)
-        due = doc["status"] == "queued"
-        if due:
-            doc["delivery"] = deliveries.fresh_delivery(self.county, doc["_id"])
-        created = insert_once(self.db[NOTICES], doc)
-        stored = doc
-        if not created:
-            stored = self.get(doc["_id"]) or doc  # the first delivery's notice (its created_at lists it)
-            due = stored.get("status") == "queued" and not (stored.get("delivery") or {}).get("attempt_no")
-        if due:
-            deliveries.DeliveryStore(self.db, self.county).point_due(doc["_id"], at, doc["channel"])
-        self._list(stored)
-        return created
+        """The notice once (its natural `_id`), its pointer in `deliveries_due` (once per notice),
+        its lists; True if this call created it (add_many for one)."""
+        return bool(self.add_many([(n, event_id)], at))
 
-    def add_many(self, notices: list[tuple[Notice, str | None]], at: datetime) -> None:
-        """`add` for a batch of (notice, event id) in four store commands whatever its size: the
-        notices in one insert, those that existed read back in one query (a redelivery: the first
-        delivery's copy stands), the delivery pointers in one insert, the lists in one bulk write."""
+    def add_many(self, notices: list[tuple[Notice, str | None]], at: datetime) -> set[str]:
+        """Notices (each with the event that made it), each once by its natural `_id`, in a few
+        store commands whatever their number: the notices in one insert, those that existed read
+        back in one query (a redelivery: the first delivery's copy stands, its created_at lists
+        it), the delivery pointers of those still queued and never attempted in one insert (a
+        crash between the inserts is healed; the pointer's own `_id` keeps it one), the lists.
+        Returns the ids this call created."""
         docs = []
         for n, event_id in notices:
             doc = asdict(n)
             doc["_id"] = doc.pop("notice_id")
             doc["created_at"] = at
             if event_id:
-                doc["event_id"] = event_id
+                doc["event_id"] = event_id  # the event that made it (GET /v1/counties/{county}/events/{id}/notices)
             if doc["status"] == "queued":
                 doc["delivery"] = deliveries.fresh_delivery(self.county, doc["_id"])
             docs.append(doc)
         docs = list({d["_id"]: d for d in docs}.values())
         if not docs:
-            return
+            return set()
         existed = insert_many_once(self.db[NOTICES], docs)
-        first = {d["_id"]: d for d in self.db[NOTICES].find({"_id": {"$in": sorted(existed)}}, limit=len(existed),
-                                                            batch_size=len(existed))} if existed else {}
+        first = {d["_id"]: d for d in find_by_ids(self.db[NOTICES], existed)}
         stored = [first.get(d["_id"], d) for d in docs]
         due = [d for d in stored if d.get("status") == "queued" and
                (d["_id"] not in existed or not (d.get("delivery") or {}).get("attempt_no"))]
         deliveries.DeliveryStore(self.db, self.county).point_due_many([(d["_id"], at, d["channel"]) for d in due])
-        self._list_many(stored)
+        self._list(stored)
+        return {d["_id"] for d in docs} - existed
 
-    def _list(self, doc: dict) -> None:
-        self._list_many([doc])
-
-    def _list_many(self, docs: list[dict]) -> None:
+    def _list(self, docs: list[dict]) -> None:
         """Each notice into its lists: household, the event that made it, the office it is for
         (one `$addToSet` per list, all in one bulk write), and its township's list of its kind
         (paged; only notices not `listed` yet, which are then marked)."""
@@ -129,15 +112,14 @@ class NoticeRepository:
     def _paged(self, list_ids: list[str], offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
         """Entries of paged lists: with one list, only the pages [offset, offset + limit) fall in;
         with several (every kind of a township), all of their pages, merged by time. Repeats dropped."""
-        heads = {d["_id"]: d for d in self.db[LISTS].find({"_id": {"$in": list_ids}}, limit=len(list_ids))}
+        heads = {d["_id"]: d for d in find_by_ids(self.db[LISTS], list_ids)}
         total = sum(int(h.get("n", 0)) for h in heads.values())
         wanted = []
         for lid in list_ids:
             n = int((heads.get(lid) or {}).get("n", 0))
             lo, hi = (offset, n if limit is None else min(n, offset + limit)) if len(list_ids) == 1 else (0, n)
             wanted += [f"{lid}#{k}" for k in range(lo // PAGE, (hi - 1) // PAGE + 1)] if hi > lo else []
-        pages = {d["_id"]: d.get("items", []) for d in self.db[LISTS].find({"_id": {"$in": wanted}}, limit=len(wanted),
-                                                                            batch_size=len(wanted))} if wanted else {}
+        pages = {d["_id"]: d.get("items", []) for d in find_by_ids(self.db[LISTS], wanted)}
         items, seen = [], set()
         for pid in wanted:
             for x in sorted(pages.get(pid, []), key=lambda x: (x["at"], x["id"])):
@@ -158,13 +140,8 @@ class NoticeRepository:
 
     def _read(self, entries: list[dict]) -> list[dict]:
         """The notices of list entries, in their order (one `_id $in` read a page)."""
-        ids = [x["id"] for x in entries]
-        found = {}
-        for i in range(0, len(ids), 1000):
-            chunk = ids[i:i + 1000]
-            found.update({d["_id"]: d for d in self.db[NOTICES].find({"_id": {"$in": chunk}}, limit=len(chunk),
-                                                                     batch_size=len(chunk))})
-        return [found[i] for i in ids if i in found]
+        found = {d["_id"]: d for d in find_by_ids(self.db[NOTICES], [x["id"] for x in entries])}
+        return [found[x["id"]] for x in entries if x["id"] in found]
 
     def get(self, notice_id: str) -> dict | None:
         return self.db[NOTICES].find_one({"_id": notice_id})

@@ -2,6 +2,8 @@
 its template (adapters/templates.py) before it is stored."""
 from __future__ import annotations
 
+from itertools import groupby
+
 from shared.clock import Clock
 from shared.events import Envelope
 
@@ -51,18 +53,14 @@ def on_enrolment_changed(ledger: UnpaidLedger, env: Envelope) -> None:
 def on_enrolments_changed(ledger: UnpaidLedger, envs: list[Envelope]) -> None:
     """A batch of enrolment changes: each run of payments leaves the unpaid lists together
     (UnpaidLedger.paid_many), a reversal returns its household where it falls in the batch."""
-    run: list[tuple[int, str, str]] = []
-    for env in envs:
-        p = env.payload
-        if not p.get("supplement") and p["status"] in ("paid", "confirmed"):
-            run.append((p["year"], p["township"], p["household_no"]))
-            continue
-        if run:
-            ledger.paid_many(run)
-            run = []
-        on_enrolment_changed(ledger, env)
-    if run:
-        ledger.paid_many(run)
+    def paid(env: Envelope) -> bool:
+        return not env.payload.get("supplement") and env.payload["status"] in ("paid", "confirmed")
+    for is_paid, run in groupby(envs, paid):
+        if is_paid:
+            ledger.paid_many([(e.payload["year"], e.payload["township"], e.payload["household_no"]) for e in run])
+        else:
+            for env in run:
+                on_enrolment_changed(ledger, env)
 
 
 def on_withholding_failed(repo: NoticeRepository, clock: Clock, env: Envelope, book: TemplateBook) -> None:

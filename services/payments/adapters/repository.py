@@ -42,7 +42,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import keep_newest, GroupInsert, IndexSpec, OutboxWriter, insert_many_once, insert_once
+from shared.store import keep_newest, GroupInsert, IndexSpec, OutboxWriter, find_by_ids, insert_many_once, insert_once
 from shared.workdays import YearSchedule
 
 from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine, supplement_key
@@ -193,11 +193,7 @@ class PaymentsRepository:
 
     def payments_by_id(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """Payments by `_id`, one `_id $in` read for the lot; absent ones left out."""
-        ids = sorted(set(keys))
-        if not ids:
-            return {}
-        return {d["_id"]: d for d in self.db[PAYMENTS].find({"_id": {"$in": ids}}, {"_outbox": 0}, limit=len(ids),
-                                                            batch_size=len(ids))}
+        return {d["_id"]: d for d in find_by_ids(self.db[PAYMENTS], keys, {"_outbox": 0})}
 
     def payment_by_id(self, key: str) -> dict[str, Any] | None:
         return self.db[PAYMENTS].find_one({"_id": key}, {"_outbox": 0})
@@ -242,11 +238,7 @@ class PaymentsRepository:
 
     def orders(self, order_nos: list[str]) -> dict[str, Order]:
         """Orders by number, one `_id $in` read."""
-        ids = sorted(set(order_nos))
-        if not ids:
-            return {}
-        return {d["_id"]: order_from_doc(d) for d in self.db[ORDERS].find({"_id": {"$in": ids}}, limit=len(ids),
-                                                                          batch_size=len(ids))}
+        return {d["_id"]: order_from_doc(d) for d in find_by_ids(self.db[ORDERS], order_nos)}
 
     def order_doc(self, order_no: str) -> dict[str, Any] | None:
         return self.db[ORDERS].find_one({"_id": order_no})
@@ -310,19 +302,14 @@ class PaymentsRepository:
 
     def log_money(self, ref: str, action: str, at: datetime, actor: str, amount_fen: int, **details: Any) -> None:
         """One row per state change of money; written once per (ref, action)."""
-        if action not in MONEY_ACTIONS:
-            raise ValueError(f"unknown money-log action {action!r}")  # money_log_of reads only these
-        from shared.clock import SHANGHAI
-        insert_once(self.db[MONEY_LOG], {"_id": f"{ref}:{action}", "ref": ref, "action": action, "at": at,
-                                         "day": at.astimezone(SHANGHAI).date().isoformat(), "actor": actor,
-                                         "amount_fen": amount_fen, **details})
+        self.log_money_many([(ref, action, at, actor, amount_fen, details)])
 
     def log_money_many(self, rows: list[tuple[str, str, datetime, str, int, dict[str, Any]]]) -> None:
         """log_money for a batch of (ref, action, at, actor, amount_fen, details), one insert."""
         from shared.clock import SHANGHAI
         for _ref, action, *_ in rows:
             if action not in MONEY_ACTIONS:
-                raise ValueError(f"unknown money-log action {action!r}")
+                raise ValueError(f"unknown money-log action {action!r}")  # money_log_of reads only these
         insert_many_once(self.db[MONEY_LOG], [
             {"_id": f"{ref}:{action}", "ref": ref, "action": action, "at": at,
              "day": at.astimezone(SHANGHAI).date().isoformat(), "actor": actor, "amount_fen": amount_fen, **details}
@@ -393,13 +380,10 @@ class PaymentsRepository:
         joins the year's index (in this order: prune_audit_shard relies on it). Both idempotent. A
         shard is one township's day, so no document grows with the county (the Dec 31 rush of one
         township is a few hundred entries) and township staff read their own shards only."""
-        year, shard = doc["year"], audit_shard(doc["paid_day"], doc["township"])
-        entry = {k: doc[k] for k in ("household_no", "order_no", "village", "amount_fen")}
-        self.db[AUDIT_DAYS].update_one({"_id": f"{year}:{shard}"}, {"$set": {f"open.{doc['_id']}": entry}}, upsert=True)
-        self.db[AUDIT_INDEX].update_one({"_id": str(year)}, {"$addToSet": {"shards": shard}}, upsert=True)
+        self.await_audits([doc])
 
     def await_audits(self, docs: list[dict[str, Any]]) -> None:
-        """await_audit for a batch: one bulk write of the shards, then one of the index (same order)."""
+        """await_audit for a batch: one bulk write of the shards, then one of the index (in this order)."""
         if not docs:
             return
         shards: dict[tuple[int, str], dict[str, Any]] = {}

@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.masking import mask_id
-from shared.store import IndexSpec, OutboxWriter, insert_many_once, insert_once
+from shared.store import IndexSpec, OutboxWriter, find_by_ids, insert_many_once, insert_once
 
 from ..domain.model import Household, Member
 
@@ -85,9 +85,8 @@ class HouseholdRepository:
 
     def get_many(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], Household]:
         """Households by (year, household number), one `_id $in` read for the lot; absent ones left out."""
-        ids = sorted({household_key(y, no) for y, no in keys})
-        found = self.db[HOUSEHOLDS].find({"_id": {"$in": ids}}, {"_outbox": 0}, limit=len(ids), batch_size=len(ids))
-        return {(d["year"], d["household_no"]): from_doc(d) for d in found} if ids else {}
+        found = find_by_ids(self.db[HOUSEHOLDS], [household_key(y, no) for y, no in keys], {"_outbox": 0})
+        return {(d["year"], d["household_no"]): from_doc(d) for d in found}
 
     def in_village(self, year: int, township: str, village: str):
         """Households of a village in household-number order (a scan on FerretDB; an index on MongoDB)."""

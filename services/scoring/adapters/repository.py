@@ -26,6 +26,15 @@ OUTBOX_COLLECTIONS: tuple[str, ...] = ()
 INDEXES = ()
 
 
+def _paid(year: int, township: str, household_no: str, order_no: str, persons: int, households: int = 1, *,
+          village: str | None = None, at: datetime | None = None) -> Count:
+    """The count of one household payment: its fact (keyed by its order) and its increments."""
+    return Count(f"{year}:{township}", f"paid:{year}:{household_no}:{order_no}",
+                 counted_increments(at and shanghai_day(at), village, persons, households),
+                 {"township": township, "persons": persons, "households": households, "village": village, "at": iso(at)},
+                 {"year": year, "township": township})
+
+
 class ProgressRepository:
     def __init__(self, db):
         self.db = db
@@ -36,31 +45,18 @@ class ProgressRepository:
         """Once per household payment (keyed by its order): a redelivery never counts twice. A
         supplementary payment (补缴) counts its persons and no household (`households` 0). `at`: when
         the payment was recorded (its day and instant), `village`: where (None for either: not kept)."""
-        key = f"paid:{year}:{household_no}:{order_no}"
-        fact = {"township": township, "persons": persons, "households": households, "village": village,
-                "at": iso(at)}
-        counted = count_once(self.db, PROGRESS, f"{year}:{township}", key,
-                             counted_increments(at and shanghai_day(at), village, persons, households), fact,
-                             on_insert={"year": year, "township": township})
-        self._note_entry(year, key, fact if counted else None)
+        c = _paid(year, township, household_no, order_no, persons, households, village=village, at=at)
+        counted = count_once(self.db, PROGRESS, c.counter_id, c.fact_key, c.inc, c.fact, on_insert=c.on_insert)
+        self._note_entry(year, c.fact_key, c.fact if counted else None)
         return counted
 
     def count_paid_households(self, paid: list[dict]) -> None:
-        """count_paid_household for a batch (each a dict of its arguments: year, township,
-        household_no, order_no, persons, households, village, at) in a few store commands
+        """count_paid_household for a batch (each a dict of its arguments) in a few store commands
         (shared.store.count_many), their day entries in one bulk write."""
-        items, facts = [], {}
-        for p in paid:
-            key = f"paid:{p['year']}:{p['household_no']}:{p['order_no']}"
-            at = p.get("at")
-            fact = {"township": p["township"], "persons": p["persons"], "households": p["households"],
-                    "village": p.get("village"), "at": iso(at)}
-            facts.setdefault(key, (p["year"], fact))
-            items.append(Count(f"{p['year']}:{p['township']}", key,
-                               counted_increments(at and shanghai_day(at), p.get("village"), p["persons"], p["households"]),
-                               fact, {"year": p["year"], "township": p["township"]}))
+        items = [_paid(**p) for p in paid]
         counted = count_many(self.db, PROGRESS, items)
-        self._note_entries([(year, key, fact if key in counted else None) for key, (year, fact) in facts.items()])
+        first = {c.fact_key: c for c in reversed(items)}  # a repeat in the batch: the first one stands
+        self._note_entries([(c.on_insert["year"], key, c.fact if key in counted else None) for key, c in first.items()])
 
     def uncount_revoked_household(self, year: int, township: str, household_no: str, order_no: str,
                                   persons: int, households: int = 1, *, at: datetime | None = None) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import groupby
 
 from shared.events import Envelope
 from shared.policy import PolicyYear
@@ -10,12 +11,20 @@ from ..adapters.repository import ProgressRepository
 from ..domain.progress import effective_at, progress_table, village_table
 
 
+def _paid(env: Envelope) -> dict:
+    """The arguments of ProgressRepository.count_paid_household for an enrolment change."""
+    p = env.payload
+    return {"year": p["year"], "township": p["township"], "household_no": p["household_no"],
+            "order_no": p["order_no"], "persons": len(p["person_ids"]),
+            "households": 0 if p.get("supplement") else 1,  # 补缴: members joining a household counted already
+            "village": p["village"], "at": effective_at(p, env.occurred_at)}
+
+
 def on_enrolment_changed(repo: ProgressRepository, env: Envelope) -> None:
     p = env.payload
-    households = 0 if p.get("supplement") else 1  # 补缴: members joining a household counted already
+    households = 0 if p.get("supplement") else 1
     if p["status"] == "paid":
-        repo.count_paid_household(p["year"], p["township"], p["household_no"], p["order_no"], len(p["person_ids"]),
-                                  households, village=p["village"], at=effective_at(p, env.occurred_at))
+        repo.count_paid_household(**_paid(env))
     elif p["status"] == "revoked":
         repo.uncount_revoked_household(p["year"], p["township"], p["household_no"], p["order_no"],
                                        len(p["person_ids"]), households, at=effective_at(p, env.occurred_at))
@@ -25,21 +34,12 @@ def on_enrolments_changed(repo: ProgressRepository, envs: list[Envelope]) -> Non
     """A batch of registry.enrolment.changed in delivery order: each run of payments counted
     together (ProgressRepository.count_paid_households), any other change one at a time where it
     falls, so a reversal still follows the payment it takes back."""
-    run: list[dict] = []
-    for env in envs:
-        p = env.payload
-        if p["status"] == "paid":
-            run.append({"year": p["year"], "township": p["township"], "household_no": p["household_no"],
-                        "order_no": p["order_no"], "persons": len(p["person_ids"]),
-                        "households": 0 if p.get("supplement") else 1, "village": p["village"],
-                        "at": effective_at(p, env.occurred_at)})
-            continue
-        if run:
-            repo.count_paid_households(run)
-            run = []
-        on_enrolment_changed(repo, env)
-    if run:
-        repo.count_paid_households(run)
+    for paid, run in groupby(envs, lambda env: env.payload["status"] == "paid"):
+        if paid:
+            repo.count_paid_households([_paid(env) for env in run])
+        else:
+            for env in run:
+                on_enrolment_changed(repo, env)
 
 
 def progress(repo: ProgressRepository, policy: PolicyYear, year: int, at: datetime | None = None):

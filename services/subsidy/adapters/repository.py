@@ -24,7 +24,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import IndexSpec, OutboxWriter, count_once, insert_many_once, insert_once
+from shared.store import IndexSpec, OutboxWriter, count_once, find_by_ids, insert_many_once, insert_once
 
 from ..domain.identity import PersonIdentities
 
@@ -52,6 +52,11 @@ def _history_from_doc(h: dict[str, Any]) -> dict[str, Any]:
     return {**h, "effective_date": date.fromisoformat(h["effective_date"])}
 
 
+def _person_from_doc(d: dict[str, Any]) -> tuple[PersonIdentities, dict[str, Any]]:
+    """The aggregate and the entitlements last published for it (year → event key)."""
+    return PersonIdentities(d["_id"], [_history_from_doc(h) for h in d.get("history", [])]), d.get("published") or {}
+
+
 class SubsidyRepository:
     def __init__(self, db, outbox: OutboxWriter):
         self.db = db
@@ -61,20 +66,11 @@ class SubsidyRepository:
     def person(self, id_number: str) -> tuple[PersonIdentities, dict[str, Any]] | None:
         """The aggregate and the entitlements last published for it (year → event key)."""
         d = self.db[IDENTITIES].find_one({"_id": id_number}, {"_outbox": 0})
-        if d is None:
-            return None
-        return (PersonIdentities(id_number, [_history_from_doc(h) for h in d.get("history", [])]),
-                d.get("published") or {})
+        return _person_from_doc(d) if d is not None else None
 
     def persons(self, id_numbers: list[str]) -> dict[str, tuple[PersonIdentities, dict[str, Any]]]:
         """`person` for many, one `_id $in` read; those with no identity record are left out (most)."""
-        ids = sorted(set(id_numbers))
-        if not ids:
-            return {}
-        return {d["_id"]: (PersonIdentities(d["_id"], [_history_from_doc(h) for h in d.get("history", [])]),
-                           d.get("published") or {})
-                for d in self.db[IDENTITIES].find({"_id": {"$in": ids}}, {"_outbox": 0}, limit=len(ids),
-                                                  batch_size=len(ids))}
+        return {d["_id"]: _person_from_doc(d) for d in find_by_ids(self.db[IDENTITIES], id_numbers, {"_outbox": 0})}
 
     def save_person(self, p: PersonIdentities, published: dict[str, Any], events, *, correlation_id=None,
                     causation_id=None) -> None:
@@ -113,9 +109,7 @@ class SubsidyRepository:
         return self.db[RESIDENTS].find_one({"_id": pkey(year, id_number)})
 
     def upsert_resident(self, year: int, id_number: str, fields: dict[str, Any]) -> None:
-        self.db[RESIDENTS].update_one({"_id": pkey(year, id_number)},
-                                      {"$set": fields, "$setOnInsert": {"year": year, "id_number": id_number}},
-                                      upsert=True)
+        self.upsert_residents([(year, id_number, fields)])
 
     def upsert_residents(self, rows: list[tuple[int, str, dict[str, Any]]]) -> None:
         """upsert_resident for a batch of (year, id number, fields), one bulk write in the given
