@@ -329,3 +329,13 @@ class StoreCommands(monitoring.CommandListener):
 
     def failed(self, event):
         pass
+
+
+def sizes_seen(batch_handler):
+    """A batch handler that records the size of each batch it is given, and that list."""
+    sizes: list[int] = []
+
+    def handle(envs):
+        sizes.append(len(envs))
+        return batch_handler(envs)
+    return handle, sizes

@@ -24,7 +24,7 @@ from services.registry.entrypoints.flask_app import create_app
 from shared.auth import token_hash
 from shared.clock import SHANGHAI, FixedClock
 from shared.events import Envelope, Event, validate_payload
-from tests.helpers import StoreCommands, declare, household_payload, publish, running, secret_files
+from tests.helpers import StoreCommands, sizes_seen, declare, household_payload, publish, running, secret_files
 from tools.clients import wait_for
 from tools.ids import make_id
 
@@ -287,11 +287,7 @@ def test_a_refused_or_early_payment_in_a_batch_costs_only_itself(env, infra, mon
     envs.insert(9, in_county(payment(ghost, "P-MIX-GHOST")))
     handlers = county_handlers(c, boot.event_handlers)
     batch = county_batch_handlers(c, boot.event_batch_handlers)
-    calls = []
-
-    def counted(envs):
-        calls.append(len(envs))
-        return batch["payments.payment.confirmed"](envs)
+    counted, calls = sizes_seen(batch["payments.payment.confirmed"])
     declare(c, handlers)
     for e in envs:
         publish(infra.amqp_url, c.topology.exchange, e.type, json.dumps(e.to_dict()).encode(), e.id)

@@ -16,7 +16,7 @@ from services.notices import bootstrap as notices_boot
 from shared.clock import FixedClock
 from shared.container import county_handlers
 from shared.events import Envelope, Event
-from tests.helpers import declare, publish, running
+from tests.helpers import declare, publish, running, sizes_seen
 from tools.clients import wait_for
 
 NOW = datetime(2019, 11, 15, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai: no quiet hours
@@ -132,11 +132,7 @@ def test_a_busy_queue_of_receipts_makes_each_notice_once_in_a_few_writes(namespa
     c = notices_boot.bootstrap(FixedClock(NOW))
     handlers = county_handlers(c, notices_boot.event_handlers)
     batch = county_batch_handlers(c, notices_boot.event_batch_handlers)
-    sizes = []
-
-    def counted(envs):
-        sizes.append(len(envs))
-        return batch["payments.payment.confirmed"](envs)
+    counted, sizes = sizes_seen(batch["payments.payment.confirmed"])
     envs = [ev("payments.payment.confirmed", "payments", {
         "household_no": f"NB-{tag}-{i}", "year": 2020, "county": DONGAN, "township": TOWN, "village": VILLAGE,
         "order_no": f"P{tag}{i:02d}", "receipt_no": f"R{tag}{i:02d}", "head_name": "刘某", "head_phone": f"139000{i:05d}",
@@ -150,11 +146,7 @@ def test_a_busy_queue_of_receipts_makes_each_notice_once_in_a_few_writes(namespa
     ledger = notices_boot.unpaid(c)
     for i in range(32):  # registered: on the township's unpaid list (two of them never pay)
         ledger.registered(2020, TOWN, f"NB-{tag}-{i}")
-    left = []
-
-    def left_unpaid(envs):
-        left.append(len(envs))
-        return batch["registry.enrolment.changed"](envs)
+    left_unpaid, left = sizes_seen(batch["registry.enrolment.changed"])
     declare(c, handlers)
     for _ in range(2):
         for pay, enrol in zip(envs, enrolled):  # the two streams interleaved, as the bus delivers them
