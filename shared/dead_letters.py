@@ -109,11 +109,12 @@ def _back_to_outbox(c, coll, doc: dict[str, Any], principal) -> dict[str, Any]:
     """The event goes back into its aggregate's `_outbox` with a pointer: the relay builds it again."""
     env = json.loads(doc["body"])
     db = c.county(doc.get("county") or c.county_code).db
-    found = db[doc["coll"]].update_one({"_id": doc["agg"]}, {"$set": {f"_outbox.{env['id']}": env}})
-    if not found.matched_count:
-        raise Conflict("DEAD_LETTER_AGGREGATE_GONE", "该事件所属的记录已不存在，不能重新投递", {"id": doc["_id"]})
     insert_once(db[OUTBOX], {"_id": env["id"], "coll": doc["coll"], "agg": doc["agg"], "seq": env.get("seq", ""),
-                               "snapshots": bool(env.get("snapshot")), "created_at": datetime.now(timezone.utc)})
+                             "snapshots": bool(env.get("snapshot")), "created_at": datetime.now(timezone.utc)})
+    found = db[doc["coll"]].update_one({"_id": doc["agg"]}, {"$set": {f"_outbox.{env['id']}": env}})
+    if not found.matched_count:  # the pointer first, as every outbox write (shared/store.py)
+        db[OUTBOX].delete_one({"_id": env["id"]})
+        raise Conflict("DEAD_LETTER_AGGREGATE_GONE", "该事件所属的记录已不存在，不能重新投递", {"id": doc["_id"]})
     coll.update_one({"_id": doc["_id"]}, {"$set": {"replayed_at": datetime.now(timezone.utc),
                                                    "replayed_by": principal.subject}, "$inc": {"replays": 1}})
     return {"id": doc["_id"], "queue": "outbox", "replays": doc.get("replays", 0) + 1}

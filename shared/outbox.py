@@ -30,10 +30,24 @@ from .store import DEAD_LETTERS, OUTBOX, find_by_ids
 
 log = logging.getLogger(__name__)
 
+ORPHAN_GRACE_S = 90.0
+"""How long a pointer may wait for its events to appear in their documents (the write that follows
+the pointer is in flight). A store command that takes longer has failed (the local store gives up
+on a lock after 10 s); under the backlog-age alert's 120 s so that a dropped one never pages."""
+
+
+def _age_s(pointer: dict, now: datetime) -> float:
+    at = pointer.get("created_at")
+    if at is None:
+        return float("inf")
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return (now - at).total_seconds()
+
 
 class OutboxRelay:
     def __init__(self, db, publisher: Publisher, service: str, clock: Clock, collections: Iterable[str],
-                 batch: int = 200, sweep_every_s: float = 300.0, snapshots: dict | None = None,
+                 batch: int = 200, snapshots: dict | None = None,
                  dead_db=None, county: str | None = None):
         """`db`: the county's database whose outbox this relays; `dead_db`: where set-aside events go
         (the service's dead letters, beside the consumer's; default `db`)."""
@@ -46,16 +60,19 @@ class OutboxRelay:
         self.clock = clock
         self.collections = tuple(collections)
         self.batch = batch
-        self.sweep_every_s = sweep_every_s
         self.snapshots = snapshots or {}
         self.stopping = threading.Event()
 
     def run_once(self) -> int:
         """Publish up to one batch; returns how many events went out.
 
-        A pointer names one aggregate (`agg`) or, for bulk writes such as a roster import, many
-        (`aggs`, in write order), and says `snapshots: true` when their events carry no payload of
-        their own. It is deleted once every aggregate it names has been published.
+        A pointer names one aggregate (`agg`) and is `_id`-ed by its event, or, for bulk writes such
+        as a roster import, many (`aggs`, in write order) with their events (`events`); it says
+        `snapshots: true` when their events carry no payload of their own. Pointers are written
+        *before* their documents (shared/store.py), so a pointer whose events are not (yet) in its
+        documents is normal for a moment: it is kept while younger than `ORPHAN_GRACE_S` and
+        dropped after (its write failed or never happened). A pointer is deleted once its events
+        went out, in this round or, for one left behind by a failed delete, after the grace period.
 
         A batch costs the store a handful of commands whatever its size: the pointers, the
         aggregates they name (one `_id $in` read per collection, which the local store's launcher
@@ -71,33 +88,66 @@ class OutboxRelay:
                 whole[key] = whole.get(key, False) or bool(p.get("snapshots"))
         docs = self._read(whole)
         sent = 0
+        published: set[str] = set()
+        pending_left: dict[tuple[str, Any], set[str]] = {}
         unset: dict[str, list[UpdateOne]] = {}
         try:
             for coll, agg in whole:
                 doc = docs.get((coll, agg))
                 pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
-                published = 0
+                pending_left[(coll, agg)] = {e["id"] for e in pending}
+                marked = []
                 for env in pending:
                     if env.get("snapshot"):
                         try:
                             out = self._materialise(env, doc)
                         except Exception as e:  # noqa: BLE001 — it would fail every round: set it aside
                             self._bury(coll, agg, env, e)
+                            marked.append(env["id"])
                             continue
                     else:
                         out = env
                     self.publisher.publish(out)  # raises on broker trouble: this aggregate is not marked
-                    published += 1
-                if pending:
+                    marked.append(env["id"])
+                    sent += 1
+                if marked:
                     unset.setdefault(coll, []).append(
-                        UpdateOne({"_id": agg}, {"$unset": {f"_outbox.{e['id']}": "" for e in pending}}))
-                sent += published
+                        UpdateOne({"_id": agg}, {"$unset": {f"_outbox.{i}": "" for i in marked}}))
+                    published.update(marked)
         finally:  # what went out is marked sent even when the broker fails half-way (less to send again)
             for coll, ops in unset.items():
                 self.db[coll].bulk_write(ops, ordered=False)
-        if pointers:  # the pointer collection holds only what is pending: a small delete
-            self.db[OUTBOX].delete_many({"_id": {"$in": [p["_id"] for p in pointers]}})
+            self._settle(pointers, published, {k: v - published for k, v in pending_left.items()})
         return sent
+
+    def _settle(self, pointers: list[dict], published: set[str], pending: dict[tuple[str, Any], set[str]]) -> None:
+        """Delete the pointers whose events all went out (and those of events published through
+        another pointer of the same aggregate); trim a bulk pointer to what it still waits for;
+        drop one whose events are nowhere after the grace period."""
+        now = datetime.now(timezone.utc)
+        done, trim = set(published), []
+        for p in pointers:
+            aggs = p.get("aggs") or [p["agg"]]
+            waiting = set().union(*(pending.get((p["coll"], a), set()) for a in aggs))
+            if "events" not in p and "aggs" in p:  # written after its documents (before pointers came first)
+                if not waiting:
+                    done.add(p["_id"])
+                continue
+            expected = p.get("events") or [p["_id"]]
+            left = [i for i in expected if i not in published]
+            if not left:
+                done.add(p["_id"])
+            elif waiting.intersection(left):
+                continue  # the broker failed: next round
+            elif _age_s(p, now) > ORPHAN_GRACE_S:
+                log.warning("outbox pointer %s dropped: its events were never written", p["_id"])
+                done.add(p["_id"])
+            elif len(left) < len(expected):
+                trim.append(UpdateOne({"_id": p["_id"]}, {"$set": {"events": left}}))
+        if trim:
+            self.db[OUTBOX].bulk_write(trim, ordered=False)
+        if done:  # the pointer collection holds only what is pending: a small delete
+            self.db[OUTBOX].delete_many({"_id": {"$in": sorted(done)}})
 
     def _read(self, whole: dict[tuple[str, Any], bool]) -> dict[tuple[str, Any], dict]:
         """The aggregates of a batch by (collection, `_id`): their whole documents where snapshot
@@ -140,7 +190,9 @@ class OutboxRelay:
                   extra={"event_id": env["id"], "event_type": env.get("type")})
 
     def sweep(self) -> int:
-        """Re-point events whose pointer was lost (crash between the aggregate write and the pointer)."""
+        """Re-point every event waiting in an aggregate without a pointer: a scan of every collection,
+        for ops only (e.g. after a restore that brought documents back without their
+        pointers). Writes never need it: their pointer is written first."""
         found = 0
         for coll in self.collections:
             for doc in self.db[coll].find({"_outbox": {"$exists": True}}, {"_outbox": 1}):
@@ -172,16 +224,13 @@ class OutboxRelay:
         query on the store every service shares, and five idle relays polling at 20 Hz cost the
         store more than a busy one). The gauges are refreshed every `observe_every_s`."""
         import time
-        last_sweep = last_observe = 0.0
+        last_observe = 0.0
         delay = 0.5
         idle = idle_s
         while not self.stopping.is_set():
             paused = False
             n = 0
             try:
-                if time.monotonic() - last_sweep > self.sweep_every_s:
-                    self.sweep()
-                    last_sweep = time.monotonic()
                 n = self.run_once()
             except Exception as e:  # noqa: BLE001 — broker or store down: keep everything, retry later
                 log.warning("outbox relay paused (%s: %s); retrying in %.1fs", type(e).__name__, e, delay)

@@ -243,8 +243,8 @@ def in_county(env: Envelope) -> Envelope:
 
 
 def test_a_batch_of_payments_costs_three_store_commands_and_each_event_names_its_cause(env):
-    """40 households paid in one batch: read in one query, written in one bulk compare-and-set, their
-    events pointed at in one insert (the per-event path: 3 commands per payment, 120). A payment
+    """40 households paid in one batch: read in one query, their events pointed at in one insert,
+    written in one bulk compare-and-set (the per-event path: 3 commands per payment, 120). A payment
     delivered twice in the batch (a gateway's retry through payments) enrols once."""
     api, _ = env
     bodies = [register(api, f"BATCH-{i:03d}", seed=700 + i) for i in range(40)]
@@ -258,7 +258,7 @@ def test_a_batch_of_payments_costs_three_store_commands_and_each_event_names_its
         c.db  # noqa: B018 — indexes ensured before counting
         seen.names.clear()
         many(envs)
-        assert seen.names == ["find", "update", "insert"], seen.names
+        assert seen.names == ["find", "insert", "update"], seen.names  # the pointers before the write
     finally:
         seen.on = False
     for i, e in enumerate(envs[:40]):

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
+from pymongo.errors import DuplicateKeyError
 from marshmallow import ValidationError
 
 from services.registry import bootstrap as registry_boot
@@ -18,8 +19,9 @@ from services.scoring import bootstrap as scoring_boot
 from shared.bus import Publisher, Topology
 from shared.clock import FixedClock
 from shared.events import Envelope, Event
-from shared.outbox import OutboxRelay
-from shared.store import OUTBOX, count_once
+from shared.aggregate import StaleVersion
+from shared.outbox import ORPHAN_GRACE_S, OutboxRelay
+from shared.store import OUTBOX, OutboxWriter, count_once
 from tests.helpers import StoreCommands, Probe, declare, publish, queue_messages, running
 from tools.clients import wait_for
 
@@ -30,6 +32,27 @@ def enrolment_event(household_no: str, township: str = "花桥镇", n: int = 3) 
     return Event("registry.enrolment.changed", {
         "household_no": household_no, "year": 2020, "county": "431122", "township": township, "village": "花桥村",
         "status": "paid", "person_ids": [f"43112219800506{i:03d}X" for i in range(n)], "order_no": "P" + household_no})
+
+
+class CommandShapes(monitoring.CommandListener):
+    """(collection, filter) of every find, update and delete a client sends."""
+
+    def __init__(self):
+        self.filters: list[tuple[str, dict]] = []
+
+    def started(self, event):
+        cmd, name = event.command, event.command_name
+        if name == "find":
+            self.filters.append((cmd["find"], dict(cmd.get("filter") or {})))
+        elif name in ("update", "delete"):
+            for st in cmd.get("updates") or cmd.get("deletes") or []:
+                self.filters.append((cmd[name], dict(st.get("q") or {})))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
 
 
 @pytest.fixture()
@@ -118,16 +141,79 @@ def test_a_broker_outage_delays_events_but_loses_none(registry, infra, namespace
     probe.close()
 
 
-def test_the_sweep_finds_events_whose_pointer_was_lost_in_a_crash(registry, infra, namespace):
+def _age(db, pointer_id: str, seconds: float) -> None:
+    """Make a pointer `seconds` old (its grace period is real time)."""
+    db[OUTBOX].update_one({"_id": pointer_id}, {"$set": {"created_at": datetime.now(timezone.utc) - timedelta(seconds=seconds)}})
+
+
+def test_a_relay_round_between_the_pointer_and_its_write_loses_nothing(registry, infra, namespace, monkeypatch):
+    """Driven interleaving: the relay runs a whole round after the writer's pointer and before its
+    document write (the window a crash or a slow write opens). The pointer stays, and the event goes
+    out with the next round once the write lands."""
     probe = Probe(infra.amqp_url, namespace, ["registry.enrolment.changed"])
-    [env] = registry.outbox.envelopes([enrolment_event("D1")], None, None)
-    registry.db.households.insert_one({"_id": "2020:D", "_outbox": {env.id: env.to_dict()}})  # crashed before the pointer
+    registry.outbox.insert("households", {"_id": "2020:D"}, [enrolment_event("D0")])
     relay = registry.relay()
-    assert relay.run_once() == 0
-    assert relay.sweep() == 1
     assert relay.run_once() == 1
-    assert probe.take(1)[0]["id"] == env.id
+    point = OutboxWriter._point
+    rounds = []
+
+    def point_then_relay(self, coll, agg_id, envs):
+        point(self, coll, agg_id, envs)
+        rounds.append(relay.run_once())  # between the pointer and the write
+    monkeypatch.setattr(OutboxWriter, "_point", point_then_relay)
+    registry.outbox.update("households", "2020:D", {"$set": {"x": 1}}, [enrolment_event("D1")])
+    registry.outbox.insert("households", {"_id": "2020:D2"}, [enrolment_event("D2")])
+    monkeypatch.setattr(OutboxWriter, "_point", point)
+    assert rounds == [0, 1]  # each round saw the pointer of a write not yet made (D1, then D2)...
+    assert registry.db[OUTBOX].count_documents({}) == 1  # ... and kept it: D2's is still waiting
+    assert relay.run_once() == 1
+    assert [m["payload"]["household_no"] for m in probe.take(3)][1:] == ["D1", "D2"]
+    assert registry.db[OUTBOX].count_documents({}) == 0
     probe.close()
+
+
+def test_a_pointer_whose_write_never_happened_is_dropped_after_its_grace_period(registry, infra, namespace):
+    """A crash after the pointer and before the document write: nothing was written, so nothing is
+    published; the pointer waits ORPHAN_GRACE_S (a write still in flight) and is then dropped."""
+    [env] = registry.outbox.envelopes([enrolment_event("F1")], None, None)
+    registry.db.households.insert_one({"_id": "2020:F"})
+    registry.outbox._point("households", "2020:F", [env])  # ... and the process died here
+    relay = registry.relay()
+    assert relay.run_once() == 0 and registry.db[OUTBOX].count_documents({"_id": env.id}) == 1
+    _age(registry.db, env.id, ORPHAN_GRACE_S + 1)
+    assert relay.run_once() == 0 and registry.db[OUTBOX].count_documents({"_id": env.id}) == 0
+
+
+def test_a_write_that_is_refused_takes_its_pointer_back(registry):
+    """A lost compare-and-set and a duplicate insert write no event, and leave no pointer."""
+    registry.outbox.insert("households", {"_id": "2020:G", "version": 1})
+    with pytest.raises(StaleVersion):
+        registry.outbox.save_versioned("households", "2020:G", 7, {"$set": {"x": 1}}, [enrolment_event("G1")])
+    with pytest.raises(DuplicateKeyError):
+        registry.outbox.insert("households", {"_id": "2020:G"}, [enrolment_event("G2")])
+    assert registry.db[OUTBOX].count_documents({}) == 0
+    assert registry.db.households.find_one({"_id": "2020:G"}).get("_outbox") == {}
+
+
+def test_the_relay_never_scans_an_aggregate_collection(registry, infra, namespace):
+    """Every relay command on an aggregate collection is keyed by `_id` (a scan costs ~9 s per
+    100,000 documents on the local store): there is no periodic sweep any more."""
+    import threading
+    registry.outbox.insert("households", {"_id": "2020:H"}, [enrolment_event("H1")])
+    listener = CommandShapes()
+    client = MongoClient(registry.settings.mongo_url, event_listeners=[listener])
+    relay = OutboxRelay(client[registry.db.name], registry.relay().publisher, "registry", registry.clock,
+                        ["households"])
+    t = threading.Thread(target=relay.run, kwargs={"idle_s": 0.01, "idle_max_s": 0.02}, daemon=True)
+    t.start()  # its first rounds: the old relay swept every collection on its first pass
+    wait_for(lambda: registry.db[OUTBOX].count_documents({}) == 0, timeout=10)
+    registry.outbox.update("households", "2020:H", {"$set": {"x": 1}}, [enrolment_event("H2")])
+    wait_for(lambda: registry.db[OUTBOX].count_documents({}) == 0, timeout=10)
+    relay.stop()
+    t.join(timeout=10)
+    client.close()
+    on_households = [f for coll, f in listener.filters if coll == "households"]
+    assert on_households and all(set(f) == {"_id"} for f in on_households)
 
 
 def test_a_bad_payload_is_refused_where_it_is_made_and_nothing_is_written(registry):
