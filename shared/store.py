@@ -2,9 +2,10 @@
 correct without multi-document transactions.
 
 1. Outbox writes: the events of a state change travel *inside the same document write* (field
-   `_outbox`, keyed by event id). A pointer row in the small `outbox` collection tells the relay
-   where to look; a sweep at relay start and every few minutes finds any write whose pointer was
-   lost to a crash between the two writes. See shared/outbox.py for the relay.
+   `_outbox`, keyed by event id). A pointer row in the small `outbox` collection, written *before*
+   the document, tells the relay where to look: a crash between the two leaves a pointer to an
+   event never written (the relay drops it after a grace period), never an event nobody points
+   at, so no scan of the aggregates is ever needed. See shared/outbox.py for the relay.
 2. Exactly-once effects: an insert of a unique natural `_id` (a payment per household-year, a
    processed event id, a fact a counter has counted).
 
@@ -232,9 +233,15 @@ class OutboxWriter:
         doc["_outbox"] = {e.id: self.stored(e) for e in envs}
         with self._inserts_lock:
             group = self._inserts.get(coll) or self._inserts.setdefault(coll, GroupInsert(self.db[coll]))
-        if not group.insert_once(doc):
-            raise DuplicateKeyError(f"{coll} {doc['_id']} exists", 11000)
         self._point(coll, doc["_id"], envs)
+        try:
+            inserted = group.insert_once(doc)
+        except BaseException:
+            self._unpoint(envs)
+            raise
+        if not inserted:
+            self._unpoint(envs)
+            raise DuplicateKeyError(f"{coll} {doc['_id']} exists", 11000)
         return envs
 
     def update(self, coll: str, _id: str, update: dict[str, Any], events: Iterable[Event] = (), *,
@@ -250,10 +257,15 @@ class OutboxWriter:
         update = {k: dict(v) for k, v in update.items()}
         if envs:
             update.setdefault("$set", {}).update({f"_outbox.{e.id}": self.stored(e) for e in envs})
-        res = self.db[coll].update_one({"_id": _id, **(where or {})}, update, upsert=upsert)
+        self._point(coll, _id, envs)
+        try:
+            res = self.db[coll].update_one({"_id": _id, **(where or {})}, update, upsert=upsert)
+        except BaseException:
+            self._unpoint(envs)
+            raise
         matched = bool(res.matched_count or res.upserted_id is not None)
-        if matched:
-            self._point(coll, _id, envs)
+        if not matched:
+            self._unpoint(envs)
         return matched, envs
 
     def save_versioned(self, coll: str, _id: str, version: int, update: dict[str, Any],
@@ -283,10 +295,10 @@ class OutboxWriter:
             update, where = _versioned(update, version)
             update["$set"].update({f"_outbox.{e.id}": self.stored(e) for e in envs})
             ops.append(UpdateOne({"_id": _id, **where}, update))
-        res = self.db[coll].bulk_write(ops, ordered=False)
         now = datetime.now(timezone.utc)
-        # a pointer to an event not written is dropped by the relay
+        # the pointers of a write that loses its race point at events never written: the relay drops them
         insert_many_once(self.db[OUTBOX], [self._pointer(coll, _id, e, now) for _id, _v, _u, envs in items for e in envs])
+        res = self.db[coll].bulk_write(ops, ordered=False)
         if res.matched_count != len(items):
             raise StaleVersion(f"{len(items) - res.matched_count} of {len(items)} {coll} written by someone else")
 
@@ -298,9 +310,19 @@ class OutboxWriter:
         return d
 
     def _point(self, coll: str, agg_id: Any, envs: list[Envelope]) -> None:
+        """Before the write: an event is never in a document without its pointer."""
         now = datetime.now(timezone.utc)  # real time: the backlog-age alert measures real delay
         for e in envs:
             self._pointers.insert_once(self._pointer(coll, agg_id, e, now))
+
+    def _unpoint(self, envs: list[Envelope]) -> None:
+        """The write was refused or failed: its pointers point at nothing (best effort; the relay
+        drops any that stay after its grace period)."""
+        if envs:
+            try:
+                self.db[OUTBOX].delete_many({"_id": {"$in": [e.id for e in envs]}})
+            except Exception:  # noqa: BLE001 — the store is failing; the relay's grace period cleans up
+                pass
 
     def _pointer(self, coll: str, agg_id: Any, e: Envelope, now: datetime) -> dict[str, Any]:
         pointer = {"_id": e.id, "coll": coll, "agg": agg_id, "seq": e.seq, "created_at": now}
@@ -459,3 +481,42 @@ def public(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     if doc is None:
         return None
     return {k: v for k, v in doc.items() if k != "_outbox"}
+
+
+class KeyIndex:
+    """Which aggregates share something (a village's households, one gateway's paid orders of an
+    hour), kept as one small document per key, read by `_id`: what a filter on that field would find,
+    without the scan the local store makes of any filter but `_id` (MongoDB would use an index; the
+    same code serves both).
+
+    A superset, so that it needs no transaction: a writer `add`s members *before* the write that
+    makes them belong (a crash in between leaves an extra member, never a missing one), and a reader
+    fetches the members' documents, keeps those that belong and `drop`s the others. Keys are chosen
+    so that a list stays small (a village, an hour); members are strings."""
+
+    def __init__(self, coll: Collection):
+        self.coll = coll
+
+    def add(self, key: str, members: Iterable[str]) -> None:
+        self.add_many({key: members})
+
+    def add_many(self, by_key: dict[str, Iterable[str]]) -> None:
+        """Members of several keys in one bulk write (idempotent)."""
+        ops = [UpdateOne({"_id": key}, {"$addToSet": {"m": {"$each": sorted(set(members))}}}, upsert=True)
+               for key, members in by_key.items() if members]
+        if ops:
+            self.coll.bulk_write(ops, ordered=False)
+
+    def members(self, key: str) -> list[str]:
+        doc = self.coll.find_one({"_id": key})
+        return list(doc["m"]) if doc else []
+
+    def members_of(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """Several keys' members, one `_id $in` read; a key without any is absent."""
+        return {d["_id"]: list(d.get("m") or []) for d in find_by_ids(self.coll, keys)}
+
+    def drop(self, key: str, members: Iterable[str]) -> None:
+        """Members found not to belong any more (by a reader that checked their documents)."""
+        gone = sorted(set(members))
+        if gone:
+            self.coll.update_one({"_id": key}, {"$pullAll": {"m": gone}})

@@ -258,16 +258,32 @@ def test_the_command_line_import_shows_progress_and_writes_the_problem_rows(c, n
     assert {r[3] for r in problems[1:]} == {"ID_CHECKSUM", "ID_BIRTH_MISMATCH", "HEAD_REQUIRED", "UNKNOWN_VILLAGE"}
 
 
-def test_a_lost_pointer_of_an_imported_household_is_found_and_published_with_its_members(c, infra, namespace):
+def test_an_imported_batch_is_pointed_at_before_it_is_written_and_published_once_written(c, infra, namespace, monkeypatch):
+    """The batch's pointer is written before its households (a crash in between leaves a pointer to
+    nothing, never households nobody points at): a relay round in that window publishes nothing and
+    keeps the pointer; the next one publishes every household with its members."""
     from tests.helpers import Probe
+    from services.registry.adapters import repository as repo_mod
     probe = Probe(infra.amqp_url, namespace, ["registry.household.registered"])
     c.relay().run_once()
     probe.take(100, timeout=1)
-    do_import(c, csv_bytes(roster_rows("R11")))
-    c.db.outbox.delete_many({})  # as if the process died before writing the batch's pointer
     relay = c.relay()
-    assert relay.run_once() == 0 and relay.sweep() == 3
-    assert relay.run_once() == 3
+    real = repo_mod.insert_many_once
+    rounds = []
+
+    def relay_first(coll, docs):
+        if coll.name == "households":
+            rounds.append((relay.run_once(), c.db.outbox.count_documents({})))
+        return real(coll, docs)
+    monkeypatch.setattr(repo_mod, "insert_many_once", relay_first)
+    do_import(c, csv_bytes(roster_rows("R11")))
+    monkeypatch.setattr(repo_mod, "insert_many_once", real)
+    # each batch's round saw its pointer (and published only the batches written before it)
+    assert rounds[0] == (0, 1) and all(pointers == 1 for _sent, pointers in rounds)
+    last = relay.run_once()
+    assert last >= 1 and sum(sent for sent, _ in rounds) + last == 3
     got = {m["payload"]["household_no"]: m["payload"] for m in probe.take(3)}
     assert len(got["R11G1"]["members"]) == 3
+    assert c.db.outbox.count_documents({}) == 0
     probe.close()
+

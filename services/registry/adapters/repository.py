@@ -16,20 +16,26 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.masking import mask_id
-from shared.store import IndexSpec, OutboxWriter, find_by_ids, insert_many_once, insert_once
+from shared.store import IndexSpec, KeyIndex, OutboxWriter, find_by_ids, insert_many_once, insert_once
 
 from ..domain.model import Household, Member
 
 HOUSEHOLDS = "households"
 PERSONS = "persons"
+VILLAGES = "village_households"  # KeyIndex: the household numbers of a village, "<year>:<township>:<village>"
 OUTBOX_COLLECTIONS = (HOUSEHOLDS,)
-INDEXES = (
-    IndexSpec(HOUSEHOLDS, (("year", 1), ("township", 1), ("village", 1))),  # village rosters and exports
-)
+INDEXES = ()
 
 
 def household_key(year: int, household_no: str) -> str:
     return f"{year}:{household_no}"
+
+
+def village_key(year: int, township: str, village: str) -> str:
+    return f"{year}:{township}:{village}"
+
+
+_PLACING_EVENTS = ("registry.household.registered", "registry.household.changed")
 
 
 def _member_doc(m: Member) -> dict[str, Any]:
@@ -78,6 +84,15 @@ class HouseholdRepository:
     def __init__(self, db, outbox: OutboxWriter):
         self.db = db
         self.outbox = outbox
+        self.villages = KeyIndex(db[VILLAGES])
+
+    def place(self, households: list[Household]) -> None:
+        """Before a write that puts households in their village (a registration, a split, a correction
+        of the village): the village's list names them (shared.store.KeyIndex)."""
+        by_key: dict[str, list[str]] = {}
+        for hh in households:
+            by_key.setdefault(village_key(hh.year, hh.township, hh.village), []).append(hh.household_no)
+        self.villages.add_many(by_key)
 
     def get(self, year: int, household_no: str) -> Household | None:
         doc = self.db[HOUSEHOLDS].find_one({"_id": household_key(year, household_no)}, {"_outbox": 0})
@@ -88,12 +103,16 @@ class HouseholdRepository:
         found = find_by_ids(self.db[HOUSEHOLDS], [household_key(y, no) for y, no in keys], {"_outbox": 0})
         return {(d["year"], d["household_no"]): from_doc(d) for d in found}
 
-    def in_village(self, year: int, township: str, village: str):
-        """Households of a village in household-number order (a scan on FerretDB; an index on MongoDB)."""
-        cur = self.db[HOUSEHOLDS].find({"year": year, "township": township, "village": village},
-                                       {"_outbox": 0}).sort("household_no", 1)
-        for doc in cur:
-            yield from_doc(doc)
+    def in_village(self, year: int, township: str, village: str) -> list[Household]:
+        """Households of a village in household-number order: the village's list, then its households
+        by `_id` (two reads whatever the county's size); a household listed that is no longer there
+        (moved by a correction, or whose registration failed) is dropped from the list."""
+        key = village_key(year, township, village)
+        listed = self.villages.members(key)
+        found = find_by_ids(self.db[HOUSEHOLDS], [household_key(year, no) for no in listed], {"_outbox": 0})
+        here = [from_doc(d) for d in found if (d["township"], d["village"]) == (township, village)]
+        self.villages.drop(key, set(listed) - {hh.household_no for hh in here})
+        return sorted(here, key=lambda hh: hh.household_no)
 
     def registered_persons(self, year: int) -> dict[str, int]:
         """Members per township for a year (a scan of households on FerretDB; indexed on MongoDB)."""
@@ -155,6 +174,7 @@ class HouseholdRepository:
                 if self.db[HOUSEHOLDS].find_one({"_id": key}, {"_id": 1}) is not None:
                     raise Conflict("HOUSEHOLD_EXISTS", "该户本年度已登记", {"household_no": hh.household_no})
                 open_cases(clashes)
+            self.place([hh])
             try:
                 self.outbox.insert(HOUSEHOLDS, to_doc(hh), hh.events, correlation_id=correlation_id)
             except DuplicateKeyError:
@@ -177,6 +197,8 @@ class HouseholdRepository:
     def save(self, hh: Household, *, correlation_id: str | None = None, causation_id: str | None = None) -> None:
         """Write a stored household as it now stands, with its events, if nobody wrote it since it was
         read (raises StaleVersion otherwise: nothing is written)."""
+        if any(e.type in _PLACING_EVENTS for e in hh.events):  # staff changes only, never a payment's
+            self.place([hh])
         self.outbox.save_versioned(HOUSEHOLDS, household_key(hh.year, hh.household_no), hh.version,
                                    {"$set": _written(hh)}, hh.events, correlation_id=correlation_id,
                                    causation_id=causation_id)
@@ -278,6 +300,7 @@ class HouseholdRepository:
         its changed event (version-checked), then the cases stop naming the source."""
         new_key = household_key(new.year, new.household_no)
         doc = to_doc(new)
+        self.place([new])
         try:
             self.outbox.insert(HOUSEHOLDS, doc, new.events, correlation_id=correlation_id)
         except DuplicateKeyError:
@@ -427,6 +450,14 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
         doc["_outbox"] = {e.id: repo.outbox.stored(e) for e in envs}
         docs.append(doc)
         envs_by_key[doc["_id"]] = (hh, envs)
+    repo.place(ready)
+    pointer = None
+    batch_events = [e for _hh, envs in envs_by_key.values() for e in envs]
+    if batch_events:  # one pointer for the whole batch, in write order, before the write (shared/outbox.py)
+        pointer = {"_id": batch_events[0].id, "coll": HOUSEHOLDS, "aggs": [d["_id"] for d in docs],
+                   "snapshots": True, "events": [e.id for e in batch_events], "seq": batch_events[0].seq,
+                   "created_at": _utcnow()}
+        db["outbox"].insert_one(pointer)
     dup_households = insert_many_once(db[HOUSEHOLDS], docs)
     created = []
     for key, (hh, envs) in envs_by_key.items():
@@ -443,10 +474,12 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
             {"person_id": held[0][0], **held[0][1], "persons": len(held)}) if held else None)
         hh.events.clear()
         created.append((key, envs))
-    if created:  # one pointer for the whole batch, in write order (see shared/outbox.py)
-        first = created[0][1][0]
-        db["outbox"].insert_one({"_id": first.id, "coll": HOUSEHOLDS, "aggs": [k for k, _ in created], "snapshots": True,
-                                 "seq": first.seq, "created_at": _utcnow()})
+    if pointer is not None and len(created) < len(docs):  # it waits only for what this batch wrote
+        if created:
+            db["outbox"].update_one({"_id": pointer["_id"]}, {"$set": {
+                "aggs": [k for k, _ in created], "events": [e.id for _k, envs in created for e in envs]}})
+        else:
+            db["outbox"].delete_one({"_id": pointer["_id"]})
 
     # a refused household keeps nothing: remove the claims this batch made for it (and only those)
     for hh in batch:
