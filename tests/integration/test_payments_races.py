@@ -75,11 +75,35 @@ def _check_audit_and_reversal(pc, no, audit_reply, reversal_reply):
         assert (audit_reply.status_code, audit_reply.json["code"]) == (409, "PAYMENT_REVERSED")
         assert not audited and [h["status"] for h in doc["history"]] == ["confirmed", "reversed"]
     assert doc["version"] == len(doc["history"])
+    # 七(四): what the payments worker makes of the payment's own events, in order: the confirmation
+    # adds its money to the remittances, the reversal takes it back
+    before = _remitted()
+    seen = _worker_handles(pc, doc)
+    assert seen[0] == ("payments.payment.confirmed", before + doc["amount_fen"]) and seen[-1] == (
+        "payments.payment.reversed", before)
+    return "audit first" if audit_reply.status_code == 200 else "reversal first"
+
+
+def _remitted() -> int:
     periods = payments_app(FixedClock(NOW)).test_client().get("/v1/counties/431122/remittances?year=2020",
                                                                headers=auth(COUNTY)).json["periods"]
-    remitted = sum(p["amount_fen"] for p in periods)
-    assert remitted == sum(p["amount_fen"] for p in pc.db.payments.find({"status": {"$ne": "reversed"}}))
-    return "audit first" if audit_reply.status_code == 200 else "reversal first"
+    return sum(p["amount_fen"] for p in periods)
+
+
+def _worker_handles(pc, doc) -> list[tuple[str, int]]:
+    """The payment's events (built as the relay builds them) handed to the payments worker's handlers
+    one after another; after each, the remittances' total."""
+    from services.payments.adapters.repository import SNAPSHOTS
+    from shared.events import Envelope
+    hs = payments_boot.event_handlers(pc)
+    out = []
+    for e in sorted(doc["_outbox"].values(), key=lambda e: e["seq"]):
+        env = {k: v for k, v in e.items() if k != "snapshot"}
+        if e.get("snapshot"):
+            env["payload"] = SNAPSHOTS[e["type"]](doc)
+        hs[e["type"]](Envelope.from_dict(env))
+        out.append((e["type"], _remitted()))
+    return out
 
 
 def test_an_audit_paused_after_its_read_cannot_overwrite_a_reversal(secrets_files, pc, monkeypatch):

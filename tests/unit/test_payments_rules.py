@@ -9,7 +9,7 @@ from services.payments.domain import audit, withholding as wh
 from services.payments.domain.model import (Entitlement, check_proof, check_whole_household, current_entitlement,
                                             quote, subsidy_for)
 from services.payments.domain.receipts import check_code, mask_name
-from services.payments.domain.reconciliation import reconcile, remittance_periods, remittance_summary
+from services.payments.domain.reconciliation import reconcile, remittance_periods, remittance_summary, totals_by_day
 from shared.clock import SHANGHAI
 from shared.config import ROOT
 from shared.errors import ValidationFailed
@@ -113,7 +113,7 @@ def test_mid_year_payments_after_the_window_are_in_the_remittances_too():
     township in March is in a period of its own; the empty periods between are not listed."""
     pay = lambda day, fen: {"paid_day": day, "amount_fen": fen, "subsidy_fen": 0, "channel": "bank_counter",
                             "gateway": "g", "status": "confirmed"}
-    rows = remittance_summary([pay("2019-09-02", 25000), pay("2020-03-10", 50000)], date(2019, 9, 1),
+    rows = remittance_summary(totals_by_day([pay("2019-09-02", 25000), pay("2020-03-10", 50000)]), date(2019, 9, 1),
                               date(2020, 3, 10), closes=date(2019, 12, 31))
     within = [r for r in rows if r["period_start"] <= "2019-12-31"]
     after = [r for r in rows if r["period_start"] > "2019-12-31"]

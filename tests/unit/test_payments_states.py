@@ -13,7 +13,7 @@ import pytest
 from services.payments.domain import withholding as wh
 from services.payments.domain.model import ORDER, Order, QuoteLine
 from services.payments.domain.payment import PAYMENT, Payment
-from services.payments.domain.reconciliation import remittance_summary
+from services.payments.domain.reconciliation import remittance_summary, totals_by_day
 from shared.clock import SHANGHAI
 from shared.errors import Conflict
 
@@ -55,7 +55,7 @@ def test_an_audited_payment_is_reversed_and_then_left_out_of_remittances():
     after = payment("audited").reverse(AT, "bank-a", "RV1", "gateway_reversal")
     assert after.set_["status"] == "reversed" and after.events[0].type == "payments.payment.reversed"
     reversed_ = payment("audited").applied(after)
-    rows = remittance_summary([reversed_.doc, payment().doc], AT.date() - timedelta(days=2), AT.date())
+    rows = remittance_summary(totals_by_day([reversed_.doc, payment().doc]), AT.date() - timedelta(days=2), AT.date())
     assert sum(r["households"] for r in rows) == 1
 
 

@@ -36,15 +36,18 @@
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime
+import zlib
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import keep_newest, GroupInsert, IndexSpec, OutboxWriter, find_by_ids, insert_many_once, insert_once
+from shared.store import (Count, count_many, keep_newest, GroupInsert, IndexSpec, KeyIndex, OutboxWriter, find_by_ids,
+                          insert_many_once, insert_once)
 from shared.workdays import YearSchedule
 
+from ..domain.reconciliation import remitted
 from ..domain.model import Entitlement, MidYearApproval, Order, QuoteLine, supplement_key
 from ..domain.payment import Change
 
@@ -56,16 +59,17 @@ HOLIDAY_SCHEDULES = "holiday_schedules"  # registry.holidays.published, `_id` = 
 AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
     "agreements", "withholding_batches", "reconciliations", "reversals", "settings")
 AUDIT_DAYS, AUDIT_INDEX, OVERDUE_REPORTS = "audit_days", "audit_index", "overdue_audit_reports"
+PAID_DAYS = "paid_days"  # KeyIndex: a gateway's orders paid on a Shanghai day, "<gateway>:<day>#<shard>"
+PAID_DAY_SHARDS = 16
+REMITTANCE_DAYS = "remittance_days"  # counters: a township's day of remittance totals, "<year>:<day>:<township>"  # a busy gateway's day (~20,000 orders in a large county) in lists of ~1,250
 OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES, OVERDUE_REPORTS)
 # every kind of money-log row: a reference's rows are read by `_id` "<ref>:<action>", one per kind
 MONEY_ACTIONS = ("order_created", "confirmed", "overpaid", "paid_twice", "audited", "reversed",
                  "withholding_batch_created", "withholding_failed", "reconciled")
 INDEXES = (
     IndexSpec(ORDERS, (("household_key", 1),)),
-    IndexSpec(ORDERS, (("gateway", 1), ("paid_day", 1))),
     IndexSpec(PAYMENTS, (("order_no", 1),), unique=True),
     IndexSpec(PAYMENTS, (("status", 1), ("paid_day", 1))),
-    IndexSpec(PAYMENTS, (("gateway", 1), ("paid_day", 1))),  # a day's reconciliation (MongoDB)
     IndexSpec(NONCES, (("at", 1),), expire_after_seconds=NONCE_TTL_SECONDS),  # + cleanup loop on FerretDB
     IndexSpec(MONEY_LOG, (("day", 1),)),
     IndexSpec(MONEY_LOG, (("ref", 1),)),
@@ -76,6 +80,10 @@ INDEXES = (
 def audit_shard(paid_day: str, township: str) -> str:
     """A shard of the open audits: one township's paid day ("<day>|<township>")."""
     return f"{paid_day}|{township}"
+
+
+def _paid_day_key(gateway: str, day: str, order_no: str) -> str:
+    return f"{gateway}:{day}#{zlib.crc32(order_no.encode()) % PAID_DAY_SHARDS}"
 
 
 def hh_key(year: int, household_no: str) -> str:
@@ -111,6 +119,7 @@ class PaymentsRepository:
         self.outbox = outbox
         self._nonces = GroupInsert(db[NONCES])  # every signed call writes one: grouped across threads
         self._receipt_key: bytes | None = None
+        self.paid_days = KeyIndex(db[PAID_DAYS])
 
     # ---- read models -----------------------------------------------------------------------
     def upsert_household(self, payload: dict[str, Any], seq: str = "") -> None:
@@ -211,6 +220,28 @@ class PaymentsRepository:
             n += 1
         return out
 
+    def count_remitted(self, items: list[tuple[dict[str, Any], int]]) -> None:
+        """Each (payment, sign) into its township's day of remittance totals once: +1 from its
+        confirmed event, -1 from its reversed event (facts `+<_id>` and `-<_id>`; count_many)."""
+        count_many(self.db, REMITTANCE_DAYS, [
+            Count(f"{p['year']}:{p['paid_day']}:{p['township']}", f"{'+' if sign > 0 else '-'}{p['_id']}",
+                  remitted(p, sign), {"payment": p["_id"]}) for p, sign in items])
+
+    def remittance_days(self, year: int, townships: list[str], first: date, last: date) -> dict[str, dict[str, Any]]:
+        """Day totals of the townships from `first` to `last` (one `_id $in` read of their counters),
+        summed over the townships; days without any are left out."""
+        days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+        out: dict[str, dict[str, Any]] = {}
+        for d in find_by_ids(self.db[REMITTANCE_DAYS], [f"{year}:{day}:{t}" for day in days for t in townships]):
+            day = out.setdefault(d["_id"].split(":")[1], {"households": 0, "amount_fen": 0, "subsidy_fen": 0,
+                                                         "by_channel": {}, "by_gateway": {}})
+            for k in ("households", "amount_fen", "subsidy_fen"):
+                day[k] += d.get(k, 0)
+            for group in ("by_channel", "by_gateway"):
+                for key, fen in (d.get(group) or {}).items():
+                    day[group][key] = day[group].get(key, 0) + fen
+        return out
+
     def payments_where(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
         """Staff reports only (a scan on FerretDB; indexed on MongoDB)."""
         return list(self.db[PAYMENTS].find(flt, {"_outbox": 0}))
@@ -251,17 +282,37 @@ class PaymentsRepository:
 
     def save_order(self, o: Order, change: Change) -> None:
         """A transition of the order as read (Order.version); StaleVersion if it changed since."""
-        self.outbox.save_versioned(ORDERS, o.order_no, o.version, change.update())
+        self.save_orders([(o, change)])
 
     def save_orders(self, changed: list[tuple[Order, Change]]) -> None:
-        """save_order for a batch: one bulk compare-and-set (StaleVersion if any lost a race; the
-        others are written)."""
-        self.outbox.save_versioned_many(ORDERS, [(o.order_no, o.version, change.update(), []) for o, change in changed])
+        """Transitions of orders as read, one bulk compare-and-set (StaleVersion if any lost a race;
+        the others are written). An order that gets its paid day is listed under its gateway's day
+        first (the reconciliation's list, `paid_orders`)."""
+        by_key: dict[str, list[str]] = {}
+        for o, change in changed:
+            if change.set_.get("paid_day"):
+                by_key.setdefault(_paid_day_key(o.gateway, change.set_["paid_day"], o.order_no), []).append(o.order_no)
+        self.paid_days.add_many(by_key)
+        if len(changed) == 1:
+            [(o, change)] = changed
+            self.outbox.save_versioned(ORDERS, o.order_no, o.version, change.update())
+        else:
+            self.outbox.save_versioned_many(ORDERS, [(o.order_no, o.version, change.update(), [])
+                                                     for o, change in changed])
 
-    def paid_orders(self, gateway: str, day: str) -> list[dict[str, Any]]:
-        """Reconciliation only, once per gateway and day (a scan on FerretDB; indexed on MongoDB)."""
-        return list(self.db[ORDERS].find({"gateway": gateway, "paid_day": day,
-                                          "status": {"$in": ["paid", "duplicate_payment", "reversed"]}}))
+    def paid_orders(self, gateway: str, day: str, also: list[str] = ()) -> list[dict[str, Any]]:
+        """The gateway's orders paid (or paid twice, or reversed) on a Shanghai day: its day's lists,
+        then the orders by `_id` (with `also`, the order numbers a statement names), whatever the
+        county's size. Listed orders that turn out to be of another day are dropped from the list."""
+        keys = [f"{gateway}:{day}#{i}" for i in range(PAID_DAY_SHARDS)]
+        listed = self.paid_days.members_of(keys)
+        docs = find_by_ids(self.db[ORDERS], [no for nos in listed.values() for no in nos] + list(also))
+        found = {d["_id"]: d for d in docs}
+        for key, nos in listed.items():  # a write that never happened, or an order of another gateway
+            self.paid_days.drop(key, [no for no in nos if no not in found or found[no].get("status") != "created"
+                                      and (found[no].get("gateway"), found[no].get("paid_day")) != (gateway, day)])
+        return [d for d in docs if d.get("gateway") == gateway and d.get("paid_day") == day
+                and d.get("status") in ("paid", "duplicate_payment", "reversed")]
 
     def idempotent(self, gateway: str, key: str) -> dict[str, Any] | None:
         return self.db[IDEMPOTENCY].find_one({"_id": f"{gateway}:{key}"})

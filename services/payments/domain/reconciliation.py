@@ -60,33 +60,61 @@ def remittance_periods(opens: date, until: date, interval: int = REMITTANCE_INTE
     return out
 
 
-def remittance_summary(payments: list[dict[str, Any]], opens: date, until: date,
+def remitted(payment: dict[str, Any], sign: int = 1) -> dict[str, int]:
+    """What one payment adds to its township's day of remittance totals (`sign` -1: what its
+    reversal takes back), as counter increments: a household (none for a supplement, 补缴, which adds
+    its money only), its money, the subsidies paid in directly, by channel and by gateway."""
+    fen = sign * payment["amount_fen"]
+    return {"households": 0 if payment.get("supplement") else sign, "amount_fen": fen,
+            "subsidy_fen": sign * payment.get("subsidy_fen", 0),
+            f"by_channel.{payment['channel']}": fen, f"by_gateway.{payment['gateway']}": fen}
+
+
+def totals_by_day(payments: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Day totals (the shape the counters keep) of payments that stand (reversed ones left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in payments:
+        if p.get("status") == "reversed":
+            continue
+        day = out.setdefault(p["paid_day"], {"households": 0, "amount_fen": 0, "subsidy_fen": 0,
+                                             "by_channel": {}, "by_gateway": {}})
+        for path, v in remitted(p).items():
+            if "." in path:
+                group, key = path.split(".", 1)
+                day[group][key] = day[group].get(key, 0) + v
+            else:
+                day[path] += v
+    return out
+
+
+def remittance_summary(days: dict[str, dict[str, Any]], opens: date, until: date,
                        interval: int = REMITTANCE_INTERVAL_DAYS, closes: date | None = None) -> list[dict[str, Any]]:
     """Per period: households, the individual contributions collected per channel and gateway (to be
     remitted to the special account the day after the period ends), and the subsidies the
-    departments pay in directly (相关部门直接代缴). Reversed payments are left out.
+    departments pay in directly (相关部门直接代缴), from the day totals (`totals_by_day`, or the
+    payments worker's counters: reversed payments taken back).
 
     With `closes` (the window's last day), the periods go on past it up to `until` for mid-year
-    payments (中途参保, 001 四), listing only those periods that collected something. A supplementary
-    payment (补缴, for members who joined a household paid already) adds its money, not a household."""
+    payments (中途参保, 001 四), listing only those periods that collected something."""
     periods = remittance_periods(opens, until, interval)
     rows = [{"period_start": s.isoformat(), "period_end": e.isoformat(), "remit_by": (e + timedelta(days=1)).isoformat(),
              "households": 0, "amount_fen": 0, "subsidy_fen": 0, "by_channel": {}, "by_gateway": {}} for s, e in periods]
     collected = [0] * len(rows)
-    for p in payments:
-        if p.get("status") == "reversed":
-            continue
-        d = date.fromisoformat(p["paid_day"])
-        if d < opens or d > until:
+    for day, t in days.items():
+        d = date.fromisoformat(day)
+        if d < opens or d > until or not (t.get("households") or t.get("amount_fen")):
             continue
         i = (d - opens).days // interval
         row = rows[i]
         collected[i] += 1
-        row["households"] += 0 if p.get("supplement") else 1
-        row["amount_fen"] += p["amount_fen"]
-        row["subsidy_fen"] += p.get("subsidy_fen", 0)
-        row["by_channel"][p["channel"]] = row["by_channel"].get(p["channel"], 0) + p["amount_fen"]
-        row["by_gateway"][p["gateway"]] = row["by_gateway"].get(p["gateway"], 0) + p["amount_fen"]
+        for k in ("households", "amount_fen", "subsidy_fen"):
+            row[k] += t.get(k, 0)
+        for group in ("by_channel", "by_gateway"):
+            for key, fen in (t.get(group) or {}).items():
+                row[group][key] = row[group].get(key, 0) + fen
+    for row in rows:
+        for group in ("by_channel", "by_gateway"):
+            row[group] = {k: v for k, v in row[group].items() if v}
     if closes is not None:
         rows = [r for r, n in zip(rows, collected) if r["period_start"] <= closes.isoformat() or n]
     return rows

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.aggregate import StaleVersion, retry_stale
@@ -291,6 +291,7 @@ def on_payment_confirmed(repo: PaymentsRepository, env: Envelope) -> None:
     repo.log_money(payment["_id"], "confirmed", payment["recorded_at"], payment["history"][0]["by"],
                    payment["amount_fen"], order_no=payment["order_no"], receipt_no=payment["receipt_no"],
                    channel=payment["channel"], transaction_id=payment["transaction_id"])
+    repo.count_remitted([(payment, 1)])
     _mark_order_paid(repo, payment)
 
 
@@ -316,6 +317,7 @@ def on_payments_confirmed(repo: PaymentsRepository, envs: list[Envelope]) -> Non
     repo.log_money_many([(d["_id"], "confirmed", d["recorded_at"], d["history"][0]["by"], d["amount_fen"],
                           {"order_no": d["order_no"], "receipt_no": d["receipt_no"], "channel": d["channel"],
                            "transaction_id": d["transaction_id"]}) for d in mine])
+    repo.count_remitted([(d, 1) for d in mine])
     orders = repo.orders([d["order_no"] for d in mine])
     changes = [(o, change) for d in mine if (o := orders.get(d["order_no"])) is not None
                and (change := o.mark_paid(d)) is not None]
@@ -351,6 +353,7 @@ def on_payment_reversed(repo: PaymentsRepository, env: Envelope) -> None:
     doc = _event_payment(repo, env.payload)
     if doc is not None and doc["status"] == "reversed":
         complete_reversal(repo, doc)
+        repo.count_remitted([(doc, -1)])
 
 
 def issue_receipt(repo: PaymentsRepository, payment: dict[str, Any]) -> dict[str, Any]:
@@ -894,13 +897,16 @@ def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data:
     household payments are audited at once (the reconciliation is the verification)."""
     day = data["date"].isoformat()
     now = clock.now()
-    orders = {o["_id"]: o for o in repo.paid_orders(gateway, day)}
+    named = list(dict.fromkeys(line["order_no"] for line in data["lines"]))
+    orders = {o["_id"]: o for o in repo.paid_orders(gateway, day, also=named)}
     recorded = {}  # order number → its payment record's `_id` (a supplement's is not the household's)
-    for p in repo.payments_where({"gateway": gateway, "paid_day": day}):  # recorded, order not marked yet
-        recorded[p["order_no"]] = p["_id"]
-        orders.setdefault(p["order_no"], {"_id": p["order_no"], "year": p["year"], "household_no": p["household_no"],
-                                          "transaction_id": p["transaction_id"], "amount_fen": p["amount_fen"],
-                                          "status": "reversed" if p["status"] == "reversed" else "paid"})
+    for o in repo.orders([no for no in named if no not in orders]).values():  # recorded, order not marked yet
+        p = payment_of(repo, o.year, o.household_no, o.order_no, bool(o.supplement)) if o.gateway == gateway else None
+        if p is not None and p.get("paid_day") == day:
+            recorded[p["order_no"]] = p["_id"]
+            orders[p["order_no"]] = {"_id": p["order_no"], "year": p["year"], "household_no": p["household_no"],
+                                     "transaction_id": p["transaction_id"], "amount_fen": p["amount_fen"],
+                                     "status": "reversed" if p["status"] == "reversed" else "paid"}
     platform = [{"order_no": no, "transaction_id": o["transaction_id"], "amount_fen": o["amount_fen"]}
                 for no, o in orders.items()]
     report = reconcile(data["lines"], platform)
@@ -929,11 +935,12 @@ def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data:
 
 def remittances(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, principal: Principal,
                 year: int) -> list[dict[str, Any]]:
-    flt: dict[str, Any] = {"year": year}
-    if principal.role == "township":
-        flt["township"] = principal.township
-    payments = repo.payments_where(flt)
+    """From the townships' day counters (kept by the payments worker from confirmed and reversed
+    events, a second or so behind the gateways), never a scan of the payments."""
+    townships = [principal.township] if principal.role == "township" else [t.name for t in policy.townships]
     today = clock.today_shanghai()
-    last = max((p["paid_day"] for p in payments if p.get("status") != "reversed"), default="")
+    opens = policy.window_opens
+    days = repo.remittance_days(year, townships, opens, max(opens, min(today, opens + timedelta(days=730))))
+    last = max(days, default="")
     until = min(today, max(policy.window_closes, date.fromisoformat(last) if last else policy.window_closes))
-    return remittance_summary(payments, policy.window_opens, until, closes=policy.window_closes)
+    return remittance_summary(days, opens, until, closes=policy.window_closes)
