@@ -166,7 +166,7 @@ def test_a_birth_while_the_order_is_open_leaves_the_newborn_for_mid_year_and_not
     [ev] = [e for e in doc["_outbox"].values() if e["type"] == "registry.enrolment.changed"]
     assert ev["payload"]["person_ids"] == sorted(m["id_number"] for m in ordered)
     from services.registry.service_layer.handlers import awaiting_mid_year
-    listed = awaiting_mid_year(boot.repository(c), 2020)
+    listed = awaiting_mid_year(boot.repository(c), 2020, [t.name for t in c.policy_for(2020).townships])
     assert [(x["household_no"], x["name"], x["order_no"]) for x in listed] == [("OPEN-0001", "新生儿", "P-OPEN-1")]
     # the township records the newborn's mid-year enrolment (001 四), though the household has paid
     r = api.post("/v1/counties/431122/mid-year/decisions", json={"id_number": baby["id_number"], "on": "2019-11-20"},

@@ -279,6 +279,16 @@ def test_one_receipt_per_household_retrievable_and_verifiable_by_number(api, pc)
     assert [(e["action"], e["amount_fen"], e["actor"]) for e in log] == [("confirmed", 75000, "bank-a")]
     assert api.get(f"/v1/counties/431122/money-log?ref={o['order_no']}", headers=auth(COUNTY)).json["entries"][0]["action"] == "order_created"
     assert api.get("/v1/counties/431122/money-log?ref=x", headers=auth(HUAQIAO)).json["code"] == "ROLE_FORBIDDEN"
+    # the day's report (staff's audit of money movements) has both rows (same instant here), once
+    # each, oldest first;
+    # another day's has neither
+    today = NOW.astimezone(SHANGHAI).date()
+    day = api.get(f"/v1/counties/431122/money-log?day={today}", headers=auth(COUNTY)).json["entries"]
+    mine = [(e["ref"], e["action"]) for e in day if e["ref"] in ("2020:RCP-0001", o["order_no"])]
+    assert sorted(mine) == sorted([(o["order_no"], "order_created"), ("2020:RCP-0001", "confirmed")])
+    assert [e["at"] for e in day] == sorted(e["at"] for e in day)
+    other = api.get(f"/v1/counties/431122/money-log?day={today - timedelta(days=1)}", headers=auth(COUNTY)).json["entries"]
+    assert not [e for e in other if e["ref"] in ("2020:RCP-0001", o["order_no"])]
 
 
 # ---- (c) channels and their proof ---------------------------------------------------------------

@@ -61,6 +61,8 @@ AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
 AUDIT_DAYS, AUDIT_INDEX, OVERDUE_REPORTS = "audit_days", "audit_index", "overdue_audit_reports"
 PAID_DAYS = "paid_days"  # KeyIndex: a gateway's orders paid on a Shanghai day, "<gateway>:<day>#<shard>"
 PAID_DAY_SHARDS = 16
+MONEY_DAYS = "money_days"  # KeyIndex: the money-log rows of a Shanghai day, "<day>#<shard>"
+MONEY_DAY_SHARDS = 32  # a busy day's ~60,000 rows in lists of ~2,000
 REMITTANCE_DAYS = "remittance_days"  # counters: a township's day of remittance totals, "<year>:<day>:<township>"  # a busy gateway's day (~20,000 orders in a large county) in lists of ~1,250
 OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES, OVERDUE_REPORTS)
 # every kind of money-log row: a reference's rows are read by `_id` "<ref>:<action>", one per kind
@@ -71,7 +73,6 @@ INDEXES = (
     IndexSpec(PAYMENTS, (("order_no", 1),), unique=True),
     IndexSpec(PAYMENTS, (("status", 1), ("paid_day", 1))),
     IndexSpec(NONCES, (("at", 1),), expire_after_seconds=NONCE_TTL_SECONDS),  # + cleanup loop on FerretDB
-    IndexSpec(MONEY_LOG, (("day", 1),)),
     IndexSpec(MONEY_LOG, (("ref", 1),)),
     IndexSpec(AGREEMENTS, (("bank", 1), ("status", 1))),
 )
@@ -82,8 +83,13 @@ def audit_shard(paid_day: str, township: str) -> str:
     return f"{paid_day}|{township}"
 
 
+def _shard_key(prefix: str, member: str, shards: int) -> str:
+    """The list of a day (or a gateway's day) a member goes to: lists stay small on a busy day."""
+    return f"{prefix}#{zlib.crc32(member.encode()) % shards}"
+
+
 def _paid_day_key(gateway: str, day: str, order_no: str) -> str:
-    return f"{gateway}:{day}#{zlib.crc32(order_no.encode()) % PAID_DAY_SHARDS}"
+    return _shard_key(f"{gateway}:{day}", order_no, PAID_DAY_SHARDS)
 
 
 def hh_key(year: int, household_no: str) -> str:
@@ -120,6 +126,7 @@ class PaymentsRepository:
         self._nonces = GroupInsert(db[NONCES])  # every signed call writes one: grouped across threads
         self._receipt_key: bytes | None = None
         self.paid_days = KeyIndex(db[PAID_DAYS])
+        self.money_days = KeyIndex(db[MONEY_DAYS])
 
     # ---- read models -----------------------------------------------------------------------
     def upsert_household(self, payload: dict[str, Any], seq: str = "") -> None:
@@ -361,10 +368,14 @@ class PaymentsRepository:
         for _ref, action, *_ in rows:
             if action not in MONEY_ACTIONS:
                 raise ValueError(f"unknown money-log action {action!r}")  # money_log_of reads only these
-        insert_many_once(self.db[MONEY_LOG], [
-            {"_id": f"{ref}:{action}", "ref": ref, "action": action, "at": at,
-             "day": at.astimezone(SHANGHAI).date().isoformat(), "actor": actor, "amount_fen": amount_fen, **details}
-            for ref, action, at, actor, amount_fen, details in rows])
+        docs = [{"_id": f"{ref}:{action}", "ref": ref, "action": action, "at": at,
+                 "day": at.astimezone(SHANGHAI).date().isoformat(), "actor": actor, "amount_fen": amount_fen, **details}
+                for ref, action, at, actor, amount_fen, details in rows]
+        by_key: dict[str, list[str]] = {}
+        for d in docs:  # listed under its day first (money_log_of_day)
+            by_key.setdefault(_shard_key(d["day"], d["_id"], MONEY_DAY_SHARDS), []).append(d["_id"])
+        self.money_days.add_many(by_key)
+        insert_many_once(self.db[MONEY_LOG], docs)
 
     def money_log_of(self, ref: str) -> list[dict[str, Any]]:
         """Every row of one reference, oldest first: one `_id` read per kind of change (MONEY_ACTIONS),
@@ -372,9 +383,12 @@ class PaymentsRepository:
         rows = [self.db[MONEY_LOG].find_one({"_id": f"{ref}:{action}"}) for action in MONEY_ACTIONS]
         return sorted((r for r in rows if r is not None), key=lambda r: r["at"])
 
-    def money_log(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
-        """Rows by day: staff's audit report (a scan on FerretDB; indexed on MongoDB)."""
-        return list(self.db[MONEY_LOG].find(flt).sort("at", 1).limit(5000))
+    def money_log_of_day(self, day: str, limit: int = 5000) -> list[dict[str, Any]]:
+        """A Shanghai day's rows, oldest first (staff's audit report): the day's lists, then the rows
+        by `_id`, never a scan of the log."""
+        listed = self.money_days.members_of([f"{day}#{i}" for i in range(MONEY_DAY_SHARDS)])
+        rows = [d for d in find_by_ids(self.db[MONEY_LOG], [i for ids in listed.values() for i in ids]) if d["day"] == day]
+        return sorted(rows, key=lambda r: (r["at"], r["_id"]))[:limit]
 
     # ---- withholding -----------------------------------------------------------------------
     def agreement(self, household_no: str) -> dict[str, Any] | None:

@@ -300,7 +300,7 @@ def declare(api, c) -> None:
                 raise ValidationFailed("BAD_DAY", "日期格式应为 YYYY-MM-DD") from None
         if not ref and not day:
             raise ValidationFailed("FILTER_REQUIRED", "请按对象（ref）或日期（day）查询")
-        rows = repo.money_log_of(ref) if ref else repo.money_log({"day": day})
+        rows = repo.money_log_of(ref) if ref else repo.money_log_of_day(day)
         if ref and day:
             rows = [e for e in rows if e["day"] == day]
         return {"entries": [{**{k: v for k, v in e.items() if k != "_id"}, "at": iso(e["at"])} for e in rows]}

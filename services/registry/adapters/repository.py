@@ -23,6 +23,7 @@ from ..domain.model import Household, Member
 HOUSEHOLDS = "households"
 PERSONS = "persons"
 VILLAGES = "village_households"  # KeyIndex: the household numbers of a village, "<year>:<township>:<village>"
+FLAGGED = "flagged_households"  # KeyIndex: households a township must act on, "<year>:<township>:<flag>"
 OUTBOX_COLLECTIONS = (HOUSEHOLDS,)
 INDEXES = ()
 
@@ -36,6 +37,12 @@ def village_key(year: int, township: str, village: str) -> str:
 
 
 _PLACING_EVENTS = ("registry.household.registered", "registry.household.changed")
+# a paid household's enrolment flags (Household.enrolment) and the staff list each feeds
+FLAGS = {"unpaid": lambda e: bool(e.get("unpaid")), "review": lambda e: bool(e.get("review"))}
+
+
+def flag_key(year: int, township: str, flag: str) -> str:
+    return f"{year}:{township}:{flag}"
 
 
 def _member_doc(m: Member) -> dict[str, Any]:
@@ -85,6 +92,33 @@ class HouseholdRepository:
         self.db = db
         self.outbox = outbox
         self.villages = KeyIndex(db[VILLAGES])
+        self.flagged = KeyIndex(db[FLAGGED])
+
+    def flag(self, households: list[Household]) -> None:
+        """Before a write of enrolments: a household whose enrolment carries a flag (members left
+        unpaid, a payment to review) is on its township's list of that flag."""
+        by_key: dict[str, list[str]] = {}
+        for hh in households:
+            for flag, on in FLAGS.items():
+                if on(hh.enrolment):
+                    by_key.setdefault(flag_key(hh.year, hh.township, flag), []).append(hh.household_no)
+        self.flagged.add_many(by_key)
+
+    def _flagged(self, year: int, township: str | None, flag: str, policy_townships: list[str]) -> list[Household]:
+        """The households of a flag's lists (a township's, or every township's) that still carry it,
+        by household number; the others are dropped from the lists."""
+        keys = [flag_key(year, t, flag) for t in ([township] if township else policy_townships)]
+        listed = self.flagged.members_of(keys)
+        found = {d["_id"]: from_doc(d) for d in find_by_ids(
+            self.db[HOUSEHOLDS], [household_key(year, no) for nos in listed.values() for no in nos], {"_outbox": 0})}
+        out = []
+        for key, nos in listed.items():
+            t = key.split(":", 2)[1]
+            here = [hh for no in nos if (hh := found.get(household_key(year, no))) is not None
+                    and hh.township == t and FLAGS[flag](hh.enrolment)]
+            self.flagged.drop(key, set(nos) - {hh.household_no for hh in here})
+            out += here
+        return sorted(out, key=lambda hh: hh.household_no)
 
     def place(self, households: list[Household]) -> None:
         """Before a write that puts households in their village (a registration, a split, a correction
@@ -199,6 +233,7 @@ class HouseholdRepository:
         read (raises StaleVersion otherwise: nothing is written)."""
         if any(e.type in _PLACING_EVENTS for e in hh.events):  # staff changes only, never a payment's
             self.place([hh])
+        self.flag([hh])
         self.outbox.save_versioned(HOUSEHOLDS, household_key(hh.year, hh.household_no), hh.version,
                                    {"$set": _written(hh)}, hh.events, correlation_id=correlation_id,
                                    causation_id=causation_id)
@@ -215,6 +250,7 @@ class HouseholdRepository:
             envs = [e for events, causation, correlation in changes
                     for e in self.outbox.envelopes(events, correlation, causation)]
             items.append((household_key(hh.year, hh.household_no), hh.version, {"$set": _written(hh)}, envs))
+        self.flag([hh for hh, _ in changed])
         self.outbox.save_versioned_many(HOUSEHOLDS, items)
         for hh, _ in changed:
             hh.version += 1
@@ -336,22 +372,15 @@ class HouseholdRepository:
     def save_enrolment(self, hh: Household, causation_id: str, correlation_id: str) -> None:
         self.save(hh, causation_id=causation_id, correlation_id=correlation_id)
 
-    def awaiting_mid_year(self, year: int, township: str | None = None) -> list[Household]:
+    def awaiting_mid_year(self, year: int, township: str | None, townships: list[str]) -> list[Household]:
         """Paid households with members their payment did not cover (joined after its order): the
-        township handles each through mid-year enrolment (a scan: a staff listing, not a hot path)."""
-        q: dict[str, Any] = {"year": year, "enrolment.unpaid": {"$exists": True}}
-        if township:
-            q["township"] = township
-        return [hh for hh in map(from_doc, self.db[HOUSEHOLDS].find(q, {"_outbox": 0}).sort("household_no", 1))
-                if hh.unpaid_members]
+        township handles each through mid-year enrolment. From the townships' lists (`flag`), by `_id`."""
+        return [hh for hh in self._flagged(year, township, "unpaid", townships) if hh.unpaid_members]
 
-    def needing_review(self, year: int, township: str | None = None) -> list[Household]:
+    def needing_review(self, year: int, township: str | None, townships: list[str]) -> list[Household]:
         """Payments recorded for persons no longer in the household (a death, a move out, a merge
-        after the order): county staff decide (a refund is a reversal through payments). A scan."""
-        q: dict[str, Any] = {"year": year, "enrolment.review": True}
-        if township:
-            q["township"] = township
-        return [from_doc(d) for d in self.db[HOUSEHOLDS].find(q, {"_outbox": 0}).sort("household_no", 1)]
+        after the order): county staff decide (a refund is a reversal through payments)."""
+        return self._flagged(year, township, "review", townships)
 
 
 def _same_registration(doc: dict[str, Any], hh: Household) -> bool:

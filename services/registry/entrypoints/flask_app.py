@@ -303,6 +303,9 @@ def declare(api, c) -> None:
     # ---- after a household's payment (issue 9 item 3): whom the township still enrols, what staff review
     from .schemas import AwaitingMidYearList, ReviewList
 
+    def _townships(y: int) -> list[str]:
+        return [t.name for t in c.policy_for(y).townships]
+
     @api.route("/v1/mid-year/awaiting/{year}", "GET", summary="户已缴费后新增、待办理中途参保和补缴的人员（如新生儿）",
                permission="households:read", response=AwaitingMidYearList)
     def awaiting_mid_year(principal, year):
@@ -310,7 +313,7 @@ def declare(api, c) -> None:
         return {"year": y, "members": [
             {**{k: r[k] for k in ("household_no", "township", "village", "order_no", "name", "birth_date",
                                   "approval")}, "id_number": mask_id(r["person_id"])}
-            for r in handlers.awaiting_mid_year(repo, y, principal, mid_year_decisions)]}
+            for r in handlers.awaiting_mid_year(repo, y, _townships(y), principal, mid_year_decisions)]}
 
     @api.route("/v1/enrolment/review/{year}", "GET", summary="缴费所含人员已不在户内（死亡、迁出、合户）等待县医保局核处",
                permission="households:read", response=ReviewList)
@@ -318,7 +321,7 @@ def declare(api, c) -> None:
         y = year_of(year)
         return {"year": y, "persons": [
             {**{k: r[k] for k in ("household_no", "township", "village", "order_no", "reason")},
-             "id_number": mask_id(r["person_id"])} for r in handlers.needing_review(repo, y, principal)]}
+             "id_number": mask_id(r["person_id"])} for r in handlers.needing_review(repo, y, _townships(y), principal)]}
 
     # ---- holiday schedules (issue 10 item 3): the State Council's yearly schedule, loaded by county staff;
     # every working-day deadline of this process counts it (shared.workdays), others within 30 s

@@ -323,7 +323,7 @@ def apply_many(repo: HouseholdRepository, envs: list[Envelope], change_of) -> No
     repo.save_enrolments([(households[k], changes) for k, changes in staged.items()])
 
 
-def awaiting_mid_year(repo: HouseholdRepository, year: int, principal: Principal | None = None,
+def awaiting_mid_year(repo: HouseholdRepository, year: int, townships: list[str], principal: Principal | None = None,
                       decisions=None) -> list[dict]:
     """Members a household payment did not cover because they joined after its order (a newborn),
     or whose supplementary payment went back: the township enrols each through mid-year enrolment
@@ -331,7 +331,7 @@ def awaiting_mid_year(repo: HouseholdRepository, year: int, principal: Principal
     `decisions`, each row says whether the approval is recorded (then only the payment is due)."""
     township = principal.township if principal is not None and principal.role == "township" else None
     rows = []
-    for hh in repo.awaiting_mid_year(year, township):
+    for hh in repo.awaiting_mid_year(year, township, townships):
         for m in hh.unpaid_members:
             approval = decisions.get(year, m.person_id) if decisions is not None else None
             if approval is not None and approval.get("status") == "withdrawn":
@@ -344,7 +344,8 @@ def awaiting_mid_year(repo: HouseholdRepository, year: int, principal: Principal
     return rows
 
 
-def needing_review(repo: HouseholdRepository, year: int, principal: Principal | None = None) -> list[dict]:
+def needing_review(repo: HouseholdRepository, year: int, townships: list[str],
+                   principal: Principal | None = None) -> list[dict]:
     """Persons a payment was recorded for who were no longer members when it arrived (a death, a
     move out, a merge after the order), or were enrolled already: county staff decide (a refund is
     a reversal through payments); a township sees its own."""
@@ -352,7 +353,7 @@ def needing_review(repo: HouseholdRepository, year: int, principal: Principal | 
     return [{"household_no": hh.household_no, "township": hh.township, "village": hh.village,
              "order_no": x.get("order_no") or hh.enrolment.get("order_no"), "person_id": x["person_id"],
              "reason": x["reason"]}
-            for hh in repo.needing_review(year, township) for x in hh.enrolment.get("paid_not_members") or []]
+            for hh in repo.needing_review(year, township, townships) for x in hh.enrolment.get("paid_not_members") or []]
 
 
 def village_roster(repo: HouseholdRepository, year: int, township: str, village: str):
