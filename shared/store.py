@@ -484,8 +484,8 @@ def public(doc: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class KeyIndex:
-    """Which aggregates share something (a village's households, one gateway's paid orders of an
-    hour), kept as one small document per key, read by `_id`: what a filter on that field would find,
+    """Which aggregates share something (a village's households, one gateway's paid orders of a
+    day), kept as one small document per key, read by `_id`: what a filter on that field would find,
     without the scan the local store makes of any filter but `_id` (MongoDB would use an index; the
     same code serves both).
 
@@ -514,6 +514,27 @@ class KeyIndex:
     def members_of(self, keys: Iterable[str]) -> dict[str, list[str]]:
         """Several keys' members, one `_id $in` read; a key without any is absent."""
         return {d["_id"]: list(d.get("m") or []) for d in find_by_ids(self.coll, keys)}
+
+    def documents(self, keys: Iterable[str], coll: Collection, belongs, *, to_id=None,
+                  projection: dict[str, Any] | None = None, pending=None) -> list[dict[str, Any]]:
+        """The documents listed under `keys` that still belong there: one `_id $in` read of the lists,
+        one of the documents (`to_id` maps a member to its document's `_id`). `belongs(key, doc)`
+        decides; a member whose document is missing or does not belong is dropped from its list,
+        unless `pending(key, doc)` says its write may still be on the way."""
+        to_id = to_id or (lambda m: m)
+        listed = self.members_of(keys)
+        found = {d["_id"]: d for d in find_by_ids(coll, [to_id(m) for ms in listed.values() for m in ms], projection)}
+        out = []
+        for key, members in listed.items():
+            gone = []
+            for m in members:
+                d = found.get(to_id(m))
+                if d is not None and belongs(key, d):
+                    out.append(d)
+                elif d is None or pending is None or not pending(key, d):
+                    gone.append(m)
+            self.drop(key, gone)
+        return out
 
     def drop(self, key: str, members: Iterable[str]) -> None:
         """Members found not to belong any more (by a reader that checked their documents)."""

@@ -312,14 +312,13 @@ class PaymentsRepository:
         then the orders by `_id` (with `also`, the order numbers a statement names), whatever the
         county's size. Listed orders that turn out to be of another day are dropped from the list."""
         keys = [f"{gateway}:{day}#{i}" for i in range(PAID_DAY_SHARDS)]
-        listed = self.paid_days.members_of(keys)
-        docs = find_by_ids(self.db[ORDERS], [no for nos in listed.values() for no in nos] + list(also))
-        found = {d["_id"]: d for d in docs}
-        for key, nos in listed.items():  # a write that never happened, or an order of another gateway
-            self.paid_days.drop(key, [no for no in nos if no not in found or found[no].get("status") != "created"
-                                      and (found[no].get("gateway"), found[no].get("paid_day")) != (gateway, day)])
-        return [d for d in docs if d.get("gateway") == gateway and d.get("paid_day") == day
-                and d.get("status") in ("paid", "duplicate_payment", "reversed")]
+        listed = self.paid_days.documents(keys, self.db[ORDERS],
+                                          lambda _k, d: (d.get("gateway"), d.get("paid_day")) == (gateway, day),
+                                          pending=lambda _k, d: d.get("status") == "created")  # marking in flight
+        docs = {d["_id"]: d for d in listed}
+        docs.update({d["_id"]: d for d in find_by_ids(self.db[ORDERS], [no for no in also if no not in docs])
+                     if (d.get("gateway"), d.get("paid_day")) == (gateway, day)})
+        return [d for d in docs.values() if d.get("status") in ("paid", "duplicate_payment", "reversed")]
 
     def idempotent(self, gateway: str, key: str) -> dict[str, Any] | None:
         return self.db[IDEMPOTENCY].find_one({"_id": f"{gateway}:{key}"})
@@ -386,8 +385,8 @@ class PaymentsRepository:
     def money_log_of_day(self, day: str, limit: int = 5000) -> list[dict[str, Any]]:
         """A Shanghai day's rows, oldest first (staff's audit report): the day's lists, then the rows
         by `_id`, never a scan of the log."""
-        listed = self.money_days.members_of([f"{day}#{i}" for i in range(MONEY_DAY_SHARDS)])
-        rows = [d for d in find_by_ids(self.db[MONEY_LOG], [i for ids in listed.values() for i in ids]) if d["day"] == day]
+        rows = self.money_days.documents([f"{day}#{i}" for i in range(MONEY_DAY_SHARDS)], self.db[MONEY_LOG],
+                                         lambda _k, d: d["day"] == day)
         return sorted(rows, key=lambda r: (r["at"], r["_id"]))[:limit]
 
     # ---- withholding -----------------------------------------------------------------------

@@ -5,12 +5,14 @@ from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
-from shared.store import IndexSpec, OutboxWriter
+from shared.store import IndexSpec, KeyIndex, OutboxWriter
 
 from ..domain.corrections import Correction
 
 CORRECTIONS = "corrections"
-INDEXES = (IndexSpec(CORRECTIONS, (("status", 1), ("due_at", 1))),)
+STATUSES = ("open", "approved", "rejected")
+BY_STATUS = "corrections_by_status"  # KeyIndex: correction ids by status ("open", "approved", "rejected")
+INDEXES = ()
 
 
 def to_doc(c: Correction) -> dict[str, Any]:
@@ -29,8 +31,10 @@ class CorrectionRepository:
     def __init__(self, db, outbox: OutboxWriter):
         self.db = db
         self.outbox = outbox
+        self.by_status = KeyIndex(db[BY_STATUS])
 
     def add(self, c: Correction) -> None:
+        self.by_status.add(c.status, [c.correction_id])
         self.db[CORRECTIONS].insert_one(to_doc(c))
 
     def get(self, correction_id: str) -> Correction | None:
@@ -38,19 +42,21 @@ class CorrectionRepository:
         return from_doc(d) if d else None
 
     def decide(self, c: Correction) -> bool:
-        """Only an open request can be decided (a small collection: the status filter is cheap)."""
+        """Only an open request can be decided (the filter names its `_id`)."""
+        self.by_status.add(c.status, [c.correction_id])
         res = self.db[CORRECTIONS].update_one({"_id": c.correction_id, "status": "open"}, {"$set": {
             "status": c.status, "decided_by": c.decided_by, "decided_at": c.decided_at,
             "decision_note": c.decision_note}})
         return bool(res.modified_count)
 
     def listing(self, status: str | None, township: str | None) -> list[Correction]:
-        q: dict[str, Any] = {}
-        if status:
-            q["status"] = status
-        if township:
-            q["township"] = township
-        return [from_doc(d) for d in self.db[CORRECTIONS].find(q, {"_outbox": 0}).sort("filed_at", 1)]
+        """Requests of a status (or all), of a township (or all), oldest first: the status lists, then
+        the requests by `_id`."""
+        docs = self.by_status.documents([status] if status else STATUSES, self.db[CORRECTIONS],
+                                        lambda key, d: d["status"] == key and (township is None or d["township"] == township),
+                                        pending=lambda key, d: township is not None and d["status"] == key,
+                                        projection={"_outbox": 0})
+        return [from_doc(d) for d in sorted(docs, key=lambda d: (d["filed_at"], d["_id"]))]
 
     def report_overdue(self, c: Correction) -> bool:
         """Flag and publish once, and only while the request is still open: a decision made since

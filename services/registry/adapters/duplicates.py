@@ -16,10 +16,12 @@ from typing import Any, Iterable
 
 from shared.errors import Conflict
 from shared.events import Event
-from shared.store import IndexSpec, OutboxWriter
+from shared.store import IndexSpec, KeyIndex, OutboxWriter
 
 DUPLICATES, EXCLUSIONS = "duplicates", "exclusions"
-INDEXES = (IndexSpec(DUPLICATES, (("status", 1),)),)
+BY_STATUS = "duplicates_by_status"  # KeyIndex: case `_id`s by status ("open", "resolved")
+STATUSES = ("open", "resolved")
+INDEXES = ()
 
 
 def places(case: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,6 +66,7 @@ class DuplicateRepository:
     def __init__(self, db, outbox: OutboxWriter):
         self.db = db
         self.outbox = outbox
+        self.by_status = KeyIndex(db[BY_STATUS])
 
     def record(self, year: int, person_id: str, kept: dict[str, Any], other: dict[str, Any], at: datetime,
                correlation_id: str | None = None) -> None:
@@ -71,6 +74,7 @@ class DuplicateRepository:
         `kept` holds them. Written before that household, so payments holds both quotes from the
         moment both exist; repeating it (a retried registration) adds nothing but a version."""
         key = f"{year}:{person_id}"
+        self.by_status.add("open", [key])
         self.outbox.update(DUPLICATES, key, {
             "$setOnInsert": {"year": year, "person_id": person_id, "opened_at": at},
             "$set": {"status": "open", "kept": kept}, "$inc": {"version": 1},
@@ -127,7 +131,10 @@ class DuplicateRepository:
         return out
 
     def listing(self, status: str | None) -> list[dict[str, Any]]:
-        return list(self.db[DUPLICATES].find({"status": status} if status else {}, {"_outbox": 0}).sort("opened_at", 1))
+        """Cases of a status (or every case), oldest first: the status lists, then the cases by `_id`."""
+        docs = self.by_status.documents([status] if status else STATUSES, self.db[DUPLICATES],
+                                        lambda key, d: d["status"] == key, projection={"_outbox": 0})
+        return sorted(docs, key=lambda d: (d["opened_at"], d["_id"]))
 
     def begin(self, case: dict[str, Any], target: dict[str, Any]) -> bool:
         """Take the decision for `target` before any household is written (no event: nothing is
@@ -142,6 +149,7 @@ class DuplicateRepository:
         """Open → resolved once, with its event: `kept` is where the person stays; the places the
         case listed move into the decision (`left`), so a later re-opening starts from one place.
         False when the case was not open any more."""
+        self.by_status.add("resolved", [case["_id"]])
         matched, _ = self.outbox.update(
             DUPLICATES, case["_id"], {"$set": {"status": "resolved", "resolution": decision, "kept": kept,
                                                "others": []}, "$unset": {"pending": ""}, "$inc": {"version": 1}},

@@ -107,18 +107,11 @@ class HouseholdRepository:
     def _flagged(self, year: int, township: str | None, flag: str, policy_townships: list[str]) -> list[Household]:
         """The households of a flag's lists (a township's, or every township's) that still carry it,
         by household number; the others are dropped from the lists."""
-        keys = [flag_key(year, t, flag) for t in ([township] if township else policy_townships)]
-        listed = self.flagged.members_of(keys)
-        found = {d["_id"]: from_doc(d) for d in find_by_ids(
-            self.db[HOUSEHOLDS], [household_key(year, no) for nos in listed.values() for no in nos], {"_outbox": 0})}
-        out = []
-        for key, nos in listed.items():
-            t = key.split(":", 2)[1]
-            here = [hh for no in nos if (hh := found.get(household_key(year, no))) is not None
-                    and hh.township == t and FLAGS[flag](hh.enrolment)]
-            self.flagged.drop(key, set(nos) - {hh.household_no for hh in here})
-            out += here
-        return sorted(out, key=lambda hh: hh.household_no)
+        docs = self.flagged.documents(
+            [flag_key(year, t, flag) for t in ([township] if township else policy_townships)], self.db[HOUSEHOLDS],
+            lambda key, d: d["township"] == key.split(":", 2)[1] and FLAGS[flag](d.get("enrolment") or {}),
+            to_id=lambda no: household_key(year, no), projection={"_outbox": 0})
+        return sorted(map(from_doc, docs), key=lambda hh: hh.household_no)
 
     def place(self, households: list[Household]) -> None:
         """Before a write that puts households in their village (a registration, a split, a correction
@@ -141,12 +134,10 @@ class HouseholdRepository:
         """Households of a village in household-number order: the village's list, then its households
         by `_id` (two reads whatever the county's size); a household listed that is no longer there
         (moved by a correction, or whose registration failed) is dropped from the list."""
-        key = village_key(year, township, village)
-        listed = self.villages.members(key)
-        found = find_by_ids(self.db[HOUSEHOLDS], [household_key(year, no) for no in listed], {"_outbox": 0})
-        here = [from_doc(d) for d in found if (d["township"], d["village"]) == (township, village)]
-        self.villages.drop(key, set(listed) - {hh.household_no for hh in here})
-        return sorted(here, key=lambda hh: hh.household_no)
+        docs = self.villages.documents([village_key(year, township, village)], self.db[HOUSEHOLDS],
+                                       lambda _k, d: (d["township"], d["village"]) == (township, village),
+                                       to_id=lambda no: household_key(year, no), projection={"_outbox": 0})
+        return sorted(map(from_doc, docs), key=lambda hh: hh.household_no)
 
     def registered_persons(self, year: int) -> dict[str, int]:
         """Members per township for a year (a scan of households on FerretDB; indexed on MongoDB)."""
