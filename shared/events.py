@@ -476,15 +476,15 @@ class EventSpec:
 CATALOGUE: dict[str, EventSpec] = {
     spec.type: spec
     for spec in (
-        EventSpec("registry.household.registered", HouseholdRegisteredSchema, "registry", ("payments", "subsidy", "notices"),
+        EventSpec("registry.household.registered", HouseholdRegisteredSchema, "registry", ("payments", "subsidy", "notices", "registry"),
                   doc="A household and its members registered for a policy year; payments keeps a read model."),
         EventSpec("payments.payment.confirmed", PaymentConfirmedSchema, "payments",
                   ("registry", "notices", "subsidy", "payments"),
                   doc="A household payment was confirmed by a signed gateway notification (payments itself then "
                       "issues the receipt, the money-log row and the order status)."),
-        EventSpec("registry.household.changed", HouseholdChangedSchema, "registry", ("payments", "subsidy", "notices"),
+        EventSpec("registry.household.changed", HouseholdChangedSchema, "registry", ("payments", "subsidy", "notices", "registry"),
                   doc="A household changed (birth, death, move in/out, approved correction): the new snapshot."),
-        EventSpec("registry.household.dissolved", HouseholdDissolvedSchema, "registry", ("payments",),
+        EventSpec("registry.household.dissolved", HouseholdDissolvedSchema, "registry", ("payments", "registry"),
                   doc="A household merged into another and ended for the year."),
         EventSpec("registry.correction.overdue", CorrectionOverdueSchema, "registry", ("notices",),
                   doc="A roster correction passed its 3-working-day limit unhandled."),

@@ -48,17 +48,25 @@ def imports(c: Container) -> import_store.ImportStore:
     return import_store.ImportStore(c.db)
 
 
+# registry's own household events, counted per township (handlers.on_household_snapshots); each
+# household's newest snapshot wins whatever the order, so they commute with each other
+HOUSEHOLD_SNAPSHOTS = ("registry.household.registered", "registry.household.changed", "registry.household.dissolved")
+COMMUTING_EVENTS = HOUSEHOLD_SNAPSHOTS
+
+
 def event_batch_handlers(c: Container):
     """The payment events a busy queue applies many at a time (handlers.apply_many)."""
     repo, approvals = repository(c), mid_year(c)
     return {"payments.payment.confirmed": lambda envs: handlers.apply_many(
                 repo, envs, lambda env: handlers.confirmed_change(env, approvals)),
             "payments.payment.audited": lambda envs: handlers.apply_many(repo, envs, handlers.audited_change),
-            "payments.payment.reversed": lambda envs: handlers.apply_many(repo, envs, handlers.reversed_change)}
+            "payments.payment.reversed": lambda envs: handlers.apply_many(repo, envs, handlers.reversed_change),
+            **{t: lambda envs: handlers.on_household_snapshots(repo, envs) for t in HOUSEHOLD_SNAPSHOTS}}
 
 
 def event_handlers(c: Container):
     repo, approvals = repository(c), mid_year(c)
     return {"payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(repo, env, approvals),
             "payments.payment.audited": lambda env: handlers.on_payment_audited(repo, env),
-            "payments.payment.reversed": lambda env: handlers.on_payment_reversed(repo, env)}
+            "payments.payment.reversed": lambda env: handlers.on_payment_reversed(repo, env),
+            **{t: lambda env: handlers.on_household_snapshots(repo, [env]) for t in HOUSEHOLD_SNAPSHOTS}}

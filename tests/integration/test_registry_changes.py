@@ -218,15 +218,23 @@ def test_people_with_employee_insurance_are_left_out_and_reported(client):
 
 def test_accuracy_counts_people_with_open_corrections_or_duplicates_and_is_published(client, clock):
     # 001 附件2 2.2: 参保信息录入准确率 — definition in docs/accuracy.md
+    # registered persons are counted by registry's worker from its own household events: the
+    # relay and the consumer run for real (tests.helpers.run_until)
+    from tests.helpers import run_until
     c = boot.bootstrap(clock)
-    before = {r["township"]: r for r in client.get("/v1/counties/431122/accuracy/2020", headers=county()).json["rows"]}
+
+    def table():
+        return {r["township"]: r for r in client.get("/v1/counties/431122/accuracy/2020", headers=county()).json["rows"]}
+    run_until(lambda: not c.db.outbox.count_documents({}), "registry's events so far", relays=[c], consumers=[c])
+    before = table()
     body = register(client, "ACC-0001", "水岭乡", seed=61)
     client.post("/v1/counties/431122/corrections", json={"household_no": "ACC-0001", "year": 2020,
                                          "id_number": body["members"][0]["id_number"],
                                          "changes": {"name": "改名"}, "reason": "错字"}, headers=county())
-    rows = {r["township"]: r for r in client.get("/v1/counties/431122/accuracy/2020", headers=county()).json["rows"]}
+    run_until(lambda: table()["水岭乡"]["registered_persons"] == before["水岭乡"]["registered_persons"] + 3,
+              "the new household's three members counted", relays=[c], consumers=[c])
+    rows = table()
     sl = rows["水岭乡"]
-    assert sl["registered_persons"] == before["水岭乡"]["registered_persons"] + 3
     assert sl["persons_with_open_problems"] == before["水岭乡"]["persons_with_open_problems"] + 1
     assert sl["rate_bp"] < 10000 and rows["舜管局"]["rate_bp"] == 10000  # nobody registered: nothing wrong
     r = client.post("/v1/counties/431122/accuracy/2020/publish", headers=county())
@@ -357,3 +365,26 @@ def test_a_village_roster_follows_registrations_splits_and_village_corrections_w
     finally:
         listener.on = False
     assert ("households", ["_id"]) in shapes and all(f == ["_id"] for coll, f in shapes if coll == "households")
+
+
+def test_registered_persons_follow_the_newest_snapshot_whatever_the_order_of_the_events(clock):
+    """The accuracy table's registered persons (001 附件2 2.2, docs/accuracy.md) come from registry's own
+    household events, delivered at least once and in any order: an older snapshot arriving late, or
+    one delivered twice, changes nothing; a dissolved household (合户) counts nobody."""
+    from services.registry.service_layer.handlers import on_household_snapshots
+    c = boot.bootstrap(clock)
+    repo = boot.repository(c)
+
+    def event(kind, seq, n, no="CNT-0001"):
+        payload = {"household_no": no, "year": 2020, "county": "431122", "township": "舜管局", "village": "x",
+                   "members": [{"person_id": str(i)} for i in range(n)]}
+        return Envelope(id=f"e{seq}{no}", type=f"registry.household.{kind}", version=1, occurred_at=NOW.isoformat(),
+                        producer="registry", correlation_id="c", causation_id=None, payload=payload, seq=f"{seq:03d}")
+    base = repo.registered_persons(2020, ["舜管局"]).get("舜管局", 0)
+    on_household_snapshots(repo, [event("changed", 2, 4), event("registered", 1, 3), event("registered", 1, 3, "CNT-0002")])
+    assert repo.registered_persons(2020, ["舜管局"])["舜管局"] == base + 4 + 3
+    on_household_snapshots(repo, [event("registered", 1, 3)])  # delivered again, late
+    on_household_snapshots(repo, [event("changed", 2, 4)])
+    assert repo.registered_persons(2020, ["舜管局"])["舜管局"] == base + 7
+    on_household_snapshots(repo, [event("dissolved", 3, 0)])
+    assert repo.registered_persons(2020, ["舜管局"])["舜管局"] == base + 3

@@ -9,9 +9,11 @@ reads again and decides again (shared.aggregate.retry_stale).
 """
 from __future__ import annotations
 
+import zlib
 from datetime import date
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
@@ -23,6 +25,8 @@ from ..domain.model import Household, Member
 HOUSEHOLDS = "households"
 PERSONS = "persons"
 VILLAGES = "village_households"  # KeyIndex: the household numbers of a village, "<year>:<township>:<village>"
+PERSON_COUNTS = "registered_persons"  # members per household of a township, 64 shards: "<year>:<township>#<k>"
+COUNT_SHARDS = 64
 FLAGGED = "flagged_households"  # KeyIndex: households a township must act on, "<year>:<township>:<flag>"
 OUTBOX_COLLECTIONS = (HOUSEHOLDS,)
 INDEXES = ()
@@ -139,12 +143,33 @@ class HouseholdRepository:
                                        to_id=lambda no: household_key(year, no), projection={"_outbox": 0})
         return sorted(map(from_doc, docs), key=lambda hh: hh.household_no)
 
-    def registered_persons(self, year: int) -> dict[str, int]:
-        """Members per township for a year (a scan of households on FerretDB; indexed on MongoDB)."""
+    def registered_persons(self, year: int, townships: list[str]) -> dict[str, int]:
+        """Members per township for a year, from the counts registry's worker keeps from its own
+        household events (`count_members`): one `_id $in` read of the townships' shards."""
         out: dict[str, int] = {}
-        for doc in self.db[HOUSEHOLDS].find({"year": year}, {"township": 1, "members.person_id": 1}):
-            out[doc["township"]] = out.get(doc["township"], 0) + len(doc.get("members", []))
+        keys = [f"{year}:{t}#{k}" for t in townships for k in range(COUNT_SHARDS)]
+        for d in find_by_ids(self.db[PERSON_COUNTS], keys, {"n": 1}):
+            t = d["_id"].split(":", 1)[1].rsplit("#", 1)[0]
+            out[t] = out.get(t, 0) + sum((d.get("n") or {}).values())
         return out
+
+    def count_members(self, rows: list[tuple[int, str, str, int, str]]) -> None:
+        """(year, township, household number, members, event seq) from registry's own household
+        events: each household's count in its township's shard is set from the newest snapshot
+        seen (`s.<no>`, the event's seq), so events in any order, twice or concurrently, leave the
+        count of the last write. Two bulk writes: the shards made where missing, the counts set."""
+        newest: dict[tuple[int, str, str], tuple[int, str]] = {}
+        for year, township, no, n, seq in rows:
+            if (year, township, no) not in newest or seq > newest[(year, township, no)][1]:
+                newest[(year, township, no)] = (n, seq)
+        if not newest:
+            return
+        shard = {k: f"{k[0]}:{k[1]}#{zlib.crc32(k[2].encode()) % COUNT_SHARDS}" for k in newest}
+        self.db[PERSON_COUNTS].bulk_write([UpdateOne({"_id": key}, {"$setOnInsert": {"n": {}, "s": {}}}, upsert=True)
+                                           for key in sorted(set(shard.values()))], ordered=False)
+        self.db[PERSON_COUNTS].bulk_write([
+            UpdateOne({"_id": shard[k], f"s.{k[2]}": {"$not": {"$gte": seq}}}, {"$set": {f"n.{k[2]}": n, f"s.{k[2]}": seq}})
+            for k, (n, seq) in newest.items()], ordered=False)
 
     def created_in_run(self, year: int, household_no: str, run: str) -> bool:
         doc = self.db[HOUSEHOLDS].find_one({"_id": household_key(year, household_no)}, {"import_run": 1})

@@ -507,8 +507,17 @@ def report_overdue_corrections(corrections, clock) -> int:
     return n
 
 
+def on_household_snapshots(repo: HouseholdRepository, envs: list) -> None:
+    """Registry's own household events (registered, changed, dissolved) → the members each household
+    counts for its township (the accuracy table's registered persons), newest snapshot winning."""
+    repo.count_members([(e.payload["year"], e.payload["township"], e.payload["household_no"],
+                         0 if e.type == "registry.household.dissolved" else len(e.payload.get("members") or []),
+                         e.seq or "") for e in envs])
+
+
 def accuracy(repo: HouseholdRepository, corrections, duplicates, policy: PolicyYear, year: int):
-    """Per-township information accuracy (see domain/accuracy.py for the definition)."""
+    """Per-township information accuracy (see domain/accuracy.py for the definition); the registered
+    persons are counted from registry's own household events, a second or so behind its writes."""
     from ..domain.accuracy import accuracy_table
     open_people: dict[str, set[str]] = {}
     for c in corrections.listing("open", None):
@@ -522,7 +531,8 @@ def accuracy(repo: HouseholdRepository, corrections, duplicates, policy: PolicyY
     for d in duplicates.listing("open"):
         if d["year"] == year and d["kept"].get("township"):
             open_people.setdefault(d["kept"]["township"], set()).add(d["person_id"])
-    return accuracy_table(repo.registered_persons(year), open_people, [t.name for t in policy.townships])
+    names = [t.name for t in policy.townships]
+    return accuracy_table(repo.registered_persons(year, names), open_people, names)
 
 
 def publish_accuracy(db_outbox, repo, corrections, duplicates, policy: PolicyYear, year: int, at) -> list:
