@@ -458,6 +458,40 @@ def test_a_day_reconciled_with_one_missing_and_one_mismatched_transaction(secret
     assert len(outbox_events(pc.db.payments.find_one({"_id": "2020:REC-0000"}), "payments.payment.audited")) == 1
 
 
+def test_a_days_statement_audits_its_payments_in_a_few_store_commands_whatever_its_length(secrets_files, pc):
+    """A gateway's statement lists a whole day (thousands of lines in a large county): its matched
+    payments are audited (001 七(二)) in one bulk compare-and-set with their events and one bulk write
+    per side record, not ~6 store commands a line (issue 13: a 10,000-line statement took ~100 s)."""
+    from pymongo import monitoring
+    from tests.helpers import StoreCommands
+    day = FixedClock(datetime(2019, 11, 19, 9, 0, tzinfo=SHANGHAI))
+    api = payments_app(day).test_client()
+    nos = [f"RCB-{i:04d}" for i in range(30)]
+    acks = []
+    for no in nos:
+        register(pc, no, n=1)
+        acks.append(pay(api, order(api, no, clock=day), clock=day))
+    complete_confirmations(pc, *nos, batch=True)
+    stmt = {"date": "2019-11-19", "lines": [{"order_no": a["order_no"], "transaction_id": a["transaction_id"],
+                                             "amount_fen": 25000} for a in acks]}
+    seen = StoreCommands()
+    monitoring.register(seen)
+    try:
+        fresh = payments_app(day).test_client()  # its client is made now: its commands are seen
+        seen.names.clear()
+        r = signed(fresh, "/v1/counties/431122/reconciliation/statements", stmt, clock=day)
+    finally:
+        seen.on = False
+    assert r.status_code == 200 and r.json["balanced"] and r.json["audited"] == 30, r.json
+    assert len(seen.names) < 30, seen.names  # was ~180
+    for no in nos:
+        doc = pc.db.payments.find_one({"_id": f"2020:{no}"})
+        assert doc["status"] == "audited" and len(outbox_events(doc, "payments.payment.audited")) == 1
+        log = api.get(f"/v1/counties/431122/money-log?ref=2020:{no}", headers=auth(COUNTY)).json["entries"]
+        assert [e["action"] for e in log] == ["confirmed", "audited"]
+    assert signed(fresh, "/v1/counties/431122/reconciliation/statements", stmt, clock=day).json["audited"] == 0
+
+
 def test_audits_overdue_after_three_chinese_working_days_and_audit_by_api(secrets_files, pc):
     """001 七(二): 税务局应于3个工作日内完成缴款审核. Paid Friday 2019-09-27: Sunday 09-29 is a working day
     (调休), 10-01..07 are the National Day holidays, so the third working day is Tuesday 10-08."""

@@ -265,6 +265,22 @@ class PaymentsRepository:
         """A transition of the payment read as `doc`, with its events; StaleVersion if it changed since."""
         self._save(PAYMENTS, doc, change, correlation_id)
 
+    def save_payments(self, changed: list[tuple[dict[str, Any], Change]], correlation_id: str | None = None) -> None:
+        """save_payment for many: one insert of their events' pointers, one bulk compare-and-set
+        (StaleVersion if any lost a race; the others are written)."""
+        self.outbox.save_versioned_many(PAYMENTS, [
+            (doc["_id"], int(doc.get("version", 0)), change.update(),
+             self.outbox.envelopes(change.events, correlation_id, None)) for doc, change in changed])
+
+    def audits_settled(self, docs: list[dict[str, Any]]) -> None:
+        """audit_settled for many, one bulk write (one update per shard)."""
+        by_shard: dict[str, list[str]] = {}
+        for d in docs:
+            by_shard.setdefault(f"{d['year']}:{audit_shard(d['paid_day'], d['township'])}", []).append(d["_id"])
+        if by_shard:
+            self.db[AUDIT_DAYS].bulk_write([UpdateOne({"_id": k}, {"$unset": {f"open.{i}": "" for i in ids}})
+                                            for k, ids in by_shard.items()], ordered=False)
+
     def _save(self, coll: str, doc: dict[str, Any], change: Change, correlation_id: str | None = None) -> None:
         self.outbox.save_versioned(coll, doc["_id"], int(doc.get("version", 0)), change.update(), change.events,
                                    correlation_id=correlation_id)

@@ -476,6 +476,38 @@ def audit_payment(repo: PaymentsRepository, clock: Clock, year: int, household_n
     return repo.payment(year, household_no)
 
 
+def _audit_many(repo: PaymentsRepository, clock: Clock, docs: list[dict[str, Any]], actor: str, source: str,
+                correlation_id: str | None) -> int:
+    """audit_payment for many payments already read (a day's reconciliation): their transitions in
+    one bulk compare-and-set with their events, their side records in one bulk write each, a few
+    store commands whatever the number. When one lost a race (a reversal or an audit came first)
+    they are audited one by one instead (each step is idempotent). Returns how many this call audited."""
+    now = clock.now()
+    changed = [(d, c) for d in docs if (c := Payment(d).audit(now, actor, source)) is not None]
+    try:
+        repo.save_payments(changed, correlation_id)
+    except StaleVersion:
+        n = 0
+        for d, _c in changed:
+            fresh = repo.payment_by_id(d["_id"])
+            if fresh is None or fresh["status"] != "confirmed":
+                if fresh is not None and fresh["status"] == "audited" and fresh.get("audited_by") == actor:
+                    complete_audit(repo, fresh)  # written by the bulk write above
+                    n += 1
+                continue
+            try:
+                audit_payment(repo, clock, d["year"], d["household_no"], actor, source, correlation_id, fresh)
+                n += 1
+            except Conflict as e:  # reversed since it was read: money that went back is not audited
+                log.info("payment %s not audited: %s", d["_id"], e.code)
+        return n
+    audited = [Payment(d).applied(c).doc for d, c in changed]
+    repo.audits_settled(audited)
+    repo.log_money_many([(d["_id"], "audited", d["audited_at"], d["audited_by"], d["amount_fen"],
+                          {"order_no": d["order_no"], "source": source}) for d in audited])
+    return len(audited)
+
+
 def complete_audit(repo: PaymentsRepository, doc: dict[str, Any]) -> None:
     """The side records of an audit (idempotent): its money-log row; it no longer waits."""
     repo.audit_settled(doc)
@@ -911,21 +943,14 @@ def import_statement(repo: PaymentsRepository, clock: Clock, gateway: str, data:
                 for no, o in orders.items()]
     report = reconcile(data["lines"], platform)
     actor = f"reconciliation:{gateway}:{day}"
-    audited = 0
-    for no in report["matched"]:
-        o = orders[no]
-        if o["status"] != "paid":
-            continue
-        p = (repo.payment_by_id(recorded[no]) if no in recorded
-             else payment_of(repo, o["year"], o["household_no"], no, bool(o.get("supplement"))))
-        if p and p["order_no"] == no and p["status"] == "confirmed":
-            try:
-                audit_payment(repo, clock, o["year"], o["household_no"], actor, "reconciliation", correlation_id, p)
-            except Conflict as e:  # reversed since it was read: money that went back is not audited
-                log.info("payment %s not audited: %s", p["_id"], e.code)
-                continue
-            audited += 1
-    report["audited"] = audited
+    paid = [orders[no] for no in report["matched"] if orders[no]["status"] == "paid"]
+    plain = repo.payments_by_id([recorded.get(o["_id"]) or hh_key(o["year"], o["household_no"])
+                                 for o in paid if not o.get("supplement")])
+    payments = [p for o in paid if (p := (plain.get(recorded.get(o["_id"]) or hh_key(o["year"], o["household_no"]))
+                                          if not o.get("supplement") else
+                                          payment_of(repo, o["year"], o["household_no"], o["_id"], True)))
+                and p["order_no"] == o["_id"] and p["status"] == "confirmed"]
+    report["audited"] = _audit_many(repo, clock, payments, actor, "reconciliation", correlation_id)
     repo.save_reconciliation({"_id": f"{gateway}:{day}", "gateway": gateway, "date": day, "imported_at": now,
                               "statement_lines": len(data["lines"]), "report": report})
     repo.log_money(f"{gateway}:{day}:{iso(now)}", "reconciled", now, gateway, report["statement_total_fen"],
