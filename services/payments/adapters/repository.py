@@ -63,6 +63,8 @@ PAID_DAYS = "paid_days"  # KeyIndex: a gateway's orders paid on a Shanghai day, 
 PAID_DAY_SHARDS = 16
 MONEY_DAYS = "money_days"  # KeyIndex: the money-log rows of a Shanghai day, "<day>#<shard>"
 MONEY_DAY_SHARDS = 32  # a busy day's ~60,000 rows in lists of ~2,000
+AGREEMENTS_BY_BANK = "agreements_by_bank"  # KeyIndex: a bank's active agreements, "<bank>#<shard>"
+AGREEMENT_SHARDS = 16
 REMITTANCE_DAYS = "remittance_days"  # counters: a township's day of remittance totals, "<year>:<day>:<township>"  # a busy gateway's day (~20,000 orders in a large county) in lists of ~1,250
 OUTBOX_COLLECTIONS = (PAYMENTS, BATCHES, OVERDUE_REPORTS)
 # every kind of money-log row: a reference's rows are read by `_id` "<ref>:<action>", one per kind
@@ -74,7 +76,6 @@ INDEXES = (
     IndexSpec(PAYMENTS, (("status", 1), ("paid_day", 1))),
     IndexSpec(NONCES, (("at", 1),), expire_after_seconds=NONCE_TTL_SECONDS),  # + cleanup loop on FerretDB
     IndexSpec(MONEY_LOG, (("ref", 1),)),
-    IndexSpec(AGREEMENTS, (("bank", 1), ("status", 1))),
 )
 
 
@@ -127,6 +128,7 @@ class PaymentsRepository:
         self._receipt_key: bytes | None = None
         self.paid_days = KeyIndex(db[PAID_DAYS])
         self.money_days = KeyIndex(db[MONEY_DAYS])
+        self.active_by_bank = KeyIndex(db[AGREEMENTS_BY_BANK])
 
     # ---- read models -----------------------------------------------------------------------
     def upsert_household(self, payload: dict[str, Any], seq: str = "") -> None:
@@ -410,16 +412,26 @@ class PaymentsRepository:
         return self.db[AGREEMENTS].find_one({"_id": household_no})
 
     def add_agreement(self, doc: dict[str, Any]) -> bool:
+        self._list_active(doc)
         return insert_once(self.db[AGREEMENTS], {**doc, "version": 1})
 
     def save_agreement(self, doc: dict[str, Any], change: Change) -> None:
         """A change of the agreement read as `doc` (its hold, its status, a new signature);
         StaleVersion if it changed since: two batches never both hold one household."""
+        self._list_active({**doc, **change.set_})
         self._save(AGREEMENTS, doc, change)
 
+    def _list_active(self, agreement: dict[str, Any]) -> None:
+        """Before a write that makes an agreement active (signed, or signed again): its bank's list."""
+        if agreement.get("status") == "active" and agreement.get("bank"):
+            self.active_by_bank.add(_shard_key(agreement["bank"], agreement["_id"], AGREEMENT_SHARDS), [agreement["_id"]])
+
     def active_agreements(self, bank: str) -> list[dict[str, Any]]:
-        """Batch creation only, a few times a season (a scan on FerretDB; indexed on MongoDB)."""
-        return list(self.db[AGREEMENTS].find({"bank": bank, "status": "active"}).sort("_id", 1))
+        """The bank's active agreements in household order (batch creation): its lists, then the
+        agreements by `_id`; one no longer active, or moved to another bank, leaves the list."""
+        docs = self.active_by_bank.documents([f"{bank}#{i}" for i in range(AGREEMENT_SHARDS)], self.db[AGREEMENTS],
+                                             lambda _k, d: d.get("bank") == bank and d.get("status") == "active")
+        return sorted(docs, key=lambda d: d["_id"])
 
     def batch(self, batch_no: str) -> dict[str, Any] | None:
         return self.db[BATCHES].find_one({"_id": batch_no}, {"_outbox": 0})
