@@ -101,10 +101,12 @@ COMMUTING_EVENTS = frozenset({"payments.payment.confirmed", "registry.enrolment.
 
 
 def event_batch_handlers(c: SubsidyContainer):
-    """Enrolment changes and confirmations applied many at a time."""
+    """Enrolment changes, confirmations and household snapshots applied many at a time."""
     ctx = context(c)
     return {"registry.enrolment.changed": lambda envs: handlers.on_enrolments_changed(ctx, envs),
-            "payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(ctx, envs)}
+            "payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(ctx, envs),
+            "registry.household.registered": lambda envs: handlers.on_household_snapshots(ctx, envs),
+            "registry.household.changed": lambda envs: handlers.on_household_snapshots(ctx, envs)}
 
 
 def event_handlers(c: SubsidyContainer):

@@ -400,3 +400,35 @@ def test_a_batch_of_payments_and_enrolments_has_the_effects_of_each_once(api, ct
     assert cov["enrolled_persons"] - cov_before["enrolled_persons"] == 1
     assert cov["hardship_persons"] == cov_before["hardship_persons"]
     assert ctx.repo.db.residents.find_one({"_id": f"2020:{plain[4][2][0]}"})["enrolled"] is True
+
+
+def test_household_snapshots_of_a_roster_import_in_one_batch_have_the_effects_of_each(api, ctx, clock):
+    """The worker's batch handler for household snapshots (a roster import brings thousands): hardship
+    members count in their township's coverage (以上所有困难群众必须确保100%参保), a snapshot where a
+    member moved out takes the person out of it (异动), and the batch, delivered twice, counts once."""
+    poor, moved = make_id(date(1948, 3, 3), 71), make_id(date(1949, 3, 3), 72)
+    clock.set(T_IDENT)
+    grant(ctx, poor, "registered_poor", ref="FP-SNAP-1")
+    grant(ctx, moved, "registered_poor", ref="FP-SNAP-2")
+    register(ctx, "HH-SNAP0", [(moved, "甲"), (make_id(date(1950, 3, 3), 73), "乙")], township="水岭乡")
+
+    def hardship(township):
+        rows = api.get("/v1/counties/431122/coverage/2020", headers=auth(COUNTY)).json["rows"]
+        return sum(r["hardship_persons"] for r in rows if r["township"] == township and r["category"] == "registered_poor")
+    before = {t: hardship(t) for t in ("水岭乡", "川岩乡")}
+    plain = [[(make_id(date(1981 + i, 2, 2), 20 + k), f"众{i}{k}") for k in range(3)] for i in range(5)]
+    snaps = [env("registry.household.registered", {
+        "household_no": f"HH-SNAP{i + 1}", "year": 2020, "county": "431122", "township": "川岩乡", "village": "花桥村",
+        "head_name": people[0][1], "members": [{"person_id": p, "name": n} for p, n in people]}, "registry")
+        for i, people in enumerate([[(poor, "丙")]] + plain)]
+    snaps.append(env("registry.household.changed", {
+        "household_no": "HH-SNAP0", "year": 2020, "county": "431122", "township": "水岭乡", "village": "花桥村",
+        "head_name": "乙", "members": [{"person_id": make_id(date(1950, 3, 3), 73), "name": "乙"}],
+        "change": "move_out"}, "registry"))
+    for _ in range(2):  # delivered again
+        handlers.on_household_snapshots(ctx, snaps)
+    assert hardship("川岩乡") == before["川岩乡"] + 1 and hardship("水岭乡") == before["水岭乡"] - 1
+    for i, people in enumerate(plain):
+        for p, _n in people:
+            assert ctx.repo.resident(2020, p)["household_no"] == f"HH-SNAP{i + 2}"
+    assert ctx.repo.household_members(2020, "HH-SNAP0") == [make_id(date(1950, 3, 3), 73)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.store import IndexSpec, OutboxWriter, count_once, find_by_ids, insert_many_once, insert_once
@@ -122,6 +122,17 @@ class SubsidyRepository:
     def household_members(self, year: int, household_no: str) -> list[str]:
         d = self.db[HOUSEHOLDS].find_one({"_id": f"{year}:{household_no}"})
         return d["members"] if d else []
+
+    def households_members(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], list[str]]:
+        """household_members for many (year, household number), one `_id $in` read; unknown ones absent."""
+        found = find_by_ids(self.db[HOUSEHOLDS], [f"{y}:{no}" for y, no in keys])
+        return {(int(d["_id"].split(":", 1)[0]), d["_id"].split(":", 1)[1]): d["members"] for d in found}
+
+    def set_households_members(self, rows: list[tuple[int, str, list[str]]]) -> None:
+        """set_household_members for many (year, household number, members), one bulk write in order."""
+        if rows:
+            self.db[HOUSEHOLDS].bulk_write([ReplaceOne({"_id": f"{y}:{no}"}, {"_id": f"{y}:{no}", "members": m}, upsert=True)
+                                            for y, no, m in rows], ordered=True)
 
     def set_household_members(self, year: int, household_no: str, members: list[str]) -> None:
         self.db[HOUSEHOLDS].replace_one({"_id": f"{year}:{household_no}"},

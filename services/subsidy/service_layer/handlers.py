@@ -212,6 +212,33 @@ def on_household_registered(ctx: Ctx, env: Envelope) -> None:
             refresh_cover(ctx, p["year"], m["person_id"], env.correlation_id, env.id)
 
 
+def on_household_snapshots(ctx: Ctx, envs: list[Envelope]) -> None:
+    """A run of household snapshots (a roster import brings thousands): what on_household_registered
+    does, in a few store commands for the run — the households' member lists read in one `$in`, the
+    members' residences and the lists written in one bulk write each, the members' identities read in
+    one `$in`; only hardship persons (those with an identity record, a few in a hundred) go through
+    refresh_cover one by one. A snapshot in which members left the household takes the per-event path."""
+    prior = ctx.repo.households_members([(e.payload["year"], e.payload["household_no"]) for e in envs])
+    plain = []
+    for e in envs:
+        p = e.payload
+        left = set(prior.get((p["year"], p["household_no"])) or ()) - {m["person_id"] for m in p["members"]}
+        if left:
+            on_household_registered(ctx, e)
+        else:
+            plain.append(e)
+    ctx.repo.set_households_members([(e.payload["year"], e.payload["household_no"],
+                                      [m["person_id"] for m in e.payload["members"]]) for e in plain])
+    ctx.repo.upsert_residents([(e.payload["year"], m["person_id"], {
+        "household_no": e.payload["household_no"], "county": e.payload["county"], "township": e.payload["township"],
+        "village": e.payload["village"], "name": m["name"]}) for e in plain for m in e.payload["members"]])
+    live = [(e, m["person_id"]) for e in plain if e.payload["year"] in ctx.years for m in e.payload["members"]]
+    loaded = ctx.repo.persons([pid for _e, pid in live])
+    for e, pid in live:
+        if pid in loaded:
+            refresh_cover(ctx, e.payload["year"], pid, e.correlation_id, e.id, loaded=loaded[pid])
+
+
 def on_enrolment_changed(ctx: Ctx, env: Envelope) -> None:
     p = env.payload
     enrolled = p["status"] in ("paid", "confirmed")
