@@ -42,10 +42,13 @@ COMMUTING_EVENTS = frozenset({"payments.payment.confirmed", "registry.enrolment.
 
 def event_batch_handlers(c: Container):
     """Receipt notices of a busy queue's confirmations made together (handlers.on_payments_confirmed),
-    and its paid households taken off the unpaid lists together (handlers.on_enrolments_changed)."""
+    its paid households taken off the unpaid lists together (handlers.on_enrolments_changed), and a
+    roster import's households put on them together (handlers.on_household_snapshots)."""
     repo, book, ledger = repository(c), templates(c), unpaid(c)
     return {"payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(repo, c.clock, envs, book),
-            "registry.enrolment.changed": lambda envs: handlers.on_enrolments_changed(ledger, envs)}
+            "registry.enrolment.changed": lambda envs: handlers.on_enrolments_changed(ledger, envs),
+            "registry.household.registered": lambda envs: handlers.on_household_snapshots(repo, ledger, envs),
+            "registry.household.changed": lambda envs: handlers.on_household_snapshots(repo, ledger, envs)}
 
 
 def event_handlers(c: Container):

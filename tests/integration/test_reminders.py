@@ -110,3 +110,21 @@ def test_a_household_that_declined_reminders_gets_none_but_still_its_receipt(nam
         pass
     reminded = {x["household_no"] for x in c.db.notices.find({"kind": "reminder"}) if ":window:1:" in x["_id"]}
     assert "OPT-B" in reminded and "OPT-A" not in reminded  # the opt-out survived the later snapshot
+
+
+def test_a_roster_imports_snapshots_in_one_batch_list_the_unpaid_and_never_a_paid_one(namespace):
+    """The worker's batch handler for household snapshots (a roster import): every household on its
+    township's unpaid list with its head's contact, once however often delivered, and a snapshot
+    redelivered after the household paid does not put it back (it would be reminded wrongly)."""
+    from services.notices.service_layer.handlers import on_enrolments_changed, on_household_snapshots
+    c = notices_boot.bootstrap(FixedClock(T7))
+    repo, ledger = notices_boot.repository(c), notices_boot.unpaid(c)
+    a, b, d = registered("RB-A", "13900000011"), registered("RB-B", "13900000012"), registered("RB-C", "13900000013")
+    def mine():  # the module's other tests share the township
+        return [no for no in ledger.households(2020, TOWN) if no.startswith("RB-")]
+    on_household_snapshots(repo, ledger, [a, b, d])
+    assert mine() == ["RB-A", "RB-B", "RB-C"]
+    on_enrolments_changed(ledger, [paid("RB-B")])
+    on_household_snapshots(repo, ledger, [a, changed(b), d])  # delivered again, B after its payment
+    assert mine() == ["RB-A", "RB-C"]
+    assert repo.contact(2020, "RB-B")["head_phone"] == "13900000012"

@@ -152,6 +152,13 @@ class NoticeRepository:
         self.db["contacts"].update_one({"_id": key}, {"$set": {  # $set: a household's opt-outs stay
             "head_name": p["head_name"], "head_phone": p.get("head_phone"), "township": p["township"]}}, upsert=True)
 
+    def save_contacts(self, payloads: list[dict]) -> None:
+        """save_contact for a batch of snapshots, one bulk write in order."""
+        if payloads:
+            self.db["contacts"].bulk_write([UpdateOne({"_id": f"{p['year']}:{p['household_no']}"}, {"$set": {
+                "head_name": p["head_name"], "head_phone": p.get("head_phone"), "township": p["township"]}},
+                upsert=True) for p in payloads], ordered=True)
+
     def set_opt_out(self, year: int, household_no: str, kinds: list[str], by: str, reason: str, at: datetime) -> bool:
         """The kinds of notice a household declined (only reminders may be: receipts and money notices
         always go). False: no such household known to notices."""

@@ -31,6 +31,26 @@ class UnpaidLedger:
         self.db[UNPAID].update_one({"_id": key, "paid": {"$ne": household_no}},
                                    {"$addToSet": {"households": household_no}})
 
+    def registered_many(self, rows: list[tuple[int, str, str]]) -> None:
+        """`registered` for a batch of (year, township, household number): one write per township
+        document, in two bulk writes, on the condition that none of its households has paid; when one
+        has (a snapshot redelivered after the payment), they are taken one by one."""
+        by_doc: dict[str, list[str]] = {}
+        for year, township, no in rows:
+            by_doc.setdefault(f"{year}:{township}", []).append(no)
+        if not by_doc:
+            return
+        self.db[UNPAID].bulk_write([UpdateOne({"_id": key}, {"$setOnInsert": {"paid": []}}, upsert=True)
+                                    for key in by_doc], ordered=False)
+        out = self.db[UNPAID].bulk_write([UpdateOne({"_id": key, "paid": {"$nin": nos}},
+                                                    {"$addToSet": {"households": {"$each": nos}}})
+                                          for key, nos in by_doc.items()], ordered=False)
+        if out.matched_count < len(by_doc):  # adding again is harmless: `registered` is idempotent
+            for key, nos in by_doc.items():
+                year, township = key.split(":", 1)
+                for no in nos:
+                    self.registered(int(year), township, no)
+
     def paid(self, year: int, township: str, household_no: str) -> None:
         self.db[UNPAID].update_one({"_id": f"{year}:{township}"},
                                    {"$pull": {"households": household_no}, "$addToSet": {"paid": household_no}},

@@ -39,6 +39,13 @@ def on_household_snapshot(repo: NoticeRepository, clock: Clock, env: Envelope, b
         ledger.registered(p["year"], p["township"], p["household_no"])
 
 
+def on_household_snapshots(repo: NoticeRepository, ledger: UnpaidLedger, envs: list[Envelope]) -> None:
+    """A run of household snapshots (a roster import): the heads' contacts in one bulk write and the
+    households on their townships' unpaid lists in one or two."""
+    repo.save_contacts([e.payload for e in envs])
+    ledger.registered_many([(e.payload["year"], e.payload["township"], e.payload["household_no"]) for e in envs])
+
+
 def on_enrolment_changed(ledger: UnpaidLedger, env: Envelope) -> None:
     """Keeps who has not paid (for reminders): a paid household leaves the list, a revoked one returns."""
     p = env.payload
