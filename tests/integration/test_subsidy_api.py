@@ -432,3 +432,20 @@ def test_household_snapshots_of_a_roster_import_in_one_batch_have_the_effects_of
         for p, _n in people:
             assert ctx.repo.resident(2020, p)["household_no"] == f"HH-SNAP{i + 2}"
     assert ctx.repo.household_members(2020, "HH-SNAP0") == [make_id(date(1950, 3, 3), 73)]
+
+
+def test_the_update_report_lists_the_newest_first_across_days_within_its_limit(api, ctx, clock):
+    """The report civil affairs and county staff read (who was granted, who was refused) is read day by
+    day from the newest, never by scanning every update received in the season."""
+    from datetime import timedelta
+    first = T_IDENT + timedelta(days=400)  # after every other update of the module's shared store
+    keys = []
+    for i in range(3):
+        clock.set(first + timedelta(days=i))
+        keys.append(grant(ctx, make_id(date(1960, 1, 1 + i), 60 + i), "dibao_rural", ref=f"MZ-DAYS-{i}")["key"])
+    clock.set(T_IDENT)
+    report = api.get("/v1/counties/431122/identity-updates?outcome=applied&limit=2", headers=auth(COUNTY)).json["updates"]
+    assert [r["key"] for r in report] == [keys[2], keys[1]]  # the two newest, newest first
+    report = api.get("/v1/counties/431122/identity-updates?source=civil_affairs&limit=1000", headers=auth(COUNTY)).json["updates"]
+    assert keys[0] in [r["key"] for r in report]
+    assert [r["received_at"] for r in report] == sorted((r["received_at"] for r in report), reverse=True)

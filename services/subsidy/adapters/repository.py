@@ -18,22 +18,25 @@ down only `{_id: <string>}`):
 """
 from __future__ import annotations
 
+import zlib
 from datetime import date, datetime
 from typing import Any
 
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import IndexSpec, OutboxWriter, count_once, find_by_ids, insert_many_once, insert_once
+from shared.clock import SHANGHAI
+from shared.store import IndexSpec, KeyIndex, OutboxWriter, count_once, find_by_ids, insert_many_once, insert_once
 
 from ..domain.identity import PersonIdentities
 
 IDENTITIES, UPDATES, RESIDENTS, FREEZES, CLAIMS = "identities", "identity_updates", "residents", "freezes", "claims"
+UPDATE_DAYS = "identity_update_days"  # KeyIndex: the updates received on a Shanghai day, "<day>#<shard>";
+UPDATE_DAY_SHARDS = 8                 # its key "days" lists the days that have any
 LEDGER, COVER, COVERAGE, BATCHES, HOUSEHOLDS = "ledger", "cover", "coverage", "batches", "households"
 ROLLOVERS = "rollovers"
 OUTBOX_COLLECTIONS = (IDENTITIES, CLAIMS, COVER)
 INDEXES = (
-    IndexSpec(UPDATES, (("outcome", 1), ("source_system", 1), ("received_at", 1))),
     IndexSpec(CLAIMS, (("year", 1), ("status", 1), ("department", 1))),
     IndexSpec(f"{LEDGER}_facts", (("counter", 1),)),
     IndexSpec(COVERAGE, (("year", 1),)),
@@ -61,6 +64,7 @@ class SubsidyRepository:
     def __init__(self, db, outbox: OutboxWriter):
         self.db = db
         self.outbox = outbox
+        self.update_days = KeyIndex(db[UPDATE_DAYS])
 
     # ---- identities --------------------------------------------------------------------------
     def person(self, id_number: str) -> tuple[PersonIdentities, dict[str, Any]] | None:
@@ -94,15 +98,28 @@ class SubsidyRepository:
         return self.db[UPDATES].find_one({"_id": key})
 
     def log_update(self, doc: dict[str, Any]) -> bool:
+        """The report's row of an update, listed under the day it was received first (`updates`)."""
+        day = doc["received_at"].astimezone(SHANGHAI).date().isoformat()
+        self.update_days.add_many({"days": [day],
+                                   f"{day}#{zlib.crc32(doc['_id'].encode()) % UPDATE_DAY_SHARDS}": [doc["_id"]]})
         return insert_once(self.db[UPDATES], doc)
 
     def count_duplicate(self, key: str, at: datetime) -> None:
         self.db[UPDATES].update_one({"_id": key}, {"$inc": {"duplicates": 1}, "$set": {"last_duplicate_at": at}})
 
     def updates(self, outcome: str | None, source: str | None, limit: int) -> list[dict[str, Any]]:
-        """The report (a scan: an inspection query, not a hot path)."""
-        flt = {k: v for k, v in (("outcome", outcome), ("source_system", source)) if v}
-        return list(self.db[UPDATES].find(flt).sort("received_at", -1).limit(limit))
+        """The report, newest first: day by day back from the newest, each day's lists then its rows by
+        `_id`, until `limit` rows match; never a scan of every update received."""
+        out: list[dict[str, Any]] = []
+        for day in sorted(self.update_days.members("days"), reverse=True):
+            rows = self.update_days.documents([f"{day}#{i}" for i in range(UPDATE_DAY_SHARDS)], self.db[UPDATES],
+                                              lambda _k, d: True)
+            out += sorted((d for d in rows if (not outcome or d.get("outcome") == outcome)
+                           and (not source or d.get("source_system") == source)),
+                          key=lambda d: (d["received_at"], d["_id"]), reverse=True)
+            if len(out) >= limit:
+                break
+        return out[:limit]
 
     # ---- residents (registry read model) -----------------------------------------------------
     def resident(self, year: int, id_number: str) -> dict[str, Any] | None:
