@@ -121,9 +121,10 @@ class OutboxRelay:
         return sent
 
     def _settle(self, pointers: list[dict], published: set[str], pending: dict[tuple[str, Any], set[str]]) -> None:
-        """Delete the pointers whose events all went out (and those of events published through
-        another pointer of the same aggregate); trim a bulk pointer to what it still waits for;
-        drop one whose events are nowhere after the grace period."""
+        """Delete the pointers whose events all went out (and the single pointers, `_id`-ed by their
+        event, of events published through another pointer of the same aggregate); trim a bulk
+        pointer (`_id`-ed otherwise) to what it still waits for; drop one whose events are nowhere
+        after the grace period."""
         now = datetime.now(timezone.utc)
         done, trim = set(published), []
         for p in pointers:

@@ -172,6 +172,28 @@ def test_a_relay_round_between_the_pointer_and_its_write_loses_nothing(registry,
     probe.close()
 
 
+def test_a_bulk_pointer_whose_documents_appear_a_few_at_a_time_loses_none(registry, infra, namespace):
+    """A roster import's batch: one pointer names its households and their events, written before
+    the bulk insert, which another reader may see land part by part. A relay round that sees only the
+    first household publishes it and keeps the pointer for the rest (before, the pointer took the
+    `_id` of its first event and was deleted with it: a county-size import lost ~40 % of its
+    households' events this way)."""
+    probe = Probe(infra.amqp_url, namespace, ["registry.enrolment.changed"])
+    envs = [registry.outbox.envelopes([enrolment_event(f"K{i}")], None, None)[0] for i in range(3)]
+    docs = [{"_id": f"2020:K{i}", "_outbox": {e.id: e.to_dict()}} for i, e in enumerate(envs)]
+    pointer = {"_id": f"batch:{envs[0].id}", "coll": "households", "aggs": [d["_id"] for d in docs],
+               "events": [e.id for e in envs], "seq": envs[0].seq, "created_at": datetime.now(timezone.utc)}
+    registry.db[OUTBOX].insert_one(pointer)
+    relay = registry.relay()
+    registry.db.households.insert_one(docs[0])  # the first lands
+    assert relay.run_once() == 1
+    assert registry.db[OUTBOX].find_one({"_id": pointer["_id"]})["events"] == [e.id for e in envs[1:]]
+    registry.db.households.insert_many(docs[1:])  # then the rest
+    assert relay.run_once() == 2 and registry.db[OUTBOX].count_documents({}) == 0
+    assert sorted(m["payload"]["household_no"] for m in probe.take(3)) == ["K0", "K1", "K2"]
+    probe.close()
+
+
 def test_a_pointer_whose_write_never_happened_is_dropped_after_its_grace_period(registry, infra, namespace):
     """A crash after the pointer and before the document write: nothing was written, so nothing is
     published; the pointer waits ORPHAN_GRACE_S (a write still in flight) and is then dropped."""

@@ -499,7 +499,8 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
     pointer = None
     batch_events = [e for _hh, envs in envs_by_key.values() for e in envs]
     if batch_events:  # one pointer for the whole batch, in write order, before the write (shared/outbox.py)
-        pointer = {"_id": batch_events[0].id, "coll": HOUSEHOLDS, "aggs": [d["_id"] for d in docs],
+        # its own `_id`, never an event's: the relay deletes the pointer named by each event it publishes
+        pointer = {"_id": f"batch:{batch_events[0].id}", "coll": HOUSEHOLDS, "aggs": [d["_id"] for d in docs],
                    "snapshots": True, "events": [e.id for e in batch_events], "seq": batch_events[0].seq,
                    "created_at": _utcnow()}
         db["outbox"].insert_one(pointer)
