@@ -33,11 +33,12 @@ class GatewayClient:
         return {"X-Gateway-Id": self.gateway_id, "X-Timestamp": ts, "X-Nonce": nonce, "X-Signature": sig,
                 "Content-Type": "application/json"}
 
-    def post(self, path: str, payload: dict[str, Any], extra: dict[str, str] | None = None, **sign_kw) -> requests.Response:
+    def post(self, path: str, payload: dict[str, Any], extra: dict[str, str] | None = None, timeout: float = 10,
+             **sign_kw) -> requests.Response:
         body = json.dumps(payload, ensure_ascii=False).encode()
         h = self.headers("POST", path, body, **sign_kw)
         h.update(extra or {})
-        return self.http.post(self.base_url + path, data=body, headers=h, timeout=10)
+        return self.http.post(self.base_url + path, data=body, headers=h, timeout=timeout)
 
     def quote(self, household_no: str, year: int, consistency_token: str | None = None,
               wait: float = 10) -> requests.Response:
@@ -74,8 +75,9 @@ class GatewayClient:
         return self.post(f"/v1/counties/{self.county}/reversals", {"reversal_id": reversal_id or secrets.token_hex(8), "order_no": order_no,
                                            "transaction_id": transaction_id, "amount_fen": amount_fen, "reason": reason})
 
-    def statement(self, day: str, lines: list[dict[str, Any]]) -> requests.Response:
-        return self.post(f"/v1/counties/{self.county}/reconciliation/statements", {"date": day, "lines": lines})
+    def statement(self, day: str, lines: list[dict[str, Any]], timeout: float = 10) -> requests.Response:
+        return self.post(f"/v1/counties/{self.county}/reconciliation/statements", {"date": day, "lines": lines},
+                         timeout=timeout)
 
     def withholding_results(self, batch_no: str, csv_text: str) -> requests.Response:
         """The bank's result file (docs/withholding.md), signed over its raw bytes."""

@@ -492,6 +492,23 @@ def test_a_days_statement_audits_its_payments_in_a_few_store_commands_whatever_i
     assert signed(fresh, "/v1/counties/431122/reconciliation/statements", stmt, clock=day).json["audited"] == 0
 
 
+def test_a_days_money_log_is_read_a_page_at_a_time_in_time_order(secrets_files, pc):
+    """Staff's audit of a day's money movements (000 四(三): 日清周结): a busy day has tens of thousands
+    of rows, so the report comes 500 rows a page, in time order, each row once, with the day's total,
+    reading only the hours a page falls in."""
+    repo = payments_boot.repository(pc)
+    start = datetime(2019, 10, 20, 8, 0, tzinfo=SHANGHAI)
+    rows = [(f"2020:PG-{i:04d}", "confirmed", start + timedelta(seconds=37 * i), "bank-a", 25000, {}) for i in range(1200)]
+    for i in range(0, 1200, 300):
+        repo.log_money_many(rows[i:i + 300])
+    api = payments_app(FixedClock(NOW)).test_client()
+    pages = [api.get(f"/v1/counties/431122/money-log?day=2019-10-20&page={k}", headers=auth(COUNTY)).json for k in range(3)]
+    assert [len(p["entries"]) for p in pages] == [500, 500, 200] and pages[0]["total"] == 1200
+    refs = [e["ref"] for p in pages for e in p["entries"]]
+    assert refs == [r[0] for r in rows]  # in time order (8:00 to 20:19), each once
+    assert api.get("/v1/counties/431122/money-log?day=2019-10-20&page=x", headers=auth(COUNTY)).json["code"] == "BAD_QUERY"
+
+
 def test_audits_overdue_after_three_chinese_working_days_and_audit_by_api(secrets_files, pc):
     """001 七(二): 税务局应于3个工作日内完成缴款审核. Paid Friday 2019-09-27: Sunday 09-29 is a working day
     (调休), 10-01..07 are the National Day holidays, so the third working day is Tuesday 10-08."""

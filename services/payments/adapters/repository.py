@@ -61,8 +61,8 @@ AGREEMENTS, BATCHES, RECONCILIATIONS, REVERSALS, SETTINGS = (
 AUDIT_DAYS, AUDIT_INDEX, OVERDUE_REPORTS = "audit_days", "audit_index", "overdue_audit_reports"
 PAID_DAYS = "paid_days"  # KeyIndex: a gateway's orders paid on a Shanghai day, "<gateway>:<day>#<shard>"
 PAID_DAY_SHARDS = 16
-MONEY_DAYS = "money_days"  # KeyIndex: the money-log rows of a Shanghai day, "<day>#<shard>"
-MONEY_DAY_SHARDS = 32  # a busy day's ~60,000 rows in lists of ~2,000
+MONEY_DAYS = "money_days"  # KeyIndex: the money-log rows of a Shanghai hour, "<day>T<HH>#<shard>"
+MONEY_HOUR_SHARDS = 4  # a busy hour's ~6,000 rows in lists of ~1,500
 AGREEMENTS_BY_BANK = "agreements_by_bank"  # KeyIndex: a bank's active agreements, "<bank>#<shard>"
 AGREEMENT_SHARDS = 16
 REMITTANCE_DAYS = "remittance_days"  # counters: a township's day of remittance totals, "<year>:<day>:<township>"  # a busy gateway's day (~20,000 orders in a large county) in lists of ~1,250
@@ -389,8 +389,9 @@ class PaymentsRepository:
                  "day": at.astimezone(SHANGHAI).date().isoformat(), "actor": actor, "amount_fen": amount_fen, **details}
                 for ref, action, at, actor, amount_fen, details in rows]
         by_key: dict[str, list[str]] = {}
-        for d in docs:  # listed under its day first (money_log_of_day)
-            by_key.setdefault(_shard_key(d["day"], d["_id"], MONEY_DAY_SHARDS), []).append(d["_id"])
+        for d in docs:  # listed under its hour first (money_log_of_day)
+            hour = f"{d['day']}T{d['at'].astimezone(SHANGHAI).hour:02d}"
+            by_key.setdefault(_shard_key(hour, d["_id"], MONEY_HOUR_SHARDS), []).append(d["_id"])
         self.money_days.add_many(by_key)
         insert_many_once(self.db[MONEY_LOG], docs)
 
@@ -400,12 +401,26 @@ class PaymentsRepository:
         rows = [self.db[MONEY_LOG].find_one({"_id": f"{ref}:{action}"}) for action in MONEY_ACTIONS]
         return sorted((r for r in rows if r is not None), key=lambda r: r["at"])
 
-    def money_log_of_day(self, day: str, limit: int = 5000) -> list[dict[str, Any]]:
-        """A Shanghai day's rows, oldest first (staff's audit report): the day's lists, then the rows
-        by `_id`, never a scan of the log."""
-        rows = self.money_days.documents([f"{day}#{i}" for i in range(MONEY_DAY_SHARDS)], self.db[MONEY_LOG],
-                                         lambda _k, d: d["day"] == day)
-        return sorted(rows, key=lambda r: (r["at"], r["_id"]))[:limit]
+    def money_log_of_day(self, day: str, offset: int = 0, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
+        """A Shanghai day's rows in time order from `offset` (staff's audit report, a page at a time),
+        and how many the day lists: the hours' lists (one `_id $in` read) say which hours hold the
+        page, and only those hours' rows are read by `_id`, never a scan of the log."""
+        hours = [f"{day}T{h:02d}" for h in range(24)]
+        listed = self.money_days.members_of([f"{h}#{k}" for h in hours for k in range(MONEY_HOUR_SHARDS)])
+        sizes = {h: sum(len(listed.get(f"{h}#{k}", ())) for k in range(MONEY_HOUR_SHARDS)) for h in hours}
+        total, start, wanted = sum(sizes.values()), 0, []
+        for h in hours:  # the hours the page falls in, and how many rows come before the first of them
+            if start + sizes[h] <= offset and not wanted:
+                start += sizes[h]
+                continue
+            if sizes[h]:
+                wanted.append(h)
+            if start + sum(sizes[w] for w in wanted) >= offset + limit:
+                break
+        rows = self.money_days.documents([f"{h}#{k}" for h in wanted for k in range(MONEY_HOUR_SHARDS)],
+                                         self.db[MONEY_LOG], lambda _k, d: d["day"] == day)
+        rows.sort(key=lambda r: (r["at"], r["_id"]))
+        return rows[offset - start:offset - start + limit], total
 
     # ---- withholding -----------------------------------------------------------------------
     def agreement(self, household_no: str) -> dict[str, Any] | None:

@@ -24,6 +24,8 @@ from ..domain import withholding as wh
 from ..domain.model import Order, Quote, QuoteLine
 from ..domain.receipts import mask_name, verification
 from ..domain.reconciliation import REMITTANCE_INTERVAL_DAYS
+
+MONEY_LOG_PAGE = 500  # rows of a day's money log per page
 from ..service_layer import handlers
 from .schemas import (AckOut, AgreementIn, AgreementOut, BatchIn, BatchOut, BatchResultOut, MoneyLogOut,
                       NotificationIn, OrderIn, OrderOut, OverdueOut, PaymentOut, QuoteIn, QuoteOut, ReceiptOut,
@@ -290,7 +292,8 @@ def declare(api, c) -> None:
 
     @api.route("/v1/money-log", "GET", summary="资金状态变更审计日志（按对象或日期）",
                permission="payments:manage", response=MoneyLogOut,
-               query=[query_param("ref", maxLength=120), query_param("day", format="date")])
+               query=[query_param("ref", maxLength=120), query_param("day", format="date"),
+                      query_param("page", "integer", minimum=0, description="按日期查询时的页码（每页500条，按时间先后）")])
     def money_log(principal):
         ref, day = request.args.get("ref"), None
         if request.args.get("day"):
@@ -300,8 +303,16 @@ def declare(api, c) -> None:
                 raise ValidationFailed("BAD_DAY", "日期格式应为 YYYY-MM-DD") from None
         if not ref and not day:
             raise ValidationFailed("FILTER_REQUIRED", "请按对象（ref）或日期（day）查询")
-        rows = repo.money_log_of(ref) if ref else repo.money_log_of_day(day)
-        if ref and day:
-            rows = [e for e in rows if e["day"] == day]
-        return {"entries": [{**{k: v for k, v in e.items() if k != "_id"}, "at": iso(e["at"])} for e in rows]}
+        page = request.args.get("page", "0")
+        if not (page.isascii() and page.isdigit()):
+            raise ValidationFailed("BAD_PAGE", "页码必须是非负整数", {"page": page})
+        extra: dict[str, int] = {}
+        if ref:
+            rows = repo.money_log_of(ref)
+            if day:
+                rows = [e for e in rows if e["day"] == day]
+        else:
+            rows, total = repo.money_log_of_day(day, int(page) * MONEY_LOG_PAGE, MONEY_LOG_PAGE)
+            extra = {"page": int(page), "page_size": MONEY_LOG_PAGE, "total": total}
+        return {"entries": [{**{k: v for k, v in e.items() if k != "_id"}, "at": iso(e["at"])} for e in rows], **extra}
 

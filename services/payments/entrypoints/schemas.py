@@ -277,3 +277,6 @@ class OverdueOut(Schema):
 
 class MoneyLogOut(Schema):
     entries = fields.List(fields.Dict())
+    page = fields.Integer(metadata={"description": "按日期查询：页码"})
+    page_size = fields.Integer(metadata={"description": "按日期查询：每页条数"})
+    total = fields.Integer(metadata={"description": "按日期查询：当日记录数"})
