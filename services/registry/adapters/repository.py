@@ -16,6 +16,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
+from shared.aggregate import StaleVersion
 from shared.errors import Conflict
 from shared.masking import mask_id
 from shared.store import IndexSpec, KeyIndex, OutboxWriter, find_by_ids, insert_many_once, insert_once
@@ -26,6 +27,7 @@ HOUSEHOLDS = "households"
 PERSONS = "persons"
 VILLAGES = "village_households"  # KeyIndex: the household numbers of a village, "<year>:<township>:<village>"
 PERSON_COUNTS = "registered_persons"  # members per household of a township, 64 shards: "<year>:<township>#<k>"
+PERSON_TOTALS = "registered_person_totals"  # a township's shard totals: "<year>:<township>"
 COUNT_SHARDS = 64
 FLAGGED = "flagged_households"  # KeyIndex: households a township must act on, "<year>:<township>:<flag>"
 OUTBOX_COLLECTIONS = (HOUSEHOLDS,)
@@ -145,19 +147,20 @@ class HouseholdRepository:
 
     def registered_persons(self, year: int, townships: list[str]) -> dict[str, int]:
         """Members per township for a year, from the counts registry's worker keeps from its own
-        household events (`count_members`): one `_id $in` read of the townships' shards."""
+        household events (`count_members`): the townships' small totals documents, one `_id $in` read."""
         out: dict[str, int] = {}
-        keys = [f"{year}:{t}#{k}" for t in townships for k in range(COUNT_SHARDS)]
-        for d in find_by_ids(self.db[PERSON_COUNTS], keys, {"n": 1}):
-            t = d["_id"].split(":", 1)[1].rsplit("#", 1)[0]
-            out[t] = out.get(t, 0) + sum((d.get("n") or {}).values())
+        for d in find_by_ids(self.db[PERSON_TOTALS], [f"{year}:{t}" for t in townships]):
+            out[d["_id"].split(":", 1)[1]] = sum((d.get("t") or {}).values())
         return out
 
-    def count_members(self, rows: list[tuple[int, str, str, int, str]]) -> None:
+    def count_members(self, rows: list[tuple[int, str, str, int, str]], attempts: int = 5) -> None:
         """(year, township, household number, members, event seq) from registry's own household
-        events: each household's count in its township's shard is set from the newest snapshot
-        seen (`s.<no>`, the event's seq), so events in any order, twice or concurrently, leave the
-        count of the last write. Two bulk writes: the shards made where missing, the counts set."""
+        events. Each household's count is set in its township's shard from the newest snapshot seen
+        (`s.<no>`: the event's seq), so events in any order, twice or concurrently, leave the count of
+        the last write; the shard keeps its total in the same compare-and-set write (`version`).
+        Then each touched shard's total goes to its township's totals document (`t.<k>`, newest
+        shard version winning), also when nothing changed (a redelivery after a crash in between).
+        Store commands per batch: one read and three bulk writes (plus one for new shards)."""
         newest: dict[tuple[int, str, str], tuple[int, str]] = {}
         for year, township, no, n, seq in rows:
             if (year, township, no) not in newest or seq > newest[(year, township, no)][1]:
@@ -165,11 +168,46 @@ class HouseholdRepository:
         if not newest:
             return
         shard = {k: f"{k[0]}:{k[1]}#{zlib.crc32(k[2].encode()) % COUNT_SHARDS}" for k in newest}
-        self.db[PERSON_COUNTS].bulk_write([UpdateOne({"_id": key}, {"$setOnInsert": {"n": {}, "s": {}}}, upsert=True)
-                                           for key in sorted(set(shard.values()))], ordered=False)
-        self.db[PERSON_COUNTS].bulk_write([
-            UpdateOne({"_id": shard[k], f"s.{k[2]}": {"$not": {"$gte": seq}}}, {"$set": {f"n.{k[2]}": n, f"s.{k[2]}": seq}})
-            for k, (n, seq) in newest.items()], ordered=False)
+        keys = sorted(set(shard.values()))
+        for _ in range(attempts):
+            docs = {d["_id"]: d for d in find_by_ids(self.db[PERSON_COUNTS], keys)}
+            missing = [k for k in keys if k not in docs]
+            if missing:
+                self.db[PERSON_COUNTS].bulk_write([UpdateOne({"_id": k}, {"$setOnInsert": {
+                    "n": {}, "s": {}, "total": 0, "version": 0}}, upsert=True) for k in missing], ordered=False)
+                continue
+            changes: dict[str, dict[str, Any]] = {}
+            for k, (n, seq) in newest.items():
+                d, no = docs[shard[k]], k[2]
+                if (d.get("s") or {}).get(no, "") >= seq:
+                    continue  # this snapshot, or a newer one, is counted already
+                ch = changes.setdefault(shard[k], {"set": {}, "delta": 0})
+                ch["set"].update({f"n.{no}": n, f"s.{no}": seq})
+                ch["delta"] += n - (d.get("n") or {}).get(no, 0)
+            if changes:
+                res = self.db[PERSON_COUNTS].bulk_write([UpdateOne(
+                    {"_id": key, "version": docs[key]["version"]},
+                    {"$set": {**ch["set"], "total": docs[key]["total"] + ch["delta"]}, "$inc": {"version": 1}})
+                    for key, ch in changes.items()], ordered=False)
+                if res.matched_count != len(changes):
+                    continue  # another worker wrote a shard meanwhile: read again
+                for key, ch in changes.items():
+                    docs[key] = {**docs[key], "total": docs[key]["total"] + ch["delta"], "version": docs[key]["version"] + 1}
+            self._post_totals(docs)
+            return
+        raise StaleVersion(f"registered-person shards kept changing ({len(keys)} shards)")
+
+    def _post_totals(self, shards: dict[str, dict[str, Any]]) -> None:
+        """Each shard's total into its township's totals document, a newer shard version winning."""
+        towns = sorted({key.rsplit("#", 1)[0] for key in shards})
+        self.db[PERSON_TOTALS].bulk_write([UpdateOne({"_id": t}, {"$setOnInsert": {"t": {}, "v": {}}}, upsert=True)
+                                           for t in towns], ordered=False)
+        ops = []
+        for key, d in shards.items():
+            town, k = key.rsplit("#", 1)
+            ops.append(UpdateOne({"_id": town, f"v.{k}": {"$not": {"$gte": d["version"]}}},
+                                 {"$set": {f"t.{k}": d["total"], f"v.{k}": d["version"]}}))
+        self.db[PERSON_TOTALS].bulk_write(ops, ordered=False)
 
     def created_in_run(self, year: int, household_no: str, run: str) -> bool:
         doc = self.db[HOUSEHOLDS].find_one({"_id": household_key(year, household_no)}, {"import_run": 1})
