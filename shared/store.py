@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from pymongo import ASCENDING, MongoClient, UpdateOne, monitoring
+from pymongo import ASCENDING, MongoClient, ReplaceOne, UpdateOne, monitoring
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, WriteError
@@ -391,6 +391,31 @@ def keep_newest(coll: Collection, _id: str, doc: dict[str, Any], order: Any) -> 
         return True
     except DuplicateKeyError:  # the document exists with a newer order: the upsert's insert collided
         return False
+
+
+def keep_newest_many(coll: Collection, items: list[tuple[str, dict[str, Any], Any]]) -> None:
+    """keep_newest for a batch of (`_id`, document, order) in three store commands: the stored orders
+    read in one `_id $in`; the new documents inserted in one; the older ones replaced in one bulk
+    write, each on the condition that its stored order is still the one read. One that lost a race
+    (written meanwhile) goes through keep_newest. Within the batch the newest of an `_id` wins."""
+    newest: dict[str, tuple[dict[str, Any], Any]] = {}
+    for _id, doc, order in items:
+        if _id not in newest or order > newest[_id][1]:
+            newest[_id] = (doc, order)
+    if not newest:
+        return
+    stored = {d["_id"]: d.get("_order") for d in find_by_ids(coll, list(newest), {"_order": 1})}
+    fresh = [{**doc, "_id": _id, "_order": order} for _id, (doc, order) in newest.items() if _id not in stored]
+    retry = [_id for _id in insert_many_once(coll, fresh)] if fresh else []
+    older = [(_id, doc, order) for _id, (doc, order) in newest.items()
+             if _id in stored and (stored[_id] is None or not stored[_id] > order)]
+    if older:
+        res = coll.bulk_write([ReplaceOne({"_id": _id, "_order": stored[_id]}, {**doc, "_id": _id, "_order": order})
+                               for _id, doc, order in older], ordered=False)
+        if res.matched_count != len(older):
+            retry += [_id for _id, _d, _o in older]  # which ones lost is not said: keep_newest is idempotent
+    for _id in retry:
+        keep_newest(coll, _id, *newest[_id])
 
 
 def count_once(db: Database, counters: str, counter_id: str, fact_key: str, inc: dict[str, int],

@@ -44,9 +44,12 @@ def event_handlers(c: Container):
 
 
 def event_batch_handlers(c: Container):
-    """Our own confirmations completed many at a time (handlers.on_payments_confirmed)."""
+    """Our own confirmations completed many at a time (handlers.on_payments_confirmed), and household
+    snapshots (a roster import) kept many at a time (handlers.on_household_snapshots)."""
     repo = repository(c)
-    return {"payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(repo, envs)}
+    return {"payments.payment.confirmed": lambda envs: handlers.on_payments_confirmed(repo, envs),
+            "registry.household.registered": lambda envs: handlers.on_household_snapshots(repo, envs),
+            "registry.household.changed": lambda envs: handlers.on_household_snapshots(repo, envs)}
 
 
 def calendar(repo: PaymentsRepository, ttl_s: float = 30.0):

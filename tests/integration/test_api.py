@@ -284,6 +284,34 @@ def test_a_household_change_reaches_quotes_and_an_older_snapshot_never_wins(paym
     assert r.status_code == 200 and len(r.json["lines"]) == 3 and r.json["total_fen"] == 75000
 
 
+def test_snapshots_in_a_batch_keep_the_newest_of_each_household_whatever_the_order(payments, pdb):
+    """The worker's batch handler for household snapshots (a roster import, then changes): new
+    households are stored, a newer snapshot replaces an older one, and one delivered late, or twice,
+    or older inside the same batch, never wins (docs/guarantees.md C)."""
+    from services.payments.service_layer.handlers import on_household_snapshots
+    known_household(pdb, "PAY-0020", n=2)
+    repo = payments_boot.repository(pdb)
+    base = repo.household(2020, "PAY-0020")
+    head = {k: base[k] for k in ("household_no", "year", "county", "township", "village", "head_name", "head_phone")}
+    baby = {"person_id": "431122201909200044", "name": "新生儿", "relation": "子女", "category": "rural"}
+
+    def snap(no, members, seq, kind="registered"):
+        e = Envelope.new(Event(f"registry.household.{kind}", {**head, "household_no": no, "members": members,
+                                                             **({"change": "birth", "reason": ""} if kind == "changed" else {})}),
+                         "registry", NOW)
+        e.seq = f"{seq:020d}"
+        return e
+    grown = base["members"] + [baby]
+    batch = [snap("PAY-0020", grown, 9, "changed"), snap("PAY-0021", base["members"], 5),
+             snap("PAY-0021", grown, 7, "changed"), snap("PAY-0020", base["members"], 1)]
+    for _ in range(2):  # delivered again
+        on_household_snapshots(repo, batch)
+    on_household_snapshots(repo, [snap("PAY-0021", base["members"], 6)])  # older, late
+    for no in ("PAY-0020", "PAY-0021"):
+        r = signed(payments, "/v1/counties/431122/quotes", {"household_no": no, "year": 2020})
+        assert r.status_code == 200 and len(r.json["lines"]) == 3 and r.json["total_fen"] == 75000, (no, r.json)
+
+
 def test_a_household_merged_into_another_is_not_quoted(payments, pdb):
     known_household(pdb, "PAY-0010")
     repo = payments_boot.repository(pdb)

@@ -43,7 +43,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import (Count, count_many, keep_newest, GroupInsert, IndexSpec, KeyIndex, OutboxWriter, find_by_ids,
+from shared.store import (Count, count_many, keep_newest, keep_newest_many, GroupInsert, IndexSpec, KeyIndex, OutboxWriter, find_by_ids,
                           insert_many_once, insert_once)
 from shared.workdays import YearSchedule
 
@@ -137,6 +137,13 @@ class PaymentsRepository:
         key = hh_key(payload["year"], payload["household_no"])
         fields = {k: v for k, v in payload.items() if k not in ("change", "reason")}
         keep_newest(self.db[HOUSEHOLDS], key, {**fields, "snapshot_seq": seq}, seq or "")
+
+    def upsert_households(self, rows: list[tuple[dict[str, Any], str]]) -> None:
+        """upsert_household for a batch of (snapshot, seq): a few store commands (keep_newest_many)."""
+        keep_newest_many(self.db[HOUSEHOLDS], [
+            (hh_key(p["year"], p["household_no"]),
+             {**{k: v for k, v in p.items() if k not in ("change", "reason")}, "snapshot_seq": seq}, seq or "")
+            for p, seq in rows])
 
     def end_household(self, payload: dict[str, Any], seq: str = "") -> None:
         """registry.household.dissolved: keep the record, marked, so a quote says why it is refused

@@ -49,6 +49,11 @@ def on_household_snapshot(repo: PaymentsRepository, env: Envelope) -> None:
     repo.upsert_household(env.payload, env.seq)
 
 
+def on_household_snapshots(repo: PaymentsRepository, envs: list[Envelope]) -> None:
+    """A run of household snapshots (a roster import): on_household_snapshot in a few store commands."""
+    repo.upsert_households([(e.payload, e.seq) for e in envs])
+
+
 def on_household_dissolved(repo: PaymentsRepository, env: Envelope) -> None:
     repo.end_household(env.payload, env.seq)
 
