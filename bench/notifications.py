@@ -141,6 +141,28 @@ class Watcher(threading.Thread):
         conn.close()
 
 
+class CountPoller(threading.Thread):
+    """Scoring's count of paid households in the benchmark's township, read from scoring's store
+    every 50 ms (one `_id` read): when the count first reached k. Households are counted in no
+    particular order, so the latency to scoring is the FIFO approximation: the k-th notification sent
+    against the moment the count reached k."""
+
+    def __init__(self, mongo_url: str, db: str, key: str, start: int):
+        super().__init__(daemon=True)
+        self.coll = MongoClient(mongo_url)[db]["progress"]
+        self.key, self.start = key, start
+        self.reached: list[float] = []  # reached[k-1]: when the count first was >= k
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            doc = self.coll.find_one({"_id": self.key}, {"households": 1}) or {}
+            now = time.time()
+            while len(self.reached) < int(doc.get("households", 0)) - self.start:
+                self.reached.append(now)
+            self.stopping.wait(0.05)
+
+
 def wait_quiet(amqp_url: str, mongo_url: str, ns: str, timeout: float = 300) -> tuple[float, dict[str, float]]:
     """Until every service's queue and outbox (each county's database) is empty twice in a row: the
     baseline is measured on a quiet suite, not beside the consumers still working off the
@@ -252,6 +274,10 @@ def main() -> int:
         watcher = Watcher(amqp_url, ns)
         watcher.start()
         watcher.ready.wait(10)
+        sdb = MongoClient(mongo_url)[f"{ns}_scoring_431122"]
+        counted0 = int((sdb.progress.find_one({"_id": "2020:花桥镇"}) or {}).get("households", 0))
+        poller = CountPoller(mongo_url, f"{ns}_scoring_431122", "2020:花桥镇", counted0)
+        poller.start()
         jobs = [{"key": o["order_no"], "signed": True, "path": "/v1/counties/431122/notifications",
                  "body": {"order_no": o["order_no"], "transaction_id": "T" + secrets.token_hex(8),
                           "amount_fen": o["amount_fen"], "paid_at": CLOCK_NOW}} for o in orders]
@@ -270,6 +296,12 @@ def main() -> int:
         while len(watcher.seen) < n - len(bad) and time.monotonic() < deadline:
             time.sleep(0.1)
         watcher.stopping.set()
+        deadline = time.monotonic() + 120
+        while len(poller.reached) < n - len(bad) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        poller.stopping.set()
+        sends = sorted(r[1] for r in results if r[3] == 200)
+        to_scoring = [(t - s0) * 1000 for s0, t in zip(sends, poller.reached)]
         cpu_all = cpu.delta(cpu0, cpu.snapshot(suite.run_dir))
         time.sleep(1 if trace else 0)  # the last consumers' writes after the last enrolment event
         store_ops = trace_summary(trace, trace_from, n) if trace else None
@@ -307,6 +339,9 @@ def main() -> int:
             "enrolled_per_s": round(len(watcher.seen) / e2e_s, 1) if watcher.seen else None,
             "notification_to_enrolment_ms_p50": round(percentile(e2e, 50), 1),
             "notification_to_enrolment_ms_p99": round(percentile(e2e, 99), 1),
+            "notification_to_scoring_count_ms_p50": round(percentile(to_scoring, 50), 1),
+            "notification_to_scoring_count_ms_p99": round(percentile(to_scoring, 99), 1),
+            "scoring_counted": len(poller.reached),
             "baseline_per_s": round(base_rate, 1),
             "baseline_ms_p50": round(percentile(base_lat, 50), 1), "baseline_ms_p99": round(percentile(base_lat, 99), 1),
             "ratio_to_baseline": round(conf_rate / base_rate, 3),
