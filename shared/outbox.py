@@ -30,6 +30,10 @@ from .store import DEAD_LETTERS, OUTBOX, find_by_ids
 
 log = logging.getLogger(__name__)
 
+MAX_AGGREGATES = 2_000
+"""Aggregates one relay round reads and publishes at most (a roster import's pointers name up to 500
+each: 200 of them made rounds of minutes that starved the worker's consumer and the broker heartbeat)."""
+
 ORPHAN_GRACE_S = 90.0
 """How long a pointer may wait for its events to appear in their documents (the write that follows
 the pointer is in flight). A store command that takes longer has failed (the local store gives up
@@ -80,22 +84,27 @@ class OutboxRelay:
         the pointers. Each aggregate's events go out in `seq` order, the aggregates in the order of
         their first pointer.
         """
-        pointers = list(self.db[OUTBOX].find({}).sort("seq", 1).limit(self.batch).batch_size(self.batch))
+        found = list(self.db[OUTBOX].find({}).sort("seq", 1).limit(self.batch).batch_size(self.batch))
         whole: dict[tuple[str, Any], bool] = {}  # (collection, aggregate) in first-pointer order → read it whole
-        for p in pointers:
+        pointers = []
+        for p in found:  # a round names at most MAX_AGGREGATES (bulk pointers name hundreds each)
+            if pointers and len(whole) + len(p.get("aggs") or ()) > MAX_AGGREGATES:
+                break
+            pointers.append(p)
             for agg in p.get("aggs") or [p["agg"]]:
                 key = (p["coll"], agg)
                 whole[key] = whole.get(key, False) or bool(p.get("snapshots"))
         docs = self._read(whole)
         sent = 0
         published: set[str] = set()
-        pending_left: dict[tuple[str, Any], set[str]] = {}
+        # what each aggregate holds unpublished, as read: an aggregate the round does not reach (the
+        # broker failed first) keeps its events pending, so its pointers are kept
+        pending_left = {key: set((docs.get(key) or {}).get("_outbox", {})) for key in whole}
         unset: dict[str, list[UpdateOne]] = {}
         try:
             for coll, agg in whole:
                 doc = docs.get((coll, agg))
                 pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
-                pending_left[(coll, agg)] = {e["id"] for e in pending}
                 marked = []
                 for env in pending:
                     if env.get("snapshot"):

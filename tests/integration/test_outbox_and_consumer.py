@@ -113,6 +113,45 @@ def test_a_relay_batch_costs_the_store_a_few_commands_whatever_its_size(registry
     probe.close()
 
 
+def test_old_pointers_of_a_round_the_broker_cut_short_are_kept_for_the_next(registry, infra, namespace):
+    """Pointers older than the grace period (a backlog: a county's roster import) whose aggregates a
+    round did not reach before the broker failed are not taken for orphans: their events go out
+    with the next round (a county-size import lost thousands of households' events this way)."""
+    probe = Probe(infra.amqp_url, namespace, ["registry.enrolment.changed"])
+    for i in range(10):
+        registry.outbox.insert("households", {"_id": f"2020:O{i}"}, [enrolment_event(f"O{i}")])
+    for p in registry.db[OUTBOX].find({}):
+        _age(registry.db, p["_id"], ORPHAN_GRACE_S + 60)
+    flaky = OutboxRelay(registry.db, FailingAfter(infra.amqp_url, registry.topology, 3), "registry", registry.clock,
+                        ["households"])
+    with pytest.raises(OSError):
+        flaky.run_once()
+    assert registry.db[OUTBOX].count_documents({}) == 7
+    assert registry.relay().run_once() == 7
+    assert sorted(m["payload"]["household_no"] for m in probe.take(10)) == [f"O{i}" for i in range(10)]
+    probe.close()
+
+
+def test_a_relay_round_reads_a_bounded_number_of_aggregates(registry, infra, namespace):
+    """A roster import points at up to 500 households per pointer: a round takes pointers only up to
+    MAX_AGGREGATES households (plus its first pointer), so a round stays short."""
+    from shared import outbox as outbox_mod
+    for b in range(3):
+        envs = [registry.outbox.envelopes([enrolment_event(f"M{b}{i}")], None, None)[0] for i in range(4)]
+        registry.db[OUTBOX].insert_one({"_id": f"batch:{envs[0].id}", "coll": "households",
+                                        "aggs": [f"2020:M{b}{i}" for i in range(4)], "events": [e.id for e in envs],
+                                        "seq": envs[0].seq, "created_at": datetime.now(timezone.utc)})
+        registry.db.households.insert_many([{"_id": f"2020:M{b}{i}", "_outbox": {e.id: e.to_dict()}}
+                                            for i, e in enumerate(envs)])
+    relay = registry.relay()
+    old = outbox_mod.MAX_AGGREGATES
+    outbox_mod.MAX_AGGREGATES = 6
+    try:
+        assert [relay.run_once() for _ in range(4)] == [4, 4, 4, 0]  # one bulk pointer a round
+    finally:
+        outbox_mod.MAX_AGGREGATES = old
+
+
 def test_a_broker_failing_half_way_through_a_batch_loses_nothing_and_resends_little(registry, infra, namespace):
     probe = Probe(infra.amqp_url, namespace, ["registry.enrolment.changed"])
     for i in range(10):
