@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -406,7 +407,7 @@ def keep_newest_many(coll: Collection, items: list[tuple[str, dict[str, Any], An
         return
     stored = {d["_id"]: d.get("_order") for d in find_by_ids(coll, list(newest), {"_order": 1})}
     fresh = [{**doc, "_id": _id, "_order": order} for _id, (doc, order) in newest.items() if _id not in stored]
-    retry = [_id for _id in insert_many_once(coll, fresh)] if fresh else []
+    retry = list(insert_many_once(coll, fresh)) if fresh else []
     older = [(_id, doc, order) for _id, (doc, order) in newest.items()
              if _id in stored and (stored[_id] is None or not stored[_id] > order)]
     if older:
@@ -508,6 +509,12 @@ def public(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in doc.items() if k != "_outbox"}
 
 
+def shard_key(prefix: str, member: str, shards: int) -> str:
+    """`<prefix>#<k>`: the one of `shards` lists (or counters) of `prefix` a member always goes to,
+    so that no list grows with the county (a busy day, a large township)."""
+    return f"{prefix}#{zlib.crc32(member.encode()) % shards}"
+
+
 class KeyIndex:
     """Which aggregates share something (a village's households, one gateway's paid orders of a
     day), kept as one small document per key, read by `_id`: what a filter on that field would find,
@@ -544,8 +551,10 @@ class KeyIndex:
                   projection: dict[str, Any] | None = None, pending=None) -> list[dict[str, Any]]:
         """The documents listed under `keys` that still belong there: one `_id $in` read of the lists,
         one of the documents (`to_id` maps a member to its document's `_id`). `belongs(key, doc)`
-        decides; a member whose document is missing or does not belong is dropped from its list,
-        unless `pending(key, doc)` says its write may still be on the way."""
+        decides; a member whose document does not belong is dropped from its list, unless
+        `pending(key, doc)` says its write may still be on the way. A member whose document is
+        missing stays listed: it is added before the write that makes the document, which may not
+        have landed yet (dropping it then would lose the document from the list for good)."""
         to_id = to_id or (lambda m: m)
         listed = self.members_of(keys)
         found = {d["_id"]: d for d in find_by_ids(coll, [to_id(m) for ms in listed.values() for m in ms], projection)}
@@ -554,9 +563,11 @@ class KeyIndex:
             gone = []
             for m in members:
                 d = found.get(to_id(m))
-                if d is not None and belongs(key, d):
+                if d is None:
+                    continue
+                if belongs(key, d):
                     out.append(d)
-                elif d is None or pending is None or not pending(key, d):
+                elif pending is None or not pending(key, d):
                     gone.append(m)
             self.drop(key, gone)
         return out

@@ -555,3 +555,19 @@ def test_a_worker_whose_consumer_thread_dies_exits_so_its_supervisor_restarts_it
         pytest.fail("the worker kept running without its consumer thread")
     assert proc.returncode == 1
     assert "ended unexpectedly" in out
+
+
+def test_a_list_keeps_a_member_whose_document_has_not_landed_yet(registry):
+    """shared.store.KeyIndex: a member is listed before the write that makes its document; a reader
+    in between must not drop it (the document would then be missing from the list for good), while a
+    document that no longer belongs is dropped."""
+    from shared.store import KeyIndex
+    lists, docs = KeyIndex(registry.db["ki_lists"]), registry.db["ki_docs"]
+    lists.add("v", ["a", "b"])
+    docs.insert_one({"_id": "b", "village": "w"})  # b belongs elsewhere now; a's write is on its way
+
+    def read():
+        return [d["_id"] for d in lists.documents(["v"], docs, lambda _k, d: d["village"] == "v")]
+    assert read() == [] and lists.members("v") == ["a"]
+    docs.insert_one({"_id": "a", "village": "v"})  # a's write lands
+    assert read() == ["a"]

@@ -36,14 +36,13 @@
 from __future__ import annotations
 
 import secrets
-import zlib
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import (Count, count_many, keep_newest, keep_newest_many, GroupInsert, IndexSpec, KeyIndex, OutboxWriter, find_by_ids,
+from shared.store import (Count, count_many, keep_newest, keep_newest_many, shard_key, GroupInsert, IndexSpec, KeyIndex, OutboxWriter, find_by_ids,
                           insert_many_once, insert_once)
 from shared.workdays import YearSchedule
 
@@ -84,13 +83,8 @@ def audit_shard(paid_day: str, township: str) -> str:
     return f"{paid_day}|{township}"
 
 
-def _shard_key(prefix: str, member: str, shards: int) -> str:
-    """The list of a day (or a gateway's day) a member goes to: lists stay small on a busy day."""
-    return f"{prefix}#{zlib.crc32(member.encode()) % shards}"
-
-
 def _paid_day_key(gateway: str, day: str, order_no: str) -> str:
-    return _shard_key(f"{gateway}:{day}", order_no, PAID_DAY_SHARDS)
+    return shard_key(f"{gateway}:{day}", order_no, PAID_DAY_SHARDS)
 
 
 def hh_key(year: int, household_no: str) -> str:
@@ -398,7 +392,7 @@ class PaymentsRepository:
         by_key: dict[str, list[str]] = {}
         for d in docs:  # listed under its hour first (money_log_of_day)
             hour = f"{d['day']}T{d['at'].astimezone(SHANGHAI).hour:02d}"
-            by_key.setdefault(_shard_key(hour, d["_id"], MONEY_HOUR_SHARDS), []).append(d["_id"])
+            by_key.setdefault(shard_key(hour, d["_id"], MONEY_HOUR_SHARDS), []).append(d["_id"])
         self.money_days.add_many(by_key)
         insert_many_once(self.db[MONEY_LOG], docs)
 
@@ -446,7 +440,7 @@ class PaymentsRepository:
     def _list_active(self, agreement: dict[str, Any]) -> None:
         """Before a write that makes an agreement active (signed, or signed again): its bank's list."""
         if agreement.get("status") == "active" and agreement.get("bank"):
-            self.active_by_bank.add(_shard_key(agreement["bank"], agreement["_id"], AGREEMENT_SHARDS), [agreement["_id"]])
+            self.active_by_bank.add(shard_key(agreement["bank"], agreement["_id"], AGREEMENT_SHARDS), [agreement["_id"]])
 
     def active_agreements(self, bank: str) -> list[dict[str, Any]]:
         """The bank's active agreements in household order (batch creation): its lists, then the

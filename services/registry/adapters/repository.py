@@ -9,7 +9,6 @@ reads again and decides again (shared.aggregate.retry_stale).
 """
 from __future__ import annotations
 
-import zlib
 from datetime import date
 from typing import Any
 
@@ -19,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.aggregate import StaleVersion
 from shared.errors import Conflict
 from shared.masking import mask_id
-from shared.store import IndexSpec, KeyIndex, OutboxWriter, find_by_ids, insert_many_once, insert_once
+from shared.store import IndexSpec, KeyIndex, shard_key, OutboxWriter, find_by_ids, insert_many_once, insert_once
 
 from ..domain.model import Household, Member
 
@@ -167,7 +166,7 @@ class HouseholdRepository:
                 newest[(year, township, no)] = (n, seq)
         if not newest:
             return
-        shard = {k: f"{k[0]}:{k[1]}#{zlib.crc32(k[2].encode()) % COUNT_SHARDS}" for k in newest}
+        shard = {k: shard_key(f"{k[0]}:{k[1]}", k[2], COUNT_SHARDS) for k in newest}
         keys = sorted(set(shard.values()))
         for _ in range(attempts):
             docs = {d["_id"]: d for d in find_by_ids(self.db[PERSON_COUNTS], keys)}

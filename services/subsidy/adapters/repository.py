@@ -18,7 +18,6 @@ down only `{_id: <string>}`):
 """
 from __future__ import annotations
 
-import zlib
 from datetime import date, datetime
 from typing import Any
 
@@ -26,7 +25,7 @@ from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import SHANGHAI
-from shared.store import IndexSpec, KeyIndex, OutboxWriter, count_once, find_by_ids, insert_many_once, insert_once
+from shared.store import IndexSpec, KeyIndex, shard_key, OutboxWriter, count_once, find_by_ids, insert_many_once, insert_once
 
 from ..domain.identity import PersonIdentities
 
@@ -101,7 +100,7 @@ class SubsidyRepository:
         """The report's row of an update, listed under the day it was received first (`updates`)."""
         day = doc["received_at"].astimezone(SHANGHAI).date().isoformat()
         self.update_days.add_many({"days": [day],
-                                   f"{day}#{zlib.crc32(doc['_id'].encode()) % UPDATE_DAY_SHARDS}": [doc["_id"]]})
+                                   shard_key(day, doc["_id"], UPDATE_DAY_SHARDS): [doc["_id"]]})
         return insert_once(self.db[UPDATES], doc)
 
     def count_duplicate(self, key: str, at: datetime) -> None:
