@@ -23,10 +23,10 @@ from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from . import metrics
-from .bus import Publisher
+from .bus import PublishFailed, Publisher
 from .clock import Clock
 from .events import validate_payload
-from .store import DEAD_LETTERS, OUTBOX, find_by_ids
+from .store import DEAD_LETTERS, OUTBOX, OUTBOX_CARRIED, find_by_ids
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class OutboxRelay:
 
         A pointer names one aggregate (`agg`) and is `_id`-ed by its event, or, for bulk writes such
         as a roster import, many (`aggs`, in write order) with their events (`events`); it says
-        `snapshots: true` when their events carry no payload of their own. Pointers are written
+        `snapshots: true` when their events carry no payload of their own, and `carried: true` when
+        the events are kept beside it (`outbox_carried`) instead of in their documents. Pointers are written
         *before* their documents (shared/store.py), so a pointer whose events are not (yet) in its
         documents is normal for a moment: it is kept while younger than `ORPHAN_GRACE_S` and
         dropped after (its write failed or never happened). A pointer is deleted once its events
@@ -81,8 +82,8 @@ class OutboxRelay:
         A batch costs the store a handful of commands whatever its size: the pointers, the
         aggregates they name (one `_id $in` read per collection, which the local store's launcher
         answers from its index), one bulk write per collection marking them sent, and one delete of
-        the pointers. Each aggregate's events go out in `seq` order, the aggregates in the order of
-        their first pointer.
+        the pointers. It costs the broker one wait for confirms (Publisher.publish_many). Each
+        aggregate's events go out in `seq` order, the aggregates in the order of their first pointer.
         """
         found = list(self.db[OUTBOX].find({}).sort("seq", 1).limit(self.batch).batch_size(self.batch))
         whole: dict[tuple[str, Any], bool] = {}  # (collection, aggregate) in first-pointer order → read it whole
@@ -94,40 +95,67 @@ class OutboxRelay:
             for agg in p.get("aggs") or [p["agg"]]:
                 key = (p["coll"], agg)
                 whole[key] = whole.get(key, False) or bool(p.get("snapshots"))
+        carried = self._carried(pointers)
         docs = self._read(whole)
-        sent = 0
-        published: set[str] = set()
         # what each aggregate holds unpublished, as read: an aggregate the round does not reach (the
-        # broker failed first) keeps its events pending, so its pointers are kept
-        pending_left = {key: set((docs.get(key) or {}).get("_outbox", {})) for key in whole}
-        unset: dict[str, list[UpdateOne]] = {}
+        # broker failed first) keeps its events pending, so its pointers are kept. Events a pointer
+        # carries count once their document exists (before, the write may still be on the way).
+        waiting: dict[tuple[str, Any], dict[str, dict]] = {}
+        for key in whole:
+            doc = docs.get(key)
+            if doc is not None:
+                waiting[key] = {**(doc.get("_outbox") or {}), **{e["id"]: e for e in carried.get(key, ())}}
+        pending_left = {key: set(waiting.get(key, ())) for key in whole}
+        out: list[dict] = []  # the round's envelopes in publishing order
+        owner: list[tuple[str, Any, str]] = []  # (collection, aggregate, event id) of each
+        set_aside: list[tuple[str, Any, str]] = []
+        for key, events in waiting.items():
+            coll, agg = key
+            for env in sorted(events.values(), key=lambda e: e.get("seq", "")):
+                if env.get("snapshot"):
+                    try:
+                        env = self._materialise(env, docs[key])
+                    except Exception as e:  # noqa: BLE001 — it would fail every round: set it aside
+                        self._bury(coll, agg, env, e)
+                        set_aside.append((coll, agg, env["id"]))
+                        continue
+                out.append(env)
+                owner.append((coll, agg, env["id"]))
+        confirmed = len(out)
         try:
-            for coll, agg in whole:
-                doc = docs.get((coll, agg))
-                pending = sorted((doc or {}).get("_outbox", {}).values(), key=lambda e: e.get("seq", ""))
-                marked = []
-                for env in pending:
-                    if env.get("snapshot"):
-                        try:
-                            out = self._materialise(env, doc)
-                        except Exception as e:  # noqa: BLE001 — it would fail every round: set it aside
-                            self._bury(coll, agg, env, e)
-                            marked.append(env["id"])
-                            continue
-                    else:
-                        out = env
-                    self.publisher.publish(out)  # raises on broker trouble: this aggregate is not marked
-                    marked.append(env["id"])
-                    sent += 1
-                if marked:
-                    unset.setdefault(coll, []).append(
-                        UpdateOne({"_id": agg}, {"$unset": {f"_outbox.{i}": "" for i in marked}}))
-                    published.update(marked)
-        finally:  # what went out is marked sent even when the broker fails half-way (less to send again)
-            for coll, ops in unset.items():
-                self.db[coll].bulk_write(ops, ordered=False)
+            self.publisher.publish_many(out)
+        except PublishFailed as e:  # what went out is marked sent all the same (less to send again)
+            confirmed = e.confirmed
+            raise
+        finally:
+            done = owner[:confirmed] + set_aside
+            published = {i for _c, _a, i in done}
+            unset: dict[str, dict[Any, list[str]]] = {}
+            for coll, agg, i in done:
+                if i in ((docs.get((coll, agg)) or {}).get("_outbox") or {}):  # carried ones are not there
+                    unset.setdefault(coll, {}).setdefault(agg, []).append(i)
+            for coll, by_agg in unset.items():
+                self.db[coll].bulk_write([UpdateOne({"_id": agg}, {"$unset": {f"_outbox.{i}": "" for i in ids}})
+                                          for agg, ids in by_agg.items()], ordered=False)
             self._settle(pointers, published, {k: v - published for k, v in pending_left.items()})
-        return sent
+        return confirmed
+
+    def _carried(self, pointers: list[dict]) -> dict[tuple[str, Any], list[dict]]:
+        """Events bulk pointers carry (a roster import's registrations), by aggregate: kept beside the
+        pointer (`outbox_carried`, same `_id`, one `_id $in` read) and never written into their
+        documents, so publishing them rewrites no document (a rewrite per household cost the relay
+        more than publishing did). Only those the pointer still lists count."""
+        bulk = {p["_id"]: p for p in pointers if p.get("carried")}
+        out: dict[tuple[str, Any], list[dict]] = {}
+        if not bulk:
+            return out
+        for c in find_by_ids(self.db[OUTBOX_CARRIED], list(bulk)):
+            p = bulk[c["_id"]]
+            expected = set(p.get("events") or ())
+            for env in c.get("events") or ():
+                if env["id"] in expected:
+                    out.setdefault((p["coll"], env["agg"]), []).append({k: v for k, v in env.items() if k != "agg"})
+        return out
 
     def _settle(self, pointers: list[dict], published: set[str], pending: dict[tuple[str, Any], set[str]]) -> None:
         """Delete the pointers whose events all went out (and the single pointers, `_id`-ed by their
@@ -158,6 +186,9 @@ class OutboxRelay:
             self.db[OUTBOX].bulk_write(trim, ordered=False)
         if done:  # the pointer collection holds only what is pending: a small delete
             self.db[OUTBOX].delete_many({"_id": {"$in": sorted(done)}})
+            carried = sorted(p["_id"] for p in pointers if p.get("carried") and p["_id"] in done)
+            if carried:  # after its pointer: a crash in between leaves a document no pointer names
+                self.db[OUTBOX_CARRIED].delete_many({"_id": {"$in": carried}})
 
     def _read(self, whole: dict[tuple[str, Any], bool]) -> dict[tuple[str, Any], dict]:
         """The aggregates of a batch by (collection, `_id`): their whole documents where snapshot

@@ -33,6 +33,7 @@ from .clock import Clock
 from .events import Envelope, Event, validate_payload
 
 OUTBOX = "outbox"          # pointers: {_id: event id, coll, agg, seq, created_at}
+OUTBOX_CARRIED = "outbox_carried"  # events a bulk pointer carries: {_id: its pointer's _id, events: [...]}
 PROCESSED = "processed_events"  # consumer idempotency: {_id: event id, type, at}
 DEAD_LETTERS = "dead_letters"   # inspectable copies of dead-lettered messages
 

@@ -18,7 +18,8 @@ from pymongo.errors import DuplicateKeyError
 from shared.aggregate import StaleVersion
 from shared.errors import Conflict
 from shared.masking import mask_id
-from shared.store import IndexSpec, KeyIndex, shard_key, OutboxWriter, find_by_ids, insert_many_once, insert_once
+from shared.store import (OUTBOX_CARRIED, IndexSpec, KeyIndex, OutboxWriter, find_by_ids, insert_many_once, insert_once,
+                          shard_key)
 
 from ..domain.model import Household, Member
 
@@ -529,17 +530,20 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
         envs = repo.outbox.envelopes(hh.events, correlation_id, None, validate=not trusted_events)
         doc = to_doc(hh)
         doc["import_run"] = correlation_id
-        doc["_outbox"] = {e.id: repo.outbox.stored(e) for e in envs}
         docs.append(doc)
         envs_by_key[doc["_id"]] = (hh, envs)
     repo.place(ready)
     pointer = None
     batch_events = [e for _hh, envs in envs_by_key.values() for e in envs]
     if batch_events:  # one pointer for the whole batch, in write order, before the write (shared/outbox.py)
-        # its own `_id`, never an event's: the relay deletes the pointer named by each event it publishes
+        # its own `_id`, never an event's: the relay deletes the pointer named by each event it publishes.
+        # It carries the events itself: the households are written without them, so publishing them
+        # rewrites no household (a rewrite each cost the relay more than publishing did).
         pointer = {"_id": f"batch:{batch_events[0].id}", "coll": HOUSEHOLDS, "aggs": [d["_id"] for d in docs],
                    "snapshots": True, "events": [e.id for e in batch_events], "seq": batch_events[0].seq,
-                   "created_at": _utcnow()}
+                   "carried": True, "created_at": _utcnow()}
+        db[OUTBOX_CARRIED].insert_one({"_id": pointer["_id"], "events": [
+            {**repo.outbox.stored(e), "agg": key} for key, (_hh, envs) in envs_by_key.items() for e in envs]})
         db["outbox"].insert_one(pointer)
     dup_households = insert_many_once(db[HOUSEHOLDS], docs)
     created = []
@@ -563,6 +567,7 @@ def add_batch(repo: "HouseholdRepository", batch: list[Household], correlation_i
                 "aggs": [k for k, _ in created], "events": [e.id for _k, envs in created for e in envs]}})
         else:
             db["outbox"].delete_one({"_id": pointer["_id"]})
+            db[OUTBOX_CARRIED].delete_one({"_id": pointer["_id"]})
 
     # a refused household keeps nothing: remove the claims this batch made for it (and only those)
     for hh in batch:
