@@ -111,3 +111,32 @@ def wait_for(fn: Callable[[], Any], timeout: float = 30, interval: float = 0.2, 
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+class IdentityFeedClient:
+    """A civil-affairs-type system publishing hardship identities over RabbitMQ as docs/identity-feed.md
+    tells it to: its own broker user (password from `var/secrets/<user>_amqp_password`, made by
+    deploy/local.sh), `user_id` set to that user, persistent messages, publisher confirms."""
+
+    def __init__(self, amqp_url: str, user: str, namespace: str, secrets_dir):
+        from pathlib import Path
+        from urllib.parse import quote, urlsplit
+        u = urlsplit(amqp_url)
+        password = (Path(secrets_dir) / f"{user}_amqp_password").read_text().strip()
+        self.url = f"amqp://{user}:{quote(password, safe='')}@{u.hostname}:{u.port or 5672}/%2F"
+        self.user, self.exchange = user, f"{namespace}.identity.in"
+
+    def publish(self, updates: list[dict]) -> None:
+        """Each update (docs/identity-feed.md's message) with its `source_ref` as message id; raises
+        when the broker does not confirm (republishing is safe: a duplicate changes nothing)."""
+        import pika
+        conn = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            for u in updates:
+                ch.basic_publish(self.exchange, f"identity.{u['source_system']}", json.dumps(u, ensure_ascii=False).encode(),
+                                 pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                                      message_id=f"{u['source_system']}:{u['source_ref']}", user_id=self.user))
+        finally:
+            conn.close()

@@ -50,6 +50,12 @@ HOUSEHOLD_SIZES = {1: 0.15, 2: 0.24, 3: 0.25, 4: 0.20, 5: 0.10, 6: 0.06}
 CHANNELS = {"mobile_app": 0.85, "bank_counter": 0.10, "pos": 0.05}
 NEVER_PAY = (0.03, 0.07)  # per township, the share of households that never pay (rates end near 95 %)
 BAD_KINDS = ("ID_CHECKSUM", "ID_BIRTH_DATE", "HEAD_REQUIRED", "UNKNOWN_VILLAGE")
+# Hardship identities (困难群众), drawn per household (a dibao or registered-poor identity is granted to
+# the household): share of households per category, our assumption. 特困供养人员 live alone, so
+# extreme poverty is drawn among one-person households only. Only categories the policy year funds
+# (an amount or full coverage) are drawn; their issuer is the category's first source system.
+HARDSHIP = {"registered_poor": 0.040, "dibao_rural": 0.025, "dibao_urban": 0.005, "extreme_poverty": 0.030}
+LATE_IDENTITY = 0.10  # of hardship households, the identity takes effect after the cutoff (先缴后补)
 HEADERS = ["户编号", "乡镇", "村（社区）", "姓名", "身份证号码", "性别", "出生日期", "与户主关系", "人员类别", "联系电话"]
 SURNAMES = "蒋唐陈邓刘王李张周黄杨胡何罗谢曾彭吕蒋雷欧阳秦龙屈肖毛段"
 GIVEN = "建国志强秀英桂花德明丽思远琪春生小红洋水军华平芳玉兰海燕文武成林静波涛敏杰"
@@ -74,6 +80,8 @@ class Household:
     bad: str | None = None  # the defect the import must refuse it for
     pays_on: str | None = None  # the window day it pays (ISO date); None: never
     channel: str | None = None
+    hardship: str | None = None  # the members' hardship category (困难群众身份), if any
+    identity_from: str | None = None  # the day it takes effect (ISO date)
 
     @property
     def persons(self) -> int:
@@ -92,9 +100,24 @@ class County:
     standard_fen: int
     tasks: dict[str, int]  # township → synthetic task (printed task × scale, at least 1)
     households: list[Household] = field(default_factory=list)
+    subsidy_fen: dict[str, int] = field(default_factory=dict)  # category → subsidy per person (policy year)
+    issuer: dict[str, str] = field(default_factory=dict)  # category → the source system that grants it
+    new_after: date | None = None  # identities taking effect after this day: pay in full, then claim
 
     def good(self) -> list[Household]:
         return [h for h in self.households if h.bad is None]
+
+    def late(self, h: Household) -> bool:
+        """先缴后补 (001 六): the household's identity took effect after the cutoff."""
+        return bool(h.hardship and self.new_after and date.fromisoformat(h.identity_from) > self.new_after)
+
+    def due_fen(self, h: Household) -> int:
+        """What the household is charged (001 六: 税务部门将依据缴费人当前身份进行征收): the standard per
+        member, less the subsidy of an identity in force before the cutoff (the simulator publishes
+        those before the season opens); a later identity is charged in full and reimbursed."""
+        if not h.hardship or self.late(h):
+            return h.persons * self.standard_fen
+        return h.persons * (self.standard_fen - self.subsidy_fen[h.hardship])
 
 
 # ---- the synthetic county (pure: the seed decides everything) ----------------------------------------
@@ -137,8 +160,46 @@ def build_county(policy: PolicyYear, scale: float, seed: int, bad_rate: float = 
                 spoil(rng, bad, county.code, rng.choice(BAD_KINDS))
                 county.households.append(bad)
                 i += 1
+    hardship_rules(county, policy)
+    assign_hardship(county, seed)
     plan_season(county, seed)
     return county
+
+
+def hardship_rules(county: County, policy: PolicyYear) -> None:
+    """The categories the policy year funds, with their subsidy per person and issuer."""
+    sec = (policy.raw or {}).get("subsidy") or {}
+    county.new_after = date.fromisoformat(sec["new_hardship_after"]) if sec.get("new_hardship_after") else None
+    for c in sec.get("categories") or []:
+        if c["code"] in HARDSHIP and c.get("sources") and (c.get("full_coverage") or c.get("subsidy_fen") is not None):
+            county.subsidy_fen[c["code"]] = county.standard_fen if c.get("full_coverage") else c["subsidy_fen"]
+            county.issuer[c["code"]] = c["sources"][0]
+
+
+def assign_hardship(county: County, seed: int) -> None:
+    """Which households hold a hardship identity, which category, and from when (its own random
+    stream, so the roster and the rest of the season do not change with these shares)."""
+    rng = random.Random(f"hardship:{seed}")
+    cats = [c for c in HARDSHIP if c in county.subsidy_fen]
+    for h in county.good():
+        draw, pick = rng.random(), None
+        for c in cats:
+            if c == "extreme_poverty" and h.persons != 1:
+                continue
+            if draw < HARDSHIP[c]:
+                pick = c
+                break
+            draw -= HARDSHIP[c]
+        if pick is None:
+            continue
+        h.hardship = pick
+        if county.new_after and rng.random() < LATE_IDENTITY:  # granted during the season
+            span = (county.closes - county.new_after).days - 5
+            h.identity_from = (county.new_after + timedelta(days=1 + rng.randrange(max(span, 1)))).isoformat()
+        else:
+            h.identity_from = (date(county.opens.year - 1, 1, 1) + timedelta(days=rng.randrange(600))).isoformat()
+            if county.new_after:
+                h.identity_from = min(h.identity_from, county.new_after.isoformat())
 
 
 def household(rng: random.Random, used: set[str], county: County, no: str, township: str, village: str,
@@ -208,7 +269,7 @@ def plan_season(county: County, seed: int) -> None:
     for township in county.tasks:
         weights, never = arrival_weights(rng, n_days), rng.uniform(*NEVER_PAY)
         for h in by_township[township]:
-            if rng.random() < never:
+            if rng.random() < never and not h.hardship:  # 困难群众 must all be enrolled (001 六: 必须确保100%参保)
                 continue
             day = rng.choices(range(n_days), weights)[0]
             h.pays_on = (county.opens + timedelta(days=day)).isoformat()
@@ -317,16 +378,54 @@ def import_rosters(county: County, s: Suite, staff: StaffClient, paths: dict[str
     return done
 
 
+def identity_updates(county: County, households: list[Household], namespace: str) -> list[dict]:
+    """docs/identity-feed.md's messages granting each member of these households its identity."""
+    return [{"county": county.code, "id_number": m.id_number, "category": h.hardship, "action": "grant",
+             "effective_date": h.identity_from, "source_system": county.issuer[h.hardship],
+             "source_ref": f"{namespace}:{h.no}:{i}"} for h in households for i, m in enumerate(h.members)]
+
+
+def publish_identities(county: County, s: Suite, households: list[Household]) -> int:
+    """Publish the identities over RabbitMQ, each issuer as its own broker user (as the departments'
+    systems do); returns how many updates went out."""
+    import os
+    from .clients import IdentityFeedClient
+    amqp = {**_local_env(), **os.environ}.get("AMQP_URL", "amqp://127.0.0.1:5672/%2F")
+    by_issuer: dict[str, list[dict]] = defaultdict(list)
+    for u in identity_updates(county, households, s.namespace):
+        by_issuer[u["source_system"]].append(u)
+    for issuer, updates in by_issuer.items():
+        IdentityFeedClient(amqp, issuer, s.namespace, ROOT / "var" / "secrets").publish(updates)
+    return sum(len(v) for v in by_issuer.values())
+
+
+def coverage(county: County, s: Suite, token: str) -> dict:
+    return requests.get(f"{s.url('subsidy')}/v1/counties/{county.code}/coverage/{county.year}",
+                        headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+
+
+def wait_for_identities(county: County, s: Suite, token: str, persons: int, timeout: float) -> float:
+    """Until subsidy counts `persons` hardship persons (its feed applied them); returns the wait."""
+    t0 = time.monotonic()
+    while coverage(county, s, token).get("hardship_persons", 0) < persons:
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"subsidy did not count {persons} hardship persons within {timeout}s")
+        time.sleep(0.3)
+    return time.monotonic() - t0
+
+
 def pay(county: County, gw: GatewayClient, h: Household, clock: Clock) -> dict:
     """Quote → order → signed notification, as the gateway does; the ledger row of what it paid."""
+    due = county.due_fen(h)
     deadline = time.monotonic() + 60
-    while True:  # the import's registered events reach payments' read model asynchronously
+    while True:  # the import's registered events and the identities' entitlements reach payments asynchronously
         q = gw.quote(h.no, county.year)
-        if q.status_code == 200 or time.monotonic() > deadline:
+        if (q.status_code == 200 and q.json()["total_fen"] == due) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
     row = {"household_no": h.no, "township": h.township, "village": h.village, "persons": h.persons,
-           "channel": h.channel, "paid_at": clock.now().isoformat(), "quote_status": q.status_code}
+           "channel": h.channel, "paid_at": clock.now().isoformat(), "quote_status": q.status_code,
+           "due_fen": due, "hardship": h.hardship or ""}
     if q.status_code != 200:
         return {**row, "error": q.text[:300]}
     row["quoted_fen"] = q.json()["total_fen"]
@@ -359,12 +458,17 @@ def play(county: County, s: Suite, clock: Clock, days: list[date], secrets: dict
     for h in county.good():
         if h.pays_on:
             todo[pay_day(h, days)].append(h)
+    late = sorted((h for h in county.good() if county.late(h)), key=lambda h: h.identity_from)
     ledger: list[dict] = []
     from tqdm import tqdm
     bar = tqdm(days, desc="season", unit="day", disable=not progress, file=sys.stderr)
     with ThreadPoolExecutor(threads) as pool:
         for day in bar:
             clock.move(datetime.combine(day, dtime(10, 0), SHANGHAI))
+            granted = [h for h in late if date.fromisoformat(h.identity_from) <= day]
+            if granted:  # identities granted during the season, published on (or after) their day
+                publish_identities(county, s, granted)
+                late = late[len(granted):]
             ledger += list(pool.map(lambda h: pay(county, gateway(), h, clock), todo[day]))
             bar.set_postfix_str(f"{day:%m-%d} paid {sum(1 for r in ledger if r.get('ack_code') == 'SUCCESS')} households")
     return ledger
@@ -416,9 +520,10 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
                 or d["counts"].get("households_created") != sum(1 for h in county.good() if h.township == t)]
     add("roster import refused exactly the bad households", problems, len(imports))
 
-    add("every payment acknowledged once (SUCCESS, not a duplicate, amount = persons × standard)",
-        [r["household_no"] for r in ledger if r.get("ack_code") != "SUCCESS" or r.get("duplicate")
-         or r.get("amount_fen") != r["persons"] * county.standard_fen], len(ledger))
+    add("every payment acknowledged once (SUCCESS, not a duplicate), charged by the identity in force "
+        "(persons × standard, less the subsidy of an identity from before the cutoff)",
+        [f"{r['household_no']}: {r.get('ack_code')} {r.get('amount_fen')} (due {r['due_fen']})" for r in ledger
+         if r.get("ack_code") != "SUCCESS" or r.get("duplicate") or r.get("amount_fen") != r["due_fen"]], len(ledger))
 
     def per_household(fn, hhs, settle_s):
         """fn(h) → failure text or None, retried until none fail or settle_s passed (events lag)."""
@@ -488,16 +593,57 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
         return None if n == want else f"{h.no}: {n} receipt notices, {want} expected"
     add("one receipt notice per paid household (none for the others)", per_household(receipt, good, timeout), len(good))
 
+    # 先缴后补 (001 六): each member of a paid household whose identity took effect after the cutoff
+    # gets one reimbursement claim of the category's subsidy, nobody else one
+    want_claims = Counter((h.no, h.hardship, county.subsidy_fen[h.hardship]) for h in good
+                          if county.late(h) and h.no in paid for _m in h.members)
+    subsidy = StaffClient(s.url("subsidy"), token)
+    claim_fails: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        got_claims = Counter((x["household_no"], x["category"], x["amount_fen"])
+                             for x in subsidy.get(f"/v1/counties/{c}/claims/{y}").json().get("claims", []))
+        claim_fails = [f"{k}: {got_claims.get(k, 0)} claims, {n} expected" for k, n in (want_claims | got_claims).items()
+                       if got_claims.get(k, 0) != want_claims.get(k, 0)]
+        if not claim_fails or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    add("one 先缴后补 claim per member of a paid household whose identity came after the cutoff, none for others",
+        claim_fails, sum(want_claims.values()))
+
+    # hardship coverage (001 六: 以上所有困难群众必须确保100%参保), per township, against the simulator's own
+    want_cov: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for h in good:
+        if h.hardship:
+            want_cov[h.township][0] += h.persons
+            want_cov[h.township][1] += h.persons if h.no in paid else 0
+    deadline = time.monotonic() + timeout
+    while True:
+        cov = coverage(county, s, token)
+        got_cov: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for r in cov.get("rows", []):
+            got_cov[r["township"]][0] += r["hardship_persons"]
+            got_cov[r["township"]][1] += r["enrolled_persons"]
+        cov_fails = [f"{t or '(unregistered)'}: subsidy {got_cov.get(t, [0, 0])} simulator {want_cov.get(t, [0, 0])}"
+                     for t in set(want_cov) | {t for t, v in got_cov.items() if v != [0, 0]}
+                     if list(got_cov.get(t, [0, 0])) != list(want_cov.get(t, [0, 0]))]
+        if not cov_fails or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    add("subsidy's hardship coverage (persons, enrolled) equals the simulator's, per township", cov_fails, len(want_cov))
+    coverage_rows = {t: tuple(v) for t, v in got_cov.items()}
+
     letters = []
     for svc in SERVICES:
         r = requests.get(f"{s.url(svc)}/v1/dead-letters", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         letters += [f"{svc}: {d.get('type')} {d.get('reason', '')[:120]}" for d in r.json().get("dead_letters", [])]
     add("no dead letters in any service", letters, len(SERVICES))
-    return inv, dict(reg_paid)
+    return inv, dict(reg_paid), coverage_rows
 
 
 # ---- output ------------------------------------------------------------------------------------------------------
-def township_rows(county: County, ledger: list[dict], table: dict, reg_paid: dict) -> list[dict]:
+def township_rows(county: County, ledger: list[dict], table: dict, reg_paid: dict,
+                  cover: dict[str, tuple[int, int]] | None = None) -> list[dict]:
     scoring = {r["township"]: r for r in table["rows"]}
     paid = paid_by_township(ledger)
     out = []
@@ -509,7 +655,9 @@ def township_rows(county: County, ledger: list[dict], table: dict, reg_paid: dic
                     "paid_persons": paid.get(t, 0), "registry_paid": reg_paid.get(t, 0),
                     "scoring_enrolled": scoring.get(t, {}).get("enrolled_persons"),
                     "printed_task": scoring.get(t, {}).get("task"),
-                    "rate_percent": round(100 * paid.get(t, 0) / task, 1)})
+                    "rate_percent": round(100 * paid.get(t, 0) / task, 1),
+                    "hardship_persons": (cover or {}).get(t, (0, 0))[0],
+                    "hardship_enrolled": (cover or {}).get(t, (0, 0))[1]})
     return out
 
 
@@ -523,15 +671,18 @@ def pad(text, width: int, right: bool = False) -> str:
 
 def print_report(county: County, rows: list[dict], inv: list[dict], out=sys.stdout) -> None:
     print(f"\n{county.name}（{county.code}）{county.year} 年度 模拟参保季  规模 {county.scale}  种子 {county.seed}", file=out)
-    widths = (10, 8, 10, 9, 10)
+    widths = (10, 8, 10, 9, 10, 12)
     line = lambda *cells: "".join(pad(c, w, right=i > 0) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    print(line("乡镇", "任务", "已缴人数", "参保率", "评分计数"), file=out)
+    print(line("乡镇", "任务", "已缴人数", "参保率", "评分计数", "困难群众"), file=out)
     for r in rows:
-        print(line(r["township"], r["task"], r["paid_persons"], f"{r['rate_percent']:.1f}%", r["scoring_enrolled"]), file=out)
+        print(line(r["township"], r["task"], r["paid_persons"], f"{r['rate_percent']:.1f}%", r["scoring_enrolled"],
+                   f"{r['hardship_enrolled']}/{r['hardship_persons']}"), file=out)
     task, paid = sum(r["task"] for r in rows), sum(r["paid_persons"] for r in rows)
     scored = sum(r["scoring_enrolled"] or 0 for r in rows)
-    print(line("合计", task, paid, f"{100 * paid / task:.1f}%", scored), file=out)
-    print("（任务 = 印刷任务 × 规模；参保率 = 已缴人数 / 任务；评分计数 = scoring 的已缴人数）", file=out)
+    print(line("合计", task, paid, f"{100 * paid / task:.1f}%", scored,
+               f"{sum(r['hardship_enrolled'] for r in rows)}/{sum(r['hardship_persons'] for r in rows)}"), file=out)
+    print("（任务 = 印刷任务 × 规模；参保率 = 已缴人数 / 任务；评分计数 = scoring 的已缴人数；"
+          "困难群众 = subsidy 的已参保 / 困难群众人数）", file=out)
     print("\ninvariants:", file=out)
     for i in inv:
         print(f"  {'PASS' if i['passed'] else 'FAIL'}  {i['name']} ({i['checked']} checked)", file=out)
@@ -613,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_rosters(county, out / "roster")
     days = sim_days(county, a.days)
     (out / "plan.json").write_text(json.dumps({"seed": a.seed, "scale": a.scale, "households": [
-        {"no": h.no, "township": h.township, "persons": h.persons, "bad": h.bad, "pays_on": h.pays_on, "channel": h.channel}
+        {"no": h.no, "township": h.township, "persons": h.persons, "bad": h.bad, "pays_on": h.pays_on, "channel": h.channel,
+         "hardship": h.hardship, "identity_from": h.identity_from}
         for h in county.households]}, ensure_ascii=False, indent=0), encoding="utf-8")
     good = county.good()
     print(f"{county.name}: {len(good)} households, {sum(h.persons for h in good)} persons in {len(county.tasks)} townships "
@@ -632,11 +784,15 @@ def main(argv: list[str] | None = None) -> int:
         staff = StaffClient(s.url("registry"), secrets["tokens"]["county"])
         t_ready = time.monotonic()
         imports = import_rosters(county, s, staff, paths)
+        early = [h for h in good if h.hardship and not county.late(h)]
+        if early:  # identities in force before the season: civil affairs and the poverty office publish them
+            publish_identities(county, s, early)
+            wait_for_identities(county, s, secrets["tokens"]["county"], sum(h.persons for h in early), a.settle_timeout)
         t_import = time.monotonic()
         ledger = play(county, s, clock, days, secrets, a.threads, progress=not a.no_progress)
         t_play = time.monotonic()
         table, settle_s = settle(county, s, ledger, a.settle_timeout)
-        inv, reg_paid = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout)
+        inv, reg_paid, cover = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout)
         t_check = time.monotonic()
     finally:
         s.stop()
@@ -649,10 +805,11 @@ def main(argv: list[str] | None = None) -> int:
         if not a.keep:
             drop_suite_data(s)
 
-    rows = township_rows(county, ledger, table, reg_paid)
+    rows = township_rows(county, ledger, table, reg_paid, cover)
     print_report(county, rows, inv)
     with open(out / "ledger.csv", "w", newline="", encoding="utf-8") as f:
-        fields = ["household_no", "township", "village", "persons", "channel", "paid_at", "order_no", "amount_fen",
+        fields = ["household_no", "township", "village", "persons", "hardship", "channel", "paid_at", "order_no",
+                  "due_fen", "amount_fen",
                   "transaction_id", "receipt_no", "ack_status", "ack_code", "duplicate", "quote_status", "quoted_fen", "error"]
         w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()
@@ -663,6 +820,10 @@ def main(argv: list[str] | None = None) -> int:
         "households": len(good), "persons": sum(h.persons for h in good),
         "bad_households": Counter(h.bad for h in county.households if h.bad),
         "channels": Counter(r["channel"] for r in ledger if r.get("ack_code") == "SUCCESS"),
+        "hardship": {"households": Counter(h.hardship for h in good if h.hardship),
+                     "late_households": sum(1 for h in good if county.late(h)),
+                     "persons": sum(r["hardship_persons"] for r in rows),
+                     "enrolled": sum(r["hardship_enrolled"] for r in rows)},
         "townships": rows,
         "totals": {"task": sum(r["task"] for r in rows), "paid_households": sum(r["paid_households"] for r in rows),
                    "paid_persons": sum(r["paid_persons"] for r in rows),

@@ -1,6 +1,7 @@
-"""The season simulator (issue 14, first slice) at a tiny scale: Dong'an at 0.0005 (289 persons in
-96 households), 10 simulated days, its own suite on the shared broker and store. Every invariant
-holds, its table adds up to its ledger, and the same seed makes the same county."""
+"""The season simulator (issue 14) at a tiny scale: Dong'an at 0.0005 (289 persons in 96 households),
+10 simulated days, its own suite on the shared broker and store, hardship identities published over
+the broker. Every invariant holds, its table adds up to its ledger, each household is charged by its
+identity, and the same seed makes the same county."""
 from __future__ import annotations
 
 import csv
@@ -38,7 +39,17 @@ def test_a_tiny_season_passes_every_invariant(infra, tmp_path):
         assert row["paid_households"] == len(mine)
     assert totals["task"] == sum(r["task"] for r in rows) == summary["persons"]
     assert 85 <= 100 * totals["paid_persons"] / totals["task"] <= 100
-    assert sum(int(r["amount_fen"]) for r in ledger) == 25000 * totals["paid_persons"]  # 001 三: 250 yuan a person
+    # 001 三: 250 yuan a person; 001 六: 建档立卡贫困人口 and 低保对象 pay 120 (130 subsidised), 特困供养人员
+    # nothing, by the identity in force; one that takes effect after 2019-10-01 pays in full (全额缴费、先缴后补)
+    plan = {h["no"]: h for h in json.loads((out / "plan.json").read_text(encoding="utf-8"))["households"]}
+    per_person = {"": 25000, "registered_poor": 12000, "dibao_rural": 12000, "dibao_urban": 12000, "extreme_poverty": 0}
+    for r in ledger:
+        h = plan[r["household_no"]]
+        early = h["hardship"] and h["identity_from"] <= "2019-10-01"
+        assert int(r["amount_fen"]) == int(r["persons"]) * per_person[h["hardship"] if early else ""], (r, h)
+    hardship = summary["hardship"]
+    assert sum(hardship["households"].values()) > 0 and hardship["enrolled"] == hardship["persons"] > 0  # 必须确保100%参保
+    assert all(r["hardship_enrolled"] == r["hardship_persons"] for r in rows)
     assert summary["channels"]["mobile_app"] > len(ledger) / 2
     assert (out / "report.html").exists() and (out / "progress.png").stat().st_size > 10_000
 
