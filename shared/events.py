@@ -355,7 +355,10 @@ class ClaimPaidSchema(Schema):
 
 class CoverageChangedSchema(Schema):
     """subsidy.coverage.changed: hardship persons of a township and category, and how many enrolled
-    (001 六: 以上所有困难群众必须确保100%参保; 附件2 2.3 registered poor 100 %). The latest `as_of` wins."""
+    (001 六: 以上所有困难群众必须确保100%参保; 附件2 2.3 registered poor 100 %). The highest `version`
+    wins: the change number of subsidy's township counter the figures were read at (one simulated day
+    gave every payment the same `as_of`, and a later, fuller figure lost to the first). Events from
+    before `version` existed fall back to the latest `as_of`."""
     year = fields.Integer(required=True)
     county = fields.String(required=True)
     township = fields.String(required=True)  # "" = hardship persons in no registered household yet
@@ -365,6 +368,7 @@ class CoverageChangedSchema(Schema):
     not_enrolled_persons = fields.Integer(required=True, validate=validate.Range(min=0))
     rate_bp = fields.Integer(required=True)  # basis points, rounded down; the target is 10000
     as_of = fields.String(required=True)
+    version = fields.Integer(validate=validate.Range(min=0))
 
 
 class HolidayDaySchema(Schema):

@@ -100,6 +100,9 @@ class StaffClient:
     def post(self, path: str, payload: dict[str, Any]) -> requests.Response:
         return self.http.post(self.base_url + path, json=payload, timeout=10)
 
+    def put(self, path: str, payload: dict[str, Any]) -> requests.Response:
+        return self.http.put(self.base_url + path, json=payload, timeout=10)
+
 
 def wait_for(fn: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition") -> Any:
     """Poll until fn() returns something truthy (events are asynchronous)."""

@@ -200,6 +200,13 @@ def assign_hardship(county: County, seed: int) -> None:
             h.identity_from = (date(county.opens.year - 1, 1, 1) + timedelta(days=rng.randrange(600))).isoformat()
             if county.new_after:
                 h.identity_from = min(h.identity_from, county.new_after.isoformat())
+    if "registered_poor" in county.subsidy_fen:  # every township of the county has 建档立卡 households (scored by 2.3)
+        for t in county.tasks:
+            mine = [h for h in county.good() if h.township == t]
+            if mine and not any(h.hardship == "registered_poor" for h in mine):
+                h = next((h for h in mine if not h.hardship), mine[0])
+                h.hardship = "registered_poor"
+                h.identity_from = (date(county.opens.year - 1, 1, 1) + timedelta(days=rng.randrange(270))).isoformat()
 
 
 def household(rng: random.Random, used: set[str], county: County, no: str, township: str, village: str,
@@ -314,13 +321,34 @@ def write_rosters(county: County, folder: Path) -> dict[str, Path]:
 
 
 # ---- the suite -----------------------------------------------------------------------------------------
-def start_suite(county: County, clock_file: Path, web_workers: int) -> Suite:
-    """A suite of the simulator's own: namespace, databases, free ports, the file clock."""
+def scaled_catalogue(county: County, policy_path: Path, folder: Path) -> Path:
+    """The policy catalogue the run's suite loads: every file of policies/ as shipped, except the
+    simulated county-year, whose township tasks are the synthetic ones (printed task × scale), so
+    scoring's rates, ranks, scores and work funds are those of the county the simulator made.
+    Returns the simulated year's file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in [*(ROOT / "policies").iterdir(), *policy_path.parent.iterdir()]:
+        if f.is_file():
+            shutil.copy(f, folder / f.name)
+    raw = json.loads(policy_path.read_text(encoding="utf-8"))
+    for t in raw["townships"]:
+        t["task"] = county.tasks[t["name"]]
+    raw["declared_task_total"] = sum(county.tasks.values())
+    raw["task_table_rule"] = f"模拟：各乡镇任务 = 印刷任务 × {county.scale}（至少 1 人）。" + raw.get("task_table_rule", "")
+    path = folder / policy_path.name
+    path.write_text(json.dumps(raw, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def start_suite(county: County, clock_file: Path, web_workers: int, policy_file: Path | None = None) -> Suite:
+    """A suite of the simulator's own: namespace, databases, free ports, the file clock, the
+    simulated county's catalogue."""
     base = free_port_block()
     suite_cls = type("SimSuite", (Suite,), {"COUNTY": county.code})  # the staff tokens name this county
+    policy_env = {"POLICY_DIR": str(policy_file.parent), "POLICY_FILE": str(policy_file)} if policy_file else {}
     s = suite_cls(namespace="sim" + uuid.uuid4().hex[:8], web_base_port=base, worker_base_port=base + 10,
                   extra_env={"CLOCK_FILE": str(clock_file), "CLOCK_NOW": "", "LOG_LEVEL": "WARNING",
-                             "SCORES_CACHE_S": "0", "SUITE_COUNTIES": county.code},
+                             "SCORES_CACHE_S": "0", "SUITE_COUNTIES": county.code, **policy_env},
                   web_workers=web_workers)
     atexit.register(s.stop)
     s.start()
@@ -641,6 +669,53 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
     return inv, dict(reg_paid), coverage_rows
 
 
+# ---- the year-end assessment -------------------------------------------------------------------------------------
+INCIDENT_RATE = 0.10  # townships with one 网络舆情 incident entered by county staff (2.4), our assumption
+
+
+def assess(county: County, policy: PolicyYear, s: Suite, token: str, clock: Clock, seed: int) -> list[dict]:
+    """The county's assessment as its staff run it once the season is over (docs/assessments.md):
+    registry publishes its information-accuracy table (Dong'an 2.2), staff enter the items scored by
+    hand (2.4: incidents, seeded), the clock moves past each evaluation's instant and staff publish
+    it. Returns the evaluations as scoring published them."""
+    scheme = (policy.raw or {}).get("assessment") or {}
+    c, y = county.code, county.year
+    registry, scoring = StaffClient(s.url("registry"), token), StaffClient(s.url("scoring"), token)
+    wanted = [("stage", st["no"], st["deadline"]) for st in scheme.get("stages") or []]
+    if scheme.get("points"):
+        wanted.append(("points", 1, scheme["points"]["as_of"]))
+    if not wanted:
+        return []
+    registry.post(f"/v1/counties/{c}/accuracy/{y}/publish", {}).raise_for_status()
+    rng = random.Random(f"assess:{seed}")
+    for t in county.tasks:
+        scoring.put(f"/v1/counties/{c}/assessment-entries/{y}/{t}",
+                    {"incidents": 1 if rng.random() < INCIDENT_RATE else 0,
+                     "reason": "模拟：年终考核录入（网络舆情例数）"}).raise_for_status()
+    time.sleep(2)  # registry's accuracy event reaches scoring
+    out = []
+    for kind, no, at in wanted:
+        instant = datetime.fromisoformat(at).replace(tzinfo=SHANGHAI) + timedelta(minutes=1)
+        if clock.now() < instant:
+            clock.move(instant)
+        r = scoring.post(f"/v1/counties/{c}/evaluations/{y}/{kind}/{no}", {})
+        if r.status_code not in (200, 201):  # published by the worker already: read it
+            r = scoring.get(f"/v1/counties/{c}/evaluations/{y}/{kind}/{no}")
+        r.raise_for_status()
+        out.append(r.json())
+    return out
+
+
+def assessment_columns(evaluations: list[dict]) -> dict[str, dict]:
+    """Per township: the last evaluation's rank, score, work funds and awards."""
+    if not evaluations:
+        return {}
+    ev = evaluations[-1]
+    return {r["township"]: {"rank": r.get("rank"), "score": r.get("score"), "fund_fen": r.get("fund_fen"),
+                            "awards": [a["name"] for a in r.get("awards") or [] if a.get("status") == "given"]}
+            for r in ev["rows"]}
+
+
 # ---- output ------------------------------------------------------------------------------------------------------
 def township_rows(county: County, ledger: list[dict], table: dict, reg_paid: dict,
                   cover: dict[str, tuple[int, int]] | None = None) -> list[dict]:
@@ -669,20 +744,29 @@ def pad(text, width: int, right: bool = False) -> str:
     return fill + text if right else text + fill
 
 
-def print_report(county: County, rows: list[dict], inv: list[dict], out=sys.stdout) -> None:
+def print_report(county: County, rows: list[dict], inv: list[dict], evaluations: list[dict] | None = None,
+                 out=sys.stdout) -> None:
     print(f"\n{county.name}（{county.code}）{county.year} 年度 模拟参保季  规模 {county.scale}  种子 {county.seed}", file=out)
-    widths = (10, 8, 10, 9, 10, 12)
-    line = lambda *cells: "".join(pad(c, w, right=i > 0) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    print(line("乡镇", "任务", "已缴人数", "参保率", "评分计数", "困难群众"), file=out)
+    widths = (10, 8, 10, 9, 10, 12, 6, 9, 11, 2)
+    line = lambda *cells: "".join(pad(c, w, right=0 < i < 9) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    print(line("乡镇", "任务", "已缴人数", "参保率", "评分计数", "困难群众", "名次", "得分", "工作经费", "  奖惩"), file=out)
+    yuan = lambda fen: "" if fen is None else f"{fen / 100:.2f}"  # noqa: E731
     for r in rows:
         print(line(r["township"], r["task"], r["paid_persons"], f"{r['rate_percent']:.1f}%", r["scoring_enrolled"],
-                   f"{r['hardship_enrolled']}/{r['hardship_persons']}"), file=out)
+                   f"{r['hardship_enrolled']}/{r['hardship_persons']}", r.get("rank") or "", r.get("score") or "",
+                   yuan(r.get("fund_fen")), "  " + "、".join(r.get("awards") or [])), file=out)
     task, paid = sum(r["task"] for r in rows), sum(r["paid_persons"] for r in rows)
     scored = sum(r["scoring_enrolled"] or 0 for r in rows)
+    funds = [r["fund_fen"] for r in rows if r.get("fund_fen") is not None]
     print(line("合计", task, paid, f"{100 * paid / task:.1f}%", scored,
-               f"{sum(r['hardship_enrolled'] for r in rows)}/{sum(r['hardship_persons'] for r in rows)}"), file=out)
+               f"{sum(r['hardship_enrolled'] for r in rows)}/{sum(r['hardship_persons'] for r in rows)}", "", "",
+               yuan(sum(funds)) if funds else "", ""), file=out)
     print("（任务 = 印刷任务 × 规模；参保率 = 已缴人数 / 任务；评分计数 = scoring 的已缴人数；"
-          "困难群众 = subsidy 的已参保 / 困难群众人数）", file=out)
+          "困难群众 = subsidy 的已参保 / 困难群众人数；名次、得分、工作经费（元）、奖惩 = scoring 的年终考核）", file=out)
+    for e in evaluations or []:
+        print(f"{e.get('name')}（第 {e.get('version')} 版，截至 {e.get('as_of')}）："
+              f"{'完整' if e.get('complete') else '不完整：' + ('；'.join(e.get('missing') or []) or '有待县里决定的事项（如名次并列）')}",
+              file=out)
     print("\ninvariants:", file=out)
     for i in inv:
         print(f"  {'PASS' if i['passed'] else 'FAIL'}  {i['name']} ({i['checked']} checked)", file=out)
@@ -758,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse(sys.argv[1:] if argv is None else argv)
     t0 = time.monotonic()
     policy = load_policy(a.policy) if a.policy else find_policy(a.county)
+    policy_path = Path(a.policy) if a.policy else ROOT / "policies" / policy.source_file
     county = build_county(policy, a.scale, a.seed, a.bad_rate)
     out = Path(a.out or ROOT / "var" / "sim" / datetime.now().strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
@@ -778,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = Clock(out / "clock.txt")
     FileClock.write(str(clock.path), datetime.combine(county.opens, dtime(9, 0), SHANGHAI))
     clock.at = datetime.combine(county.opens, dtime(9, 0), SHANGHAI)
-    s = start_suite(county, clock.path, a.web_workers)
+    s = start_suite(county, clock.path, a.web_workers, scaled_catalogue(county, policy_path, out / "policies"))
     try:
         secrets = s.secrets()
         staff = StaffClient(s.url("registry"), secrets["tokens"]["county"])
@@ -794,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
         table, settle_s = settle(county, s, ledger, a.settle_timeout)
         inv, reg_paid, cover = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout)
         t_check = time.monotonic()
+        evaluations = assess(county, policy, s, secrets["tokens"]["county"], clock, a.seed)
     finally:
         s.stop()
         atexit.unregister(s.stop)
@@ -806,7 +892,10 @@ def main(argv: list[str] | None = None) -> int:
             drop_suite_data(s)
 
     rows = township_rows(county, ledger, table, reg_paid, cover)
-    print_report(county, rows, inv)
+    scored = assessment_columns(evaluations)
+    for r in rows:
+        r.update({k: scored.get(r["township"], {}).get(k) for k in ("rank", "score", "fund_fen", "awards")})
+    print_report(county, rows, inv, evaluations)
     with open(out / "ledger.csv", "w", newline="", encoding="utf-8") as f:
         fields = ["household_no", "township", "village", "persons", "hardship", "channel", "paid_at", "order_no",
                   "due_fen", "amount_fen",
@@ -831,10 +920,13 @@ def main(argv: list[str] | None = None) -> int:
                    "ledger_households": len(ledger), "scoring_enrolled": table.get("enrolled_total")},
         "imports": {t: d["counts"] for t, d in imports.items()},
         "invariants": inv, "passed": all(i["passed"] for i in inv),
+        "evaluations": [{k: e.get(k) for k in ("kind", "no", "name", "version", "as_of", "complete", "missing",
+                                               "fund_total_fen")} for e in evaluations],
         "wall_s": {"suite_start": round(t_ready - t0, 1), "import": round(t_import - t_ready, 1),
                    "season": round(t_play - t_import, 1), "settle": round(settle_s, 1),
                    "checks": round(t_check - t_play - settle_s, 1), "total": round(time.monotonic() - t0, 1)},
     }
+    (out / "evaluations.json").write_text(json.dumps(evaluations, ensure_ascii=False, indent=1), encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     try:
         html = write_html(county, out, rows, ledger, days, inv)

@@ -50,6 +50,21 @@ def test_a_tiny_season_passes_every_invariant(infra, tmp_path):
     hardship = summary["hardship"]
     assert sum(hardship["households"].values()) > 0 and hardship["enrolled"] == hardship["persons"] > 0  # 必须确保100%参保
     assert all(r["hardship_enrolled"] == r["hardship_persons"] for r in rows)
+
+    # the year-end assessment (001 附件2) scored the simulated county from the suite's own figures:
+    # 2.1 参保率 95 % is full marks, +1 a whole point above; 2.2 准确率 100 %; 2.3 建档立卡 100 %; 2.4 minus 2 an incident
+    assert [e["kind"] for e in summary["evaluations"]] == ["points"] and not summary["evaluations"][0]["missing"]
+    evaluation = json.loads((out / "evaluations.json").read_text(encoding="utf-8"))[0]
+    for ev_row in evaluation["rows"]:
+        row = next(r for r in rows if r["township"] == ev_row["township"])
+        items = {i["code"]: i for i in ev_row["items"]}
+        assert ev_row["counted"] == row["paid_persons"] and ev_row["task"] == row["task"]
+        assert items["2.3"]["value_bp"] == 10000 and items["2.2"]["value_bp"] == 10000
+        whole_points = (row["paid_persons"] * 100 // row["task"]) - 95
+        if whole_points >= 0:
+            want = 40 + whole_points + 10 + 40 + max(0, 10 - 2 * items["2.4"]["incidents"])
+            assert ev_row["score"] == f"{want:.2f}" == row["score"], (ev_row, row)
+    assert any(r["fund_fen"] for r in rows)  # 四、2: 工作经费 for townships that met their task
     assert summary["channels"]["mobile_app"] > len(ledger) / 2
     assert (out / "report.html").exists() and (out / "progress.png").stat().st_size > 10_000
 

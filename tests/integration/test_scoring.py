@@ -68,3 +68,34 @@ def test_registered_poor_coverage_is_shown_beside_progress(namespace):
     zx = next(r for r in rows if r["township"] == "紫溪市镇")
     assert zx["registered_poor"] == {"hardship_persons": 40, "enrolled_persons": 39, "rate_bp": 9750}
     assert next(r for r in rows if r["township"] == "花桥镇")["registered_poor"] is None
+
+
+def test_coverage_figures_of_one_instant_are_ordered_by_subsidys_counter_version(namespace):
+    """Every payment of a simulated day is at 10:00, so subsidy's coverage events share their `as_of`:
+    the first one delivered (1 of 5 enrolled) used to stay while the later, fuller ones were dropped,
+    and the season simulator's 2.3 score (附件2: 建档立卡贫困户参保率100%) came out at 20 %. The counter
+    version decides, whatever the arrival order, also when two workers store at once (driven)."""
+    import threading
+    c = scoring_boot.bootstrap(FixedClock(NOW))
+    repo = scoring_boot.repository(c)
+    cov = {"year": 2020, "county": "431122", "township": "白牙市镇", "category": "registered_poor",
+           "hardship_persons": 5, "not_enrolled_persons": 0, "as_of": "2019-12-31T10:00:00+08:00"}
+    figures = [dict(cov, enrolled_persons=e, rate_bp=e * 2000, not_enrolled_persons=5 - e, version=v)
+               for v, e in ((7, 1), (9, 3), (12, 5), (10, 4))]
+    for f in figures:  # arrival order: 1, 3, 5, then the older 4
+        repo.store_coverage(f)
+    assert repo.coverage(2020, ["白牙市镇"], "registered_poor")["白牙市镇"]["enrolled_persons"] == 5
+    for round_ in range(5):  # two workers, each with one figure, released together
+        town = f"横塘镇{round_}"
+        older, newer = (dict(f, township=town) for f in (figures[0], figures[2]))
+        gate = threading.Barrier(2)
+
+        def store(f):
+            gate.wait()
+            repo.store_coverage(f)
+        threads = [threading.Thread(target=store, args=(f,)) for f in (newer, older)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert repo.coverage(2020, [town], "registered_poor")[town]["enrolled_persons"] == 5

@@ -165,3 +165,14 @@ def village_table(listed: tuple[str, ...], standing: Standing) -> list[tuple[int
                             standing.villages.get(v, Figures()).households) for v in listed]
     rows += [VillageProgress(v, False, f.persons, f.households) for v, f in standing.villages.items() if v not in known]
     return ranked(rows, key=lambda r: (-r.enrolled_persons, r.village))
+
+
+def newer_coverage(new: dict, old: dict) -> bool:
+    """Whether subsidy's coverage figures `new` replace `old` (subsidy.coverage.changed): the higher
+    counter version wins; figures without one (published before versions) fall back to the later
+    `as_of`. Equal versions are the same figures."""
+    if new.get("version") is not None and old.get("version") is not None:
+        return new["version"] > old["version"]
+    if new.get("version") is not None:  # the first versioned figures replace unversioned ones
+        return new["as_of"] >= old["as_of"]
+    return old.get("version") is None and new["as_of"] > old["as_of"]

@@ -213,7 +213,9 @@ class SubsidyRepository:
                            correlation_id=correlation_id, causation_id=causation_id)
 
     def count_coverage(self, year: int, township: str, fact_key: str, inc: dict[str, int]) -> None:
-        count_once(self.db, COVERAGE, f"{year}:{township}", fact_key, inc, {},
+        """`n` counts the counter's changes: figures read with a higher `n` are newer (the version
+        subsidy.coverage.changed carries)."""
+        count_once(self.db, COVERAGE, f"{year}:{township}", fact_key, {**inc, "n": 1}, {},
                    on_insert={"year": year, "township": township})
 
     def coverage(self, year: int, townships: list[str]) -> dict[str, dict[str, Any]]:

@@ -403,7 +403,7 @@ def _apply_cover_delta(ctx: Ctx, year: int, id_number: str, pending: dict) -> li
         events.append(Event("subsidy.coverage.changed", {
             "year": year, "county": ctx.county, "township": township, "category": cat, "hardship_persons": h,
             "enrolled_persons": e, "not_enrolled_persons": h - e,
-            "rate_bp": 10000 if h == 0 else e * 10000 // h, "as_of": iso(ctx.clock.now())}))
+            "rate_bp": 10000 if h == 0 else e * 10000 // h, "as_of": iso(ctx.clock.now()), "version": row.get("n", 0)}))
     return events
 
 
