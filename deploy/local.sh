@@ -69,6 +69,14 @@ install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
       >/dev/null || say "WARNING: could not install Pango: bulletins will be stored without a PDF"
   fi
+  # Chromium for the season simulator's report check (the report opens headless and its charts
+  # render, tools/report_check.py); not fatal here, the simulator's test says so when it is missing
+  if ! dpkg -s chromium >/dev/null 2>&1; then
+    say "installing Debian package: chromium (headless check of the simulator's HTML report)"
+    if [ ! -f "$VAR/.apt-updated" ]; then apt-get update -qq && touch "$VAR/.apt-updated" || true; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+      || say "WARNING: could not install chromium: the simulator's report cannot be checked in a browser"
+  fi
   build_ferretdb
 }
 

@@ -774,10 +774,35 @@ def print_report(county: County, rows: list[dict], inv: list[dict], evaluations:
             print(f"        {f}", file=out)
 
 
-def write_html(county: County, folder: Path, rows: list[dict], ledger: list[dict], days: list[date],
-               inv: list[dict]) -> Path:
-    """A small report: cumulative progress per township over the season (PNG) and the table."""
+def notices_sent(s: Suite) -> dict[str, int]:
+    """Notices the suite's channels accepted, by channel and kind (`channel/kind`), from the notices
+    worker's own metrics (notices_sent_total), read before the suite stops."""
+    from prometheus_client.parser import text_string_to_metric_families
+    port = s.worker_base_port + SERVICES.index("notices") + 1
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except requests.RequestException:
+        return {}
+    out: Counter = Counter()
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "notices_sent":
+            for smp in fam.samples:
+                if smp.name == "notices_sent_total":
+                    out[f"{smp.labels.get('channel')}/{smp.labels.get('kind')}"] += int(smp.value)
+    return dict(out)
+
+
+def write_html(county: County, policy: PolicyYear, folder: Path, rows: list[dict], ledger: list[dict],
+               days: list[date], inv: list[dict], evaluations: list[dict], sent: dict[str, int]) -> Path:
+    """The season's report: progress over the season against the target and stage lines, the final
+    ranking, hardship coverage, the channel mix and the notices sent (PNG charts), the township
+    table, the evaluation and the invariants. Each chart is an `<img class="chart">`; the page
+    writes on its body how many charts the browser rendered (tools/report_check.py reads it)."""
+    import html as h
+
     import matplotlib
+
+    from .report_check import RENDER_PROBE
     matplotlib.use("Agg")
     from matplotlib import font_manager
     import matplotlib.pyplot as plt
@@ -785,37 +810,104 @@ def write_html(county: County, folder: Path, rows: list[dict], ledger: list[dict
                 if any(k in f.name for k in ("WenQuanYi", "Noto Sans CJK", "Noto Serif CJK"))), None)
     if cjk:
         plt.rcParams["font.family"] = cjk
+    charts: list[tuple[str, str]] = []
+
+    def save(fig, name: str, caption: str) -> None:
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)
+        charts.append((name, caption))
+
+    # 1. progress over the season, per township, against the target and the stages' shares
     fig, ax = plt.subplots(figsize=(10, 6))
     for r in rows:
-        t, total, series = r["township"], 0, []
-        by_day = Counter()
+        by_day: Counter = Counter()
         for x in ledger:
-            if x["township"] == t and x.get("ack_code") == "SUCCESS":
+            if x["township"] == r["township"] and x.get("ack_code") == "SUCCESS":
                 by_day[x["paid_at"][:10]] += x["persons"]
+        total, series = 0, []
         for d in days:
             total += by_day[d.isoformat()]
             series.append(100 * total / r["task"])
-        ax.plot(days, series, label=t, linewidth=1.2)
-    ax.axhline(95, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_ylabel("参保率 %（已缴人数 / 模拟任务）")
+        ax.plot(days, series, label=r["township"], linewidth=1.2)
+    target = policy.target_rate_percent or 95
+    ax.axhline(target, color="grey", linestyle="--", linewidth=0.8)
+    ax.annotate(f"目标 {target}%", (days[0], target), textcoords="offset points", xytext=(2, 3), fontsize=8)
+    for st in ((policy.raw or {}).get("assessment") or {}).get("stages") or []:
+        at = datetime.fromisoformat(st["deadline"]).date()
+        ax.plot([at], [st["share_percent"]], marker="v", color="black")
+        ax.annotate(st.get("name", ""), (at, st["share_percent"]), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_ylabel("参保率 %（已缴人数 / 任务）")
     ax.set_title(f"{county.name} {county.year} 年度 累计参保进度（模拟，规模 {county.scale}，种子 {county.seed}）")
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(folder / "progress.png", dpi=110)
-    plt.close(fig)
-    cells = "".join(f"<tr><td>{r['township']}</td><td>{r['task']}</td><td>{r['paid_persons']}</td>"
-                    f"<td>{r['rate_percent']}%</td><td>{r['scoring_enrolled']}</td></tr>" for r in rows)
-    checks = "".join(f"<li><b>{'PASS' if i['passed'] else 'FAIL'}</b> {i['name']}</li>" for i in inv)
+    save(fig, "progress.png", "累计参保进度（各乡镇，虚线为目标参保率，三角为阶段目标）")
+
+    # 2. the final ranking (scoring's evaluation; the ledger's rate where there is none)
+    ranked = sorted(rows, key=lambda r: (-(float(r["score"]) if r.get("score") else r["rate_percent"]), r["township"]))
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(ranked) + 1.2))
+    values = [float(r["score"]) if r.get("score") else r["rate_percent"] for r in ranked]
+    ax.barh([r["township"] for r in ranked][::-1], values[::-1], color="#4a7ab5")
+    for y, (r, v) in enumerate(zip(ranked[::-1], values[::-1])):
+        ax.annotate(f"{v:.2f}" + (f"（第{r['rank']}名）" if r.get("rank") else ""), (v, y), xytext=(3, -3),
+                    textcoords="offset points", fontsize=7)
+    ax.set_xlabel("年终考核得分" if any(r.get("score") for r in rows) else "参保率 %")
+    ax.set_title("乡镇排名")
+    save(fig, "ranking.png", "乡镇排名（年终考核得分）")
+
+    # 3. hardship coverage per township
+    fig, ax = plt.subplots(figsize=(10, 4))
+    names = [r["township"] for r in rows]
+    ax.bar(names, [r["hardship_persons"] for r in rows], color="#d9d9d9", label="困难群众人数")
+    ax.bar(names, [r["hardship_enrolled"] for r in rows], color="#3a9a5b", width=0.5, label="已参保")
+    ax.set_title("困难群众参保情况（目标 100%）")
+    ax.legend(fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right", fontsize=8)
+    save(fig, "hardship.png", "困难群众参保情况（subsidy 的统计）")
+
+    # 4. channel mix of the payments
+    mix = Counter(r["channel"] for r in ledger if r.get("ack_code") == "SUCCESS")
+    labels = {"mobile_app": "手机缴费", "bank_counter": "银行柜面", "pos": "POS", "village_cash": "村级代收", "withholding": "银行代扣"}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if mix:
+        ax.pie(list(mix.values()), labels=[f"{labels.get(k, k)} {v}" for k, v in mix.items()], autopct="%1.0f%%",
+               textprops={"fontsize": 8})
+    ax.set_title("缴费渠道（户数）")
+    save(fig, "channels.png", "缴费渠道")
+
+    # 5. notices sent, by kind and channel
+    fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(sent), 1) + 1.2))
+    items = sorted(sent.items(), key=lambda kv: kv[1])
+    ax.barh([k for k, _ in items] or ["（无）"], [v for _, v in items] or [0], color="#b5834a")
+    ax.set_title("已发送通知（渠道/类型）")
+    save(fig, "notices.png", "已发送通知（notices 的统计）")
+
+    yuan = lambda fen: "" if fen is None else f"{fen / 100:.2f}"  # noqa: E731
+    cells = "".join(
+        f"<tr><td>{h.escape(r['township'])}</td><td>{r['task']}</td><td>{r['paid_persons']}</td><td>{r['rate_percent']}%</td>"
+        f"<td>{r['scoring_enrolled']}</td><td>{r['hardship_enrolled']}/{r['hardship_persons']}</td>"
+        f"<td>{r.get('rank') or ''}</td><td>{r.get('score') or ''}</td><td>{yuan(r.get('fund_fen'))}</td>"
+        f"<td>{h.escape('、'.join(r.get('awards') or []))}</td></tr>" for r in rows)
+    checks = "".join(f"<li><b>{'PASS' if i['passed'] else 'FAIL'}</b> {h.escape(i['name'])} ({i['checked']})</li>" for i in inv)
+    evals = "".join(f"<li>{h.escape(str(e.get('name')))}（第 {e.get('version')} 版，截至 {e.get('as_of')}）："
+                    f"{'完整' if e.get('complete') else '不完整：' + h.escape('；'.join(e.get('missing') or []) or '有待县里决定的事项')}</li>"
+                    for e in evaluations)
+    figures = "".join(f'<figure><img class="chart" src="{n}" alt="{h.escape(c)}" style="max-width:100%">'
+                      f"<figcaption>{h.escape(c)}</figcaption></figure>" for n, c in charts)
     path = folder / "report.html"
     path.write_text(f"""<!doctype html><html lang="zh-CN"><meta charset="utf-8">
-<title>{county.name} {county.year} 模拟参保季</title>
-<body style="font-family:sans-serif;max-width:60em;margin:auto">
-<h1>{county.name} {county.year} 年度 模拟参保季</h1>
-<p>规模 {county.scale}，种子 {county.seed}，模拟 {len(days)} 天（{days[0]} 至 {days[-1]}）。</p>
-<img src="progress.png" alt="累计参保进度" style="width:100%">
-<table border="1" cellspacing="0" cellpadding="4"><tr><th>乡镇</th><th>模拟任务</th><th>已缴人数</th><th>参保率</th><th>评分计数</th></tr>{cells}</table>
-<h2>Invariants</h2><ul>{checks}</ul></body></html>""", encoding="utf-8")
+<title>{h.escape(county.name)} {county.year} 模拟参保季</title>
+<body style="font-family:sans-serif;max-width:64em;margin:auto">
+<h1>{h.escape(county.name)} {county.year} 年度 模拟参保季</h1>
+<p>规模 {county.scale}，种子 {county.seed}，模拟 {len(days)} 天（{days[0]} 至 {days[-1]}）。
+任务 = 印刷任务 × 规模；得分、名次、工作经费为 scoring 的年终考核。</p>
+{figures}
+<h2>乡镇</h2>
+<table border="1" cellspacing="0" cellpadding="4"><tr><th>乡镇</th><th>任务</th><th>已缴人数</th><th>参保率</th>
+<th>评分计数</th><th>困难群众</th><th>名次</th><th>得分</th><th>工作经费（元）</th><th>奖惩</th></tr>{cells}</table>
+<h2>考核</h2><ul>{evals or '<li>本县方案无年终考核</li>'}</ul>
+<h2>Invariants</h2><ul>{checks}</ul>
+{RENDER_PROBE}</body></html>""", encoding="utf-8")
     return path
 
 
@@ -880,6 +972,7 @@ def main(argv: list[str] | None = None) -> int:
         inv, reg_paid, cover = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout)
         t_check = time.monotonic()
         evaluations = assess(county, policy, s, secrets["tokens"]["county"], clock, a.seed)
+        sent = notices_sent(s)
     finally:
         s.stop()
         atexit.unregister(s.stop)
@@ -909,6 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
         "households": len(good), "persons": sum(h.persons for h in good),
         "bad_households": Counter(h.bad for h in county.households if h.bad),
         "channels": Counter(r["channel"] for r in ledger if r.get("ack_code") == "SUCCESS"),
+        "notices_sent": sent,
         "hardship": {"households": Counter(h.hardship for h in good if h.hardship),
                      "late_households": sum(1 for h in good if county.late(h)),
                      "persons": sum(r["hardship_persons"] for r in rows),
@@ -929,9 +1023,14 @@ def main(argv: list[str] | None = None) -> int:
     (out / "evaluations.json").write_text(json.dumps(evaluations, ensure_ascii=False, indent=1), encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     try:
-        html = write_html(county, out, rows, ledger, days, inv)
+        html = write_html(county, policy, out, rows, ledger, days, inv, evaluations, sent)
         print(f"report: {html}")
-    except Exception as e:  # noqa: BLE001 — the chart is a nicety; the summary and exit status are the result
+        from .report_check import check as check_report, chromium
+        if chromium():
+            seen = check_report(html)
+            print(f"report opened in headless Chromium: {seen['rendered']}/{seen['charts']} charts rendered "
+                  f"(screenshot {seen['screenshot']})")
+    except Exception as e:  # noqa: BLE001 — the charts are a nicety; the summary and exit status are the result
         print(f"(no HTML report: {e})", file=sys.stderr)
     print(f"summary: {out / 'summary.json'}  ({summary['wall_s']['total']} s)")
     return 0 if summary["passed"] else 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -67,6 +68,30 @@ def test_a_tiny_season_passes_every_invariant(infra, tmp_path):
     assert any(r["fund_fen"] for r in rows)  # 四、2: 工作经费 for townships that met their task
     assert summary["channels"]["mobile_app"] > len(ledger) / 2
     assert (out / "report.html").exists() and (out / "progress.png").stat().st_size > 10_000
+    # the report opens in headless Chromium and every chart renders (issue 14: progress, ranking,
+    # hardship coverage, channels, notices); the screenshot is kept in var/test-artefacts/
+    from tools.report_check import check, chromium
+    assert chromium(), "no Chromium: deploy/local.sh installs Debian's chromium package"
+    seen = check(out / "report.html")
+    assert seen["charts"] == 5 and seen["rendered"] == 5, seen
+    assert "东安县" in seen["title"] and "模拟参保季" in run.stdout + seen["title"]
+    artefacts = ROOT / "var" / "test-artefacts"
+    artefacts.mkdir(parents=True, exist_ok=True)
+    shutil.copy(seen["screenshot"], artefacts / "simulator-report.png")
+    assert (artefacts / "simulator-report.png").stat().st_size > 50_000
+    assert "charts rendered" in run.stdout
+
+
+def test_a_report_whose_chart_is_missing_is_caught(tmp_path):
+    """The browser check can fail: a report whose chart file is gone renders 0 of 1."""
+    from tools.report_check import check, chromium
+    assert chromium(), "no Chromium: deploy/local.sh installs Debian's chromium package"
+    page = tmp_path / "report.html"
+    from tools.report_check import RENDER_PROBE
+    page.write_text(f"""<!doctype html><html><title>t</title><body><img class="chart" src="gone.png">
+{RENDER_PROBE}</body></html>""", encoding="utf-8")
+    seen = check(page)
+    assert (seen["charts"], seen["rendered"]) == (1, 0)
 
 
 def test_the_same_seed_makes_the_same_county(tmp_path):
