@@ -56,6 +56,16 @@ BAD_KINDS = ("ID_CHECKSUM", "ID_BIRTH_DATE", "HEAD_REQUIRED", "UNKNOWN_VILLAGE")
 # (an amount or full coverage) are drawn; their issuer is the category's first source system.
 HARDSHIP = {"registered_poor": 0.040, "dibao_rural": 0.025, "dibao_urban": 0.005, "extreme_poverty": 0.030}
 LATE_IDENTITY = 0.10  # of hardship households, the identity takes effect after the cutoff (先缴后补)
+# Bank withholding (银行代扣, 002 六(二)): share of paying households (hardship ones excepted) that signed
+# a three-party agreement at the opening; the county runs a batch on these days (month, day) and a
+# retry batch of the insufficient balances a week later; the bank's result codes on the first try and
+# on the retry (docs/withholding.md). A household whose withholding failed for good pays by mobile app
+# three days after its town is told. All our assumption.
+WITHHOLDING_SHARE = 0.08
+WITHHOLDING_DAYS = ((10, 15), (11, 15), (12, 10))
+WITHHOLDING_RETRY_DAYS = 7
+WITHHOLDING_FIRST = {"00": 0.86, "51": 0.10, "62": 0.04}  # debited, insufficient balance, account closed
+WITHHOLDING_RETRY = {"00": 0.75, "51": 0.25}
 HEADERS = ["户编号", "乡镇", "村（社区）", "姓名", "身份证号码", "性别", "出生日期", "与户主关系", "人员类别", "联系电话"]
 SURNAMES = "蒋唐陈邓刘王李张周黄杨胡何罗谢曾彭吕蒋雷欧阳秦龙屈肖毛段"
 GIVEN = "建国志强秀英桂花德明丽思远琪春生小红洋水军华平芳玉兰海燕文武成林静波涛敏杰"
@@ -82,6 +92,7 @@ class Household:
     channel: str | None = None
     hardship: str | None = None  # the members' hardship category (困难群众身份), if any
     identity_from: str | None = None  # the day it takes effect (ISO date)
+    bank_results: list[str] = field(default_factory=list)  # withholding: the bank's code per attempt
 
     @property
     def persons(self) -> int:
@@ -281,6 +292,20 @@ def plan_season(county: County, seed: int) -> None:
             day = rng.choices(range(n_days), weights)[0]
             h.pays_on = (county.opens + timedelta(days=day)).isoformat()
             h.channel = rng.choices(list(CHANNELS), list(CHANNELS.values()))[0]
+    plan_withholding(county, seed)
+
+
+def plan_withholding(county: County, seed: int) -> None:
+    """Which paying households pay by bank withholding and what the bank answers each attempt (its
+    own random stream: the rest of the season does not change with these shares)."""
+    rng = random.Random(f"withholding:{seed}")
+    draw = lambda table: rng.choices(list(table), list(table.values()))[0]  # noqa: E731
+    for h in county.good():
+        if h.pays_on and not h.hardship and rng.random() < WITHHOLDING_SHARE:
+            h.channel = "withholding"
+            h.bank_results = [draw(WITHHOLDING_FIRST)]
+            if h.bank_results[0] == "51":
+                h.bank_results.append(draw(WITHHOLDING_RETRY))
 
 
 def sim_days(county: County, days: int | None) -> list[date]:
@@ -472,8 +497,92 @@ def pay(county: County, gw: GatewayClient, h: Household, clock: Clock) -> dict:
             "receipt_no": body.get("receipt_no")}
 
 
+BANK_MESSAGES = {"51": "余额不足", "62": "账户已销户", "96": "系统故障"}
+
+
+class Withholding:
+    """The county's withholding round as its staff and the bank play it (docs/withholding.md):
+    agreements signed at the opening, one batch on the first simulated day on or after
+    WITHHOLDING_DAYS[0], a retry batch of the insufficient balances WITHHOLDING_RETRY_DAYS later, the
+    bank's signed result files. A household whose withholding failed for good pays by mobile app
+    three days later (when a simulated day is left)."""
+
+    def __init__(self, county: County, s: Suite, token: str, bank: GatewayClient, bank_id: str, clock: Clock,
+                 days: list[date]):
+        self.county, self.bank, self.bank_id, self.clock = county, bank, bank_id, clock
+        self.staff = StaffClient(s.url("payments"), token)
+        self.households = {h.no: h for h in county.good() if h.channel == "withholding"}
+        first = date(county.opens.year, *WITHHOLDING_DAYS[0])
+        self.batch_on = next((d for d in days if d >= first), None)
+        self.retry_on = next((d for d in days if self.batch_on and d >= self.batch_on + timedelta(days=WITHHOLDING_RETRY_DAYS)), None)
+        self.batches: list[dict] = []  # {batch_no, attempt, expected: {no: code}, got: [household_no...]}
+        self.fallback: list[Household] = []  # failed for good: they pay by themselves
+
+    def sign(self) -> None:
+        """Township staff register each three-party agreement (委托代缴(扣)三方协议)."""
+        rng = random.Random(f"accounts:{self.county.seed}")
+        for h in self.households.values():
+            r = self.staff.post(f"/v1/counties/{self.county.code}/withholding/agreements", {
+                "household_no": h.no, "year": self.county.year, "bank": self.bank_id,
+                "account_no": f"6222{rng.randrange(10**12):012d}", "account_name": h.members[0].name,
+                "signed_on": self.county.opens.isoformat()})
+            r.raise_for_status()
+
+    def on(self, day: date) -> list[dict]:
+        """The day's withholding work; returns the ledger rows of the households debited."""
+        if not self.households:
+            return []
+        if day == self.county.opens:
+            self.sign()
+        if day == self.batch_on:
+            return self.run(0, {no: h.bank_results[0] for no, h in self.households.items()}, None)
+        if day == self.retry_on and self.batches:
+            first = self.batches[0]
+            again = {no: self.households[no].bank_results[1] for no, code in first["expected"].items() if code == "51"}
+            if again:
+                return self.run(1, again, first["batch_no"])
+        return []
+
+    def run(self, attempt: int, expected: dict[str, str], retry_of: str | None) -> list[dict]:
+        c, y = self.county.code, self.county.year
+        r = self.staff.post(f"/v1/counties/{c}/withholding/batches",
+                            {"bank": self.bank_id, "year": y, **({"retry_of": retry_of} if retry_of else {})})
+        r.raise_for_status()
+        batch = r.json()
+        self.staff.get(f"/v1/counties/{c}/withholding/batches/{batch['batch_no']}/file").raise_for_status()  # to the bank
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["batch_no", "line_no", "order_no", "amount_fen", "result_code", "bank_txn_id", "debited_at", "message"])
+        now = self.clock.now().isoformat()
+        rows, failed = [], []
+        for line in batch["lines"]:
+            code = expected.get(line["household_no"], "00")
+            ok = code == "00"
+            txn = uuid.uuid4().hex[:16] if ok else ""
+            w.writerow([batch["batch_no"], line["line_no"], line["order_no"], line["amount_fen"], code, txn,
+                        now if ok else "", BANK_MESSAGES.get(code, "")])
+            h = self.households[line["household_no"]]
+            if ok:
+                rows.append({"household_no": h.no, "township": h.township, "village": h.village, "persons": h.persons,
+                             "channel": "withholding", "paid_at": now, "quote_status": None, "due_fen": self.county.due_fen(h),
+                             "hardship": "", "order_no": line["order_no"], "amount_fen": line["amount_fen"],
+                             "transaction_id": txn, "ack_code": "SUCCESS", "duplicate": False,
+                             "batch_no": batch["batch_no"]})
+            elif code == "62" or attempt == 1 or self.retry_on is None:
+                failed.append(h)
+        res = self.bank.withholding_results(batch["batch_no"], out.getvalue())
+        if res.status_code != 200:
+            raise RuntimeError(f"result file of {batch['batch_no']} refused: {res.status_code} {res.text[:300]}")
+        self.batches.append({"batch_no": batch["batch_no"], "attempt": attempt, "expected": expected,
+                             "got": [l["household_no"] for l in batch["lines"]]})
+        for h in failed:  # the town urges them; they pay by themselves three days later
+            h.channel, h.pays_on = "mobile_app", (self.clock.now().date() + timedelta(days=3)).isoformat()
+            self.fallback.append(h)
+        return rows
+
+
 def play(county: County, s: Suite, clock: Clock, days: list[date], secrets: dict, threads: int,
-         progress: bool = True) -> list[dict]:
+         progress: bool = True) -> tuple[list[dict], Withholding]:
     gw_id = next(g for g, (kind, *_rest) in Suite.GATEWAYS.items() if kind == "bank")
     local = threading.local()
 
@@ -484,8 +593,10 @@ def play(county: County, s: Suite, clock: Clock, days: list[date], secrets: dict
 
     todo: dict[date, list[Household]] = defaultdict(list)
     for h in county.good():
-        if h.pays_on:
+        if h.pays_on and h.channel != "withholding":
             todo[pay_day(h, days)].append(h)
+    bank = GatewayClient(s.url("payments"), gw_id, secrets["gateways"][gw_id], now=clock.now, county=county.code)
+    withholding = Withholding(county, s, secrets["tokens"]["county"], bank, gw_id, clock, days)
     late = sorted((h for h in county.good() if county.late(h)), key=lambda h: h.identity_from)
     ledger: list[dict] = []
     from tqdm import tqdm
@@ -497,9 +608,14 @@ def play(county: County, s: Suite, clock: Clock, days: list[date], secrets: dict
             if granted:  # identities granted during the season, published on (or after) their day
                 publish_identities(county, s, granted)
                 late = late[len(granted):]
+            ledger += withholding.on(day)
+            for h in withholding.fallback:  # failed for good: paying by themselves on a later day, if one is left
+                if (later := next((d for d in days if d >= date.fromisoformat(h.pays_on)), None)) is not None:
+                    todo[later].append(h)
+            withholding.fallback = []
             ledger += list(pool.map(lambda h: pay(county, gateway(), h, clock), todo[day]))
             bar.set_postfix_str(f"{day:%m-%d} paid {sum(1 for r in ledger if r.get('ack_code') == 'SUCCESS')} households")
-    return ledger
+    return ledger, withholding
 
 
 # ---- settling and checking ------------------------------------------------------------------------------------
@@ -529,7 +645,7 @@ def settle(county: County, s: Suite, ledger: list[dict], timeout: float) -> tupl
 
 
 def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: dict, table: dict,
-          days: list[date], timeout: float) -> tuple[list[dict], dict]:
+          days: list[date], timeout: float, withholding: "Withholding | None" = None) -> tuple[list[dict], dict, dict]:
     """The invariants, against the ledger (what the gateway paid). Returns them and registry's paid counts."""
     token = secrets["tokens"]["county"]
     registry, payments, notices = (StaffClient(s.url(x), token) for x in ("registry", "payments", "notices"))
@@ -620,6 +736,21 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
         want = 1 if h.no in paid else 0
         return None if n == want else f"{h.no}: {n} receipt notices, {want} expected"
     add("one receipt notice per paid household (none for the others)", per_household(receipt, good, timeout), len(good))
+
+    # bank withholding (002 六(二)): each batch took exactly the households expected, and its failures
+    # went back to their towns with their reasons (the returns list)
+    wh_fails: list[str] = []
+    reasons = {"51": "INSUFFICIENT_BALANCE", "62": "ACCOUNT_CLOSED", "96": "BANK_ERROR"}
+    for b in (withholding.batches if withholding else []):
+        if sorted(b["got"]) != sorted(b["expected"]):
+            wh_fails.append(f"{b['batch_no']}: took {len(b['got'])} households, {len(b['expected'])} expected")
+        back = payments.get(f"/v1/counties/{c}/withholding/batches/{b['batch_no']}/returns").json().get("lines", [])
+        got_back = sorted((x["household_no"], x["reason"]) for x in back)
+        want_back = sorted((no, reasons[code]) for no, code in b["expected"].items() if code != "00")
+        if got_back != want_back:
+            wh_fails.append(f"{b['batch_no']}: returns {got_back[:3]}… expected {want_back[:3]}…")
+    add("withholding batches took the households expected and returned each failure to its town with its reason",
+        wh_fails, len(withholding.batches) if withholding else 0)
 
     # 先缴后补 (001 六): each member of a paid household whose identity took effect after the cutoff
     # gets one reimbursement claim of the category's subsidy, nobody else one
@@ -942,7 +1073,7 @@ def main(argv: list[str] | None = None) -> int:
     days = sim_days(county, a.days)
     (out / "plan.json").write_text(json.dumps({"seed": a.seed, "scale": a.scale, "households": [
         {"no": h.no, "township": h.township, "persons": h.persons, "bad": h.bad, "pays_on": h.pays_on, "channel": h.channel,
-         "hardship": h.hardship, "identity_from": h.identity_from}
+         "hardship": h.hardship, "identity_from": h.identity_from, "bank_results": h.bank_results}
         for h in county.households]}, ensure_ascii=False, indent=0), encoding="utf-8")
     good = county.good()
     print(f"{county.name}: {len(good)} households, {sum(h.persons for h in good)} persons in {len(county.tasks)} townships "
@@ -966,10 +1097,10 @@ def main(argv: list[str] | None = None) -> int:
             publish_identities(county, s, early)
             wait_for_identities(county, s, secrets["tokens"]["county"], sum(h.persons for h in early), a.settle_timeout)
         t_import = time.monotonic()
-        ledger = play(county, s, clock, days, secrets, a.threads, progress=not a.no_progress)
+        ledger, withholding = play(county, s, clock, days, secrets, a.threads, progress=not a.no_progress)
         t_play = time.monotonic()
         table, settle_s = settle(county, s, ledger, a.settle_timeout)
-        inv, reg_paid, cover = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout)
+        inv, reg_paid, cover = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout, withholding)
         t_check = time.monotonic()
         evaluations = assess(county, policy, s, secrets["tokens"]["county"], clock, a.seed)
         sent = notices_sent(s)
@@ -991,7 +1122,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(county, rows, inv, evaluations)
     with open(out / "ledger.csv", "w", newline="", encoding="utf-8") as f:
         fields = ["household_no", "township", "village", "persons", "hardship", "channel", "paid_at", "order_no",
-                  "due_fen", "amount_fen",
+                  "batch_no", "due_fen", "amount_fen",
                   "transaction_id", "receipt_no", "ack_status", "ack_code", "duplicate", "quote_status", "quoted_fen", "error"]
         w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()
@@ -1003,6 +1134,9 @@ def main(argv: list[str] | None = None) -> int:
         "bad_households": Counter(h.bad for h in county.households if h.bad),
         "channels": Counter(r["channel"] for r in ledger if r.get("ack_code") == "SUCCESS"),
         "notices_sent": sent,
+        "withholding": {"households": len(withholding.households),
+                        "batches": [{"batch_no": b["batch_no"], "attempt": b["attempt"], "lines": len(b["got"]),
+                                     "results": Counter(b["expected"].values())} for b in withholding.batches]},
         "hardship": {"households": Counter(h.hardship for h in good if h.hardship),
                      "late_households": sum(1 for h in good if county.late(h)),
                      "persons": sum(r["hardship_persons"] for r in rows),
