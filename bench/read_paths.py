@@ -238,6 +238,10 @@ def main(argv=None) -> int:
                                       "s": round(time.perf_counter() - t, 2),
                                       "audited": r.json().get("audited") if r.status_code == 200 else None}
         print(f"a day's statement of {len(statement)} lines imported in {report['statement_import']['s']} s", flush=True)
+        # the statement's audits reach registry and the others: the paths are timed once they are quiet again
+        quiet_s, busy = wait_quiet(amqp_url, mongo_url, ns, timeout=3600)
+        report["statement_import"].update({"consumers_caught_up_s": round(quiet_s, 1), "busy": busy})
+        print(f"consumers caught up {quiet_s:.0f}s after the statement", flush=True)
         rdb = client[f"{ns}_registry_{c}"]
         ids = [f"{county.year}:{h.no}" for h in rng.sample(good, min(len(good), args.requests))]
         it = iter(ids * 2)
