@@ -47,7 +47,9 @@ from .suite import SERVICES, Suite, delete_bus, free_port_block
 # alone, but a hukou household keeps members who live and work elsewhere, so it is larger; mean 3.04.
 HOUSEHOLD_SIZES = {1: 0.15, 2: 0.24, 3: 0.25, 4: 0.20, 5: 0.10, 6: 0.06}
 # Channel mix of the households that pay (003 reports > 90 % online): mobile app, bank counter, POS.
-CHANNELS = {"mobile_app": 0.85, "bank_counter": 0.10, "pos": 0.05}
+CHANNELS = {"mobile_app": 0.80, "bank_counter": 0.10, "pos": 0.05, "village_cash": 0.05}
+# village_cash: cash to the village's collector (村级代收), who signs for it with a receipt book's
+# sheet and remits it; one collector gateway per township, for its villages
 NEVER_PAY = (0.03, 0.07)  # per township, the share of households that never pay (rates end near 95 %)
 BAD_KINDS = ("ID_CHECKSUM", "ID_BIRTH_DATE", "HEAD_REQUIRED", "UNKNOWN_VILLAGE")
 # Hardship identities (困难群众), drawn per household (a dibao or registered-poor identity is granted to
@@ -111,6 +113,7 @@ class County:
     standard_fen: int
     tasks: dict[str, int]  # township → synthetic task (printed task × scale, at least 1)
     households: list[Household] = field(default_factory=list)
+    villages: dict[str, list[str]] = field(default_factory=dict)  # township → its villages
     subsidy_fen: dict[str, int] = field(default_factory=dict)  # category → subsidy per person (policy year)
     issuer: dict[str, str] = field(default_factory=dict)  # category → the source system that grants it
     new_after: date | None = None  # identities taking effect after this day: pay in full, then claim
@@ -159,6 +162,7 @@ def build_county(policy: PolicyYear, scale: float, seed: int, bad_rate: float = 
     used: set[str] = set()
     for ti, t in enumerate(policy.townships):
         villages = list(t.villages) or [f"{t.name}村"]
+        county.villages[t.name] = villages
         left, i = county.tasks[t.name], 0
         while left > 0:
             size = min(left, rng.choices(list(HOUSEHOLD_SIZES), list(HOUSEHOLD_SIZES.values()))[0])
@@ -308,6 +312,10 @@ def plan_withholding(county: County, seed: int) -> None:
                 h.bank_results.append(draw(WITHHOLDING_RETRY))
 
 
+def collector_id(county: County, township: str) -> str:
+    return f"collector-{list(county.tasks).index(township):02d}"
+
+
 def sim_days(county: County, days: int | None) -> list[date]:
     """Every window day, or `days` of them spread evenly (first and last included)."""
     n = (county.closes - county.opens).days + 1
@@ -371,6 +379,9 @@ def start_suite(county: County, clock_file: Path, web_workers: int, policy_file:
     base = free_port_block()
     suite_cls = type("SimSuite", (Suite,), {"COUNTY": county.code})  # the staff tokens name this county
     policy_env = {"POLICY_DIR": str(policy_file.parent), "POLICY_FILE": str(policy_file)} if policy_file else {}
+    suite_cls.GATEWAYS = {**Suite.GATEWAYS, **{  # the township's village collector (村级代收员) for its villages
+        collector_id(county, t): ("village_collector", ["village_cash"], [], [f"{t}/{v}" for v in villages])
+        for t, villages in county.villages.items()}}
     s = suite_cls(namespace="sim" + uuid.uuid4().hex[:8], web_base_port=base, worker_base_port=base + 10,
                   extra_env={"CLOCK_FILE": str(clock_file), "CLOCK_NOW": "", "LOG_LEVEL": "WARNING",
                              "SCORES_CACHE_S": "0", "SUITE_COUNTIES": county.code, **policy_env},
@@ -488,7 +499,10 @@ def pay(county: County, gw: GatewayClient, h: Household, clock: Clock) -> dict:
     order = o.json()
     txn = uuid.uuid4().hex[:20]
     proof = {"bank_counter": {"branch": "东安支行", "voucher_no": txn[:12]},
-             "pos": {"terminal_id": "T" + txn[:8], "slip_no": txn[8:16]}}.get(h.channel)
+             "pos": {"terminal_id": "T" + txn[:8], "slip_no": txn[8:16]},
+             "village_cash": {"collector_id": collector_id(county, h.township), "collector_name": f"{h.village}代收员",
+                              "receipt_book_no": f"湘{int(txn[:6], 16) % 10**7:07d}", "receipt_sheet_no": txn[6:8]},
+             }.get(h.channel)
     ack = (gw.notify_with_proof(order["order_no"], order["amount_fen"], proof, transaction_id=txn, paid_at=clock.now())
            if proof else gw.notify(order["order_no"], order["amount_fen"], transaction_id=txn, paid_at=clock.now()))
     body = ack.json() if ack.headers.get("Content-Type", "").startswith("application/json") else {}
@@ -586,10 +600,13 @@ def play(county: County, s: Suite, clock: Clock, days: list[date], secrets: dict
     gw_id = next(g for g, (kind, *_rest) in Suite.GATEWAYS.items() if kind == "bank")
     local = threading.local()
 
-    def gateway() -> GatewayClient:
-        if not hasattr(local, "gw"):
-            local.gw = GatewayClient(s.url("payments"), gw_id, secrets["gateways"][gw_id], now=clock.now, county=county.code)
-        return local.gw
+    def gateway(h: Household) -> GatewayClient:
+        """The bank's client, or the township's village collector's for cash (one of each per thread)."""
+        gid = collector_id(county, h.township) if h.channel == "village_cash" else gw_id
+        clients = local.__dict__.setdefault("clients", {})
+        if gid not in clients:
+            clients[gid] = GatewayClient(s.url("payments"), gid, secrets["gateways"][gid], now=clock.now, county=county.code)
+        return clients[gid]
 
     todo: dict[date, list[Household]] = defaultdict(list)
     for h in county.good():
@@ -613,7 +630,7 @@ def play(county: County, s: Suite, clock: Clock, days: list[date], secrets: dict
                 if (later := next((d for d in days if d >= date.fromisoformat(h.pays_on)), None)) is not None:
                     todo[later].append(h)
             withholding.fallback = []
-            ledger += list(pool.map(lambda h: pay(county, gateway(), h, clock), todo[day]))
+            ledger += list(pool.map(lambda h: pay(county, gateway(h), h, clock), todo[day]))
             bar.set_postfix_str(f"{day:%m-%d} paid {sum(1 for r in ledger if r.get('ack_code') == 'SUCCESS')} households")
     return ledger, withholding
 
@@ -751,6 +768,23 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
             wh_fails.append(f"{b['batch_no']}: returns {got_back[:3]}… expected {want_back[:3]}…")
     add("withholding batches took the households expected and returned each failure to its town with its reason",
         wh_fails, len(withholding.batches) if withholding else 0)
+
+    # remittances (解款, 001 七(四): every 3 days): per period, the households, the contributions per channel
+    # and the subsidies the departments pay in directly equal the ledger's
+    rem = payments.get(f"/v1/counties/{c}/remittances", params={"year": y}).json().get("periods", [])
+    rem_fails = []
+    for p in rem:
+        mine = [r for r in paid.values() if p["period_start"] <= r["paid_at"][:10] <= p["period_end"]]
+        by_channel: Counter = Counter()
+        for r in mine:
+            by_channel[r["channel"]] += r["amount_fen"]
+        want = (len(mine), sum(r["amount_fen"] for r in mine),
+                sum(r["persons"] * county.standard_fen - r["amount_fen"] for r in mine), {k: v for k, v in by_channel.items() if v})
+        got = (p["households"], p["amount_fen"], p["subsidy_fen"], p["by_channel"])
+        if got != want:
+            rem_fails.append(f"{p['period_start']}…{p['period_end']}: payments {got} ledger {want}")
+    add("remittances (解款) per 3-day period equal the ledger: households, contributions per channel, subsidies",
+        rem_fails, len(rem))
 
     # 先缴后补 (001 六): each member of a paid household whose identity took effect after the cutoff
     # gets one reimbursement claim of the category's subsidy, nobody else one
