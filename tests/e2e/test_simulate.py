@@ -77,6 +77,9 @@ def test_a_tiny_season_passes_every_invariant(infra, tmp_path):
     twice = next(no for no, h in plan.items() if h["bank_results"] == ["51", "51"])
     assert [r["channel"] for r in ledger if r["household_no"] == twice] == ["mobile_app"]
     assert summary["channels"]["mobile_app"] > len(ledger) / 2
+    # village collectors (村级代收) took cash with a receipt sheet, and it is remitted with the rest
+    assert summary["channels"]["village_cash"] == 4
+    assert any("remittances" in i["name"] and i["passed"] and i["checked"] > 0 for i in summary["invariants"])
     assert (out / "report.html").exists() and (out / "progress.png").stat().st_size > 10_000
     # the report opens in headless Chromium and every chart renders (issue 14: progress, ranking,
     # hardship coverage, channels, notices); the screenshot is kept in var/test-artefacts/
