@@ -939,6 +939,33 @@ def print_report(county: County, rows: list[dict], inv: list[dict], evaluations:
             print(f"        {f}", file=out)
 
 
+def peak_memory_mb(s: Suite) -> dict[str, float]:
+    """Each suite process's peak resident memory so far (VmHWM; a web role sums its gunicorn master
+    and workers), read before the suite stops; and the simulator's own."""
+    import resource
+
+    def hwm(pid: int) -> float:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    out: dict[str, float] = {}
+    for f in sorted(s.run_dir.glob("*.pid")):
+        try:
+            pid = int(f.read_text().strip())
+        except ValueError:
+            continue
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        kids = [int(x) for x in children.read_text().split()] if children.exists() else []
+        out[f.stem] = round(hwm(pid) + sum(hwm(k) for k in kids), 1)
+    out["simulator"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
 def notices_sent(s: Suite) -> dict[str, int]:
     """Notices the suite's channels accepted, by channel and kind (`channel/kind`), from the notices
     worker's own metrics (notices_sent_total), read before the suite stops."""
@@ -1138,6 +1165,7 @@ def main(argv: list[str] | None = None) -> int:
         t_check = time.monotonic()
         evaluations = assess(county, policy, s, secrets["tokens"]["county"], clock, a.seed)
         sent = notices_sent(s)
+        memory = peak_memory_mb(s)
     finally:
         s.stop()
         atexit.unregister(s.stop)
@@ -1168,6 +1196,7 @@ def main(argv: list[str] | None = None) -> int:
         "bad_households": Counter(h.bad for h in county.households if h.bad),
         "channels": Counter(r["channel"] for r in ledger if r.get("ack_code") == "SUCCESS"),
         "notices_sent": sent,
+        "peak_rss_mb": memory,
         "withholding": {"households": len(withholding.households),
                         "batches": [{"batch_no": b["batch_no"], "attempt": b["attempt"], "lines": len(b["got"]),
                                      "results": Counter(b["expected"].values())} for b in withholding.batches]},
@@ -1200,7 +1229,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"(screenshot {seen['screenshot']})")
     except Exception as e:  # noqa: BLE001 — the charts are a nicety; the summary and exit status are the result
         print(f"(no HTML report: {e})", file=sys.stderr)
-    print(f"summary: {out / 'summary.json'}  ({summary['wall_s']['total']} s)")
+    print(f"summary: {out / 'summary.json'}  ({summary['wall_s']['total']} s; peak memory "
+          f"{max(v for k, v in memory.items() if k != 'simulator'):.0f} MB in one suite process, "
+          f"{memory['simulator']:.0f} MB in the simulator)")
     return 0 if summary["passed"] else 1
 
 
