@@ -147,10 +147,10 @@ class CountPoller(threading.Thread):
     particular order, so the latency to scoring is the FIFO approximation: the k-th notification sent
     against the moment the count reached k."""
 
-    def __init__(self, mongo_url: str, db: str, key: str, start: int):
+    def __init__(self, mongo_url: str, db: str, key: str, before: int):
         super().__init__(daemon=True)
         self.coll = MongoClient(mongo_url)[db]["progress"]
-        self.key, self.start = key, start
+        self.key, self.before = key, before  # (not `start`: that is Thread.start)
         self.reached: list[float] = []  # reached[k-1]: when the count first was >= k
         self.stopping = threading.Event()
 
@@ -158,7 +158,7 @@ class CountPoller(threading.Thread):
         while not self.stopping.is_set():
             doc = self.coll.find_one({"_id": self.key}, {"households": 1}) or {}
             now = time.time()
-            while len(self.reached) < int(doc.get("households", 0)) - self.start:
+            while len(self.reached) < int(doc.get("households", 0)) - self.before:
                 self.reached.append(now)
             self.stopping.wait(0.05)
 

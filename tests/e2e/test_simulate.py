@@ -38,8 +38,8 @@ def test_a_tiny_season_passes_every_invariant(infra, tmp_path):
         mine = [r for r in ledger if r["township"] == row["township"]]
         assert row["paid_persons"] == sum(int(r["persons"]) for r in mine) == row["scoring_enrolled"] == row["registry_paid"]
         assert row["paid_households"] == len(mine)
-    assert totals["task"] == sum(r["task"] for r in rows) == summary["persons"]
-    assert 85 <= 100 * totals["paid_persons"] / totals["task"] <= 100
+    assert totals["task"] == sum(r["task"] for r in rows) < summary["persons"]  # the task is below the population
+    assert 85 <= 100 * totals["paid_persons"] / totals["task"] <= 105
     # 001 三: 250 yuan a person; 001 六: 建档立卡贫困人口 and 低保对象 pay 120 (130 subsidised), 特困供养人员
     # nothing, by the identity in force; one that takes effect after 2019-10-01 pays in full (全额缴费、先缴后补)
     plan = {h["no"]: h for h in json.loads((out / "plan.json").read_text(encoding="utf-8"))["households"]}
@@ -68,17 +68,17 @@ def test_a_tiny_season_passes_every_invariant(infra, tmp_path):
     assert any(r["fund_fen"] for r in rows)  # 四、2: 工作经费 for townships that met their task
 
     # bank withholding (002 六(二)1-3): one batch, the insufficient balances retried, and a household that
-    # failed twice paying by itself later; seed 9 draws 5 debits, 2 insufficient-then-debited, 1 twice insufficient
+    # failed twice paying by itself later; seed 9 draws 6 debits, 2 insufficient-then-debited, 1 twice insufficient
     wh = summary["withholding"]
     assert [(b["attempt"], b["lines"], b["results"]) for b in wh["batches"]] == [
-        (0, 8, {"00": 5, "51": 3}), (1, 3, {"00": 2, "51": 1})]
+        (0, 9, {"00": 6, "51": 3}), (1, 3, {"00": 2, "51": 1})]
     debited = [r for r in ledger if r["channel"] == "withholding"]
-    assert len(debited) == 7 and {r["batch_no"] for r in debited} == {b["batch_no"] for b in wh["batches"]}
+    assert len(debited) == 8 and {r["batch_no"] for r in debited} == {b["batch_no"] for b in wh["batches"]}
     twice = next(no for no, h in plan.items() if h["bank_results"] == ["51", "51"])
     assert [r["channel"] for r in ledger if r["household_no"] == twice] == ["mobile_app"]
     assert summary["channels"]["mobile_app"] > len(ledger) / 2
     # village collectors (村级代收) took cash with a receipt sheet, and it is remitted with the rest
-    assert summary["channels"]["village_cash"] == 4
+    assert summary["channels"]["village_cash"] == 5
     assert any("remittances" in i["name"] and i["passed"] and i["checked"] > 0 for i in summary["invariants"])
     assert (out / "report.html").exists() and (out / "progress.png").stat().st_size > 10_000
     # the report opens in headless Chromium and every chart renders (issue 14: progress, ranking,
