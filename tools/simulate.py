@@ -1028,14 +1028,14 @@ def write_html(county: County, policy: PolicyYear, folder: Path, rows: list[dict
         ax.plot(days, series, label=r["township"], linewidth=1.2)
     target = policy.target_rate_percent or 95
     ax.axhline(target, color="grey", linestyle="--", linewidth=0.8)
-    ax.annotate(f"目标 {target}%", (days[0], target), textcoords="offset points", xytext=(2, 3), fontsize=8)
+    ax.annotate(f"目标 {target}%", (days[len(days) // 2], target), textcoords="offset points", xytext=(2, 3), fontsize=8)
     for st in ((policy.raw or {}).get("assessment") or {}).get("stages") or []:
         at = datetime.fromisoformat(st["deadline"]).date()
         ax.plot([at], [st["share_percent"]], marker="v", color="black")
         ax.annotate(st.get("name", ""), (at, st["share_percent"]), textcoords="offset points", xytext=(3, 3), fontsize=7)
     ax.set_ylabel("参保率 %（已缴人数 / 任务）")
     ax.set_title(f"{county.name} {county.year} 年度 累计参保进度（模拟，规模 {county.scale}，种子 {county.seed}）")
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.legend(fontsize=7, ncol=2, loc="lower right")  # the curves rise from the lower left: that corner stays empty
     fig.autofmt_xdate()
     save(fig, "progress.png", "累计参保进度（各乡镇，虚线为目标参保率，三角为阶段目标）")
 
