@@ -239,7 +239,6 @@ class Publisher:
                 sent += 1
         except Exception as e:  # noqa: BLE001 — what was sent may still be confirmed below
             error = e
-            first = self._tag - sent + 1
         confirmed = 0
         if sent:
             waiting = first

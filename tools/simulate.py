@@ -364,7 +364,7 @@ def scaled_catalogue(county: County, policy_path: Path, folder: Path) -> Path:
     scoring's rates, ranks, scores and work funds are those of the county the simulator made.
     Returns the simulated year's file."""
     folder.mkdir(parents=True, exist_ok=True)
-    for f in [*(ROOT / "policies").iterdir(), *policy_path.parent.iterdir()]:
+    for f in [f for folder in dict.fromkeys([ROOT / "policies", policy_path.parent]) for f in folder.iterdir()]:
         if f.is_file():
             shutil.copy(f, folder / f.name)
     raw = json.loads(policy_path.read_text(encoding="utf-8"))

@@ -15,12 +15,10 @@ from datetime import datetime
 
 from shared.clock import iso
 from pymongo import UpdateOne
-from pymongo.errors import DuplicateKeyError
 
-from shared.aggregate import StaleVersion
-from shared.store import Count, count_many, count_once
+from shared.store import Count, count_many, count_once, keep_newest
 
-from ..domain.progress import Standing, counted_increments, days_from, shanghai_day, standing_as_of
+from ..domain.progress import Standing, counted_increments, coverage_order, days_from, shanghai_day, standing_as_of
 
 PROGRESS = "progress"
 DAYS = "progress_days"  # {_id: "<year>:<township>:<day>", entries: [{fact, at, persons, households, village}]}
@@ -125,26 +123,12 @@ class ProgressRepository:
             if doc is None or doc["as_of"] < as_of:
                 self.db["accuracy"].replace_one({"_id": key}, {"_id": key, "as_of": as_of, **r}, upsert=True)
 
-    def store_coverage(self, p: dict, attempts: int = 5) -> None:
+    def store_coverage(self, p: dict) -> None:
         """Hardship coverage per township and category (subsidy's figures): the newest wins, by the
-        version of subsidy's counter they were read at (domain.progress.newer_coverage), written
-        with a compare-and-set so two workers cannot put an older figure over a newer one."""
-        from ..domain.progress import newer_coverage
+        version of subsidy's counter they were read at (domain.progress.coverage_order), in one
+        atomic write (shared.store.keep_newest)."""
         key = f"{p['year']}:{p['township']}:{p['category']}"
-        for _ in range(attempts):
-            doc = self.db["coverage"].find_one({"_id": key})
-            if doc is not None and not newer_coverage(p, doc):
-                return
-            if doc is None:
-                try:
-                    self.db["coverage"].insert_one({"_id": key, **p, "w": 1})
-                    return
-                except DuplicateKeyError:
-                    continue
-            if self.db["coverage"].replace_one({"_id": key, "w": doc.get("w")},
-                                               {"_id": key, **p, "w": (doc.get("w") or 0) + 1}).matched_count:
-                return
-        raise StaleVersion(f"coverage {key} kept changing")
+        keep_newest(self.db["coverage"], key, p, coverage_order(p))
 
     def coverage(self, year: int, townships: list[str], category: str) -> dict[str, dict]:
         out = {}

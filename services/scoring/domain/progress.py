@@ -167,12 +167,10 @@ def village_table(listed: tuple[str, ...], standing: Standing) -> list[tuple[int
     return ranked(rows, key=lambda r: (-r.enrolled_persons, r.village))
 
 
-def newer_coverage(new: dict, old: dict) -> bool:
-    """Whether subsidy's coverage figures `new` replace `old` (subsidy.coverage.changed): the higher
-    counter version wins; figures without one (published before versions) fall back to the later
-    `as_of`. Equal versions are the same figures."""
-    if new.get("version") is not None and old.get("version") is not None:
-        return new["version"] > old["version"]
-    if new.get("version") is not None:  # the first versioned figures replace unversioned ones
-        return new["as_of"] >= old["as_of"]
-    return old.get("version") is None and new["as_of"] > old["as_of"]
+def coverage_order(figures: dict) -> str:
+    """The order of subsidy's coverage figures (subsidy.coverage.changed) for newest-wins: the change
+    number of subsidy's counter they were read at; figures published before versions existed order
+    by their `as_of` and below every versioned one ("a…" < "v…")."""
+    if figures.get("version") is not None:
+        return f"v{figures['version']:015d}"
+    return f"a{figures['as_of']}"
