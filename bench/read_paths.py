@@ -151,7 +151,9 @@ def main(argv=None) -> int:
         if len(set(known.values())) != 1:  # every consumer's read model must have every household
             raise SystemExit(f"read models incomplete after the import: {known}")
 
-        payers = rng.sample(good, max(1, int(len(good) * args.paid)))
+        twins = {m.id_number for h in good for m in h.members if m.lost}  # duplicates left open: quotes refused
+        free = [h for h in good if not any(m.id_number in twins for m in h.members)]
+        payers = rng.sample(free, max(1, int(len(free) * args.paid)))
 
         def pay(h) -> dict | None:
             g = gateway()

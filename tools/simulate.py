@@ -72,6 +72,26 @@ WITHHOLDING_DAYS = ((10, 15), (11, 15), (12, 10))
 WITHHOLDING_RETRY_DAYS = 7
 WITHHOLDING_FIRST = {"00": 0.86, "51": 0.10, "62": 0.04}  # debited, insufficient balance, account closed
 WITHHOLDING_RETRY = {"00": 0.75, "51": 0.25}
+# The season's other cases (each its own random stream; at least one of each in a run, so a small run
+# walks every path), all our assumption:
+# - 职工医保: of the non-head members aged 18-59 of households without a hardship identity, the share
+#   insured as employees (002 二: 已参加城镇职工基本医疗保险的不参加); the county imports their list
+#   before the rosters, and the import leaves them out;
+# - 多地重复参保: households (two or more members, no hardship identity) whose non-head member is also
+#   listed, as a child, in a household of another township; the county resolves each case on the opening
+#   day and the person stays where they live (either one, drawn);
+# - identities revoked (退出低保、脱贫……) during the season, before the household pays: of the hardship
+#   households whose identity was in force before the season; they are then charged in full;
+# - newborns (新生儿, 001 五: 出生28天内办理) in households that paid: born one to five days after the
+#   payment, registered (出生异动) on the next simulated day, approved for mid-year enrolment (中途参保)
+#   and paid for by mobile app that day (补缴, docs/supplementary-payments.md);
+# - reversals (冲正): bank-gateway payments the bank reverses on the next simulated day (15:00); payments
+#   then sends the household to its township office (no second payment through the gateway).
+EMPLOYEE_INSURED = 0.02
+DUPLICATES = 0.005
+REVOKED = 0.10
+NEWBORNS = 0.01
+REVERSALS = 0.005
 HEADERS = ["户编号", "乡镇", "村（社区）", "姓名", "身份证号码", "性别", "出生日期", "与户主关系", "人员类别", "联系电话"]
 SURNAMES = "蒋唐陈邓刘王李张周黄杨胡何罗谢曾彭吕蒋雷欧阳秦龙屈肖毛段"
 GIVEN = "建国志强秀英桂花德明丽思远琪春生小红洋水军华平芳玉兰海燕文武成林静波涛敏杰"
@@ -84,6 +104,8 @@ class Person:
     sex: str  # M | F
     birth: str  # YYYY-MM-DD; "" when the row leaves it out
     relation: str
+    excluded: bool = False  # insured as an employee (职工医保): left out by the import
+    lost: bool = False  # a duplicate the county's resolution moved out of this household
 
 
 @dataclass
@@ -99,10 +121,19 @@ class Household:
     hardship: str | None = None  # the members' hardship category (困难群众身份), if any
     identity_from: str | None = None  # the day it takes effect (ISO date)
     bank_results: list[str] = field(default_factory=list)  # withholding: the bank's code per attempt
+    revoked_on: str | None = None  # the identity is revoked (effective) on this day, before the household pays
+    newborn: Person | None = None  # a baby born after the household paid (中途参保)
+    newborn_on: str | None = None  # the simulated day the birth is registered and paid for
+    reverse_on: str | None = None  # the simulated day the bank reverses the household's payment (冲正)
+
+    @property
+    def covered(self) -> list[Person]:
+        """The members the household pays for: the roster's, less employees and duplicates moved out."""
+        return [m for m in self.members if not m.excluded and not m.lost]
 
     @property
     def persons(self) -> int:
-        return len(self.members)
+        return len(self.covered)
 
 
 @dataclass
@@ -129,11 +160,16 @@ class County:
         """先缴后补 (001 六): the household's identity took effect after the cutoff."""
         return bool(h.hardship and self.new_after and date.fromisoformat(h.identity_from) > self.new_after)
 
+    def holds(self, h: Household) -> bool:
+        """The household holds its hardship identity when it pays (not revoked before)."""
+        return bool(h.hardship) and not h.revoked_on
+
     def due_fen(self, h: Household) -> int:
         """What the household is charged (001 六: 税务部门将依据缴费人当前身份进行征收): the standard per
         member, less the subsidy of an identity in force before the cutoff (the simulator publishes
-        those before the season opens); a later identity is charged in full and reimbursed."""
-        if not h.hardship or self.late(h):
+        those before the season opens); a later identity is charged in full and reimbursed, a revoked
+        one in full."""
+        if not self.holds(h) or self.late(h):
             return h.persons * self.standard_fen
         return h.persons * (self.standard_fen - self.subsidy_fen[h.hardship])
 
@@ -181,8 +217,84 @@ def build_county(policy: PolicyYear, scale: float, seed: int, bad_rate: float = 
                 i += 1
     hardship_rules(county, policy)
     assign_hardship(county, seed)
+    plan_roster_cases(county, seed)
     plan_season(county, seed)
+    plan_season_cases(county, seed)
     return county
+
+
+def pick(rng: random.Random, pool: list, share: float) -> list:
+    """`share` of `pool`, at least one when the pool has any (a small run still walks the path)."""
+    return rng.sample(pool, min(len(pool), max(1, round(share * len(pool))))) if pool else []
+
+
+def plan_roster_cases(county: County, seed: int) -> None:
+    """Employees (职工医保) and cross-township duplicates (多地重复参保) in the rosters."""
+    rng = random.Random(f"roster-cases:{seed}")
+    plain = [h for h in county.good() if not h.hardship]
+    ref = date(county.opens.year, county.opens.month, county.opens.day)
+    workers = [m for h in plain for m in h.members[1:]
+               if m.birth and 18 <= (ref - date.fromisoformat(m.birth)).days // 365 <= 59]
+    for m in pick(rng, workers, EMPLOYEE_INSURED):
+        m.excluded = True
+    pairs = [h for h in plain if len(h.covered) >= 2]
+    for a in pick(rng, pairs, DUPLICATES):
+        others = [h for h in plain if h.township != a.township]
+        if not others:
+            break
+        b = rng.choice(others)
+        m = next(m for m in a.members[1:] if not m.excluded)
+        twin = Person(m.name, m.id_number, m.sex, m.birth, "子女")
+        b.members.append(twin)
+        (m if rng.random() < 0.5 else twin).lost = True  # where the county's resolution moves them out of
+
+
+def plan_season_cases(county: County, seed: int) -> None:
+    """Revocations, newborns and reversals (who; the days follow from the simulated days, in play)."""
+    rng = random.Random(f"season-cases:{seed}")
+    late_enough = (county.opens + timedelta(days=20)).isoformat()
+    early_enough = (county.closes - timedelta(days=30)).isoformat()
+    holders = [h for h in county.good() if h.hardship and h.hardship != "registered_poor" and not county.late(h)
+               and h.pays_on and h.pays_on >= late_enough]  # 建档立卡: 脱贫不脱政策, kept through the year
+    for h in pick(rng, holders, REVOKED):
+        h.revoked_on = h.pays_on  # at the latest; play moves it to the simulated day before the payment
+    payers = [h for h in county.good() if h.pays_on and not h.hardship and h.pays_on <= early_enough
+              and h.channel in ("mobile_app", "bank_counter", "pos")]
+    used = {m.id_number for h in county.households for m in h.members}
+    for h in pick(rng, payers, NEWBORNS):
+        born = date.fromisoformat(h.pays_on) + timedelta(days=rng.randint(1, 5))
+        sex = rng.choice("MF")
+        while (id_number := make_id(born, rng.randrange(500), sex, region=county.code)) in used:
+            pass
+        used.add(id_number)
+        h.newborn = Person(h.members[0].name[0] + rng.choice(GIVEN) + rng.choice(GIVEN), id_number, sex,
+                           born.isoformat(), "子女")
+    for h in pick(rng, [h for h in payers if not h.newborn], REVERSALS):
+        h.reverse_on = h.pays_on  # planned; schedule_cases picks the day
+
+
+def schedule_cases(county: County, days: list[date]) -> None:
+    """The simulated days of the season's cases: a revocation on the last simulated day before the
+    household pays, a newborn registered and paid for on the first simulated day after its birth (at
+    most 28 days after: 001 五), a reversal on the first simulated day after the payment. A case
+    with no such day does not happen in this run."""
+    for h in county.good():
+        if not h.pays_on:
+            continue
+        paid = pay_day(h, days)
+        if h.revoked_on:
+            before = [d for d in days if d < paid]
+            h.revoked_on = before[-1].isoformat() if before else None
+        if h.newborn:
+            born = date.fromisoformat(h.newborn.birth)
+            on = next((d for d in days if d > max(born, paid)), None)
+            if on is None or (on - born).days > 28:
+                h.newborn = None
+            else:
+                h.newborn_on = on.isoformat()
+        if h.reverse_on:
+            on = next((d for d in days if d > paid), None)
+            h.reverse_on = on.isoformat() if on else None
 
 
 def hardship_rules(county: County, policy: PolicyYear) -> None:
@@ -446,21 +558,63 @@ def import_rosters(county: County, s: Suite, staff: StaffClient, paths: dict[str
     return done
 
 
-def identity_updates(county: County, households: list[Household], namespace: str) -> list[dict]:
-    """docs/identity-feed.md's messages granting each member of these households its identity."""
-    return [{"county": county.code, "id_number": m.id_number, "category": h.hardship, "action": "grant",
-             "effective_date": h.identity_from, "source_system": county.issuer[h.hardship],
-             "source_ref": f"{namespace}:{h.no}:{i}"} for h in households for i, m in enumerate(h.members)]
+def exclude_employees(county: County, staff: StaffClient) -> int:
+    """County staff import the employee-insurance list (职工医保参保名单) before the rosters."""
+    ids = [m.id_number for h in county.good() for m in h.members if m.excluded]
+    for i in range(0, len(ids), 10_000):
+        staff.post(f"/v1/counties/{county.code}/exclusions",
+                   {"year": county.year, "id_numbers": ids[i:i + 10_000], "source": "模拟：社保局职工医保参保名单"}
+                   ).raise_for_status()
+    return len(ids)
 
 
-def publish_identities(county: County, s: Suite, households: list[Household]) -> int:
+def resolve_duplicates(county: County, staff: StaffClient) -> list[dict]:
+    """County staff resolve each cross-township case the import opened (多地重复参保): the person
+    stays in the household the simulator says they live in. Returns the cases as resolved."""
+    homes: dict[tuple[str, str], str] = {}  # (household, household) → the one that keeps the person
+    ids: dict[tuple[str, str], str] = {}
+    by_id: dict[str, list[tuple[Household, Person]]] = defaultdict(list)
+    for h in county.good():
+        for m in h.members:
+            by_id[m.id_number].append((h, m))
+    for id_number, held in by_id.items():
+        if len(held) == 2:
+            pair = tuple(sorted(h.no for h, _ in held))
+            homes[pair] = next(h.no for h, m in held if not m.lost)
+            ids[pair] = id_number
+    cases = staff.get(f"/v1/counties/{county.code}/duplicates", params={"status": "open"}).json().get("duplicates", [])
+    out = []
+    for case in cases:
+        pair = tuple(sorted([case["kept"]["household_no"], *(o["household_no"] for o in case["others"])]))
+        if pair not in homes:
+            continue
+        home = homes[pair]
+        body = {"id_number": ids[pair], "note": "模拟：本人常住户保留，另一户移出",
+                **({"keep": "current"} if case["kept"]["household_no"] == home else {"keep": "other", "household_no": home})}
+        r = staff.post(f"/v1/counties/{county.code}/duplicates/{county.year}/resolution", body)
+        r.raise_for_status()
+        out.append({**r.json(), "home": home, "pair": list(pair)})
+    return out
+
+
+def identity_updates(county: County, households: list[Household], namespace: str, action: str = "grant") -> list[dict]:
+    """docs/identity-feed.md's messages granting each member of these households its identity (or
+    revoking it, on the household's `revoked_on`)."""
+    on = (lambda h: h.identity_from) if action == "grant" else (lambda h: h.revoked_on)
+    return [{"county": county.code, "id_number": m.id_number, "category": h.hardship, "action": action,
+             "effective_date": on(h), "source_system": county.issuer[h.hardship],
+             "source_ref": f"{namespace}:{h.no}:{i}" + ("" if action == "grant" else f":{action}")}
+            for h in households for i, m in enumerate(h.covered)]
+
+
+def publish_identities(county: County, s: Suite, households: list[Household], action: str = "grant") -> int:
     """Publish the identities over RabbitMQ, each issuer as its own broker user (as the departments'
     systems do); returns how many updates went out."""
     import os
     from .clients import IdentityFeedClient
     amqp = {**_local_env(), **os.environ}.get("AMQP_URL", "amqp://127.0.0.1:5672/%2F")
     by_issuer: dict[str, list[dict]] = defaultdict(list)
-    for u in identity_updates(county, households, s.namespace):
+    for u in identity_updates(county, households, s.namespace, action):
         by_issuer[u["source_system"]].append(u)
     for issuer, updates in by_issuer.items():
         IdentityFeedClient(amqp, issuer, s.namespace, ROOT / "var" / "secrets").publish(updates)
@@ -491,7 +645,7 @@ def pay(county: County, gw: GatewayClient, h: Household, clock: Clock) -> dict:
         if (q.status_code == 200 and q.json()["total_fen"] == due) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    row = {"household_no": h.no, "township": h.township, "village": h.village, "persons": h.persons,
+    row = {"household_no": h.no, "township": h.township, "village": h.village, "persons": h.persons, "kind": "payment",
            "channel": h.channel, "paid_at": clock.now().isoformat(), "quote_status": q.status_code,
            "due_fen": due, "hardship": h.hardship or ""}
     if q.status_code != 200:
@@ -582,7 +736,7 @@ class Withholding:
             h = self.households[line["household_no"]]
             if ok:
                 rows.append({"household_no": h.no, "township": h.township, "village": h.village, "persons": h.persons,
-                             "channel": "withholding", "paid_at": now, "quote_status": None, "due_fen": self.county.due_fen(h),
+                             "kind": "payment", "channel": "withholding", "paid_at": now, "quote_status": None, "due_fen": self.county.due_fen(h),
                              "hardship": "", "order_no": line["order_no"], "amount_fen": line["amount_fen"],
                              "transaction_id": txn, "ack_code": "SUCCESS", "duplicate": False,
                              "batch_no": batch["batch_no"]})
@@ -599,8 +753,93 @@ class Withholding:
         return rows
 
 
+class SeasonCases:
+    """What the county's staff, the tax bureau and the bank do around the day's payments: births
+    registered and paid for (补缴), the bank's reversals (冲正) at 15:00, the tax bureau's audit of the
+    collectors' cash at 16:00 (缴款审核, 3 working days at most), the bank's statement of the day at
+    22:00 (对账单, docs/reconciliation.md: it audits every payment it matches)."""
+
+    def __init__(self, county: County, s: Suite, secrets: dict, bank: GatewayClient, clock: Clock):
+        self.county, self.bank, self.clock = county, bank, clock
+        token = secrets["tokens"]["county"]
+        self.registry = StaffClient(s.url("registry"), token)
+        self.tax = StaffClient(s.url("payments"), secrets["tokens"]["tax-bureau"])
+        self.statements: list[dict] = []  # {date, lines, balanced, audited, problems}
+        self.audits: list[dict] = []  # {household_no, status}
+        self.reversals: list[dict] = []  # {household_no, order_no, status, code, revokes_enrolment}
+        self.births: list[dict] = []  # {household_no, registered, decision, ...ledger row}
+
+    def registry_paid(self, h: Household, timeout: float = 60) -> None:
+        """Registry has recorded the household's payment (events lag behind the gateway's reply)."""
+        path = f"/v1/counties/{self.county.code}/households/{self.county.year}/{h.no}"
+        deadline = time.monotonic() + timeout
+        while self.registry.get(path).json().get("status") not in ("paid", "confirmed") and time.monotonic() < deadline:
+            time.sleep(0.3)
+
+    def newborn(self, h: Household, gw: GatewayClient) -> dict:
+        """Township staff register the birth (出生异动), the county approves the newborn's mid-year
+        enrolment (中途参保: within 28 days of birth), the family pays the supplement by mobile app."""
+        c, y, m = self.county.code, self.county.year, h.newborn
+        self.registry_paid(h)
+        r = self.registry.post(f"/v1/counties/{c}/households/{y}/{h.no}/changes", {
+            "kind": "birth", "reason": "模拟：新生儿出生登记",
+            "member": {"id_number": m.id_number, "name": m.name, "relation": "子女", "sex": m.sex, "birth_date": m.birth}})
+        row = {"household_no": h.no, "township": h.township, "village": h.village, "persons": 1, "kind": "supplement",
+               "channel": "mobile_app", "paid_at": self.clock.now().isoformat(), "due_fen": self.county.standard_fen,
+               "hardship": "", "birth_status": r.status_code}
+        if r.status_code != 200:
+            return {**row, "error": r.text[:300]}
+        d = self.registry.post(f"/v1/counties/{c}/mid-year/decisions", {"id_number": m.id_number, "year": y})
+        row["decision"] = (d.json() or {}).get("code") if d.headers.get("Content-Type", "").startswith("application/json") else None
+        if d.status_code != 201:
+            return {**row, "error": d.text[:300]}
+        q = gw.quote(h.no, y, consistency_token=d.json()["consistency_token"], wait=30)
+        row["quote_status"] = q.status_code
+        if q.status_code != 200:
+            return {**row, "error": q.text[:300]}
+        row["quoted_fen"] = q.json()["total_fen"]
+        o = gw.order(h.no, y, channel="mobile_app")
+        if o.status_code not in (200, 201):
+            return {**row, "error": o.text[:300]}
+        order, txn = o.json(), uuid.uuid4().hex[:20]
+        ack = gw.notify(order["order_no"], order["amount_fen"], transaction_id=txn, paid_at=self.clock.now())
+        body = ack.json() if ack.headers.get("Content-Type", "").startswith("application/json") else {}
+        return {**row, "order_no": order["order_no"], "amount_fen": order["amount_fen"], "transaction_id": txn,
+                "ack_status": ack.status_code, "ack_code": body.get("code"), "duplicate": bool(body.get("duplicate")),
+                "receipt_no": body.get("receipt_no")}
+
+    def reverse(self, h: Household, row: dict) -> None:
+        """The bank reverses the household's payment (冲正, the whole order)."""
+        self.registry_paid(h)
+        r = self.bank.reverse(row["order_no"], row["transaction_id"], row["amount_fen"], reversal_id=f"R{row['order_no']}")
+        body = r.json() if r.headers.get("Content-Type", "").startswith("application/json") else {}
+        self.reversals.append({"household_no": h.no, "order_no": row["order_no"], "status": r.status_code,
+                               "code": body.get("code"), "revokes_enrolment": body.get("revokes_enrolment")})
+        if r.status_code == 200 and body.get("code") == "SUCCESS":
+            row["reversed_at"] = self.clock.now().isoformat()
+
+    def audit(self, rows: list[dict]) -> None:
+        """The tax bureau audits the day's cash taken by the village collectors (缴款审核)."""
+        c, y = self.county.code, self.county.year
+        for r in rows:
+            got = self.tax.post(f"/v1/counties/{c}/payments/{y}/{r['household_no']}/audit", {})
+            self.audits.append({"household_no": r["household_no"], "status": got.status_code,
+                                "payment_status": got.json().get("status") if got.status_code == 200 else got.text[:200]})
+
+    def statement(self, day: date, rows: list[dict]) -> None:
+        """The bank's statement of the day: every order it took that day, reversed ones included."""
+        lines = [{"order_no": r["order_no"], "transaction_id": r["transaction_id"], "amount_fen": r["amount_fen"]}
+                 for r in rows]
+        got = self.bank.statement(day.isoformat(), lines, timeout=60)
+        body = got.json() if got.status_code == 200 else {}
+        self.statements.append({"date": day.isoformat(), "lines": len(lines), "status": got.status_code,
+                                "balanced": body.get("balanced"), "audited": body.get("audited"),
+                                "problems": {k: body.get(k) for k in ("missing_on_platform", "missing_on_statement",
+                                                                     "amount_mismatch", "transaction_mismatch") if body.get(k)}})
+
+
 def play(county: County, s: Suite, clock: Clock, days: list[date], secrets: dict, threads: int,
-         progress: bool = True) -> tuple[list[dict], Withholding]:
+         progress: bool = True) -> tuple[list[dict], Withholding, SeasonCases]:
     gw_id = next(g for g, (kind, *_rest) in Suite.GATEWAYS.items() if kind == "bank")
     local = threading.local()
 
@@ -616,35 +855,59 @@ def play(county: County, s: Suite, clock: Clock, days: list[date], secrets: dict
     for h in county.good():
         if h.pays_on and h.channel != "withholding":
             todo[pay_day(h, days)].append(h)
+    on_day = lambda attr: {d: [h for h in county.good() if getattr(h, attr) == d.isoformat()] for d in days}  # noqa: E731
+    revokes, births, reversals = on_day("revoked_on"), on_day("newborn_on"), on_day("reverse_on")
     bank = GatewayClient(s.url("payments"), gw_id, secrets["gateways"][gw_id], now=clock.now, county=county.code)
     withholding = Withholding(county, s, secrets["tokens"]["county"], bank, gw_id, clock, days)
+    cases = SeasonCases(county, s, secrets, bank, clock)
     late = sorted((h for h in county.good() if county.late(h)), key=lambda h: h.identity_from)
     ledger: list[dict] = []
+    first = {}  # household → its (first) payment's ledger row
     from tqdm import tqdm
     bar = tqdm(days, desc="season", unit="day", disable=not progress, file=sys.stderr)
     with ThreadPoolExecutor(threads) as pool:
         for day in bar:
-            clock.move(datetime.combine(day, dtime(10, 0), SHANGHAI))
+            at = lambda hour: datetime.combine(day, dtime(hour, 0), SHANGHAI)  # noqa: E731
+            clock.move(at(10))
             granted = [h for h in late if date.fromisoformat(h.identity_from) <= day]
             if granted:  # identities granted during the season, published on (or after) their day
                 publish_identities(county, s, granted)
                 late = late[len(granted):]
-            ledger += withholding.on(day)
+            if revokes[day]:  # identities withdrawn (退出低保、特困): published on their day
+                publish_identities(county, s, revokes[day], action="revoke")
+            rows = withholding.on(day)
             for h in withholding.fallback:  # failed for good: paying by themselves on a later day, if one is left
                 if (later := next((d for d in days if d >= date.fromisoformat(h.pays_on)), None)) is not None:
                     todo[later].append(h)
             withholding.fallback = []
-            ledger += list(pool.map(lambda h: pay(county, gateway(h), h, clock), todo[day]))
+            rows += list(pool.map(lambda h: pay(county, gateway(h), h, clock), todo[day]))
+            rows += [cases.newborn(h, gateway(h)) for h in births[day]]
+            ledger += rows
+            first.update({r["household_no"]: r for r in rows if r.get("kind", "payment") == "payment"})
+            if reversals[day]:
+                clock.move(at(15))
+                for h in reversals[day]:
+                    cases.reverse(h, first[h.no])
+            ok = [r for r in rows if r.get("ack_code") == "SUCCESS"]
+            clock.move(at(16))
+            cases.audit([r for r in ok if r["channel"] == "village_cash"])
+            clock.move(at(22))
+            if (banked := [r for r in ok if r["channel"] != "village_cash"]):
+                cases.statement(day, banked)
             bar.set_postfix_str(f"{day:%m-%d} paid {sum(1 for r in ledger if r.get('ack_code') == 'SUCCESS')} households")
-    return ledger, withholding
+    return ledger, withholding, cases
 
 
 # ---- settling and checking ------------------------------------------------------------------------------------
+def counted(ledger: list[dict]) -> list[dict]:
+    """The ledger's payments that stand: acknowledged and not reversed (supplements included)."""
+    return [r for r in ledger if r.get("ack_code") == "SUCCESS" and not r.get("reversed_at")]
+
+
 def paid_by_township(ledger: list[dict]) -> dict[str, int]:
     out: Counter = Counter()
-    for r in ledger:
-        if r.get("ack_code") == "SUCCESS":
-            out[r["township"]] += r["persons"]
+    for r in counted(ledger):
+        out[r["township"]] += r["persons"]
     return dict(out)
 
 
@@ -666,12 +929,16 @@ def settle(county: County, s: Suite, ledger: list[dict], timeout: float) -> tupl
 
 
 def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: dict, table: dict,
-          days: list[date], timeout: float, withholding: "Withholding | None" = None) -> tuple[list[dict], dict, dict]:
+          days: list[date], timeout: float, withholding: "Withholding | None" = None,
+          cases: "SeasonCases | None" = None, duplicates: list[dict] | None = None) -> tuple[list[dict], dict, dict]:
     """The invariants, against the ledger (what the gateway paid). Returns them and registry's paid counts."""
     token = secrets["tokens"]["county"]
     registry, payments, notices = (StaffClient(s.url(x), token) for x in ("registry", "payments", "notices"))
     c, y = county.code, county.year
-    paid = {r["household_no"]: r for r in ledger if r.get("ack_code") == "SUCCESS"}
+    ok = [r for r in ledger if r.get("ack_code") == "SUCCESS"]
+    firsts = {r["household_no"]: r for r in ok if r.get("kind", "payment") == "payment"}  # reversed ones too
+    paid = {no: r for no, r in firsts.items() if not r.get("reversed_at")}  # enrolled by their payment
+    supplements = {r["household_no"]: r for r in ok if r.get("kind") == "supplement"}
     inv = []
 
     def add(name: str, failures: list, total: int) -> None:
@@ -679,15 +946,33 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
 
     bad = [h for h in county.households if h.bad]
     problems = [f"{t}: rejected {d['counts'].get('households_rejected')} created {d['counts'].get('households_created')}"
+                f" employees left out {d['counts'].get('persons_excluded')}"
                 for t, d in imports.items()
                 if d["status"] != "done"
                 or d["counts"].get("households_rejected") != sum(1 for h in bad if h.township == t)
-                or d["counts"].get("households_created") != sum(1 for h in county.good() if h.township == t)]
-    add("roster import refused exactly the bad households", problems, len(imports))
+                or d["counts"].get("households_created") != sum(1 for h in county.good() if h.township == t)
+                or d["counts"].get("persons_excluded", 0) != sum(1 for h in county.good() if h.township == t
+                                                                  for m in h.members if m.excluded)]
+    flagged = sum(d["counts"].get("persons_duplicate", 0) for d in imports.values())
+    twins = sum(1 for h in county.good() for m in h.members if m.lost)
+    if flagged != twins:
+        problems.append(f"the imports flagged {flagged} persons listed in another township's household, {twins} expected")
+    add("roster import refused exactly the bad households, left out the employees (职工医保) and flagged the "
+        "cross-township duplicates", problems, len(imports))
+
+    dup_fails = [f"{d['pair']}: kept {d.get('kept', {}).get('household_no')}, lives in {d['home']}"
+                 for d in duplicates or [] if d.get("status") != "resolved" or d.get("kept", {}).get("household_no") != d["home"]]
+    if len(duplicates or []) != twins:
+        dup_fails.append(f"{len(duplicates or [])} cases resolved, {twins} expected")
+    still_open = registry.get(f"/v1/counties/{c}/duplicates", params={"status": "open"}).json().get("duplicates", [])
+    dup_fails += [f"still open: {d['kept']['household_no']} {[o['household_no'] for o in d['others']]}" for d in still_open]
+    add("every cross-township duplicate (多地重复参保) resolved to the household the person lives in, none left open",
+        dup_fails, twins)
 
     add("every payment acknowledged once (SUCCESS, not a duplicate), charged by the identity in force "
         "(persons × standard, less the subsidy of an identity from before the cutoff)",
-        [f"{r['household_no']}: {r.get('ack_code')} {r.get('amount_fen')} (due {r['due_fen']})" for r in ledger
+        [f"{r['household_no']} ({r.get('kind', 'payment')}): {r.get('ack_code')} {r.get('amount_fen')} (due {r['due_fen']})"
+         f"{' ' + r['error'][:200] if r.get('error') else ''}" for r in ledger
          if r.get("ack_code") != "SUCCESS" or r.get("duplicate") or r.get("amount_fen") != r["due_fen"]], len(ledger))
 
     def per_household(fn, hhs, settle_s):
@@ -701,16 +986,27 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
             time.sleep(1)
 
     def money(h):
-        log = payments.get(f"/v1/counties/{c}/money-log", params={"ref": f"{y}:{h.no}"}).json().get("entries", [])
-        confirmed = [e for e in log if e["action"] == "confirmed"]
-        twice = [e for e in log if e["action"] == "paid_twice"]
-        if h.no in paid and (len(confirmed) != 1 or confirmed[0]["amount_fen"] != paid[h.no]["amount_fen"] or twice):
+        def log(ref):
+            return payments.get(f"/v1/counties/{c}/money-log", params={"ref": ref}).json().get("entries", [])
+        entries = log(f"{y}:{h.no}")
+        confirmed = [e for e in entries if e["action"] == "confirmed"]
+        twice = [e for e in entries if e["action"] == "paid_twice"]
+        if h.no in firsts and (len(confirmed) != 1 or confirmed[0]["amount_fen"] != firsts[h.no]["amount_fen"] or twice):
             return f"{h.no}: {len(confirmed)} confirmed, {len(twice)} paid twice"
-        if h.no not in paid and confirmed:
+        if h.no not in firsts and confirmed:
             return f"{h.no}: confirmed but never paid"
+        if h.no in firsts and firsts[h.no].get("reversed_at"):
+            rev = [e for e in log(firsts[h.no]["order_no"]) if e["action"] == "reversed"]
+            if len(rev) != 1 or rev[0]["amount_fen"] != -firsts[h.no]["amount_fen"]:
+                return f"{h.no}: {len(rev)} reversals logged for {firsts[h.no]['order_no']}, 1 expected"
+        if h.no in supplements:
+            sup = [e for e in log(f"{y}:{h.no}:2") if e["action"] == "confirmed"]
+            if len(sup) != 1 or sup[0]["amount_fen"] != supplements[h.no]["amount_fen"]:
+                return f"{h.no}: supplement confirmed {len(sup)} times"
         return None
     good = county.good()
-    add("every payment confirmed exactly once (payments' money log)", per_household(money, good, timeout), len(good))
+    add("every payment and supplement (补缴) confirmed exactly once, every reversal (冲正) logged once (money log)",
+        per_household(money, good, timeout), len(good))
 
     statuses: dict[str, dict] = {}
 
@@ -718,13 +1014,20 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
         d = registry.get(f"/v1/counties/{c}/households/{y}/{h.no}").json()
         statuses[h.no] = d
         members = [m["status"] for m in d.get("members", [])]
-        if h.no in paid and (d.get("status") not in ("paid", "confirmed") or len(members) != h.persons
+        want = h.persons + (1 if h.no in supplements else 0)
+        if h.no in paid and (d.get("status") != "confirmed" or len(members) != want
                              or any(m not in ("paid", "confirmed") for m in members)):
-            return f"{h.no}: {d.get('status')} {members}"
-        if h.no not in paid and d.get("status") in ("paid", "confirmed"):
+            return f"{h.no}: {d.get('status')} {members} ({want} members paid and audited expected)"
+        if h.no in firsts and h.no not in paid and (d.get("status") != "revoked" or any(m != "registered" for m in members)):
+            return f"{h.no}: {d.get('status')} {members} after its payment was reversed"
+        if h.no not in firsts and d.get("status") in ("paid", "confirmed"):
             return f"{h.no}: enrolled without a payment"
+        if h.no not in firsts and len(members) != h.persons:
+            return f"{h.no}: {len(members)} members registered, {h.persons} expected"
         return None
-    add("every paid household enrolled in registry (and no unpaid one)", per_household(enrolled, good, timeout), len(good))
+    add("every paid household enrolled and audited (已审核) in registry with its members (employees and duplicates "
+        "moved out left out, newborns in), every reversed one revoked, no unpaid one enrolled",
+        per_household(enrolled, good, timeout), len(good))
 
     def refused(h):
         r = registry.get(f"/v1/counties/{c}/households/{y}/{h.no}")
@@ -742,21 +1045,25 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
          if not (rows.get(t, {}).get("enrolled_persons") == reg_paid.get(t, 0) == ledger_paid.get(t, 0))], len(county.tasks))
 
     cumulative, fails, by_day = 0, [], Counter()
-    for r in paid.values():
+    for r in ok:  # counted on the day paid, taken out on the day reversed (payments' clock then)
         by_day[r["paid_at"][:10]] += r["persons"]
+        if r.get("reversed_at"):
+            by_day[r["reversed_at"][:10]] -= r["persons"]
     for day in days:
         cumulative += by_day[day.isoformat()]
         got = progress(county, s, datetime.combine(day, dtime(23, 59, 59), SHANGHAI))["enrolled_total"]
         if got != cumulative:
             fails.append(f"{day}: scoring {got} ledger {cumulative}")
-    add("scoring's progress as of each simulated day equals the ledger's (dated by paid_at)", fails, len(days))
+    add("scoring's progress as of each simulated day equals the ledger's (dated by paid_at, reversals by their time)",
+        fails, len(days))
 
     def receipt(h):
         got = notices.get(f"/v1/counties/{c}/households/{y}/{h.no}/notices").json().get("notices", [])
         n = sum(1 for x in got if x["kind"] == "receipt")
-        want = 1 if h.no in paid else 0
+        want = (1 if h.no in firsts else 0) + (1 if h.no in supplements else 0)
         return None if n == want else f"{h.no}: {n} receipt notices, {want} expected"
-    add("one receipt notice per paid household (none for the others)", per_household(receipt, good, timeout), len(good))
+    add("one receipt notice per payment and per supplement (none for households that did not pay)",
+        per_household(receipt, good, timeout), len(good))
 
     # bank withholding (002 六(二)): each batch took exactly the households expected, and its failures
     # went back to their towns with their reasons (the returns list)
@@ -778,11 +1085,11 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
     rem = payments.get(f"/v1/counties/{c}/remittances", params={"year": y}).json().get("periods", [])
     rem_fails = []
     for p in rem:
-        mine = [r for r in paid.values() if p["period_start"] <= r["paid_at"][:10] <= p["period_end"]]
+        mine = [r for r in counted(ledger) if p["period_start"] <= r["paid_at"][:10] <= p["period_end"]]
         by_channel: Counter = Counter()
         for r in mine:
             by_channel[r["channel"]] += r["amount_fen"]
-        want = (len(mine), sum(r["amount_fen"] for r in mine),
+        want = (sum(1 for r in mine if r.get("kind", "payment") == "payment"), sum(r["amount_fen"] for r in mine),
                 sum(r["persons"] * county.standard_fen - r["amount_fen"] for r in mine), {k: v for k, v in by_channel.items() if v})
         got = (p["households"], p["amount_fen"], p["subsidy_fen"], p["by_channel"])
         if got != want:
@@ -811,7 +1118,7 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
     # hardship coverage (001 六: 以上所有困难群众必须确保100%参保), per township, against the simulator's own
     want_cov: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for h in good:
-        if h.hardship:
+        if county.holds(h):
             want_cov[h.township][0] += h.persons
             want_cov[h.township][1] += h.persons if h.no in paid else 0
     deadline = time.monotonic() + timeout
@@ -829,6 +1136,31 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
         time.sleep(1)
     add("subsidy's hardship coverage (persons, enrolled) equals the simulator's, per township", cov_fails, len(want_cov))
     coverage_rows = {t: tuple(v) for t, v in got_cov.items()}
+
+    # the season's other cases: reversals acknowledged (冲正), newborns registered, approved and paid (补缴)
+    case_fails = [f"reversal of {x['household_no']}: {x['status']} {x['code']} revokes_enrolment={x['revokes_enrolment']}"
+                  for x in (cases.reversals if cases else []) if x["code"] != "SUCCESS" or not x["revokes_enrolment"]]
+    case_fails += [f"newborn of {r['household_no']}: birth {r.get('birth_status')}, decision {r.get('decision')}"
+                   for r in ledger if r.get("kind") == "supplement" and r.get("decision") != "NEWBORN_28_DAYS"]
+    planned = (sum(1 for h in good if h.reverse_on), sum(1 for h in good if h.newborn_on))
+    done = (len(cases.reversals) if cases else 0, sum(1 for r in ledger if r.get("kind") == "supplement"))
+    if planned != done:
+        case_fails.append(f"reversals, newborns: {done} done, {planned} planned")
+    add("every reversal (冲正) took the household's enrolment back; every newborn was approved within 28 days "
+        "(NEWBORN_28_DAYS) and paid for", case_fails, sum(planned))
+
+    # audits (缴款审核, 3 working days): the bank's statement of each day balanced and audited every payment it
+    # matched; the tax bureau audited each collector's cash; nothing is overdue at the end
+    audit_fails = [f"{x['date']}: {x['lines']} lines, HTTP {x['status']}, balanced={x['balanced']}, audited {x['audited']} "
+                   f"{x['problems']}" for x in (cases.statements if cases else [])
+                   if x["status"] != 200 or not x["balanced"] or x["audited"] != x["lines"]]
+    audit_fails += [f"tax audit of {x['household_no']}: {x['status']} {x['payment_status']}"
+                    for x in (cases.audits if cases else []) if x["status"] != 200 or x["payment_status"] != "audited"]
+    overdue = payments.get(f"/v1/counties/{c}/audits/overdue", params={"year": y}).json().get("overdue", [])
+    audit_fails += [f"overdue: {x['household_no']} paid {x['paid_day']}, due {x['audit_due']}" for x in overdue]
+    add("every day's bank statement (对账单) balanced and audited its payments, the collectors' cash audited by the "
+        "tax bureau, none overdue (3 working days)", audit_fails,
+        (len(cases.statements) + len(cases.audits)) if cases else 0)
 
     letters = []
     for svc in SERVICES:
@@ -895,7 +1227,7 @@ def township_rows(county: County, ledger: list[dict], table: dict, reg_paid: dic
         hh = [h for h in county.good() if h.township == t]
         out.append({"township": t, "task": task, "households": len(hh), "persons": sum(h.persons for h in hh),
                     "bad_households": sum(1 for h in county.households if h.township == t and h.bad),
-                    "paid_households": sum(1 for r in ledger if r["township"] == t and r.get("ack_code") == "SUCCESS"),
+                    "paid_households": sum(1 for r in counted(ledger) if r["township"] == t and r.get("kind", "payment") == "payment"),
                     "paid_persons": paid.get(t, 0), "registry_paid": reg_paid.get(t, 0),
                     "scoring_enrolled": scoring.get(t, {}).get("enrolled_persons"),
                     "printed_task": scoring.get(t, {}).get("task"),
@@ -1021,6 +1353,8 @@ def write_html(county: County, policy: PolicyYear, folder: Path, rows: list[dict
         for x in ledger:
             if x["township"] == r["township"] and x.get("ack_code") == "SUCCESS":
                 by_day[x["paid_at"][:10]] += x["persons"]
+                if x.get("reversed_at"):
+                    by_day[x["reversed_at"][:10]] -= x["persons"]
         total, series = 0, []
         for d in days:
             total += by_day[d.isoformat()]
@@ -1136,9 +1470,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     paths = write_rosters(county, out / "roster")
     days = sim_days(county, a.days)
+    schedule_cases(county, days)
     (out / "plan.json").write_text(json.dumps({"seed": a.seed, "scale": a.scale, "households": [
         {"no": h.no, "township": h.township, "persons": h.persons, "bad": h.bad, "pays_on": h.pays_on, "channel": h.channel,
-         "hardship": h.hardship, "identity_from": h.identity_from, "bank_results": h.bank_results}
+         "hardship": h.hardship, "identity_from": h.identity_from, "bank_results": h.bank_results,
+         "excluded": [m.name for m in h.members if m.excluded], "lost": [m.name for m in h.members if m.lost],
+         "revoked_on": h.revoked_on, "newborn_on": h.newborn_on, "reverse_on": h.reverse_on}
         for h in county.households]}, ensure_ascii=False, indent=0), encoding="utf-8")
     good = county.good()
     print(f"{county.name}: {len(good)} households, {sum(h.persons for h in good)} persons in {len(county.tasks)} townships "
@@ -1156,16 +1493,19 @@ def main(argv: list[str] | None = None) -> int:
         secrets = s.secrets()
         staff = StaffClient(s.url("registry"), secrets["tokens"]["county"])
         t_ready = time.monotonic()
+        exclude_employees(county, staff)
         imports = import_rosters(county, s, staff, paths)
+        duplicates = resolve_duplicates(county, staff)
         early = [h for h in good if h.hardship and not county.late(h)]
         if early:  # identities in force before the season: civil affairs and the poverty office publish them
             publish_identities(county, s, early)
             wait_for_identities(county, s, secrets["tokens"]["county"], sum(h.persons for h in early), a.settle_timeout)
         t_import = time.monotonic()
-        ledger, withholding = play(county, s, clock, days, secrets, a.threads, progress=not a.no_progress)
+        ledger, withholding, cases = play(county, s, clock, days, secrets, a.threads, progress=not a.no_progress)
         t_play = time.monotonic()
         table, settle_s = settle(county, s, ledger, a.settle_timeout)
-        inv, reg_paid, cover = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout, withholding)
+        inv, reg_paid, cover = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout, withholding,
+                                     cases, duplicates)
         t_check = time.monotonic()
         evaluations = assess(county, policy, s, secrets["tokens"]["county"], clock, a.seed)
         sent = notices_sent(s)
@@ -1187,8 +1527,8 @@ def main(argv: list[str] | None = None) -> int:
         r.update({k: scored.get(r["township"], {}).get(k) for k in ("rank", "score", "fund_fen", "awards")})
     print_report(county, rows, inv, evaluations)
     with open(out / "ledger.csv", "w", newline="", encoding="utf-8") as f:
-        fields = ["household_no", "township", "village", "persons", "hardship", "channel", "paid_at", "order_no",
-                  "batch_no", "due_fen", "amount_fen",
+        fields = ["household_no", "kind", "township", "village", "persons", "hardship", "channel", "paid_at", "order_no",
+                  "batch_no", "due_fen", "amount_fen", "reversed_at",
                   "transaction_id", "receipt_no", "ack_status", "ack_code", "duplicate", "quote_status", "quoted_fen", "error"]
         w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()
@@ -1199,6 +1539,12 @@ def main(argv: list[str] | None = None) -> int:
         "households": len(good), "persons": sum(h.persons for h in good),
         "bad_households": Counter(h.bad for h in county.households if h.bad),
         "channels": Counter(r["channel"] for r in ledger if r.get("ack_code") == "SUCCESS"),
+        "cases": {"employees_left_out": sum(1 for h in good for m in h.members if m.excluded),
+                  "duplicates_resolved": len(duplicates),
+                  "identities_revoked": sum(1 for h in good if h.revoked_on),
+                  "newborns_paid": sum(1 for r in counted(ledger) if r.get("kind") == "supplement"),
+                  "reversals": len(cases.reversals), "tax_audits": len(cases.audits),
+                  "statements": [{k: x[k] for k in ("date", "lines", "balanced", "audited")} for x in cases.statements]},
         "notices_sent": sent,
         "peak_rss_mb": memory,
         "withholding": {"households": len(withholding.households),
@@ -1211,7 +1557,7 @@ def main(argv: list[str] | None = None) -> int:
         "townships": rows,
         "totals": {"task": sum(r["task"] for r in rows), "paid_households": sum(r["paid_households"] for r in rows),
                    "paid_persons": sum(r["paid_persons"] for r in rows),
-                   "ledger_paid_persons": sum(r["persons"] for r in ledger if r.get("ack_code") == "SUCCESS"),
+                   "ledger_paid_persons": sum(r["persons"] for r in counted(ledger)),
                    "ledger_households": len(ledger), "scoring_enrolled": table.get("enrolled_total")},
         "imports": {t: d["counts"] for t, d in imports.items()},
         "invariants": inv, "passed": all(i["passed"] for i in inv),

@@ -30,13 +30,17 @@ def test_a_tiny_season_passes_every_invariant(infra, tmp_path):
     assert "FAIL" not in run.stdout and run.stdout.count("PASS") == len(summary["invariants"])
 
     with open(out / "ledger.csv", encoding="utf-8") as f:
-        ledger = [r for r in csv.DictReader(f) if r["ack_code"] == "SUCCESS"]
+        acked = [r for r in csv.DictReader(f) if r["ack_code"] == "SUCCESS"]
+    # what stands at the end: payments not reversed (冲正) and newborns' supplements (补缴)
+    ledger = [r for r in acked if not r["reversed_at"] and r["kind"] == "payment"]
+    supplements = [r for r in acked if r["kind"] == "supplement" and not r["reversed_at"]]
     rows, totals = summary["townships"], summary["totals"]
-    assert totals["paid_persons"] == sum(int(r["persons"]) for r in ledger) == totals["scoring_enrolled"]
+    assert totals["paid_persons"] == sum(int(r["persons"]) for r in ledger + supplements) == totals["scoring_enrolled"]
     assert totals["paid_households"] == len(ledger) == len({r["household_no"] for r in ledger})
     for row in rows:
         mine = [r for r in ledger if r["township"] == row["township"]]
-        assert row["paid_persons"] == sum(int(r["persons"]) for r in mine) == row["scoring_enrolled"] == row["registry_paid"]
+        babies = sum(1 for r in supplements if r["township"] == row["township"])
+        assert row["paid_persons"] == sum(int(r["persons"]) for r in mine) + babies == row["scoring_enrolled"] == row["registry_paid"]
         assert row["paid_households"] == len(mine)
     assert totals["task"] == sum(r["task"] for r in rows) < summary["persons"]  # the task is below the population
     assert 85 <= 100 * totals["paid_persons"] / totals["task"] <= 105
@@ -44,10 +48,23 @@ def test_a_tiny_season_passes_every_invariant(infra, tmp_path):
     # nothing, by the identity in force; one that takes effect after 2019-10-01 pays in full (全额缴费、先缴后补)
     plan = {h["no"]: h for h in json.loads((out / "plan.json").read_text(encoding="utf-8"))["households"]}
     per_person = {"": 25000, "registered_poor": 12000, "dibao_rural": 12000, "dibao_urban": 12000, "extreme_poverty": 0}
-    for r in ledger:
+    for r in acked:
         h = plan[r["household_no"]]
-        early = h["hardship"] and h["identity_from"] <= "2019-10-01"
+        early = h["hardship"] and h["identity_from"] <= "2019-10-01" and not h["revoked_on"] and r["kind"] == "payment"
         assert int(r["amount_fen"]) == int(r["persons"]) * per_person[h["hardship"] if early else ""], (r, h)
+
+    # the season's other cases, one at least of each (seed 9): employees left out (002 二), a duplicate across
+    # townships resolved, an identity revoked before its household paid (then charged in full), a newborn paid
+    # for by a supplement within 28 days (001 五), a reversal, and every day's bank statement balanced
+    cases = summary["cases"]
+    assert cases["employees_left_out"] == 2 and cases["duplicates_resolved"] == 1 and cases["identities_revoked"] == 1
+    assert cases["newborns_paid"] == len(supplements) == 1 and int(supplements[0]["amount_fen"]) == 25000
+    assert cases["reversals"] == 1 and [plan[r["household_no"]]["reverse_on"] for r in acked if r["reversed_at"]] == [
+        next(h["reverse_on"] for h in plan.values() if h["reverse_on"])]
+    revoked = next(h for h in plan.values() if h["revoked_on"])
+    assert [int(r["amount_fen"]) for r in acked if r["household_no"] == revoked["no"]] == [revoked["persons"] * 25000]
+    assert cases["statements"] and all(x["balanced"] and x["audited"] == x["lines"] for x in cases["statements"])
+    assert sum(x["lines"] for x in cases["statements"]) + cases["tax_audits"] == len(acked)  # every payment audited
     hardship = summary["hardship"]
     assert sum(hardship["households"].values()) > 0 and hardship["enrolled"] == hardship["persons"] > 0  # 必须确保100%参保
     assert all(r["hardship_enrolled"] == r["hardship_persons"] for r in rows)
