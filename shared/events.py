@@ -516,9 +516,10 @@ CATALOGUE: dict[str, EventSpec] = {
         EventSpec("payments.payment.audited", PaymentAuditedSchema, "payments", ("registry", "payments"),
                   doc="A confirmed payment passed the tax bureau's audit (reconciled or by staff); registry confirms "
                       "enrolment (payments itself completes the money-log row)."),
-        EventSpec("payments.payment.reversed", PaymentReversedSchema, "payments", ("registry", "payments"),
+        EventSpec("payments.payment.reversed", PaymentReversedSchema, "payments", ("registry", "subsidy", "payments"),
                   doc="A household payment was reversed (gateway reversal or overpayment refund); registry revokes the "
-                      "enrolment (payments itself completes the receipt, money-log row and order status)."),
+                      "enrolment, subsidy takes the members' subsidies out of the departments' ledger and cancels their "
+                      "先缴后补 claims (payments itself completes the receipt, money-log row and order status)."),
         EventSpec("payments.audits.overdue", AuditsOverdueSchema, "payments", ("notices",),
                   doc="Once a day while confirmed payments wait past their 3-working-day audit: how many and how much "
                       "per township; notices puts it on the tax bureau's work list."),

@@ -1106,7 +1106,8 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
     deadline = time.monotonic() + timeout
     while True:
         got_claims = Counter((x["household_no"], x["category"], x["amount_fen"])
-                             for x in subsidy.get(f"/v1/counties/{c}/claims/{y}").json().get("claims", []))
+                             for x in subsidy.get(f"/v1/counties/{c}/claims/{y}").json().get("claims", [])
+                             if x["status"] != "cancelled")  # its payment reversed (冲正): nothing to reimburse
         claim_fails = [f"{k}: {got_claims.get(k, 0)} claims, {n} expected" for k, n in (want_claims | got_claims).items()
                        if got_claims.get(k, 0) != want_claims.get(k, 0)]
         if not claim_fails or time.monotonic() > deadline:

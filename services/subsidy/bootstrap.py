@@ -116,4 +116,5 @@ def event_handlers(c: SubsidyContainer):
         "registry.household.changed": lambda env: handlers.on_household_registered(ctx, env),
         "registry.enrolment.changed": lambda env: handlers.on_enrolment_changed(ctx, env),
         "payments.payment.confirmed": lambda env: handlers.on_payment_confirmed(ctx, env),
+        "payments.payment.reversed": lambda env: handlers.on_payment_reversed(ctx, env),
     }

@@ -449,3 +449,59 @@ def test_the_update_report_lists_the_newest_first_across_days_within_its_limit(a
     report = api.get("/v1/counties/431122/identity-updates?source=civil_affairs&limit=1000", headers=auth(COUNTY)).json["updates"]
     assert keys[0] in [r["key"] for r in report]
     assert [r["received_at"] for r in report] == sorted((r["received_at"] for r in report), reverse=True)
+
+
+def reversal(no, pids, township="花桥镇", at=T_PAID + timedelta(days=1)):
+    return env("payments.payment.reversed", {
+        "order_no": f"P{no}", "household_no": no, "year": 2020, "county": "431122", "township": township,
+        "village": "花桥村", "amount_fen": 0, "person_ids": pids, "reason": "gateway_reversal",
+        "reversal_id": f"RV{no}", "reversed_at": at.isoformat()}, "payments")
+
+
+def test_a_reversed_payment_takes_its_subsidies_claims_and_coverage_back(api, ctx, clock):
+    """A reversal (冲正) gives the household's money back, so what the payment set in motion no longer
+    stands: 资助部分由相关部门直接代缴 (the departments would pay into the fund for a payment that went back),
+    先缴后补 (a claim would reimburse money already returned), 以上所有困难群众必须确保100%参保 (coverage must
+    show the household unenrolled again). Found by the season simulator (issue 14)."""
+    dibao, late, plain = (make_id(date(1962, 6, 6), 100 + i) for i in range(3))
+    clock.set(T_IDENT)
+    grant(ctx, dibao, "dibao_rural", "2019-09-01", ref="MZ-R1")
+    grant(ctx, late, "dibao_rural", "2019-10-05", ref="MZ-R2")  # after the cutoff: pays in full, then a claim
+    register(ctx, "HH-REV", [(dibao, "辛"), (late, "壬"), (plain, "癸")], township="舜管局")
+    ledger = lambda: {r["department"]: r for r in api.get("/v1/counties/431122/ledger/2020", headers=auth(COUNTY)).json["rows"]}  # noqa: E731
+    covered = lambda: next((r["hardship_persons"], r["enrolled_persons"])  # noqa: E731
+                           for r in api.get("/v1/counties/431122/coverage/2020", headers=auth(COUNTY)).json["rows"]
+                           if (r["township"], r["category"]) == ("舜管局", "dibao_rural"))
+    before = ledger()
+    clock.set(T_PAID)
+    handlers.on_enrolment_changed(ctx, env("registry.enrolment.changed", {
+        "household_no": "HH-REV", "year": 2020, "county": "431122", "township": "舜管局", "village": "花桥村",
+        "status": "paid", "person_ids": [dibao, late, plain], "order_no": "PHH-REV", "paid_at": T_PAID.isoformat()}, "registry"))
+    handlers.on_payment_confirmed(ctx, payment("HH-REV", [(dibao, "辛", 13000), (late, "壬", 0), (plain, "癸", 0)],
+                                               township="舜管局"))
+    ma = "medical_assistance"
+    assert ledger()[ma]["owed_fen"] - before[ma]["owed_fen"] == 13000
+    claim = lambda: next(x for x in api.get("/v1/counties/431122/claims/2020", headers=auth(COUNTY)).json["claims"]  # noqa: E731
+                         if x["name"] == "壬")
+    assert (claim()["status"], claim()["amount_fen"]) == ("pending", 13000)
+    assert covered() == (2, 2)
+
+    # the bank reverses the payment; registry revokes the enrolment (its event may come first or after)
+    clock.set(T_PAID + timedelta(days=1))
+    handlers.on_payment_reversed(ctx, reversal("HH-REV", [dibao, late, plain], township="舜管局"))
+    handlers.on_payment_reversed(ctx, reversal("HH-REV", [dibao, late, plain], township="舜管局"))  # redelivered
+    handlers.on_enrolment_changed(ctx, env("registry.enrolment.changed", {
+        "household_no": "HH-REV", "year": 2020, "county": "431122", "township": "舜管局", "village": "花桥村",
+        "status": "revoked", "person_ids": [dibao, late, plain], "order_no": "PHH-REV",
+        "reversed_at": (T_PAID + timedelta(days=1)).isoformat()}, "registry"))
+    after = ledger()
+    assert (after[ma]["owed_fen"], after[ma]["persons"]) == (before[ma]["owed_fen"], before[ma]["persons"])
+    assert claim()["status"] == "cancelled"
+    listed = api.get("/v1/counties/431122/claims/2020", headers=auth(COUNTY)).json
+    assert listed["total_fen"] == sum(x["amount_fen"] for x in listed["claims"] if x["status"] != "cancelled")
+    assert covered() == (2, 0)  # hardship persons not enrolled any more: on the work list again
+    text = api.get(f"/v1/counties/431122/ledger/2020/{ma}/statement.csv", headers=auth(COUNTY)).get_data(as_text=True)
+    assert "-130.00" in text and "冲正退回" in text  # the department's statement shows the line going back
+    # the payment's entitlement no longer binds: the household is quoted by its identities again
+    looked = ent(api, dibao).json
+    assert (looked["frozen"], looked["subsidy_fen"]) == (False, 13000)

@@ -179,6 +179,14 @@ class SubsidyRepository:
         self.outbox.save_versioned(CLAIMS, claim_id, version, {"$set": fields}, [event],
                                    correlation_id=correlation_id)
 
+    def set_claim(self, claim_id: str, version: int, fields: dict[str, Any]) -> None:
+        """Compare-and-set on the version read; StaleVersion when another write came first."""
+        self.outbox.save_versioned(CLAIMS, claim_id, version, {"$set": fields}, [])
+
+    def drop_freeze(self, year: int, id_number: str, order_no: str) -> None:
+        """The freeze of a reversed payment goes (only that payment's: a later one is another's)."""
+        self.db[FREEZES].delete_one({"_id": pkey(year, id_number), "order_no": order_no})
+
     def claims(self, year: int, status: str | None, department: str | None, limit: int) -> list[dict[str, Any]]:
         flt = {"year": year, **{k: v for k, v in (("status", status), ("department", department)) if v}}
         return list(self.db[CLAIMS].find(flt, {"_outbox": 0}).sort("created_at", 1).limit(limit))
@@ -186,6 +194,14 @@ class SubsidyRepository:
     def count_ledger(self, year: int, department: str, id_number: str, subsidy_fen: int, fact: dict[str, Any]) -> bool:
         return count_once(self.db, LEDGER, f"{year}:{department}", pkey(year, id_number),
                           {"persons": 1, "owed_fen": subsidy_fen}, fact,
+                          on_insert={"year": year, "department": department})
+
+    def uncount_ledger(self, year: int, department: str, id_number: str, subsidy_fen: int, reversal_id: str,
+                       fact: dict[str, Any]) -> bool:
+        """Take a reversed payment's subsidy back out of its department's ledger, once per reversal;
+        the statement lists it as a negative line (冲正)."""
+        return count_once(self.db, LEDGER, f"{year}:{department}", f"{pkey(year, id_number)}:reversed:{reversal_id}",
+                          {"persons": -1, "owed_fen": -subsidy_fen}, {**fact, "subsidy_fen": -subsidy_fen, "persons": -1},
                           on_insert={"year": year, "department": department})
 
     def ledger(self, year: int, departments: list[str]) -> dict[str, dict[str, Any]]:

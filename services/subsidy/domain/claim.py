@@ -12,7 +12,21 @@ from shared.aggregate import machine
 from shared.clock import SHANGHAI
 from shared.errors import Conflict, ValidationFailed
 
-CLAIM = machine("CLAIM", {"pending": ("paid",), "paid": ()}, {"pending": "待支付", "paid": "已支付"})
+CLAIM = machine("CLAIM", {"pending": ("paid", "cancelled"), "paid": (), "cancelled": ()},
+                {"pending": "待支付", "paid": "已支付", "cancelled": "已撤销（缴费已冲正）"})
+
+
+def cancel(claim: dict[str, Any], order_no: str, reversal_id: str, at: datetime) -> dict[str, Any] | None:
+    """The fields to write when the payment a claim reimburses is reversed (冲正): nothing is
+    reimbursed for money that went back, so a pending claim is cancelled; one paid already keeps its
+    status and records the reversal, for the county to recover (追回). None when the claim belongs
+    to another payment or this reversal is recorded already (a redelivery)."""
+    if claim.get("order_no") != order_no or claim.get("reversal_id") == reversal_id:
+        return None
+    if claim["status"] == "paid":
+        return {"reversal_id": reversal_id, "payment_reversed_at": at}
+    CLAIM.check(claim["status"], "cancelled")
+    return {"status": "cancelled", "reversal_id": reversal_id, "cancelled_at": at}
 
 
 def pay(claim: dict[str, Any], payment_ref: str, paid_on: date, at: datetime) -> dict[str, Any] | None:

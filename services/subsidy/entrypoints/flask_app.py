@@ -228,14 +228,14 @@ def declare(api, c) -> None:
 
     @api.route("/v1/claims/{year}", "GET", summary="先缴后补报销申请（可按状态、部门筛选）",
                permission="claims:read", response=ClaimListOut,
-               query=[query_param("status", enum=["pending", "paid"]), query_param("department", maxLength=80)])
+               query=[query_param("status", enum=["pending", "paid", "cancelled"]), query_param("department", maxLength=80)])
     def claims(principal, year):
         y = _year(year)
         handlers.check_year(ctx, y)
         docs = repo.claims(y, request.args.get("status"), request.args.get("department"), 5000)
         if principal.role == "township":
             docs = [d for d in docs if d.get("township") == principal.township]
-        return {"claims": [render_claim(d) for d in docs], "total_fen": sum(d["amount_fen"] for d in docs)}
+        return {"claims": [render_claim(d) for d in docs], "total_fen": sum(d["amount_fen"] for d in docs if d["status"] != "cancelled")}
 
     api.moved("/v1/claims/{year}/{id_number}/paid", "POST", "POST /v1/claims/{year}/paid",
               summary="（已停用）登记先缴后补报销已支付")
@@ -258,6 +258,8 @@ def declare(api, c) -> None:
         counters = repo.ledger(y, departments)
         pending, paid = {}, {}
         for d in repo.claims(y, None, None, 100_000):
+            if d["status"] == "cancelled":  # its payment was reversed: nothing to reimburse
+                continue
             target = paid if d["status"] == "paid" else pending
             target[d["department"]] = target.get(d["department"], 0) + d["amount_fen"]
         rows = [{"department": d, "department_name": rules.departments.get(d, "未能归属部门（缴费时无对应身份）"),
@@ -281,9 +283,10 @@ def declare(api, c) -> None:
         for i, r in enumerate(rows, start=1):
             total += r["subsidy_fen"]
             w.writerow([i, mask_id(r["id_number"]), r["name"], r["township"], r["village"], r["household_no"],
-                        CATEGORY_NAMES.get(r.get("category") or "", "无"), yuan(r["subsidy_fen"]), r["order_no"],
+                        CATEGORY_NAMES.get(r.get("category") or "", "无") + ("（冲正退回）" if r.get("reversal_id") else ""),
+                        yuan(r["subsidy_fen"]), r["order_no"],
                         r["receipt_no"], iso(r["paid_at"])])
-        w.writerow(["合计", "", "", "", "", "", "", yuan(total), "", "", f"{len(rows)}人"])
+        w.writerow(["合计", "", "", "", "", "", "", yuan(total), "", "", f"{sum(r.get('persons', 1) for r in rows)}人"])
         name = f"statement-{y}-{department}.csv"
         return Response("\ufeff" + buf.getvalue(), mimetype="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f"attachment; filename={name}"})

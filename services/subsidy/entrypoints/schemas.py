@@ -92,7 +92,7 @@ class ClaimOut(Schema):
     household_no = fields.String(allow_none=True)
     township = fields.String(allow_none=True)
     village = fields.String(allow_none=True)
-    status = fields.String(metadata={"description": "pending | paid"})
+    status = fields.String(metadata={"description": "pending | paid | cancelled (its payment was reversed, 冲正)"})
     payment_ref = fields.String(allow_none=True)
     paid_on = fields.String(allow_none=True)
 

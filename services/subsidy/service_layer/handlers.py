@@ -334,6 +334,33 @@ def _after_freezes(ctx: Ctx, env: Envelope, docs: list[dict], existed: set, load
         refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id, loaded=loaded[pid])
 
 
+def on_payment_reversed(ctx: Ctx, env: Envelope) -> None:
+    """A payment's money went back (冲正): what it froze no longer stands. Each member's subsidy
+    leaves its department's ledger (a negative statement line), a pending 先缴后补 claim is cancelled
+    (a paid one records the reversal, for the county to recover), the freeze goes, and coverage
+    follows the resident's enrolment (registry revokes it) instead of the freeze. Each step is
+    idempotent, so a redelivery after a crash finishes the rest."""
+    p = env.payload
+    if p["year"] not in ctx.years:
+        return
+    for pid in p["person_ids"]:
+        freeze = ctx.repo.freeze(p["year"], pid)
+        if freeze is not None and freeze.get("order_no") == p["order_no"]:
+            if freeze["subsidy_fen"] > 0:
+                ctx.repo.uncount_ledger(p["year"], freeze["department"], pid, freeze["subsidy_fen"], p["reversal_id"], {
+                    "id_number": pid, "name": freeze.get("name", ""), "household_no": p["household_no"],
+                    "township": p["township"], "village": p["village"], "order_no": p["order_no"],
+                    "receipt_no": freeze.get("receipt_no"), "category": freeze["category"],
+                    "paid_at": parse_instant(p["reversed_at"]), "reversal_id": p["reversal_id"]})
+            claim = ctx.repo.claim(p["year"], pid)
+            fields = claims.cancel(claim, p["order_no"], p["reversal_id"], ctx.clock.now()) if claim else None
+            if fields:
+                ctx.repo.set_claim(claim["_id"], claim.get("version", 0), fields)
+                metrics.CLAIMS.labels(claim["department"], fields.get("status", "reversed_after_payment")).inc()
+            ctx.repo.drop_freeze(p["year"], pid, p["order_no"])
+        refresh_cover(ctx, p["year"], pid, env.correlation_id, env.id)
+
+
 def _claim_if_due(ctx: Ctx, freeze: dict, person: PersonIdentities, correlation_id, causation_id) -> None:
     due = reimbursement_due(ctx.years[freeze["year"]], person.granted_at(ctx.clock.now()), freeze["subsidy_fen"])
     if due is None or ctx.repo.claim(freeze["year"], freeze["id_number"]) is not None:
