@@ -44,7 +44,7 @@ from shared.clock import parse_instant
 from shared.config import ROOT, _local_env
 from tools.clients import GatewayClient, StaffClient
 from tools.ids import make_id
-from tools.suite import SERVICES, Suite, delete_bus, free_port_block
+from tools.suite import SERVICES, Suite, delete_bus, free_port_block, wait_quiet  # noqa: F401 (bench.read_paths)
 
 CLOCK_NOW = "2019-11-15T10:00:00+08:00"
 
@@ -161,26 +161,6 @@ class CountPoller(threading.Thread):
             while len(self.reached) < int(doc.get("households", 0)) - self.before:
                 self.reached.append(now)
             self.stopping.wait(0.05)
-
-
-def wait_quiet(amqp_url: str, mongo_url: str, ns: str, timeout: float = 300) -> tuple[float, dict[str, float]]:
-    """Until every service's queue and outbox (each county's database) is empty twice in a row: the
-    baseline is measured on a quiet suite, not beside the consumers still working off the
-    confirmations' events. Also returns, per service, how long its queue or outbox stayed busy."""
-    client = MongoClient(mongo_url)
-    dbs = {svc: [d for d in client.list_database_names() if d.startswith(f"{ns}_{svc}")] for svc in SERVICES}
-    t0 = time.monotonic()
-    calm = 0
-    busy_until: dict[str, float] = {}
-    while calm < 2 and time.monotonic() - t0 < timeout:
-        busy = [svc for svc in SERVICES if (queue_depth(amqp_url, f"{ns}.{svc}.events") or 0) > 0
-                or any(client[d]["outbox"].estimated_document_count() > 0 for d in dbs[svc])]
-        for svc in busy:
-            busy_until[svc] = round(time.monotonic() - t0, 1)
-        calm = 0 if busy else calm + 1
-        time.sleep(0.5)
-    client.close()
-    return time.monotonic() - t0, busy_until
 
 
 def trace_summary(path: Path, offset: int, n: int) -> dict[str, float]:

@@ -89,19 +89,20 @@ class GatewayClient:
 
 
 class StaffClient:
-    def __init__(self, base_url: str, token: str):
+    def __init__(self, base_url: str, token: str, timeout: float = 10):
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {token}"
 
     def get(self, path: str, **kw) -> requests.Response:
-        return self.http.get(self.base_url + path, timeout=10, **kw)
+        return self.http.get(self.base_url + path, timeout=self.timeout, **kw)
 
     def post(self, path: str, payload: dict[str, Any]) -> requests.Response:
-        return self.http.post(self.base_url + path, json=payload, timeout=10)
+        return self.http.post(self.base_url + path, json=payload, timeout=self.timeout)
 
     def put(self, path: str, payload: dict[str, Any]) -> requests.Response:
-        return self.http.put(self.base_url + path, json=payload, timeout=10)
+        return self.http.put(self.base_url + path, json=payload, timeout=self.timeout)
 
 
 def wait_for(fn: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition") -> Any:

@@ -39,7 +39,7 @@ from shared.policy import PolicyYear, load_policy
 
 from .clients import GatewayClient, StaffClient
 from .ids import make_id
-from .suite import SERVICES, Suite, delete_bus, free_port_block
+from .suite import SERVICES, Suite, delete_bus, free_port_block, wait_quiet
 
 # ---- assumptions (docs/simulator.md) ---------------------------------------------------------------
 # Persons per hukou household (户籍户), 1..6. An assumption, not a figure from the county's documents:
@@ -151,6 +151,7 @@ class County:
     villages: dict[str, list[str]] = field(default_factory=dict)  # township → its villages
     subsidy_fen: dict[str, int] = field(default_factory=dict)  # category → subsidy per person (policy year)
     issuer: dict[str, str] = field(default_factory=dict)  # category → the source system that grants it
+    department: dict[str, str] = field(default_factory=dict)  # category → the department that pays its subsidy
     new_after: date | None = None  # identities taking effect after this day: pay in full, then claim
 
     def good(self) -> list[Household]:
@@ -305,6 +306,7 @@ def hardship_rules(county: County, policy: PolicyYear) -> None:
         if c["code"] in HARDSHIP and c.get("sources") and (c.get("full_coverage") or c.get("subsidy_fen") is not None):
             county.subsidy_fen[c["code"]] = county.standard_fen if c.get("full_coverage") else c["subsidy_fen"]
             county.issuer[c["code"]] = c["sources"][0]
+            county.department[c["code"]] = c.get("department") or ""
 
 
 def assign_hardship(county: County, seed: int) -> None:
@@ -537,6 +539,11 @@ class Clock:
         return self.at
 
 
+def staff_client(url: str, token: str) -> StaffClient:
+    """Staff requests wait up to a minute: at county size the store is busy with the season's events."""
+    return StaffClient(url, token, timeout=60)
+
+
 # ---- playing the season ----------------------------------------------------------------------------------
 def import_rosters(county: County, s: Suite, staff: StaffClient, paths: dict[str, Path], timeout: float = 300) -> dict:
     jobs = {}
@@ -682,7 +689,7 @@ class Withholding:
     def __init__(self, county: County, s: Suite, token: str, bank: GatewayClient, bank_id: str, clock: Clock,
                  days: list[date]):
         self.county, self.bank, self.bank_id, self.clock = county, bank, bank_id, clock
-        self.staff = StaffClient(s.url("payments"), token)
+        self.staff = staff_client(s.url("payments"), token)
         self.households = {h.no: h for h in county.good() if h.channel == "withholding"}
         first = date(county.opens.year, *WITHHOLDING_DAYS[0])
         self.batch_on = next((d for d in days if d >= first), None)
@@ -762,8 +769,8 @@ class SeasonCases:
     def __init__(self, county: County, s: Suite, secrets: dict, bank: GatewayClient, clock: Clock):
         self.county, self.bank, self.clock = county, bank, clock
         token = secrets["tokens"]["county"]
-        self.registry = StaffClient(s.url("registry"), token)
-        self.tax = StaffClient(s.url("payments"), secrets["tokens"]["tax-bureau"])
+        self.registry = staff_client(s.url("registry"), token)
+        self.tax = staff_client(s.url("payments"), secrets["tokens"]["tax-bureau"])
         self.statements: list[dict] = []  # {date, lines, balanced, audited, problems}
         self.audits: list[dict] = []  # {household_no, status}
         self.reversals: list[dict] = []  # {household_no, order_no, status, code, revokes_enrolment}
@@ -935,7 +942,7 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
           sample: int = 3000) -> tuple[list[dict], dict, dict]:
     """The invariants, against the ledger (what the gateway paid). Returns them and registry's paid counts."""
     token = secrets["tokens"]["county"]
-    registry, payments, notices = (StaffClient(s.url(x), token) for x in ("registry", "payments", "notices"))
+    registry, payments, notices = (staff_client(s.url(x), token) for x in ("registry", "payments", "notices"))
     c, y = county.code, county.year
     ok = [r for r in ledger if r.get("ack_code") == "SUCCESS"]
     firsts = {r["household_no"]: r for r in ok if r.get("kind", "payment") == "payment"}  # reversed ones too
@@ -1123,12 +1130,14 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
     # gets one reimbursement claim of the category's subsidy, nobody else one
     want_claims = Counter((h.no, h.hardship, county.subsidy_fen[h.hardship]) for h in good
                           if county.late(h) and h.no in paid for _m in h.members)
-    subsidy = StaffClient(s.url("subsidy"), token)
+    subsidy = staff_client(s.url("subsidy"), token)
     claim_fails: list[str] = []
     deadline = time.monotonic() + timeout
     while True:
         got_claims = Counter((x["household_no"], x["category"], x["amount_fen"])
-                             for x in subsidy.get(f"/v1/counties/{c}/claims/{y}").json().get("claims", [])
+                             for d in sorted(set(county.department.values()))  # a list holds 5,000 at most
+                             for x in subsidy.get(f"/v1/counties/{c}/claims/{y}", params={"department": d}
+                                                  ).json().get("claims", [])
                              if x["status"] != "cancelled")  # its payment reversed (冲正): nothing to reimburse
         claim_fails = [f"{k}: {got_claims.get(k, 0)} claims, {n} expected" for k, n in (want_claims | got_claims).items()
                        if got_claims.get(k, 0) != want_claims.get(k, 0)]
@@ -1204,7 +1213,7 @@ def assess(county: County, policy: PolicyYear, s: Suite, token: str, clock: Cloc
     it. Returns the evaluations as scoring published them."""
     scheme = (policy.raw or {}).get("assessment") or {}
     c, y = county.code, county.year
-    registry, scoring = StaffClient(s.url("registry"), token), StaffClient(s.url("scoring"), token)
+    registry, scoring = staff_client(s.url("registry"), token), staff_client(s.url("scoring"), token)
     wanted = [("stage", st["no"], st["deadline"]) for st in scheme.get("stages") or []]
     if scheme.get("points"):
         wanted.append(("points", 1, scheme["points"]["as_of"]))
@@ -1517,15 +1526,22 @@ def main(argv: list[str] | None = None) -> int:
     s = start_suite(county, clock.path, a.web_workers, scaled_catalogue(county, policy_path, out / "policies"))
     try:
         secrets = s.secrets()
-        staff = StaffClient(s.url("registry"), secrets["tokens"]["county"])
+        staff = staff_client(s.url("registry"), secrets["tokens"]["county"])
         t_ready = time.monotonic()
         exclude_employees(county, staff)
-        imports = import_rosters(county, s, staff, paths)
+        imports = import_rosters(county, s, staff, paths,  # ≈ 1,000 persons/s on this machine at full size
+                                 timeout=max(300.0, sum(len(h.members) for h in county.households) / 200))
         duplicates = resolve_duplicates(county, staff)
         early = [h for h in good if h.hardship and not county.late(h)]
         if early:  # identities in force before the season: civil affairs and the poverty office publish them
             publish_identities(county, s, early)
             wait_for_identities(county, s, secrets["tokens"]["county"], sum(h.persons for h in early), a.settle_timeout)
+        # the season opens on a quiet suite: every consumer has the roster (the county's weeks of
+        # preparation before the window, 筹备阶段); at county size that takes minutes
+        import os
+        local = {**_local_env(), **os.environ}
+        wait_quiet(local.get("AMQP_URL", ""), local.get("MONGO_URL", "mongodb://127.0.0.1:27217/"), s.namespace,
+                   timeout=max(300.0, len(good) / 20))
         t_import = time.monotonic()
         ledger, withholding, cases = play(county, s, clock, days, secrets, a.threads, progress=not a.no_progress)
         t_play = time.monotonic()

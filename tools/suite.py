@@ -282,3 +282,25 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
+
+
+def wait_quiet(amqp_url: str, mongo_url: str, ns: str, timeout: float = 300) -> tuple[float, dict[str, float]]:
+    """Until every service's queue and outbox (each county's database) is empty twice in a row (a
+    benchmark's baseline is measured on a quiet suite, the simulator's season starts on one). Also
+    returns, per service, how long its queue or outbox stayed busy."""
+    from pymongo import MongoClient
+    from shared.bus import queue_depth
+    client = MongoClient(mongo_url)
+    dbs = {svc: [d for d in client.list_database_names() if d.startswith(f"{ns}_{svc}")] for svc in SERVICES}
+    t0 = time.monotonic()
+    calm = 0
+    busy_until: dict[str, float] = {}
+    while calm < 2 and time.monotonic() - t0 < timeout:
+        busy = [svc for svc in SERVICES if (queue_depth(amqp_url, f"{ns}.{svc}.events") or 0) > 0
+                or any(client[d]["outbox"].estimated_document_count() > 0 for d in dbs[svc])]
+        for svc in busy:
+            busy_until[svc] = round(time.monotonic() - t0, 1)
+        calm = 0 if busy else calm + 1
+        time.sleep(0.5)
+    client.close()
+    return time.monotonic() - t0, busy_until
