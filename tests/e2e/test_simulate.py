@@ -136,3 +136,25 @@ def test_the_same_seed_makes_the_same_county(tmp_path):
         assert (tmp_path / "a" / "roster" / name).read_bytes() == (tmp_path / "b" / "roster" / name).read_bytes()
     assert (tmp_path / "a" / "plan.json").read_bytes() == (tmp_path / "b" / "plan.json").read_bytes()
     assert any((tmp_path / "a" / "roster" / n).read_bytes() != (tmp_path / "c" / "roster" / n).read_bytes() for n in files)
+
+
+def test_wuming_2018_a_county_without_a_places_file(infra, tmp_path):
+    """Wuming 2018 (002): 180 yuan a person (四), the window 2017-09-01 to 12-31 (五(一)), 13 towns, work
+    funds of 1.5 yuan per enrolled person for a town that met its task (七(五)); its file names no
+    villages, so the run's catalogue carries the simulator's own and the import checks them."""
+    out = tmp_path / "wm"
+    run = simulate("--county", "450110", "--scale", "0.0005", "--seed", "7", "--days", "8", "--out", str(out),
+                   "--no-progress", MONGO_URL=infra.mongo_url, AMQP_URL=infra.amqp_url)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["passed"] and summary["county_name"] == "武鸣区" and summary["year"] == 2018
+    assert len(summary["townships"]) == 13 and summary["days"][0] == "2017-09-01" and summary["days"][-1] == "2017-12-31"
+    places = (out / "policies" / "wuming-2018-villages-simulated.csv").read_text(encoding="utf-8").splitlines()
+    assert places[0] == "乡镇,村（社区）" and "城厢镇,城厢一村" in places
+    with open(out / "ledger.csv", encoding="utf-8") as f:
+        paid = [r for r in csv.DictReader(f) if r["ack_code"] == "SUCCESS" and not r["reversed_at"]]
+    assert all(int(r["amount_fen"]) == 18000 * int(r["persons"]) for r in paid)  # nobody subsidised: no amounts printed
+    assert [e["kind"] for e in summary["evaluations"]] == ["funds"]
+    for row in summary["townships"]:  # 1.5 yuan a person to a town that met its task, 0.5 to the county's agency
+        met = row["paid_persons"] >= row["task"]
+        assert row["fund_fen"] == (150 if met else 0) * row["paid_persons"] + 50 * row["paid_persons"], row
