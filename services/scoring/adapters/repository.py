@@ -16,7 +16,7 @@ from datetime import datetime
 from shared.clock import iso
 from pymongo import UpdateOne
 
-from shared.store import Count, count_many, count_once, keep_newest
+from shared.store import Count, count_many, count_once, find_by_ids, keep_newest
 
 from ..domain.progress import Standing, counted_increments, coverage_order, days_from, shanghai_day, standing_as_of
 
@@ -105,15 +105,15 @@ class ProgressRepository:
         (one query, or `counters` already read) and the day documents an instant needs, by `_id`:
         at's day for a township, every day from at's on for its villages; none for `at` None."""
         counters = self.counters(year, townships) if counters is None else counters
-        out = {}
+        wanted: dict[str, list[str]] = {}
         for t in townships:
-            counter = counters.get(t)
-            days = [] if at is None else days_from(counter, at)
+            days = [] if at is None else days_from(counters.get(t), at)
             if not villages:
                 days = [d for d in days if d == shanghai_day(at)]
-            entries = [e for d in days for e in (self.db[DAYS].find_one({"_id": f"{year}:{t}:{d}"}) or {}).get("entries") or []]
-            out[t] = standing_as_of(counter, entries, at, villages=villages)
-        return out
+            wanted[t] = [f"{year}:{t}:{d}" for d in days]
+        found = {d["_id"]: d for d in find_by_ids(self.db[DAYS], [i for ids in wanted.values() for i in ids])}
+        return {t: standing_as_of(counters.get(t), [e for i in wanted[t] for e in (found.get(i) or {}).get("entries") or []],
+                                  at, villages=villages) for t in townships}
 
     def store_accuracy(self, year: int, as_of: str, rows: list[dict]) -> None:
         """Keep the latest published figure per township (an older report arriving late loses)."""
@@ -131,20 +131,13 @@ class ProgressRepository:
         keep_newest(self.db["coverage"], key, p, coverage_order(p))
 
     def coverage(self, year: int, townships: list[str], category: str) -> dict[str, dict]:
-        out = {}
-        for t in townships:
-            doc = self.db["coverage"].find_one({"_id": f"{year}:{t}:{category}"})
-            if doc:
-                out[t] = doc
-        return out
+        """Per township, one `_id $in` query (a request read each township's by itself before)."""
+        by_id = {f"{year}:{t}:{category}": t for t in townships}
+        return {by_id[d["_id"]]: d for d in find_by_ids(self.db["coverage"], by_id)}
 
     def accuracy(self, year: int, townships: list[str]) -> dict[str, dict]:
-        out = {}
-        for t in townships:
-            doc = self.db["accuracy"].find_one({"_id": f"{year}:{t}"})
-            if doc:
-                out[t] = doc
-        return out
+        by_id = {f"{year}:{t}": t for t in townships}
+        return {by_id[d["_id"]]: d for d in find_by_ids(self.db["accuracy"], by_id)}
 
     def counters(self, year: int, townships: list[str]) -> dict[str, dict]:
         """A year's township counters in one query: `_id $in` on a collection of townships × years
