@@ -98,10 +98,13 @@ def measure(kind: str, path: Path) -> dict:
         p = subprocess.run([sys.executable, "-m", "bench.registry_import", "--child", kind, str(path), db_name],
                            capture_output=True, text=True, cwd=ROOT, check=True)
         return json.loads(p.stdout.strip().splitlines()[-1])
-    finally:
+    finally:  # the registry keeps each county in a database of its own (`<db>_<code>`)
         from shared.config import env
         from shared.store import connect
-        connect(env("MONGO_URL"), "bench").drop_database(db_name)
+        client = connect(env("MONGO_URL"), "bench")
+        for name in client.list_database_names():
+            if name == db_name or name.startswith(db_name + "_"):
+                client.drop_database(name)
 
 
 def main() -> None:
