@@ -89,14 +89,16 @@ def on_mid_year_withdrawn(repo: PaymentsRepository, env: Envelope) -> None:
 # ---- quotes and orders -------------------------------------------------------------------------
 
 def make_quote(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, year: int, household_no: str, *,
-               supplements: bool = True, seen: MidYearSeen | None = None) -> Quote:
+               supplements: bool = True, seen: MidYearSeen | None = None,
+               household: dict[str, Any] | None = None) -> Quote:
     """The household's quote now. A household paid already is quoted for a supplementary payment
     (补缴) of its members approved for mid-year enrolment that no standing payment covers
     (model.supplement_quote); with `supplements=False` (withholding batches: an agreement debits
     the household's yearly payment, not a newborn's) it is refused as paid. With `seen` (the
-    consistency token of registry's approval reply) it waits for that approval first."""
+    consistency token of registry's approval reply) it waits for that approval first. `household`:
+    the read model's household when the caller has just read it."""
     at = clock.now()
-    household = repo.household(year, household_no)
+    household = repo.household(year, household_no) if household is None else household
     if seen is not None:
         check_seen(repo, household, year, household_no, seen)
     payment = repo.payment(year, household_no)
@@ -110,7 +112,7 @@ def make_quote(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, year:
         if payment is not None:  # only the members no payment covers can still be charged
             paid_ids = covered_persons([payment, *repo.supplements(year, household_no)]) if supplements else None
             person_ids = [pid for pid in person_ids if paid_ids is not None and pid not in paid_ids]
-        ents = {pid: current_entitlement(repo.entitlement_changes(year, pid), on) for pid in person_ids}
+        ents = {pid: current_entitlement(changes, on) for pid, changes in repo.entitlement_changes(year, person_ids).items()}
         open_duplicates = repo.open_duplicates(year, person_ids)
         if person_ids and (payment is not None or not policy.window_open_at(at)):
             mid_year = repo.mid_year_approvals(year, person_ids)
@@ -140,10 +142,11 @@ def create_order(repo: PaymentsRepository, policy: PolicyYear, clock: Clock, gat
         return _replay(repo, prior, body_hash), False
     if data["channel"] == "withholding":
         raise DomainError("CHANNEL_NOT_ALLOWED", "代扣订单只由代扣批次生成", {"channel": "withholding"}, status=403)
-    q = make_quote(repo, policy, clock, data["year"], data["household_no"])
+    household = repo.household(data["year"], data["household_no"])  # read once for the quote and the order
+    q = make_quote(repo, policy, clock, data["year"], data["household_no"], household=household)
     check_whole_household(q, data.get("person_ids"))
     order = Order.create(q, gateway, data["channel"], clock.now(), allowed_channels=allowed_channels,
-                         household=repo.household(data["year"], data["household_no"]))
+                         household=household)
     repo.add_order(order)
     if not repo.claim_idempotency(gateway, idem_key, order.order_no, body_hash, clock.now()):
         repo.drop_order(order.order_no)  # lost a race with the same key: answer with the winner's order
