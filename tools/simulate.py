@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import math
+import os
 import random
 import shutil
 import signal
@@ -1333,6 +1334,22 @@ def print_report(county: County, rows: list[dict], inv: list[dict], evaluations:
             print(f"        {f}", file=out)
 
 
+def store_commands(trace: str, span: tuple[int, int], payments: int) -> dict[str, float]:
+    """With STORE_TRACE set: the suite's store commands while the season was played, per payment, by
+    service, command, collection and filter keys (largest first)."""
+    with open(trace, "rb") as f:
+        f.seek(span[0])
+        lines = f.read(span[1] - span[0]).decode("utf-8", "replace").splitlines()
+    counts: Counter = Counter()
+    for line in lines:
+        app, cmd, coll, shape = (line.split("\t") + ["", "", "", ""])[:4]
+        if cmd not in ("hello", "isMaster", "ismaster", "ping", "endSessions"):
+            counts[f"{app} {cmd} {coll} {shape}".strip()] += 1
+    out = {k: round(v / max(payments, 1), 2) for k, v in counts.most_common() if v / max(payments, 1) >= 0.05}
+    out["TOTAL"] = round(sum(counts.values()) / max(payments, 1), 2)
+    return out
+
+
 def peak_memory_mb(s: Suite) -> dict[str, float]:
     """Each suite process's peak resident memory so far (VmHWM; a web role sums its gunicorn master
     and workers), read before the suite stops; and the simulator's own."""
@@ -1569,8 +1586,14 @@ def main(argv: list[str] | None = None) -> int:
         wait_quiet(local.get("AMQP_URL", ""), local.get("MONGO_URL", "mongodb://127.0.0.1:27217/"), s.namespace,
                    timeout=max(300.0, len(good) / 20))
         t_import = time.monotonic()
+        from bench.cpu import delta, snapshot  # CPU seconds per suite process (Linux /proc)
+        cpu_before = snapshot(s.run_dir)
+        trace = os.environ.get("STORE_TRACE")  # the suite's store commands, one line each (shared/store.py)
+        trace_from = Path(trace).stat().st_size if trace and Path(trace).exists() else 0
         ledger, withholding, cases = play(county, s, clock, days, secrets, a.threads, progress=not a.no_progress)
         t_play = time.monotonic()
+        cpu_season = delta(cpu_before, snapshot(s.run_dir))
+        trace_span = (trace_from, Path(trace).stat().st_size) if trace and Path(trace).exists() else None
         table, settle_s = settle(county, s, ledger, a.settle_timeout)
         inv, reg_paid, cover = check(county, s, secrets, ledger, imports, table, days, a.settle_timeout, withholding,
                                      cases, duplicates, a.sample)
@@ -1615,6 +1638,8 @@ def main(argv: list[str] | None = None) -> int:
                   "statements": [{k: x[k] for k in ("date", "lines", "balanced", "audited")} for x in cases.statements]},
         "notices_sent": sent,
         "peak_rss_mb": memory,
+        "cpu_s_season": cpu_season,  # CPU seconds per process group while the season was played
+        "store_commands_season": store_commands(trace, trace_span, len(ledger)) if trace_span else None,
         "withholding": {"households": len(withholding.households),
                         "batches": [{"batch_no": b["batch_no"], "attempt": b["attempt"], "lines": len(b["got"]),
                                      "results": Counter(b["expected"].values())} for b in withholding.batches]},
