@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -50,9 +49,9 @@ from pymongo import MongoClient
 
 from bench.notifications import CLOCK_NOW, cleanup, household
 from shared.clock import parse_instant
-from shared.config import ROOT, _local_env
+from shared.config import ROOT
 from tools.clients import GatewayClient, StaffClient
-from tools.suite import Suite, free_port_block
+from tools.suite import Suite, own_suite
 
 COUNTY, YEAR = "431122", 2020
 # user class, service it loads, the label the locustfile gives its requests
@@ -114,13 +113,8 @@ def main() -> int:
     endpoints = [e for e in args.endpoints.split(",") if e]
     t_start = time.monotonic()
 
-    local = _local_env()
-    mongo_url = os.environ.get("MONGO_URL") or local["MONGO_URL"]
-    amqp_url = os.environ.get("AMQP_URL") or local["AMQP_URL"]
-    ns = "bench" + uuid.uuid4().hex[:8]
-    base = free_port_block()
-    suite = Suite(namespace=ns, web_base_port=base, worker_base_port=base + 10, web_workers=args.web_workers,
-                  extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": mongo_url, "AMQP_URL": amqp_url, "LOG_LEVEL": "WARNING"})
+    suite, mongo_url, amqp_url = own_suite(args.web_workers, CLOCK_NOW=CLOCK_NOW)
+    ns = suite.namespace
     tmp = Path(tempfile.mkdtemp(prefix="bench-locust-"))
     try:
         suite.start()

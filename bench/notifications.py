@@ -27,7 +27,6 @@ import signal
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
@@ -39,12 +38,11 @@ from pymongo import MongoClient
 
 from bench import cpu
 from shared import signing
-from shared.bus import queue_depth
 from shared.clock import parse_instant
-from shared.config import ROOT, _local_env
+from shared.config import ROOT
 from tools.clients import GatewayClient, StaffClient
 from tools.ids import make_id
-from tools.suite import SERVICES, Suite, delete_bus, free_port_block, wait_quiet  # noqa: F401 (bench.read_paths)
+from tools.suite import SERVICES, Suite, delete_bus, own_suite, wait_quiet  # noqa: F401 (wait_quiet: bench.read_paths)
 
 CLOCK_NOW = "2019-11-15T10:00:00+08:00"
 
@@ -206,14 +204,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.jsonl"))
     args = ap.parse_args()
 
-    local = _local_env()
-    mongo_url = os.environ.get("MONGO_URL") or local["MONGO_URL"]
-    amqp_url = os.environ.get("AMQP_URL") or local["AMQP_URL"]
-    ns = "bench" + uuid.uuid4().hex[:8]
-    base = free_port_block()
-    suite = Suite(namespace=ns, web_base_port=base, worker_base_port=base + 10, web_workers=args.web_workers,
-                  extra_env={"CLOCK_NOW": CLOCK_NOW, "MONGO_URL": mongo_url, "AMQP_URL": amqp_url,
-                             "LOG_LEVEL": "WARNING", "PAYMENTS_BENCH_BASELINE": "1"})
+    suite, mongo_url, amqp_url = own_suite(args.web_workers, CLOCK_NOW=CLOCK_NOW, PAYMENTS_BENCH_BASELINE="1")
+    ns = suite.namespace
     trace = None
     if args.trace:
         trace = Path(tempfile.mkstemp(prefix="store-trace-", suffix=".tsv")[1])

@@ -304,3 +304,17 @@ def wait_quiet(amqp_url: str, mongo_url: str, ns: str, timeout: float = 300) -> 
         time.sleep(0.5)
     client.close()
     return time.monotonic() - t0, busy_until
+
+
+def own_suite(web_workers: int, **env: str) -> tuple[Suite, str, str]:
+    """A suite (not started) on a namespace (`bench<hex>`), databases and free ports of its own, on
+    the local broker and store, as the benchmarks run it; with the store's and the broker's URLs."""
+    import uuid
+    local = _local_env()
+    mongo_url = os.environ.get("MONGO_URL") or local["MONGO_URL"]
+    amqp_url = os.environ.get("AMQP_URL") or local["AMQP_URL"]
+    base = free_port_block()
+    suite = Suite(namespace="bench" + uuid.uuid4().hex[:8], web_base_port=base, worker_base_port=base + 10,
+                  web_workers=web_workers,
+                  extra_env={"MONGO_URL": mongo_url, "AMQP_URL": amqp_url, "LOG_LEVEL": "WARNING", **env})
+    return suite, mongo_url, amqp_url
