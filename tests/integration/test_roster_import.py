@@ -234,12 +234,15 @@ def test_village_roster_export_for_printing(c, tmp_path, monkeypatch):
     r = client.get("/v1/counties/431122/exports/2020/白牙市镇/五一村?format=csv", headers=auth)
     assert r.status_code == 200
     lines = list(csv.reader(io.StringIO(r.data.decode("utf-8-sig"))))
-    assert lines[0] == HEAD
+    assert lines[0] == HEAD + ["缴费状态"]  # 参保缴费名册: the template's columns and who has paid
     r7 = [l for l in lines[1:] if l[0] == "R7G2"]
     assert [l[7] for l in r7] == ["户主", "父母"] and r7[1][6] == "1940-03-08"
+    assert {l[10] for l in r7} == {"未缴费"}  # imported, not paid yet
+    from services.registry.domain.roster import map_headers
+    assert sorted(map_headers(lines[0])) == list(range(10))  # an upload of the printed roster reads its ten columns
     x = client.get("/v1/counties/431122/exports/2020/白牙市镇/五一村?format=xlsx", headers=auth)
     ws = load_workbook(io.BytesIO(x.data), read_only=True).worksheets[0]
-    assert [c.value for c in next(ws.iter_rows(max_row=1))] == HEAD
+    assert [c.value for c in next(ws.iter_rows(max_row=1))] == HEAD + ["缴费状态"]
 
 
 def test_the_command_line_import_shows_progress_and_writes_the_problem_rows(c, namespace, tmp_path):

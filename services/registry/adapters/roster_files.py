@@ -7,7 +7,7 @@ from typing import IO, Any, Iterable, Iterator
 
 from shared.errors import DomainError
 
-from ..domain.roster import TEMPLATE_HEADERS, _text, map_headers
+from ..domain.roster import EXPORT_HEADERS, _text, map_headers
 
 
 class RosterReader:
@@ -101,7 +101,7 @@ class _Prefixed(io.RawIOBase):
 
 def write_csv(rows: Iterable[Iterable[Any]], out: IO[str]) -> None:
     w = csv.writer(out)
-    w.writerow(TEMPLATE_HEADERS)
+    w.writerow(EXPORT_HEADERS)
     for r in rows:
         w.writerow(r)
 
@@ -110,7 +110,7 @@ def write_xlsx(rows: Iterable[Iterable[Any]], out: IO[bytes], title: str) -> Non
     from openpyxl import Workbook
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(title[:31])
-    ws.append(list(TEMPLATE_HEADERS))
+    ws.append(list(EXPORT_HEADERS))
     for r in rows:
         ws.append(list(r))
     wb.save(out)

@@ -31,6 +31,11 @@ HEADERS: dict[str, str] = {
 }
 REQUIRED = ("household_no", "township", "village", "name", "id_number", "relation")
 TEMPLATE_HEADERS = ("户编号", "乡镇", "村（社区）", "姓名", "身份证号码", "性别", "出生日期", "与户主关系", "人员类别", "联系电话")
+# The printed roster (参保缴费名册) is the template's columns and each member's payment status, so the
+# village can check who has paid household by household; an import ignores the extra column, so an
+# exported roster can be corrected and uploaded again.
+EXPORT_HEADERS = TEMPLATE_HEADERS + ("缴费状态",)
+PAYMENT_STATUS_LABELS = {"registered": "未缴费", "paid": "已缴费（待审核）", "confirmed": "已缴费（已审核）"}
 CATEGORY_LABELS = {"rural": "农村居民", "urban_non_employed": "城镇非从业居民", "student": "在校学生",
                    "resident_non_local": "非本县户籍常住人口"}
 SEX = {"男": "M", "女": "F", "M": "M", "F": "F"}

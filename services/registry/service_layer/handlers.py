@@ -26,7 +26,7 @@ from ..adapters.repository import HouseholdRepository
 from ..domain import midyear
 from ..domain.corrections import Correction
 from ..domain.model import Household
-from ..domain.roster import CATEGORY_LABELS
+from ..domain.roster import CATEGORY_LABELS, PAYMENT_STATUS_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -357,14 +357,15 @@ def needing_review(repo: HouseholdRepository, year: int, townships: list[str],
 
 
 def village_roster(repo: HouseholdRepository, year: int, township: str, village: str):
-    """Rows of the printed roster (参保缴费名册) of one village, household by household, IDs in full:
-    the village checks them against the hukou books (逐户逐人核对)."""
+    """Rows of the printed roster (参保缴费名册) of one village, household by household, IDs in full
+    and each member's payment status: the village checks them against the hukou books and sees who
+    has not paid (逐户逐人核对)."""
     sexes = {"M": "男", "F": "女"}
     for hh in repo.in_village(year, township, village):
         for m in hh.members:
             yield [hh.household_no, hh.township, hh.village, m.name, m.person_id, sexes[m.sex],
                    m.birth_date.isoformat(), m.relation, CATEGORY_LABELS.get(m.category, m.category),
-                   hh.head_phone if m.relation == "户主" else ""]
+                   hh.head_phone if m.relation == "户主" else "", PAYMENT_STATUS_LABELS.get(m.status, m.status)]
 
 
 # ---- changes (异动) and corrections (信息更正) ------------------------------------------------
