@@ -152,7 +152,6 @@ class County:
     villages: dict[str, list[str]] = field(default_factory=dict)  # township → its villages
     subsidy_fen: dict[str, int] = field(default_factory=dict)  # category → subsidy per person (policy year)
     issuer: dict[str, str] = field(default_factory=dict)  # category → the source system that grants it
-    department: dict[str, str] = field(default_factory=dict)  # category → the department that pays its subsidy
     new_after: date | None = None  # identities taking effect after this day: pay in full, then claim
     invented_places: bool = False  # the policy has no places file: the villages are the simulator's
 
@@ -325,7 +324,6 @@ def hardship_rules(county: County, policy: PolicyYear) -> None:
         if c["code"] in HARDSHIP and c.get("sources") and (c.get("full_coverage") or c.get("subsidy_fen") is not None):
             county.subsidy_fen[c["code"]] = county.standard_fen if c.get("full_coverage") else c["subsidy_fen"]
             county.issuer[c["code"]] = c["sources"][0]
-            county.department[c["code"]] = c.get("department") or ""
 
 
 def assign_hardship(county: County, seed: int) -> None:
@@ -1161,10 +1159,11 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
     claim_fails: list[str] = []
     deadline = time.monotonic() + timeout
     while True:
-        got_claims = Counter((x["household_no"], x["category"], x["amount_fen"])
-                             for d in sorted(set(county.department.values()))  # a list holds 5,000 at most
-                             for x in subsidy.get(f"/v1/counties/{c}/claims/{y}", params={"department": d}
-                                                  ).json().get("claims", [])
+        listed, page = [], 0
+        while (got := subsidy.get(f"/v1/counties/{c}/claims/{y}", params={"page": page}).json().get("claims")):
+            listed += got  # a page holds 5,000
+            page += 1
+        got_claims = Counter((x["household_no"], x["category"], x["amount_fen"]) for x in listed
                              if x["status"] != "cancelled")  # its payment reversed (冲正): nothing to reimburse
         claim_fails = [f"{k}: {got_claims.get(k, 0)} claims, {n} expected" for k, n in (want_claims | got_claims).items()
                        if got_claims.get(k, 0) != want_claims.get(k, 0)]

@@ -505,3 +505,32 @@ def test_a_reversed_payment_takes_its_subsidies_claims_and_coverage_back(api, ct
     # the payment's entitlement no longer binds: the household is quoted by its identities again
     looked = ent(api, dibao).json
     assert (looked["frozen"], looked["subsidy_fen"]) == (False, 13000)
+
+
+def test_the_claims_list_pages_and_totals_the_whole_county(api, ctx, clock, monkeypatch):
+    """A county's 先缴后补 claims can outnumber a page (Dong'an's season at full size makes ≈ 5,700 by the
+    simulator's shares): every page says how many there are and what they come to in all, and the pages
+    together list each claim once. Before, the list stopped at 5,000 and its total was the page's."""
+    from services.subsidy.entrypoints import flask_app
+    late = [make_id(date(1985, 8, 8), 120 + i) for i in range(3)]
+    clock.set(T_IDENT)
+    for i, pid in enumerate(late):
+        grant(ctx, pid, "dibao_rural", "2019-10-10", ref=f"MZ-PG{i}")
+    register(ctx, "HH-PAGE", [(pid, n) for pid, n in zip(late, "子丑寅")], township="水岭乡")
+    clock.set(T_PAID)
+    handlers.on_payment_confirmed(ctx, payment("HH-PAGE", [(pid, n, 0) for pid, n in zip(late, "子丑寅")], township="水岭乡"))
+    whole = api.get("/v1/counties/431122/claims/2020", headers=auth(COUNTY)).json
+    assert whole["total"] == len(whole["claims"]) >= 3 and whole["page"] == 0
+    monkeypatch.setattr(flask_app, "CLAIMS_PAGE", 2)
+    seen, page = [], 0
+    while True:
+        got = api.get(f"/v1/counties/431122/claims/2020?page={page}", headers=auth(COUNTY)).json
+        assert (got["total"], got["total_fen"], got["page_size"]) == (whole["total"], whole["total_fen"], 2)
+        if not got["claims"]:
+            break
+        assert len(got["claims"]) <= 2
+        seen += [c["claim_id"] for c in got["claims"]]
+        page += 1
+    assert seen == [c["claim_id"] for c in whole["claims"]] and page == (whole["total"] + 1) // 2
+    bad = api.get("/v1/counties/431122/claims/2020?page=x", headers=auth(COUNTY))
+    assert (bad.status_code, bad.json["code"]) == (400, "BAD_QUERY") and bad.json["message"]  # the declared query's check

@@ -188,8 +188,9 @@ class SubsidyRepository:
         self.db[FREEZES].delete_one({"_id": pkey(year, id_number), "order_no": order_no})
 
     def claims(self, year: int, status: str | None, department: str | None, limit: int) -> list[dict[str, Any]]:
+        """Oldest first (then by `_id`, so pages are stable); `limit` 0: all."""
         flt = {"year": year, **{k: v for k, v in (("status", status), ("department", department)) if v}}
-        return list(self.db[CLAIMS].find(flt, {"_outbox": 0}).sort("created_at", 1).limit(limit))
+        return list(self.db[CLAIMS].find(flt, {"_outbox": 0}).sort([("created_at", 1), ("_id", 1)]).limit(limit))
 
     def count_ledger(self, year: int, department: str, id_number: str, subsidy_fen: int, fact: dict[str, Any]) -> bool:
         return count_once(self.db, LEDGER, f"{year}:{department}", pkey(year, id_number),

@@ -30,6 +30,8 @@ from .schemas import (BatchOut, ClaimListOut, ClaimOut, ClaimPaidIn, CoverageOut
                       EntitlementLookupIn, EntitlementQueryIn, IdentitiesOut, IdentityBatchIn, LedgerOut, PersonIn,
                       UpdateReportOut)
 
+CLAIMS_PAGE = 5000  # claims a page of GET /v1/claims/{year}
+
 
 _year = path_year
 
@@ -228,14 +230,23 @@ def declare(api, c) -> None:
 
     @api.route("/v1/claims/{year}", "GET", summary="先缴后补报销申请（可按状态、部门筛选）",
                permission="claims:read", response=ClaimListOut,
-               query=[query_param("status", enum=["pending", "paid", "cancelled"]), query_param("department", maxLength=80)])
+               query=[query_param("status", enum=["pending", "paid", "cancelled"]), query_param("department", maxLength=80),
+                      query_param("page", "integer", minimum=0, description=f"页码（每页{CLAIMS_PAGE}条，按生成先后）")])
     def claims(principal, year):
         y = _year(year)
         handlers.check_year(ctx, y)
-        docs = repo.claims(y, request.args.get("status"), request.args.get("department"), 5000)
+        page = request.args.get("page", "0")
+        if not (page.isascii() and page.isdigit()):
+            raise ValidationFailed("BAD_PAGE", "页码必须是非负整数", {"page": page[:20]})
+        page = int(page)
+        # every matching claim is read (a filter scan of a collection of hardship cases only), so that
+        # the total is the county's, not the page's; a page before was the first 5,000 and no more
+        docs = repo.claims(y, request.args.get("status"), request.args.get("department"), 0)
         if principal.role == "township":
             docs = [d for d in docs if d.get("township") == principal.township]
-        return {"claims": [render_claim(d) for d in docs], "total_fen": sum(d["amount_fen"] for d in docs if d["status"] != "cancelled")}
+        return {"claims": [render_claim(d) for d in docs[page * CLAIMS_PAGE:(page + 1) * CLAIMS_PAGE]],
+                "total_fen": sum(d["amount_fen"] for d in docs if d["status"] != "cancelled"), "total": len(docs),
+                "page": page, "page_size": CLAIMS_PAGE}
 
     api.moved("/v1/claims/{year}/{id_number}/paid", "POST", "POST /v1/claims/{year}/paid",
               summary="（已停用）登记先缴后补报销已支付")

@@ -99,7 +99,10 @@ class ClaimOut(Schema):
 
 class ClaimListOut(Schema):
     claims = fields.List(fields.Nested(ClaimOut))
-    total_fen = fields.Integer()
+    total_fen = fields.Integer(metadata={"description": "全部符合条件的申请（不限本页，已撤销的除外）的金额合计"})
+    total = fields.Integer(metadata={"description": "符合条件的申请条数（全部页）"})
+    page = fields.Integer()
+    page_size = fields.Integer()
 
 
 class ClaimPaidIn(Schema):
