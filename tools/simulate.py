@@ -35,7 +35,7 @@ from pathlib import Path
 import requests
 
 from shared.clock import SHANGHAI, FileClock
-from shared.config import ROOT, _local_env
+from shared.config import ROOT, env
 from shared.policy import PolicyYear, load_policy
 
 from .clients import GatewayClient, StaffClient
@@ -534,14 +534,12 @@ def start_suite(county: County, clock_file: Path, web_workers: int, policy_file:
 def drop_suite_data(s: Suite) -> None:
     """Remove the run's databases, queues and secrets (the report in --out stays)."""
     from pymongo import MongoClient
-    import os
-    local = {**_local_env(), **os.environ}
-    client = MongoClient(local.get("MONGO_URL", "mongodb://127.0.0.1:27217/"))
+    client = MongoClient(env("MONGO_URL", "mongodb://127.0.0.1:27217/"))
     for name in client.list_database_names():
         if name.startswith(s.namespace + "_"):
             client.drop_database(name)
     client.close()
-    delete_bus(local.get("AMQP_URL", ""), s.namespace)
+    delete_bus(env("AMQP_URL", ""), s.namespace)
     for f in (s.var / "secrets").glob(f"{s.namespace}.*"):
         f.unlink()
 
@@ -639,9 +637,8 @@ def identity_updates(county: County, households: list[Household], namespace: str
 def publish_identities(county: County, s: Suite, households: list[Household], action: str = "grant") -> int:
     """Publish the identities over RabbitMQ, each issuer as its own broker user (as the departments'
     systems do); returns how many updates went out."""
-    import os
     from .clients import IdentityFeedClient
-    amqp = {**_local_env(), **os.environ}.get("AMQP_URL", "amqp://127.0.0.1:5672/%2F")
+    amqp = env("AMQP_URL", "amqp://127.0.0.1:5672/%2F")
     by_issuer: dict[str, list[dict]] = defaultdict(list)
     for u in identity_updates(county, households, s.namespace, action):
         by_issuer[u["source_system"]].append(u)
@@ -1053,14 +1050,11 @@ def check(county: County, s: Suite, secrets: dict, ledger: list[dict], imports: 
     # plus every household of a special case; the aggregates (money log, scoring, remittances, coverage,
     # claims, statements) stay exact
     special = [h for h in good if h.no in supplements or h.reverse_on or h.hardship or h.channel == "withholding"
-               or any(m.excluded or m.lost for m in h.members) or len(h.members) > len(h.covered)]
+               or len(h.members) > len(h.covered)]  # employees left out, duplicates moved out
     sampled = good if len(good) <= sample else list({h.no: h for h in [
         *random.Random(f"sample:{county.seed}").sample(good, sample), *special]}.values())
-    statuses: dict[str, dict] = {}
-
     def enrolled(h):
         d = registry.get(f"/v1/counties/{c}/households/{y}/{h.no}").json()
-        statuses[h.no] = d
         members = [m["status"] for m in d.get("members", [])]
         want = h.persons + (1 if h.no in supplements else 0)
         if h.no in paid and (d.get("status") != "confirmed" or len(members) != want
@@ -1583,9 +1577,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_for_identities(county, s, secrets["tokens"]["county"], sum(h.persons for h in early), a.settle_timeout)
         # the season opens on a quiet suite: every consumer has the roster (the county's weeks of
         # preparation before the window, 筹备阶段); at county size that takes minutes
-        import os
-        local = {**_local_env(), **os.environ}
-        wait_quiet(local.get("AMQP_URL", ""), local.get("MONGO_URL", "mongodb://127.0.0.1:27217/"), s.namespace,
+        wait_quiet(env("AMQP_URL", ""), env("MONGO_URL", "mongodb://127.0.0.1:27217/"), s.namespace,
                    timeout=max(300.0, len(good) / 20))
         t_import = time.monotonic()
         from bench.cpu import delta, snapshot  # CPU seconds per suite process (Linux /proc)

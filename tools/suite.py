@@ -258,32 +258,6 @@ def from_env(**kw) -> Suite:
                  worker_base_port=int(os.environ.get("SUITE_WORKER_BASE_PORT", "9100")), **kw)
 
 
-def main(argv: list[str]) -> int:
-    extra = {}
-    for name in ("CLOCK_NOW", "CLOCK_FILE"):  # CLOCK_FILE: a clock a simulator moves (shared.clock.FileClock)
-        if os.environ.get(name):
-            extra[name] = os.environ[name]
-    suite = from_env(extra_env=extra)
-    cmd = argv[1] if len(argv) > 1 else "status"
-    if cmd == "start":
-        suite.start()
-        print("suite ready: " + ", ".join(f"{s} {suite.url(s)}" for s in SERVICES))
-    elif cmd == "stop":
-        suite.stop()
-        print("suite stopped")
-    elif cmd == "status":
-        for name, alive in suite.status().items():
-            print(f"{name:18s} {'running' if alive else 'stopped'}")
-    else:
-        print("usage: python -m tools.suite start|stop|status", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
-
-
 def wait_quiet(amqp_url: str, mongo_url: str, ns: str, timeout: float = 300) -> tuple[float, dict[str, float]]:
     """Until every service's queue and outbox (each county's database) is empty twice in a row (a
     benchmark's baseline is measured on a quiet suite, the simulator's season starts on one). Also
@@ -318,3 +292,29 @@ def own_suite(web_workers: int, **env: str) -> tuple[Suite, str, str]:
                   web_workers=web_workers,
                   extra_env={"MONGO_URL": mongo_url, "AMQP_URL": amqp_url, "LOG_LEVEL": "WARNING", **env})
     return suite, mongo_url, amqp_url
+
+
+def main(argv: list[str]) -> int:
+    extra = {}
+    for name in ("CLOCK_NOW", "CLOCK_FILE"):  # CLOCK_FILE: a clock a simulator moves (shared.clock.FileClock)
+        if os.environ.get(name):
+            extra[name] = os.environ[name]
+    suite = from_env(extra_env=extra)
+    cmd = argv[1] if len(argv) > 1 else "status"
+    if cmd == "start":
+        suite.start()
+        print("suite ready: " + ", ".join(f"{s} {suite.url(s)}" for s in SERVICES))
+    elif cmd == "stop":
+        suite.stop()
+        print("suite stopped")
+    elif cmd == "status":
+        for name, alive in suite.status().items():
+            print(f"{name:18s} {'running' if alive else 'stopped'}")
+    else:
+        print("usage: python -m tools.suite start|stop|status", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

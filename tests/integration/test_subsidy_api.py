@@ -532,5 +532,6 @@ def test_the_claims_list_pages_and_totals_the_whole_county(api, ctx, clock, monk
         seen += [c["claim_id"] for c in got["claims"]]
         page += 1
     assert seen == [c["claim_id"] for c in whole["claims"]] and page == (whole["total"] + 1) // 2
-    bad = api.get("/v1/counties/431122/claims/2020?page=x", headers=auth(COUNTY))
-    assert (bad.status_code, bad.json["code"]) == (400, "BAD_QUERY") and bad.json["message"]  # the declared query's check
+    for page in ("x", "-1"):
+        bad = api.get(f"/v1/counties/431122/claims/2020?page={page}", headers=auth(COUNTY))
+        assert (bad.status_code, bad.json["code"]) == (400, "BAD_QUERY") and bad.json["message"]  # the declared query's check

@@ -209,7 +209,6 @@ class PaymentsRepository:
         local store's launcher answers from its index; one lookup per person before: ≈ 12 store
         commands of a payment's quote and order, bench: tools.simulate with STORE_TRACE)."""
         by_id = {f"{year}:{pid}": pid for pid in person_ids}
-        projection = {**projection, "_id": 1} if projection else None
         return {by_id[d["_id"]]: d for d in find_by_ids(self.db[coll], by_id, projection)}
 
     # ---- payments --------------------------------------------------------------------------
