@@ -689,8 +689,13 @@ def pay(county: County, gw: GatewayClient, h: Household, clock: Clock) -> dict:
              }.get(h.channel)
     ack = (gw.notify_with_proof(order["order_no"], order["amount_fen"], proof, transaction_id=txn, paid_at=clock.now())
            if proof else gw.notify(order["order_no"], order["amount_fen"], transaction_id=txn, paid_at=clock.now()))
+    return {**row, **acknowledged(order, txn, ack)}
+
+
+def acknowledged(order: dict, txn: str, ack: requests.Response) -> dict:
+    """The ledger's record of a notification: the order paid, the gateway's transaction, what payments answered."""
     body = ack.json() if ack.headers.get("Content-Type", "").startswith("application/json") else {}
-    return {**row, "order_no": order["order_no"], "amount_fen": order["amount_fen"], "transaction_id": txn,
+    return {"order_no": order["order_no"], "amount_fen": order["amount_fen"], "transaction_id": txn,
             "ack_status": ack.status_code, "ack_code": body.get("code"), "duplicate": bool(body.get("duplicate")),
             "receipt_no": body.get("receipt_no")}
 
@@ -829,10 +834,7 @@ class SeasonCases:
             return {**row, "error": o.text[:300]}
         order, txn = o.json(), uuid.uuid4().hex[:20]
         ack = gw.notify(order["order_no"], order["amount_fen"], transaction_id=txn, paid_at=self.clock.now())
-        body = ack.json() if ack.headers.get("Content-Type", "").startswith("application/json") else {}
-        return {**row, "order_no": order["order_no"], "amount_fen": order["amount_fen"], "transaction_id": txn,
-                "ack_status": ack.status_code, "ack_code": body.get("code"), "duplicate": bool(body.get("duplicate")),
-                "receipt_no": body.get("receipt_no")}
+        return {**row, **acknowledged(order, txn, ack)}
 
     def reverse(self, h: Household, row: dict) -> None:
         """The bank reverses the household's payment (冲正, the whole order)."""
